@@ -1,0 +1,195 @@
+"""Probe a media file with PyAV: its tracks and the codec configuration RTP/SDP need.
+
+Probing never decodes. Codec configuration comes from the extradata; only when that is empty
+(raw .h264, ADTS audio, some MPEG-TS) are a few packets demuxed to find the SPS/PPS or the first
+ADTS header.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import replace
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import av
+
+from media import aac, h264
+from media.errors import MediaError, UnsupportedMedia
+from media.track import AacConfig, CodecConfig, H264Config, MediaInfo, Track
+
+# Enough for the first keyframe of an MPEG-TS joined mid-GOP, yet still a few milliseconds.
+PROBE_PACKET_LIMIT = 300
+_AV_TIME_BASE = 1_000_000
+_MKV_DURATION = re.compile(r"^(\d+):(\d{2}):(\d{2})(?:\.(\d{1,9}))?$")
+
+
+def open_container(path: str | os.PathLike[str]) -> Any:
+    """``av.open`` for reading, turning every failure into a MediaError that says why."""
+    p = Path(path)
+    if not p.exists():
+        raise MediaError(f"{p}: no such file")
+    if p.is_dir():
+        raise MediaError(f"{p}: is a directory, not a media file")
+    try:
+        return av.open(str(p), "r")
+    except av.FFmpegError as exc:
+        raise MediaError(f"{p}: not a media file PyAV can open ({exc})") from exc
+    except OSError as exc:
+        raise MediaError(f"{p}: cannot read ({exc})") from exc
+
+
+def probe(path: str | os.PathLike[str]) -> MediaInfo:
+    """Describe the file at ``path``. Raises MediaError (UnsupportedMedia if it has no streams)."""
+    p = Path(path)
+    container = open_container(p)
+    try:
+        streams = list(container.streams)
+        if not streams:
+            raise UnsupportedMedia(f"{p}: the file holds no streams")
+        tracks = [_track(s) for s in streams]
+        tracks = _configs_from_packets(container, streams, tracks)
+        stat = p.stat()
+        return MediaInfo(
+            path=str(p),
+            format_name=container.format.name,
+            duration=_seconds(container.duration, Fraction(1, _AV_TIME_BASE)),
+            size=stat.st_size,
+            mtime_ns=stat.st_mtime_ns,
+            tracks=tuple(tracks),
+        )
+    except av.FFmpegError as exc:
+        raise MediaError(f"{p}: error while probing ({exc})") from exc
+    finally:
+        container.close()
+
+
+def _track(stream: Any) -> Track:
+    # Data and attachment streams lack most attributes (and may have no codec context).
+    cc = getattr(stream, "codec_context", None)
+    kind = stream.type if stream.type in ("video", "audio", "subtitle") else "data"
+    codec = getattr(cc, "name", None) or "unknown"
+    time_base = Fraction(stream.time_base) if stream.time_base else Fraction(1, _AV_TIME_BASE)
+    extradata = bytes(cc.extradata or b"") if cc is not None else b""
+    notes: list[str] = []
+    config = _config_from_extradata(codec, extradata, notes)
+    duration = _seconds(stream.duration, time_base) or _mkv_duration(stream.metadata)
+    language = stream.metadata.get("language")
+    fields: dict[str, Any] = {}
+    if kind == "video" and cc is not None:
+        rate = stream.average_rate or stream.guessed_rate
+        fields = {
+            "width": cc.width or None,
+            "height": cc.height or None,
+            "frame_rate": Fraction(rate) if rate else None,
+            "has_b_frames": bool(cc.has_b_frames),
+        }
+    elif kind == "audio" and cc is not None:
+        fields = {"sample_rate": cc.sample_rate or None, "channels": cc.layout.nb_channels or None}
+    bit_rate = getattr(stream, "bit_rate", None) or getattr(cc, "bit_rate", None)
+    return Track(
+        index=stream.index,
+        kind=kind,
+        codec=codec,
+        time_base=time_base,
+        duration=duration,
+        start_time=_seconds(stream.start_time, time_base),
+        bit_rate=bit_rate or None,
+        language=language if language and language != "und" else None,
+        extradata=extradata,
+        config=config,
+        profile=getattr(cc, "profile", None) or None,
+        notes=tuple(notes),
+        **fields,
+    )
+
+
+def _config_from_extradata(codec: str, extradata: bytes, notes: list[str]) -> CodecConfig | None:
+    try:
+        if codec == "h264":
+            return h264.config_from_extradata(extradata)
+        if codec == "aac" and extradata:
+            return aac.parse_audio_specific_config(extradata)
+    except MediaError as exc:
+        notes.append(f"unusable extradata: {exc}")
+    return None
+
+
+def _configs_from_packets(container: Any, streams: list[Any], tracks: list[Track]) -> list[Track]:
+    """Fill missing H.264 configs from the first SPS/PPS and AAC configs from the first ADTS header.
+
+    AAC tracks are also checked when they have a config, since MPEG-TS keeps ADTS headers in the
+    packets even when FFmpeg provides an AudioSpecificConfig.
+    """
+    wanted = {
+        t.index
+        for t in tracks
+        if (t.codec == "h264" and t.config is None)
+        or (t.codec == "aac" and (t.config is None or container.format.name in ("mpegts", "aac")))
+    }
+    if not wanted:
+        return tracks
+    found: dict[int, CodecConfig] = {}
+    nals: dict[int, list[bytes]] = {i: [] for i in wanted}
+    by_index = {t.index: t for t in tracks}
+    for count, packet in enumerate(container.demux([s for s in streams if s.index in wanted])):
+        if count >= PROBE_PACKET_LIMIT or not wanted:
+            break
+        if packet.size == 0:
+            continue
+        index = packet.stream.index
+        if index not in wanted:
+            continue
+        data = bytes(packet)
+        track = by_index[index]
+        if track.codec == "aac":
+            wanted.discard(index)
+            if aac.looks_like_adts(data):
+                try:
+                    header = aac.parse_adts_header(data)
+                except MediaError:
+                    continue
+                if isinstance(track.config, AacConfig):
+                    found[index] = replace(track.config, adts_input=True)
+                else:
+                    asc = aac.audio_specific_config_from_adts(header)
+                    found[index] = replace(aac.parse_audio_specific_config(asc), adts_input=True)
+        else:
+            nals[index].extend(h264.split_annexb(data))
+            cfg = h264.config_from_nals(nals[index])
+            if cfg.sps and cfg.pps:
+                found[index] = cfg
+                wanted.discard(index)
+    out = []
+    for t in tracks:
+        cfg = found.get(t.index)
+        if cfg is None:
+            if t.codec in ("h264", "aac") and t.config is None:
+                t = replace(t, notes=(*t.notes, "codec configuration not found in the first packets"))
+            out.append(t)
+            continue
+        source = "first ADTS header" if isinstance(cfg, AacConfig) else "first keyframe"
+        if isinstance(cfg, H264Config) or t.config is None:
+            t = replace(t, config=cfg, notes=(*t.notes, f"configuration from the {source}"))
+        else:
+            t = replace(t, config=cfg)
+        out.append(t)
+    return out
+
+
+def _seconds(value: int | None, time_base: Fraction) -> Fraction | None:
+    return None if value is None else value * time_base
+
+
+def _mkv_duration(metadata: dict[str, str]) -> Fraction | None:
+    """Matroska muxers put a stream's length in a ``DURATION`` tag like ``00:00:02.000000000``."""
+    match = _MKV_DURATION.match(metadata.get("DURATION", "").strip())
+    if not match:
+        return None
+    hours, minutes, secs, frac = match.groups()
+    value = Fraction(int(hours) * 3600 + int(minutes) * 60 + int(secs))
+    if frac:
+        value += Fraction(int(frac), 10 ** len(frac))
+    return value

@@ -1,0 +1,122 @@
+"""Maps request paths to presentations: the built-in test stream and files under the media folder.
+
+Nothing is scanned at start-up; a file is probed on its first DESCRIBE and the result is kept
+until the file's size or modification time changes, so a folder of 10,000 files costs nothing
+until it is used. Probing runs in a worker thread so one slow file never stalls other clients.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+from media.errors import MediaError, UnsupportedMedia
+from media.probe import probe
+from streamd.config import PathSettings
+from streamd.rtp.presentation import Presentation, build_presentation
+from streamd.rtsp.errors import RtspError
+
+log = logging.getLogger(__name__)
+
+TEST_PATH = "test"
+MAX_CACHED = 4096
+
+
+@dataclass(frozen=True)
+class Resolved:
+    presentation: Presentation
+    file: Path
+
+
+class Catalog:
+    """Resolves a URL path (already percent-decoded, without leading slash) to a presentation."""
+
+    def __init__(
+        self,
+        media_dir: Path | None,
+        *,
+        test_stream: Path | None,
+        max_payload_size: int = 1400,
+        path_settings: Callable[[str], PathSettings] = lambda _path: PathSettings(),
+    ) -> None:
+        self.media_dir = media_dir.resolve() if media_dir else None
+        self.path_settings = path_settings
+        self.test_stream = test_stream
+        self.max_payload_size = max_payload_size
+        self._cache: OrderedDict[str, tuple[tuple[int, int], Presentation]] = OrderedDict()
+        self._locks: dict[str, asyncio.Lock] = {}
+
+    def locate(self, path: str) -> tuple[Path, bool]:
+        """The file behind ``path`` and whether it loops. Raises 404/403 with the reason."""
+        if path == TEST_PATH and self.test_stream is not None:
+            return self.test_stream, True
+        if self.media_dir is None:
+            raise RtspError(404, f"no stream named {path!r} (no media folder configured)")
+        parts = PurePosixPath(path).parts
+        if not parts or any(p in ("..", ".") or "\\" in p or "\0" in p for p in parts) or path.startswith("/"):
+            raise RtspError(404, f"invalid path {path!r}")
+        candidate = (self.media_dir / Path(*parts)).resolve()
+        if not candidate.is_relative_to(self.media_dir):
+            raise RtspError(403, f"{path!r} points outside the media folder")
+        if not candidate.is_file():
+            raise RtspError(404, f"no file {path!r} in the media folder")
+        if not os.access(candidate, os.R_OK):
+            raise RtspError(404, f"{path!r} is not readable")
+        return candidate, False
+
+    async def resolve(self, path: str) -> Resolved:
+        """The presentation for ``path``, probing the file if it is new or changed."""
+        file, loop = self.locate(path)
+        configured = self.path_settings(path).loop
+        if configured is not None:
+            loop = configured
+        try:
+            st = file.stat()
+        except OSError as exc:
+            raise RtspError(404, f"cannot stat {path!r}: {exc.strerror}") from exc
+        stamp = (st.st_mtime_ns, st.st_size)
+        key = f"{path}\0{loop}"
+        cached = self._cache.get(key)
+        if cached and cached[0] == stamp:
+            self._cache.move_to_end(key)
+            return Resolved(cached[1], file)
+        lock = self._locks.setdefault(path, asyncio.Lock())
+        async with lock:
+            cached = self._cache.get(key)
+            if cached and cached[0] == stamp:
+                return Resolved(cached[1], file)
+            presentation = await asyncio.get_running_loop().run_in_executor(
+                None, self._build, path, file, loop
+            )
+            self._cache[key] = (stamp, presentation)
+            self._cache.move_to_end(key)
+            while len(self._cache) > MAX_CACHED:
+                self._cache.popitem(last=False)
+        self._locks.pop(path, None)
+        return Resolved(presentation, file)
+
+    def _build(self, path: str, file: Path, loop: bool) -> Presentation:
+        try:
+            info = probe(file)
+        except MediaError as exc:  # the file exists (locate checked): it is not media we can read
+            raise RtspError(415, str(exc), body=str(exc) + "\n") from exc
+        except Exception as exc:  # PyAV raises many types on broken files; report, never crash
+            raise RtspError(500, f"cannot read {path!r}: {exc}") from exc
+        try:
+            presentation = build_presentation(
+                path,
+                info,
+                loop=loop,
+                max_payload_size=self.max_payload_size,
+                title="streamd test stream" if path == TEST_PATH else None,
+            )
+        except UnsupportedMedia as exc:
+            raise RtspError(415, str(exc), body=str(exc) + "\n") from exc
+        for track, why in presentation.excluded:
+            log.info("%s: track %d (%s) left out: %s", path, track.index, track.codec, why)
+        return presentation

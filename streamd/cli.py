@@ -1,0 +1,139 @@
+"""The ``streamd`` command: serve, probe a file, print a file's SDP."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+from pathlib import Path
+
+from streamd import __version__
+from streamd.config import ConfigError, ServerConfig, load_config
+from streamd.logs import configure_logging
+
+log = logging.getLogger("streamd")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="streamd", description="RTSP streaming media server.")
+    parser.add_argument("--version", action="version", version=f"streamd {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="serve the media folder and the built-in test stream over RTSP")
+    serve.add_argument("--media", type=Path, help="folder whose files are served (default: ./media)")
+    serve.add_argument("--host", help="address to listen on (default: 0.0.0.0)")
+    serve.add_argument("--rtsp-port", type=int, help="RTSP port (default: 8554)")
+    serve.add_argument("--http-port", type=int, help="HTTP port (default: 8080)")
+    serve.add_argument("--rtp-port", type=int, help="UDP port for RTP, RTCP on the next one (default: 8000)")
+    serve.add_argument("--session-timeout", type=int, help="seconds of client silence before a session ends")
+    serve.add_argument("--max-payload-size", type=int, help="largest RTP payload in bytes (default: 1400)")
+    serve.add_argument("--no-udp", dest="udp", action="store_const", const=False, help="offer RTP over TCP only")
+    serve.add_argument("--no-test-stream", dest="test_stream", action="store_const", const=False)
+    serve.add_argument("--cache-dir", type=Path, help="where the built-in test stream is kept")
+    serve.add_argument("--config", type=Path, help="TOML configuration file (keys mirror these flags)")
+    serve.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+
+    probe = commands.add_parser("probe", help="show a file's tracks and what will be streamed")
+    probe.add_argument("file", type=Path)
+
+    sdp = commands.add_parser("sdp", help="print the SDP that DESCRIBE returns for a file")
+    sdp.add_argument("file", type=Path)
+    sdp.add_argument("--address", default="127.0.0.1", help="server address for the o= line")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "serve":
+        return _serve(args)
+    configure_logging("warning")
+    from streamd.inspect import describe_file, print_probe
+
+    try:
+        if args.command == "probe":
+            print(print_probe(args.file))
+        else:
+            print(describe_file(args.file, args.address), end="")
+    except Exception as exc:  # a bad file is a message, not a traceback
+        print(f"streamd: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _serve(args: argparse.Namespace) -> int:
+    overrides = {
+        key: getattr(args, key)
+        for key in (
+            "media",
+            "host",
+            "rtsp_port",
+            "http_port",
+            "rtp_port",
+            "session_timeout",
+            "max_payload_size",
+            "udp",
+            "test_stream",
+            "log_level",
+            "cache_dir",
+        )
+    }
+    try:
+        config = load_config(args.config, overrides)
+    except ConfigError as exc:
+        print(f"streamd: {exc}", file=sys.stderr)
+        return 2
+    configure_logging(config.log_level)
+    with contextlib.suppress(ImportError):
+        import uvloop
+
+        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+    try:
+        asyncio.run(_run_server(config))
+    except OSError as exc:
+        log.error("cannot start: %s", exc)
+        return 1
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+async def _run_server(config: ServerConfig) -> None:
+    from media.testsrc import ensure_test_stream
+    from streamd.catalog import Catalog
+    from streamd.server import RtspServer
+
+    loop = asyncio.get_running_loop()
+    test_stream = None
+    if config.test_stream:
+        log.info("preparing the built-in test stream (made once, then cached)")
+        test_stream = await loop.run_in_executor(None, ensure_test_stream, config.cache_dir)
+    media_dir = config.media if config.media.is_dir() else None
+    if media_dir is None:
+        log.info("media folder %s does not exist: serving only the test stream", config.media)
+    catalog = Catalog(
+        media_dir,
+        test_stream=test_stream,
+        max_payload_size=config.max_payload_size,
+        path_settings=config.path_settings,
+    )
+    server = RtspServer(config, catalog)
+    await server.start()
+    shown = "127.0.0.1" if config.host in ("0.0.0.0", "::", "") else config.host
+    if test_stream is not None:
+        log.info("streamd %s ready: rtsp://%s:%d/test", __version__, shown, server.rtsp_port)
+    if media_dir is not None:
+        log.info("serving files under %s as rtsp://%s:%d/<relative path>", media_dir.resolve(), shown, server.rtsp_port)
+    stop = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    log.info("stopping: ending %d session(s)", len(server.sessions))
+    await server.stop()
+    log.info("stopped")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

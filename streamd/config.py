@@ -1,0 +1,107 @@
+"""Server configuration: defaults that work, a TOML file whose keys mirror the flags, then flags.
+
+Precedence: built-in default < config file < command-line flag. Per-path settings
+(``[paths."name"]`` tables) are read here and grow with later features.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+
+class ConfigError(Exception):
+    """The configuration file or a flag is wrong; the message says where and why."""
+
+
+@dataclass(frozen=True)
+class PathSettings:
+    loop: bool | None = None  # None: the default for that path (the test stream loops, files do not)
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    host: str = "0.0.0.0"
+    rtsp_port: int = 8554
+    http_port: int = 8080
+    rtp_port: int = 8000  # UDP RTP port of the shared pair; RTCP uses rtp_port + 1
+    media: Path = Path("media")
+    session_timeout: int = 60
+    max_payload_size: int = 1400
+    udp: bool = True
+    tcp: bool = True
+    test_stream: bool = True
+    cache_dir: Path | None = None
+    log_level: str = "info"
+    paths: dict[str, PathSettings] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for name in ("rtsp_port", "http_port", "rtp_port"):
+            port = getattr(self, name)
+            if not 0 <= port <= 65535:
+                raise ConfigError(f"{name} must be a port number (0-65535), not {port}")
+        if self.rtp_port % 2:
+            raise ConfigError(f"rtp_port must be even (RTCP uses the next port), not {self.rtp_port}")
+        if self.session_timeout < 5:
+            raise ConfigError("session_timeout must be at least 5 seconds")
+        if not 200 <= self.max_payload_size <= 65000:
+            raise ConfigError("max_payload_size must be between 200 and 65000 bytes")
+        if not (self.udp or self.tcp):
+            raise ConfigError("at least one of udp and tcp must be enabled")
+
+    def path_settings(self, path: str) -> PathSettings:
+        return self.paths.get(path, PathSettings())
+
+
+_SIMPLE = {f.name: f for f in fields(ServerConfig) if f.name != "paths"}
+
+
+def load_config(file: Path | None, overrides: dict[str, Any]) -> ServerConfig:
+    """Build the configuration from an optional TOML file and flag values (None = not given)."""
+    values: dict[str, Any] = {}
+    if file is not None:
+        try:
+            data = tomllib.loads(file.read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise ConfigError(f"cannot read config file {file}: {exc.strerror}") from exc
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{file}: {exc}") from exc
+        values.update(_from_toml(data, file))
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    for key in ("media", "cache_dir"):
+        if values.get(key) is not None:
+            values[key] = Path(values[key]).expanduser()
+    try:
+        return ServerConfig(**values)
+    except TypeError as exc:
+        raise ConfigError(str(exc)) from exc
+
+
+def _from_toml(data: dict[str, Any], file: Path) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    for raw_key, value in data.items():
+        key = raw_key.replace("-", "_")
+        if key == "paths":
+            values["paths"] = _paths(value, file)
+        elif key in _SIMPLE:
+            values[key] = value
+        else:
+            raise ConfigError(f"{file}: unknown setting {raw_key!r}")
+    return values
+
+
+def _paths(table: Any, file: Path) -> dict[str, PathSettings]:
+    if not isinstance(table, dict):
+        raise ConfigError(f"{file}: [paths] must be a table of tables")
+    known = {f.name for f in fields(PathSettings)}
+    result = {}
+    for name, settings in table.items():
+        if not isinstance(settings, dict):
+            raise ConfigError(f"{file}: [paths.{name!r}] must be a table")
+        unknown = set(settings) - known
+        if unknown:
+            raise ConfigError(f"{file}: unknown setting(s) {sorted(unknown)} for path {name!r}")
+        result[name.strip("/")] = PathSettings(**settings)
+    return result

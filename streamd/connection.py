@@ -1,0 +1,140 @@
+"""One client's RTSP/TCP connection: bytes in, parsed requests out, responses and RTP frames back.
+
+Requests are handled one at a time, in order (RTSP requires responses in request order),
+by a task that reads from a bounded queue; interleaved ``$`` frames (RTCP from the client)
+bypass the queue. Writes are flow-controlled: when the kernel buffer fills, the pacing
+loops of this connection's sessions wait in ``drain``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
+
+from streamd.rtsp.message import InterleavedFrame, Request, Response
+from streamd.rtsp.parser import MessageParser, ParseError
+
+if TYPE_CHECKING:
+    from streamd.server import RtspServer
+
+log = logging.getLogger(__name__)
+
+MAX_PIPELINED = 16
+WRITE_HIGH_WATER = 512 * 1024
+WRITE_HARD_LIMIT = 8 * 1024 * 1024  # beyond this the client is not reading: drop it
+DRAIN_TIMEOUT = 10.0
+
+Handler = Callable[["RtspConnection", Request], Awaitable[tuple[Response, Callable[[], None] | None]]]
+
+
+class RtspConnection(asyncio.Protocol):
+    def __init__(self, server: RtspServer) -> None:
+        self.server = server
+        self.parser = MessageParser()
+        self.transport: asyncio.Transport | None = None
+        self.peer = ("?", 0)
+        self.local = ("?", 0)
+        self.label = "client ?"
+        self.last_activity = 0.0
+        self.sessions: set[str] = set()  # ids of sessions whose data flows on this connection
+        self._requests: asyncio.Queue[Request | ParseError | None] = asyncio.Queue(MAX_PIPELINED)
+        self._worker: asyncio.Task[None] | None = None
+        self._writable = asyncio.Event()
+        self._writable.set()
+
+    # --- asyncio.Protocol -------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        peer = transport.get_extra_info("peername") or ("?", 0)
+        local = transport.get_extra_info("sockname") or ("?", 0)
+        self.peer = (str(peer[0]), int(peer[1]))
+        self.local = (str(local[0]), int(local[1]))
+        host = f"[{self.peer[0]}]" if ":" in self.peer[0] else self.peer[0]
+        self.label = f"client {host}:{self.peer[1]}"
+        self.transport.set_write_buffer_limits(high=WRITE_HIGH_WATER)
+        self.last_activity = asyncio.get_running_loop().time()
+        self._worker = asyncio.get_running_loop().create_task(self._serve(), name=self.label)
+        self.server.connection_opened(self)
+
+    def data_received(self, data: bytes) -> None:
+        self.last_activity = asyncio.get_running_loop().time()
+        for event in self.parser.feed(data):
+            if isinstance(event, InterleavedFrame):
+                self.server.interleaved_received(self, event)
+            elif isinstance(event, Request | ParseError):
+                try:
+                    self._requests.put_nowait(event)
+                except asyncio.QueueFull:
+                    log.warning("%s: more than %d pipelined requests; closing", self.label, MAX_PIPELINED)
+                    self.close()
+                    return
+            # a Response from a client has no meaning for a server: ignore it
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._writable.set()
+        if self._worker is not None:
+            self._worker.cancel()
+        self.server.connection_closed(self)
+
+    def pause_writing(self) -> None:
+        self._writable.clear()
+
+    def resume_writing(self) -> None:
+        self._writable.set()
+
+    # --- writing ----------------------------------------------------------------------------
+
+    def write_bytes(self, data: bytes) -> None:
+        if self.transport is None or self.transport.is_closing():
+            return
+        if self.transport.get_write_buffer_size() > WRITE_HARD_LIMIT:
+            log.warning("%s: not reading its data (%d bytes queued); closing", self.label, WRITE_HARD_LIMIT)
+            self.close()
+            return
+        self.transport.write(data)
+
+    async def drain(self) -> None:
+        if self._writable.is_set():
+            return
+        try:
+            await asyncio.wait_for(self._writable.wait(), DRAIN_TIMEOUT)
+        except TimeoutError:
+            log.warning("%s: stalled for %.0f s; closing", self.label, DRAIN_TIMEOUT)
+            self.close()
+
+    @property
+    def is_closing(self) -> bool:
+        return self.transport is None or self.transport.is_closing()
+
+    def close(self) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.close()
+
+    # --- request loop -----------------------------------------------------------------------
+
+    async def _serve(self) -> None:
+        while True:
+            event = await self._requests.get()
+            if isinstance(event, ParseError):
+                self._reject(event)
+                if event.fatal:
+                    self.close()
+                    return
+                continue
+            if event is None:
+                return
+            response, after = await self.server.handle(self, event)
+            self.write_bytes(bytes(response))
+            if after is not None:
+                after()
+
+    def _reject(self, error: ParseError) -> None:
+        log.warning("%s: malformed request: %s (%d)", self.label, error.reason, error.status)
+        response = Response(error.status)
+        if error.cseq is not None:
+            response.headers["CSeq"] = str(error.cseq)
+        response.headers["Server"] = self.server.server_header
+        self.write_bytes(bytes(response))

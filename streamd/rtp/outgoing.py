@@ -1,0 +1,95 @@
+"""One outgoing RTP stream: the sender side of one track in one session (RFC 3550).
+
+Owns the random SSRC, sequence number and timestamp offset, turns access units into RTP
+packets through the track's payload format, counts what it sent for sender reports, and
+keeps the feedback receiver reports bring back. No sockets: it returns bytes.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass, field
+from fractions import Fraction
+
+from aiortc.rtp import HeaderExtensionsMap, RtpPacket
+
+from media.access_unit import AccessUnit
+from streamd.rtp import rtcp
+from streamd.rtp.clock import RTP_SEQ_MOD, RTP_TS_MOD, ntp_middle32, rtp_timestamp, seconds_to_rtp
+from streamd.rtp.payload.base import PayloadFormat
+from streamd.rtp.reception import ReceptionReport
+
+MAX_SR_HISTORY = 16
+_NO_EXTENSIONS = HeaderExtensionsMap()
+
+
+@dataclass
+class OutgoingStream:
+    """Sender state of one track. ``time_base`` is the unit of the AUs' PTS."""
+
+    payload_format: PayloadFormat
+    time_base: Fraction
+    cname: str
+    ssrc: int = field(default_factory=lambda: secrets.randbits(32))
+    next_seq: int = field(default_factory=lambda: secrets.randbits(16))
+    ts_offset: int = field(default_factory=lambda: secrets.randbits(32))
+    packet_count: int = 0
+    octet_count: int = 0
+    last_rtp_timestamp: int | None = None
+    reception: ReceptionReport = field(default_factory=ReceptionReport)
+    _sr_sent: dict[int, int] = field(default_factory=dict)  # NTP middle 32 bits -> NTP time sent
+
+    @property
+    def clock_rate(self) -> int:
+        return self.payload_format.clock_rate
+
+    def timestamp_for(self, pts: int) -> int:
+        """RTP timestamp of a PTS in the track's time base."""
+        return rtp_timestamp(self.ts_offset, pts, self.time_base, self.clock_rate)
+
+    def timestamp_at(self, media_seconds: Fraction) -> int:
+        """RTP timestamp of a media instant (for sender reports and RTP-Info)."""
+        return (self.ts_offset + seconds_to_rtp(media_seconds, self.clock_rate)) % RTP_TS_MOD
+
+    def packetize(self, au: AccessUnit) -> list[bytes]:
+        """The RTP packets of one access unit, numbered and counted."""
+        timestamp = self.timestamp_for(au.pts)
+        packets = []
+        for payload, marker in self.payload_format.packetize(au):
+            packet = RtpPacket(
+                payload_type=self.payload_format.payload_type,
+                marker=int(marker),
+                sequence_number=self.next_seq,
+                timestamp=timestamp,
+                ssrc=self.ssrc,
+                payload=payload,
+            )
+            self.next_seq = (self.next_seq + 1) % RTP_SEQ_MOD
+            self.packet_count += 1
+            self.octet_count += len(payload)
+            packets.append(packet.serialize(_NO_EXTENSIONS))
+        self.last_rtp_timestamp = timestamp
+        return packets
+
+    def sender_report(self, ntp: int, media_seconds: Fraction) -> bytes:
+        """SR + SDES for the wall instant ``ntp``, which the session maps to ``media_seconds``."""
+        self._remember_sr(ntp)
+        return rtcp.sender_report(
+            self.ssrc, ntp, self.timestamp_at(media_seconds), self.packet_count, self.octet_count, self.cname
+        )
+
+    def goodbye(self, ntp: int, media_seconds: Fraction) -> bytes:
+        """SR + SDES + BYE: the end of this stream."""
+        self._remember_sr(ntp)
+        return rtcp.goodbye(
+            self.ssrc, ntp, self.timestamp_at(media_seconds), self.packet_count, self.octet_count, self.cname
+        )
+
+    def sr_sent_at(self, lsr: int) -> int | None:
+        """The NTP time we sent the SR a receiver report's LSR field refers to."""
+        return self._sr_sent.get(lsr)
+
+    def _remember_sr(self, ntp: int) -> None:
+        self._sr_sent[ntp_middle32(ntp)] = ntp
+        while len(self._sr_sent) > MAX_SR_HISTORY:
+            del self._sr_sent[next(iter(self._sr_sent))]

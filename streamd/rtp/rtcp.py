@@ -1,0 +1,79 @@
+"""RTCP compound packets we send (SR + SDES, BYE) and lenient parsing of what clients send.
+
+Packet layouts come from aiortc's RTCP classes; this module only composes them and adds
+the leniency real clients need (e.g. SDES chunks without the END item).
+"""
+
+from __future__ import annotations
+
+import logging
+import struct
+
+from aiortc.rtp import (
+    AnyRtcpPacket,
+    RtcpByePacket,
+    RtcpPacket,
+    RtcpSdesPacket,
+    RtcpSenderInfo,
+    RtcpSourceInfo,
+    RtcpSrPacket,
+)
+
+log = logging.getLogger(__name__)
+
+SDES_CNAME = 1
+MAX_RTCP_DATAGRAM = 1500
+
+
+def sender_report(
+    ssrc: int, ntp_timestamp: int, rtp_timestamp: int, packet_count: int, octet_count: int, cname: str
+) -> bytes:
+    """A compound SR + SDES(CNAME) packet (RFC 3550 6.1: every compound starts with SR/RR)."""
+    sr = RtcpSrPacket(
+        ssrc=ssrc,
+        sender_info=RtcpSenderInfo(
+            ntp_timestamp=ntp_timestamp,
+            rtp_timestamp=rtp_timestamp,
+            packet_count=packet_count & 0xFFFFFFFF,
+            octet_count=octet_count & 0xFFFFFFFF,
+        ),
+    )
+    return bytes(sr) + _sdes(ssrc, cname)
+
+
+def goodbye(
+    ssrc: int, ntp_timestamp: int, rtp_timestamp: int, packet_count: int, octet_count: int, cname: str
+) -> bytes:
+    """SR + SDES + BYE: tells players the stream ended (ffmpeg waits for it at end of file)."""
+    report = sender_report(ssrc, ntp_timestamp, rtp_timestamp, packet_count, octet_count, cname)
+    return report + bytes(RtcpByePacket(sources=[ssrc]))
+
+
+def _sdes(ssrc: int, cname: str) -> bytes:
+    return bytes(RtcpSdesPacket(chunks=[RtcpSourceInfo(ssrc=ssrc, items=[(SDES_CNAME, cname.encode()[:255])])]))
+
+
+def parse_compound(data: bytes) -> list[AnyRtcpPacket]:
+    """Parse an RTCP compound packet, keeping every well-formed part.
+
+    aiortc rejects a whole compound when one part is off (an SDES chunk lacking its END item,
+    an unknown packet type with odd padding); we split on the length fields and parse the
+    parts one by one, skipping those that fail, so a receiver report is never lost to them.
+    """
+    try:
+        return RtcpPacket.parse(data)
+    except ValueError:
+        pass
+    packets: list[AnyRtcpPacket] = []
+    pos = 0
+    while pos + 4 <= len(data):
+        first, _ptype, length = struct.unpack_from("!BBH", data, pos)
+        end = pos + 4 + length * 4
+        if first >> 6 != 2 or end > len(data):
+            break
+        try:
+            packets.extend(RtcpPacket.parse(data[pos:end]))
+        except ValueError as exc:
+            log.debug("skipping malformed RTCP part: %s", exc)
+        pos = end
+    return packets

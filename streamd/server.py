@@ -1,0 +1,559 @@
+"""The RTSP server: listens, keeps sessions, and turns requests into responses and playback.
+
+The protocol work happens below (``streamd.rtsp`` parses and keeps session state,
+``streamd.rtp`` builds packets); this module is the I/O shell that ties them to sockets,
+timers and files, and the one place where an ``RtspError`` becomes a response and a log line.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from fractions import Fraction
+
+from aiortc.rtp import RtcpRrPacket, RtcpSrPacket
+
+from streamd import __version__
+from streamd.catalog import Catalog, Resolved
+from streamd.config import ServerConfig
+from streamd.connection import RtspConnection
+from streamd.playback import Binding, Playback
+from streamd.rtp.clock import unix_to_ntp
+from streamd.rtp.outgoing import OutgoingStream
+from streamd.rtp.rtcp import parse_compound
+from streamd.rtsp.errors import RtspError
+from streamd.rtsp.headers import (
+    NptRange,
+    RtpInfoEntry,
+    TransportSpec,
+    format_npt,
+    format_rtp_info,
+    format_session,
+    format_transport,
+    parse_range,
+    parse_session,
+    parse_transport,
+)
+from streamd.rtsp.message import InterleavedFrame, Request, Response
+from streamd.rtsp.session import RtspSession, State, TrackSetup
+from streamd.rtsp.url import base_url, request_path, split_control
+from streamd.transport.interleaved import InterleavedSink
+from streamd.transport.udp import Address, UdpPair, UdpSink
+
+log = logging.getLogger("streamd")
+
+PUBLIC_METHODS = ("OPTIONS", "DESCRIBE", "SETUP", "PLAY", "PAUSE", "TEARDOWN", "GET_PARAMETER")
+REAP_INTERVAL = 1.0
+AfterResponse = Callable[[], None] | None
+
+
+@dataclass
+class ServerSession:
+    """A session as the server keeps it: protocol state plus the I/O objects behind it."""
+
+    rtsp: RtspSession
+    resolved: Resolved
+    client_host: str
+    label: str
+    connection: RtspConnection | None = None  # set for TCP-interleaved sessions
+    bindings: dict[int, Binding] = field(default_factory=dict)
+    playback: Playback | None = None
+    last_activity: float = 0.0
+    started: float = field(default_factory=time.monotonic)
+
+    @property
+    def id(self) -> str:
+        return self.rtsp.id
+
+
+class RtspServer:
+    def __init__(self, config: ServerConfig, catalog: Catalog) -> None:
+        self.config = config
+        self.catalog = catalog
+        self.server_header = f"streamd/{__version__}"
+        self.sessions: dict[str, ServerSession] = {}
+        self.connections: set[RtspConnection] = set()
+        self.udp: UdpPair | None = None
+        self._rtcp_routes: dict[Address, tuple[str, int]] = {}
+        self._servers: list[asyncio.AbstractServer] = []
+        self._reaper: asyncio.Task[None] | None = None
+        self.cname_host = socket.gethostname() or "streamd"
+
+    # --- lifecycle --------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        if self.config.udp:
+            self.udp = UdpPair(self._rtcp_received)
+            await self.udp.open(self.config.host, self.config.rtp_port)
+        server = await loop.create_server(
+            lambda: RtspConnection(self), self.config.host, self.config.rtsp_port, reuse_address=True
+        )
+        self._servers.append(server)
+        self._reaper = loop.create_task(self._reap(), name="session reaper")
+
+    @property
+    def rtsp_port(self) -> int:
+        return self._servers[0].sockets[0].getsockname()[1] if self._servers else self.config.rtsp_port
+
+    async def stop(self) -> None:
+        """Stop cleanly: every playing client gets RTCP BYE, then sockets close."""
+        for server in self._servers:
+            server.close()
+        if self._reaper is not None:
+            self._reaper.cancel()
+        for session in list(self.sessions.values()):
+            await self._end_session(session, "server shutting down", send_bye=True)
+        for connection in list(self.connections):
+            connection.close()
+        for server in self._servers:
+            await server.wait_closed()
+        if self.udp is not None:
+            await asyncio.sleep(0.05)  # let the BYE datagrams leave
+            self.udp.close()
+
+    # --- connections ------------------------------------------------------------------------
+
+    def connection_opened(self, connection: RtspConnection) -> None:
+        self.connections.add(connection)
+        log.debug("%s: connected", connection.label)
+
+    def connection_closed(self, connection: RtspConnection) -> None:
+        self.connections.discard(connection)
+        for session_id in list(connection.sessions):
+            session = self.sessions.get(session_id)
+            if session is not None and session.connection is connection:
+                asyncio.get_running_loop().create_task(
+                    self._end_session(session, "connection closed", send_bye=False)
+                )
+        log.debug("%s: disconnected", connection.label)
+
+    # --- requests ---------------------------------------------------------------------------
+
+    async def handle(self, connection: RtspConnection, request: Request) -> tuple[Response, AfterResponse]:
+        """Answer one request; the only place an RtspError turns into a response."""
+        cseq = request.headers.get("CSeq")
+        try:
+            if request.cseq is None:
+                raise RtspError(400, "missing or invalid CSeq header")
+            if request.version != "RTSP/1.0":
+                raise RtspError(505, f"version {request.version!r} not supported (RTSP/1.0 only)")
+            method = getattr(self, f"_on_{request.method.lower()}", None)
+            if request.method not in PUBLIC_METHODS or method is None:
+                raise RtspError(501, f"method {request.method!r} not implemented")
+            response, after = await method(connection, request)
+        except RtspError as exc:
+            log.warning(
+                "%s: %s %s -> %d %s", connection.label, request.method, _short(request.uri), exc.status, exc.reason
+            )
+            response, after = Response(exc.status), None
+            if exc.status in (405, 501):
+                response.headers["Public"] = ", ".join(PUBLIC_METHODS)
+            if exc.body:
+                response.body = exc.body.encode()
+                response.headers["Content-Type"] = "text/plain; charset=utf-8"
+        except Exception:
+            log.exception("%s: %s %s failed", connection.label, request.method, _short(request.uri))
+            response, after = Response(500), None
+        if cseq is not None:
+            response.headers["CSeq"] = cseq
+        response.headers["Server"] = self.server_header
+        return response, after
+
+    async def _on_options(self, connection: RtspConnection, request: Request) -> tuple[Response, AfterResponse]:
+        self._touch_optional(request)
+        response = Response(200)
+        response.headers["Public"] = ", ".join(PUBLIC_METHODS)
+        return response, None
+
+    async def _on_describe(self, connection: RtspConnection, request: Request) -> tuple[Response, AfterResponse]:
+        path, control = split_control(request_path(request.uri))
+        if control is not None:
+            raise RtspError(404, "DESCRIBE names a track, not a presentation")
+        resolved = await self.catalog.resolve(path)
+        body = resolved.presentation.sdp(connection.local[0]).encode()
+        response = Response(200, body=body)
+        response.headers["Content-Type"] = "application/sdp"
+        response.headers["Content-Base"] = base_url(request.uri)
+        log.info("%s: DESCRIBE %s (%d tracks)", connection.label, path, len(resolved.presentation.tracks))
+        return response, None
+
+    async def _on_setup(self, connection: RtspConnection, request: Request) -> tuple[Response, AfterResponse]:
+        path, control = split_control(request_path(request.uri))
+        session = self._session_of(request, required=False)
+        if session is not None and session.rtsp.path != path:
+            raise RtspError(459, f"session {session.id} is for {session.rtsp.path!r}, not {path!r}")
+        if session is not None and session.rtsp.state is State.PLAYING:
+            raise RtspError(455, "SETUP while playing; PAUSE first")
+        resolved = session.resolved if session is not None else await self.catalog.resolve(path)
+        presentation = resolved.presentation
+        if control is None:
+            if len(presentation.tracks) != 1:
+                raise RtspError(459, "SETUP must name a track (trackID=N) of a multi-track presentation")
+            streamable = presentation.tracks[0]
+        else:
+            found = presentation.track_by_control(control)
+            if found is None:
+                raise RtspError(404, f"{path!r} has no streamable track {control!r}")
+            streamable = found
+        header = request.headers.get("Transport")
+        if not header:
+            raise RtspError(461, "SETUP without a Transport header")
+        wanted = self._choose_transport(parse_transport(header), session)
+        if session is None:
+            session = ServerSession(
+                RtspSession(path, self.config.session_timeout),
+                resolved,
+                connection.peer[0],
+                f"{connection.label} {path}",
+            )
+        index = streamable.track.index
+        previous = session.bindings.get(index)
+        stream = (
+            previous.stream
+            if previous is not None
+            else OutgoingStream(
+                streamable.payload_format,
+                streamable.track.time_base,
+                cname=f"streamd-{session.id}@{self.cname_host}",
+            )
+        )
+        reply, sink = self._make_sink(wanted, connection, session, index, stream)
+        session.rtsp.setup(
+            TrackSetup(index, streamable.control, reply), lower_transport=reply.lower_transport
+        )
+        if session.id not in self.sessions:
+            self.sessions[session.id] = session
+        session.bindings[index] = Binding(streamable, stream, sink)
+        if isinstance(sink, UdpSink):
+            self._rtcp_routes[sink.rtcp_addr] = (session.id, index)
+        else:
+            session.connection = connection
+            connection.sessions.add(session.id)
+        session.last_activity = asyncio.get_running_loop().time()
+        log.info(
+            "%s: session %s SETUP %s (%s) over %s",
+            connection.label,
+            session.id,
+            f"{path}/{streamable.control}",
+            streamable.track.codec,
+            sink.description,
+        )
+        response = Response(200)
+        response.headers["Transport"] = format_transport(reply)
+        response.headers["Session"] = format_session(session.id, self.config.session_timeout)
+        return response, None
+
+    def _choose_transport(self, offers: list[TransportSpec], session: ServerSession | None) -> TransportSpec:
+        """The first offer we can honour; 461 tells clients to retry another way (UDP -> TCP)."""
+        fixed = session.rtsp.lower_transport if session is not None else None
+        reasons = []
+        for offer in offers:
+            if offer.profile.upper() not in ("RTP/AVP",):
+                reasons.append(f"profile {offer.profile} not supported")
+                continue
+            if offer.mode.upper() != "PLAY":
+                reasons.append(f"mode {offer.mode} not supported")
+                continue
+            if fixed is not None and offer.lower_transport != fixed:
+                reasons.append(f"session already uses {fixed}")
+                continue
+            if offer.lower_transport == "TCP":
+                if self.config.tcp:
+                    return offer
+                reasons.append("TCP is disabled")
+            elif offer.cast == "multicast":
+                reasons.append("multicast is not supported yet")
+            elif self.udp is None:
+                reasons.append("UDP is disabled")
+            elif offer.client_port is None:
+                reasons.append("UDP without client_port")
+            else:
+                return offer
+        raise RtspError(461, "; ".join(reasons) or "no usable transport")
+
+    def _make_sink(
+        self,
+        offer: TransportSpec,
+        connection: RtspConnection,
+        session: ServerSession,
+        index: int,
+        stream: OutgoingStream,
+    ) -> tuple[TransportSpec, UdpSink | InterleavedSink]:
+        if offer.lower_transport == "TCP":
+            channels = offer.interleaved or self._free_channels(connection)
+            in_use = {
+                (b.sink.rtp_channel, b.sink.rtcp_channel)
+                for sid in connection.sessions
+                if (s := self.sessions.get(sid)) is not None
+                for i, b in s.bindings.items()
+                if isinstance(b.sink, InterleavedSink) and not (s is session and i == index)
+            }
+            if channels in in_use:
+                channels = self._free_channels(connection)
+            reply = TransportSpec(
+                profile="RTP/AVP", lower_transport="TCP", cast="unicast", interleaved=channels, ssrc=stream.ssrc
+            )
+            return reply, InterleavedSink(connection, channels[0], channels[1])
+        assert self.udp is not None and offer.client_port is not None
+        if offer.destination and offer.destination != connection.peer[0]:
+            raise RtspError(403, f"destination {offer.destination} differs from the client's address; refused")
+        rtp_port, rtcp_port = offer.client_port
+        reply = TransportSpec(
+            profile="RTP/AVP",
+            lower_transport="UDP",
+            cast="unicast",
+            client_port=(rtp_port, rtcp_port),
+            server_port=(self.udp.rtp_port, self.udp.rtcp_port),
+            ssrc=stream.ssrc,
+        )
+        return reply, UdpSink(self.udp, connection.peer[0], rtp_port, rtcp_port)
+
+    def _free_channels(self, connection: RtspConnection) -> tuple[int, int]:
+        used = set()
+        for sid in connection.sessions:
+            s = self.sessions.get(sid)
+            if s is None:
+                continue
+            for b in s.bindings.values():
+                if isinstance(b.sink, InterleavedSink):
+                    used.update((b.sink.rtp_channel, b.sink.rtcp_channel))
+        channel = 0
+        while channel in used or channel + 1 in used:
+            channel += 2
+        if channel > 254:
+            raise RtspError(461, "no free interleaved channels on this connection")
+        return channel, channel + 1
+
+    async def _on_play(self, connection: RtspConnection, request: Request) -> tuple[Response, AfterResponse]:
+        session = self._session_of(request, required=True)
+        assert session is not None
+        presentation = session.resolved.presentation
+        requested = parse_range(request.headers["Range"]) if "Range" in request.headers else None
+        start = self._validated_start(requested, session)
+        was_playing = session.rtsp.state is State.PLAYING
+        session.rtsp.play()
+        if session.playback is None:
+            session.playback = Playback(
+                session.resolved.file,
+                presentation,
+                session.bindings,
+                label=session.label,
+                on_end=lambda reason, s=session: self._playback_ended(s, reason),
+            )
+        playback = session.playback
+        if was_playing:
+            if start is None:  # a PLAY while playing without Range changes nothing
+                return self._play_response(request, session, playback.npt, None), None
+            await playback.pause()
+        try:
+            info = await playback.prepare(start)
+        except Exception as exc:
+            session.rtsp.pause()
+            raise RtspError(500, f"cannot read {presentation.name!r}: {exc}") from exc
+        log.info("%s: session %s PLAY from npt=%s", connection.label, session.id, format_npt(info.start))
+        response = self._play_response(request, session, info.start, info.rtp_info)
+        return response, playback.start
+
+    def _validated_start(self, requested: NptRange | None, session: ServerSession) -> Fraction | None:
+        if requested is None or requested.start_is_now or requested.start is None:
+            return None
+        duration = session.resolved.presentation.duration
+        if requested.start < 0 or (duration is not None and requested.start > duration):
+            raise RtspError(457, f"range start {format_npt(requested.start)} outside 0-{format_npt(duration or 0)}")
+        if requested.end is not None and requested.end < requested.start:
+            raise RtspError(457, "range end before its start")
+        return requested.start
+
+    def _play_response(
+        self,
+        request: Request,
+        session: ServerSession,
+        start: Fraction,
+        rtp_info: dict[int, tuple[int, int]] | None,
+    ) -> Response:
+        response = Response(200)
+        response.headers["Session"] = format_session(session.id, self.config.session_timeout)
+        duration = session.resolved.presentation.duration
+        response.headers["Range"] = f"npt={format_npt(start)}-{format_npt(duration) if duration else ''}"
+        if rtp_info:
+            base = _presentation_url(request.uri)
+            entries = [
+                RtpInfoEntry(f"{base}/{session.bindings[i].streamable.control}", seq, rtptime)
+                for i, (seq, rtptime) in rtp_info.items()
+                if i in session.bindings
+            ]
+            response.headers["RTP-Info"] = format_rtp_info(entries)
+        return response
+
+    async def _on_pause(self, connection: RtspConnection, request: Request) -> tuple[Response, AfterResponse]:
+        session = self._session_of(request, required=True)
+        assert session is not None
+        was_playing = session.rtsp.pause()
+        position = Fraction(0)
+        if session.playback is not None:
+            position = await session.playback.pause() if was_playing else session.playback.npt
+        log.info("%s: session %s PAUSE at npt=%s", connection.label, session.id, format_npt(position))
+        response = Response(200)
+        response.headers["Session"] = format_session(session.id, self.config.session_timeout)
+        response.headers["Range"] = f"npt={format_npt(position)}-"
+        return response, None
+
+    async def _on_teardown(self, connection: RtspConnection, request: Request) -> tuple[Response, AfterResponse]:
+        session = self._session_of(request, required=True)
+        assert session is not None
+        _, control = split_control(request_path(request.uri))
+        track = None
+        if control is not None:
+            found = session.resolved.presentation.track_by_control(control)
+            track = found.track.index if found else None
+            if track is None or track not in session.bindings:
+                raise RtspError(455, f"{control} is not set up in session {session.id}")
+        response = Response(200)
+        if track is not None and len(session.bindings) > 1:
+            session.rtsp.teardown(track)
+            binding = session.bindings[track]
+            if session.playback is not None:
+                session.playback.remove_track(track)
+            else:
+                session.bindings.pop(track)
+            self._forget_route(binding)
+            log.info("%s: session %s TEARDOWN %s", connection.label, session.id, control)
+            response.headers["Session"] = format_session(session.id, self.config.session_timeout)
+            return response, None
+        await self._end_session(session, "TEARDOWN", send_bye=True)
+        return response, None
+
+    async def _on_get_parameter(
+        self, connection: RtspConnection, request: Request
+    ) -> tuple[Response, AfterResponse]:
+        session = self._touch_optional(request)
+        response = Response(200)
+        if session is not None:
+            response.headers["Session"] = format_session(session.id, self.config.session_timeout)
+        names = [line.strip() for line in request.body.decode("utf-8", "replace").splitlines() if line.strip()]
+        if names:
+            raise RtspError(451, f"parameters not understood: {', '.join(names)[:200]}")
+        return response, None
+
+    # --- sessions ---------------------------------------------------------------------------
+
+    def _session_of(self, request: Request, *, required: bool) -> ServerSession | None:
+        header = request.headers.get("Session")
+        if header is None:
+            if required:
+                raise RtspError(454, f"{request.method} without a Session header")
+            return None
+        session_id, _ = parse_session(header)
+        session = self.sessions.get(session_id)
+        if session is None:
+            raise RtspError(454, f"no session {session_id!r} (expired or never existed)")
+        session.last_activity = asyncio.get_running_loop().time()
+        return session
+
+    def _touch_optional(self, request: Request) -> ServerSession | None:
+        if "Session" not in request.headers:
+            return None
+        return self._session_of(request, required=True)
+
+    def _playback_ended(self, session: ServerSession, reason: str) -> None:
+        log.info("%s: session %s playback ended: %s", session.label, session.id, reason)
+
+    async def _end_session(self, session: ServerSession, reason: str, *, send_bye: bool) -> None:
+        if self.sessions.pop(session.id, None) is None:
+            return
+        if session.playback is not None:
+            await session.playback.stop(send_bye=send_bye)
+        for binding in session.bindings.values():
+            self._forget_route(binding)
+        if session.connection is not None:
+            session.connection.sessions.discard(session.id)
+        log.info(
+            "%s: session %s ended (%s) after %.1f s; %s",
+            session.label,
+            session.id,
+            reason,
+            time.monotonic() - session.started,
+            _stats(session),
+        )
+
+    def _forget_route(self, binding: Binding) -> None:
+        if isinstance(binding.sink, UdpSink):
+            self._rtcp_routes.pop(binding.sink.rtcp_addr, None)
+
+    async def _reap(self) -> None:
+        """Tear down sessions that have heard nothing from their client for the timeout."""
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(REAP_INTERVAL)
+            now = loop.time()
+            for session in list(self.sessions.values()):
+                if now - session.last_activity > session.rtsp.timeout:
+                    await self._end_session(session, f"timed out after {session.rtsp.timeout} s", send_bye=True)
+            for connection in list(self.connections):
+                if not connection.sessions and now - connection.last_activity > self.config.session_timeout:
+                    log.info("%s: idle for %d s; closing", connection.label, self.config.session_timeout)
+                    connection.close()
+
+    # --- RTCP from clients ------------------------------------------------------------------
+
+    def _rtcp_received(self, data: bytes, addr: Address) -> None:
+        route = self._rtcp_routes.get(addr)
+        if route is None:
+            return
+        session = self.sessions.get(route[0])
+        if session is not None:
+            self._apply_rtcp(session, data)
+
+    def interleaved_received(self, connection: RtspConnection, frame: InterleavedFrame) -> None:
+        for session_id in connection.sessions:
+            session = self.sessions.get(session_id)
+            if session is None:
+                continue
+            for binding in session.bindings.values():
+                sink = binding.sink
+                if isinstance(sink, InterleavedSink) and frame.channel == sink.rtcp_channel:
+                    self._apply_rtcp(session, frame.payload)
+                    return
+
+    def _apply_rtcp(self, session: ServerSession, data: bytes) -> None:
+        session.last_activity = asyncio.get_running_loop().time()
+        now_ntp = unix_to_ntp(time.time())
+        streams = {b.stream.ssrc: b.stream for b in session.bindings.values()}
+        for packet in parse_compound(data):
+            if isinstance(packet, RtcpRrPacket | RtcpSrPacket):
+                for report in packet.reports:
+                    stream = streams.get(report.ssrc)
+                    if stream is not None:
+                        stream.reception.update(report, stream.clock_rate, now_ntp, stream.sr_sent_at(report.lsr))
+
+
+def _presentation_url(uri: str) -> str:
+    base = base_url(uri).rstrip("/")
+    path, control = split_control(base.split("://", 1)[-1])
+    if control is not None:
+        base = base[: -len(control) - 1]
+    return base
+
+
+def _short(uri: str) -> str:
+    return uri if len(uri) <= 120 else uri[:117] + "..."
+
+
+def _stats(session: ServerSession) -> str:
+    parts = []
+    for binding in session.bindings.values():
+        s = binding.stream
+        r = s.reception
+        text = f"{binding.streamable.control}: {s.packet_count} packets, {s.octet_count} bytes"
+        if r.reports:
+            text += (
+                f", loss {r.fraction_lost:.1%} ({r.cumulative_lost} total), jitter {r.jitter_ms:.1f} ms"
+                + (f", rtt {r.rtt_ms:.1f} ms" if r.rtt_ms is not None else "")
+            )
+        parts.append(text)
+    return "; ".join(parts) or "no tracks"

@@ -1,0 +1,43 @@
+"""RTP and RTCP carried inside the RTSP/TCP connection (RFC 2326 10.12, ``$`` framing)."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from streamd.rtsp.message import InterleavedFrame
+
+
+class FrameWriter(Protocol):
+    """The RTSP connection, as far as interleaved data needs it."""
+
+    def write_bytes(self, data: bytes) -> None: ...
+
+    async def drain(self) -> None: ...
+
+    @property
+    def is_closing(self) -> bool: ...
+
+
+class InterleavedSink:
+    """One track's two channels on a client's RTSP connection."""
+
+    def __init__(self, connection: FrameWriter, rtp_channel: int, rtcp_channel: int) -> None:
+        self._connection = connection
+        self.rtp_channel = rtp_channel
+        self.rtcp_channel = rtcp_channel
+        self.description = f"TCP interleaved {rtp_channel}-{rtcp_channel}"
+
+    def send_rtp(self, packet: bytes) -> None:
+        if not self._connection.is_closing:
+            self._connection.write_bytes(bytes(InterleavedFrame(self.rtp_channel, packet)))
+
+    def send_rtcp(self, packet: bytes) -> None:
+        if not self._connection.is_closing:
+            self._connection.write_bytes(bytes(InterleavedFrame(self.rtcp_channel, packet)))
+
+    async def drain(self) -> None:
+        await self._connection.drain()
+
+    @property
+    def closed(self) -> bool:
+        return self._connection.is_closing

@@ -1,0 +1,139 @@
+"""Fixtures that run the real server as a user would: a subprocess on free ports."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+ARTIFACTS = ROOT / "tests" / "artifacts"
+
+
+def free_tcp_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def free_udp_pair() -> int:
+    """An even port whose successor is free too (RTP and RTCP)."""
+    for _ in range(200):
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as a:
+            a.bind(("127.0.0.1", 0))
+            port = a.getsockname()[1]
+        if port % 2 or port > 65000:
+            continue
+        try:
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as a, socket.socket(
+                socket.AF_INET, socket.SOCK_DGRAM
+            ) as b:
+                a.bind(("127.0.0.1", port))
+                b.bind(("127.0.0.1", port + 1))
+        except OSError:
+            continue
+        return port
+    raise RuntimeError("no free UDP port pair")
+
+
+@dataclass
+class ServerProcess:
+    process: subprocess.Popen[bytes]
+    port: int
+    rtp_port: int
+    log_path: Path
+    media: Path
+
+    def url(self, path: str) -> str:
+        return f"rtsp://127.0.0.1:{self.port}/{path}"
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        return self.process.returncode
+
+
+def start_server(media: Path, tmp: Path, *extra: str, cache_dir: Path | None = None) -> ServerProcess:
+    port, rtp_port = free_tcp_port(), free_udp_pair()
+    log_path = tmp / f"server-{port}.log"
+    args = [
+        sys.executable, "-m", "streamd.cli", "serve", "--host", "127.0.0.1",
+        "--rtsp-port", str(port), "--rtp-port", str(rtp_port), "--media", str(media),
+    ]
+    args += ["--cache-dir", str(cache_dir)] if cache_dir else ["--no-test-stream"]
+    args += list(extra)
+    with open(log_path, "wb") as log_file:
+        process = subprocess.Popen(args, stdout=log_file, stderr=subprocess.STDOUT, cwd=ROOT)
+    server = ServerProcess(process, port, rtp_port, log_path, media)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"server exited early:\n{server.log()}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return server
+        except OSError:
+            time.sleep(0.1)
+    server.stop()
+    raise RuntimeError(f"server did not start:\n{server.log()}")
+
+
+@pytest.fixture(scope="session")
+def test_stream_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The built-in test stream's cache, shared by all tests (made once per run)."""
+    cache = Path(os.environ.get("STREAMD_TEST_CACHE", tmp_path_factory.mktemp("cache")))
+    from media.testsrc import ensure_test_stream
+
+    ensure_test_stream(cache)
+    return cache
+
+
+@pytest.fixture(scope="session")
+def media_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Test media, generated once per run (small, a few seconds each)."""
+    from tests import mediagen
+
+    root = tmp_path_factory.mktemp("media")
+    mediagen.make_h264_aac_mp4(root / "bframes.mp4", seconds=4, bframes=True)
+    mediagen.make_h264_aac_mp4(root / "ten.mp4", seconds=10, bframes=False, size=(160, 120))
+    (root / "sub dir").mkdir()
+    mediagen.make_moov_at_end_mp4(root / "sub dir" / "moov end.mp4", seconds=2)
+    mediagen.make_annexb_h264(root / "raw.h264", seconds=2)
+    mediagen.make_adts_aac(root / "raw.aac", seconds=2)
+    mediagen.make_truncated(root / "bframes.mp4", root / "truncated.mp4", 0.5)
+    (root / "notes.txt").write_text("not a media file\n")
+    return root
+
+
+@pytest.fixture(scope="module")
+def server(media_dir: Path, test_stream_cache: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    proc = start_server(media_dir, tmp_path_factory.mktemp("server"), cache_dir=test_stream_cache)
+    yield proc
+    code = proc.stop()
+    log = proc.log()
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    shutil.copy(proc.log_path, ARTIFACTS / proc.log_path.name)
+    assert "Traceback" not in log, log
+    assert code == 0, log
+
+
+def need(tool: str) -> None:
+    if shutil.which(tool) is None:
+        pytest.skip(f"{tool} is not installed (scripts/test installs it)")

@@ -1,0 +1,56 @@
+"""What a source file holds, in the forms players hand back, for exact comparisons."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from media.aac import split_adts
+from media.h264 import nal_type, split_annexb
+from media.probe import probe
+from media.reader import MediaReader
+
+# Parameter sets (sent in-band again before each IDR), AUD and filler are not part of the
+# comparison: RTP senders may add or drop them by design (RFC 6184).
+IGNORED_NAL_TYPES = {7, 8, 9, 12}
+
+
+def comparable(nals: list[bytes]) -> list[bytes]:
+    return [n for n in nals if n and nal_type(n) not in IGNORED_NAL_TYPES]
+
+
+def source_video_nals(path: Path) -> list[bytes]:
+    info = probe(path)
+    video = next(t for t in info.tracks if t.kind == "video")
+    nals: list[bytes] = []
+    with MediaReader(path, info, [video.index]) as reader:
+        while (au := reader.read()) is not None:
+            nals.extend(au.nal_units)
+    return comparable(nals)
+
+
+def source_audio_frames(path: Path) -> list[bytes]:
+    info = probe(path)
+    audio = next(t for t in info.tracks if t.kind == "audio")
+    frames = []
+    with MediaReader(path, info, [audio.index]) as reader:
+        while (au := reader.read()) is not None:
+            frames.append(au.data)
+    return frames
+
+
+def source_video_frame_count(path: Path) -> int:
+    info = probe(path)
+    video = next(t for t in info.tracks if t.kind == "video")
+    with MediaReader(path, info, [video.index]) as reader:
+        count = 0
+        while reader.read() is not None:
+            count += 1
+    return count
+
+
+def received_video_nals(annexb: Path) -> list[bytes]:
+    return comparable(split_annexb(annexb.read_bytes()))
+
+
+def received_audio_frames(adts: Path) -> list[bytes]:
+    return [frame for _header, frame in split_adts(adts.read_bytes())]

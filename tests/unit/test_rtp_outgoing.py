@@ -1,0 +1,103 @@
+"""Sender-side RTP/RTCP: timestamps, numbering, sender reports, BYE, receiver-report feedback."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+
+from aiortc.rtp import RtcpByePacket, RtcpReceiverInfo, RtcpRrPacket, RtcpSdesPacket, RtcpSrPacket, RtpPacket
+from hypothesis import given
+from hypothesis import strategies as st
+
+from media.access_unit import AccessUnit
+from streamd.rtp.clock import ntp_middle32, ntp_to_unix, rtp_timestamp, unix_to_ntp
+from streamd.rtp.outgoing import OutgoingStream
+from streamd.rtp.payload.base import PayloadFormat
+from streamd.rtp.rtcp import parse_compound
+
+
+class FakeFormat(PayloadFormat):
+    """Splits the AU into 10-byte payloads: enough to test numbering and counting."""
+
+    encoding_name = "X"
+    clock_rate = 90000
+    encoding_params = None
+    media = "video"
+
+    def rtpmap(self) -> str:
+        return f"{self.payload_type} X/90000"
+
+    def fmtp(self) -> str | None:
+        return None
+
+    def packetize(self, au: AccessUnit) -> list[tuple[bytes, bool]]:
+        chunks = [au.data[i : i + 10] for i in range(0, len(au.data), 10)]
+        return [(c, i == len(chunks) - 1) for i, c in enumerate(chunks)]
+
+    def depacketizer(self):  # pragma: no cover - not needed here
+        raise NotImplementedError
+
+
+def stream(**kw) -> OutgoingStream:
+    return OutgoingStream(FakeFormat(96), Fraction(1, 1000), cname="c@h", **kw)
+
+
+def test_packets_are_numbered_and_stamped() -> None:
+    s = stream(ssrc=0x11223344, next_seq=65534, ts_offset=2**32 - 90)
+    packets = [RtpPacket.parse(p) for p in s.packetize(AccessUnit(0, 1, 1, True, bytes(25)))]
+    assert [p.sequence_number for p in packets] == [65534, 65535, 0]
+    assert {p.timestamp for p in packets} == {0}  # offset + 1 ms * 90 kHz wraps to 0
+    assert [p.marker for p in packets] == [0, 0, 1]
+    assert {p.ssrc for p in packets} == {0x11223344}
+    assert s.packet_count == 3 and s.octet_count == 25 and s.next_seq == 1
+
+
+def test_negative_pts_wraps_modulo() -> None:
+    assert rtp_timestamp(0, -1024, Fraction(1, 48000), 48000) == 2**32 - 1024
+
+
+def test_sender_report_and_bye() -> None:
+    s = stream(ssrc=7, ts_offset=1000)
+    s.packetize(AccessUnit(0, 0, 0, True, bytes(10)))
+    ntp = unix_to_ntp(1_700_000_000.25)
+    parts = parse_compound(s.sender_report(ntp, Fraction(2)))
+    sr, sdes = parts
+    assert isinstance(sr, RtcpSrPacket) and isinstance(sdes, RtcpSdesPacket)
+    assert sr.ssrc == 7 and sr.sender_info.ntp_timestamp == ntp
+    assert sr.sender_info.rtp_timestamp == 1000 + 2 * 90000
+    assert sr.sender_info.packet_count == 1 and sr.sender_info.octet_count == 10
+    assert sdes.chunks[0].items == [(1, b"c@h")]
+    bye = parse_compound(s.goodbye(ntp, Fraction(3)))
+    assert isinstance(bye[-1], RtcpByePacket) and bye[-1].sources == [7]
+
+
+def test_receiver_report_gives_loss_jitter_rtt() -> None:
+    s = stream(ssrc=9)
+    sent = unix_to_ntp(1_700_000_000.0)
+    s.sender_report(sent, Fraction(0))
+    arrival = unix_to_ntp(1_700_000_000.5)
+    info = RtcpReceiverInfo(
+        ssrc=9, fraction_lost=64, packets_lost=12, highest_sequence=1000, jitter=900,
+        lsr=ntp_middle32(sent), dlsr=int(0.4 * 65536),
+    )
+    s.reception.update(info, 90000, arrival, s.sr_sent_at(info.lsr))
+    assert s.reception.fraction_lost == 0.25
+    assert s.reception.cumulative_lost == 12
+    assert s.reception.jitter_ms == 10.0
+    assert abs(s.reception.rtt_ms - 100.0) < 0.1
+
+
+def test_lenient_rtcp_parse_keeps_rr_despite_broken_sdes() -> None:
+    rr = bytes(RtcpRrPacket(ssrc=1, reports=[RtcpReceiverInfo(9, 0, 0, 5, 0, 0, 0)]))
+    sdes_without_end = b"\x81\xca\x00\x02" + b"\x00\x00\x00\x01" + b"\x01\x02ab"
+    packets = parse_compound(rr + sdes_without_end)
+    assert isinstance(packets[0], RtcpRrPacket) and packets[0].reports[0].ssrc == 9
+
+
+@given(st.binary(max_size=300))
+def test_rtcp_parse_never_raises(data: bytes) -> None:
+    parse_compound(data)
+
+
+@given(st.floats(min_value=0, max_value=2_000_000_000, allow_nan=False))  # NTP era 0 (to 2036)
+def test_ntp_round_trip(t: float) -> None:
+    assert abs(ntp_to_unix(unix_to_ntp(t)) - t) < 1e-6
