@@ -40,7 +40,7 @@ class Catalog:
         self,
         media_dir: Path | None,
         *,
-        test_stream: Path | None,
+        test_stream: Path | asyncio.Future[Path] | None,
         max_payload_size: int = 1400,
         path_settings: Callable[[str], PathSettings] = lambda _path: PathSettings(),
     ) -> None:
@@ -53,12 +53,16 @@ class Catalog:
 
     def locate(self, path: str) -> tuple[Path, bool]:
         """The file behind ``path`` and whether it loops. Raises 404/403 with the reason."""
-        if path == TEST_PATH and self.test_stream is not None:
+        if path == TEST_PATH and isinstance(self.test_stream, Path):
             return self.test_stream, True
         if self.media_dir is None:
             raise RtspError(404, f"no stream named {path!r} (no media folder configured)")
         parts = PurePosixPath(path).parts
-        if not parts or any(p in ("..", ".") or "\\" in p or "\0" in p for p in parts) or path.startswith("/"):
+        if (
+            not parts
+            or any(p in ("..", ".") or "\\" in p or "\0" in p for p in parts)
+            or path.startswith("/")
+        ):
             raise RtspError(404, f"invalid path {path!r}")
         candidate = (self.media_dir / Path(*parts)).resolve()
         if not candidate.is_relative_to(self.media_dir):
@@ -71,6 +75,11 @@ class Catalog:
 
     async def resolve(self, path: str) -> Resolved:
         """The presentation for ``path``, probing the file if it is new or changed."""
+        if path == TEST_PATH and isinstance(self.test_stream, asyncio.Future):
+            try:
+                self.test_stream = await asyncio.shield(self.test_stream)
+            except Exception as exc:
+                raise RtspError(503, f"the built-in test stream could not be made: {exc}") from exc
         file, loop = self.locate(path)
         configured = self.path_settings(path).loop
         if configured is not None:

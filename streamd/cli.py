@@ -30,7 +30,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--rtp-port", type=int, help="UDP port for RTP, RTCP on the next one (default: 8000)")
     serve.add_argument("--session-timeout", type=int, help="seconds of client silence before a session ends")
     serve.add_argument("--max-payload-size", type=int, help="largest RTP payload in bytes (default: 1400)")
-    serve.add_argument("--no-udp", dest="udp", action="store_const", const=False, help="offer RTP over TCP only")
+    serve.add_argument(
+        "--no-udp", dest="udp", action="store_const", const=False, help="offer RTP over TCP only"
+    )
     serve.add_argument("--no-test-stream", dest="test_stream", action="store_const", const=False)
     serve.add_argument("--cache-dir", type=Path, help="where the built-in test stream is kept")
     serve.add_argument("--config", type=Path, help="TOML configuration file (keys mirror these flags)")
@@ -100,6 +102,11 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _report_test_stream(future: asyncio.Future[Path]) -> None:
+    if not future.cancelled() and future.exception() is not None:
+        log.error("the built-in test stream could not be made: %s", future.exception())
+
+
 async def _run_server(config: ServerConfig) -> None:
     from media.testsrc import ensure_test_stream
     from streamd.catalog import Catalog
@@ -108,8 +115,10 @@ async def _run_server(config: ServerConfig) -> None:
     loop = asyncio.get_running_loop()
     test_stream = None
     if config.test_stream:
-        log.info("preparing the built-in test stream (made once, then cached)")
-        test_stream = await loop.run_in_executor(None, ensure_test_stream, config.cache_dir)
+        # made in the background on the very first start (a few seconds), then cached; a
+        # DESCRIBE of /test that arrives meanwhile simply waits for it
+        test_stream = loop.run_in_executor(None, ensure_test_stream, config.cache_dir)
+        test_stream.add_done_callback(_report_test_stream)
     media_dir = config.media if config.media.is_dir() else None
     if media_dir is None:
         log.info("media folder %s does not exist: serving only the test stream", config.media)
@@ -125,7 +134,12 @@ async def _run_server(config: ServerConfig) -> None:
     if test_stream is not None:
         log.info("streamd %s ready: rtsp://%s:%d/test", __version__, shown, server.rtsp_port)
     if media_dir is not None:
-        log.info("serving files under %s as rtsp://%s:%d/<relative path>", media_dir.resolve(), shown, server.rtsp_port)
+        log.info(
+            "serving files under %s as rtsp://%s:%d/<relative path>",
+            media_dir.resolve(),
+            shown,
+            server.rtsp_port,
+        )
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)

@@ -38,7 +38,7 @@ class RtspConnection(asyncio.Protocol):
         self.local = ("?", 0)
         self.label = "client ?"
         self.last_activity = 0.0
-        self.sessions: set[str] = set()  # ids of sessions whose data flows on this connection
+        self.sessions: set[str] = set()  # ids of sessions set up on this connection
         self._requests: asyncio.Queue[Request | ParseError | None] = asyncio.Queue(MAX_PIPELINED)
         self._worker: asyncio.Task[None] | None = None
         self._writable = asyncio.Event()

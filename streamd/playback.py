@@ -10,6 +10,7 @@ reports: players can line audio up with video from them.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import time
@@ -198,6 +199,7 @@ class Playback:
             end_reason = f"read error: {exc}"
             log.warning("%s: %s", self.label, end_reason)
         self.finished = True
+        self.position = self._end_media if self._end_media is not None else self._media_now()
         self._send_bye()
         self._task = None
         if self.on_end is not None:
@@ -206,7 +208,11 @@ class Playback:
     async def _wait_for_media_end(self) -> None:
         """Hold the BYE until the last frame's time has come, so it arrives after the data."""
         if self._end_media is not None:
-            wait = self._origin_wall + float(self._end_media - self._origin_media) - asyncio.get_running_loop().time()
+            wait = (
+                self._origin_wall
+                + float(self._end_media - self._origin_media)
+                - asyncio.get_running_loop().time()
+            )
             if wait > 0:
                 await asyncio.sleep(min(wait, 5.0))
         await asyncio.sleep(0.05)
@@ -317,7 +323,5 @@ class Playback:
         task, self._task = self._task, None
         if task is not None and not task.done():
             task.cancel()
-            try:
+            with contextlib.suppress(asyncio.CancelledError):
                 await task
-            except asyncio.CancelledError:
-                pass

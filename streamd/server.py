@@ -148,7 +148,12 @@ class RtspServer:
             response, after = await method(connection, request)
         except RtspError as exc:
             log.warning(
-                "%s: %s %s -> %d %s", connection.label, request.method, _short(request.uri), exc.status, exc.reason
+                "%s: %s %s -> %d %s",
+                connection.label,
+                request.method,
+                _short(request.uri),
+                exc.status,
+                exc.reason,
             )
             response, after = Response(exc.status), None
             if exc.status in (405, 501):
@@ -164,13 +169,17 @@ class RtspServer:
         response.headers["Server"] = self.server_header
         return response, after
 
-    async def _on_options(self, connection: RtspConnection, request: Request) -> tuple[Response, AfterResponse]:
+    async def _on_options(
+        self, connection: RtspConnection, request: Request
+    ) -> tuple[Response, AfterResponse]:
         self._touch_optional(request)
         response = Response(200)
         response.headers["Public"] = ", ".join(PUBLIC_METHODS)
         return response, None
 
-    async def _on_describe(self, connection: RtspConnection, request: Request) -> tuple[Response, AfterResponse]:
+    async def _on_describe(
+        self, connection: RtspConnection, request: Request
+    ) -> tuple[Response, AfterResponse]:
         path, control = split_control(request_path(request.uri))
         if control is not None:
             raise RtspError(404, "DESCRIBE names a track, not a presentation")
@@ -179,7 +188,7 @@ class RtspServer:
         response = Response(200, body=body)
         response.headers["Content-Type"] = "application/sdp"
         response.headers["Content-Base"] = base_url(request.uri)
-        log.info("%s: DESCRIBE %s (%d tracks)", connection.label, path, len(resolved.presentation.tracks))
+        log.info("%s %s: DESCRIBE (%d tracks)", connection.label, path, len(resolved.presentation.tracks))
         return response, None
 
     async def _on_setup(self, connection: RtspConnection, request: Request) -> tuple[Response, AfterResponse]:
@@ -233,13 +242,13 @@ class RtspServer:
             self._rtcp_routes[sink.rtcp_addr] = (session.id, index)
         else:
             session.connection = connection
-            connection.sessions.add(session.id)
+        connection.sessions.add(session.id)
         session.last_activity = asyncio.get_running_loop().time()
         log.info(
             "%s: session %s SETUP %s (%s) over %s",
-            connection.label,
+            session.label,
             session.id,
-            f"{path}/{streamable.control}",
+            streamable.control,
             streamable.track.codec,
             sink.description,
         )
@@ -296,12 +305,18 @@ class RtspServer:
             if channels in in_use:
                 channels = self._free_channels(connection)
             reply = TransportSpec(
-                profile="RTP/AVP", lower_transport="TCP", cast="unicast", interleaved=channels, ssrc=stream.ssrc
+                profile="RTP/AVP",
+                lower_transport="TCP",
+                cast="unicast",
+                interleaved=channels,
+                ssrc=stream.ssrc,
             )
             return reply, InterleavedSink(connection, channels[0], channels[1])
         assert self.udp is not None and offer.client_port is not None
         if offer.destination and offer.destination != connection.peer[0]:
-            raise RtspError(403, f"destination {offer.destination} differs from the client's address; refused")
+            raise RtspError(
+                403, f"destination {offer.destination} differs from the client's address; refused"
+            )
         rtp_port, rtcp_port = offer.client_port
         reply = TransportSpec(
             profile="RTP/AVP",
@@ -355,7 +370,7 @@ class RtspServer:
         except Exception as exc:
             session.rtsp.pause()
             raise RtspError(500, f"cannot read {presentation.name!r}: {exc}") from exc
-        log.info("%s: session %s PLAY from npt=%s", connection.label, session.id, format_npt(info.start))
+        log.info("%s: session %s PLAY from npt=%s", session.label, session.id, format_npt(info.start))
         response = self._play_response(request, session, info.start, info.rtp_info)
         return response, playback.start
 
@@ -364,7 +379,9 @@ class RtspServer:
             return None
         duration = session.resolved.presentation.duration
         if requested.start < 0 or (duration is not None and requested.start > duration):
-            raise RtspError(457, f"range start {format_npt(requested.start)} outside 0-{format_npt(duration or 0)}")
+            raise RtspError(
+                457, f"range start {format_npt(requested.start)} outside 0-{format_npt(duration or 0)}"
+            )
         if requested.end is not None and requested.end < requested.start:
             raise RtspError(457, "range end before its start")
         return requested.start
@@ -397,13 +414,15 @@ class RtspServer:
         position = Fraction(0)
         if session.playback is not None:
             position = await session.playback.pause() if was_playing else session.playback.npt
-        log.info("%s: session %s PAUSE at npt=%s", connection.label, session.id, format_npt(position))
+        log.info("%s: session %s PAUSE at npt=%s", session.label, session.id, format_npt(position))
         response = Response(200)
         response.headers["Session"] = format_session(session.id, self.config.session_timeout)
         response.headers["Range"] = f"npt={format_npt(position)}-"
         return response, None
 
-    async def _on_teardown(self, connection: RtspConnection, request: Request) -> tuple[Response, AfterResponse]:
+    async def _on_teardown(
+        self, connection: RtspConnection, request: Request
+    ) -> tuple[Response, AfterResponse]:
         session = self._session_of(request, required=True)
         assert session is not None
         _, control = split_control(request_path(request.uri))
@@ -422,7 +441,7 @@ class RtspServer:
             else:
                 session.bindings.pop(track)
             self._forget_route(binding)
-            log.info("%s: session %s TEARDOWN %s", connection.label, session.id, control)
+            log.info("%s: session %s TEARDOWN %s", session.label, session.id, control)
             response.headers["Session"] = format_session(session.id, self.config.session_timeout)
             return response, None
         await self._end_session(session, "TEARDOWN", send_bye=True)
@@ -435,7 +454,9 @@ class RtspServer:
         response = Response(200)
         if session is not None:
             response.headers["Session"] = format_session(session.id, self.config.session_timeout)
-        names = [line.strip() for line in request.body.decode("utf-8", "replace").splitlines() if line.strip()]
+        names = [
+            line.strip() for line in request.body.decode("utf-8", "replace").splitlines() if line.strip()
+        ]
         if names:
             raise RtspError(451, f"parameters not understood: {', '.join(names)[:200]}")
         return response, None
@@ -470,8 +491,8 @@ class RtspServer:
             await session.playback.stop(send_bye=send_bye)
         for binding in session.bindings.values():
             self._forget_route(binding)
-        if session.connection is not None:
-            session.connection.sessions.discard(session.id)
+        for connection in self.connections:
+            connection.sessions.discard(session.id)
         log.info(
             "%s: session %s ended (%s) after %.1f s; %s",
             session.label,
@@ -493,7 +514,9 @@ class RtspServer:
             now = loop.time()
             for session in list(self.sessions.values()):
                 if now - session.last_activity > session.rtsp.timeout:
-                    await self._end_session(session, f"timed out after {session.rtsp.timeout} s", send_bye=True)
+                    await self._end_session(
+                        session, f"timed out after {session.rtsp.timeout} s", send_bye=True
+                    )
             for connection in list(self.connections):
                 if not connection.sessions and now - connection.last_activity > self.config.session_timeout:
                     log.info("%s: idle for %d s; closing", connection.label, self.config.session_timeout)
@@ -529,12 +552,14 @@ class RtspServer:
                 for report in packet.reports:
                     stream = streams.get(report.ssrc)
                     if stream is not None:
-                        stream.reception.update(report, stream.clock_rate, now_ntp, stream.sr_sent_at(report.lsr))
+                        stream.reception.update(
+                            report, stream.clock_rate, now_ntp, stream.sr_sent_at(report.lsr)
+                        )
 
 
 def _presentation_url(uri: str) -> str:
     base = base_url(uri).rstrip("/")
-    path, control = split_control(base.split("://", 1)[-1])
+    _, control = split_control(base.split("://", 1)[-1])
     if control is not None:
         base = base[: -len(control) - 1]
     return base

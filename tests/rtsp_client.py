@@ -78,7 +78,9 @@ class RawRtspClient:
     async def next_response(self, timeout: float = 10) -> Response:
         return await asyncio.wait_for(self._responses.get(), timeout)
 
-    async def request(self, method: str, uri: str, headers: dict[str, str] | None = None, body: bytes = b"") -> Response:
+    async def request(
+        self, method: str, uri: str, headers: dict[str, str] | None = None, body: bytes = b""
+    ) -> Response:
         self.cseq += 1
         request = Request(method, uri)
         request.headers["CSeq"] = str(self.cseq)

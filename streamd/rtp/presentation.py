@@ -72,7 +72,11 @@ class Presentation:
         media = [self._media_section(t) for t in self.tracks]
         return SessionDescription(
             origin=Origin(
-                username="-", session_id=stamp, session_version=stamp, addrtype=addrtype, address=server_address
+                username="-",
+                session_id=stamp,
+                session_version=stamp,
+                addrtype=addrtype,
+                address=server_address,
             ),
             session_name=_printable(self.title or self.name) or " ",
             connection=Connection(addrtype=addrtype, address="::" if addrtype == "IP6" else "0.0.0.0"),

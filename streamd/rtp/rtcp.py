@@ -50,7 +50,9 @@ def goodbye(
 
 
 def _sdes(ssrc: int, cname: str) -> bytes:
-    return bytes(RtcpSdesPacket(chunks=[RtcpSourceInfo(ssrc=ssrc, items=[(SDES_CNAME, cname.encode()[:255])])]))
+    return bytes(
+        RtcpSdesPacket(chunks=[RtcpSourceInfo(ssrc=ssrc, items=[(SDES_CNAME, cname.encode()[:255])])])
+    )
 
 
 def parse_compound(data: bytes) -> list[AnyRtcpPacket]:

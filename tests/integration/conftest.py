@@ -34,9 +34,10 @@ def free_udp_pair() -> int:
         if port % 2 or port > 65000:
             continue
         try:
-            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as a, socket.socket(
-                socket.AF_INET, socket.SOCK_DGRAM
-            ) as b:
+            with (
+                socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as a,
+                socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as b,
+            ):
                 a.bind(("127.0.0.1", port))
                 b.bind(("127.0.0.1", port + 1))
         except OSError:
@@ -74,8 +75,18 @@ def start_server(media: Path, tmp: Path, *extra: str, cache_dir: Path | None = N
     port, rtp_port = free_tcp_port(), free_udp_pair()
     log_path = tmp / f"server-{port}.log"
     args = [
-        sys.executable, "-m", "streamd.cli", "serve", "--host", "127.0.0.1",
-        "--rtsp-port", str(port), "--rtp-port", str(rtp_port), "--media", str(media),
+        sys.executable,
+        "-m",
+        "streamd.cli",
+        "serve",
+        "--host",
+        "127.0.0.1",
+        "--rtsp-port",
+        str(port),
+        "--rtp-port",
+        str(rtp_port),
+        "--media",
+        str(media),
     ]
     args += ["--cache-dir", str(cache_dir)] if cache_dir else ["--no-test-stream"]
     args += list(extra)
@@ -119,11 +130,21 @@ def media_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     mediagen.make_adts_aac(root / "raw.aac", seconds=2)
     mediagen.make_truncated(root / "bframes.mp4", root / "truncated.mp4", 0.5)
     (root / "notes.txt").write_text("not a media file\n")
+    if shutil.which("ffmpeg"):
+        lavfi = ["-f", "lavfi", "-i", "testsrc=d=1:s=160x120:r=10", "-f", "lavfi", "-i", "sine=d=1"]
+        for name, codecs in (("mpeg4-aac.mp4", ["-c:v", "mpeg4", "-c:a", "aac"]), ("song.mp3", ["-vn"])):
+            subprocess.run(
+                ["ffmpeg", "-nostdin", "-loglevel", "error", *lavfi, *codecs, "-y", str(root / name)],
+                check=True,
+                timeout=60,
+            )
     return root
 
 
 @pytest.fixture(scope="module")
-def server(media_dir: Path, test_stream_cache: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+def server(
+    media_dir: Path, test_stream_cache: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ServerProcess]:
     proc = start_server(media_dir, tmp_path_factory.mktemp("server"), cache_dir=test_stream_cache)
     yield proc
     code = proc.stop()

@@ -38,9 +38,33 @@ def ffmpeg_copy(url: str, transport: str, out_dir: Path, name: str) -> tuple[Pat
     video, audio = out_dir / f"{name}.h264", out_dir / f"{name}.aac"
     started = time.monotonic()
     result = subprocess.run(
-        ["ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error", "-rtsp_transport", transport,
-         "-i", url, "-map", "0:v", "-c", "copy", "-f", "h264", "-y", str(video),
-         "-map", "0:a", "-c", "copy", "-f", "adts", "-y", str(audio)],
+        [
+            "ffmpeg",
+            "-nostdin",
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            "-rtsp_transport",
+            transport,
+            "-i",
+            url,
+            "-map",
+            "0:v",
+            "-c",
+            "copy",
+            "-f",
+            "h264",
+            "-y",
+            str(video),
+            "-map",
+            "0:a",
+            "-c",
+            "copy",
+            "-f",
+            "adts",
+            "-y",
+            str(audio),
+        ],
         capture_output=True,
         timeout=120,
     )
@@ -79,9 +103,27 @@ def test_ffmpeg_copy_other_layouts(server: ServerProcess, tmp_path: Path, name: 
     need("ffmpeg")
     out = tmp_path / "v.h264"
     subprocess.run(
-        ["ffmpeg", "-nostdin", "-loglevel", "error", "-rtsp_transport", "tcp", "-i", server.url(name),
-         "-map", "0:v", "-c", "copy", "-f", "h264", "-y", str(out)],
-        check=True, capture_output=True, timeout=60,
+        [
+            "ffmpeg",
+            "-nostdin",
+            "-loglevel",
+            "error",
+            "-rtsp_transport",
+            "tcp",
+            "-i",
+            server.url(name),
+            "-map",
+            "0:v",
+            "-c",
+            "copy",
+            "-f",
+            "h264",
+            "-y",
+            str(out),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=60,
     )
     assert received_video_nals(out) == source_video_nals(source)
 
@@ -91,7 +133,9 @@ def test_two_clients_at_once_both_complete(server: ServerProcess, tmp_path: Path
     expected_video, expected_audio = source_video_nals(source), source_audio_frames(source)
     with ThreadPoolExecutor(2) as pool:
         results = list(
-            pool.map(lambda i: ffmpeg_copy(server.url("bframes.mp4"), ["tcp", "udp"][i], tmp_path, f"c{i}"), [0, 1])
+            pool.map(
+                lambda i: ffmpeg_copy(server.url("bframes.mp4"), ["tcp", "udp"][i], tmp_path, f"c{i}"), [0, 1]
+            )
         )
     for video, audio, _ in results:
         assert received_video_nals(video) == expected_video

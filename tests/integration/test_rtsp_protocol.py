@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import socket
 from fractions import Fraction
 
@@ -63,9 +64,13 @@ async def test_errors_have_the_rfc_status(server: ServerProcess) -> None:
     assert (await c.request("PLAY", c.url("test"), {"Session": "nosuchsession"})).status == 454
     assert (await c.request("PLAY", c.url("test"))).status == 454
     assert (await c.request("FROB", c.url("test"))).status == 501
-    assert (await c.request("SETUP", c.url("test/trackID=0"), {"Transport": "RTP/AVP;multicast"})).status == 461
+    assert (
+        await c.request("SETUP", c.url("test/trackID=0"), {"Transport": "RTP/AVP;multicast"})
+    ).status == 461
     response = await c.request(
-        "SETUP", c.url("test/trackID=0"), {"Transport": "RTP/AVP;unicast;destination=10.1.2.3;client_port=5000-5001"}
+        "SETUP",
+        c.url("test/trackID=0"),
+        {"Transport": "RTP/AVP;unicast;destination=10.1.2.3;client_port=5000-5001"},
     )
     assert response.status == 403
     # no CSeq: 400, and the connection carries on
@@ -91,7 +96,9 @@ async def test_state_machine_statuses(server: ServerProcess) -> None:
     assert (await c.request("SETUP", c.url("bframes.mp4"), {"Transport": TCP.format(2, 3)})).status == 459
     r = await c.request("PLAY", c.url("bframes.mp4"), {"Range": "npt=0-"})
     assert r.status == 200
-    assert (await c.request("SETUP", c.url("bframes.mp4/trackID=1"), {"Transport": TCP.format(2, 3)})).status == 455
+    assert (
+        await c.request("SETUP", c.url("bframes.mp4/trackID=1"), {"Transport": TCP.format(2, 3)})
+    ).status == 455
     assert (await c.request("TEARDOWN", c.url("bframes.mp4"))).status == 200
     assert (await c.request("PLAY", c.url("bframes.mp4"))).status == 454
     await c.close()
@@ -100,7 +107,9 @@ async def test_state_machine_statuses(server: ServerProcess) -> None:
 async def setup_both_tcp(c: RawRtspClient, path: str) -> None:
     await describe(c, path)
     for i in range(2):
-        r = await c.request("SETUP", c.url(f"{path}/trackID={i}"), {"Transport": TCP.format(2 * i, 2 * i + 1)})
+        r = await c.request(
+            "SETUP", c.url(f"{path}/trackID={i}"), {"Transport": TCP.format(2 * i, 2 * i + 1)}
+        )
         assert r.status == 200, r
 
 
@@ -121,7 +130,7 @@ async def test_rtp_info_matches_first_packets_and_bye_at_end(server: ServerProce
         first = packets[0][1]
         assert (first.sequence_number, first.timestamp) == (entry.seq, entry.rtptime)
         seqs = [p.sequence_number for _, p in packets]
-        assert all((b - a) % 65536 == 1 for a, b in zip(seqs, seqs[1:], strict=False)), "no gaps"
+        assert all((b - a) % 65536 == 1 for a, b in itertools.pairwise(seqs)), "no gaps"
     # sender reports came with the data (SR + SDES CNAME, same CNAME for both tracks)
     srs = [p for _, p in c.received.rtcp(1) if type(p).__name__ == "RtcpSrPacket"]
     assert srs
@@ -149,7 +158,7 @@ async def test_pause_resume_continues_without_gaps(server: ServerProcess) -> Non
     await asyncio.sleep(1.0)
     packets = [p for _, p in c.received.rtp(0)]
     seqs = [p.sequence_number for p in packets]
-    assert all((b - a) % 65536 == 1 for a, b in zip(seqs, seqs[1:], strict=False)), "sequence continues"
+    assert all((b - a) % 65536 == 1 for a, b in itertools.pairwise(seqs)), "sequence continues"
     resumed = next(p for p in packets if p.sequence_number == info[0].seq)
     assert resumed.timestamp == info[0].rtptime
     # the timestamps advanced by media time only (not the wall time spent paused)
@@ -235,9 +244,36 @@ async def test_get_parameter_keeps_session_alive(server: ServerProcess) -> None:
 
 async def test_pipelined_requests_are_answered_in_order(server: ServerProcess) -> None:
     c = await client(server)
-    await c.send_raw(b"".join(
-        f"OPTIONS * RTSP/1.0\r\nCSeq: {i}\r\n\r\n".encode() for i in range(1, 6)
-    ))
+    await c.send_raw(b"".join(f"OPTIONS * RTSP/1.0\r\nCSeq: {i}\r\n\r\n".encode() for i in range(1, 6)))
     cseqs = [(await c.next_response()).headers["CSeq"] for _ in range(5)]
     assert cseqs == ["1", "2", "3", "4", "5"]
+    await c.close()
+
+
+async def test_tracks_without_payload_format_are_left_out(server: ServerProcess) -> None:
+    c = await client(server)
+    _, sd = await describe(c, "mpeg4-aac.mp4")  # MPEG-4 Part 2 video has no payload format yet
+    assert [m.media for m in sd.media] == ["audio"]
+    response = await c.request("DESCRIBE", c.url("song.mp3"))  # nothing streamable: 415 with a reason
+    assert response.status == 415
+    assert b"mp3" in response.body
+    assert "left out" in server.log()
+    await c.close()
+
+
+async def test_audio_only_setup(server: ServerProcess) -> None:
+    """A client may set up only some tracks: here just the audio."""
+    c = await client(server)
+    await describe(c, "bframes.mp4")
+    r = await c.request("SETUP", c.url("bframes.mp4/trackID=1"), {"Transport": TCP.format(0, 1)})
+    assert r.status == 200
+    r = await c.request("PLAY", c.url("bframes.mp4"))
+    assert [e.url for e in parse_rtp_info(r.headers["RTP-Info"])] == [c.url("bframes.mp4/trackID=1")]
+    for _ in range(100):
+        if c.received.got_bye(1):
+            break
+        await asyncio.sleep(0.1)
+    packets = c.received.rtp(0)
+    assert {p.payload_type for _, p in packets} == {97}
+    assert len(packets) >= 180  # ~4 s of 48 kHz AAC, one frame per packet
     await c.close()

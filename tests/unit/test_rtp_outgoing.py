@@ -76,8 +76,13 @@ def test_receiver_report_gives_loss_jitter_rtt() -> None:
     s.sender_report(sent, Fraction(0))
     arrival = unix_to_ntp(1_700_000_000.5)
     info = RtcpReceiverInfo(
-        ssrc=9, fraction_lost=64, packets_lost=12, highest_sequence=1000, jitter=900,
-        lsr=ntp_middle32(sent), dlsr=int(0.4 * 65536),
+        ssrc=9,
+        fraction_lost=64,
+        packets_lost=12,
+        highest_sequence=1000,
+        jitter=900,
+        lsr=ntp_middle32(sent),
+        dlsr=int(0.4 * 65536),
     )
     s.reception.update(info, 90000, arrival, s.sr_sent_at(info.lsr))
     assert s.reception.fraction_lost == 0.25

@@ -1,0 +1,145 @@
+"""Server lifecycle: clean shutdown with BYE, session timeouts, idle connections, bad clients."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from pathlib import Path
+
+import pytest
+
+from tests.integration.conftest import ServerProcess, start_server
+from tests.rtsp_client import RawRtspClient
+
+pytestmark = pytest.mark.integration
+
+TCP = "RTP/AVP/TCP;unicast;interleaved={}-{}"
+
+
+@pytest.fixture
+def short_timeout_server(media_dir: Path, tmp_path: Path):
+    proc = start_server(media_dir, tmp_path, "--session-timeout", "5")
+    yield proc
+    proc.stop()
+
+
+async def play_tcp(server: ServerProcess, path: str) -> RawRtspClient:
+    c = await RawRtspClient("127.0.0.1", server.port).connect()
+    assert (await c.request("DESCRIBE", c.url(path))).status == 200
+    assert (
+        await c.request("SETUP", c.url(f"{path}/trackID=0"), {"Transport": TCP.format(0, 1)})
+    ).status == 200
+    assert (await c.request("PLAY", c.url(path))).status == 200
+    return c
+
+
+async def test_sigterm_sends_bye_and_exits_cleanly(media_dir: Path, tmp_path: Path) -> None:
+    proc = start_server(media_dir, tmp_path)
+    c = await play_tcp(proc, "ten.mp4")
+    await asyncio.sleep(0.5)
+    assert not c.received.got_bye(1)
+    code = await asyncio.get_running_loop().run_in_executor(None, proc.stop)
+    await asyncio.wait_for(c.closed.wait(), 5)
+    assert c.received.got_bye(1), "playing clients get RTCP BYE on shutdown"
+    assert code == 0
+    log = proc.log()
+    assert "Traceback" not in log and "stopped" in log
+
+
+async def test_silent_udp_session_is_reaped(short_timeout_server: ServerProcess) -> None:
+    server = short_timeout_server
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    c = await RawRtspClient("127.0.0.1", server.port).connect()
+    await c.request("DESCRIBE", c.url("ten.mp4"))
+    r = await c.request(
+        "SETUP", c.url("ten.mp4/trackID=0"), {"Transport": f"RTP/AVP;unicast;client_port={port}-{port + 1}"}
+    )
+    assert r.headers["Session"].endswith(";timeout=5")
+    await c.request("PLAY", c.url("ten.mp4"))
+    await asyncio.sleep(7.5)  # no keep-alive, no RTCP: gone after 5 s
+    assert "timed out after 5 s" in server.log()
+    # the connection, idle as well, may be closed too; if not, the session is unknown now
+    if not c.closed.is_set():
+        assert (await c.request("GET_PARAMETER", c.url("ten.mp4"))).status == 454
+    await c.close()
+    sock.close()
+
+
+async def test_keepalive_keeps_session(short_timeout_server: ServerProcess) -> None:
+    server = short_timeout_server
+    c = await play_tcp(server, "ten.mp4")
+    for _ in range(4):
+        await asyncio.sleep(2)
+        assert (await c.request("GET_PARAMETER", c.url("ten.mp4"))).status == 200
+    await c.request("TEARDOWN", c.url("ten.mp4"))
+    await c.close()
+
+
+async def test_idle_connection_is_closed(short_timeout_server: ServerProcess) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", short_timeout_server.port)
+    assert await asyncio.wait_for(reader.read(), 10) == b""  # closed by the server
+    writer.close()
+
+
+async def test_closing_tcp_connection_ends_its_session(server: ServerProcess) -> None:
+    c = await play_tcp(server, "ten.mp4")
+    session = c.session
+    await c.close()
+    await asyncio.sleep(0.5)
+    assert f"session {session} ended (connection closed)" in server.log()
+
+
+async def test_oversized_and_garbage_input_spares_other_clients(server: ServerProcess) -> None:
+    good = await play_tcp(server, "ten.mp4")
+    bad = await RawRtspClient("127.0.0.1", server.port).connect()
+    await bad.send_raw(b"OPTIONS * RTSP/1.0\r\nCSeq: 1\r\nX: " + b"a" * 70000 + b"\r\n\r\n")
+    assert (await bad.next_response()).status == 400
+    await asyncio.wait_for(bad.closed.wait(), 5)
+    flood = await RawRtspClient("127.0.0.1", server.port).connect()
+    await flood.send_raw(bytes(range(256)) * 50)
+    await asyncio.sleep(0.5)
+    before = len(good.received.rtp(0))
+    await asyncio.sleep(0.5)
+    assert len(good.received.rtp(0)) > before, "the playing client is unaffected"
+    assert (await good.request("GET_PARAMETER", good.url("ten.mp4"))).status == 200
+    await good.request("TEARDOWN", good.url("ten.mp4"))
+    for c in (good, bad, flood):
+        await c.close()
+
+
+async def test_small_payload_size_is_honoured_and_exact(media_dir: Path, tmp_path: Path) -> None:
+    """--max-payload-size changes packetisation (more FU-A fragments), never the content."""
+    from tests.integration.source import received_video_nals, source_video_nals
+    from tests.integration.test_ffmpeg import ffmpeg_copy
+
+    proc = start_server(media_dir, tmp_path, "--max-payload-size", "300")
+    try:
+        c = await play_tcp(proc, "bframes.mp4")
+        await asyncio.sleep(1)
+        sizes = [len(p.payload) for _, p in c.received.rtp(0)]
+        assert sizes and max(sizes) <= 300
+        await c.close()
+        video, _, _ = await asyncio.get_running_loop().run_in_executor(
+            None, ffmpeg_copy, proc.url("bframes.mp4"), "udp", tmp_path, "small"
+        )
+        assert received_video_nals(video) == source_video_nals(media_dir / "bframes.mp4")
+    finally:
+        proc.stop()
+
+
+def test_ten_thousand_files_do_not_slow_startup(tmp_path: Path) -> None:
+    import time
+
+    media = tmp_path / "many"
+    for i in range(100):
+        folder = media / f"d{i}"
+        folder.mkdir(parents=True)
+        for j in range(100):
+            (folder / f"f{j}.mp4").write_bytes(b"")
+    started = time.monotonic()
+    proc = start_server(media, tmp_path)
+    elapsed = time.monotonic() - started
+    proc.stop()
+    assert elapsed < 5, elapsed  # nothing is scanned or probed at start-up
