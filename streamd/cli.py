@@ -122,6 +122,10 @@ async def _run_server(config: ServerConfig) -> None:
     media_dir = config.media if config.media.is_dir() else None
     if media_dir is None:
         log.info("media folder %s does not exist: serving only the test stream", config.media)
+    elif (media_dir / "__init__.py").exists():
+        # started from a source checkout, where ./media is streamd's own Python package
+        log.info("%s is a Python package, not a media folder: serving only the test stream", config.media)
+        media_dir = None
     catalog = Catalog(
         media_dir,
         test_stream=test_stream,

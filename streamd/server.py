@@ -222,6 +222,8 @@ class RtspServer:
             )
         index = streamable.track.index
         previous = session.bindings.get(index)
+        if previous is None and session.playback is not None:
+            raise RtspError(455, "cannot add a track to a session that has played; start a new session")
         stream = (
             previous.stream
             if previous is not None
@@ -237,6 +239,8 @@ class RtspServer:
         )
         if session.id not in self.sessions:
             self.sessions[session.id] = session
+        if previous is not None:
+            self._forget_route(previous)
         session.bindings[index] = Binding(streamable, stream, sink)
         if isinstance(sink, UdpSink):
             self._rtcp_routes[sink.rtcp_addr] = (session.id, index)
