@@ -73,6 +73,29 @@ class Catalog:
             raise RtspError(404, f"{path!r} is not readable")
         return candidate, False
 
+    def list_paths(self, limit: int = 10_000) -> list[str]:
+        """Every servable path (test stream first, then files, sorted), up to ``limit``.
+
+        Walks the folder on each call (the HTTP index page uses it); hidden entries are skipped
+        and symbolic links are not followed out of the folder.
+        """
+        paths = [TEST_PATH] if self.test_stream is not None else []
+        if self.media_dir is None:
+            return paths
+        files: list[str] = []
+        for folder, dirs, names in os.walk(self.media_dir):
+            dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+            for name in sorted(names):
+                if name.startswith("."):
+                    continue
+                full = Path(folder, name)
+                if not full.resolve().is_relative_to(self.media_dir):
+                    continue
+                files.append(full.relative_to(self.media_dir).as_posix())
+                if len(files) + len(paths) >= limit:
+                    return paths + files
+        return paths + files
+
     async def resolve(self, path: str) -> Resolved:
         """The presentation for ``path``, probing the file if it is new or changed."""
         if path == TEST_PATH and isinstance(self.test_stream, asyncio.Future):

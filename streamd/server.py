@@ -526,6 +526,42 @@ class RtspServer:
                     log.info("%s: idle for %d s; closing", connection.label, self.config.session_timeout)
                     connection.close()
 
+    # --- what the HTTP side shows ---------------------------------------------------------
+
+    def snapshot(self) -> list[dict[str, object]]:
+        """Every session as plain data (for the JSON API and metrics): who, what, how, how well."""
+        now = time.monotonic()
+        result: list[dict[str, object]] = []
+        for session in self.sessions.values():
+            result.append(
+                {
+                    "id": session.id,
+                    "path": session.rtsp.path,
+                    "client": session.client_host,
+                    "transport": session.rtsp.lower_transport,
+                    "state": session.rtsp.state.value,
+                    "age_seconds": round(now - session.started, 3),
+                    "position": float(session.playback.npt) if session.playback else 0.0,
+                    "tracks": [
+                        {
+                            "control": b.streamable.control,
+                            "codec": b.streamable.track.codec,
+                            "ssrc": b.stream.ssrc,
+                            "sink": b.sink.description,
+                            "packets_sent": b.stream.packet_count,
+                            "bytes_sent": b.stream.octet_count,
+                            "rtcp": b.stream.reception.as_dict(),
+                        }
+                        for b in session.bindings.values()
+                    ],
+                }
+            )
+        return result
+
+    def viewers(self, path: str) -> int:
+        """How many sessions are set up on ``path`` right now."""
+        return sum(1 for s in self.sessions.values() if s.rtsp.path == path)
+
     # --- RTCP from clients ------------------------------------------------------------------
 
     def _rtcp_received(self, data: bytes, addr: Address) -> None:
