@@ -158,3 +158,11 @@ def server(
 def need(tool: str) -> None:
     if shutil.which(tool) is None:
         pytest.skip(f"{tool} is not installed (scripts/test installs it)")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _codec_matrix() -> Iterator[None]:
+    yield
+    from tests.integration import codec_matrix
+
+    codec_matrix.flush()

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.integration.codec_matrix import record
 from tests.integration.conftest import ServerProcess, need
 from tests.integration.source import (
     received_audio_frames,
@@ -94,6 +95,8 @@ def test_ffmpeg_copy_is_bit_exact_with_bframes(server: ServerProcess, tmp_path: 
     assert len(got) == len(expected)
     assert got == expected
     assert received_audio_frames(audio) == source_audio_frames(source)  # priming frames included
+    record("h264", "ffmpeg", "tcp", "bit-exact")
+    record("aac", "ffmpeg", "tcp", "bit-exact")
 
 
 @pytest.mark.parametrize("name", ["sub%20dir/moov%20end.mp4", "raw.h264"])
@@ -140,6 +143,8 @@ def test_two_clients_at_once_both_complete(server: ServerProcess, tmp_path: Path
     for video, audio, _ in results:
         assert received_video_nals(video) == expected_video
         assert received_audio_frames(audio) == expected_audio
+    record("h264", "ffmpeg", "udp", "bit-exact")
+    record("aac", "ffmpeg", "udp", "bit-exact")
 
 
 def test_pacing_ten_seconds_take_ten_seconds(server: ServerProcess, tmp_path: Path) -> None:

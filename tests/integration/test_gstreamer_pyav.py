@@ -8,6 +8,7 @@ from pathlib import Path
 import av
 import pytest
 
+from tests.integration.codec_matrix import record
 from tests.integration.conftest import ServerProcess, need
 from tests.integration.source import source_audio_frames, source_video_frame_count
 
@@ -30,6 +31,8 @@ def test_gstreamer_rtspsrc_decodes_every_frame(server: ServerProcess, tmp_path: 
     assert video.stat().st_size == frame_size * source_video_frame_count(server.media / "bframes.mp4")
     # 4 s of 48 kHz stereo S16; the decoder trims the priming samples
     assert abs(audio.stat().st_size / 4 / 48000 - 4.0) < 0.1
+    record("h264", "gstreamer", transport, "decoded")
+    record("aac", "gstreamer", transport, "decoded")
 
 
 @pytest.mark.parametrize("transport", ["udp", "tcp"])
@@ -45,6 +48,8 @@ def test_pyav_decodes_every_frame(server: ServerProcess, transport: str) -> None
                 audio += 1
     assert video == source_video_frame_count(source)
     assert audio == len(source_audio_frames(source))  # every AAC frame, priming included
+    record("h264", "pyav", transport, "decoded")
+    record("aac", "pyav", transport, "decoded")
 
 
 def test_pyav_plays_the_test_stream(server: ServerProcess) -> None:
