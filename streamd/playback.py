@@ -1,10 +1,15 @@
 """Real-time pacing of one session: read access units, send them when their time comes.
 
 The reader (PyAV, blocking) runs in a worker thread a second or two ahead of the wall clock;
-the event loop sends each access unit at ``origin_wall + (dts - origin_media)``, so media
-time maps to wall time one to one and a 10 s clip takes 10 s. Every track of the session is
-paced from one loop and shares one wall clock, which is also the NTP clock of the sender
-reports: players can line audio up with video from them.
+the event loop sends each access unit at ``origin_wall + (dts - origin_media) / (scale x speed)``,
+so at Scale 1 and Speed 1 media time maps to wall time one to one and a 10 s clip takes 10 s.
+Every track of the session is paced from one loop and shares one wall clock, which is also the
+NTP clock of the sender reports: players can line audio up with video from them.
+
+Scale (RFC 2326 12.34) changes the media rate: above 1 only video keyframes are sent, below 1
+every video frame, and RTP time runs at the normal rate (see ``streamd.rtp.timeline``); audio
+is not sent while Scale is not 1 (it cannot be played at another rate without resampling).
+Speed (12.35) only makes delivery faster, timestamps unchanged.
 """
 
 from __future__ import annotations
@@ -12,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
 import time
 from collections import deque
 from collections.abc import Callable
@@ -25,15 +29,17 @@ from media.reader import MediaReader
 from streamd.rtp.clock import unix_to_ntp
 from streamd.rtp.outgoing import OutgoingStream
 from streamd.rtp.presentation import Presentation, StreamableTrack
+from streamd.rtp.rtcp_interval import rtcp_interval
+from streamd.rtp.timeline import Timeline
 from streamd.transport.sink import PacketSink
 
 log = logging.getLogger(__name__)
 
-LOOKAHEAD = Fraction(1)  # read more when less than this much media is queued
-READ_CHUNK = Fraction(2)  # how far ahead of the wall clock one read goes
+LOOKAHEAD = Fraction(1)  # wall seconds of media kept queued ahead of sending
+READ_CHUNK = Fraction(2)  # wall seconds of media one read fetches
 MAX_QUEUED_UNITS = 5000  # bounds memory whatever the file's packet rate
-RTCP_INTERVAL = 5.0  # seconds between sender reports, randomised by 0.5..1.5 (RFC 3550 6.3.5)
 SEND_SLACK = 0.002  # send AUs due within this many seconds together
+AVG_RTCP_SIZE = 28 + 52 + 20  # IP/UDP + SR + SDES of about a 20-byte CNAME
 
 
 @dataclass
@@ -48,12 +54,27 @@ class Binding:
     def index(self) -> int:
         return self.streamable.track.index
 
+    @property
+    def is_video(self) -> bool:
+        return self.streamable.track.kind == "video"
+
+
+@dataclass(frozen=True)
+class PlayRequest:
+    """What a PLAY asks for. ``start``/``end`` are npt seconds; None start resumes (or begins)."""
+
+    start: Fraction | None = None
+    end: Fraction | None = None
+    scale: Fraction = Fraction(1)
+    speed: Fraction = Fraction(1)
+
 
 @dataclass(frozen=True)
 class StartInfo:
     """What a PLAY response reports: the actual start and, per track, the first seq and rtptime."""
 
     start: Fraction
+    end: Fraction | None
     rtp_info: dict[int, tuple[int, int]]  # track index -> (seq, rtptime)
 
 
@@ -76,6 +97,11 @@ class Playback:
         self.on_end = on_end
         self.position = Fraction(0)  # file time (seconds) where a resume continues
         self.finished = False
+        self.scale = Fraction(1)
+        self.speed = Fraction(1)
+        self._end: Fraction | None = None  # file time where delivery stops (Range end)
+        self._crossed_end: set[int] = set()
+        self._timeline: Timeline | None = None
         self._reader: MediaReader | None = None
         self._queue: deque[AccessUnit] = deque()
         self._eof = False
@@ -83,40 +109,64 @@ class Playback:
         self._origin_wall = 0.0
         self._origin_media = Fraction(0)
         self._wall_to_unix = 0.0
-        self._end_media: Fraction | None = None
+        self._last_sent_end: Fraction | None = None
         self._bye_sent = False
+        self._reports_sent = 0
         self._pending_read: asyncio.Future[tuple[list[AccessUnit], bool]] | None = None
 
     # --- control -------------------------------------------------------------------------
 
-    async def prepare(self, start: Fraction | None) -> StartInfo:
-        """Seek to ``start`` (None: resume where paused, or begin) and report the RTP-Info."""
+    async def prepare(self, request: PlayRequest) -> StartInfo:
+        """Position for a PLAY (seek, or resume where paused) and report the RTP-Info."""
         loop = asyncio.get_running_loop()
         await self._settle()
-        if self._reader is None:
+        origin = self.presentation.origin
+        left_at = self.position
+        start = request.start
+        if self._reader is None and start is None:
+            start = Fraction(0)
+        if start == 0:
+            # from the very beginning: a fresh reader, not a seek, so nothing before the first
+            # keyframe (AAC priming frames) is skipped
+            if self._reader is not None:
+                await loop.run_in_executor(None, self._reader.close)
             self._reader = await loop.run_in_executor(None, self._open_reader)
-            if start is None:
-                start = Fraction(0)
-        if start is not None:
-            origin = self.presentation.origin
+            self._queue.clear()
+            self._eof = False
+            self.position = origin
+        elif start is not None:
+            if self._reader is None:
+                self._reader = await loop.run_in_executor(None, self._open_reader)
             actual = await loop.run_in_executor(None, self._reader.seek, start + origin)
             self._queue.clear()
             self._eof = False
-            self.finished = False
-            self._bye_sent = False
-            self._end_media = None
             self.position = actual
+        self.finished = False
+        self._bye_sent = False
+        self._last_sent_end = None
+        self._end = None if request.end is None else request.end + origin
+        self._crossed_end = set()
+        if self._end is not None:
+            self._drop_after_end()
+        self.scale, self.speed = request.scale, request.speed
+        if self._timeline is None:
+            self._timeline = Timeline(self.position, self.position, self.scale)
+        else:
+            self._timeline = self._timeline.next_segment(left_at, self.position, self.scale)
+        for binding in self.bindings.values():
+            binding.stream.timeline = self._timeline
         await self._fill_until_every_track_queued()
         rtp_info = {}
         for index, binding in self.bindings.items():
-            first = next((au for au in self._queue if au.stream_index == index), None)
+            first = next((au for au in self._queue if au.stream_index == index and self._wanted(au)), None)
             rtptime = (
                 binding.stream.timestamp_for(first.pts)
                 if first is not None
                 else binding.stream.timestamp_at(self.position)
             )
             rtp_info[index] = (binding.stream.next_seq, rtptime)
-        return StartInfo(max(Fraction(0), self.position - self.presentation.origin), rtp_info)
+        end = None if self._end is None else self._end - origin
+        return StartInfo(max(Fraction(0), self.position - origin), end, rtp_info)
 
     def start(self) -> None:
         """Begin sending now, from ``position``."""
@@ -127,7 +177,7 @@ class Playback:
         self._task = loop.create_task(self._run(), name=f"playback {self.label}")
 
     async def pause(self) -> Fraction:
-        """Stop sending; the next ``prepare(None)`` + ``start()`` resumes here. Returns npt."""
+        """Stop sending; the next ``prepare`` + ``start`` resumes here. Returns npt."""
         if self._task is not None:
             self.position = self._media_now()
             await self._cancel()
@@ -136,7 +186,8 @@ class Playback:
     @property
     def npt(self) -> Fraction:
         """Where playback stands, in normal play time (seconds from the presentation start)."""
-        return max(Fraction(0), self.position - self.presentation.origin)
+        position = self._media_now() if self.running else self.position
+        return max(Fraction(0), position - self.presentation.origin)
 
     async def stop(self, *, send_bye: bool = True) -> None:
         """End playback for good: BYE on every track, reader closed."""
@@ -168,26 +219,25 @@ class Playback:
         end_reason = "end of stream"
         try:
             while True:
-                if not self._eof and self._queued_until() < self._media_now() + LOOKAHEAD:
-                    await self._fill(self._media_now() + READ_CHUNK)
+                if not self._eof and self._queued_until() < self._media_now() + LOOKAHEAD * self._rate:
+                    await self._fill(self._media_now() + READ_CHUNK * self._rate)
                 if not self._queue:
                     if self._eof:
                         break
                     continue
-                now = loop.time()
-                horizon = now + SEND_SLACK
+                horizon = loop.time() + SEND_SLACK
                 while self._queue and self._due(self._queue[0]) <= horizon:
                     au = self._queue.popleft()
                     binding = self.bindings.get(au.stream_index)
-                    if binding is None:
+                    if binding is None or not self._wanted(au):
                         continue
                     for packet in binding.stream.packetize(au):
                         binding.sink.send_rtp(packet)
-                    self._note_end(au, binding)
+                    self._note_sent(au, binding)
                     await binding.sink.drain()
                 if loop.time() >= next_report:
                     self._send_reports()
-                    next_report = loop.time() + RTCP_INTERVAL * random.uniform(0.5, 1.5)
+                    next_report = loop.time() + self._report_interval()
                 if self._queue:
                     wait = self._due(self._queue[0]) - loop.time()
                     if wait > 0:
@@ -199,43 +249,70 @@ class Playback:
             end_reason = f"read error: {exc}"
             log.warning("%s: %s", self.label, end_reason)
         self.finished = True
-        self.position = self._end_media if self._end_media is not None else self._media_now()
+        self.position = self._last_sent_end if self._last_sent_end is not None else self._media_now()
+        if self._end is not None and self.position > self._end:
+            self.position = self._end
         self._send_bye()
         self._task = None
         if self.on_end is not None:
-            self.on_end(end_reason)
+            self.on_end(end_reason if self._end is None else "end of the requested range")
+
+    @property
+    def _rate(self) -> Fraction:
+        """Media seconds per wall second."""
+        return self.scale * self.speed
+
+    def _wanted(self, au: AccessUnit) -> bool:
+        """Scale 1 sends everything; other scales send video only, keyframes only above 1."""
+        if self.scale == 1:
+            return True
+        binding = self.bindings.get(au.stream_index)
+        if binding is None or not binding.is_video:
+            return False
+        return self.scale < 1 or au.keyframe
+
+    def _report_interval(self) -> float:
+        elapsed = max(asyncio.get_running_loop().time() - self._origin_wall, 0.5)
+        octets = sum(b.stream.octet_count for b in self.bindings.values())
+        self._reports_sent += 1
+        return rtcp_interval(
+            members=2,
+            senders=1,
+            session_bandwidth=octets / elapsed,
+            avg_rtcp_size=AVG_RTCP_SIZE,
+            we_sent=True,
+            initial=self._reports_sent == 1,
+        )
 
     async def _wait_for_media_end(self) -> None:
         """Hold the BYE until the last frame's time has come, so it arrives after the data."""
-        if self._end_media is not None:
-            wait = (
-                self._origin_wall
-                + float(self._end_media - self._origin_media)
-                - asyncio.get_running_loop().time()
-            )
+        if self._last_sent_end is not None:
+            due = self._origin_wall + float((self._last_sent_end - self._origin_media) / self._rate)
+            wait = due - asyncio.get_running_loop().time()
             if wait > 0:
                 await asyncio.sleep(min(wait, 5.0))
         await asyncio.sleep(0.05)
 
-    def _note_end(self, au: AccessUnit, binding: Binding) -> None:
+    def _note_sent(self, au: AccessUnit, binding: Binding) -> None:
         tb = binding.streamable.track.time_base
         end = (max(au.pts, au.dts) + au.duration) * tb
-        if self._end_media is None or end > self._end_media:
-            self._end_media = end
+        if self._last_sent_end is None or end > self._last_sent_end:
+            self._last_sent_end = end
+
+    def _seconds(self, au: AccessUnit) -> Fraction:
+        return au.dts * self.presentation.info.track(au.stream_index).time_base
 
     def _due(self, au: AccessUnit) -> float:
-        tb = self.presentation.info.track(au.stream_index).time_base
-        return self._origin_wall + float(au.dts * tb - self._origin_media)
+        return self._origin_wall + float((self._seconds(au) - self._origin_media) / self._rate)
 
     def _media_now(self) -> Fraction:
-        elapsed = asyncio.get_running_loop().time() - self._origin_wall
-        return self._origin_media + Fraction(elapsed).limit_denominator(1_000_000)
+        elapsed = Fraction(asyncio.get_running_loop().time() - self._origin_wall).limit_denominator(1_000_000)
+        return self._origin_media + elapsed * self._rate
 
     def _queued_until(self) -> Fraction:
-        if not self._queue:
-            return Fraction(-(10**9))
-        last = self._queue[-1]
-        return last.dts * self.presentation.info.track(last.stream_index).time_base
+        return self._seconds(self._queue[-1]) if self._queue else Fraction(-(10**9))
+
+    # --- reading ---------------------------------------------------------------------------
 
     async def _fill(self, until: Fraction) -> None:
         """Read ahead in a worker thread.
@@ -257,6 +334,21 @@ class Playback:
         units, eof = future.result()
         self._queue.extend(units)
         self._eof = eof
+        if self._end is not None:
+            self._drop_after_end()
+
+    def _drop_after_end(self) -> None:
+        """Range end: AUs decoded at or after it are not sent; once every track is past it, stop."""
+        assert self._end is not None
+        kept: deque[AccessUnit] = deque()
+        for au in self._queue:
+            if self._seconds(au) >= self._end:
+                self._crossed_end.add(au.stream_index)
+            else:
+                kept.append(au)
+        self._queue = kept
+        if set(self.bindings) <= self._crossed_end:
+            self._eof = True
 
     async def _settle(self) -> None:
         """Let a read still running in its thread finish before the reader is used again."""
@@ -267,13 +359,13 @@ class Playback:
     async def _fill_until_every_track_queued(self) -> None:
         """Read until each set-up track has a queued AU (RTP-Info needs its first timestamp)."""
         horizon = self.position + READ_CHUNK
-        wanted = set(self.bindings)
         for _ in range(10):
-            queued = {au.stream_index for au in self._queue}
+            queued = {au.stream_index for au in self._queue if self._wanted(au)}
+            wanted = {i for i, b in self.bindings.items() if self.scale == 1 or b.is_video}
             if wanted <= queued or self._eof or len(self._queue) >= MAX_QUEUED_UNITS:
                 return
             await self._fill(horizon)
-            horizon += READ_CHUNK
+            horizon += READ_CHUNK * max(self.scale, 1)
 
     def _read_until(self, until: Fraction, room: int) -> tuple[list[AccessUnit], bool]:
         """Runs in a worker thread: AUs of the set-up tracks up to ``until`` media seconds."""
@@ -302,10 +394,9 @@ class Playback:
     def _clock_pair(self) -> tuple[int, Fraction]:
         """One instant as NTP wall time and as media time: the sync point for every track."""
         now = asyncio.get_running_loop().time()
-        media = self._origin_media + Fraction(now - self._origin_wall).limit_denominator(1_000_000)
-        if self._task is None:
-            media = self.position
-        return unix_to_ntp(now + self._wall_to_unix if self._wall_to_unix else time.time()), media
+        media = self._media_now() if self._task is not None else self.position
+        unix = now + self._wall_to_unix if self._wall_to_unix else time.time()
+        return unix_to_ntp(unix), media
 
     def _send_reports(self) -> None:
         ntp, media = self._clock_pair()

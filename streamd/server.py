@@ -21,13 +21,12 @@ from streamd import __version__
 from streamd.catalog import Catalog, Resolved
 from streamd.config import ServerConfig
 from streamd.connection import RtspConnection
-from streamd.playback import Binding, Playback
+from streamd.playback import Binding, Playback, PlayRequest
 from streamd.rtp.clock import unix_to_ntp
 from streamd.rtp.outgoing import OutgoingStream
 from streamd.rtp.rtcp import parse_compound
 from streamd.rtsp.errors import RtspError
 from streamd.rtsp.headers import (
-    NptRange,
     RtpInfoEntry,
     TransportSpec,
     format_npt,
@@ -38,7 +37,9 @@ from streamd.rtsp.headers import (
     parse_session,
     parse_transport,
 )
+from streamd.rtsp.headers.rate import format_rate, parse_rate
 from streamd.rtsp.message import InterleavedFrame, Request, Response
+from streamd.rtsp.parameters import format_parameters, parameter_names, parameter_values
 from streamd.rtsp.session import RtspSession, State, TrackSetup
 from streamd.rtsp.url import base_url, request_path, split_control
 from streamd.transport.interleaved import InterleavedSink
@@ -46,7 +47,18 @@ from streamd.transport.udp import Address, UdpPair, UdpSink
 
 log = logging.getLogger("streamd")
 
-PUBLIC_METHODS = ("OPTIONS", "DESCRIBE", "SETUP", "PLAY", "PAUSE", "TEARDOWN", "GET_PARAMETER")
+PUBLIC_METHODS = (
+    "OPTIONS",
+    "DESCRIBE",
+    "SETUP",
+    "PLAY",
+    "PAUSE",
+    "TEARDOWN",
+    "GET_PARAMETER",
+    "SET_PARAMETER",
+)
+MAX_SCALE = Fraction(64)
+MAX_SPEED = Fraction(16)
 REAP_INTERVAL = 1.0
 AfterResponse = Callable[[], None] | None
 
@@ -352,8 +364,7 @@ class RtspServer:
         session = self._session_of(request, required=True)
         assert session is not None
         presentation = session.resolved.presentation
-        requested = parse_range(request.headers["Range"]) if "Range" in request.headers else None
-        start = self._validated_start(requested, session)
+        play = self._play_request(request, session)
         was_playing = session.rtsp.state is State.PLAYING
         session.rtsp.play()
         if session.playback is None:
@@ -366,41 +377,82 @@ class RtspServer:
             )
         playback = session.playback
         if was_playing:
-            if start is None:  # a PLAY while playing without Range changes nothing
-                return self._play_response(request, session, playback.npt, None), None
+            unchanged = (play.scale, play.speed) == (playback.scale, playback.speed)
+            if play.start is None and play.end is None and unchanged:
+                # a repeated PLAY without Range changes nothing (some clients use it as keep-alive)
+                response = self._play_response(request, session, playback.npt, None, None)
+                return response, None
             await playback.pause()
         try:
-            info = await playback.prepare(start)
+            info = await playback.prepare(play)
         except Exception as exc:
             session.rtsp.pause()
             raise RtspError(500, f"cannot read {presentation.name!r}: {exc}") from exc
-        log.info("%s: session %s PLAY from npt=%s", session.label, session.id, format_npt(info.start))
-        response = self._play_response(request, session, info.start, info.rtp_info)
+        log.info(
+            "%s: session %s PLAY from npt=%s%s%s%s",
+            session.label,
+            session.id,
+            format_npt(info.start),
+            f" to {format_npt(info.end)}" if info.end is not None else "",
+            f" scale {format_rate(play.scale)}" if play.scale != 1 else "",
+            f" speed {format_rate(play.speed)}" if play.speed != 1 else "",
+        )
+        response = self._play_response(request, session, info.start, info.end, info.rtp_info)
+        if "Scale" in request.headers or play.scale != 1:
+            response.headers["Scale"] = format_rate(play.scale)
+        if "Speed" in request.headers or play.speed != 1:
+            response.headers["Speed"] = format_rate(play.speed)
         return response, playback.start
 
-    def _validated_start(self, requested: NptRange | None, session: ServerSession) -> Fraction | None:
-        if requested is None or requested.start_is_now or requested.start is None:
-            return None
+    def _play_request(self, request: Request, session: ServerSession) -> PlayRequest:
+        """Range, Scale and Speed of a PLAY, checked against the presentation (457/456 otherwise)."""
         duration = session.resolved.presentation.duration
-        if requested.start < 0 or (duration is not None and requested.start > duration):
-            raise RtspError(
-                457, f"range start {format_npt(requested.start)} outside 0-{format_npt(duration or 0)}"
-            )
-        if requested.end is not None and requested.end < requested.start:
-            raise RtspError(457, "range end before its start")
-        return requested.start
+        start = end = None
+        if "Range" in request.headers:
+            requested = parse_range(request.headers["Range"])
+            if not requested.start_is_now and requested.start is not None:
+                start = requested.start
+                if start < 0 or (duration is not None and start > duration):
+                    raise RtspError(
+                        457, f"range start {format_npt(start)} outside 0-{format_npt(duration or 0)}"
+                    )
+            end = requested.end
+            if end is not None:
+                if start is not None and end <= start:
+                    raise RtspError(457, "range end not after its start")
+                if duration is not None and end >= duration:
+                    end = None  # to the end anyway
+        scale = Fraction(1)
+        if "Scale" in request.headers:
+            scale = parse_rate(request.headers["Scale"], "Scale")
+            if scale <= 0:
+                raise RtspError(
+                    456, f"Scale {format_rate(scale)}: reverse or still playback is not supported"
+                )
+            if scale != 1 and not any(b.is_video for b in session.bindings.values()):
+                raise RtspError(456, "Scale other than 1 needs a video track (audio is not time-scaled)")
+            scale = min(scale, MAX_SCALE)
+        speed = Fraction(1)
+        if "Speed" in request.headers:
+            speed = parse_rate(request.headers["Speed"], "Speed")
+            if speed <= 0:
+                raise RtspError(456, f"Speed {format_rate(speed)} must be positive")
+            speed = min(speed, MAX_SPEED)
+        return PlayRequest(start, end, scale, speed)
 
     def _play_response(
         self,
         request: Request,
         session: ServerSession,
         start: Fraction,
+        end: Fraction | None,
         rtp_info: dict[int, tuple[int, int]] | None,
     ) -> Response:
         response = Response(200)
         response.headers["Session"] = format_session(session.id, self.config.session_timeout)
-        duration = session.resolved.presentation.duration
-        response.headers["Range"] = f"npt={format_npt(start)}-{format_npt(duration) if duration else ''}"
+        if end is None:
+            end = session.resolved.presentation.duration
+        response.headers["Range"] = f"npt={format_npt(start)}-{format_npt(end) if end else ''}"
         if rtp_info:
             base = _presentation_url(request.uri)
             entries = [
@@ -455,15 +507,49 @@ class RtspServer:
         self, connection: RtspConnection, request: Request
     ) -> tuple[Response, AfterResponse]:
         session = self._touch_optional(request)
+        names = parameter_names(request.body)
         response = Response(200)
         if session is not None:
             response.headers["Session"] = format_session(session.id, self.config.session_timeout)
-        names = [
-            line.strip() for line in request.body.decode("utf-8", "replace").splitlines() if line.strip()
-        ]
-        if names:
-            raise RtspError(451, f"parameters not understood: {', '.join(names)[:200]}")
+        if not names:
+            return response, None  # a keep-alive
+        known = self._parameters(session)
+        unknown = [n for n in names if n not in known]
+        if unknown:
+            raise RtspError(451, f"parameters not understood: {', '.join(unknown)[:200]}")
+        response.body = format_parameters({n: known[n] for n in names})
+        response.headers["Content-Type"] = "text/parameters"
         return response, None
+
+    async def _on_set_parameter(
+        self, connection: RtspConnection, request: Request
+    ) -> tuple[Response, AfterResponse]:
+        session = self._touch_optional(request)
+        values = parameter_values(request.body)
+        known = self._parameters(session)
+        unknown = [n for n in values if n not in known]
+        if unknown:
+            raise RtspError(451, f"parameters not understood: {', '.join(unknown)[:200]}")
+        if values:
+            raise RtspError(458, f"read-only parameters: {', '.join(values)[:200]} (use PLAY to change them)")
+        response = Response(200)
+        if session is not None:
+            response.headers["Session"] = format_session(session.id, self.config.session_timeout)
+        return response, None
+
+    def _parameters(self, session: ServerSession | None) -> dict[str, str]:
+        """What GET_PARAMETER can report (all read-only; PLAY changes position, scale, speed)."""
+        if session is None:
+            return {"server": self.server_header, "sessions": str(len(self.sessions))}
+        playback = session.playback
+        duration = session.resolved.presentation.duration
+        return {
+            "position": format_npt(playback.npt if playback else Fraction(0)),
+            "duration": format_npt(duration) if duration is not None else "live",
+            "scale": format_rate(playback.scale if playback else Fraction(1)),
+            "speed": format_rate(playback.speed if playback else Fraction(1)),
+            "state": session.rtsp.state.value,
+        }
 
     # --- sessions ---------------------------------------------------------------------------
 
