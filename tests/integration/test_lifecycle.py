@@ -143,3 +143,24 @@ def test_ten_thousand_files_do_not_slow_startup(tmp_path: Path) -> None:
     elapsed = time.monotonic() - started
     proc.stop()
     assert elapsed < 5, elapsed  # nothing is scanned or probed at start-up
+
+
+def test_udp_refused_with_461_and_ffmpeg_falls_back_to_tcp(media_dir: Path, tmp_path: Path) -> None:
+    """UDP blocked (--no-udp): SETUP over UDP answers 461 and ffmpeg retries over TCP by itself."""
+    import json
+    import subprocess
+
+    from tests.integration.conftest import need
+
+    need("ffprobe")
+    proc = start_server(media_dir, tmp_path, "--no-udp")
+    try:
+        out = subprocess.run(
+            ["ffprobe", "-v", "error", "-show_streams", "-of", "json", proc.url("bframes.mp4")],
+            capture_output=True, timeout=60, check=True,
+        )  # fmt: skip
+        assert len(json.loads(out.stdout)["streams"]) == 2
+        log = proc.log()
+        assert "461" in log and "over TCP interleaved" in log
+    finally:
+        proc.stop()
