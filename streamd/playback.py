@@ -109,7 +109,10 @@ class Playback:
         self._origin_wall = 0.0
         self._origin_media = Fraction(0)
         self._wall_to_unix = 0.0
-        self._last_sent_end: Fraction | None = None
+        self._last_sent: dict[int, AccessUnit] = {}  # per track, the last AU sent
+        self._time_base = {t.index: float(t.time_base) for t in presentation.info.tracks}
+        self._origin_float = 0.0
+        self._rate_float = 1.0
         self._bye_sent = False
         self._reports_sent = 0
         self._pending_read: asyncio.Future[tuple[list[AccessUnit], bool]] | None = None
@@ -143,7 +146,7 @@ class Playback:
             self.position = actual
         self.finished = False
         self._bye_sent = False
-        self._last_sent_end = None
+        self._last_sent = {}
         self._end = None if request.end is None else request.end + origin
         self._crossed_end = set()
         if self._end is not None:
@@ -173,6 +176,8 @@ class Playback:
         loop = asyncio.get_running_loop()
         self._origin_wall = loop.time()
         self._origin_media = self.position
+        self._origin_float = float(self.position)
+        self._rate_float = float(self._rate)
         self._wall_to_unix = time.time() - self._origin_wall
         self._task = loop.create_task(self._run(), name=f"playback {self.label}")
 
@@ -249,7 +254,8 @@ class Playback:
             end_reason = f"read error: {exc}"
             log.warning("%s: %s", self.label, end_reason)
         self.finished = True
-        self.position = self._last_sent_end if self._last_sent_end is not None else self._media_now()
+        last_end = self._last_sent_end
+        self.position = last_end if last_end is not None else self._media_now()
         if self._end is not None and self.position > self._end:
             self.position = self._end
         self._send_bye()
@@ -286,24 +292,35 @@ class Playback:
 
     async def _wait_for_media_end(self) -> None:
         """Hold the BYE until the last frame's time has come, so it arrives after the data."""
-        if self._last_sent_end is not None:
-            due = self._origin_wall + float((self._last_sent_end - self._origin_media) / self._rate)
+        last_end = self._last_sent_end
+        if last_end is not None:
+            due = self._origin_wall + float((last_end - self._origin_media) / self._rate)
             wait = due - asyncio.get_running_loop().time()
             if wait > 0:
                 await asyncio.sleep(min(wait, 5.0))
         await asyncio.sleep(0.05)
 
     def _note_sent(self, au: AccessUnit, binding: Binding) -> None:
-        tb = binding.streamable.track.time_base
-        end = (max(au.pts, au.dts) + au.duration) * tb
-        if self._last_sent_end is None or end > self._last_sent_end:
-            self._last_sent_end = end
+        self._last_sent[au.stream_index] = au
+
+    @property
+    def _last_sent_end(self) -> Fraction | None:
+        """File time where the last sent frame ends (for the BYE and the position at the end)."""
+        ends = [
+            (max(au.pts, au.dts) + au.duration) * self.presentation.info.track(index).time_base
+            for index, au in self._last_sent.items()
+        ]
+        return max(ends, default=None)
 
     def _seconds(self, au: AccessUnit) -> Fraction:
         return au.dts * self.presentation.info.track(au.stream_index).time_base
 
     def _due(self, au: AccessUnit) -> float:
-        return self._origin_wall + float((self._seconds(au) - self._origin_media) / self._rate)
+        """Wall time to send ``au``: float arithmetic, since the wall clock is a float anyway."""
+        return (
+            self._origin_wall
+            + (au.dts * self._time_base[au.stream_index] - self._origin_float) / self._rate_float
+        )
 
     def _media_now(self) -> Fraction:
         elapsed = Fraction(asyncio.get_running_loop().time() - self._origin_wall).limit_denominator(1_000_000)

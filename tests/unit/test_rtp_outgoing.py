@@ -106,3 +106,19 @@ def test_rtcp_parse_never_raises(data: bytes) -> None:
 @given(st.floats(min_value=0, max_value=2_000_000_000, allow_nan=False))  # NTP era 0 (to 2036)
 def test_ntp_round_trip(t: float) -> None:
     assert abs(ntp_to_unix(unix_to_ntp(t)) - t) < 1e-6
+
+
+@given(
+    st.integers(-(10**9), 10**12),
+    st.sampled_from([Fraction(1, 90000), Fraction(1, 12800), Fraction(1, 48000), Fraction(1001, 30000)]),
+    st.fractions(min_value=0, max_value=10**5, max_denominator=1000),
+    st.fractions(min_value=0, max_value=10**5, max_denominator=1000),
+    st.sampled_from([Fraction(1), Fraction(2), Fraction(1, 2), Fraction(8)]),
+)
+def test_integer_timestamps_equal_exact_arithmetic(pts, time_base, media_anchor, rtp_anchor, scale) -> None:
+    from streamd.rtp.timeline import Timeline
+
+    s = OutgoingStream(FakeFormat(96), time_base, cname="c", ts_offset=12345)
+    s.timeline = Timeline(media_anchor, rtp_anchor, scale)
+    exact = Timeline(media_anchor, rtp_anchor, scale).rtp_seconds(pts * time_base) * 90000
+    assert abs(((s.timestamp_for(pts) - 12345 - exact) + 2**31) % 2**32 - 2**31) <= Fraction(1, 2)
