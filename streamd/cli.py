@@ -34,6 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--no-udp", dest="udp", action="store_const", const=False, help="offer RTP over TCP only"
     )
     serve.add_argument("--no-test-stream", dest="test_stream", action="store_const", const=False)
+    serve.add_argument("--no-http", dest="http", action="store_false", help="do not serve the HTTP side")
     serve.add_argument("--cache-dir", type=Path, help="where the built-in test stream is kept")
     serve.add_argument("--config", type=Path, help="TOML configuration file (keys mirror these flags)")
     serve.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
@@ -93,7 +94,7 @@ def _serve(args: argparse.Namespace) -> int:
 
         asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
     try:
-        asyncio.run(_run_server(config))
+        asyncio.run(_run_server(config, http=args.http))
     except OSError as exc:
         log.error("cannot start: %s", exc)
         return 1
@@ -107,7 +108,7 @@ def _report_test_stream(future: asyncio.Future[Path]) -> None:
         log.error("the built-in test stream could not be made: %s", future.exception())
 
 
-async def _run_server(config: ServerConfig) -> None:
+async def _run_server(config: ServerConfig, *, http: bool = True) -> None:
     from media.testsrc import ensure_test_stream
     from streamd.catalog import Catalog
     from streamd.server import RtspServer
@@ -134,6 +135,16 @@ async def _run_server(config: ServerConfig) -> None:
     )
     server = RtspServer(config, catalog)
     await server.start()
+    web = None
+    if http:
+        from streamd.http import HttpService
+
+        web = HttpService(server, catalog, config.host, config.http_port)
+        try:
+            await web.start()
+        except OSError:
+            await server.stop()
+            raise
     shown = "127.0.0.1" if config.host in ("0.0.0.0", "::", "") else config.host
     if test_stream is not None:
         log.info("streamd %s ready: rtsp://%s:%d/test", __version__, shown, server.rtsp_port)
@@ -144,12 +155,16 @@ async def _run_server(config: ServerConfig) -> None:
             shown,
             server.rtsp_port,
         )
+    if web is not None:
+        log.info("web page: http://%s:%d/", shown, web.bound_port)
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
     log.info("stopping: ending %d session(s)", len(server.sessions))
     await server.stop()
+    if web is not None:
+        await web.stop()
     log.info("stopped")
 
 

@@ -65,6 +65,9 @@ class RtspConnection(asyncio.Protocol):
             if isinstance(event, InterleavedFrame):
                 self.server.interleaved_received(self, event)
             elif isinstance(event, Request | ParseError):
+                http = isinstance(event, Request) and event.version.startswith("HTTP/")
+                if http and self._hand_over_http(event):  # type: ignore[arg-type]
+                    return  # without an HTTP side it is answered 505 like any other version
                 try:
                     self._requests.put_nowait(event)
                 except asyncio.QueueFull:
@@ -72,6 +75,22 @@ class RtspConnection(asyncio.Protocol):
                     self.close()
                     return
             # a Response from a client has no meaning for a server: ignore it
+
+    def _hand_over_http(self, request: Request) -> bool:
+        """Give the socket to the HTTP side (RTSP-over-HTTP tunnels, pages) if there is one.
+
+        ``server.http_hand_over(transport, request, rest)`` is set by ``streamd.http`` when it runs;
+        the parser stops after an HTTP request, so ``detach()`` holds every byte not yet parsed.
+        """
+        hand_over = self.server.http_hand_over
+        if hand_over is None or self.transport is None:
+            return False
+        transport, self.transport = self.transport, None
+        if self._worker is not None:
+            self._worker.cancel()
+        self.server.connection_closed(self)
+        hand_over(transport, request, self.parser.detach())
+        return True
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._writable.set()

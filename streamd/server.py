@@ -94,6 +94,9 @@ class RtspServer:
         self._servers: list[asyncio.AbstractServer] = []
         self._reaper: asyncio.Task[None] | None = None
         self.cname_host = socket.gethostname() or "streamd"
+        # set by the HTTP side: takes over an RTSP-port connection whose first request is HTTP
+        # (RTSP-over-HTTP tunnelling, or a browser pointed at the RTSP port)
+        self.http_hand_over: Callable[..., None] | None = None
 
     # --- lifecycle --------------------------------------------------------------------------
 

@@ -53,6 +53,10 @@ class ServerProcess:
     rtp_port: int
     log_path: Path
     media: Path
+    http_port: int = 0
+
+    def http(self, path: str = "") -> str:
+        return f"http://127.0.0.1:{self.http_port}/{path}"
 
     def url(self, path: str) -> str:
         return f"rtsp://127.0.0.1:{self.port}/{path}"
@@ -90,16 +94,27 @@ def start_server(media: Path, tmp: Path, *extra: str, cache_dir: Path | None = N
     ]
     args += ["--cache-dir", str(cache_dir)] if cache_dir else ["--no-test-stream"]
     args += list(extra)
+    http_port = 0
+    if "--no-http" not in extra:
+        if "--http-port" in extra:
+            http_port = int(extra[extra.index("--http-port") + 1])
+        else:
+            http_port = free_tcp_port()
+            args += ["--http-port", str(http_port)]
     with open(log_path, "wb") as log_file:
         process = subprocess.Popen(args, stdout=log_file, stderr=subprocess.STDOUT, cwd=ROOT)
-    server = ServerProcess(process, port, rtp_port, log_path, media)
+    server = ServerProcess(process, port, rtp_port, log_path, media, http_port)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise RuntimeError(f"server exited early:\n{server.log()}")
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return server
+                pass
+            if http_port:  # the HTTP side starts right after the RTSP listener
+                with socket.create_connection(("127.0.0.1", http_port), timeout=0.2):
+                    pass
+            return server
         except OSError:
             time.sleep(0.1)
     server.stop()
@@ -132,7 +147,11 @@ def media_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (root / "notes.txt").write_text("not a media file\n")
     if shutil.which("ffmpeg"):
         lavfi = ["-f", "lavfi", "-i", "testsrc=d=1:s=160x120:r=10", "-f", "lavfi", "-i", "sine=d=1"]
-        for name, codecs in (("mpeg4-aac.mp4", ["-c:v", "mpeg4", "-c:a", "aac"]), ("song.mp3", ["-vn"])):
+        unsupported = (
+            ("mpeg4-aac.mp4", ["-c:v", "mpeg4", "-c:a", "aac"]),
+            ("tone.flac", ["-vn", "-c:a", "flac"]),
+        )
+        for name, codecs in unsupported:
             subprocess.run(
                 ["ffmpeg", "-nostdin", "-loglevel", "error", *lavfi, *codecs, "-y", str(root / name)],
                 check=True,

@@ -1,0 +1,118 @@
+"""The JSON API (``/api/v1``) and its OpenAPI 3.1 description, kept side by side."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from streamd import __version__
+
+_NUMBER_OR_NULL = {"type": ["number", "null"]}
+_INT_OR_NULL = {"type": ["integer", "null"]}
+
+PATH_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["name", "rtsp_url", "sdp_url", "watch_url", "viewers", "live", "codecs"],
+    "properties": {
+        "name": {"type": "string", "description": "the path, as in rtsp://host:port/<name>"},
+        "rtsp_url": {"type": "string"},
+        "sdp_url": {"type": "string", "description": "SDP with absolute rtsp:// control URLs"},
+        "watch_url": {"type": "string"},
+        "mp4_url": {"type": "string", "description": "fragmented MP4 for browsers; ?start=seconds"},
+        "file_url": {"type": "string", "description": "the original file (ranges supported)"},
+        "viewers": {"type": "integer", "description": "sessions set up on this path now"},
+        "live": {"type": "boolean", "description": "an endless (looping) stream"},
+        "codecs": {"type": "array", "items": {"type": "string"}},
+        "width": _INT_OR_NULL,
+        "height": _INT_OR_NULL,
+        "duration": {**_NUMBER_OR_NULL, "description": "seconds; null when live"},
+        "size": _INT_OR_NULL,
+        "error": {"type": ["string", "null"], "description": "why the path cannot be streamed"},
+    },
+}
+
+RTCP_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "description": "the client's latest RTCP receiver report for this track",
+    "properties": {
+        "reports": {"type": "integer"},
+        "fraction_lost": {"type": "number"},
+        "cumulative_lost": {"type": "integer"},
+        "jitter_ms": {"type": "number"},
+        "rtt_ms": _NUMBER_OR_NULL,
+    },
+}
+
+SESSION_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["id", "path", "client", "transport", "state", "tracks"],
+    "properties": {
+        "id": {"type": "string"},
+        "path": {"type": "string"},
+        "client": {"type": "string", "description": "client IP address"},
+        "transport": {"type": ["string", "null"], "description": "UDP or TCP (interleaved)"},
+        "state": {"type": "string"},
+        "age_seconds": {"type": "number"},
+        "position": {"type": "number", "description": "npt seconds"},
+        "tracks": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {
+                    "control": {"type": "string"},
+                    "codec": {"type": "string"},
+                    "ssrc": {"type": "integer"},
+                    "sink": {"type": "string"},
+                    "packets_sent": {"type": "integer"},
+                    "bytes_sent": {"type": "integer"},
+                    "rtcp": {"$ref": "#/components/schemas/RtcpStats"},
+                },
+            },
+        },
+    },
+}
+
+
+def _json_response(description: str, schema: dict[str, Any]) -> dict[str, Any]:
+    return {"200": {"description": description, "content": {"application/json": {"schema": schema}}}}
+
+
+OPENAPI: dict[str, Any] = {
+    "openapi": "3.1.0",
+    "info": {"title": "streamd API", "version": __version__},
+    "paths": {
+        "/api/v1/paths": {
+            "get": {
+                "summary": "Every servable path with its links, codecs and viewers",
+                "parameters": [
+                    {"name": "offset", "in": "query", "schema": {"type": "integer", "minimum": 0}},
+                    {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1}},
+                ],
+                "responses": _json_response(
+                    "paths",
+                    {
+                        "type": "object",
+                        "properties": {
+                            "paths": {"type": "array", "items": {"$ref": "#/components/schemas/Path"}},
+                            "more": {"type": "boolean"},
+                        },
+                    },
+                ),
+            }
+        },
+        "/api/v1/sessions": {
+            "get": {
+                "summary": "Every RTSP session now: client, transport, path, state, counters, RTCP stats",
+                "responses": _json_response(
+                    "sessions",
+                    {
+                        "type": "object",
+                        "properties": {
+                            "sessions": {"type": "array", "items": {"$ref": "#/components/schemas/Session"}}
+                        },
+                    },
+                ),
+            }
+        },
+    },
+    "components": {"schemas": {"Path": PATH_SCHEMA, "Session": SESSION_SCHEMA, "RtcpStats": RTCP_SCHEMA}},
+}

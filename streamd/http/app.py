@@ -1,0 +1,308 @@
+"""The HTTP side: aiohttp routes in the RTSP server's event loop, and the listener that serves them.
+
+Every connection on the HTTP port first goes through :class:`HttpFront`, which reads the first
+request head: an RTSP-over-HTTP tunnel half goes to the :class:`TunnelHub` (whose GET response
+must be a raw, unchunked body), anything else to aiohttp with the bytes read so far. The RTSP
+port hands HTTP requests over the same way (``RtspServer.http_hand_over``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+
+from streamd.http import fmp4, metrics
+from streamd.http.api import OPENAPI
+from streamd.http.files import send_file
+from streamd.http.listing import PAGE_SIZE, describe, list_entries, public_reason, rtsp_base
+from streamd.http.pages import index_page, watch_page
+from streamd.http.sdp import absolute_sdp
+from streamd.http.tunnel import TunnelHub, is_tunnel_request
+from streamd.rtsp.errors import RtspError
+from streamd.rtsp.message import Request
+from streamd.rtsp.parser import MessageParser
+
+if TYPE_CHECKING:
+    from streamd.catalog import Catalog
+    from streamd.server import RtspServer
+
+log = logging.getLogger(__name__)
+
+MAX_REQUEST_BODY = 64 * 1024  # nothing here takes uploads
+MAX_HEAD_BYTES = 16 * 1024
+MAX_START_SECONDS = 1e7
+HEAD_TIMEOUT = 30.0
+
+SERVER_KEY = web.AppKey("server", object)
+CATALOG_KEY = web.AppKey("catalog", object)
+REGISTRY_KEY = web.AppKey("registry", object)
+
+
+def build_app(server: RtspServer, catalog: Catalog, hub: TunnelHub | None = None) -> web.Application:
+    """The aiohttp application (without a listener: tests drive it with aiohttp's test client)."""
+    app = web.Application(client_max_size=MAX_REQUEST_BODY, middlewares=[_errors])
+    app[SERVER_KEY] = server
+    app[CATALOG_KEY] = catalog
+    app[REGISTRY_KEY] = metrics.make_registry(
+        lambda: server.snapshot(), lambda: len(hub.tunnels) if hub else 0
+    )
+    app.add_routes(
+        [
+            web.get("/", _index),
+            web.get("/watch/{path:.+}", _watch),
+            web.get("/sdp/{path:.+}", _sdp),
+            web.get("/files/{path:.+}", _files),
+            web.get("/mp4/{path:.+}", _mp4),
+            web.get("/api/v1/paths", _api_paths),
+            web.get("/api/v1/sessions", _api_sessions),
+            web.get("/api/v1/openapi.json", _openapi),
+            web.get("/metrics", _metrics),
+        ]
+    )
+    return app
+
+
+# --- helpers ------------------------------------------------------------------------------------
+
+
+def _server(request: web.Request) -> RtspServer:
+    return request.app[SERVER_KEY]  # type: ignore[return-value]
+
+
+def _catalog(request: web.Request) -> Catalog:
+    return request.app[CATALOG_KEY]  # type: ignore[return-value]
+
+
+def _host(request: web.Request) -> str:
+    """The address the client used to reach us, for rtsp:// links that work from where it is."""
+    host = request.url.host or ""
+    if not host:
+        sockname = request.transport.get_extra_info("sockname") if request.transport else None
+        host = str(sockname[0]) if sockname else "127.0.0.1"
+    return host
+
+
+def _rtsp_root(request: web.Request) -> str:
+    return rtsp_base(_host(request), _server(request).rtsp_port)
+
+
+def _path(request: web.Request) -> str:
+    """The decoded path from the URL; the catalog decides whether it is inside the media folder."""
+    path = request.match_info["path"]
+    if len(path) > 4096 or "\0" in path:
+        raise RtspError(400, "invalid path")
+    return path
+
+
+def _number(request: web.Request, name: str, default: float, low: float, high: float) -> float:
+    raw = request.query.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise RtspError(400, f"{name} must be a number") from None
+    if not low <= value <= high:  # also rejects nan
+        raise RtspError(400, f"{name} must be between {low:g} and {high:g}")
+    return value
+
+
+@web.middleware
+async def _errors(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    """Short plain-text errors; an ``RtspError`` from the catalog keeps its status and reason."""
+    try:
+        return await handler(request)
+    except RtspError as exc:
+        status = exc.status if 400 <= exc.status < 600 else 500
+        reason = public_reason(exc.reason, _catalog(request))
+        return web.Response(status=status, text=f"{status}: {reason}\n")
+
+
+# --- pages --------------------------------------------------------------------------------------
+
+
+async def _index(request: web.Request) -> web.Response:
+    page = int(_number(request, "page", 0, 0, 1e6))
+    entries, more = await list_entries(
+        _catalog(request), _server(request), _rtsp_root(request), offset=page * PAGE_SIZE
+    )
+    return web.Response(text=index_page(entries, page=page, more=more), content_type="text/html")
+
+
+async def _watch(request: web.Request) -> web.Response:
+    path = _path(request)
+    start = _number(request, "start", 0.0, 0.0, MAX_START_SECONDS)
+    entry = await describe(_catalog(request), _server(request), _rtsp_root(request), path)
+    if entry.error is not None:
+        _catalog(request).locate(path)  # 403/404 for paths that are not there at all
+    return web.Response(text=watch_page(entry, start), content_type="text/html")
+
+
+async def _sdp(request: web.Request) -> web.Response:
+    resolved = await _catalog(request).resolve(_path(request))
+    host = _host(request)
+    body = absolute_sdp(resolved.presentation, _rtsp_root(request), host)
+    return web.Response(text=body, content_type="application/sdp")
+
+
+async def _files(request: web.Request) -> web.StreamResponse:
+    file, _loop = _catalog(request).locate(_path(request))
+    return await send_file(request, file)
+
+
+async def _mp4(request: web.Request) -> web.StreamResponse:
+    """Fragmented MP4 from the keyframe at or before ``start``; the remux stops if the client goes."""
+    path = _path(request)
+    start = _number(request, "start", 0.0, 0.0, MAX_START_SECONDS)
+    resolved = await _catalog(request).resolve(path)  # 404/415 before any byte is sent
+    response = web.StreamResponse(headers={"Content-Type": "video/mp4", "Cache-Control": "no-store"})
+    response.enable_chunked_encoding()
+    await response.prepare(request)
+    if request.method == "HEAD":
+        return response
+    loop = asyncio.get_running_loop()
+    pipe = fmp4.ChunkPipe(loop)
+    worker = loop.run_in_executor(None, fmp4.remux, resolved.file, start, pipe)
+    try:
+        while (chunk := await pipe.read()) is not None:
+            await response.write(chunk)
+        await response.write_eof()
+    except (ConnectionError, asyncio.CancelledError):
+        log.debug("%s: /mp4/%s client went away", request.remote, path)
+        raise
+    except Exception as exc:
+        log.warning("/mp4/%s: remux failed: %s", path, exc)
+        request.transport and request.transport.close()  # the body is cut short: never a clean end
+    finally:
+        pipe.cancel()
+        await asyncio.shield(worker)
+    return response
+
+
+# --- API and metrics -----------------------------------------------------------------------------
+
+
+def _json(data: object) -> web.Response:
+    return web.Response(text=json.dumps(data, indent=1) + "\n", content_type="application/json")
+
+
+async def _api_paths(request: web.Request) -> web.Response:
+    offset = int(_number(request, "offset", 0, 0, 1e9))
+    limit = int(_number(request, "limit", PAGE_SIZE, 1, 1000))
+    entries, more = await list_entries(
+        _catalog(request), _server(request), _rtsp_root(request), offset=offset, limit=limit
+    )
+    return _json({"paths": [e.as_dict() for e in entries], "more": more})
+
+
+async def _api_sessions(request: web.Request) -> web.Response:
+    return _json({"sessions": _server(request).snapshot()})
+
+
+async def _openapi(request: web.Request) -> web.Response:
+    return _json(OPENAPI)
+
+
+async def _metrics(request: web.Request) -> web.Response:
+    body = metrics.render(request.app[REGISTRY_KEY])  # type: ignore[arg-type]
+    return web.Response(body=body, headers={"Content-Type": metrics.CONTENT_TYPE})
+
+
+# --- the listener -------------------------------------------------------------------------------
+
+
+class HttpService:
+    """Runs the app on ``--http-port`` and takes HTTP connections over from the RTSP port."""
+
+    def __init__(self, server: RtspServer, catalog: Catalog, host: str, port: int) -> None:
+        self.server = server
+        self.host = host
+        self.port = port
+        self.hub = TunnelHub(server)
+        self.app = build_app(server, catalog, self.hub)
+        self.runner = web.AppRunner(self.app, handler_cancellation=True, access_log=None)
+        self._listener: asyncio.AbstractServer | None = None
+
+    async def start(self) -> None:
+        await self.runner.setup()
+        loop = asyncio.get_running_loop()
+        self._listener = await loop.create_server(
+            lambda: HttpFront(self), self.host, self.port, reuse_address=True
+        )
+        self.server.http_hand_over = self.take_over
+
+    @property
+    def bound_port(self) -> int:
+        return self._listener.sockets[0].getsockname()[1] if self._listener else self.port
+
+    def take_over(self, transport: asyncio.Transport, request: Request, rest: bytes) -> None:
+        """Serve a connection whose first request (already parsed) is HTTP."""
+        if is_tunnel_request(request):
+            self.hub.accept(transport, request, rest)
+        else:
+            self.to_aiohttp(transport, bytes(request) + rest)
+
+    def to_aiohttp(self, transport: asyncio.Transport, data: bytes) -> None:
+        protocol = self.runner.server  # a protocol factory
+        assert protocol is not None
+        handler = protocol()
+        transport.set_protocol(handler)
+        handler.connection_made(transport)
+        if data:
+            handler.data_received(data)
+
+    async def stop(self) -> None:
+        if self._listener is not None:
+            self._listener.close()
+        self.server.http_hand_over = None
+        self.hub.close_all()
+        await self.runner.cleanup()
+        if self._listener is not None:
+            await self._listener.wait_closed()
+
+
+class HttpFront(asyncio.Protocol):
+    """Reads the first request head on the HTTP port, then hands the connection on."""
+
+    def __init__(self, service: HttpService) -> None:
+        self.service = service
+        self.parser = MessageParser(max_header_bytes=MAX_HEAD_BYTES, max_body_bytes=MAX_REQUEST_BODY)
+        self.buffer = bytearray()
+        self.transport: asyncio.Transport | None = None
+        self._timer: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        self._timer = asyncio.get_running_loop().call_later(HEAD_TIMEOUT, transport.close)
+
+    def data_received(self, data: bytes) -> None:
+        assert self.transport is not None
+        self.buffer += data
+        for event in self.parser.feed(data):
+            self._cancel_timer()
+            if isinstance(event, Request) and event.version.startswith("HTTP/") and is_tunnel_request(event):
+                self.service.hub.accept(self.transport, event, self.parser.detach())
+            else:  # a page, or something malformed: aiohttp answers it from the original bytes
+                self.service.to_aiohttp(self.transport, bytes(self.buffer))
+            return
+        if self.parser.failed or len(self.buffer) > MAX_HEAD_BYTES:
+            self._cancel_timer()
+            self.service.to_aiohttp(self.transport, bytes(self.buffer))
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._cancel_timer()
+
+    def _cancel_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+
+__all__ = ["HttpService", "build_app"]

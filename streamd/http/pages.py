@@ -1,0 +1,97 @@
+"""The two HTML pages: the index of paths and the player. Plain HTML and CSS, no build step.
+
+The index works without JavaScript; the player page needs none either (the ``<video>`` element
+plays the fragmented MP4 by itself), a few lines of script only report playback errors.
+"""
+
+from __future__ import annotations
+
+from html import escape
+from urllib.parse import quote
+
+from streamd import __version__
+from streamd.http.listing import PathEntry
+
+STYLE = """
+body{font:15px/1.45 system-ui,sans-serif;margin:0 auto;max-width:72rem;padding:1rem 1.5rem;color:#1d1d1f}
+h1{font-size:1.4rem;margin:.2rem 0 1rem}h1 small{font-weight:normal;color:#666;font-size:.9rem}
+table{border-collapse:collapse;width:100%}th,td{text-align:left;padding:.35rem .6rem;vertical-align:top}
+th{border-bottom:2px solid #ccc;font-size:.85rem;color:#444}tr+tr td{border-top:1px solid #e5e5e5}
+td.num{text-align:right;}td.links{white-space:nowrap}td.num{font-variant-numeric:tabular-nums}code{font-size:.85rem}
+.err{color:#a33}.live{color:#06893a;font-weight:600}a{color:#0650b5}
+video{width:100%;max-height:75vh;background:#000}footer{margin-top:1.5rem;color:#777;font-size:.8rem}
+"""
+
+
+def _page(title: str, body: str) -> str:
+    return (
+        "<!doctype html>\n<html lang=en><head><meta charset=utf-8>"
+        '<meta name=viewport content="width=device-width,initial-scale=1">'
+        f"<title>{escape(title)}</title><style>{STYLE}</style></head><body>\n{body}\n"
+        f'<footer>streamd {escape(__version__)} · <a href="/api/v1/openapi.json">API</a> · '
+        '<a href="/metrics">metrics</a></footer></body></html>\n'
+    )
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return ""
+    whole = int(seconds)
+    return (
+        f"{whole // 3600}:{whole // 60 % 60:02d}:{whole % 60:02d}"
+        if whole >= 3600
+        else (f"{whole // 60}:{whole % 60:02d}")
+    )
+
+
+def _row(entry: PathEntry) -> str:
+    name = escape(entry.name)
+    links = f'<a href="{escape(entry.rtsp_url)}">rtsp</a> · <a href="{escape(entry.sdp_url)}">sdp</a>'
+    if entry.error is not None:
+        return (
+            f"<tr><td>{name}</td><td colspan=5 class=err>{escape(entry.error)}</td>"
+            f'<td class=links><a href="{escape(entry.file_url)}">download</a></td></tr>'
+        )
+    size = f"{entry.width}×{entry.height}" if entry.width and entry.height else ""
+    kind = "<span class=live>live</span>" if entry.live else "on demand"
+    return (
+        f'<tr><td><a class=watch href="{escape(entry.watch_url)}">{name}</a></td>'
+        f"<td>{escape(', '.join(entry.codecs))}</td><td>{size}</td>"
+        f"<td class=num>{_duration(entry.duration)}</td><td>{kind}</td><td class=num>{entry.viewers}</td>"
+        f'<td class=links><a class=watch href="{escape(entry.watch_url)}">watch</a> · {links} · '
+        f'<a href="{escape(entry.file_url)}">download</a></td></tr>'
+    )
+
+
+def index_page(entries: list[PathEntry], *, page: int, more: bool) -> str:
+    rows = "\n".join(_row(e) for e in entries) or "<tr><td colspan=7>nothing to serve yet</td></tr>"
+    nav = []
+    if page > 0:
+        nav.append(f'<a href="/?page={page - 1}">previous</a>')
+    if more:
+        nav.append(f'<a href="/?page={page + 1}">next</a>')
+    body = (
+        f"<h1>streamd <small>{len(entries)} path{'s' if len(entries) != 1 else ''}</small></h1>\n"
+        "<table><thead><tr><th>path</th><th>codecs</th><th>resolution</th><th>duration</th>"
+        "<th>kind</th><th>viewers</th><th>links</th></tr></thead><tbody>\n"
+        f"{rows}\n</tbody></table>\n" + (f"<p>{' · '.join(nav)}</p>" if nav else "")
+    )
+    return _page("streamd", body)
+
+
+def watch_page(entry: PathEntry, start: float) -> str:
+    src = f"/mp4/{quote(entry.name)}" + (f"?start={start:g}" if start else "")
+    name = escape(entry.name)
+    body = (
+        f'<h1><a href="/">streamd</a> · {name}</h1>\n'
+        f'<video id=player controls autoplay muted playsinline src="{escape(src)}"></video>\n'
+        "<form method=get><label>start at <input name=start type=number min=0 step=any "
+        f'value="{start:g}" style="width:6rem"> s</label> <button>go</button></form>\n'
+        f'<p>RTSP: <code>{escape(entry.rtsp_url)}</code> · <a href="{escape(entry.sdp_url)}">SDP</a> · '
+        f'<a href="{escape(entry.file_url)}">original file</a></p>\n'
+        "<p id=status></p>\n"
+        "<script>const v=document.getElementById('player');v.addEventListener('error',()=>{"
+        "document.getElementById('status').textContent='cannot play: '+(v.error&&v.error.message||'error')})"
+        "</script>"
+    )
+    return _page(f"{entry.name} · streamd", body)

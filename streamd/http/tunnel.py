@@ -1,0 +1,195 @@
+"""RTSP over HTTP, the QuickTime scheme: a GET carries server-to-client bytes, a POST client-to-server.
+
+The client opens two connections with the same ``x-sessioncookie``: the GET's response (headers,
+then an endless body) carries RTSP responses and interleaved RTP; the POST's body is base64 text
+of RTSP requests and interleaved RTCP. Each pair runs an ordinary :class:`RtspConnection` over a
+small adapter transport, so the tunnel is invisible to the RTSP code. Both halves may arrive on
+the RTSP port or the HTTP port; the GET must come first (as every client does it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from typing import TYPE_CHECKING, Any
+
+from streamd.connection import RtspConnection
+from streamd.http.b64stream import Base64Error, Base64Stream
+from streamd.rtsp.message import Request, Response
+
+if TYPE_CHECKING:
+    from streamd.server import RtspServer
+
+log = logging.getLogger(__name__)
+
+TUNNEL_CONTENT_TYPE = "application/x-rtsp-tunnelled"
+MAX_TUNNELS = 1024
+_COOKIE = re.compile(r"[\x21-\x7e]{1,128}")
+
+
+def is_tunnel_request(request: Request) -> bool:
+    """A GET or POST that names a tunnel (by its cookie) rather than a web page."""
+    return request.method in ("GET", "POST") and "x-sessioncookie" in request.headers
+
+
+class TunnelHub:
+    """Pairs GET and POST halves by cookie; one per server."""
+
+    def __init__(self, server: RtspServer) -> None:
+        self.server = server
+        self.tunnels: dict[str, Tunnel] = {}
+
+    def accept(self, transport: asyncio.Transport, request: Request, rest: bytes) -> None:
+        """Take over ``transport``, whose first request was ``request`` (``rest``: bytes after it)."""
+        cookie = request.headers.get("x-sessioncookie", "")
+        if not _COOKIE.fullmatch(cookie):
+            _refuse(transport, 400, "missing or invalid x-sessioncookie")
+        elif request.method == "GET":
+            if cookie in self.tunnels:
+                _refuse(transport, 409, "x-sessioncookie already in use")
+            elif len(self.tunnels) >= MAX_TUNNELS:
+                _refuse(transport, 503, "too many tunnels")
+            else:
+                self.tunnels[cookie] = Tunnel(self, cookie, transport, request.version)
+        else:
+            tunnel = self.tunnels.get(cookie)
+            if tunnel is None:
+                _refuse(transport, 404, "no tunnel with this x-sessioncookie (send the GET first)")
+            else:
+                tunnel.attach_post(transport, rest)
+
+    def close_all(self) -> None:
+        for tunnel in list(self.tunnels.values()):
+            tunnel.close()
+
+
+def _refuse(transport: asyncio.Transport, status: int, reason: str) -> None:
+    log.info("RTSP-over-HTTP request refused: %d %s", status, reason)
+    response = Response(status, version="HTTP/1.0", body=(reason + "\n").encode())
+    response.headers["Content-Type"] = "text/plain; charset=utf-8"
+    response.headers["Connection"] = "close"
+    transport.set_protocol(asyncio.Protocol())  # ignore whatever else arrives
+    transport.write(bytes(response))
+    transport.close()
+
+
+class Tunnel:
+    """One GET/POST pair and the RTSP connection running over it."""
+
+    def __init__(self, hub: TunnelHub, cookie: str, get: asyncio.Transport, version: str) -> None:
+        self.hub = hub
+        self.cookie = cookie
+        self.get = get
+        self.post: asyncio.Transport | None = None
+        self.closed = False
+        response = Response(200, version="HTTP/1.0" if version == "HTTP/1.0" else "HTTP/1.1")
+        for name, value in (
+            ("Server", hub.server.server_header),
+            ("Connection", "close"),
+            ("Cache-Control", "no-store"),
+            ("Pragma", "no-cache"),
+            ("Content-Type", TUNNEL_CONTENT_TYPE),
+        ):
+            response.headers[name] = value
+        get.set_protocol(_GetSide(self))
+        get.write(bytes(response))
+        self.connection = RtspConnection(hub.server)
+        self.connection.connection_made(TunnelTransport(self))
+        self.connection.label += " (HTTP tunnel)"
+
+    def attach_post(self, transport: asyncio.Transport, rest: bytes) -> None:
+        if self.post is not None:  # a client may start a new POST when the old one is used up
+            self.post.close()
+        self.post = transport
+        side = _PostSide(self, transport)
+        transport.set_protocol(side)
+        if rest:
+            side.data_received(rest)
+
+    def post_lost(self, transport: asyncio.Transport) -> None:
+        if self.post is transport:
+            self.post = None
+
+    def close(self) -> None:
+        """End the tunnel: both connections close and the RTSP connection's sessions end."""
+        if self.closed:
+            return
+        self.closed = True
+        self.hub.tunnels.pop(self.cookie, None)
+        if self.post is not None:
+            self.post.close()
+        if not self.get.is_closing():
+            self.get.close()
+        self.connection.connection_lost(None)
+
+
+class TunnelTransport(asyncio.Transport):
+    """What the RTSP connection writes to and closes: the GET side, as one transport."""
+
+    def __init__(self, tunnel: Tunnel) -> None:
+        super().__init__()
+        self._tunnel = tunnel
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return self._tunnel.get.get_extra_info(name, default)
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        if not self._tunnel.closed:
+            self._tunnel.get.write(data)
+
+    def is_closing(self) -> bool:
+        return self._tunnel.closed or self._tunnel.get.is_closing()
+
+    def close(self) -> None:
+        self._tunnel.get.close()  # connection_lost of the GET side ends the tunnel
+
+    def abort(self) -> None:
+        self._tunnel.get.abort()
+
+    def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
+        self._tunnel.get.set_write_buffer_limits(high, low)
+
+    def get_write_buffer_size(self) -> int:
+        return self._tunnel.get.get_write_buffer_size()
+
+
+class _GetSide(asyncio.Protocol):
+    """The server-to-client connection: flow control goes to the RTSP connection."""
+
+    def __init__(self, tunnel: Tunnel) -> None:
+        self.tunnel = tunnel
+
+    def data_received(self, data: bytes) -> None:
+        pass  # clients send nothing more on the GET; ignore rather than buffer
+
+    def pause_writing(self) -> None:
+        self.tunnel.connection.pause_writing()
+
+    def resume_writing(self) -> None:
+        self.tunnel.connection.resume_writing()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.tunnel.close()
+
+
+class _PostSide(asyncio.Protocol):
+    """The client-to-server connection: base64 text in, RTSP bytes to the connection."""
+
+    def __init__(self, tunnel: Tunnel, transport: asyncio.Transport) -> None:
+        self.tunnel = tunnel
+        self.transport = transport
+        self.decoder = Base64Stream()
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            decoded = self.decoder.feed(data)
+        except Base64Error as exc:
+            log.warning("%s: %s; closing the tunnel", self.tunnel.connection.label, exc)
+            self.tunnel.close()
+            return
+        if decoded and not self.tunnel.closed:
+            self.tunnel.connection.data_received(decoded)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.tunnel.post_lost(self.transport)
