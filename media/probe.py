@@ -16,13 +16,14 @@ from typing import Any
 
 import av
 
-from media import aac, h264
+from media import aac, h264, h265
 from media.errors import MediaError, UnsupportedMedia
-from media.track import AacConfig, CodecConfig, H264Config, MediaInfo, Track
+from media.track import AacConfig, CodecConfig, H264Config, H265Config, MediaInfo, Track
 
 # Enough for the first keyframe of an MPEG-TS joined mid-GOP, yet still a few milliseconds.
 PROBE_PACKET_LIMIT = 300
 _AV_TIME_BASE = 1_000_000
+_NAL_CODECS = ("h264", "hevc")
 _MKV_DURATION = re.compile(r"^(\d+):(\d{2}):(\d{2})(?:\.(\d{1,9}))?$")
 
 
@@ -71,6 +72,8 @@ def _track(stream: Any) -> Track:
     cc = getattr(stream, "codec_context", None)
     kind = stream.type if stream.type in ("video", "audio", "subtitle") else "data"
     codec = getattr(cc, "name", None) or "unknown"
+    if kind == "video":  # the codec's canonical name ("av1"), not its decoder's ("libdav1d")
+        codec = getattr(getattr(cc, "codec", None), "canonical_name", None) or codec
     time_base = Fraction(stream.time_base) if stream.time_base else Fraction(1, _AV_TIME_BASE)
     extradata = bytes(cc.extradata or b"") if cc is not None else b""
     notes: list[str] = []
@@ -85,6 +88,7 @@ def _track(stream: Any) -> Track:
             "height": cc.height or None,
             "frame_rate": Fraction(rate) if rate else None,
             "has_b_frames": bool(cc.has_b_frames),
+            "pixel_format": getattr(cc, "pix_fmt", None) or None,
         }
     elif kind == "audio" and cc is not None:
         fields = {"sample_rate": cc.sample_rate or None, "channels": cc.layout.nb_channels or None}
@@ -110,6 +114,8 @@ def _config_from_extradata(codec: str, extradata: bytes, notes: list[str]) -> Co
     try:
         if codec == "h264":
             return h264.config_from_extradata(extradata)
+        if codec == "hevc":
+            return h265.config_from_extradata(extradata)
         if codec == "aac" and extradata:
             return aac.parse_audio_specific_config(extradata)
     except MediaError as exc:
@@ -118,7 +124,7 @@ def _config_from_extradata(codec: str, extradata: bytes, notes: list[str]) -> Co
 
 
 def _configs_from_packets(container: Any, streams: list[Any], tracks: list[Track]) -> list[Track]:
-    """Fill missing H.264 configs from the first SPS/PPS and AAC configs from the first ADTS header.
+    """Fill missing H.264/H.265 configs from the first parameter sets, AAC's from the first ADTS header.
 
     AAC tracks are also checked when they have a config, since MPEG-TS keeps ADTS headers in the
     packets even when FFmpeg provides an AudioSpecificConfig.
@@ -126,7 +132,7 @@ def _configs_from_packets(container: Any, streams: list[Any], tracks: list[Track
     wanted = {
         t.index
         for t in tracks
-        if (t.codec == "h264" and t.config is None)
+        if (t.codec in _NAL_CODECS and t.config is None)
         or (t.codec == "aac" and (t.config is None or container.format.name in ("mpegts", "aac")))
     }
     if not wanted:
@@ -157,26 +163,45 @@ def _configs_from_packets(container: Any, streams: list[Any], tracks: list[Track
                     asc = aac.audio_specific_config_from_adts(header)
                     found[index] = replace(aac.parse_audio_specific_config(asc), adts_input=True)
         else:
-            nals[index].extend(h264.split_annexb(data))
-            cfg = h264.config_from_nals(nals[index])
-            if cfg.sps and cfg.pps:
+            nals[index].extend(_packet_nals(data, track.extradata))
+            cfg = _nal_config(track.codec, nals[index], 4 if track.extradata[:1] == b"\x01" else None)
+            if cfg is not None:
                 found[index] = cfg
                 wanted.discard(index)
     out = []
     for t in tracks:
         cfg = found.get(t.index)
         if cfg is None:
-            if t.codec in ("h264", "aac") and t.config is None:
+            if t.codec in ("h264", "hevc", "aac") and t.config is None:
                 t = replace(t, notes=(*t.notes, "codec configuration not found in the first packets"))
             out.append(t)
             continue
         source = "first ADTS header" if isinstance(cfg, AacConfig) else "first keyframe"
-        if isinstance(cfg, H264Config) or t.config is None:
+        if isinstance(cfg, H264Config | H265Config) or t.config is None:
             t = replace(t, config=cfg, notes=(*t.notes, f"configuration from the {source}"))
         else:
             t = replace(t, config=cfg)
         out.append(t)
     return out
+
+
+def _packet_nals(data: bytes, extradata: bytes) -> list[bytes]:
+    """NAL units of a packet: Annex B normally; length-prefixed (4 bytes) when the track has
+    avcC/hvcC extradata that held no parameter sets, which only a few muxers write."""
+    if extradata[:1] == b"\x01":
+        try:
+            return h264.split_length_prefixed(data, 4)
+        except MediaError:
+            return []
+    return h264.split_annexb(data)
+
+
+def _nal_config(codec: str, nals: list[bytes], length_size: int | None) -> H264Config | H265Config | None:
+    if codec == "hevc":
+        hevc = h265.config_from_nals(nals, length_size)
+        return hevc if h265.complete(hevc) else None
+    avc = h264.config_from_nals(nals, length_size)
+    return avc if avc.sps and avc.pps else None
 
 
 def _seconds(value: int | None, time_base: Fraction) -> Fraction | None:

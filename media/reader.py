@@ -6,7 +6,7 @@ turns them into AccessUnits the RTP layer can packetize without knowing the cont
 * timestamps are always present, integer ticks of the track's time_base: a missing video DTS is
   back-filled from the next packet that has one (Matroska with B-frames), a missing PTS copies
   the DTS, and raw streams without either get DTS = previous DTS + frame duration;
-* H.264 becomes a tuple of NAL units plus their Annex B form; AAC loses its ADTS headers;
+* H.264 and H.265 become a tuple of NAL units plus their Annex B form; AAC loses its ADTS headers;
 * after a seek nothing before the video keyframe is returned, and audio starts with it;
 * in loop mode the file restarts at its end with timestamps shifted by the loop period, so a
   client sees one endless stream with increasing timestamps.
@@ -29,7 +29,7 @@ from media import aac, h264
 from media.access_unit import AccessUnit
 from media.errors import MediaError
 from media.probe import open_container
-from media.track import AacConfig, H264Config, MediaInfo, Track
+from media.track import AacConfig, H264Config, H265Config, MediaInfo, Track
 
 # A seek that lands on a keyframe after the target is retried this much further back (seconds).
 _SEEK_BACKOFF = (0, 1, 5, 30)
@@ -150,7 +150,9 @@ class MediaReader:
             if self._info.format_name not in _SCAN_FORMATS:
                 for back in _SEEK_BACKOFF:
                     point = target - back
-                    if not self._container_seek(point):
+                    # At (or before) the start, reading from the top beats trusting the demuxer:
+                    # MPEG-PS seeks to its first timestamp can land after the first keyframe.
+                    if point <= self._file_start or not self._container_seek(point):
                         break
                     start = self._scan_forward(target, accept_later=point <= self._file_start)
                     if self._synthesized:
@@ -429,8 +431,8 @@ class MediaReader:
 def _payloads(track: Track, data: bytes, duration: int) -> list[tuple[bytes, tuple[bytes, ...], int, int]]:
     """Normalise one packet: (payload, NAL units, timestamp offset, duration) per access unit."""
     config = track.config
-    if track.codec == "h264":
-        if isinstance(config, H264Config) and config.nal_length_size:
+    if track.codec in ("h264", "hevc"):
+        if isinstance(config, H264Config | H265Config) and config.nal_length_size:
             nals = tuple(h264.split_length_prefixed(data, config.nal_length_size))
         else:
             nals = tuple(h264.split_annexb(data))

@@ -27,7 +27,17 @@ class AacConfig:
     adts_input: bool = False  # packets in the file carry ADTS headers that must be stripped
 
 
-CodecConfig = H264Config | AacConfig
+@dataclass(frozen=True, slots=True)
+class H265Config:
+    """Parameter sets of an H.265 track, from hvcC or Annex B extradata (or the first keyframe)."""
+
+    vps: tuple[bytes, ...]
+    sps: tuple[bytes, ...]
+    pps: tuple[bytes, ...]
+    nal_length_size: int | None  # 1, 2 or 4 for hvcC (length-prefixed) input; None for Annex B
+
+
+CodecConfig = H264Config | AacConfig | H265Config
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +65,7 @@ class Track:
     config: CodecConfig | None = None
     profile: str | None = None
     has_b_frames: bool = False
+    pixel_format: str | None = None  # FFmpeg's name for video, e.g. "yuvj420p" (MJPEG needs to know)
     notes: tuple[str, ...] = field(default=())  # human-readable remarks from probing
 
 

@@ -26,7 +26,7 @@ from pathlib import Path
 
 from media.access_unit import AccessUnit
 from media.reader import MediaReader
-from streamd.rtp.clock import unix_to_ntp
+from streamd.rtp.clock import RTP_TS_MOD, unix_to_ntp
 from streamd.rtp.outgoing import OutgoingStream
 from streamd.rtp.presentation import Presentation, StreamableTrack
 from streamd.rtp.rtcp_interval import rtcp_interval
@@ -110,6 +110,7 @@ class Playback:
         self._origin_media = Fraction(0)
         self._wall_to_unix = 0.0
         self._last_sent: dict[int, AccessUnit] = {}  # per track, the last AU sent
+        self._held: dict[int, deque[tuple[float, bytes]]] = {}  # per track, packets due later
         self._time_base = {t.index: float(t.time_base) for t in presentation.info.tracks}
         self._origin_float = 0.0
         self._rate_float = 1.0
@@ -186,6 +187,7 @@ class Playback:
         if self._task is not None:
             self.position = self._media_now()
             await self._cancel()
+            self._send_held(float("inf"))  # already numbered: send now rather than leave a gap
         return self.npt
 
     @property
@@ -227,8 +229,12 @@ class Playback:
                 if not self._eof and self._queued_until() < self._media_now() + LOOKAHEAD * self._rate:
                     await self._fill(self._media_now() + READ_CHUNK * self._rate)
                 if not self._queue:
-                    if self._eof:
+                    held_due = self._next_held()
+                    if self._eof and held_due is None:
                         break
+                    if self._eof and held_due is not None:
+                        await asyncio.sleep(max(0.0, held_due - loop.time()))
+                        self._send_held(loop.time() + SEND_SLACK)
                     continue
                 horizon = loop.time() + SEND_SLACK
                 while self._queue and self._due(self._queue[0]) <= horizon:
@@ -236,15 +242,19 @@ class Playback:
                     binding = self.bindings.get(au.stream_index)
                     if binding is None or not self._wanted(au):
                         continue
-                    for packet in binding.stream.packetize(au):
-                        binding.sink.send_rtp(packet)
+                    self._send_packets(au, binding)
                     self._note_sent(au, binding)
                     await binding.sink.drain()
+                self._send_held(loop.time() + SEND_SLACK)
                 if loop.time() >= next_report:
                     self._send_reports()
                     next_report = loop.time() + self._report_interval()
                 if self._queue:
-                    wait = self._due(self._queue[0]) - loop.time()
+                    due = self._due(self._queue[0])
+                    held_due = self._next_held()
+                    if held_due is not None:
+                        due = min(due, held_due)
+                    wait = due - loop.time()
                     if wait > 0:
                         await asyncio.sleep(min(wait, max(0.0, next_report - loop.time()) + 0.001))
             await self._wait_for_media_end()
@@ -299,6 +309,37 @@ class Playback:
             if wait > 0:
                 await asyncio.sleep(min(wait, 5.0))
         await asyncio.sleep(0.05)
+
+    def _send_packets(self, au: AccessUnit, binding: Binding) -> None:
+        """Send an AU's packets; those stamped later than the first (PCM cut into 20 ms packets
+        from one long read) are held until their own time, so audio is paced, not burst."""
+        held = self._held.setdefault(binding.index, deque())
+        while held:  # what is still held for this track precedes this AU: keep the order
+            binding.sink.send_rtp(held.popleft()[1])
+        packets = binding.stream.packetize(au)
+        if not packets:
+            return
+        binding.sink.send_rtp(packets[0])
+        due = self._due(au)
+        first_ts = int.from_bytes(packets[0][4:8], "big")
+        per_tick = 1 / (binding.stream.clock_rate * self._rate_float)
+        for packet in packets[1:]:
+            offset = (int.from_bytes(packet[4:8], "big") - first_ts) % RTP_TS_MOD
+            if offset == 0 and not held:
+                binding.sink.send_rtp(packet)
+            else:
+                held.append((due + offset * per_tick, packet))
+
+    def _next_held(self) -> float | None:
+        return min((q[0][0] for q in self._held.values() if q), default=None)
+
+    def _send_held(self, horizon: float) -> None:
+        for index, held in self._held.items():
+            binding = self.bindings.get(index)
+            while held and held[0][0] <= horizon:
+                packet = held.popleft()[1]
+                if binding is not None:
+                    binding.sink.send_rtp(packet)
 
     def _note_sent(self, au: AccessUnit, binding: Binding) -> None:
         self._last_sent[au.stream_index] = au

@@ -15,9 +15,10 @@ from aiortc.rtp import HeaderExtensionsMap, RtpPacket
 
 from media.access_unit import AccessUnit
 from streamd.rtp import rtcp
-from streamd.rtp.clock import RTP_SEQ_MOD, RTP_TS_MOD, ntp_middle32, rtp_timestamp, seconds_to_rtp
+from streamd.rtp.clock import RTP_SEQ_MOD, RTP_TS_MOD, ntp_middle32, seconds_to_rtp
 from streamd.rtp.payload.base import PayloadFormat
 from streamd.rtp.reception import ReceptionReport
+from streamd.rtp.timeline import Timeline
 
 MAX_SR_HISTORY = 16
 _NO_EXTENSIONS = HeaderExtensionsMap()
@@ -36,6 +37,7 @@ class OutgoingStream:
     packet_count: int = 0
     octet_count: int = 0
     last_rtp_timestamp: int | None = None
+    timeline: Timeline = field(default_factory=Timeline)  # set by the session at each PLAY
     reception: ReceptionReport = field(default_factory=ReceptionReport)
     _sr_sent: dict[int, int] = field(default_factory=dict)  # NTP middle 32 bits -> NTP time sent
 
@@ -43,19 +45,41 @@ class OutgoingStream:
     def clock_rate(self) -> int:
         return self.payload_format.clock_rate
 
+    _affine: tuple[Timeline, int, int, int, int] | None = None  # timeline, an, ad, bn, bd
+
     def timestamp_for(self, pts: int) -> int:
-        """RTP timestamp of a PTS in the track's time base."""
-        return rtp_timestamp(self.ts_offset, pts, self.time_base, self.clock_rate)
+        """RTP timestamp of a PTS in the track's time base: offset + PTS in the RTP clock at Scale 1.
+
+        Called for every access unit, so the timeline's map ``ticks = a * pts + b`` is kept as
+        integer fractions and evaluated with integer arithmetic (exact, and no Fraction churn).
+        """
+        affine = self._affine
+        if affine is None or affine[0] is not self.timeline:
+            t = self.timeline
+            a = self.time_base * self.clock_rate / t.scale
+            b = (t.rtp_anchor - t.media_anchor / t.scale) * self.clock_rate
+            affine = self._affine = (t, a.numerator, a.denominator, b.numerator, b.denominator)
+        _, an, ad, bn, bd = affine
+        num, den = pts * an * bd + bn * ad, ad * bd
+        return (self.ts_offset + (2 * num + den) // (2 * den)) % RTP_TS_MOD  # nearest tick
 
     def timestamp_at(self, media_seconds: Fraction) -> int:
-        """RTP timestamp of a media instant (for sender reports and RTP-Info)."""
-        return (self.ts_offset + seconds_to_rtp(media_seconds, self.clock_rate)) % RTP_TS_MOD
+        """RTP timestamp of a media instant (file seconds), through the current timeline."""
+        rtp_seconds = self.timeline.rtp_seconds(media_seconds)
+        return (self.ts_offset + seconds_to_rtp(rtp_seconds, self.clock_rate)) % RTP_TS_MOD
 
     def packetize(self, au: AccessUnit) -> list[bytes]:
         """The RTP packets of one access unit, numbered and counted."""
-        timestamp = self.timestamp_for(au.pts)
+        base = self.timestamp_for(au.pts)
+        timestamp = base
         packets = []
-        for payload, marker in self.payload_format.packetize(au):
+        for payload, marker, offset in self.payload_format.packetize_timed(au):
+            # PCM formats cut one AU into packets that start later: offset ticks of the RTP clock.
+            timestamp = (
+                self.timestamp_at(au.pts * self.time_base + Fraction(offset, self.clock_rate))
+                if offset
+                else base
+            )
             packet = RtpPacket(
                 payload_type=self.payload_format.payload_type,
                 marker=int(marker),

@@ -146,12 +146,13 @@ def media_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     mediagen.make_truncated(root / "bframes.mp4", root / "truncated.mp4", 0.5)
     (root / "notes.txt").write_text("not a media file\n")
     if shutil.which("ffmpeg"):
-        lavfi = ["-f", "lavfi", "-i", "testsrc=d=1:s=160x120:r=10", "-f", "lavfi", "-i", "sine=d=1"]
-        unsupported = (
+        lavfi = ["-f", "lavfi", "-i", "testsrc=d=1:s=160x120:r=10", "-f", "lavfi", "-i", "sine=d=2"]
+        other_codecs = (
             ("mpeg4-aac.mp4", ["-c:v", "mpeg4", "-c:a", "aac"]),
             ("tone.flac", ["-vn", "-c:a", "flac"]),
+            ("tone.wav", ["-vn", "-c:a", "pcm_s16le", "-t", "2"]),
         )
-        for name, codecs in unsupported:
+        for name, codecs in other_codecs:
             subprocess.run(
                 ["ffmpeg", "-nostdin", "-loglevel", "error", *lavfi, *codecs, "-y", str(root / name)],
                 check=True,

@@ -372,3 +372,15 @@ def test_gstreamer_seek(server: ServerProcess) -> None:
     assert result["seeked"] and result["error"] is None, out.stderr
     assert result["after"] >= 6.0 > result["before"]
     assert "PLAY from npt=6" in server.log()
+
+
+async def test_pcm_is_paced_not_burst(server: ServerProcess) -> None:
+    """A WAV read gives long chunks; their 20 ms-class packets still leave at their own times."""
+    c = await session(server, "tone.wav", tracks=(0,))
+    await c.request("PLAY", c.url("tone.wav"))
+    assert await wait_bye(c, 1, 5)
+    packets = c.received.rtp(0)
+    spread = packets[-1][0] - packets[0][0]
+    media = ((packets[-1][1].timestamp - packets[0][1].timestamp) % 2**32) / 44100
+    assert len(packets) > 10 and abs(spread - media) < 0.3, (spread, media)
+    await c.close()

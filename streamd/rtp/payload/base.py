@@ -81,6 +81,16 @@ class PayloadFormat(ABC):
         one RTP timestamp, which the caller derives from ``au.pts`` in ``clock_rate`` units.
         """
 
+    def packetize_timed(self, au: AccessUnit) -> list[tuple[bytes, bool, int]]:
+        """Like :meth:`packetize`, plus each packet's RTP timestamp offset from the AU's own.
+
+        The offset is in ``clock_rate`` ticks. Most formats send one AU at one instant (offset
+        0); formats that cut a long AU into several packets of consecutive samples (PCM: a WAV
+        packet holds up to half a second) override this so each packet carries the timestamp
+        of its first sample, as RFC 3550 requires.
+        """
+        return [(payload, marker, 0) for payload, marker in self.packetize(au)]
+
     @abstractmethod
     def depacketizer(self) -> Depacketizer:
         """A fresh receiver for payloads produced with this format's parameters."""

@@ -11,12 +11,44 @@ from collections.abc import Callable
 from media.track import Track
 
 from .aac import AacFormat
+from .ac3 import Ac3Format
+from .av1 import Av1Format
 from .base import DEFAULT_MAX_PAYLOAD_SIZE, PayloadFormat, UnsupportedCodec
+from .g711 import PcmaFormat, PcmuFormat
 from .h264 import H264Format
+from .h265 import H265Format
+from .l16 import L16Format, L24Format
+from .mjpeg import MjpegFormat
+from .mpeg_audio import MpegAudioFormat
+from .mpeg_video import MpegVideoFormat
+from .opus import OpusFormat
+from .vp8 import Vp8Format
+from .vp9 import Vp9Format
 
 _FORMATS: dict[str, Callable[[Track, int, int], PayloadFormat]] = {
     "h264": H264Format,
+    "hevc": H265Format,
+    "vp8": Vp8Format,
+    "vp9": Vp9Format,
+    "av1": Av1Format,
+    "mjpeg": MjpegFormat,  # static payload type 26, whatever number is passed
+    "mpeg1video": MpegVideoFormat,  # static payload type 32
+    "mpeg2video": MpegVideoFormat,
     "aac": AacFormat,
+    "opus": OpusFormat,
+    "pcm_mulaw": PcmuFormat,
+    "pcm_alaw": PcmaFormat,
+    "pcm_s16le": L16Format,
+    "pcm_s16be": L16Format,
+    "pcm_s24le": L24Format,
+    "pcm_s24be": L24Format,
+    "mp1": MpegAudioFormat,
+    "mp1float": MpegAudioFormat,
+    "mp2": MpegAudioFormat,
+    "mp2float": MpegAudioFormat,
+    "mp3": MpegAudioFormat,
+    "mp3float": MpegAudioFormat,
+    "ac3": Ac3Format,
 }
 
 
