@@ -17,7 +17,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from tests.integration.conftest import ARTIFACTS, ROOT, ServerProcess, need, start_server
+from tests.integration.conftest import ARTIFACTS, ServerProcess, need, start_server
 from tests.integration.source import (
     received_audio_frames,
     received_video_nals,
@@ -172,7 +172,7 @@ async def test_chromium_opens_index_follows_watch_link_and_plays(web: ServerProc
                 await tab.wait_for(
                     "document.readyState === 'complete' && !!document.querySelector('a.watch')"
                 )
-                await tab.screenshot(ARTIFACTS / "http-index-page.png", ROOT / "docs" / "index-page.png")
+                await tab.screenshot(ARTIFACTS / "http-index-page.png")  # docs/index-page.png is a copy
                 await tab.evaluate("document.querySelector('a.watch[href=\"/watch/ten.mp4\"]').click()")
                 await tab.wait_for(
                     "location.pathname === '/watch/ten.mp4' && !!document.querySelector('video')"
