@@ -18,7 +18,7 @@ from pathlib import Path, PurePosixPath
 from media.errors import MediaError, UnsupportedMedia
 from media.probe import probe
 from streamd.config import PathSettings
-from streamd.rtp.presentation import Presentation, build_presentation
+from streamd.rtp.presentation import Presentation, build_presentation, build_ts_presentation
 from streamd.rtsp.errors import RtspError
 
 log = logging.getLogger(__name__)
@@ -104,15 +104,15 @@ class Catalog:
             except Exception as exc:
                 raise RtspError(503, f"the built-in test stream could not be made: {exc}") from exc
         file, loop = self.locate(path)
-        configured = self.path_settings(path).loop
-        if configured is not None:
-            loop = configured
+        settings = self.path_settings(path)
+        if settings.loop is not None:
+            loop = settings.loop
         try:
             st = file.stat()
         except OSError as exc:
             raise RtspError(404, f"cannot stat {path!r}: {exc.strerror}") from exc
         stamp = (st.st_mtime_ns, st.st_size)
-        key = f"{path}\0{loop}"
+        key = f"{path}\0{loop}\0{settings.mode}"
         cached = self._cache.get(key)
         if cached and cached[0] == stamp:
             self._cache.move_to_end(key)
@@ -123,7 +123,7 @@ class Catalog:
             if cached and cached[0] == stamp:
                 return Resolved(cached[1], file)
             presentation = await asyncio.get_running_loop().run_in_executor(
-                None, self._build, path, file, loop
+                None, self._build, path, file, loop, settings.mode
             )
             self._cache[key] = (stamp, presentation)
             self._cache.move_to_end(key)
@@ -132,13 +132,15 @@ class Catalog:
         self._locks.pop(path, None)
         return Resolved(presentation, file)
 
-    def _build(self, path: str, file: Path, loop: bool) -> Presentation:
+    def _build(self, path: str, file: Path, loop: bool, mode: str = "tracks") -> Presentation:
         try:
             info = probe(file)
         except MediaError as exc:  # the file exists (locate checked): it is not media we can read
             raise RtspError(415, str(exc), body=str(exc) + "\n") from exc
         except Exception as exc:  # PyAV raises many types on broken files; report, never crash
             raise RtspError(500, f"cannot read {path!r}: {exc}") from exc
+        if mode == "mpegts":
+            return build_ts_presentation(path, info, loop=loop, max_payload_size=self.max_payload_size)
         try:
             presentation = build_presentation(
                 path,

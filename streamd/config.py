@@ -6,6 +6,7 @@ Precedence: built-in default < config file < command-line flag. Per-path setting
 
 from __future__ import annotations
 
+import fnmatch
 import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -16,9 +17,21 @@ class ConfigError(Exception):
     """The configuration file or a flag is wrong; the message says where and why."""
 
 
+MODES = ("tracks", "mpegts")
+
+
 @dataclass(frozen=True)
 class PathSettings:
+    """Settings for one path (or a glob pattern of paths, e.g. ``movies/*.avi``)."""
+
     loop: bool | None = None  # None: the default for that path (the test stream loops, files do not)
+    # "tracks": each track with a payload format of its own; the rest left out (logged).
+    # "mpegts": the whole file as one MPEG-TS over RTP (.ts sent as is, others remuxed by PyAV).
+    mode: str = "tracks"
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise ConfigError(f"mode must be one of {', '.join(MODES)}, not {self.mode!r}")
 
 
 @dataclass(frozen=True)
@@ -52,7 +65,14 @@ class ServerConfig:
             raise ConfigError("at least one of udp and tcp must be enabled")
 
     def path_settings(self, path: str) -> PathSettings:
-        return self.paths.get(path, PathSettings())
+        """The settings for ``path``: an exact entry first, else the first glob pattern matching it."""
+        exact = self.paths.get(path)
+        if exact is not None:
+            return exact
+        for pattern, settings in self.paths.items():
+            if any(ch in pattern for ch in "*?[") and fnmatch.fnmatchcase(path, pattern):
+                return settings
+        return PathSettings()
 
 
 _SIMPLE = {f.name: f for f in fields(ServerConfig) if f.name != "paths"}
@@ -103,5 +123,8 @@ def _paths(table: Any, file: Path) -> dict[str, PathSettings]:
         unknown = set(settings) - known
         if unknown:
             raise ConfigError(f"{file}: unknown setting(s) {sorted(unknown)} for path {name!r}")
-        result[name.strip("/")] = PathSettings(**settings)
+        try:
+            result[name.strip("/")] = PathSettings(**settings)
+        except ConfigError as exc:
+            raise ConfigError(f"{file}: path {name!r}: {exc}") from exc
     return result

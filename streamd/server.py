@@ -432,6 +432,8 @@ class RtspServer:
                 raise RtspError(
                     456, f"Scale {format_rate(scale)}: reverse or still playback is not supported"
                 )
+            if scale != 1 and session.resolved.presentation.mode == "mpegts":
+                raise RtspError(456, "Scale other than 1 is not offered for a whole MPEG-TS")
             if scale != 1 and not any(b.is_video for b in session.bindings.values()):
                 raise RtspError(456, "Scale other than 1 needs a video track (audio is not time-scaled)")
             scale = min(scale, MAX_SCALE)

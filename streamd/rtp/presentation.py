@@ -13,8 +13,10 @@ from fractions import Fraction
 
 from media.errors import UnsupportedMedia
 from media.track import MediaInfo, Track
+from media.ts_source import ts_track
 from sdp import Attribute, Connection, MediaDescription, Origin, SessionDescription
 from streamd.rtp.payload.base import PayloadFormat, UnsupportedCodec
+from streamd.rtp.payload.mp2t import Mp2tFormat
 from streamd.rtp.payload.registry import payload_format_for
 from streamd.rtsp.headers.range import format_npt
 
@@ -41,6 +43,8 @@ class Presentation:
     excluded: tuple[tuple[Track, str], ...]
     loop: bool = False
     title: str | None = None
+    mode: str = "tracks"  # or "mpegts": ``tracks`` is then one track, the whole stream
+    source_info: MediaInfo | None = None  # the file's own tracks, when ``info`` is synthetic
 
     @property
     def duration(self) -> Fraction | None:
@@ -102,6 +106,17 @@ class Presentation:
 
     def sdp(self, server_address: str = "0.0.0.0") -> str:
         return str(self.session_description(server_address))
+
+
+def build_ts_presentation(
+    name: str, info: MediaInfo, *, loop: bool = False, max_payload_size: int = 1400, title: str | None = None
+) -> Presentation:
+    """The whole file as one MPEG-TS over RTP (RFC 2250): a ``.ts`` as is, anything else remuxed."""
+    track = ts_track(info)
+    fmt = Mp2tFormat(track, max_payload_size=max_payload_size)
+    synthetic = MediaInfo(info.path, info.format_name, info.duration, info.size, info.mtime_ns, (track,))
+    streamable = StreamableTrack(track, fmt, "trackID=0")
+    return Presentation(name, synthetic, (streamable,), (), loop, title, mode="mpegts", source_info=info)
 
 
 def _printable(text: str) -> str:

@@ -42,3 +42,15 @@ def test_bad_config(tmp_path: Path, text: str) -> None:
     file.write_text(text)
     with pytest.raises(ConfigError):
         load_config(file, {})
+
+
+def test_path_modes_and_glob_patterns(tmp_path: Path) -> None:
+    file = tmp_path / "c.toml"
+    file.write_text('[paths."movies/*.avi"]\nmode = "mpegts"\n[paths."movies/special.avi"]\nloop = true\n')
+    config = load_config(file, {})
+    assert config.path_settings("movies/a.avi").mode == "mpegts"
+    assert config.path_settings("movies/special.avi") == PathSettings(loop=True)  # exact entry first
+    assert config.path_settings("other/a.avi").mode == "tracks"
+    file.write_text('[paths."x"]\nmode = "bogus"\n')
+    with pytest.raises(ConfigError, match="mode must be one of"):
+        load_config(file, {})

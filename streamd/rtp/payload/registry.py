@@ -19,6 +19,7 @@ from .h264 import H264Format
 from .h265 import H265Format
 from .l16 import L16Format, L24Format
 from .mjpeg import MjpegFormat
+from .mp2t import Mp2tFormat
 from .mpeg_audio import MpegAudioFormat
 from .mpeg_video import MpegVideoFormat
 from .opus import OpusFormat
@@ -34,6 +35,7 @@ _FORMATS: dict[str, Callable[[Track, int, int], PayloadFormat]] = {
     "mjpeg": MjpegFormat,  # static payload type 26, whatever number is passed
     "mpeg1video": MpegVideoFormat,  # static payload type 32
     "mpeg2video": MpegVideoFormat,
+    "mpegts": Mp2tFormat,  # a whole transport stream (per-path mode "mpegts"), static type 33
     "aac": AacFormat,
     "opus": OpusFormat,
     "pcm_mulaw": PcmuFormat,
