@@ -112,7 +112,7 @@ class Catalog:
         except OSError as exc:
             raise RtspError(404, f"cannot stat {path!r}: {exc.strerror}") from exc
         stamp = (st.st_mtime_ns, st.st_size)
-        key = f"{path}\0{loop}\0{settings.mode}"
+        key = f"{path}\0{loop}\0{settings.mode}\0{settings.transcode_audio}"
         cached = self._cache.get(key)
         if cached and cached[0] == stamp:
             self._cache.move_to_end(key)
@@ -123,7 +123,7 @@ class Catalog:
             if cached and cached[0] == stamp:
                 return Resolved(cached[1], file)
             presentation = await asyncio.get_running_loop().run_in_executor(
-                None, self._build, path, file, loop, settings.mode
+                None, self._build, path, file, loop, settings.mode, settings.transcode_audio
             )
             self._cache[key] = (stamp, presentation)
             self._cache.move_to_end(key)
@@ -132,7 +132,9 @@ class Catalog:
         self._locks.pop(path, None)
         return Resolved(presentation, file)
 
-    def _build(self, path: str, file: Path, loop: bool, mode: str = "tracks") -> Presentation:
+    def _build(
+        self, path: str, file: Path, loop: bool, mode: str = "tracks", transcode_audio: str | None = None
+    ) -> Presentation:
         try:
             info = probe(file)
         except MediaError as exc:  # the file exists (locate checked): it is not media we can read
@@ -148,6 +150,7 @@ class Catalog:
                 loop=loop,
                 max_payload_size=self.max_payload_size,
                 title="streamd test stream" if path == TEST_PATH else None,
+                transcode_audio=transcode_audio,
             )
         except UnsupportedMedia as exc:
             raise RtspError(415, str(exc), body=str(exc) + "\n") from exc

@@ -18,6 +18,7 @@ class ConfigError(Exception):
 
 
 MODES = ("tracks", "mpegts")
+TRANSCODE_TARGETS = ("aac", "opus")
 
 
 @dataclass(frozen=True)
@@ -28,10 +29,14 @@ class PathSettings:
     # "tracks": each track with a payload format of its own; the rest left out (logged).
     # "mpegts": the whole file as one MPEG-TS over RTP (.ts sent as is, others remuxed by PyAV).
     mode: str = "tracks"
+    # with mode "tracks": audio tracks whose codec has no payload format are transcoded to this
+    transcode_audio: str | None = None
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
             raise ConfigError(f"mode must be one of {', '.join(MODES)}, not {self.mode!r}")
+        if self.transcode_audio not in (None, *TRANSCODE_TARGETS):
+            raise ConfigError(f"transcode_audio must be one of {', '.join(TRANSCODE_TARGETS)}")
 
 
 @dataclass(frozen=True)

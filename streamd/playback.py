@@ -26,6 +26,7 @@ from pathlib import Path
 
 from media.access_unit import AccessUnit
 from media.reader import MediaReader
+from media.transcode import TranscodingReader
 from media.ts_source import TransportStreamReader
 from streamd.rtp.clock import RTP_TS_MOD, unix_to_ntp
 from streamd.rtp.outgoing import OutgoingStream
@@ -103,7 +104,7 @@ class Playback:
         self._end: Fraction | None = None  # file time where delivery stops (Range end)
         self._crossed_end: set[int] = set()
         self._timeline: Timeline | None = None
-        self._reader: MediaReader | TransportStreamReader | None = None
+        self._reader: MediaReader | TransportStreamReader | TranscodingReader | None = None
         self._queue: deque[AccessUnit] = deque()
         self._eof = False
         self._task: asyncio.Task[None] | None = None
@@ -443,10 +444,14 @@ class Playback:
                 break
         return units, False
 
-    def _open_reader(self) -> MediaReader | TransportStreamReader:
+    def _open_reader(self) -> MediaReader | TransportStreamReader | TranscodingReader:
         info, loop = self.presentation.info, self.presentation.loop
         if self.presentation.mode == "mpegts" and self.presentation.source_info is not None:
             return TransportStreamReader(self.file, self.presentation.source_info, loop=loop)
+        if self.presentation.transcode:
+            source = self.presentation.source_info or info
+            transcode = dict(self.presentation.transcode)
+            return TranscodingReader(self.file, source, list(self.bindings), transcode, loop=loop)
         return MediaReader(self.file, info, list(self.bindings), loop=loop)
 
     # --- RTCP ---------------------------------------------------------------------------

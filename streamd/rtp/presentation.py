@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from fractions import Fraction
 
-from media.errors import UnsupportedMedia
+from media.errors import MediaError, UnsupportedMedia
 from media.track import MediaInfo, Track
+from media.transcode import AudioTranscoder
 from media.ts_source import ts_track
 from sdp import Attribute, Connection, MediaDescription, Origin, SessionDescription
 from streamd.rtp.payload.base import PayloadFormat, UnsupportedCodec
@@ -45,6 +46,7 @@ class Presentation:
     title: str | None = None
     mode: str = "tracks"  # or "mpegts": ``tracks`` is then one track, the whole stream
     source_info: MediaInfo | None = None  # the file's own tracks, when ``info`` is synthetic
+    transcode: tuple[tuple[int, str], ...] = ()  # (track index, target codec) re-encoded on the fly
 
     @property
     def duration(self) -> Fraction | None:
@@ -125,12 +127,24 @@ def _printable(text: str) -> str:
 
 
 def build_presentation(
-    name: str, info: MediaInfo, *, loop: bool = False, max_payload_size: int = 1400, title: str | None = None
+    name: str,
+    info: MediaInfo,
+    *,
+    loop: bool = False,
+    max_payload_size: int = 1400,
+    title: str | None = None,
+    transcode_audio: str | None = None,
 ) -> Presentation:
-    """Pick the streamable tracks of ``info``; raise UnsupportedMedia when none is left."""
+    """Pick the streamable tracks of ``info``; raise UnsupportedMedia when none is left.
+
+    With ``transcode_audio`` ("aac" or "opus"), audio tracks without a payload format of their
+    own are offered re-encoded to that codec instead of being left out.
+    """
     tracks: list[StreamableTrack] = []
     excluded: list[tuple[Track, str]] = []
-    for track in info.tracks:
+    transcode: list[tuple[int, str]] = []
+    tracks_info = list(info.tracks)
+    for position, track in enumerate(info.tracks):
         if track.kind not in ("video", "audio"):
             excluded.append((track, f"{track.kind} tracks are not streamed"))
             continue
@@ -138,10 +152,31 @@ def build_presentation(
         try:
             fmt = payload_format_for(track, payload_type, max_payload_size)
         except UnsupportedCodec as exc:
-            excluded.append((track, str(exc)))
-            continue
+            if track.kind != "audio" or transcode_audio is None:
+                excluded.append((track, str(exc)))
+                continue
+            try:
+                track = AudioTranscoder(track, transcode_audio).track
+                fmt = payload_format_for(track, payload_type, max_payload_size)
+            except (MediaError, UnsupportedCodec) as again:
+                excluded.append((track, f"{exc}; transcoding failed: {again}"))
+                continue
+            transcode.append((track.index, transcode_audio))
+            tracks_info[position] = track
         tracks.append(StreamableTrack(track, fmt, f"trackID={track.index}"))
+    source_info = None
+    if transcode:  # the pacing loop reads time bases from info: give it the transcoded tracks'
+        source_info, info = info, replace(info, tracks=tuple(tracks_info))
     if not tracks:
         reasons = "; ".join(f"track {t.index} ({t.codec}): {why}" for t, why in excluded) or "no tracks"
         raise UnsupportedMedia(f"nothing streamable in {name}: {reasons}")
-    return Presentation(name, info, tuple(tracks), tuple(excluded), loop, title)
+    return Presentation(
+        name,
+        info,
+        tuple(tracks),
+        tuple(excluded),
+        loop,
+        title,
+        source_info=source_info,
+        transcode=tuple(transcode),
+    )

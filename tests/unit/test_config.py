@@ -54,3 +54,12 @@ def test_path_modes_and_glob_patterns(tmp_path: Path) -> None:
     file.write_text('[paths."x"]\nmode = "bogus"\n')
     with pytest.raises(ConfigError, match="mode must be one of"):
         load_config(file, {})
+
+
+def test_transcode_audio_setting(tmp_path: Path) -> None:
+    file = tmp_path / "c.toml"
+    file.write_text('[paths."*.ogg"]\ntranscode_audio = "opus"\n')
+    assert load_config(file, {}).path_settings("a.ogg").transcode_audio == "opus"
+    file.write_text('[paths."*.ogg"]\ntranscode_audio = "mp3"\n')
+    with pytest.raises(ConfigError, match="transcode_audio"):
+        load_config(file, {})
