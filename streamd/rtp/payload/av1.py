@@ -15,12 +15,11 @@ from __future__ import annotations
 from media.access_unit import AccessUnit
 from media.track import Track
 
+from .assembly import UnitAssembler
 from .base import (
     DEFAULT_MAX_PAYLOAD_SIZE,
     DepacketizedUnit,
-    Depacketizer,
     PayloadFormat,
-    SequenceStatus,
 )
 
 OBU_SEQUENCE_HEADER = 1
@@ -29,7 +28,6 @@ OBU_TILE_LIST = 8
 _NOT_SENT = frozenset({OBU_TEMPORAL_DELIMITER, OBU_TILE_LIST})
 _Z, _Y, _N = 0x80, 0x40, 0x08
 _HAS_EXTENSION, _HAS_SIZE = 0x04, 0x02
-_MAX_TU_SIZE = 32 * 1024 * 1024
 
 
 def leb128(value: int) -> bytes:
@@ -175,34 +173,12 @@ def _pack(obus: list[bytes], budget: int) -> list[tuple[bool, bool, bytes]]:
     return packets
 
 
-class Av1Depacketizer(Depacketizer):
+class Av1Depacketizer(UnitAssembler):
     """Rebuilds temporal units (low-overhead OBUs with size fields) from RTP payloads.
 
     A TU ends at the marker or a timestamp change. A lost packet drops the OBU it cut through;
     a fragment whose start was lost (Z set with nothing pending) is dropped too.
     """
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._timestamp: int | None = None
-        self._obus: list[bytes] = []
-        self._size = 0
-        self._fragment: bytearray | None = None
-
-    def push(self, payload: bytes, marker: bool, timestamp: int, seq: int) -> list[DepacketizedUnit]:
-        status = self._sequence_status(seq)
-        if status is SequenceStatus.DUPLICATE:
-            return []
-        if status is SequenceStatus.GAP:
-            self._fragment = None
-        done: list[DepacketizedUnit] = []
-        if timestamp != self._timestamp:
-            done.extend(self._finish())
-            self._timestamp = timestamp
-        self._accept(payload)
-        if marker:
-            done.extend(self._finish())
-        return done
 
     def _accept(self, payload: bytes) -> None:
         elements = _elements(payload)
@@ -213,35 +189,24 @@ class Av1Depacketizer(Depacketizer):
         if not z:
             self._fragment = None  # an OBU left open by the previous packet is lost
         for i, element in enumerate(elements):
-            continues = z and i == 0
-            if continues:
-                if self._fragment is None:
-                    continue
-                self._fragment += element
-            else:
-                self._fragment = bytearray(element)
-            if len(self._fragment) > _MAX_TU_SIZE:
-                self._fragment = None
-            elif not (y and i == len(elements) - 1):
+            if not (z and i == 0):  # a new OBU starts (else: continues the pending fragment)
+                self._fragment = bytearray()
+            if not self._grow_fragment(element):
+                continue  # its start was lost, or it grew past the bound
+            if self._fragment is not None and not (y and i == len(elements) - 1):
                 self._add(bytes(self._fragment))
                 self._fragment = None
 
     def _add(self, obu: bytes) -> None:
-        if not obu or obu[0] & 0x80 or self._size + len(obu) > _MAX_TU_SIZE:
+        if not obu or obu[0] & 0x80:
             return  # empty, or the forbidden bit set
         parts = split_obus(obu)  # drops a size field the sender left in, despite the spec
         if len(parts) != 1 or obu_type(parts[0]) in _NOT_SENT:
             return
-        obu = with_size_field(parts[0])
-        self._obus.append(obu)
-        self._size += len(obu)
+        self._keep(with_size_field(parts[0]))
 
-    def _finish(self) -> list[DepacketizedUnit]:
-        self._fragment = None
-        if not self._obus or self._timestamp is None:
-            return []
-        data, self._obus, self._size = b"".join(self._obus), [], 0
-        return [DepacketizedUnit(self._timestamp, data)]
+    def _unit(self, timestamp: int, parts: tuple[bytes, ...]) -> DepacketizedUnit:
+        return DepacketizedUnit(timestamp, b"".join(parts))
 
 
 def _elements(payload: bytes) -> list[bytes] | None:

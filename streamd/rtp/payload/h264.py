@@ -13,12 +13,11 @@ from collections.abc import Iterable, Sequence
 from media.access_unit import AccessUnit
 from media.track import H264Config, Track
 
+from .assembly import UnitAssembler, split_aggregate
 from .base import (
     DEFAULT_MAX_PAYLOAD_SIZE,
     DepacketizedUnit,
-    Depacketizer,
     PayloadFormat,
-    SequenceStatus,
     UnsupportedCodec,
 )
 
@@ -37,7 +36,6 @@ _UNDEFINED = frozenset({0, *range(24, 32)})
 _NOT_SENT = frozenset({NAL_AUD, NAL_FILLER, *_UNDEFINED})
 
 _START_CODE = b"\x00\x00\x00\x01"
-_MAX_AU_SIZE = 32 * 1024 * 1024  # a receiver's bound on one access unit, against endless fragments
 
 
 def nal_type(nal: bytes) -> int:
@@ -162,35 +160,13 @@ def _fragment(nal: bytes, limit: int) -> list[bytes]:
     return payloads
 
 
-class H264Depacketizer(Depacketizer):
+class H264Depacketizer(UnitAssembler):
     """Rebuilds access units (lists of NAL units) from RFC 6184 non-interleaved payloads.
 
     An access unit ends at a packet with the marker bit, or when the timestamp changes (the
     marker packet was lost). A lost packet inside an FU-A drops that NAL unit; the access unit
     still comes out with its other NAL units, which decoders can conceal around.
     """
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._timestamp: int | None = None
-        self._nals: list[bytes] = []
-        self._size = 0
-        self._fragment: bytearray | None = None
-
-    def push(self, payload: bytes, marker: bool, timestamp: int, seq: int) -> list[DepacketizedUnit]:
-        status = self._sequence_status(seq)
-        if status is SequenceStatus.DUPLICATE:
-            return []
-        if status is SequenceStatus.GAP:
-            self._fragment = None
-        done: list[DepacketizedUnit] = []
-        if timestamp != self._timestamp:
-            done.extend(self._finish())
-            self._timestamp = timestamp
-        self._accept(payload)
-        if marker:
-            done.extend(self._finish())
-        return done
 
     def _accept(self, payload: bytes) -> None:
         if not payload:
@@ -199,7 +175,7 @@ class H264Depacketizer(Depacketizer):
         if 1 <= kind <= 23:
             self._add(payload)
         elif kind == STAP_A:
-            for nal in _split_stap_a(payload):
+            for nal in split_aggregate(payload, 1):
                 self._add(nal)
         elif kind == FU_A:
             self._accept_fu_a(payload)
@@ -213,39 +189,13 @@ class H264Depacketizer(Depacketizer):
             self._fragment = bytearray([(indicator & 0xE0) | (header & 0x1F)])
         elif self._fragment is None:  # its start was lost
             return
-        self._fragment += body
-        if len(self._fragment) > _MAX_AU_SIZE:
-            self._fragment = None
-        elif header & 0x40:
+        if self._grow_fragment(body) and header & 0x40:
             nal, self._fragment = bytes(self._fragment), None
             self._add(nal)
 
     def _add(self, nal: bytes) -> None:
-        if nal_type(nal) in _UNDEFINED or self._size + len(nal) > _MAX_AU_SIZE:
-            return
-        self._nals.append(nal)
-        self._size += len(nal)
+        if nal_type(nal) not in _UNDEFINED:
+            self._keep(nal)
 
-    def _finish(self) -> list[DepacketizedUnit]:
-        """Emit the access unit in progress, if any; an unfinished fragment dies with it."""
-        self._fragment = None
-        if not self._nals or self._timestamp is None:
-            return []
-        nals, self._nals, self._size = tuple(self._nals), [], 0
-        return [DepacketizedUnit(self._timestamp, _annex_b(nals), nals)]
-
-
-def _split_stap_a(payload: bytes) -> list[bytes]:
-    """NAL units of a STAP-A; a malformed one yields none rather than a damaged list."""
-    nals = []
-    pos = 1
-    while pos < len(payload):
-        if pos + 2 > len(payload):
-            return []
-        size = int.from_bytes(payload[pos : pos + 2], "big")
-        pos += 2
-        if size == 0 or pos + size > len(payload):
-            return []
-        nals.append(payload[pos : pos + size])
-        pos += size
-    return nals
+    def _unit(self, timestamp: int, parts: tuple[bytes, ...]) -> DepacketizedUnit:
+        return DepacketizedUnit(timestamp, _annex_b(parts), parts)

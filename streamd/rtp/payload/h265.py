@@ -14,12 +14,11 @@ from media.access_unit import AccessUnit
 from media.h265 import IRAP_TYPES, NAL_AUD, NAL_FD, NAL_PPS, NAL_SPS, NAL_VPS, complete, nal_type
 from media.track import H265Config, Track
 
+from .assembly import UnitAssembler, split_aggregate
 from .base import (
     DEFAULT_MAX_PAYLOAD_SIZE,
     DepacketizedUnit,
-    Depacketizer,
     PayloadFormat,
-    SequenceStatus,
     UnsupportedCodec,
 )
 
@@ -33,7 +32,6 @@ _NOT_SENT = frozenset({NAL_AUD, NAL_FD, *_UNDEFINED})
 _PARAMETER_SETS = (NAL_VPS, NAL_SPS, NAL_PPS)
 
 _START_CODE = b"\x00\x00\x00\x01"
-_MAX_AU_SIZE = 32 * 1024 * 1024  # a receiver's bound on one access unit, against endless fragments
 
 
 class H265Format(PayloadFormat):
@@ -150,34 +148,12 @@ def _fragment(nal: bytes, limit: int) -> list[bytes]:
     return payloads
 
 
-class H265Depacketizer(Depacketizer):
+class H265Depacketizer(UnitAssembler):
     """Rebuilds access units (lists of NAL units) from RFC 7798 payloads without DONL.
 
     An access unit ends at a packet with the marker bit, or when the timestamp changes. A lost
     packet inside an FU drops that NAL unit; the rest of the access unit still comes out.
     """
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._timestamp: int | None = None
-        self._nals: list[bytes] = []
-        self._size = 0
-        self._fragment: bytearray | None = None
-
-    def push(self, payload: bytes, marker: bool, timestamp: int, seq: int) -> list[DepacketizedUnit]:
-        status = self._sequence_status(seq)
-        if status is SequenceStatus.DUPLICATE:
-            return []
-        if status is SequenceStatus.GAP:
-            self._fragment = None
-        done: list[DepacketizedUnit] = []
-        if timestamp != self._timestamp:
-            done.extend(self._finish())
-            self._timestamp = timestamp
-        self._accept(payload)
-        if marker:
-            done.extend(self._finish())
-        return done
 
     def _accept(self, payload: bytes) -> None:
         if len(payload) < 3:
@@ -186,7 +162,7 @@ class H265Depacketizer(Depacketizer):
         if kind < AP:
             self._add(payload)
         elif kind == AP:
-            for nal in _split_ap(payload):
+            for nal in split_aggregate(payload, 2):
                 self._add(nal)
         elif kind == FU:
             self._accept_fu(payload)
@@ -199,39 +175,13 @@ class H265Depacketizer(Depacketizer):
             self._fragment = bytearray([(payload[0] & 0x81) | (kind << 1), payload[1]])
         elif self._fragment is None:  # its start was lost
             return
-        self._fragment += body
-        if len(self._fragment) > _MAX_AU_SIZE:
-            self._fragment = None
-        elif fu_header & 0x40:
+        if self._grow_fragment(body) and fu_header & 0x40:
             nal, self._fragment = bytes(self._fragment), None
             self._add(nal)
 
     def _add(self, nal: bytes) -> None:
-        if len(nal) < 3 or nal_type(nal) in _UNDEFINED or self._size + len(nal) > _MAX_AU_SIZE:
-            return
-        self._nals.append(nal)
-        self._size += len(nal)
+        if len(nal) >= 3 and nal_type(nal) not in _UNDEFINED:
+            self._keep(nal)
 
-    def _finish(self) -> list[DepacketizedUnit]:
-        """Emit the access unit in progress, if any; an unfinished fragment dies with it."""
-        self._fragment = None
-        if not self._nals or self._timestamp is None:
-            return []
-        nals, self._nals, self._size = tuple(self._nals), [], 0
-        return [DepacketizedUnit(self._timestamp, b"".join(_START_CODE + n for n in nals), nals)]
-
-
-def _split_ap(payload: bytes) -> list[bytes]:
-    """NAL units of an AP; a malformed one yields none rather than a damaged list."""
-    nals = []
-    pos = 2
-    while pos < len(payload):
-        if pos + 2 > len(payload):
-            return []
-        size = int.from_bytes(payload[pos : pos + 2], "big")
-        pos += 2
-        if size == 0 or pos + size > len(payload):
-            return []
-        nals.append(payload[pos : pos + size])
-        pos += size
-    return nals
+    def _unit(self, timestamp: int, parts: tuple[bytes, ...]) -> DepacketizedUnit:
+        return DepacketizedUnit(timestamp, b"".join(_START_CODE + n for n in parts), parts)
