@@ -1,210 +1,456 @@
-"""Load benchmark: N concurrent UDP sessions of one file.
+"""Load benchmark: ramp concurrent sessions over UDP and TCP until quality breaks, against a peer too.
 
-Measures what a capacity plan needs: server CPU per stream, packet loss, and how late packets
-leave compared with their schedule (arrival time against RTP timestamp, relative to the
-earliest packet of the stream; the clip has no B-frames, so RTP time order is send order).
+Per level it reports what a capacity plan needs: server CPU per stream, loss, send lateness
+(arrival time against the RTP timestamp, relative to the stream's earliest packet in the window;
+the clip has no B-frames, so RTP time order is send order), time from PLAY to the first packet,
+memory per session (server RSS growth / sessions), and the load generator's own CPU. A level
+"breaks" at loss > 0.1% or p99 lateness > 10 ms; the ramp stops after the first level that breaks.
 
-    python -m benchmarks.load --sessions 1 10 50 100 --seconds 15
+The load generator runs in its own processes (``--workers``, uvloop), never in the server's, and
+reports its CPU so it is never the hidden bottleneck; on loopback its own scheduling delays are
+included in the lateness, which is therefore an upper bound on the server's.
 
-Writes ``benchmarks/results/load-<timestamp>.json`` and ``.md`` with the machine description.
+    python -m benchmarks.load                                  # streamd and gst-rtsp-server, UDP and TCP
+    python -m benchmarks.load --sessions 10 50 --seconds 5 --transports udp --no-peer
+
+Writes ``benchmarks/results/<date>/load.{json,md}`` and ``load.png``.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import itertools
 import json
-import platform
+import multiprocessing as mp
+import resource
 import statistics
-import struct
+import subprocess
+import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
+from collections import Counter
+from multiprocessing.connection import Connection
 from pathlib import Path
+from typing import Any
 
-from benchmarks import server_process
-from media.testsrc import write_synthetic_media
-from streamd.rtsp.message import Request, Response
-from streamd.rtsp.parser import MessageParser
+from benchmarks import report, server_process
+from benchmarks.client import Session
+from streamd.rtp.receiver_stats import ReceiverStats
 
-RESULTS = Path(__file__).parent / "results"
-CLOCKS = {0: 90000, 1: 48000}
-
-
-@dataclass
-class TrackReceiver(asyncio.DatagramProtocol):
-    clock: int
-    packets: list[tuple[float, int, int]] = field(default_factory=list)  # arrival, seq, ts
-
-    def datagram_received(self, data: bytes, addr: tuple) -> None:
-        if len(data) >= 12 and data[0] >> 6 == 2:
-            seq, ts = struct.unpack_from("!HI", data, 2)
-            self.packets.append((time.monotonic(), seq, ts))
+CLIP = "640x360 25 fps H.264 (800 kbit/s, GOP 1 s, no B-frames) + AAC 48 kHz stereo, about 1 Mbit/s"
+MAX_LOSS_PERCENT = 0.1
+MAX_P99_LATE_MS = 10.0
 
 
-class Control:
-    """Just enough RTSP to SETUP and PLAY: a benchmark must not depend on a player's start-up."""
-
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.reader, self.writer, self.parser, self.cseq = reader, writer, MessageParser(), 0
-        self.session: str | None = None
-
-    async def request(self, method: str, url: str, **headers: str) -> Response:
-        self.cseq += 1
-        request = Request(method, url)
-        request.headers["CSeq"] = str(self.cseq)
-        if self.session:
-            request.headers["Session"] = self.session
-        for k, v in headers.items():
-            request.headers[k.replace("_", "-")] = v
-        self.writer.write(bytes(request))
-        while True:
-            for event in self.parser.feed(await self.reader.read(65536)):
-                if isinstance(event, Response):
-                    if "Session" in event.headers:
-                        self.session = event.headers["Session"].split(";")[0]
-                    return event
+# --- the generator process --------------------------------------------------------------------
 
 
-Opened = tuple[Control, list[TrackReceiver], list[asyncio.BaseTransport]]
+def _worker(conn: Connection, port: int, path: str, sessions: int, tcp: bool, seconds: float) -> None:
+    """Open ``sessions`` sessions, wait for the go, PLAY them one after another, measure, report."""
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    with contextlib.suppress(ImportError):
+        import uvloop
+
+        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+    try:
+        result = asyncio.run(_generate(conn, port, path, sessions, tcp, seconds))
+    except Exception as exc:
+        result = {"error": f"{exc.__class__.__name__}: {exc}"}
+    conn.send(result)
 
 
-async def open_session(port: int, path: str) -> Opened:
+async def _generate(
+    conn: Connection, port: int, path: str, n: int, tcp: bool, seconds: float
+) -> dict[str, Any]:
+    opened = [await Session.open("127.0.0.1", port, path, tcp=tcp) for _ in range(n)]
+    conn.send("ready")
     loop = asyncio.get_running_loop()
-    control = Control(*await asyncio.open_connection("127.0.0.1", port))
-    url = f"rtsp://127.0.0.1:{port}/{path}"
-    await control.request("DESCRIBE", url)
-    receivers, transports = [], []
-    for track in (0, 1):
-        receiver = TrackReceiver(CLOCKS[track])
-        transport, _ = await loop.create_datagram_endpoint(lambda r=receiver: r, local_addr=("127.0.0.1", 0))
-        rtcp, _ = await loop.create_datagram_endpoint(asyncio.DatagramProtocol, local_addr=("127.0.0.1", 0))
-        rtp_port, rtcp_port = transport.get_extra_info("sockname")[1], rtcp.get_extra_info("sockname")[1]
-        response = await control.request(
-            "SETUP", f"{url}/trackID={track}", Transport=f"RTP/AVP;unicast;client_port={rtp_port}-{rtcp_port}"
-        )
-        assert response.status == 200, response
-        receivers.append(receiver)
-        transports += [transport, rtcp]
-    return control, receivers, transports
-
-
-def summarize(receivers: list[TrackReceiver]) -> dict[str, float]:
-    late_ms: list[float] = []
-    expected = received = 0
-    for r in receivers:
-        if len(r.packets) < 2:
-            continue
-        first_arrival, first_seq, first_ts = r.packets[0]
-        seq_span = 0
-        offsets = []
-        for arrival, seq, ts in r.packets:
-            seq_span = max(seq_span, (seq - first_seq) % 65536)
-            offsets.append((arrival - first_arrival) - ((ts - first_ts) % 2**32) / r.clock)
-        expected += seq_span + 1
-        received += len(r.packets)
-        base = min(offsets)
-        late_ms += [1000 * (o - base) for o in offsets]
-    late_ms.sort()
-    return {
-        "packets": received,
-        "loss_percent": 100 * max(0, expected - received) / expected if expected else 0.0,
-        "late_p50_ms": statistics.median(late_ms) if late_ms else 0.0,
-        "late_p99_ms": late_ms[int(0.99 * (len(late_ms) - 1))] if late_ms else 0.0,
-        "late_max_ms": late_ms[-1] if late_ms else 0.0,
-    }
-
-
-async def run_level(server: server_process.Server, sessions: int, seconds: float) -> dict[str, float]:
-    opened = [await open_session(server.port, "clip.mp4") for _ in range(sessions)]
-    cpu0, wall0 = server.cpu_seconds(), time.monotonic()
-    for control, _, _ in opened:
-        await control.request("PLAY", f"rtsp://127.0.0.1:{server.port}/clip.mp4")
+    await loop.run_in_executor(None, conn.recv)  # go
+    for s in opened:
+        await s.play()
+    conn.send("playing")
+    cpu0, start = time.process_time(), time.monotonic()
     await asyncio.sleep(seconds)
-    cpu = server.cpu_seconds() - cpu0
-    wall = time.monotonic() - wall0
-    receivers = [r for _, rs, _ in opened for r in rs]
-    result = {
-        "sessions": sessions,
-        "cpu_percent": 100 * cpu / wall,
-        "cpu_percent_per_stream": 100 * cpu / wall / sessions,
-    }
-    result |= summarize(receivers)
-    for control, _, transports in opened:
-        await control.request("TEARDOWN", f"rtsp://127.0.0.1:{server.port}/clip.mp4")
-        control.writer.close()
-        for t in transports:
-            t.close()
-    await asyncio.sleep(1)
+    end = time.monotonic()
+    cpu = time.process_time() - cpu0
+    result = _measure(opened, start, end)
+    result["generator_cpu_seconds"] = cpu
+    result["window"] = end - start
+    for s in opened:
+        await s.close(teardown=False)
     return result
 
 
-def machine() -> dict[str, str | int]:
-    cpu = "unknown"
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            cpu = line.split(":", 1)[1].strip()
-            break
-    import os
+def _measure(sessions: list[Session], start: float, end: float) -> dict[str, Any]:
+    late_hist: Counter[int] = Counter()  # lateness in 0.1 ms bins, to keep the pipe small
+    expected = lost = packets = 0
+    firsts = []
+    for s in sessions:
+        if (first := s.first_packet_delay()) is not None:
+            firsts.append(1000 * first)
+        for track in s.tracks:
+            stats = ReceiverStats(track.clock)
+            offsets = []
+            for arrival, seq, ts in zip(track.arrivals, track.seqs, track.stamps, strict=True):
+                stats.receive(seq, ts, arrival)
+                if start <= arrival <= end:
+                    offsets.append(arrival - ts / track.clock)  # unwrapped below
+            expected += stats.expected
+            lost += max(0, stats.lost)
+            packets += len(offsets)
+            if offsets:
+                offsets = _unwrap(offsets, track.clock)
+                base = min(offsets)
+                late_hist.update(int(10_000 * (o - base)) for o in offsets)
+    return {"expected": expected, "lost": lost, "packets": packets, "late_hist": dict(late_hist),
+            "first_packet_ms": firsts, "streams": sum(len(s.tracks) for s in sessions)}  # fmt: skip
 
+
+def _unwrap(offsets: list[float], clock: int) -> list[float]:
+    """Undo RTP timestamp wrap (2^32 ticks) in arrival - ts/clock offsets."""
+    span = 2**32 / clock
+    out, shift = [offsets[0]], 0.0
+    for prev, cur in itertools.pairwise(offsets):
+        if cur - prev > span / 2:
+            shift -= span
+        elif prev - cur > span / 2:
+            shift += span
+        out.append(cur + shift)
+    return out
+
+
+# --- the driver -------------------------------------------------------------------------------
+
+
+def _percentile(hist: Counter[int], q: float) -> float:
+    total = sum(hist.values())
+    if not total:
+        return 0.0
+    rank, seen = q * (total - 1), 0
+    for value in sorted(hist):
+        seen += hist[value]
+        if seen > rank:
+            return value / 10
+    return max(hist) / 10
+
+
+def run_level(server: server_process.Server, sessions: int, tcp: bool, seconds: float, workers: int) -> dict:
+    ctx = mp.get_context("spawn")
+    rss0 = server.rss_bytes()
+    shares = [sessions // workers + (1 if i < sessions % workers else 0) for i in range(workers)]
+    procs, pipes = [], []
+    for share in shares:
+        if not share:
+            continue
+        parent, child = ctx.Pipe()
+        proc = ctx.Process(target=_worker, args=(child, server.port, server.path, share, tcp, seconds))
+        proc.start()
+        procs.append(proc)
+        pipes.append(parent)
+    results: list[dict[str, Any]] = []
+    for pipe in pipes:
+        message = pipe.recv()
+        if message != "ready":
+            results.append(message)
+    if results:
+        return {"sessions": sessions, "error": results[0].get("error")}
+    rss_setup = server.rss_bytes()
+    for pipe in pipes:
+        pipe.send("go")
+    for pipe in pipes:
+        message = pipe.recv()
+        assert message == "playing", message
+    cpu0, wall0 = server.cpu_seconds(), time.monotonic()
+    time.sleep(seconds / 2)
+    rss_playing = server.rss_bytes()
+    results = [pipe.recv() for pipe in pipes]
+    cpu, wall = server.cpu_seconds() - cpu0, time.monotonic() - wall0
+    for proc in procs:
+        proc.join(30)
+    errors = [r["error"] for r in results if "error" in r]
+    if errors:
+        return {"sessions": sessions, "error": errors[0]}
+    hist: Counter[int] = Counter()
+    for r in results:
+        hist.update({int(k): v for k, v in r["late_hist"].items()})
+    expected = sum(r["expected"] for r in results)
+    firsts = sorted(f for r in results for f in r["first_packet_ms"])
+    gen_cpu = sum(r["generator_cpu_seconds"] for r in results)
+    window = max(r["window"] for r in results)
+    row = {
+        "sessions": sessions,
+        "cpu_percent": 100 * cpu / wall,
+        "cpu_percent_per_stream": 100 * cpu / wall / sessions,
+        "loss_percent": 100 * sum(r["lost"] for r in results) / expected if expected else 100.0,
+        "packets": sum(r["packets"] for r in results),
+        "late_p50_ms": _percentile(hist, 0.5),
+        "late_p99_ms": _percentile(hist, 0.99),
+        "late_max_ms": max(hist) / 10 if hist else 0.0,
+        "first_packet_p50_ms": statistics.median(firsts) if firsts else None,
+        "first_packet_p99_ms": firsts[int(0.99 * (len(firsts) - 1))] if firsts else None,
+        "memory_per_session_kib": (max(rss_setup, rss_playing) - rss0) / sessions / 1024,
+        "server_rss_mib": rss_playing / 2**20,
+        "generator_cpu_percent": 100 * gen_cpu / window,
+    }
+    row["ok"] = row["loss_percent"] <= MAX_LOSS_PERCENT and row["late_p99_ms"] <= MAX_P99_LATE_MS
+    return row
+
+
+def profile_server(
+    server: server_process.Server, sessions: int, seconds: float, workers: int, out: Path
+) -> dict:
+    """py-spy's view of the server under ``sessions`` UDP sessions: where its one core goes."""
+    raw = out / f"profile-{server.name}-{sessions}.txt"
+    ctx = mp.get_context("spawn")
+    spy = [sys.executable, "-m", "py_spy"]
+    exe = Path(sys.executable).with_name("py-spy")
+    if exe.exists():
+        spy = [str(exe)]
+    procs = []
+    try:
+        # the level runs in a thread-free way: start it, then sample while it plays
+        parent, child = ctx.Pipe()
+        proc = ctx.Process(
+            target=_worker, args=(child, server.port, server.path, sessions, False, seconds + 4)
+        )
+        proc.start()
+        procs.append(proc)
+        assert parent.recv() == "ready"
+        parent.send("go")
+        assert parent.recv() == "playing"
+        done = subprocess.run(
+            [*spy, "record", "-p", str(server.process.pid), "-d", str(int(seconds)), "-r", "100",
+             "-f", "raw", "-o", str(raw), "--nonblocking"],
+            capture_output=True, text=True, timeout=seconds + 60,
+        )  # fmt: skip
+        parent.recv()
+        if done.returncode:
+            return {"error": (done.stderr or done.stdout).strip()[-300:]}
+    except (OSError, subprocess.TimeoutExpired, AssertionError) as exc:
+        return {"error": str(exc)}
+    finally:
+        for proc in procs:
+            proc.join(30)
+    own: Counter[str] = Counter()
+    inclusive: Counter[str] = Counter()
+    total = 0
+    for line in raw.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not stack or not count.isdigit():
+            continue
+        frames = stack.split(";")
+        n = int(count)
+        total += n
+        own[_frame(frames[-1])] += n
+        for name in {_frame(f) for f in frames}:
+            inclusive[name] += n
     return {
-        "cpu": cpu,
-        "cores": os.cpu_count() or 0,
-        "python": platform.python_version(),
-        "system": f"{platform.system()} {platform.release()}",
+        "sessions": sessions,
+        "samples": total,
+        "raw": raw.name,
+        "self_top": [(name, round(100 * n / total, 1)) for name, n in own.most_common(15)] if total else [],
+        "inclusive_top": [(name, round(100 * n / total, 1)) for name, n in inclusive.most_common(25)]
+        if total
+        else [],
     }
 
 
-async def main_async(levels: list[int], seconds: float) -> dict:
+def _frame(frame: str) -> str:
+    """``func (path/to/module.py:123)`` -> ``func (module.py)``."""
+    name, _, where = frame.partition(" (")
+    return f"{name} ({Path(where.split(':')[0]).name})" if where else name
+
+
+def ramp(
+    server: server_process.Server, levels: list[int], tcp: bool, seconds: float, workers: int
+) -> list[dict]:
+    rows = []
+    label = f"{server.name} {'TCP' if tcp else 'UDP'}"
+    for n in report.progress(levels, len(levels), label):
+        row = run_level(server, n, tcp, seconds, workers)
+        rows.append(row)
+        time.sleep(2)  # let the server end the sessions (generators closed their sockets)
+        if not row.get("ok", False):
+            break
+    return rows
+
+
+def run_all(levels: list[int], seconds: float, transports: list[str], peer: bool, workers: int,
+            profile: int | None, out: Path) -> dict[str, Any]:  # fmt: skip
     with tempfile.TemporaryDirectory() as tmp:
         media = Path(tmp)
-        duration = seconds + 5
+        from media.testsrc import write_synthetic_media
+
+        # every session plays from the start for the whole window, plus the PLAY ramp
         write_synthetic_media(
-            media / "clip.mp4", seconds=duration, size=(640, 360), fps=25, gop=25, bframes=False
+            media / "clip.mp4", seconds=seconds + 30, size=(640, 360), fps=25, gop=25, bframes=False
         )
-        server = server_process.start(media, media / "server.log")
-        try:
-            results = [await run_level(server, n, seconds) for n in levels]
-        finally:
-            server.stop()
-    return {"benchmark": "load-udp", "clip": "640x360 25 fps H.264 + AAC 48 kHz", "seconds": seconds,
-            "machine": machine(), "date": time.strftime("%Y-%m-%d %H:%M"), "results": results}  # fmt: skip
+        starts = [("streamd", lambda: server_process.start(media, out / "load-streamd.log", "--no-http"))]
+        peer_note = server_process.peer_available() if peer else "not run"
+        if peer and peer_note is None:
+            starts.append(
+                ("gst-rtsp-server", lambda: server_process.start_peer(media / "clip.mp4", out / "peer.log"))
+            )
+        results: dict[str, dict[str, list[dict]]] = {}
+        profiles = {}
+        for name, start in starts:
+            for transport in transports:
+                server = start()  # a fresh server per ramp: nothing left over from the last
+                try:
+                    results.setdefault(name, {})[transport] = ramp(
+                        server, levels, transport == "tcp", seconds, workers
+                    )
+                    if profile and name == "streamd" and transport == "udp":
+                        profiles[name] = profile_server(server, profile, seconds, workers, out)
+                finally:
+                    server.stop()
+    return {
+        "benchmark": "load",
+        "date": time.strftime("%Y-%m-%d %H:%M"),
+        "machine": report.machine(),
+        "clip": CLIP,
+        "seconds": seconds,
+        "workers": workers,
+        "levels": levels,
+        "breaks_at": {"loss_percent": MAX_LOSS_PERCENT, "late_p99_ms": MAX_P99_LATE_MS},
+        "peer": peer_note or "gst-rtsp-server",
+        "results": results,
+        "profiles": profiles,
+    }
 
 
-def markdown(report: dict) -> str:
-    m = report["machine"]
+# --- the report -------------------------------------------------------------------------------
+
+
+def _f(value: float | None, digits: int = 1) -> str:
+    return "–" if value is None else f"{value:.{digits}f}"
+
+
+def markdown(rep: dict[str, Any], plots: list[str]) -> str:
     lines = [
-        f"# Load: concurrent UDP sessions ({report['date']})",
+        f"# Load: concurrent sessions until quality breaks ({rep['date']})",
         "",
-        f"Machine: {m['cpu']}, {m['cores']} cores, Python {m['python']}, {m['system']}. "
-        f"Clip: {report['clip']}; each level measured over {report['seconds']} s.",
+        f"Machine: {report.machine_line(rep['machine'])}. Server and load generator share the cores.",
+        f"Clip: {rep['clip']}. Each level measured over {rep['seconds']:g} s after every session's PLAY "
+        f"(PLAYs are sent one after another per generator process; {rep['workers']} generator processes). "
+        f"A level breaks at loss > {MAX_LOSS_PERCENT}% or p99 lateness > {MAX_P99_LATE_MS:g} ms; "
+        "the ramp stops there.",
         "",
-        "| sessions | server CPU % (one core = 100) | CPU % per stream | loss % "
-        "| late p50 ms | late p99 ms | late max ms |",
-        "|---:|---:|---:|---:|---:|---:|---:|",
+        "| server | transport | sessions | server CPU % | CPU % / stream | loss % | late p50 ms "
+        "| late p99 ms "
+        "| late max ms | PLAY→1st pkt p50 ms | p99 ms | memory / session KiB | generator CPU % | ok |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
-    for r in report["results"]:
-        lines.append(
-            f"| {r['sessions']} | {r['cpu_percent']:.1f} | {r['cpu_percent_per_stream']:.2f} | "
-            f"{r['loss_percent']:.3f} | {r['late_p50_ms']:.1f} | {r['late_p99_ms']:.1f} "
-            f"| {r['late_max_ms']:.1f} |"
-        )
+    for name, by_transport in rep["results"].items():
+        for transport, rows in by_transport.items():
+            for r in rows:
+                if "error" in r:
+                    lines.append(f"| {name} | {transport.upper()} | {r['sessions']} | error: {r['error']} |")
+                    continue
+                lines.append(
+                    f"| {name} | {transport.upper()} | {r['sessions']} | {r['cpu_percent']:.1f} "
+                    f"| {r['cpu_percent_per_stream']:.2f} | {r['loss_percent']:.3f} | {r['late_p50_ms']:.1f} "
+                    f"| {r['late_p99_ms']:.1f} | {r['late_max_ms']:.1f} | {_f(r['first_packet_p50_ms'])} "
+                    f"| {_f(r['first_packet_p99_ms'])} | {r['memory_per_session_kib']:.0f} "
+                    f"| {r['generator_cpu_percent']:.0f} | {'✅' if r['ok'] else '❌'} |"
+                )
+    ours, theirs = rep["results"].get("streamd", {}), rep["results"].get("gst-rtsp-server", {})
+    if ours and theirs:
+        lines += [
+            "",
+            "## streamd / gst-rtsp-server at the same level",
+            "",
+            "| transport | sessions | CPU per stream | loss % (streamd / peer) | late p99 "
+            "| PLAY→1st pkt p50 |",
+            "|---|---:|---:|---:|---:|---:|",
+        ]
+        for transport in ours:
+            peer_rows = {r["sessions"]: r for r in theirs.get(transport, []) if "error" not in r}
+            for r in ours[transport]:
+                p = peer_rows.get(r["sessions"])
+                if p is None or "error" in r:
+                    continue
+                lines.append(
+                    f"| {transport.upper()} | {r['sessions']} "
+                    f"| {_ratio(r['cpu_percent_per_stream'], p['cpu_percent_per_stream'])} "
+                    f"| {r['loss_percent']:.3f} / {p['loss_percent']:.3f} "
+                    f"| {_ratio(r['late_p99_ms'], p['late_p99_ms'])} "
+                    f"| {_ratio(r['first_packet_p50_ms'], p['first_packet_p50_ms'])} |"
+                )
+    for name, prof in rep.get("profiles", {}).items():
+        lines += ["", f"## Where {name}'s CPU goes at {prof.get('sessions')} UDP sessions (py-spy)", ""]
+        if "error" in prof:
+            lines.append(f"py-spy failed: {prof['error']}")
+            continue
+        lines += ["| function (own samples) | % |", "|---|---:|"]
+        lines += [f"| `{fn}` | {pct} |" for fn, pct in prof["self_top"]]
+        lines += ["", "| function (inclusive) | % |", "|---|---:|"]
+        lines += [f"| `{fn}` | {pct} |" for fn, pct in prof["inclusive_top"]]
+    lines += ["", *[f"![{p}]({p})" for p in plots]]
     return "\n".join(lines) + "\n"
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sessions", type=int, nargs="+", default=[1, 10, 50, 100])
-    parser.add_argument("--seconds", type=float, default=15)
-    args = parser.parse_args()
-    report = asyncio.run(main_async(args.sessions, args.seconds))
-    RESULTS.mkdir(exist_ok=True)
-    stem = RESULTS / f"load-{time.strftime('%Y%m%d-%H%M%S')}"
-    stem.with_suffix(".json").write_text(json.dumps(report, indent=2))
-    text = markdown(report)
-    stem.with_suffix(".md").write_text(text)
+def _ratio(a: float | None, b: float | None) -> str:
+    return "–" if a is None or not b else f"{a / b:.2f}"
+
+
+def plot(rep: dict[str, Any], out: Path) -> list[str]:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("matplotlib not installed (pip install '.[bench]'): no plots", file=sys.stderr)
+        return []
+    fig, axes = plt.subplots(1, 3, figsize=(14, 4.2))
+    for name, by_transport in rep["results"].items():
+        for transport, rows in by_transport.items():
+            rows = [r for r in rows if "error" not in r]
+            xs = [r["sessions"] for r in rows]
+            label = f"{name} {transport.upper()}"
+            axes[0].plot(xs, [r["cpu_percent_per_stream"] for r in rows], "o-", label=label)
+            axes[1].plot(xs, [r["late_p99_ms"] for r in rows], "o-", label=label)
+            axes[2].plot(xs, [r["first_packet_p50_ms"] or 0 for r in rows], "o-", label=label)
+    axes[0].set(xlabel="sessions", ylabel="% of a core", title="server CPU per stream")
+    axes[1].set(xlabel="sessions", ylabel="ms", title="p99 send lateness", yscale="log")
+    axes[1].axhline(MAX_P99_LATE_MS, color="k", linestyle=":", linewidth=1)
+    axes[2].set(xlabel="sessions", ylabel="ms", title="PLAY → first packet, p50")
+    for ax in axes:
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out / "load.png", dpi=110)
+    plt.close(fig)
+    return ["load.png"]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.load", description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--sessions", type=int, nargs="+", default=[50, 100, 200, 300, 400], help="ramp levels"
+    )
+    parser.add_argument("--seconds", type=float, default=12, help="measurement window per level")
+    parser.add_argument("--transports", nargs="+", choices=["udp", "tcp"], default=["udp", "tcp"])
+    parser.add_argument("--workers", type=int, default=2, help="load generator processes")
+    parser.add_argument("--no-peer", dest="peer", action="store_false", help="skip gst-rtsp-server")
+    parser.add_argument(
+        "--profile", type=int, default=100, help="py-spy streamd at this many UDP sessions (0: no)"
+    )
+    parser.add_argument("--out", type=Path, help="folder for the results (default benchmarks/results/<date>)")
+    args = parser.parse_args(argv)
+    out = args.out or report.results_dir()
+    out.mkdir(parents=True, exist_ok=True)
+    rep = run_all(args.sessions, args.seconds, args.transports, args.peer, args.workers, args.profile, out)
+    plots = plot(rep, out)
+    (out / "load.json").write_text(json.dumps(rep, indent=1))
+    text = markdown(rep, plots)
+    (out / "load.md").write_text(text)
     print(text)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -39,6 +39,16 @@ def free_even_udp_pair() -> int:
 class Server:
     process: subprocess.Popen[bytes]
     port: int
+    http_port: int = 0
+    name: str = "streamd"
+    path: str = "clip.mp4"  # where the clip is served
+
+    def rss_bytes(self) -> int:
+        """Resident memory of the server process now."""
+        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+        return 0
 
     def cpu_seconds(self) -> float:
         """User + system CPU time the server process has used so far."""
@@ -55,20 +65,52 @@ class Server:
 
 
 def start(media: Path, log_path: Path, *extra: str) -> Server:
-    port = free_port()
+    port, http_port = free_port(), free_port()
     args = [
         sys.executable, "-m", "streamd.cli", "serve", "--host", "127.0.0.1", "--rtsp-port", str(port),
-        "--rtp-port", str(free_even_udp_pair()), "--media", str(media), "--no-test-stream",
-        "--log-level", "warning", *extra,
+        "--rtp-port", str(free_even_udp_pair()), "--http-port", str(http_port), "--media", str(media),
+        "--no-test-stream", "--log-level", "warning", *extra,
     ]  # fmt: skip
+    return wait_listening(Server(_spawn(args, log_path), port, http_port), log_path)
+
+
+def _spawn(args: list[str], log_path: Path) -> subprocess.Popen[bytes]:
     with open(log_path, "wb") as log:
-        process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
+        return subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
+
+
+def wait_listening(server: Server, log_path: Path) -> Server:
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
+        if server.process.poll() is not None:
+            break
         try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return Server(process, port)
+            with socket.create_connection(("127.0.0.1", server.port), timeout=0.2):
+                return server
         except OSError:
             time.sleep(0.1)
-    process.kill()
-    raise RuntimeError(f"server did not start; see {log_path}")
+    server.process.kill()
+    raise RuntimeError(f"{server.name} did not start; see {log_path}")
+
+
+PEER_LAUNCHER = Path(__file__).parent / "peers" / "gst_rtsp_server.py"
+SYSTEM_PYTHON = "/usr/bin/python3"  # Debian's, where python3-gi and GstRtspServer live
+
+
+def peer_available() -> str | None:
+    """None when gst-rtsp-server can be started, else why not."""
+    check = "import gi; gi.require_version('GstRtspServer', '1.0'); from gi.repository import GstRtspServer"
+    try:
+        done = subprocess.run([SYSTEM_PYTHON, "-c", check], capture_output=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return str(exc)
+    if done.returncode:
+        return "gst-rtsp-server is not installed (apt-get install gir1.2-gst-rtsp-server-1.0 python3-gi)"
+    return None
+
+
+def start_peer(clip: Path, log_path: Path) -> Server:
+    """gst-rtsp-server serving ``clip`` with passthrough payloaders at rtsp://127.0.0.1:PORT/clip."""
+    port = free_port()
+    args = [SYSTEM_PYTHON, str(PEER_LAUNCHER), "--port", str(port), "--file", str(clip)]
+    return wait_listening(Server(_spawn(args, log_path), port, name="gst-rtsp-server", path="clip"), log_path)

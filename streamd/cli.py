@@ -45,6 +45,12 @@ def build_parser() -> argparse.ArgumentParser:
     sdp = commands.add_parser("sdp", help="print the SDP that DESCRIBE returns for a file")
     sdp.add_argument("file", type=Path)
     sdp.add_argument("--address", default="127.0.0.1", help="server address for the o= line")
+
+    bench = commands.add_parser(
+        "bench", help="run a benchmark from a source checkout (see benchmarks/README.md)"
+    )
+    bench.add_argument("benchmark", choices=["jitter", "load"])
+    bench.add_argument("options", nargs=argparse.REMAINDER, help="passed on to the benchmark")
     return parser
 
 
@@ -52,6 +58,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "serve":
         return _serve(args)
+    if args.command == "bench":
+        return _bench(args.benchmark, args.options)
     configure_logging("warning")
     from streamd.inspect import describe_file, print_probe
 
@@ -64,6 +72,25 @@ def main(argv: list[str] | None = None) -> int:
         print(f"streamd: {exc}", file=sys.stderr)
         return 1
     return 0
+
+
+def _bench(name: str, options: list[str]) -> int:
+    """The benchmarks live beside the package in a checkout, not in the installed wheel."""
+    checkout = Path(__file__).resolve().parents[1]
+    if (checkout / "benchmarks" / "__init__.py").exists() and str(checkout) not in sys.path:
+        sys.path.insert(0, str(checkout))
+    try:
+        if name == "jitter":
+            from benchmarks.jitter_loss import main as run
+        else:
+            from benchmarks.load import main as run
+    except ImportError:
+        print(
+            "streamd: the benchmarks ship with the source checkout; run this from its top folder",
+            file=sys.stderr,
+        )
+        return 2
+    return run(options)
 
 
 def _serve(args: argparse.Namespace) -> int:

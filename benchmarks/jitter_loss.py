@@ -1,0 +1,422 @@
+"""Jitter/loss benchmark: receivers behind a seeded impairment relay, per named profile.
+
+For each profile (clean, 1% random loss, 5% burst loss, 30 ± 10 ms jitter, 2 Mbit/s bottleneck)
+it plays the same clip to a few receivers through ``benchmarks.impair.UdpRelay``, and compares
+three views of every stream:
+
+- ground truth: the packets the relay dropped on that flow;
+- the receiver: ``streamd.rtp.receiver_stats`` (RFC 3550 A.1/A.3 loss, A.8 jitter);
+- the server: what it learned from the receivers' RTCP receiver reports (``GET /api/v1/sessions``).
+
+The receivers send a report every second and a final one at the end of the window; the server's
+figures must then equal that final report (loss exactly, jitter within rounding), and the RTT it
+computes must match the relay's two-way delay. gst-rtsp-server runs the same profiles in the same
+invocation (it has no API, so only the receivers' view is compared).
+
+    python -m benchmarks.jitter_loss                 # all profiles, streamd and the peer
+    python -m benchmarks.jitter_loss --profiles clean --seconds 5 --no-peer
+
+Writes ``benchmarks/results/<date>/jitter_loss.{json,md}`` and PNG plots (with matplotlib).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import itertools
+import json
+import math
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from benchmarks import report, server_process
+from benchmarks.client import Session
+from benchmarks.impair.model import Impairment, Profile
+from benchmarks.impair.profiles import EXTRA, PROFILES, reverse_of
+from benchmarks.impair.relay import UdpRelay
+
+CLIP = "640x360 25 fps H.264 (800 kbit/s, GOP 1 s, no B-frames) + AAC 48 kHz stereo"
+REPORT_INTERVAL = 1.0  # seconds between receiver reports (RFC 3550 would allow 5; more samples here)
+SAMPLE_INTERVAL = 0.25
+# agreement tolerances between the three views
+TOL_LOSS_PACKETS = 2  # receiver vs relay: packets in flight at the snapshot, the probation packet
+TOL_LOSS_FRACTION = 0.005  # ... plus this share of the packets offered
+TOL_JITTER_MS = 0.002  # server vs report: the API rounds to 3 decimals
+TOL_FRACTION = 1 / 256 + 1e-4  # fraction lost is an 8-bit fixed-point number
+TOL_RTT_MS = 10.0  # plus 4 standard deviations of the two-way jitter
+
+
+def expected_jitter_ms(profile: Profile, seed: int = 99) -> float | None:
+    """The A.8 jitter the delay distribution alone should produce: E|d1 - d2| (by simulation)."""
+    if not profile.jitter_ms:
+        return 0.0 if not profile.rate_bps else None
+    link = Impairment(Profile("sim", delay_ms=profile.delay_ms, jitter_ms=profile.jitter_ms,
+                              distribution=profile.distribution), seed)  # fmt: skip
+    delays = [link.process(i * 10.0, 100)[0] - i * 10.0 for i in range(20000)]
+    return 1000 * statistics.mean(abs(a - b) for a, b in itertools.pairwise(delays))
+
+
+async def fetch_sessions(http_port: int) -> list[dict[str, Any]]:
+    async with (
+        aiohttp.ClientSession() as client,
+        client.get(f"http://127.0.0.1:{http_port}/api/v1/sessions") as response,
+    ):
+        return (await response.json())["sessions"]
+
+
+async def run_profile(
+    server: server_process.Server, profile: Profile, receivers: int, seconds: float, seed: int
+) -> dict[str, Any]:
+    forward, backward = Impairment(profile, seed), Impairment(reverse_of(profile), seed + 1)
+    relay = UdpRelay(forward, backward)
+    cpu0 = server.cpu_seconds()
+    sessions = [
+        await Session.open("127.0.0.1", server.port, server.path, relay=relay, live=True, playout_delay=0.2)
+        for _ in range(receivers)
+    ]
+    for s in sessions:
+        await s.play()
+    start = time.monotonic()
+    history: list[list[tuple[float, float]]] = [[] for _ in sessions]
+    next_report = start + REPORT_INTERVAL
+    while (now := time.monotonic()) < start + seconds:
+        for i, s in enumerate(sessions):
+            for track in s.tracks:
+                track.sample_jitter(now)
+            history[i].append((now - start, s.tracks[0].jitter_history[-1][1]))
+        if now >= next_report:
+            for s in sessions:
+                s.send_receiver_reports(now)
+            next_report += REPORT_INTERVAL
+        await asyncio.sleep(SAMPLE_INTERVAL)
+    final_at = time.monotonic()
+    finals = [s.send_receiver_reports(final_at) for s in sessions]
+    measured = [[t.stats.as_dict() for t in s.tracks if t.stats is not None] for s in sessions]
+    truths = [
+        [(t.relay_flow.offered, t.relay_flow.dropped, t.relay_flow.duplicated) for t in s.tracks]  # type: ignore[union-attr]
+        for s in sessions
+    ]
+    cpu = server.cpu_seconds() - cpu0
+    await asyncio.sleep(0.3 + 2 * (profile.delay_ms + 4 * profile.jitter_ms) / 1000)
+    api: dict[int, dict[str, Any]] = {}
+    if server.http_port:
+        for entry in await fetch_sessions(server.http_port):
+            for track in entry["tracks"]:
+                api[track["ssrc"]] = track["rtcp"]
+    streams = []
+    for s, final, truth, figures in zip(sessions, finals, truths, measured, strict=True):
+        for track, sent, (offered, dropped, duplicated), receiver in zip(
+            s.tracks, final, truth, figures, strict=True
+        ):
+            row: dict[str, Any] = {
+                "clock": track.clock,
+                "relay_offered": offered,
+                "relay_dropped": dropped,
+                "relay_duplicated": duplicated,
+                "receiver": receiver,  # at the moment of the final report
+                "report_sent": sent,
+                "server": api.get(track.ssrc or -1),
+                "first_packet_ms": 1000 * (track.arrivals[0] - s.play_sent) if track.arrivals else None,
+            }
+            row["checks"] = _checks(row, profile)
+            streams.append(row)
+    for s in sessions:
+        await s.close()
+    relay.close()
+    return _summarize(profile, streams, history, cpu / seconds, receivers)
+
+
+def _checks(row: dict[str, Any], profile: Profile) -> dict[str, bool | None]:
+    """Do the three views agree, within the stated tolerances?"""
+    sent, server, receiver = row["report_sent"], row["server"], row["receiver"]
+    truth_lost = row["relay_dropped"] - row["relay_duplicated"]
+    tol = TOL_LOSS_PACKETS + TOL_LOSS_FRACTION * row["relay_offered"]
+    checks: dict[str, bool | None] = {"receiver_vs_relay_loss": abs(receiver["lost"] - truth_lost) <= tol}
+    if server is None or not sent:
+        checks |= {"server_vs_report_loss": None, "server_vs_report_jitter": None, "server_rtt": None}
+        return checks
+    checks["server_vs_report_loss"] = (
+        server["cumulative_lost"] == sent["cumulative_lost"]
+        and abs(server["fraction_lost"] - sent["fraction_lost"]) <= TOL_FRACTION
+    )
+    checks["server_vs_report_jitter"] = abs(server["jitter_ms"] - sent["jitter_ms"]) <= TOL_JITTER_MS
+    if server.get("rtt_ms") is None:
+        checks["server_rtt"] = None
+    else:
+        expected = 2 * profile.delay_ms
+        spread = TOL_RTT_MS + 4 * math.sqrt(2) * profile.jitter_ms + (100 if profile.rate_bps else 0)
+        checks["server_rtt"] = abs(server["rtt_ms"] - expected) <= spread
+    return checks
+
+
+def _summarize(
+    profile: Profile,
+    streams: list[dict[str, Any]],
+    history: list[list[tuple[float, float]]],
+    cpu: float,
+    n: int,
+) -> dict[str, Any]:
+    offered = sum(r["relay_offered"] for r in streams)
+    expected = sum(r["receiver"]["expected"] for r in streams)
+    lost = sum(r["receiver"]["lost"] for r in streams)
+    served = [r["server"] for r in streams if r["server"]]
+    video = [r for r in streams if r["clock"] == 90000]
+    audio = [r for r in streams if r["clock"] != 90000]
+    firsts = [r["first_packet_ms"] for r in streams[::2] if r["first_packet_ms"] is not None]
+    all_checks = [v for r in streams for v in r["checks"].values() if v is not None]
+    return {
+        "profile": profile.name,
+        "description": profile.describe(),
+        "receivers": n,
+        "model_loss_percent": 100 * profile.expected_loss,
+        "relay_loss_percent": 100 * sum(r["relay_dropped"] for r in streams) / offered if offered else 0.0,
+        "receiver_loss_percent": 100 * lost / expected if expected else 0.0,
+        "server_cumulative_lost": sum(s["cumulative_lost"] for s in served) if served else None,
+        "receiver_cumulative_lost": sum(r["report_sent"].get("cumulative_lost", 0) for r in streams),
+        "expected_jitter_ms": expected_jitter_ms(profile),
+        "video_jitter_ms": statistics.mean(r["receiver"]["jitter_ms"] for r in video) if video else None,
+        "audio_jitter_ms": statistics.mean(r["receiver"]["jitter_ms"] for r in audio) if audio else None,
+        "server_video_jitter_ms": _mean([r["server"]["jitter_ms"] for r in video if r["server"]]),
+        "server_rtt_ms": _mean([s["rtt_ms"] for s in served if s.get("rtt_ms") is not None]),
+        "late_percent": 100 * sum(r["receiver"]["late"] for r in streams) / expected if expected else 0.0,
+        "reordered": sum(r["receiver"]["reordered"] for r in streams),
+        "duplicates": sum(r["receiver"]["duplicates"] for r in streams),
+        "first_packet_ms_p50": statistics.median(firsts) if firsts else None,
+        "server_cpu_percent": 100 * cpu,
+        "agree": all(all_checks) if all_checks else None,
+        "checks_passed": f"{sum(all_checks)}/{len(all_checks)}",
+        "jitter_history": history[0],
+        "streams": streams,
+    }
+
+
+def _mean(values: list[float]) -> float | None:
+    return statistics.mean(values) if values else None
+
+
+async def run_all(
+    profiles: list[Profile], receivers: int, seconds: float, seed: int, peer: bool, out: Path
+) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory() as tmp:
+        media = Path(tmp)
+        from media.testsrc import write_synthetic_media
+
+        write_synthetic_media(
+            media / "clip.mp4", seconds=seconds + 5, size=(640, 360), fps=25, gop=25, bframes=False
+        )
+        servers: list[tuple[str, Any]] = [
+            ("streamd", lambda: server_process.start(media, out / "streamd.log"))
+        ]
+        peer_note = None
+        if peer:
+            peer_note = server_process.peer_available()
+            if peer_note is None:
+                servers.append(
+                    (
+                        "gst-rtsp-server",
+                        lambda: server_process.start_peer(media / "clip.mp4", out / "peer.log"),
+                    )
+                )
+        results: dict[str, list[dict[str, Any]]] = {}
+        steps = report.progress(
+            [(name, start, p) for name, start in servers for p in profiles],
+            len(servers) * len(profiles),
+            "jitter/loss profiles",
+        )
+        running: dict[str, server_process.Server] = {}
+        try:
+            for name, start, profile in steps:
+                if name not in running:
+                    for other in running.values():
+                        other.stop()
+                    running = {name: start()}
+                results.setdefault(name, []).append(
+                    await run_profile(running[name], profile, receivers, seconds, seed)
+                )
+        finally:
+            for server in running.values():
+                server.stop()
+    return {
+        "benchmark": "jitter_loss",
+        "date": time.strftime("%Y-%m-%d %H:%M"),
+        "machine": report.machine(),
+        "impairment": report.netem_status(),
+        "clip": CLIP,
+        "seconds": seconds,
+        "receivers": receivers,
+        "seed": seed,
+        "peer": peer_note or ("gst-rtsp-server" if peer else "not run"),
+        "tolerances": {
+            "receiver_vs_relay_loss_packets": f"{TOL_LOSS_PACKETS} + {TOL_LOSS_FRACTION:.1%} of offered",
+            "server_vs_report_cumulative_lost": "exact",
+            "server_vs_report_fraction_lost": "1/256",
+            "server_vs_report_jitter_ms": TOL_JITTER_MS,
+            "server_rtt_ms": f"2 x delay ± ({TOL_RTT_MS} + 4·√2·jitter sd)",
+        },
+        "results": results,
+    }
+
+
+def _fmt(value: float | None, digits: int = 2) -> str:
+    return "–" if value is None else f"{value:.{digits}f}"
+
+
+def markdown(rep: dict[str, Any], plots: list[str]) -> str:
+    lines = [
+        f"# Jitter and loss under impairment ({rep['date']})",
+        "",
+        f"Machine: {report.machine_line(rep['machine'])}.",
+        f"Impairment: {rep['impairment']}. Seed {rep['seed']}.",
+        f"Clip: {rep['clip']}; {rep['receivers']} receivers per profile, {rep['seconds']:g} s each, "
+        f"receiver reports every {REPORT_INTERVAL:g} s.",
+        "",
+        "Loss: model = the profile's long-run rate; relay = packets the relay dropped (ground truth); "
+        "receiver = RFC 3550 A.3 from sequence numbers; server = the cumulative loss streamd holds from "
+        "the receivers' last RTCP reports (must equal what they sent). Jitter: RFC 3550 A.8, video "
+        "track (90 kHz), mean over receivers; expected = E|d1 - d2| of the profile's delay distribution.",
+        "",
+    ]
+    for name, rows in rep["results"].items():
+        lines += [
+            f"## {name}",
+            "",
+            "| profile | model loss % | relay loss % | receiver loss % | lost (receivers / server) "
+            "| expected jitter ms | video jitter ms | server jitter ms | audio jitter ms | RTT ms "
+            "| PLAY→1st pkt ms | agree |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+        ]
+        for r in rows:
+            server_lost = "–" if r["server_cumulative_lost"] is None else str(r["server_cumulative_lost"])
+            agree = "–" if r["agree"] is None else ("✅ " if r["agree"] else "❌ ") + r["checks_passed"]
+            lines.append(
+                f"| {r['profile']} | {r['model_loss_percent']:.2f} | {r['relay_loss_percent']:.2f} "
+                f"| {r['receiver_loss_percent']:.2f} | {r['receiver_cumulative_lost']} / {server_lost} "
+                f"| {_fmt(r['expected_jitter_ms'])} | {_fmt(r['video_jitter_ms'])} "
+                f"| {_fmt(r['server_video_jitter_ms'])} | {_fmt(r['audio_jitter_ms'])} "
+                f"| {_fmt(r['server_rtt_ms'], 1)} | {_fmt(r['first_packet_ms_p50'], 1)} | {agree} |"
+            )
+        lines.append("")
+    if "streamd" in rep["results"] and "gst-rtsp-server" in rep["results"]:
+        lines += [
+            "## streamd / gst-rtsp-server",
+            "",
+            "| profile | receiver loss % (streamd / peer) | video jitter ratio | audio jitter ratio "
+            "| PLAY→1st pkt ratio | server CPU ratio |",
+            "|---|---:|---:|---:|---:|---:|",
+        ]
+        for ours, theirs in zip(rep["results"]["streamd"], rep["results"]["gst-rtsp-server"], strict=False):
+            lines.append(
+                f"| {ours['profile']} | {ours['receiver_loss_percent']:.2f} "
+                f"/ {theirs['receiver_loss_percent']:.2f} "
+                f"| {_ratio(ours['video_jitter_ms'], theirs['video_jitter_ms'])} "
+                f"| {_ratio(ours['audio_jitter_ms'], theirs['audio_jitter_ms'])} "
+                f"| {_ratio(ours['first_packet_ms_p50'], theirs['first_packet_ms_p50'])} "
+                f"| {_ratio(ours['server_cpu_percent'], theirs['server_cpu_percent'])} |"
+            )
+        lines.append("")
+    lines += [f"![{p}]({p})" for p in plots]
+    return "\n".join(lines) + "\n"
+
+
+def _ratio(a: float | None, b: float | None) -> str:
+    return "–" if a is None or not b else f"{a / b:.2f}"
+
+
+def plot(rep: dict[str, Any], out: Path) -> list[str]:
+    """PNG plots, if matplotlib is installed (the ``bench`` extra); returns their file names."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("matplotlib not installed (pip install '.[bench]'): no plots", file=sys.stderr)
+        return []
+    names = []
+    fig, ax = plt.subplots(figsize=(9, 4.5))
+    for name, rows in rep["results"].items():
+        style = "-" if name == "streamd" else "--"
+        for r in rows:
+            t, j = zip(*r["jitter_history"], strict=True) if r["jitter_history"] else ((), ())
+            ax.plot(t, j, style, label=f"{name}: {r['profile']}")
+    ax.set(xlabel="seconds since PLAY", ylabel="interarrival jitter, ms (RFC 3550 A.8, video)",
+           title="Jitter over time, one receiver per profile")  # fmt: skip
+    ax.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    fig.savefig(out / "jitter_over_time.png", dpi=110)
+    names.append("jitter_over_time.png")
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(9, 4.5))
+    rows = rep["results"].get("streamd", [])
+    labels = [r["profile"] for r in rows]
+    series = [("model", "model_loss_percent"), ("relay (truth)", "relay_loss_percent"),
+              ("receiver", "receiver_loss_percent")]  # fmt: skip
+    peer_rows = rep["results"].get("gst-rtsp-server", [])
+    width = 0.8 / (len(series) + (1 if peer_rows else 0))
+    for k, (label, key) in enumerate(series):
+        ax.bar(
+            [i + k * width for i in range(len(rows))], [r[key] for r in rows], width, label=f"streamd {label}"
+        )
+    if peer_rows:
+        xs = [i + len(series) * width for i in range(len(peer_rows))]
+        ys = [r["receiver_loss_percent"] for r in peer_rows]
+        ax.bar(xs, ys, width, label="gst-rtsp-server receiver")
+    ax.set_xticks([i + 0.4 - width / 2 for i in range(len(rows))], labels)
+    ax.set(ylabel="loss %", title="Loss per profile")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out / "loss_per_profile.png", dpi=110)
+    names.append("loss_per_profile.png")
+    plt.close(fig)
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4.5))
+    points = [s for r in rows for s in r["streams"] if s["server"] and s["report_sent"]]
+    for axis, key, unit in ((left, "cumulative_lost", "packets"), (right, "jitter_ms", "ms")):
+        xs = [s["report_sent"][key] for s in points]
+        ys = [s["server"][key] for s in points]
+        axis.scatter(xs, ys, s=18)
+        top = max([*xs, *ys, 1])
+        axis.plot([0, top], [0, top], "k:", linewidth=1)
+        axis.set(xlabel=f"receiver measured ({unit})", ylabel=f"server via RTCP ({unit})", title=key)
+    fig.suptitle("What receivers measured vs what streamd reports (GET /api/v1/sessions)")
+    fig.tight_layout()
+    fig.savefig(out / "measured_vs_rtcp.png", dpi=110)
+    names.append("measured_vs_rtcp.png")
+    plt.close(fig)
+    return names
+
+
+def main(argv: list[str] | None = None) -> int:
+    every = {**PROFILES, **EXTRA}
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.jitter_loss", description=__doc__.splitlines()[0]
+    )
+    parser.add_argument("--profiles", nargs="+", choices=sorted(every), default=list(PROFILES))
+    parser.add_argument("--seconds", type=float, default=10, help="window per profile")
+    parser.add_argument("--receivers", type=int, default=2, help="sessions per profile")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--no-peer", dest="peer", action="store_false", help="skip gst-rtsp-server")
+    parser.add_argument("--out", type=Path, help="folder for the results (default benchmarks/results/<date>)")
+    args = parser.parse_args(argv)
+    out = args.out or report.results_dir()
+    out.mkdir(parents=True, exist_ok=True)
+    profiles = [every[name] for name in args.profiles]
+    rep = asyncio.run(run_all(profiles, args.receivers, args.seconds, args.seed, args.peer, out))
+    plots = plot(rep, out)
+    (out / "jitter_loss.json").write_text(json.dumps(rep, indent=1))
+    text = markdown(rep, plots)
+    (out / "jitter_loss.md").write_text(text)
+    print(text)
+    streamd_rows = rep["results"].get("streamd", [])
+    return 0 if all(r["agree"] is not False for r in streamd_rows) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Peer servers the benchmarks measure streamd against, in the same run."""

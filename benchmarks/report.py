@@ -1,0 +1,78 @@
+"""Shared by the benchmarks: where results go, the machine description, netem detection, progress."""
+
+from __future__ import annotations
+
+import os
+import platform
+import subprocess
+import sys
+import time
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import TypeVar
+
+RESULTS = Path(__file__).parent / "results"
+T = TypeVar("T")
+
+
+def results_dir() -> Path:
+    """``benchmarks/results/<date>/``: one folder per day, each benchmark's files inside."""
+    path = RESULTS / time.strftime("%Y-%m-%d")
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def machine() -> dict[str, str | int]:
+    cpu = "unknown"
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            cpu = line.split(":", 1)[1].strip()
+            break
+    mem = 0
+    for line in Path("/proc/meminfo").read_text().splitlines():
+        if line.startswith("MemTotal:"):
+            mem = int(line.split()[1]) // 1024
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count() or 0,
+        "memory_mib": mem,
+        "python": platform.python_version(),
+        "system": f"{platform.system()} {platform.release()}",
+        "load_average_at_start": " ".join(f"{x:.2f}" for x in os.getloadavg()),
+    }
+
+
+def machine_line(m: dict[str, str | int]) -> str:
+    return (
+        f"{m['cpu']}, {m['cores']} cores, {m['memory_mib']} MiB, Python {m['python']}, {m['system']}; "
+        f"load average at start {m['load_average_at_start']} (the machine is shared)"
+    )
+
+
+def netem_status() -> str:
+    """Whether kernel netem could be used here; the benchmarks use the user-space relay either way."""
+    probe = ["tc", "qdisc", "add", "dev", "lo", "root", "handle", "7357:", "netem", "delay", "0ms"]
+    try:
+        done = subprocess.run(probe, capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return f"netem not available ({exc.__class__.__name__}: {exc}); user-space relay used"
+    if done.returncode:
+        reason = (done.stderr or done.stdout).strip().splitlines()[-1:] or ["unknown"]
+        return f"netem not available ({reason[0]}); user-space relay used"
+    subprocess.run(["tc", "qdisc", "del", "dev", "lo", "root", "handle", "7357:"], capture_output=True)
+    return (
+        "netem available, but the user-space relay was used: it impairs only the benchmark's flows "
+        "(netem on loopback would hit every process on this shared machine) and counts per-flow drops"
+    )
+
+
+def progress(items: Iterable[T], total: int, desc: str) -> Iterator[T]:
+    """tqdm when installed (the ``bench`` extra), else one plain line per step on stderr."""
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        for i, item in enumerate(items):
+            print(f"{desc}: {i + 1}/{total}", file=sys.stderr, flush=True)
+            yield item
+        return
+    yield from tqdm(items, total=total, desc=desc, file=sys.stderr)

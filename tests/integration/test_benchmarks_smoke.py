@@ -1,0 +1,29 @@
+"""The jitter/loss benchmark runs end to end on one short profile (benchmarks are not tests;
+this proves the tool works: relay, receivers, RTCP reports, the server's API view, the report)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+pytestmark = pytest.mark.integration
+
+
+def test_jitter_loss_benchmark_agrees_with_the_server(tmp_path: Path) -> None:
+    args = [sys.executable, "-m", "benchmarks.jitter_loss", "--profiles", "burst-5pct", "--seconds", "3",
+            "--receivers", "1", "--no-peer", "--out", str(tmp_path)]  # fmt: skip
+    done = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    report = json.loads((tmp_path / "jitter_loss.json").read_text())
+    (row,) = report["results"]["streamd"]
+    assert row["agree"], row["streams"]
+    assert row["relay_loss_percent"] > 0  # the relay did drop packets ...
+    assert row["server_cumulative_lost"] == row["receiver_cumulative_lost"] > 0  # ... and all agree
+    assert all(s["server"]["reports"] >= 2 for s in row["streams"])
+    assert (tmp_path / "jitter_loss.md").read_text().startswith("# Jitter and loss")
