@@ -31,6 +31,8 @@ class PathSettings:
     mode: str = "tracks"
     # with mode "tracks": audio tracks whose codec has no payload format are transcoded to this
     transcode_audio: str | None = None
+    # accepts a publisher (ANNOUNCE/RECORD); None: paths under live/ do, others do not
+    record: bool | None = None
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -68,6 +70,10 @@ class ServerConfig:
             raise ConfigError("max_payload_size must be between 200 and 65000 bytes")
         if not (self.udp or self.tcp):
             raise ConfigError("at least one of udp and tcp must be enabled")
+
+    def accepts_publisher(self, path: str) -> bool:
+        record = self.path_settings(path).record
+        return path.startswith("live/") if record is None else record
 
     def path_settings(self, path: str) -> PathSettings:
         """The settings for ``path``: an exact entry first, else the first glob pattern matching it."""

@@ -125,6 +125,11 @@ class RtspConnection(asyncio.Protocol):
             self.close()
 
     @property
+    def buffered(self) -> int:
+        """Bytes written but not yet taken by the kernel."""
+        return self.transport.get_write_buffer_size() if self.transport is not None else 0
+
+    @property
     def is_closing(self) -> bool:
         return self.transport is None or self.transport.is_closing()
 

@@ -14,16 +14,24 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from fractions import Fraction
+from pathlib import Path
 
 from aiortc.rtp import RtcpRrPacket, RtcpSrPacket
 
+from media.track import MediaInfo
+from sdp import SdpParseError
+from sdp import parse as parse_sdp
 from streamd import __version__
 from streamd.catalog import Catalog, Resolved
 from streamd.config import ServerConfig
 from streamd.connection import RtspConnection
+from streamd.live.announced import announced_tracks
+from streamd.live.hub import LivePath
+from streamd.live.reader import LiveReader
 from streamd.playback import Binding, Playback, PlayRequest
 from streamd.rtp.clock import unix_to_ntp
 from streamd.rtp.outgoing import OutgoingStream
+from streamd.rtp.presentation import Presentation, StreamableTrack
 from streamd.rtp.rtcp import parse_compound
 from streamd.rtsp.errors import RtspError
 from streamd.rtsp.headers import (
@@ -56,6 +64,8 @@ PUBLIC_METHODS = (
     "TEARDOWN",
     "GET_PARAMETER",
     "SET_PARAMETER",
+    "ANNOUNCE",
+    "RECORD",
 )
 MAX_SCALE = Fraction(64)
 MAX_SPEED = Fraction(16)
@@ -76,6 +86,10 @@ class ServerSession:
     playback: Playback | None = None
     last_activity: float = 0.0
     started: float = field(default_factory=time.monotonic)
+    live: LivePath | None = None  # a reader of this live path
+    live_reader: LiveReader | None = None
+    publishing: LivePath | None = None  # the publisher of this live path
+    channels: dict[int, tuple[int, bool]] = field(default_factory=dict)  # publisher TCP: track, is RTCP
 
     @property
     def id(self) -> str:
@@ -91,6 +105,8 @@ class RtspServer:
         self.connections: set[RtspConnection] = set()
         self.udp: UdpPair | None = None
         self._rtcp_routes: dict[Address, tuple[str, int]] = {}
+        self.live: dict[str, LivePath] = {}
+        self._publisher_routes: dict[Address, tuple[str, int, bool]] = {}  # UDP source -> session
         self._servers: list[asyncio.AbstractServer] = []
         self._reaper: asyncio.Task[None] | None = None
         self.cname_host = socket.gethostname() or "streamd"
@@ -103,7 +119,7 @@ class RtspServer:
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
         if self.config.udp:
-            self.udp = UdpPair(self._rtcp_received)
+            self.udp = UdpPair(self._rtcp_received, self._rtp_received)
             await self.udp.open(self.config.host, self.config.rtp_port)
         server = await loop.create_server(
             lambda: RtspConnection(self), self.config.host, self.config.rtsp_port, reuse_address=True
@@ -198,7 +214,7 @@ class RtspServer:
         path, control = split_control(request_path(request.uri))
         if control is not None:
             raise RtspError(404, "DESCRIBE names a track, not a presentation")
-        resolved = await self.catalog.resolve(path)
+        resolved = await self._resolve(path)
         body = resolved.presentation.sdp(connection.local[0]).encode()
         response = Response(200, body=body)
         response.headers["Content-Type"] = "application/sdp"
@@ -207,13 +223,15 @@ class RtspServer:
         return response, None
 
     async def _on_setup(self, connection: RtspConnection, request: Request) -> tuple[Response, AfterResponse]:
-        path, control = split_control(request_path(request.uri))
         session = self._session_of(request, required=False)
+        if session is not None and session.publishing is not None:
+            return self._setup_record(connection, request, session)
+        path, control = split_control(request_path(request.uri))
         if session is not None and session.rtsp.path != path:
             raise RtspError(459, f"session {session.id} is for {session.rtsp.path!r}, not {path!r}")
         if session is not None and session.rtsp.state is State.PLAYING:
             raise RtspError(455, "SETUP while playing; PAUSE first")
-        resolved = session.resolved if session is not None else await self.catalog.resolve(path)
+        resolved = session.resolved if session is not None else await self._resolve(path)
         presentation = resolved.presentation
         if control is None:
             if len(presentation.tracks) != 1:
@@ -234,6 +252,7 @@ class RtspServer:
                 resolved,
                 connection.peer[0],
                 f"{connection.label} {path}",
+                live=self.live.get(path) if resolved.presentation.info.format_name == "live" else None,
             )
         index = streamable.track.index
         previous = session.bindings.get(index)
@@ -366,6 +385,8 @@ class RtspServer:
     async def _on_play(self, connection: RtspConnection, request: Request) -> tuple[Response, AfterResponse]:
         session = self._session_of(request, required=True)
         assert session is not None
+        if session.live is not None:
+            return self._play_live(request, session)
         presentation = session.resolved.presentation
         play = self._play_request(request, session)
         was_playing = session.rtsp.state is State.PLAYING
@@ -472,6 +493,9 @@ class RtspServer:
         session = self._session_of(request, required=True)
         assert session is not None
         was_playing = session.rtsp.pause()
+        if session.live_reader is not None:
+            session.live_reader.detach(bye=False)
+            session.live_reader = None
         position = Fraction(0)
         if session.playback is not None:
             position = await session.playback.pause() if was_playing else session.playback.npt
@@ -582,6 +606,11 @@ class RtspServer:
     async def _end_session(self, session: ServerSession, reason: str, *, send_bye: bool) -> None:
         if self.sessions.pop(session.id, None) is None:
             return
+        if session.live_reader is not None:
+            session.live_reader.detach(bye=send_bye)
+            session.live_reader = None
+        if session.publishing is not None:
+            self._unpublish(session)
         if session.playback is not None:
             await session.playback.stop(send_bye=send_bye)
         for binding in session.bindings.values():
@@ -616,6 +645,190 @@ class RtspServer:
                 if not connection.sessions and now - connection.last_activity > self.config.session_timeout:
                     log.info("%s: idle for %d s; closing", connection.label, self.config.session_timeout)
                     connection.close()
+
+    # --- live paths: publishing and reading -----------------------------------------------
+
+    async def _resolve(self, path: str) -> Resolved:
+        """A live path being published, else a file (or the test stream) from the catalog."""
+        live = self.live.get(path)
+        if live is not None and live.online:
+            return Resolved(_live_presentation(live), Path(""))
+        on_disk = self.catalog.media_dir is not None and (self.catalog.media_dir / path).is_file()
+        if (live is not None or self.config.accepts_publisher(path)) and not on_disk:
+            raise RtspError(404, f"nothing is being published on {path!r} (offline)")
+        return await self.catalog.resolve(path)
+
+    async def _on_announce(
+        self, connection: RtspConnection, request: Request
+    ) -> tuple[Response, AfterResponse]:
+        path = request_path(request.uri)
+        if not self.config.accepts_publisher(path):
+            raise RtspError(403, f"{path!r} does not accept publishers (paths under live/ do by default)")
+        existing = self.live.get(path)
+        if existing is not None and existing.publisher in self.sessions:
+            raise RtspError(403, f"{path!r} is already being published by another client", body="busy\n")
+        content_type = request.headers.get("Content-Type", "application/sdp").split(";")[0].strip().lower()
+        if content_type != "application/sdp":
+            raise RtspError(415, f"ANNOUNCE body must be application/sdp, not {content_type!r}")
+        try:
+            description = parse_sdp(request.body)
+        except SdpParseError as exc:
+            raise RtspError(400, f"announced SDP: {exc}") from exc
+        tracks = announced_tracks(description.media)
+        session = ServerSession(
+            RtspSession(path, self.config.session_timeout),
+            Resolved(_live_presentation(None, path, tracks), Path("")),
+            connection.peer[0],
+            f"{connection.label} {path}",
+        )
+        session.publishing = LivePath.from_announce(path, description, tracks, session.id)
+        session.last_activity = asyncio.get_running_loop().time()
+        self.sessions[session.id] = session
+        connection.sessions.add(session.id)
+        log.info(
+            "%s: session %s ANNOUNCE (%s)",
+            session.label,
+            session.id,
+            ", ".join(f"{t.track.codec}{'' if t.depacketize else ' relayed'}" for t in tracks),
+        )
+        response = Response(200)
+        response.headers["Session"] = format_session(session.id, self.config.session_timeout)
+        return response, None
+
+    def _setup_record(
+        self, connection: RtspConnection, request: Request, session: ServerSession
+    ) -> tuple[Response, AfterResponse]:
+        live = session.publishing
+        assert live is not None
+        full = request_path(request.uri)
+        control = full[len(live.name) :].lstrip("/") if full.startswith(live.name) else full
+        track = live.track_by_control(control) or live.track_by_control(full)
+        if track is None:
+            raise RtspError(404, f"the announced SDP has no track {control!r}")
+        header = request.headers.get("Transport")
+        if not header:
+            raise RtspError(461, "SETUP without a Transport header")
+        offers = [o for o in parse_transport(header) if o.mode.upper() == "RECORD"]
+        if not offers:
+            raise RtspError(461, "a publisher's SETUP must say mode=record")
+        offer = offers[0]
+        if offer.lower_transport == "TCP":
+            channels = offer.interleaved or self._free_channels(connection)
+            session.channels[channels[0]] = (track.index, False)
+            session.channels[channels[1]] = (track.index, True)
+            session.connection = connection
+            reply = TransportSpec(
+                profile="RTP/AVP", lower_transport="TCP", cast="unicast", interleaved=channels, mode="RECORD"
+            )
+            how = f"TCP interleaved {channels[0]}-{channels[1]}"
+        else:
+            if self.udp is None or offer.client_port is None:
+                raise RtspError(461, "UDP publishing needs client_port (and UDP enabled)")
+            host = connection.peer[0]
+            self._publisher_routes[(host, offer.client_port[0])] = (session.id, track.index, False)
+            self._publisher_routes[(host, offer.client_port[1])] = (session.id, track.index, True)
+            reply = TransportSpec(
+                profile="RTP/AVP",
+                lower_transport="UDP",
+                cast="unicast",
+                client_port=offer.client_port,
+                server_port=(self.udp.rtp_port, self.udp.rtcp_port),
+                mode="RECORD",
+            )
+            how = f"UDP {host}:{offer.client_port[0]}-{offer.client_port[1]}"
+        if session.rtsp.state is State.INIT:
+            session.rtsp.state = State.READY
+        log.info(
+            "%s: session %s SETUP record %s (%s) over %s",
+            session.label,
+            session.id,
+            control,
+            track.announced.track.codec,
+            how,
+        )
+        response = Response(200)
+        response.headers["Transport"] = format_transport(reply)
+        response.headers["Session"] = format_session(session.id, self.config.session_timeout)
+        return response, None
+
+    async def _on_record(
+        self, connection: RtspConnection, request: Request
+    ) -> tuple[Response, AfterResponse]:
+        session = self._session_of(request, required=True)
+        assert session is not None
+        live = session.publishing
+        if live is None:
+            raise RtspError(455, "RECORD without ANNOUNCE")
+        if session.rtsp.state is State.INIT:
+            raise RtspError(455, "RECORD before SETUP")
+        existing = self.live.get(live.name)
+        if existing is not None and existing is not live and existing.publisher in self.sessions:
+            raise RtspError(403, f"{live.name!r} is already being published by another client")
+        session.rtsp.state = State.PLAYING
+        live.online = True
+        self.live[live.name] = live
+        log.info("%s: session %s RECORD: %s is live", session.label, session.id, live.name)
+        response = Response(200)
+        response.headers["Session"] = format_session(session.id, self.config.session_timeout)
+        return response, None
+
+    def _play_live(self, request: Request, session: ServerSession) -> tuple[Response, AfterResponse]:
+        live = session.live
+        assert live is not None
+        if not live.online or self.live.get(live.name) is not live:
+            raise RtspError(404, f"{live.name!r} went offline")
+        session.rtsp.play()
+        if session.live_reader is None:
+            session.live_reader = LiveReader(live, session.bindings, session.label)
+        response = Response(200)
+        response.headers["Session"] = format_session(session.id, self.config.session_timeout)
+        response.headers["Range"] = "npt=now-"
+        base = _presentation_url(request.uri)
+        entries = [
+            RtpInfoEntry(f"{base}/{b.streamable.control}", b.stream.next_seq, None)
+            for b in session.bindings.values()
+        ]
+        response.headers["RTP-Info"] = format_rtp_info(entries)
+        log.info("%s: session %s PLAY live", session.label, session.id)
+        return response, session.live_reader.attach
+
+    def _rtp_received(self, data: bytes, addr: Address) -> bool:
+        route = self._publisher_routes.get(addr)
+        if route is None:
+            return False
+        self._publisher_data(route[0], route[1], route[2], data)
+        return True
+
+    def _publisher_data(self, session_id: str, index: int, is_rtcp: bool, data: bytes) -> None:
+        session = self.sessions.get(session_id)
+        if session is None or session.publishing is None:
+            return
+        session.last_activity = asyncio.get_running_loop().time()
+        live = session.publishing
+        track = live.tracks.get(index)
+        if track is None:
+            return
+        if not is_rtcp:
+            live.on_rtp(track, data)
+            return
+        for packet in parse_compound(data):
+            if isinstance(packet, RtcpSrPacket):
+                live.on_sender_report(
+                    track, packet.sender_info.ntp_timestamp, packet.sender_info.rtp_timestamp
+                )
+
+    def _unpublish(self, session: ServerSession) -> None:
+        live = session.publishing
+        assert live is not None
+        for address in [a for a, r in self._publisher_routes.items() if r[0] == session.id]:
+            del self._publisher_routes[address]
+        if self.live.get(live.name) is live:
+            del self.live[live.name]
+        live.online = False
+        for reader in list(live.readers):
+            if isinstance(reader, LiveReader):
+                reader.detach(bye=True)
+        log.info("%s: %s is offline (%d units relayed)", session.label, live.name, live.units_in)
 
     # --- what the HTTP side shows ---------------------------------------------------------
 
@@ -656,6 +869,10 @@ class RtspServer:
     # --- RTCP from clients ------------------------------------------------------------------
 
     def _rtcp_received(self, data: bytes, addr: Address) -> None:
+        publisher = self._publisher_routes.get(addr)
+        if publisher is not None:
+            self._publisher_data(publisher[0], publisher[1], True, data)
+            return
         route = self._rtcp_routes.get(addr)
         if route is None:
             return
@@ -668,6 +885,10 @@ class RtspServer:
             session = self.sessions.get(session_id)
             if session is None:
                 continue
+            if session.publishing is not None and frame.channel in session.channels:
+                index, is_rtcp = session.channels[frame.channel]
+                self._publisher_data(session.id, index, is_rtcp, frame.payload)
+                return
             for binding in session.bindings.values():
                 sink = binding.sink
                 if isinstance(sink, InterleavedSink) and frame.channel == sink.rtcp_channel:
@@ -713,3 +934,11 @@ def _stats(session: ServerSession) -> str:
             )
         parts.append(text)
     return "; ".join(parts) or "no tracks"
+
+
+def _live_presentation(live: LivePath | None, name: str = "", tracks: list | None = None) -> Presentation:
+    """What DESCRIBE offers for a live path: the publisher's tracks, with our controls."""
+    announced = [t.announced for t in live.tracks.values()] if live is not None else list(tracks or [])
+    streamables = tuple(StreamableTrack(t.track, t.payload_format, f"trackID={t.index}") for t in announced)
+    info = MediaInfo("", "live", None, 0, 0, tuple(t.track for t in announced))
+    return Presentation(live.name if live is not None else name, info, streamables, (), loop=True, title=None)

@@ -6,6 +6,8 @@ from typing import Protocol
 
 from streamd.rtsp.message import InterleavedFrame
 
+CONGESTED_BYTES = 1024 * 1024
+
 
 class FrameWriter(Protocol):
     """The RTSP connection, as far as interleaved data needs it."""
@@ -16,6 +18,9 @@ class FrameWriter(Protocol):
 
     @property
     def is_closing(self) -> bool: ...
+
+    @property
+    def buffered(self) -> int: ...
 
 
 class InterleavedSink:
@@ -41,3 +46,8 @@ class InterleavedSink:
     @property
     def closed(self) -> bool:
         return self._connection.is_closing
+
+    @property
+    def congested(self) -> bool:
+        """The client is not keeping up: live fan-out drops rather than queue without end."""
+        return self._connection.buffered > CONGESTED_BYTES

@@ -35,8 +35,13 @@ class _Endpoint(asyncio.DatagramProtocol):
 class UdpPair:
     """The RTP socket (even port) and the RTCP socket (port + 1)."""
 
-    def __init__(self, on_rtcp: Callable[[bytes, Address], None]) -> None:
+    def __init__(
+        self,
+        on_rtcp: Callable[[bytes, Address], None],
+        on_rtp: Callable[[bytes, Address], bool] | None = None,
+    ) -> None:
         self._on_rtcp = on_rtcp
+        self._on_rtp = on_rtp  # publishers' RTP; returns False for datagrams nobody expects
         self._rtp: _Endpoint | None = None
         self._rtcp: _Endpoint | None = None
         self.rtp_port = 0
@@ -60,7 +65,8 @@ class UdpPair:
         self.rtcp_port = rtp_port + 1
 
     def _on_rtp_datagram(self, data: bytes, addr: Address) -> None:
-        self.ignored += 1  # we only publish RTP; inbound RTP is a NAT punch or a stray
+        if self._on_rtp is None or not self._on_rtp(data, addr):
+            self.ignored += 1  # a NAT punch (ffmpeg sends one per port) or a stray
 
     def send_rtp(self, packet: bytes, addr: Address) -> None:
         self._send(self._rtp, packet, addr)

@@ -1,0 +1,128 @@
+"""What a publisher's ANNOUNCE describes: one entry per ``m=`` section, as tracks we can serve.
+
+Formats we know (H.264, H.265, AAC, Opus, ...) get a real ``Track`` and payload format, so
+incoming RTP is depacketized into access units and packetized again once for every reader (and
+for recording later). Anything else is relayed as RTP unchanged, with its rtpmap/fmtp copied.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from dataclasses import dataclass
+from fractions import Fraction
+
+from media.aac import parse_audio_specific_config
+from media.errors import MediaError
+from media.h264 import config_from_nals as h264_config
+from media.h265 import config_from_nals as h265_config
+from media.track import Track
+from sdp import MediaDescription
+from streamd.rtp.payload.base import PayloadFormat, UnsupportedCodec
+from streamd.rtp.payload.registry import payload_format_for
+from streamd.rtsp.errors import RtspError
+
+CODEC_NAMES = {"h264": "h264", "h265": "hevc", "mpeg4-generic": "aac", "opus": "opus"}
+
+
+class RelayedFormat(PayloadFormat):
+    """A payload we do not take apart: announced attributes copied, packets forwarded as they are."""
+
+    def __init__(self, media: str, payload_type: int, rtpmap: str, fmtp: str | None, clock_rate: int) -> None:
+        self.media = media
+        self.encoding_name = rtpmap.split("/")[0]
+        self.clock_rate = clock_rate
+        self._rtpmap = f"{payload_type} {rtpmap}"
+        self._fmtp = f"{payload_type} {fmtp}" if fmtp else None
+        super().__init__(payload_type, 65000)
+
+    def rtpmap(self) -> str:
+        return self._rtpmap
+
+    def fmtp(self) -> str | None:
+        return self._fmtp
+
+    def packetize(self, au):  # type: ignore[no-untyped-def]
+        return [(au.data, True)]
+
+    def depacketizer(self):  # type: ignore[no-untyped-def]
+        raise NotImplementedError("relayed payloads are not depacketized")
+
+
+@dataclass(frozen=True)
+class AnnouncedTrack:
+    index: int
+    control: str  # as the publisher names it in its SETUP (e.g. "streamid=0")
+    track: Track
+    payload_format: PayloadFormat
+    depacketize: bool  # False: relayed as RTP unchanged
+
+
+def announced_tracks(media: list[MediaDescription]) -> list[AnnouncedTrack]:
+    """Tracks of an announced SDP; 400 when it describes nothing usable."""
+    tracks = []
+    for index, section in enumerate(media):
+        if section.media not in ("video", "audio") or not section.formats:
+            continue
+        pt = int(section.formats[0]) if section.formats[0].isdigit() else -1
+        if not 0 <= pt <= 127:
+            raise RtspError(400, f"announced m={section.media} has no valid payload type")
+        rtpmap = section.rtpmap(pt)
+        control = section.control or f"trackID={index}"
+        if rtpmap is None:
+            raise RtspError(
+                400, f"announced payload type {pt} without a=rtpmap (only static types 0-95 may omit it)"
+            )
+        fmtp = dict(section.fmtp(pt))
+        track = _track(
+            index, section.media, rtpmap.encoding_name.lower(), rtpmap.clock_rate, rtpmap.channels, fmtp
+        )
+        fmt: PayloadFormat | None = None
+        if track.codec in CODEC_NAMES.values():
+            try:
+                fmt = payload_format_for(track, pt)
+            except (UnsupportedCodec, ValueError):
+                fmt = None
+        raw_rtpmap = section.get_all("rtpmap")
+        raw_fmtp = [v for v in section.get_all("fmtp") if v and v.split(" ", 1)[0] == str(pt)]
+        if fmt is None:
+            value = next(v for v in raw_rtpmap if v and v.split(" ", 1)[0] == str(pt)).split(" ", 1)[1]
+            fmtp_value = raw_fmtp[0].split(" ", 1)[1] if raw_fmtp and " " in raw_fmtp[0] else None
+            fmt = RelayedFormat(section.media, pt, value, fmtp_value, rtpmap.clock_rate)
+            tracks.append(AnnouncedTrack(index, control, track, fmt, False))
+        else:
+            tracks.append(AnnouncedTrack(index, control, track, fmt, True))
+    if not tracks:
+        raise RtspError(400, "the announced SDP has no audio or video section")
+    return tracks
+
+
+def _track(
+    index: int, kind: str, encoding: str, clock: int, channels: int | None, fmtp: dict[str, str]
+) -> Track:
+    codec = CODEC_NAMES.get(encoding, encoding)
+    config = None
+    lowered = {k.lower(): v for k, v in fmtp.items()}
+    try:
+        if codec == "h264" and "sprop-parameter-sets" in lowered:
+            config = h264_config(_b64_list(lowered["sprop-parameter-sets"]))
+        elif codec == "hevc" and "sprop-sps" in lowered:
+            nals = _b64_list(",".join(lowered.get(k, "") for k in ("sprop-vps", "sprop-sps", "sprop-pps")))
+            config = h265_config(nals)
+        elif codec == "aac" and "config" in lowered:
+            config = parse_audio_specific_config(bytes.fromhex(lowered["config"]))
+    except (MediaError, ValueError, binascii.Error):
+        config = None
+    return Track(
+        index=index,
+        kind=kind,
+        codec=codec,
+        time_base=Fraction(1, clock),
+        sample_rate=clock if kind == "audio" else None,
+        channels=channels if kind == "audio" else None,
+        config=config,
+    )
+
+
+def _b64_list(value: str) -> list[bytes]:
+    return [base64.b64decode(part + "=" * (-len(part) % 4)) for part in value.split(",") if part.strip()]

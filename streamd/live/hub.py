@@ -1,0 +1,164 @@
+"""The fan-out point of a live path: one publisher in, any number of readers out.
+
+Incoming RTP of a track is depacketized into access units (for the formats we know), each unit
+is packetized once, and the same payloads go to every reader, which only puts its own RTP
+header (SSRC, sequence number, timestamp offset) in front. Payloads we do not know are relayed
+as they came. Readers join at the live edge and start on a keyframe. No sockets here: readers
+are handed sinks; a slow one loses packets (counted), never the publisher or the others.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from aiortc.rtp import RtpPacket
+
+from media import h264, h265
+from media.access_unit import AccessUnit
+from sdp import SessionDescription
+from streamd.live.announced import AnnouncedTrack
+from streamd.rtp.clock import ntp_to_unix
+from streamd.rtp.payload.aac import AacDepacketizer
+from streamd.rtp.payload.base import Depacketizer
+
+log = logging.getLogger(__name__)
+
+Payloads = list[tuple[bytes, bool]]
+# (track index, timestamp in the track clock since the first packet, payloads, keyframe)
+Listener = Callable[[int, int, Payloads, bool], None]
+
+
+def is_keyframe(codec: str, nal_units: tuple[bytes, ...]) -> bool:
+    if codec == "h264":
+        return any(h264.nal_type(n) in (5, 7) for n in nal_units)
+    if codec == "hevc":
+        return any(h265.is_irap(n) or h265.nal_type(n) == 32 for n in nal_units)
+    return True
+
+
+@dataclass
+class LiveTrack:
+    """One announced track: its depacketizer and the clock it is timestamped in."""
+
+    announced: AnnouncedTrack
+    depacketizer: Depacketizer | None
+    first_ts: int | None = None
+    last_ts: int | None = None  # unwrapped
+    last_arrival: float = 0.0
+    sender_ntp: float | None = None  # from the publisher's latest SR: wall time ...
+    sender_ts: int | None = None  # ... and the (unwrapped, rebased) timestamp it maps to
+    packets: int = 0
+
+    @property
+    def index(self) -> int:
+        return self.announced.index
+
+    @property
+    def clock_rate(self) -> int:
+        return self.announced.payload_format.clock_rate
+
+    def unwrap(self, timestamp: int) -> int:
+        """The RTP timestamp as a count of ticks since this track's first packet."""
+        if self.first_ts is None:
+            self.first_ts = timestamp
+            self.last_ts = 0
+            return 0
+        assert self.last_ts is not None
+        previous = (self.first_ts + self.last_ts) & 0xFFFFFFFF
+        step = (timestamp - previous + 2**31) % 2**32 - 2**31  # signed: reordering goes back a bit
+        self.last_ts += step
+        return self.last_ts
+
+    def now_ticks(self, now_unix: float) -> int | None:
+        """This track's timestamp for a wall instant (for readers' sender reports)."""
+        if self.sender_ntp is not None and self.sender_ts is not None:
+            return self.sender_ts + round((now_unix - self.sender_ntp) * self.clock_rate)
+        if self.last_ts is None:
+            return None
+        return self.last_ts + round((now_unix - self.last_arrival) * self.clock_rate)
+
+
+@dataclass
+class LivePath:
+    """A path with (at most) one publisher and any number of readers."""
+
+    name: str
+    description: SessionDescription
+    tracks: dict[int, LiveTrack]
+    publisher: str  # session id of the publisher
+    readers: set[Listener] = field(default_factory=set)
+    online: bool = False
+    units_in: int = 0
+
+    @classmethod
+    def from_announce(
+        cls, name: str, description: SessionDescription, tracks: list[AnnouncedTrack], publisher: str
+    ) -> LivePath:
+        live = {}
+        for t in tracks:
+            live[t.index] = LiveTrack(t, _depacketizer(t, description))
+        return cls(name, description, live, publisher)
+
+    def track_by_control(self, control: str) -> LiveTrack | None:
+        for t in self.tracks.values():
+            if t.announced.control == control or control.endswith("/" + t.announced.control):
+                return t
+        return None
+
+    def on_rtp(self, track: LiveTrack, data: bytes) -> None:
+        """One RTP packet from the publisher."""
+        if not self.online:
+            return
+        try:
+            packet = RtpPacket.parse(data)
+        except ValueError:
+            return
+        track.packets += 1
+        ticks = track.unwrap(packet.timestamp)
+        track.last_arrival = time.time()
+        if track.depacketizer is None:
+            self._fan_out(track.index, ticks, [(packet.payload, bool(packet.marker))], True)
+            return
+        for unit in track.depacketizer.push(
+            packet.payload, bool(packet.marker), packet.timestamp, packet.sequence_number
+        ):
+            unit_ticks = track.unwrap(unit.timestamp) if unit.timestamp != packet.timestamp else ticks
+            au = AccessUnit(track.index, unit_ticks, unit_ticks, False, unit.data, unit.nal_units)
+            keyframe = is_keyframe(track.announced.track.codec, unit.nal_units)
+            payloads = track.announced.payload_format.packetize(
+                AccessUnit(track.index, unit_ticks, unit_ticks, keyframe, au.data, au.nal_units)
+            )
+            self.units_in += 1
+            self._fan_out(track.index, unit_ticks, payloads, keyframe)
+
+    def on_sender_report(self, track: LiveTrack, ntp: int, rtp_timestamp: int) -> None:
+        if track.first_ts is None:
+            return
+        track.sender_ntp = ntp_to_unix(ntp)
+        track.sender_ts = (rtp_timestamp - track.first_ts + 2**31) % 2**32 - 2**31 + 0
+        if track.last_ts is not None:  # bring it next to the unwrapped count
+            track.sender_ts += (track.last_ts - track.sender_ts + 2**31) // 2**32 * 2**32
+
+    def _fan_out(self, index: int, ticks: int, payloads: Payloads, keyframe: bool) -> None:
+        for reader in list(self.readers):
+            reader(index, ticks, payloads, keyframe)
+
+
+def _depacketizer(track: AnnouncedTrack, description: SessionDescription) -> Depacketizer | None:
+    if not track.depacketize:
+        return None
+    if track.track.codec == "aac":
+        section = description.media[track.index]
+        fmtp = {k.lower(): v for k, v in section.fmtp(track.payload_format.payload_type).items()}
+        try:
+            return AacDepacketizer(
+                int(fmtp.get("sizelength", 13)),
+                int(fmtp.get("indexlength", 3)),
+                int(fmtp.get("indexdeltalength", 3)),
+            )
+        except ValueError:
+            return None
+    return track.payload_format.depacketizer()

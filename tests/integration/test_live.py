@@ -1,0 +1,196 @@
+"""Live paths: ffmpeg and GStreamer publish (ANNOUNCE/SETUP mode=record/RECORD over TCP and UDP),
+players read at the live edge starting on a keyframe, what they get equals what was published,
+many readers share one publisher, a slow reader harms nobody, publishers come and go."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import av
+import pytest
+
+from media.h264 import nal_type
+from tests.integration.conftest import ServerProcess, need, start_server
+from tests.integration.source import (
+    received_audio_frames,
+    received_video_nals,
+    source_audio_frames,
+    source_video_nals,
+)
+from tests.rtsp_client import RawRtspClient
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    need("ffmpeg")
+    media = tmp_path_factory.mktemp("live-media")
+    subprocess.run(
+        ["ffmpeg", "-nostdin", "-loglevel", "error", "-f", "lavfi", "-i", "testsrc=d=12:s=320x240:r=25",
+         "-f", "lavfi", "-i", "sine=d=12", "-c:v", "libx264", "-g", "25", "-bf", "0", "-c:a", "aac",
+         "-y", str(media / "clip.mp4")],
+        check=True, timeout=60,
+    )  # fmt: skip
+    proc = start_server(media, tmp_path_factory.mktemp("live-server"))
+    yield proc
+    proc.stop()
+
+
+class Publisher:
+    """ffmpeg publishing the clip in real time (-re) until stopped."""
+
+    def __init__(self, server: ServerProcess, path: str, transport: str = "tcp") -> None:
+        self.process = subprocess.Popen(
+            ["ffmpeg", "-nostdin", "-loglevel", "error", "-re", "-i", str(server.media / "clip.mp4"),
+             "-c", "copy", "-f", "rtsp", "-rtsp_transport", transport, server.url(path)],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        )  # fmt: skip
+        marker = f"RECORD: {path} is live"
+        before = server.log().count(marker)
+        deadline = time.monotonic() + 10
+        while server.log().count(marker) == before and time.monotonic() < deadline:
+            time.sleep(0.1)
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(10)
+
+
+def is_subsequence_start(got: list[bytes], source: list[bytes]) -> bool:
+    """``got`` is a contiguous run of ``source``."""
+    if not got:
+        return False
+    starts = [i for i, n in enumerate(source) if n == got[0]]
+    return any(source[i : i + len(got)] == got for i in starts)
+
+
+@pytest.mark.parametrize("transport", ["tcp", "udp"])
+def test_ffmpeg_publishes_and_readers_get_it_exactly(
+    live_server: ServerProcess, tmp_path: Path, transport: str
+) -> None:
+    path = f"live/{transport}"
+    publisher = Publisher(live_server, path, transport)
+    try:
+        video, audio = tmp_path / "v.h264", tmp_path / "a.aac"
+        subprocess.run(
+            ["ffmpeg", "-nostdin", "-loglevel", "error", "-rtsp_transport", "tcp",
+             "-i", live_server.url(path), "-t", "3", "-map", "0:v", "-c", "copy", "-f", "h264", "-y", str(video),
+             "-map", "0:a", "-c", "copy", "-f", "adts", "-y", str(audio)],
+            check=True, capture_output=True, timeout=30,
+        )  # fmt: skip
+    finally:
+        publisher.stop()
+    source = live_server.media / "clip.mp4"
+    got = received_video_nals(video)
+    assert nal_type(got[0]) == 5, "the reader starts on a keyframe"
+    assert len(got) >= 50 and is_subsequence_start(got, source_video_nals(source))
+    frames = received_audio_frames(audio)
+    assert len(frames) >= 100 and is_subsequence_start(frames, source_audio_frames(source))
+
+
+def test_many_readers_one_slow_reader_and_publisher_leaving(live_server: ServerProcess) -> None:
+    publisher = Publisher(live_server, "live/many")
+
+    async def readers() -> None:
+        async def reader(i: int) -> RawRtspClient:
+            c = await RawRtspClient("127.0.0.1", live_server.port).connect()
+            assert (await c.request("DESCRIBE", c.url("live/many"))).status == 200
+            for t in (0, 1):
+                await c.request(
+                    "SETUP",
+                    c.url(f"live/many/trackID={t}"),
+                    {"Transport": f"RTP/AVP/TCP;unicast;interleaved={2 * t}-{2 * t + 1}"},
+                )
+            r = await c.request("PLAY", c.url("live/many"))
+            assert r.status == 200 and r.headers["Range"] == "npt=now-"
+            return c
+
+        clients = await asyncio.gather(*(reader(i) for i in range(50)))
+        # a reader that stops reading its socket: it must not hold anyone up
+        slow_reader, slow_writer = await asyncio.open_connection("127.0.0.1", live_server.port)
+        slow_writer.write(f"DESCRIBE {live_server.url('live/many')} RTSP/1.0\r\nCSeq: 1\r\n\r\n".encode())
+        await asyncio.sleep(0.3)
+        await slow_reader.read(65536)
+        setup = (
+            f"SETUP {live_server.url('live/many/trackID=0')} RTSP/1.0\r\nCSeq: 2\r\n"
+            "Transport: RTP/AVP/TCP;interleaved=0-1\r\n\r\n"
+        )
+        slow_writer.write(setup.encode())
+        await asyncio.sleep(0.3)
+        session = (await slow_reader.read(65536)).decode().split("Session: ")[1].split(";")[0].split("\r")[0]
+        slow_writer.write(
+            f"PLAY {live_server.url('live/many')} RTSP/1.0\r\nCSeq: 3\r\nSession: {session}\r\n\r\n".encode()
+        )
+        await asyncio.sleep(3)
+        for c in clients:
+            video = [p for _, p in c.received.rtp(0)]
+            assert len(video) > 30
+            assert video[0].payload[0] & 0x1F in (5, 7, 24, 28), "starts on a keyframe"
+            seqs = [p.sequence_number for p in video]
+            assert all((b - a) % 65536 == 1 for a, b in itertools.pairwise(seqs))
+        publisher.stop()  # the publisher leaves: every reader gets BYE, the path goes offline
+        await asyncio.sleep(1)
+        assert all(c.received.got_bye(1) for c in clients)
+        probe = await RawRtspClient("127.0.0.1", live_server.port).connect()
+        assert (await probe.request("DESCRIBE", probe.url("live/many"))).status == 404
+        for c in [*clients, probe]:
+            await c.close()
+        slow_writer.close()
+
+    try:
+        asyncio.run(readers())
+    finally:
+        publisher.stop()
+
+
+def test_second_publisher_is_refused_and_path_resumes(live_server: ServerProcess) -> None:
+    first = Publisher(live_server, "live/busy")
+    try:
+        second = subprocess.run(
+            ["ffmpeg", "-nostdin", "-loglevel", "error", "-re", "-i", str(live_server.media / "clip.mp4"),
+             "-t", "1", "-c", "copy", "-f", "rtsp", live_server.url("live/busy")],
+            capture_output=True, text=True, timeout=30,
+        )  # fmt: skip
+        assert second.returncode != 0 and "403" in second.stderr
+    finally:
+        first.stop()
+    again = Publisher(live_server, "live/busy")  # a new publisher resumes the path
+    try:
+        with av.open(live_server.url("live/busy"), options={"rtsp_transport": "tcp"}, timeout=10) as c:
+            frames = [f for _, f in zip(range(25), c.decode(video=0), strict=False)]
+        assert len(frames) == 25 and frames[0].key_frame
+    finally:
+        again.stop()
+
+
+def test_paths_outside_live_refuse_publishers(live_server: ServerProcess) -> None:
+    result = subprocess.run(
+        ["ffmpeg", "-nostdin", "-loglevel", "error", "-i", str(live_server.media / "clip.mp4"), "-t", "1",
+         "-c", "copy", "-f", "rtsp", live_server.url("clip2.mp4")],
+        capture_output=True, text=True, timeout=30,
+    )  # fmt: skip
+    assert result.returncode != 0 and "403" in result.stderr
+
+
+def test_gstreamer_reads_a_live_path(live_server: ServerProcess, tmp_path: Path) -> None:
+    need("gst-launch-1.0")
+    publisher = Publisher(live_server, "live/gst")
+    try:
+        out = tmp_path / "g.yuv"
+        pipeline = (
+            f"rtspsrc location={live_server.url('live/gst')} protocols=tcp ! rtph264depay ! h264parse "
+            f"! avdec_h264 ! videoconvert ! video/x-raw,format=I420 ! filesink location={out}"
+        )
+        proc = subprocess.Popen(["gst-launch-1.0", "-q", "-e", *pipeline.split()])
+        time.sleep(4)
+        proc.send_signal(2)
+        proc.wait(15)
+        assert out.stat().st_size // (320 * 240 * 3 // 2) >= 40
+    finally:
+        publisher.stop()
