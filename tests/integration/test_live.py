@@ -80,7 +80,8 @@ def test_ffmpeg_publishes_and_readers_get_it_exactly(
         video, audio = tmp_path / "v.h264", tmp_path / "a.aac"
         subprocess.run(
             ["ffmpeg", "-nostdin", "-loglevel", "error", "-rtsp_transport", "tcp",
-             "-i", live_server.url(path), "-t", "3", "-map", "0:v", "-c", "copy", "-f", "h264", "-y", str(video),
+             "-i", live_server.url(path), "-t", "3",
+             "-map", "0:v", "-c", "copy", "-f", "h264", "-y", str(video),
              "-map", "0:a", "-c", "copy", "-f", "adts", "-y", str(audio)],
             check=True, capture_output=True, timeout=30,
         )  # fmt: skip
