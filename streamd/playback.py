@@ -27,6 +27,7 @@ from pathlib import Path
 from media.access_unit import AccessUnit
 from media.reader import MediaReader
 from media.transcode import TranscodingReader
+from media.unit_cache import CachedReader, UnitCache
 from media.ts_source import TransportStreamReader
 from streamd.rtp.clock import RTP_TS_MOD, unix_to_ntp
 from streamd.rtp.outgoing import OutgoingStream
@@ -91,8 +92,10 @@ class Playback:
         *,
         label: str,
         on_end: Callable[[str], None] | None = None,
+        unit_cache: UnitCache | None = None,
     ) -> None:
         self.file = file
+        self.unit_cache = unit_cache
         self.presentation = presentation
         self.bindings = bindings
         self.label = label
@@ -104,7 +107,7 @@ class Playback:
         self._end: Fraction | None = None  # file time where delivery stops (Range end)
         self._crossed_end: set[int] = set()
         self._timeline: Timeline | None = None
-        self._reader: MediaReader | TransportStreamReader | TranscodingReader | None = None
+        self._reader: MediaReader | TransportStreamReader | TranscodingReader | CachedReader | None = None
         self._queue: deque[AccessUnit] = deque()
         self._eof = False
         self._task: asyncio.Task[None] | None = None
@@ -137,6 +140,7 @@ class Playback:
             if self._reader is not None:
                 await loop.run_in_executor(None, self._reader.close)
             self._reader = await loop.run_in_executor(None, self._open_reader)
+            self._warm_cache()
             self._queue.clear()
             self._eof = False
             self.position = origin
@@ -444,8 +448,34 @@ class Playback:
                 break
         return units, False
 
-    def _open_reader(self) -> MediaReader | TransportStreamReader | TranscodingReader:
+    @property
+    def _cacheable(self) -> bool:
+        p = self.presentation
+        return self.unit_cache is not None and p.mode == "tracks" and not p.transcode
+
+    @property
+    def _cache_indices(self) -> frozenset[int]:
+        return frozenset(t.track.index for t in self.presentation.tracks)
+
+    def _warm_cache(self) -> None:
+        """Start reading the file into the shared cache, for the sessions that come after this one."""
+        if not self._cacheable:
+            return
+        assert self.unit_cache is not None
+        info, indices = self.presentation.info, self._cache_indices
+        if self.unit_cache.wanted(self.file, info, indices):
+            future = asyncio.get_running_loop().run_in_executor(
+                None, self.unit_cache.load, self.file, info, indices
+            )
+            future.add_done_callback(_log_failure)
+
+    def _open_reader(self) -> MediaReader | TransportStreamReader | TranscodingReader | CachedReader:
         info, loop = self.presentation.info, self.presentation.loop
+        if self._cacheable:
+            assert self.unit_cache is not None
+            cached = self.unit_cache.get(self.file, info, self._cache_indices)
+            if cached is not None:
+                return CachedReader(cached, list(self.bindings), loop=loop)
         if self.presentation.mode == "mpegts" and self.presentation.source_info is not None:
             return TransportStreamReader(self.file, self.presentation.source_info, loop=loop)
         if self.presentation.transcode:
@@ -481,3 +511,8 @@ class Playback:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+
+
+def _log_failure(future: asyncio.Future[None]) -> None:
+    if not future.cancelled() and future.exception() is not None:
+        log.warning("caching a file failed: %s", future.exception())

@@ -35,7 +35,8 @@ async def test_options_lists_exactly_what_is_implemented(server: ServerProcess) 
     assert response.status == 200
     methods = {m.strip() for m in response.headers["Public"].split(",")}
     assert methods == {
-        "OPTIONS", "DESCRIBE", "SETUP", "PLAY", "PAUSE", "TEARDOWN", "GET_PARAMETER", "SET_PARAMETER"
+        "OPTIONS", "DESCRIBE", "SETUP", "PLAY", "PAUSE", "TEARDOWN", "GET_PARAMETER", "SET_PARAMETER",
+        "ANNOUNCE", "RECORD",
     }  # fmt: skip
     await c.close()
 
