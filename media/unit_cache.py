@@ -12,9 +12,10 @@ import bisect
 import logging
 import threading
 from collections import OrderedDict
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 from media.access_unit import AccessUnit
 from media.errors import MediaError
@@ -40,6 +41,17 @@ class CachedMedia:
     reference: int
     loop_period: Fraction
     size: int
+    # for the sender side: whatever it derives once from these units for all sessions (RTP
+    # payloads); media knows nothing of RTP, so it is kept here untyped
+    sender_memo: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def unit_ids(self) -> frozenset[int]:
+        """Identities of the cached units (stable: the units live as long as this object)."""
+        ids = self.sender_memo.get("_unit_ids")
+        if ids is None:
+            ids = self.sender_memo["_unit_ids"] = frozenset(map(id, self.units))
+        return ids
 
     @classmethod
     def load(cls, path: Path, info: MediaInfo, indices: frozenset[int]) -> CachedMedia:
@@ -61,13 +73,14 @@ class CachedMedia:
         start = min(starts) if starts else Fraction(0)
         period = (max(ends) - start) if ends else Fraction(0)
         size = sum(len(au.data) + sum(len(n) for n in au.nal_units) for au in units)
-        return cls(info, indices, tuple(units), seconds, keyframes, reference, period, size)
+        return cls(info, indices, tuple(units), seconds, keyframes, reference, period, size * 2)
 
 
 class CachedReader:
     """The MediaReader interface over a CachedMedia, for the tracks a session set up."""
 
     def __init__(self, media: CachedMedia, stream_indices: list[int], *, loop: bool = False) -> None:
+        self.media = media
         self._media = media
         self._wanted = set(stream_indices)
         self._loop = loop and media.loop_period > 0

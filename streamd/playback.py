@@ -27,10 +27,10 @@ from pathlib import Path
 from media.access_unit import AccessUnit
 from media.reader import MediaReader
 from media.transcode import TranscodingReader
-from media.unit_cache import CachedReader, UnitCache
 from media.ts_source import TransportStreamReader
+from media.unit_cache import CachedReader, UnitCache
 from streamd.rtp.clock import RTP_TS_MOD, unix_to_ntp
-from streamd.rtp.outgoing import OutgoingStream
+from streamd.rtp.outgoing import OutgoingStream, PayloadMemo
 from streamd.rtp.presentation import Presentation, StreamableTrack
 from streamd.rtp.rtcp_interval import rtcp_interval
 from streamd.rtp.timeline import Timeline
@@ -475,7 +475,12 @@ class Playback:
             assert self.unit_cache is not None
             cached = self.unit_cache.get(self.file, info, self._cache_indices)
             if cached is not None:
+                memo = cached.sender_memo.setdefault("payloads", PayloadMemo(cached.unit_ids))
+                for binding in self.bindings.values():  # payloads too: packetized once, shared
+                    binding.stream.payload_memo = memo
                 return CachedReader(cached, list(self.bindings), loop=loop)
+        for binding in self.bindings.values():
+            binding.stream.payload_memo = None
         if self.presentation.mode == "mpegts" and self.presentation.source_info is not None:
             return TransportStreamReader(self.file, self.presentation.source_info, loop=loop)
         if self.presentation.transcode:

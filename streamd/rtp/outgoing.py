@@ -24,6 +24,27 @@ MAX_SR_HISTORY = 16
 _NO_EXTENSIONS = HeaderExtensionsMap()
 
 
+class PayloadMemo:
+    """RTP payloads of a cached file's access units, packetized once for all its sessions.
+
+    Keyed by object identity, which is only sound for units that outlive the memo: the cache's
+    own. Any other unit (a looped copy, a unit from a plain reader) is packetized as usual.
+    """
+
+    def __init__(self, unit_ids: frozenset[int]) -> None:
+        self._unit_ids = unit_ids
+        self._payloads: dict[tuple[int, int], list[tuple[bytes, bool, int]]] = {}
+
+    def payloads(self, payload_format: PayloadFormat, au: AccessUnit) -> list[tuple[bytes, bool, int]]:
+        if id(au) not in self._unit_ids:
+            return payload_format.packetize_timed(au)
+        key = (id(payload_format), id(au))
+        payloads = self._payloads.get(key)
+        if payloads is None:
+            payloads = self._payloads[key] = payload_format.packetize_timed(au)
+        return payloads
+
+
 @dataclass
 class OutgoingStream:
     """Sender state of one track. ``time_base`` is the unit of the AUs' PTS."""
@@ -38,6 +59,7 @@ class OutgoingStream:
     octet_count: int = 0
     last_rtp_timestamp: int | None = None
     timeline: Timeline = field(default_factory=Timeline)  # set by the session at each PLAY
+    payload_memo: PayloadMemo | None = None  # shared by the sessions of a cached file
     reception: ReceptionReport = field(default_factory=ReceptionReport)
     _sr_sent: dict[int, int] = field(default_factory=dict)  # NTP middle 32 bits -> NTP time sent
 
@@ -73,7 +95,8 @@ class OutgoingStream:
         base = self.timestamp_for(au.pts)
         timestamp = base
         packets = []
-        for payload, marker, offset in self.payload_format.packetize_timed(au):
+        payloads = self._payloads(au)
+        for payload, marker, offset in payloads:
             # PCM formats cut one AU into packets that start later: offset ticks of the RTP clock.
             timestamp = (
                 self.timestamp_at(au.pts * self.time_base + Fraction(offset, self.clock_rate))
@@ -94,6 +117,12 @@ class OutgoingStream:
             packets.append(packet.serialize(_NO_EXTENSIONS))
         self.last_rtp_timestamp = timestamp
         return packets
+
+    def _payloads(self, au: AccessUnit) -> list[tuple[bytes, bool, int]]:
+        """The AU's payloads; with a shared memo (cached files), computed once for every session."""
+        if self.payload_memo is None:
+            return self.payload_format.packetize_timed(au)
+        return self.payload_memo.payloads(self.payload_format, au)
 
     def sender_report(self, ntp: int, media_seconds: Fraction) -> bytes:
         """SR + SDES for the wall instant ``ntp``, which the session maps to ``media_seconds``."""

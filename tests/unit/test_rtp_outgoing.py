@@ -122,3 +122,27 @@ def test_integer_timestamps_equal_exact_arithmetic(pts, time_base, media_anchor,
     s.timeline = Timeline(media_anchor, rtp_anchor, scale)
     exact = Timeline(media_anchor, rtp_anchor, scale).rtp_seconds(pts * time_base) * 90000
     assert abs(((s.timestamp_for(pts) - 12345 - exact) + 2**31) % 2**32 - 2**31) <= Fraction(1, 2)
+
+
+def test_payload_memo_packetizes_cached_units_once() -> None:
+    from streamd.rtp.outgoing import PayloadMemo
+
+    calls = []
+
+    class Counting(FakeFormat):
+        def packetize(self, au: AccessUnit) -> list[tuple[bytes, bool]]:
+            calls.append(au)
+            return super().packetize(au)
+
+    fmt = Counting(96)
+    cached_au = AccessUnit(0, 0, 0, True, bytes(25))
+    memo = PayloadMemo(frozenset({id(cached_au)}))
+    a = OutgoingStream(fmt, Fraction(1, 1000), cname="a", payload_memo=memo)
+    b = OutgoingStream(fmt, Fraction(1, 1000), cname="b", payload_memo=memo)
+    pa, pb = a.packetize(cached_au), b.packetize(cached_au)
+    assert len(calls) == 1  # two sessions, one packetization
+    assert [p[12:] for p in pa] == [p[12:] for p in pb] and pa[0][8:12] != pb[0][8:12]  # own SSRCs
+    other = AccessUnit(0, 40, 40, False, bytes(5))  # not a cached unit: never memoized
+    a.packetize(other)
+    b.packetize(other)
+    assert len(calls) == 3
