@@ -11,6 +11,7 @@ import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 
 class ConfigError(Exception):
@@ -19,6 +20,16 @@ class ConfigError(Exception):
 
 MODES = ("tracks", "mpegts")
 TRANSCODE_TARGETS = ("aac", "opus")
+SOURCE_TRANSPORTS = ("tcp", "udp")
+
+
+def _is_rtsp_url(url: str) -> bool:
+    try:
+        parts = urlsplit(url)
+        _ = parts.port  # raises on a bad port
+    except ValueError:
+        return False
+    return parts.scheme == "rtsp" and bool(parts.hostname) and not any(c.isspace() for c in url)
 
 
 @dataclass(frozen=True)
@@ -33,12 +44,30 @@ class PathSettings:
     transcode_audio: str | None = None
     # accepts a publisher (ANNOUNCE/RECORD); None: paths under live/ do, others do not
     record: bool | None = None
+    # answer DESCRIBE/SETUP with 302 to these rtsp:// URLs, round-robin (load balancing)
+    redirect: tuple[str, ...] | list[str] = ()
+    # relay: pull this rtsp:// URL when the first reader arrives, over "tcp" (interleaved) or "udp"
+    source: str | None = None
+    source_transport: str = "tcp"
+    source_close_after: float = 10.0  # seconds without readers before the upstream is closed
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
             raise ConfigError(f"mode must be one of {', '.join(MODES)}, not {self.mode!r}")
         if self.transcode_audio not in (None, *TRANSCODE_TARGETS):
             raise ConfigError(f"transcode_audio must be one of {', '.join(TRANSCODE_TARGETS)}")
+        if isinstance(self.redirect, str) or not isinstance(self.redirect, tuple | list):
+            raise ConfigError("redirect must be a list of rtsp:// URLs")
+        object.__setattr__(self, "redirect", tuple(self.redirect))  # hashable, and TOML gives a list
+        for url in (*self.redirect, *([self.source] if self.source is not None else [])):
+            if not isinstance(url, str) or not _is_rtsp_url(url):
+                raise ConfigError(f"{url!r} is not an rtsp:// URL with a host")
+        if self.source_transport not in SOURCE_TRANSPORTS:
+            raise ConfigError(f"source_transport must be one of {', '.join(SOURCE_TRANSPORTS)}")
+        if not 0 <= self.source_close_after <= 3600:
+            raise ConfigError("source_close_after must be between 0 and 3600 seconds")
+        if self.source is not None and (self.redirect or self.record):
+            raise ConfigError("a path with a source cannot also redirect or accept publishers")
 
 
 @dataclass(frozen=True)
@@ -72,8 +101,10 @@ class ServerConfig:
             raise ConfigError("at least one of udp and tcp must be enabled")
 
     def accepts_publisher(self, path: str) -> bool:
-        record = self.path_settings(path).record
-        return path.startswith("live/") if record is None else record
+        settings = self.path_settings(path)
+        if settings.source is not None:
+            return False  # fed by its relay
+        return path.startswith("live/") if settings.record is None else settings.record
 
     def path_settings(self, path: str) -> PathSettings:
         """The settings for ``path``: an exact entry first, else the first glob pattern matching it."""

@@ -74,7 +74,8 @@ class RtspConnection(asyncio.Protocol):
                     log.warning("%s: more than %d pipelined requests; closing", self.label, MAX_PIPELINED)
                     self.close()
                     return
-            # a Response from a client has no meaning for a server: ignore it
+            elif isinstance(event, Response):  # the answer to a request of ours (REDIRECT): just note it
+                log.debug("%s: answered our request %s: %d", self.label, event.cseq, event.status)
 
     def _hand_over_http(self, request: Request) -> bool:
         """Give the socket to the HTTP side (RTSP-over-HTTP tunnels, pages) if there is one.

@@ -8,6 +8,7 @@ timers and files, and the one place where an ``RtspError`` becomes a response an
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import socket
 import time
@@ -15,10 +16,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
+from urllib.parse import quote
 
 from aiortc.rtp import RtcpRrPacket, RtcpSrPacket
 
 from media.track import MediaInfo
+from media.unit_cache import UnitCache
 from sdp import SdpParseError
 from sdp import parse as parse_sdp
 from streamd import __version__
@@ -28,6 +31,8 @@ from streamd.connection import RtspConnection
 from streamd.live.announced import announced_tracks
 from streamd.live.hub import LivePath
 from streamd.live.reader import LiveReader
+from streamd.live.redirect import RoundRobin, moved_response, redirect_request
+from streamd.live.relay import Relay, RelayHooks
 from streamd.playback import Binding, Playback, PlayRequest
 from streamd.rtp.clock import unix_to_ntp
 from streamd.rtp.outgoing import OutgoingStream
@@ -70,6 +75,7 @@ PUBLIC_METHODS = (
 MAX_SCALE = Fraction(64)
 MAX_SPEED = Fraction(16)
 REAP_INTERVAL = 1.0
+RELAY_START_TIMEOUT = 10.0  # a reader's DESCRIBE waits this long for a relayed upstream to play
 AfterResponse = Callable[[], None] | None
 
 
@@ -106,6 +112,10 @@ class RtspServer:
         self.udp: UdpPair | None = None
         self._rtcp_routes: dict[Address, tuple[str, int]] = {}
         self.live: dict[str, LivePath] = {}
+        self.relays: dict[str, Relay] = {}  # paths with a configured source, pulled on demand
+        self._redirects = RoundRobin()
+        self._request_cseqs = itertools.count(1)  # CSeq of our own requests to clients (REDIRECT)
+        self.unit_cache = UnitCache()  # small files' access units, shared by their sessions
         self._publisher_routes: dict[Address, tuple[str, int, bool]] = {}  # UDP source -> session
         self._servers: list[asyncio.AbstractServer] = []
         self._reaper: asyncio.Task[None] | None = None
@@ -139,6 +149,7 @@ class RtspServer:
             self._reaper.cancel()
         for session in list(self.sessions.values()):
             await self._end_session(session, "server shutting down", send_bye=True)
+        await asyncio.gather(*(relay.stop() for relay in self.relays.values()))
         for connection in list(self.connections):
             connection.close()
         for server in self._servers:
@@ -176,7 +187,8 @@ class RtspServer:
             method = getattr(self, f"_on_{request.method.lower()}", None)
             if request.method not in PUBLIC_METHODS or method is None:
                 raise RtspError(501, f"method {request.method!r} not implemented")
-            response, after = await method(connection, request)
+            redirect = self._moved(request)
+            response, after = (redirect, None) if redirect else await method(connection, request)
         except RtspError as exc:
             log.warning(
                 "%s: %s %s -> %d %s",
@@ -398,6 +410,7 @@ class RtspServer:
                 session.bindings,
                 label=session.label,
                 on_end=lambda reason, s=session: self._playback_ended(s, reason),
+                unit_cache=self.unit_cache,
             )
         playback = session.playback
         if was_playing:
@@ -651,6 +664,8 @@ class RtspServer:
     async def _resolve(self, path: str) -> Resolved:
         """A live path being published, else a file (or the test stream) from the catalog."""
         live = self.live.get(path)
+        if self.config.path_settings(path).source is not None:
+            live = await self._pull(path)  # also tells the relay a reader is coming
         if live is not None and live.online:
             return Resolved(_live_presentation(live), Path(""))
         on_disk = self.catalog.media_dir is not None and (self.catalog.media_dir / path).is_file()
@@ -665,7 +680,7 @@ class RtspServer:
         if not self.config.accepts_publisher(path):
             raise RtspError(403, f"{path!r} does not accept publishers (paths under live/ do by default)")
         existing = self.live.get(path)
-        if existing is not None and existing.publisher in self.sessions:
+        if existing is not None and (existing.publisher in self.sessions or existing.online):
             raise RtspError(403, f"{path!r} is already being published by another client", body="busy\n")
         content_type = request.headers.get("Content-Type", "application/sdp").split(";")[0].strip().lower()
         if content_type != "application/sdp":
@@ -762,7 +777,8 @@ class RtspServer:
         if session.rtsp.state is State.INIT:
             raise RtspError(455, "RECORD before SETUP")
         existing = self.live.get(live.name)
-        if existing is not None and existing is not live and existing.publisher in self.sessions:
+        busy = existing is not None and (existing.publisher in self.sessions or existing.online)
+        if busy and existing is not live:
             raise RtspError(403, f"{live.name!r} is already being published by another client")
         session.rtsp.state = State.PLAYING
         live.online = True
@@ -822,13 +838,95 @@ class RtspServer:
         assert live is not None
         for address in [a for a, r in self._publisher_routes.items() if r[0] == session.id]:
             del self._publisher_routes[address]
+        self.remove_live(live, session.label)
+
+    def add_live(self, live: LivePath) -> None:
+        """Serve ``live``, fed from inside this process (``streamd.api``); ValueError if the path is busy."""
+        existing = self.live.get(live.name)
+        if existing is not None and existing is not live and existing.online:
+            raise ValueError(f"{live.name!r} is already being published")
+        live.online = True
+        self.live[live.name] = live
+        log.info("%s: %s is live", live.publisher, live.name)
+
+    def remove_live(self, live: LivePath, label: str = "") -> None:
+        """Take ``live`` offline: its readers get RTCP BYE, DESCRIBE answers 404."""
         if self.live.get(live.name) is live:
             del self.live[live.name]
         live.online = False
         for reader in list(live.readers):
             if isinstance(reader, LiveReader):
                 reader.detach(bye=True)
-        log.info("%s: %s is offline (%d units relayed)", session.label, live.name, live.units_in)
+        log.info("%s: %s is offline (%d units relayed)", label or live.publisher, live.name, live.units_in)
+
+    # --- relay and redirect ----------------------------------------------------------------
+
+    async def _pull(self, path: str) -> LivePath:
+        """The relayed path, online: its upstream is pulled now if it is not yet (503/404 if it fails)."""
+        relay = self.relays.get(path)
+        if relay is None:
+            settings = self.config.path_settings(path)
+            assert settings.source is not None
+            hooks = RelayHooks(
+                viewers=lambda: self.viewers(path),
+                online=self.add_live,
+                offline=lambda live, reason: self.remove_live(live, f"relay ({reason})"),
+            )
+            relay = Relay(
+                path,
+                settings.source,
+                hooks,
+                transport=settings.source_transport,
+                close_after=settings.source_close_after,
+                user_agent=self.server_header,
+            )
+            self.relays[path] = relay
+        return await relay.wait_online(RELAY_START_TIMEOUT)
+
+    def _moved(self, request: Request) -> Response | None:
+        """302 for a path configured to redirect (round-robin over its targets), else None.
+
+        Not for OPTIONS: GStreamer would send its next request for the new URL to this server.
+        """
+        if request.method not in ("DESCRIBE", "SETUP") or request.uri == "*":
+            return None
+        path, control = split_control(request_path(request.uri))
+        targets = self.config.path_settings(path).redirect if path else ()
+        if not targets:
+            return None
+        response = moved_response(self._redirects.next(path, targets), control)
+        log.info("%s %s -> 302 %s", request.method, path, response.headers["Location"])
+        return response
+
+    def redirect_sessions(
+        self, path: str | None, location_for: Callable[[str], str | None], range_: str | None = None
+    ) -> int:
+        """Send REDIRECT (RFC 2326 10.10) to the playing clients of ``path`` (None: of every path).
+
+        ``location_for(path)`` names where each should go (None: leave it be). Clients answer,
+        then TEARDOWN here and SETUP there; their sessions end here as usual. Returns how many
+        were told. For moving a path or draining the server before maintenance.
+        """
+        told = 0
+        for session in list(self.sessions.values()):
+            if session.rtsp.state is not State.PLAYING or session.publishing is not None:
+                continue
+            if path is not None and session.rtsp.path != path:
+                continue
+            location = location_for(session.rtsp.path)
+            connection = session.connection or next(
+                (c for c in self.connections if session.id in c.sessions and not c.is_closing), None
+            )
+            if location is None or connection is None:
+                continue
+            host, port = connection.local
+            host = f"[{host}]" if ":" in host else host
+            uri = f"rtsp://{host}:{port}/{quote(session.rtsp.path)}"
+            request = redirect_request(uri, location, session.id, next(self._request_cseqs), range_=range_)
+            connection.write_bytes(bytes(request))
+            log.info("%s: session %s REDIRECT to %s", session.label, session.id, location)
+            told += 1
+        return told
 
     # --- what the HTTP side shows ---------------------------------------------------------
 

@@ -44,6 +44,8 @@ class RawRtspClient:
         self.received = Received()
         self._parser = MessageParser()
         self._responses: asyncio.Queue[Response] = asyncio.Queue()
+        self._server_requests: asyncio.Queue[Request] = asyncio.Queue()  # REDIRECT, OPTIONS, ...
+        self.server_requests: list[Request] = []
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
         self._task: asyncio.Task[None] | None = None
@@ -64,6 +66,9 @@ class RawRtspClient:
                         self.received.frames.append((now, event.channel, event.payload))
                     elif isinstance(event, Response):
                         self._responses.put_nowait(event)
+                    elif isinstance(event, Request):
+                        self.server_requests.append(event)
+                        self._server_requests.put_nowait(event)
         finally:
             self.closed.set()
 
@@ -77,6 +82,10 @@ class RawRtspClient:
 
     async def next_response(self, timeout: float = 10) -> Response:
         return await asyncio.wait_for(self._responses.get(), timeout)
+
+    async def next_server_request(self, timeout: float = 10) -> Request:
+        """The next request the server sent us (it is also kept in ``server_requests``)."""
+        return await asyncio.wait_for(self._server_requests.get(), timeout)
 
     async def request(
         self, method: str, uri: str, headers: dict[str, str] | None = None, body: bytes = b""

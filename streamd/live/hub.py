@@ -102,6 +102,21 @@ class LivePath:
             live[t.index] = LiveTrack(t, _depacketizer(t, description))
         return cls(name, description, live, publisher)
 
+    @classmethod
+    def from_tracks(
+        cls, name: str, tracks: list[AnnouncedTrack], publisher: str, started: float | None = None
+    ) -> LivePath:
+        """A path fed with access units by :meth:`push_unit` instead of RTP (e.g. a Python program).
+
+        ``started`` is the wall time (Unix) of tick 0 of every track: readers' sender reports map
+        it exactly, so players line audio up with video.
+        """
+        live = {t.index: LiveTrack(t, None) for t in tracks}
+        if started is not None:
+            for track in live.values():
+                track.sender_ntp, track.sender_ts = started, 0
+        return cls(name, SessionDescription(), live, publisher)
+
     def track_by_control(self, control: str) -> LiveTrack | None:
         for t in self.tracks.values():
             if t.announced.control == control or control.endswith("/" + t.announced.control):
@@ -126,13 +141,25 @@ class LivePath:
             packet.payload, bool(packet.marker), packet.timestamp, packet.sequence_number
         ):
             unit_ticks = track.unwrap(unit.timestamp) if unit.timestamp != packet.timestamp else ticks
-            au = AccessUnit(track.index, unit_ticks, unit_ticks, False, unit.data, unit.nal_units)
             keyframe = is_keyframe(track.announced.track.codec, unit.nal_units)
-            payloads = track.announced.payload_format.packetize(
-                AccessUnit(track.index, unit_ticks, unit_ticks, keyframe, au.data, au.nal_units)
+            self._publish(
+                track, AccessUnit(track.index, unit_ticks, unit_ticks, keyframe, unit.data, unit.nal_units)
             )
-            self.units_in += 1
-            self._fan_out(track.index, unit_ticks, payloads, keyframe)
+
+    def push_unit(self, index: int, au: AccessUnit) -> None:
+        """One access unit made in this process (no RTP in between); ``au.pts`` in ticks since the start."""
+        track = self.tracks.get(index)
+        if track is None or not self.online:
+            return
+        track.last_ts = au.pts
+        track.last_arrival = time.time()
+        self._publish(track, au)
+
+    def _publish(self, track: LiveTrack, au: AccessUnit) -> None:
+        """Packetize once, hand the same payloads to every reader."""
+        payloads = track.announced.payload_format.packetize(au)
+        self.units_in += 1
+        self._fan_out(track.index, au.pts, payloads, au.keyframe)
 
     def on_sender_report(self, track: LiveTrack, ntp: int, rtp_timestamp: int) -> None:
         if track.first_ts is None:

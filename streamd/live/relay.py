@@ -1,0 +1,426 @@
+"""Relay: a live path fed by an upstream RTSP server or camera, pulled on demand.
+
+The first reader's DESCRIBE starts the pull (DESCRIBE, SETUP of every track over TCP interleaved
+or UDP, PLAY upstream); the upstream's RTP then goes into a :class:`LivePath` exactly as a
+publisher's would, so readers get the same fan-out. The upstream is closed (TEARDOWN) a grace
+period after the last reader leaves. When it drops, the path goes offline like a publisher leaving
+(readers get RTCP BYE) and, while anyone still wants it, the relay reconnects with back-off
+(1, 2, 4 .. 30 s). The protocol is :mod:`streamd.rtsp.client`; this module is only its I/O.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass
+from urllib.parse import urlsplit, urlunsplit
+
+from aiortc.rtp import RtcpByePacket, RtcpSrPacket
+
+from sdp import SdpParseError
+from sdp import parse as parse_sdp
+from streamd.live.announced import announced_tracks
+from streamd.live.hub import LivePath, LiveTrack
+from streamd.rtp.rtcp import parse_compound
+from streamd.rtsp.client import Answered, ClientProtocol, ServerRequest, control_url, split_credentials
+from streamd.rtsp.errors import RtspError, reason_phrase
+from streamd.rtsp.headers import TransportSpec, format_transport, parse_transport
+from streamd.rtsp.message import InterleavedFrame, Response
+
+log = logging.getLogger(__name__)
+
+REQUEST_TIMEOUT = 10.0
+DATA_TIMEOUT = 10.0  # no RTP or RTCP from upstream for this long: it is gone
+BACKOFF_FIRST, BACKOFF_MAX = 1.0, 30.0
+# a DESCRIBE keeps the upstream wanted at least this long, so its SETUP and PLAY find it still there
+# (even with source_close_after = 0), and a failed start is retried meanwhile
+DEMAND_GRACE = 5.0
+
+
+def redacted(url: str) -> str:
+    """The URL without its password, for logs."""
+    clean, user, _ = split_credentials(url)
+    if user is None:
+        return clean
+    parts = urlsplit(clean)
+    return urlunsplit((parts.scheme, f"{user}:***@{parts.netloc}", parts.path, parts.query, parts.fragment))
+
+
+class UpstreamError(Exception):
+    """The upstream could not be pulled: ``status`` is what our reader should be told."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+
+
+class UpstreamConnection:
+    """One RTSP/TCP connection to the upstream: requests out, answers and interleaved frames in."""
+
+    def __init__(self, url: str, on_frame: Callable[[InterleavedFrame], None], user_agent: str) -> None:
+        self.protocol = ClientProtocol(url, user_agent=user_agent)
+        self.on_frame = on_frame
+        self.closed = asyncio.Event()
+        self.local_host = "0.0.0.0"
+        self._writer: asyncio.StreamWriter | None = None
+        self._reader_task: asyncio.Task[None] | None = None
+        self._waiting: dict[int, asyncio.Future[Response]] = {}
+
+    async def connect(self) -> None:
+        parts = urlsplit(self.protocol.url)
+        host, port = parts.hostname or "", parts.port or 554
+        try:
+            reader, self._writer = await asyncio.wait_for(
+                asyncio.open_connection(host, port), REQUEST_TIMEOUT
+            )
+        except (OSError, TimeoutError) as exc:
+            raise UpstreamError(503, f"cannot connect to {host}:{port}: {exc or 'timed out'}") from exc
+        self.local_host = self._writer.get_extra_info("sockname")[0]
+        self._reader_task = asyncio.get_running_loop().create_task(self._read(reader))
+
+    async def _read(self, reader: asyncio.StreamReader) -> None:
+        try:
+            while data := await reader.read(65536):
+                for event in self.protocol.feed(data):
+                    if isinstance(event, InterleavedFrame):
+                        self.on_frame(event)
+                    elif isinstance(event, Answered):
+                        future = self._waiting.pop(event.request.cseq or -1, None)
+                        if future is not None and not future.done():
+                            future.set_result(event.response)
+                    elif isinstance(event, ServerRequest) and self._writer is not None:
+                        log.info("upstream sent %s; answering", event.request.method)
+                        self._writer.write(bytes(self.protocol.reply_to(event)))
+        except (OSError, RtspError) as exc:
+            log.info("upstream connection failed: %s", exc)
+        finally:
+            self.closed.set()
+            for future in self._waiting.values():
+                if not future.done():
+                    future.set_exception(UpstreamError(503, "upstream closed the connection"))
+            self._waiting.clear()
+
+    async def request(
+        self, method: str, uri: str | None = None, headers: dict[str, str] | None = None
+    ) -> Response:
+        """Send a request and wait for its answer; a 401 is retried once with the URL's credentials."""
+        for _ in range(2):
+            response = await self._send(method, uri, headers)
+            if not self.protocol.authenticate(response):
+                return response
+        return response
+
+    async def _send(self, method: str, uri: str | None, headers: dict[str, str] | None) -> Response:
+        if self._writer is None or self.closed.is_set():
+            raise UpstreamError(503, "upstream connection is closed")
+        request = self.protocol.request(method, uri, headers)
+        future: asyncio.Future[Response] = asyncio.get_running_loop().create_future()
+        self._waiting[request.cseq or -1] = future
+        self._writer.write(bytes(request))
+        try:
+            return await asyncio.wait_for(future, REQUEST_TIMEOUT)
+        except TimeoutError as exc:
+            raise UpstreamError(503, f"upstream did not answer {method} in {REQUEST_TIMEOUT:.0f} s") from exc
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+        if self._reader_task is not None:
+            self._reader_task.cancel()
+
+
+class _Datagrams(asyncio.DatagramProtocol):
+    def __init__(self, on_data: Callable[[bytes], None]) -> None:
+        self.on_data = on_data
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        self.on_data(data)
+
+
+async def _udp_pair(
+    host: str, on_rtp: Callable[[bytes], None], on_rtcp: Callable[[bytes], None]
+) -> tuple[int, list[asyncio.DatagramTransport]]:
+    """Two sockets on an even port and the next one (RTP, RTCP), bound to ``host``."""
+    loop = asyncio.get_running_loop()
+    for _ in range(50):
+        rtp, _p = await loop.create_datagram_endpoint(lambda: _Datagrams(on_rtp), local_addr=(host, 0))
+        port = rtp.get_extra_info("sockname")[1]
+        if port % 2 == 0:
+            try:
+                rtcp, _p = await loop.create_datagram_endpoint(
+                    lambda: _Datagrams(on_rtcp), local_addr=(host, port + 1)
+                )
+            except OSError:
+                rtp.close()
+                continue
+            for transport in (rtp, rtcp):
+                sock = transport.get_extra_info("socket")
+                with contextlib.suppress(OSError):
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+            return port, [rtp, rtcp]
+        rtp.close()
+    raise UpstreamError(503, "no free UDP port pair for the upstream's RTP")
+
+
+@dataclass
+class RelayHooks:
+    """What the relay needs from the server: who is reading, and where the path goes on/offline."""
+
+    viewers: Callable[[], int]
+    online: Callable[[LivePath], None]
+    offline: Callable[[LivePath, str], None]
+
+
+class Relay:
+    """Pulls ``source`` into the live path ``name`` while it has readers."""
+
+    def __init__(
+        self,
+        name: str,
+        source: str,
+        hooks: RelayHooks,
+        *,
+        transport: str = "tcp",
+        close_after: float = 10.0,
+        user_agent: str = "streamd",
+    ) -> None:
+        self.name, self.source, self.hooks = name, source, hooks
+        self.transport = transport
+        self.close_after = close_after
+        self.user_agent = user_agent
+        self.label = f"relay {name} <- {redacted(source)}"
+        self.live: LivePath | None = None
+        self.attempts = 0  # finished pull attempts (successful or not)
+        self.last_error: str | None = None
+        self.last_status = 503
+        self.retrying = False  # waiting for the back-off to pass
+        self._task: asyncio.Task[None] | None = None
+        self._changed = asyncio.Event()
+        self._stopping = False
+        self._last_demand = 0.0
+        self._last_busy = 0.0
+        self._last_packet = 0.0
+        self._ended: str | None = None  # set when the upstream says BYE
+        self._keepalives: set[asyncio.Task[None]] = set()
+
+    # --- what the server calls ------------------------------------------------------------
+
+    async def wait_online(self, timeout: float) -> LivePath:
+        """The live path once the upstream plays; ``RtspError`` (503, or 404 from upstream) otherwise."""
+        loop = asyncio.get_running_loop()
+        self._last_demand = loop.time()
+        if self.live is not None and self.live.online:
+            return self.live
+        if self._task is None or self._task.done():
+            self._stopping = False
+            self._task = loop.create_task(self._run(), name=self.label)
+        elif self.retrying and self.last_error is not None:
+            raise RtspError(self.last_status, f"upstream unavailable ({self.last_error}); retrying")
+        attempts = self.attempts
+        deadline = loop.time() + timeout
+        while self.live is None or not self.live.online:
+            if self.attempts > attempts and self.last_error is not None:
+                raise RtspError(self.last_status, f"upstream {redacted(self.source)}: {self.last_error}")
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                raise RtspError(503, f"upstream {redacted(self.source)} did not start in {timeout:.0f} s")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._changed.wait(), remaining)
+        return self.live
+
+    async def stop(self) -> None:
+        self._stopping = True
+        if self._task is not None:
+            self._notify()
+            with contextlib.suppress(asyncio.CancelledError, TimeoutError):
+                await asyncio.wait_for(self._task, REQUEST_TIMEOUT)
+
+    # --- the pull loop ----------------------------------------------------------------------
+
+    def _notify(self) -> None:
+        self._changed.set()
+        self._changed = asyncio.Event()
+
+    def _wanted(self, now: float) -> bool:
+        recent = now - self._last_demand < max(self.close_after, DEMAND_GRACE)
+        return not self._stopping and (self.hooks.viewers() > 0 or recent)
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        delay = BACKOFF_FIRST
+        while self._wanted(loop.time()):
+            went_online = False
+            try:
+                went_online = await self._pull()
+                self.last_error = None
+            except UpstreamError as exc:
+                self.last_error, self.last_status = exc.reason, exc.status
+                log.warning("%s: %s", self.label, exc.reason)
+            except Exception as exc:  # a bug must not kill the relay silently
+                self.last_error, self.last_status = f"internal error: {exc}", 503
+                log.exception("%s: failed", self.label)
+            self.attempts += 1
+            self._notify()
+            if went_online:
+                delay = BACKOFF_FIRST
+            if not self._wanted(loop.time()):
+                break
+            log.info("%s: reconnecting in %.0f s", self.label, delay)
+            self.retrying = True
+            await self._sleep(delay)
+            self.retrying = False
+            delay = min(delay * 2, BACKOFF_MAX)
+        log.info("%s: stopped", self.label)
+
+    async def _sleep(self, seconds: float) -> None:
+        """Sleep, but wake up when the relay is stopped."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + seconds
+        while not self._stopping and (remaining := deadline - loop.time()) > 0:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._changed.wait(), remaining)
+
+    async def _pull(self) -> bool:
+        """One upstream session, from connect to close. True when it got as far as playing."""
+        channels: dict[int, tuple[LivePath, LiveTrack, bool]] = {}
+        sockets: list[asyncio.DatagramTransport] = []
+
+        def on_frame(frame: InterleavedFrame) -> None:
+            if (route := channels.get(frame.channel)) is not None:
+                self._data(*route, frame.payload)
+
+        upstream = UpstreamConnection(self.source, on_frame, self.user_agent)
+        try:
+            live, aggregate = await self._start(upstream, channels, sockets)
+            reason = "relay failed"
+            try:
+                reason, teardown = await self._pump(upstream, live)
+                if teardown:
+                    with contextlib.suppress(UpstreamError):
+                        await upstream.request("TEARDOWN", aggregate)
+            finally:
+                self._offline(live, reason)
+            return True
+        finally:
+            upstream.close()
+            for transport in sockets:
+                transport.close()
+
+    async def _start(
+        self,
+        upstream: UpstreamConnection,
+        channels: dict[int, tuple[LivePath, LiveTrack, bool]],
+        sockets: list[asyncio.DatagramTransport],
+    ) -> tuple[LivePath, str]:
+        """DESCRIBE, SETUP every track, PLAY: the path, online, and its aggregate control URL."""
+        await upstream.connect()
+        await upstream.request("OPTIONS")  # learns Public (for keep-alives); some servers need it first
+        describe = await upstream.request("DESCRIBE", headers={"Accept": "application/sdp"})
+        _check(describe, "DESCRIBE")
+        try:
+            description = parse_sdp(describe.body)
+            tracks = announced_tracks(description.media)
+        except (SdpParseError, RtspError) as exc:
+            raise UpstreamError(503, f"unusable SDP from upstream: {exc}") from exc
+        base = (
+            describe.headers.get("Content-Base")
+            or describe.headers.get("Content-Location")
+            or upstream.protocol.url
+        )
+        aggregate = control_url(base, description.control)
+        live = LivePath.from_announce(self.name, description, tracks, f"relay:{self.name}")
+        for number, announced in enumerate(tracks):
+            track = live.tracks[announced.index]
+            url = control_url(base, description.media[announced.index].control)
+            if self.transport == "tcp":
+                wanted = (2 * number, 2 * number + 1)
+                spec = TransportSpec("RTP/AVP", "TCP", "unicast", interleaved=wanted)
+            else:
+                port, pair = await _udp_pair(
+                    upstream.local_host,
+                    lambda data, t=track: self._data(live, t, False, data),
+                    lambda data, t=track: self._data(live, t, True, data),
+                )
+                sockets += pair
+                spec = TransportSpec("RTP/AVP", "UDP", "unicast", client_port=(port, port + 1))
+            setup = await upstream.request("SETUP", url, {"Transport": format_transport(spec)})
+            _check(setup, f"SETUP {announced.control}")
+            if spec.is_tcp:
+                replies = parse_transport(setup.headers.get("Transport", ""))
+                got = replies[0].interleaved if replies and replies[0].interleaved else wanted
+                channels[got[0]], channels[got[1]] = (live, track, False), (live, track, True)
+        live.online = True  # before PLAY: the packets right behind its answer start with a keyframe
+        self._last_packet = asyncio.get_running_loop().time()
+        _check(await upstream.request("PLAY", aggregate, {"Range": "npt=0.000-"}), "PLAY")
+        self.live = live
+        self._ended = None
+        self.hooks.online(live)
+        log.info("%s: online (%d tracks over %s)", self.label, len(tracks), self.transport.upper())
+        self._notify()
+        return live, aggregate
+
+    def _offline(self, live: LivePath, reason: str) -> None:
+        live.online = False
+        if self.live is live:
+            self.live = None
+        self.hooks.offline(live, reason)
+        log.info("%s: offline (%s)", self.label, reason)
+
+    async def _pump(self, upstream: UpstreamConnection, live: LivePath) -> tuple[str, bool]:
+        """Until the upstream goes or nobody reads: (why, whether to send TEARDOWN)."""
+        loop = asyncio.get_running_loop()
+        self._last_busy = loop.time()
+        tick = min(1.0, max(self.close_after / 4, 0.05))
+        keepalive_every = max(upstream.protocol.session_timeout / 2, 1.0)
+        next_keepalive = loop.time() + keepalive_every
+        keepalive = "GET_PARAMETER" if "GET_PARAMETER" in upstream.protocol.public else "OPTIONS"
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(upstream.closed.wait(), tick)
+            now = loop.time()
+            if self._stopping:
+                return "server stopping", True
+            if upstream.closed.is_set():
+                return "upstream closed the connection", False
+            if self._ended is not None:
+                return self._ended, True
+            if now - self._last_packet > DATA_TIMEOUT:
+                return f"no data from upstream for {DATA_TIMEOUT:.0f} s", True
+            if self.hooks.viewers() > 0 or live.readers:
+                self._last_busy = now
+            unwanted = now - self._last_demand >= max(self.close_after, DEMAND_GRACE)
+            if unwanted and now - self._last_busy >= self.close_after:
+                return f"no readers for {self.close_after:g} s", True
+            if now >= next_keepalive:
+                next_keepalive = now + keepalive_every
+                task = loop.create_task(self._keepalive(upstream, keepalive))
+                self._keepalives.add(task)
+                task.add_done_callback(self._keepalives.discard)
+
+    async def _keepalive(self, upstream: UpstreamConnection, method: str) -> None:
+        with contextlib.suppress(UpstreamError):
+            await upstream.request(method)
+
+    def _data(self, live: LivePath, track: LiveTrack, is_rtcp: bool, data: bytes) -> None:
+        self._last_packet = asyncio.get_running_loop().time()
+        if not is_rtcp:
+            live.on_rtp(track, data)
+            return
+        for packet in parse_compound(data):
+            if isinstance(packet, RtcpSrPacket):
+                info = packet.sender_info
+                live.on_sender_report(track, info.ntp_timestamp, info.rtp_timestamp)
+            elif isinstance(packet, RtcpByePacket):
+                self._ended = "upstream ended the stream (RTCP BYE)"
+
+
+def _check(response: Response, what: str) -> None:
+    if 200 <= response.status < 300:
+        return
+    status = 404 if response.status == 404 else 503
+    detail = response.reason or reason_phrase(response.status)
+    raise UpstreamError(status, f"{what} answered {response.status} {detail}")
