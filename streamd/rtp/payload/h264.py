@@ -20,6 +20,7 @@ from .base import (
     PayloadFormat,
     UnsupportedCodec,
 )
+from .nal_packing import pack_nal_units
 
 NAL_IDR = 5
 NAL_SPS = 7
@@ -114,23 +115,7 @@ class H264Format(PayloadFormat):
         return [*missing, *nals]
 
     def _payloads(self, nals: Sequence[bytes]) -> list[bytes]:
-        limit = self.max_payload_size
-        payloads: list[bytes] = []
-        group: list[bytes] = []
-        group_size = 1  # STAP-A NAL header
-        for nal in nals:
-            if len(nal) > limit:
-                payloads.extend(_aggregate(group))
-                group, group_size = [], 1
-                payloads.extend(_fragment(nal, limit))
-            elif group and group_size + 2 + len(nal) <= limit:
-                group.append(nal)
-                group_size += 2 + len(nal)
-            else:
-                payloads.extend(_aggregate(group))
-                group, group_size = [nal], 1 + 2 + len(nal)
-        payloads.extend(_aggregate(group))
-        return payloads
+        return pack_nal_units(nals, self.max_payload_size, 1, _aggregate, _fragment)
 
 
 def _aggregate(nals: list[bytes]) -> list[bytes]:

@@ -21,6 +21,7 @@ from .base import (
     PayloadFormat,
     UnsupportedCodec,
 )
+from .nal_packing import pack_nal_units
 
 AP = 48
 FU = 49
@@ -89,23 +90,7 @@ class H265Format(PayloadFormat):
         return [*missing, *nals]
 
     def _payloads(self, nals: Sequence[bytes]) -> list[bytes]:
-        limit = self.max_payload_size
-        payloads: list[bytes] = []
-        group: list[bytes] = []
-        group_size = 2  # AP payload header
-        for nal in nals:
-            if len(nal) > limit:
-                payloads.extend(_aggregate(group))
-                group, group_size = [], 2
-                payloads.extend(_fragment(nal, limit))
-            elif group and group_size + 2 + len(nal) <= limit:
-                group.append(nal)
-                group_size += 2 + len(nal)
-            else:
-                payloads.extend(_aggregate(group))
-                group, group_size = [nal], 2 + 2 + len(nal)
-        payloads.extend(_aggregate(group))
-        return payloads
+        return pack_nal_units(nals, self.max_payload_size, 2, _aggregate, _fragment)
 
 
 def _split_annex_b(data: bytes) -> list[bytes]:
