@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 from streamd.rtsp.message import InterleavedFrame, Request, Response
@@ -25,8 +24,6 @@ MAX_PIPELINED = 16
 WRITE_HIGH_WATER = 512 * 1024
 WRITE_HARD_LIMIT = 8 * 1024 * 1024  # beyond this the client is not reading: drop it
 DRAIN_TIMEOUT = 10.0
-
-Handler = Callable[["RtspConnection", Request], Awaitable[tuple[Response, Callable[[], None] | None]]]
 
 
 class RtspConnection(asyncio.Protocol):

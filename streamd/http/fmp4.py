@@ -84,12 +84,6 @@ class ChunkPipe:
         return self._stop.is_set()
 
 
-def plan(file: Path) -> dict[int, str]:
-    """For each video/audio stream index: ``"copy"`` or ``"encode"`` (what :func:`remux` will do)."""
-    with av.open(str(file)) as container:
-        return _plan(container)
-
-
 def _plan(container: av.container.InputContainer) -> dict[int, str]:
     result: dict[int, str] = {}
     video = next((s for s in container.streams.video), None)

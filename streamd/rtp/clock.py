@@ -14,10 +14,6 @@ RTP_SEQ_MOD = 1 << 16
 NTP_EPOCH_OFFSET = 2_208_988_800  # seconds from 1900-01-01 (NTP) to 1970-01-01 (Unix)
 
 
-def ticks_to_seconds(ticks: int, time_base: Fraction) -> Fraction:
-    return ticks * time_base
-
-
 def seconds_to_rtp(seconds: Fraction, clock_rate: int) -> int:
     """Media seconds -> RTP clock ticks (rounded to the nearest tick; may be negative)."""
     return round(seconds * clock_rate)

@@ -57,7 +57,6 @@ class OutgoingStream:
     ts_offset: int = field(default_factory=lambda: secrets.randbits(32))
     packet_count: int = 0
     octet_count: int = 0
-    last_rtp_timestamp: int | None = None
     timeline: Timeline = field(default_factory=Timeline)  # set by the session at each PLAY
     payload_memo: PayloadMemo | None = None  # shared by the sessions of a cached file
     reception: ReceptionReport = field(default_factory=ReceptionReport)
@@ -115,7 +114,6 @@ class OutgoingStream:
             self.packet_count += 1
             self.octet_count += len(payload)
             packets.append(packet.serialize(_NO_EXTENSIONS))
-        self.last_rtp_timestamp = timestamp
         return packets
 
     def _payloads(self, au: AccessUnit) -> list[tuple[bytes, bool, int]]:

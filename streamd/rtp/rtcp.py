@@ -22,7 +22,6 @@ from aiortc.rtp import (
 log = logging.getLogger(__name__)
 
 SDES_CNAME = 1
-MAX_RTCP_DATAGRAM = 1500
 
 
 def sender_report(

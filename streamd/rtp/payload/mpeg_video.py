@@ -25,7 +25,6 @@ STATIC_PAYLOAD_TYPE = 32
 HEADER_SIZE = 4
 _START = b"\x00\x00\x01"
 _PICTURE, _SEQUENCE = 0x00, 0xB3
-_FIRST_SLICE, _LAST_SLICE = 0x01, 0xAF
 _MAX_PICTURE_SIZE = 32 * 1024 * 1024
 
 
@@ -45,10 +44,6 @@ def split_start_codes(data: bytes) -> list[bytes]:
 
 def _code(unit: bytes) -> int:
     return unit[3] if len(unit) > 3 and unit.startswith(_START) else -1
-
-
-def _is_slice(unit: bytes) -> bool:
-    return _FIRST_SLICE <= _code(unit) <= _LAST_SLICE
 
 
 def picture_fields(data: bytes) -> int:
