@@ -195,3 +195,33 @@ def test_gstreamer_reads_a_live_path(live_server: ServerProcess, tmp_path: Path)
         assert out.stat().st_size // (320 * 240 * 3 // 2) >= 40
     finally:
         publisher.stop()
+
+
+@pytest.mark.parametrize("protocol", ["tcp", "udp"])
+def test_gstreamer_publishes_with_rtspclientsink(live_server: ServerProcess, protocol: str) -> None:
+    """GStreamer as the publisher: H.264 is taken apart and rebuilt, its MP4A-LATM audio (a
+    payload we do not parse) is relayed unchanged; players read both."""
+    need("gst-launch-1.0")
+    path = f"live/gst-{protocol}"
+    pipeline = (
+        f"filesrc location={live_server.media / 'clip.mp4'} ! qtdemux name=d "
+        f"d.video_0 ! queue ! h264parse ! rtspclientsink name=s location={live_server.url(path)} "
+        f"protocols={protocol} d.audio_0 ! queue ! aacparse ! s."
+    )
+    publisher = subprocess.Popen(["gst-launch-1.0", "-q", *pipeline.split()], stdout=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 10
+        while f"RECORD: {path} is live" not in live_server.log() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        probe = subprocess.run(
+            ["ffprobe", "-v", "error", "-show_entries", "stream=codec_name", "-of", "csv=p=0",
+             live_server.url(path)],
+            capture_output=True, text=True, timeout=20, check=True,
+        )  # fmt: skip
+        assert sorted(probe.stdout.split()) == ["aac", "h264"]
+        with av.open(live_server.url(path), options={"rtsp_transport": "tcp"}, timeout=10) as c:
+            frames = [f for _, f in zip(range(20), c.decode(video=0), strict=False)]
+        assert len(frames) == 20 and frames[0].key_frame and frames[0].width == 320
+    finally:
+        publisher.terminate()
+        publisher.wait(10)
