@@ -661,6 +661,14 @@ class RtspServer:
 
     # --- live paths: publishing and reading -----------------------------------------------
 
+    async def resolve(self, path: str) -> Resolved:
+        """What a DESCRIBE of ``path`` would describe (the HTTP side shows the same)."""
+        return await self._resolve(path)
+
+    def live_paths(self) -> list[str]:
+        """Paths being published right now, sorted."""
+        return sorted(name for name, live in self.live.items() if live.online)
+
     async def _resolve(self, path: str) -> Resolved:
         """A live path being published, else a file (or the test stream) from the catalog."""
         live = self.live.get(path)

@@ -146,7 +146,7 @@ async def _watch(request: web.Request) -> web.Response:
 
 
 async def _sdp(request: web.Request) -> web.Response:
-    resolved = await _catalog(request).resolve(_path(request))
+    resolved = await _server(request).resolve(_path(request))
     host = _host(request)
     body = absolute_sdp(resolved.presentation, _rtsp_root(request), host)
     return web.Response(text=body, content_type="application/sdp")

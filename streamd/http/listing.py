@@ -59,7 +59,7 @@ async def list_entries(
     catalog: Catalog, server: RtspServer, rtsp_root: str, *, offset: int = 0, limit: int = PAGE_SIZE
 ) -> tuple[list[PathEntry], bool]:
     """Entries ``offset`` to ``offset + limit`` and whether more paths follow."""
-    names = catalog.list_paths(offset + limit + 1)
+    names = server.live_paths() + catalog.list_paths(offset + limit + 1)
     more = len(names) > offset + limit
     names = names[offset : offset + limit]
     slots = asyncio.Semaphore(PROBE_CONCURRENCY)
@@ -84,7 +84,7 @@ async def describe(catalog: Catalog, server: RtspServer, rtsp_root: str, name: s
         viewers=server.viewers(name),
     )
     try:
-        resolved = await asyncio.wait_for(asyncio.shield(catalog.resolve(name)), PROBE_TIMEOUT)
+        resolved = await asyncio.wait_for(asyncio.shield(server.resolve(name)), PROBE_TIMEOUT)
     except RtspError as exc:
         entry.error = public_reason(exc.reason, catalog)
         return entry
@@ -93,6 +93,8 @@ async def describe(catalog: Catalog, server: RtspServer, rtsp_root: str, name: s
         return entry
     presentation = resolved.presentation
     entry.live = presentation.loop
+    if presentation.info.format_name == "live":  # published right now: RTSP and SDP only
+        entry.watch_url = entry.mp4_url = entry.file_url = ""
     # the file's codecs, also those RTP leaves out: the browser fallback and download still have them
     media_tracks = [t for t in presentation.info.tracks if t.kind in ("video", "audio")]
     entry.codecs = [t.codec for t in media_tracks]

@@ -54,6 +54,12 @@ def _row(entry: PathEntry) -> str:
         )
     size = f"{entry.width}×{entry.height}" if entry.width and entry.height else ""
     kind = "<span class=live>live</span>" if entry.live else "on demand"
+    if not entry.watch_url:  # a path being published: no file behind it to watch or download
+        return (
+            f"<tr><td>{name}</td><td>{escape(', '.join(entry.codecs))}</td><td>{size}</td>"
+            f"<td class=num></td><td>{kind}</td><td class=num>{entry.viewers}</td>"
+            f"<td class=links>{links}</td></tr>"
+        )
     return (
         f'<tr><td><a class=watch href="{escape(entry.watch_url)}">{name}</a></td>'
         f"<td>{escape(', '.join(entry.codecs))}</td><td>{size}</td>"

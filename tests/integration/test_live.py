@@ -225,3 +225,20 @@ def test_gstreamer_publishes_with_rtspclientsink(live_server: ServerProcess, pro
     finally:
         publisher.terminate()
         publisher.wait(10)
+
+
+def test_live_paths_show_on_the_web_side(live_server: ServerProcess) -> None:
+    import json
+    import urllib.request
+
+    publisher = Publisher(live_server, "live/web")
+    try:
+        page = urllib.request.urlopen(live_server.http(""), timeout=10).read().decode()
+        assert "live/web" in page
+        paths = json.loads(urllib.request.urlopen(live_server.http("api/v1/paths"), timeout=10).read())
+        entry = next(p for p in paths["paths"] if p["name"] == "live/web")
+        assert entry["live"] and sorted(entry["codecs"]) == ["aac", "h264"]
+        sdp = urllib.request.urlopen(live_server.http("sdp/live/web"), timeout=10).read().decode()
+        assert f"a=control:{live_server.url('live/web')}/trackID=0" in sdp
+    finally:
+        publisher.stop()
