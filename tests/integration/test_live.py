@@ -242,3 +242,47 @@ def test_live_paths_show_on_the_web_side(live_server: ServerProcess) -> None:
         assert f"a=control:{live_server.url('live/web')}/trackID=0" in sdp
     finally:
         publisher.stop()
+
+
+def test_fifty_udp_readers_each_get_every_packet(live_server: ServerProcess) -> None:
+    publisher = Publisher(live_server, "live/udp50")
+
+    class Receiver(asyncio.DatagramProtocol):
+        def __init__(self) -> None:
+            self.packets: list[bytes] = []
+
+        def datagram_received(self, data: bytes, addr: tuple) -> None:
+            self.packets.append(data)
+
+    async def run() -> None:
+        loop = asyncio.get_running_loop()
+        readers = []
+        for _ in range(50):
+            rtp, receiver = await loop.create_datagram_endpoint(Receiver, local_addr=("127.0.0.1", 0))
+            rtcp, _ = await loop.create_datagram_endpoint(
+                asyncio.DatagramProtocol, local_addr=("127.0.0.1", 0)
+            )
+            c = await RawRtspClient("127.0.0.1", live_server.port).connect()
+            assert (await c.request("DESCRIBE", c.url("live/udp50"))).status == 200
+            ports = f"{rtp.get_extra_info('sockname')[1]}-{rtcp.get_extra_info('sockname')[1]}"
+            transport = f"RTP/AVP;unicast;client_port={ports}"
+            assert (
+                await c.request("SETUP", c.url("live/udp50/trackID=0"), {"Transport": transport})
+            ).status == 200
+            assert (await c.request("PLAY", c.url("live/udp50"))).status == 200
+            readers.append((c, receiver, rtp, rtcp))
+        await asyncio.sleep(3)
+        for c, receiver, rtp, rtcp in readers:
+            seqs = [int.from_bytes(p[2:4], "big") for p in receiver.packets]
+            assert len(seqs) > 30
+            assert receiver.packets[0][12] & 0x1F in (5, 7, 24, 28), "starts on a keyframe"
+            assert all((b - a) % 65536 == 1 for a, b in itertools.pairwise(seqs)), "no loss, no reordering"
+            await c.request("TEARDOWN", c.url("live/udp50"))
+            await c.close()
+            rtp.close()
+            rtcp.close()
+
+    try:
+        asyncio.run(run())
+    finally:
+        publisher.stop()
