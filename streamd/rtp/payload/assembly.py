@@ -88,3 +88,42 @@ def split_aggregate(payload: bytes, header_size: int) -> list[bytes]:
         units.append(payload[pos : pos + size])
         pos += size
     return units
+
+
+class FrameCollector(Depacketizer):
+    """For formats whose frames cannot be decoded in part (VP8, VP9): payloads from a frame's
+    first packet to its last are joined; a lost packet or a timestamp change loses the frame."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._timestamp: int | None = None
+        self._frame: bytearray | None = None
+
+    @abstractmethod
+    def _descriptor(self, payload: bytes, marker: bool) -> tuple[int, bool, bool] | None:
+        """Payload descriptor size, and whether this packet starts / ends a frame; None if malformed."""
+
+    def push(self, payload: bytes, marker: bool, timestamp: int, seq: int) -> list[DepacketizedUnit]:
+        status = self._sequence_status(seq)
+        if status is SequenceStatus.DUPLICATE:
+            return []
+        if status is SequenceStatus.GAP or timestamp != self._timestamp:
+            self._frame = None
+        self._timestamp = timestamp
+        parsed = self._descriptor(payload, marker)
+        if parsed is None:
+            self._frame = None
+            return []
+        size, starts, ends = parsed
+        if starts:
+            self._frame = bytearray()
+        if self._frame is None:
+            return []
+        self._frame += payload[size:]
+        if len(self._frame) > MAX_UNIT_SIZE:
+            self._frame = None
+            return []
+        if not ends:
+            return []
+        frame, self._frame = bytes(self._frame), None
+        return [DepacketizedUnit(timestamp, frame)] if frame else []

@@ -13,18 +13,15 @@ from __future__ import annotations
 from media.access_unit import AccessUnit
 from media.track import Track
 
+from .assembly import FrameCollector
 from .base import (
     DEFAULT_MAX_PAYLOAD_SIZE,
-    DepacketizedUnit,
-    Depacketizer,
     PayloadFormat,
-    SequenceStatus,
 )
 
 _X, _N, _S = 0x80, 0x20, 0x10
 _I, _L, _T, _K = 0x80, 0x40, 0x20, 0x10
 _DESCRIPTOR_SIZE = 4  # X byte, I|L|T|K byte, two-byte picture ID
-_MAX_FRAME_SIZE = 32 * 1024 * 1024
 
 
 class Vp8Format(PayloadFormat):
@@ -103,36 +100,13 @@ def parse_descriptor(payload: bytes) -> tuple[bool, int, int | None, int] | None
     return bool(first & _S), first & 0x0F, picture_id, pos
 
 
-class Vp8Depacketizer(Depacketizer):
+class Vp8Depacketizer(FrameCollector):
     """Rebuilds VP8 frames: a frame starts at S=1 with partition index 0 and ends at the marker
     (or a timestamp change). A lost packet loses the whole frame: VP8 cannot decode a partial one."""
 
-    def __init__(self) -> None:
-        super().__init__()
-        self._timestamp: int | None = None
-        self._frame: bytearray | None = None
-
-    def push(self, payload: bytes, marker: bool, timestamp: int, seq: int) -> list[DepacketizedUnit]:
-        status = self._sequence_status(seq)
-        if status is SequenceStatus.DUPLICATE:
-            return []
-        if status is SequenceStatus.GAP or timestamp != self._timestamp:
-            self._frame = None
-        self._timestamp = timestamp
+    def _descriptor(self, payload: bytes, marker: bool) -> tuple[int, bool, bool] | None:
         parsed = parse_descriptor(payload)
         if parsed is None:
-            self._frame = None
-            return []
+            return None
         start, partition, _picture_id, size = parsed
-        if start and partition == 0:
-            self._frame = bytearray()
-        if self._frame is None:
-            return []
-        self._frame += payload[size:]
-        if len(self._frame) > _MAX_FRAME_SIZE:
-            self._frame = None
-            return []
-        if not marker:
-            return []
-        frame, self._frame = bytes(self._frame), None
-        return [DepacketizedUnit(timestamp, frame)] if frame else []
+        return size, start and partition == 0, marker

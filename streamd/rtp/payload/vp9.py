@@ -12,19 +12,16 @@ from __future__ import annotations
 from media.access_unit import AccessUnit
 from media.track import Track
 
+from .assembly import FrameCollector
 from .base import (
     DEFAULT_MAX_PAYLOAD_SIZE,
-    DepacketizedUnit,
-    Depacketizer,
     PayloadFormat,
-    SequenceStatus,
 )
 from .vp8 import picture_id_for
 
 _I, _P, _L, _F, _B, _E, _V = 0x80, 0x40, 0x20, 0x10, 0x08, 0x04, 0x02
 _DESCRIPTOR_SIZE = 3  # flags byte, two-byte picture ID (at most)
 _SS_SIZE = 5  # N_S/Y/G byte, 16-bit width and height of the one spatial layer
-_MAX_FRAME_SIZE = 32 * 1024 * 1024
 
 
 class Vp9Format(PayloadFormat):
@@ -116,35 +113,11 @@ def descriptor_size(payload: bytes) -> int | None:
     return pos if pos <= len(payload) else None
 
 
-class Vp9Depacketizer(Depacketizer):
+class Vp9Depacketizer(FrameCollector):
     """Rebuilds VP9 frames from B..E packet runs; a lost packet loses the frame it belonged to."""
 
-    def __init__(self) -> None:
-        super().__init__()
-        self._timestamp: int | None = None
-        self._frame: bytearray | None = None
-
-    def push(self, payload: bytes, marker: bool, timestamp: int, seq: int) -> list[DepacketizedUnit]:
-        status = self._sequence_status(seq)
-        if status is SequenceStatus.DUPLICATE:
-            return []
-        if status is SequenceStatus.GAP or timestamp != self._timestamp:
-            self._frame = None
-        self._timestamp = timestamp
+    def _descriptor(self, payload: bytes, marker: bool) -> tuple[int, bool, bool] | None:
         size = descriptor_size(payload)
         if size is None:
-            self._frame = None
-            return []
-        flags = payload[0]
-        if flags & _B:
-            self._frame = bytearray()
-        if self._frame is None:
-            return []
-        self._frame += payload[size:]
-        if len(self._frame) > _MAX_FRAME_SIZE:
-            self._frame = None
-            return []
-        if not flags & _E:
-            return []
-        frame, self._frame = bytes(self._frame), None
-        return [DepacketizedUnit(timestamp, frame)] if frame else []
+            return None
+        return size, bool(payload[0] & _B), bool(payload[0] & _E)
