@@ -46,6 +46,25 @@ def build_parser() -> argparse.ArgumentParser:
     sdp.add_argument("file", type=Path)
     sdp.add_argument("--address", default="127.0.0.1", help="server address for the o= line")
 
+    api_help = "the server's HTTP address (default: http://127.0.0.1:8080)"
+    drain = commands.add_parser(
+        "drain", help="drain a running server for maintenance: send its clients to other servers"
+    )
+    drain.add_argument(
+        "--to", nargs="*", default=[], metavar="URL", help="rtsp:// base URLs of other servers"
+    )
+    drain.add_argument("--grace", type=float, default=30.0, help="seconds before remaining sessions end")
+    drain.add_argument("--wait", action="store_true", help="return when no session is left")
+    drain.add_argument("--cancel", action="store_true", help="stop draining: accept sessions again")
+    drain.add_argument("--api", default=None, help=api_help)
+
+    move = commands.add_parser("move", help="serve a path from other servers (302 and REDIRECT)")
+    move.add_argument("path")
+    move.add_argument(
+        "--to", nargs="*", default=[], metavar="URL", help="rtsp:// URLs; none: serve here again"
+    )
+    move.add_argument("--api", default=None, help=api_help)
+
     bench = commands.add_parser(
         "bench", help="run a benchmark from a source checkout (see benchmarks/README.md)"
     )
@@ -60,6 +79,8 @@ def main(argv: list[str] | None = None) -> int:
         return _serve(args)
     if args.command == "bench":
         return _bench(args.benchmark, args.options)
+    if args.command in ("drain", "move"):
+        return _admin(args)
     configure_logging("warning")
     from streamd.inspect import describe_file, print_probe
 
@@ -72,6 +93,21 @@ def main(argv: list[str] | None = None) -> int:
         print(f"streamd: {exc}", file=sys.stderr)
         return 1
     return 0
+
+
+def _admin(args: argparse.Namespace) -> int:
+    from streamd import admin_client
+
+    api = args.api or admin_client.DEFAULT_API
+    try:
+        if args.command == "move":
+            return admin_client.move(api, args.path, args.to)
+        if args.cancel:
+            return admin_client.stop_draining(api)
+        return admin_client.drain(api, args.to, args.grace, wait=args.wait)
+    except admin_client.AdminError as exc:
+        print(f"streamd: {exc}", file=sys.stderr)
+        return 1
 
 
 def _bench(name: str, options: list[str]) -> int:

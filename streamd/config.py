@@ -7,6 +7,7 @@ Precedence: built-in default < config file < command-line flag. Per-path setting
 from __future__ import annotations
 
 import fnmatch
+import ipaddress
 import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -84,6 +85,8 @@ class ServerConfig:
     test_stream: bool = True
     cache_dir: Path | None = None
     log_level: str = "info"
+    # who may use the HTTP API's admin endpoints (drain, move a path): loopback unless widened
+    admin_networks: tuple[str, ...] | list[str] = ("127.0.0.0/8", "::1/128")
     paths: dict[str, PathSettings] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -99,6 +102,23 @@ class ServerConfig:
             raise ConfigError("max_payload_size must be between 200 and 65000 bytes")
         if not (self.udp or self.tcp):
             raise ConfigError("at least one of udp and tcp must be enabled")
+        if isinstance(self.admin_networks, str) or not isinstance(self.admin_networks, tuple | list):
+            raise ConfigError('admin_networks must be a list of networks, e.g. ["127.0.0.0/8"]')
+        try:
+            networks = tuple(str(ipaddress.ip_network(n, strict=False)) for n in self.admin_networks)
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"admin_networks: {exc}") from exc
+        object.__setattr__(self, "admin_networks", networks)
+
+    def allows_admin(self, address: str) -> bool:
+        """Whether a client at ``address`` may drain the server or move paths."""
+        try:
+            ip = ipaddress.ip_address(address.split("%")[0])
+        except ValueError:
+            return False
+        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+            ip = ip.ipv4_mapped
+        return any(ip in ipaddress.ip_network(n) for n in self.admin_networks)
 
     def accepts_publisher(self, path: str) -> bool:
         settings = self.path_settings(path)

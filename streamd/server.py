@@ -12,7 +12,7 @@ import itertools
 import logging
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -31,7 +31,7 @@ from streamd.connection import RtspConnection
 from streamd.live.announced import announced_tracks
 from streamd.live.hub import LivePath
 from streamd.live.reader import LiveReader
-from streamd.live.redirect import RoundRobin, moved_response, redirect_request
+from streamd.live.redirect import Relocations, RoundRobin, moved_response, redirect_request
 from streamd.live.relay import Relay, RelayHooks
 from streamd.playback import Binding, Playback, PlayRequest
 from streamd.rtp.clock import unix_to_ntp
@@ -114,6 +114,8 @@ class RtspServer:
         self.live: dict[str, LivePath] = {}
         self.relays: dict[str, Relay] = {}  # paths with a configured source, pulled on demand
         self._redirects = RoundRobin()
+        self.relocations = Relocations()  # paths moved at run time; draining for maintenance
+        self._drain_task: asyncio.Task[None] | None = None
         self._request_cseqs = itertools.count(1)  # CSeq of our own requests to clients (REDIRECT)
         self.unit_cache = UnitCache()  # small files' access units, shared by their sessions
         self._publisher_routes: dict[Address, tuple[str, int, bool]] = {}  # UDP source -> session
@@ -147,6 +149,8 @@ class RtspServer:
             server.close()
         if self._reaper is not None:
             self._reaper.cancel()
+        if self._drain_task is not None:
+            self._drain_task.cancel()
         for session in list(self.sessions.values()):
             await self._end_session(session, "server shutting down", send_bye=True)
         await asyncio.gather(*(relay.stop() for relay in self.relays.values()))
@@ -892,19 +896,88 @@ class RtspServer:
         return await relay.wait_online(RELAY_START_TIMEOUT)
 
     def _moved(self, request: Request) -> Response | None:
-        """302 for a path configured to redirect (round-robin over its targets), else None.
+        """302 for a path served elsewhere (round-robin over its targets), else None.
 
-        Not for OPTIONS: GStreamer would send its next request for the new URL to this server.
+        Elsewhere: moved at run time, configured with ``redirect``, or any path while the server
+        drains. Not for OPTIONS (GStreamer would send its next request for the new URL to this
+        server), nor for a SETUP that adds a track to an existing session. While draining with
+        nowhere to send clients, new sessions and publishers get 503.
         """
-        if request.method not in ("DESCRIBE", "SETUP") or request.uri == "*":
+        if request.method not in ("DESCRIBE", "SETUP", "ANNOUNCE") or request.uri == "*":
+            return None
+        if request.method == "SETUP" and "Session" in request.headers:
+            return None
+        if request.method == "ANNOUNCE":
+            if self.relocations.draining:
+                raise RtspError(503, "the server is draining for maintenance; publish elsewhere")
             return None
         path, control = split_control(request_path(request.uri))
-        targets = self.config.path_settings(path).redirect if path else ()
+        if not path:
+            return None
+        targets = self.relocations.targets(path, self.config.path_settings(path).redirect)
         if not targets:
+            if self.relocations.draining:
+                raise RtspError(503, "the server is draining for maintenance")
             return None
         response = moved_response(self._redirects.next(path, targets), control)
         log.info("%s %s -> 302 %s", request.method, path, response.headers["Location"])
         return response
+
+    def move_path(self, path: str, targets: Sequence[str]) -> int:
+        """Serve ``path`` from ``targets`` from now on: new clients get 302, playing ones REDIRECT.
+
+        No targets undoes the move. Raises ValueError for a target that is not an rtsp:// URL.
+        Returns how many playing clients were told.
+        """
+        path = path.strip("/")
+        self.relocations.move(path, targets)
+        moved = self.relocations.moved.get(path)
+        if moved is None:
+            log.info("%s: served here again", path)
+            return 0
+        log.info("%s: moved to %s", path, ", ".join(moved))
+        return self.redirect_sessions(path, lambda p: self._redirects.next(p, moved))
+
+    def drain(self, targets: Sequence[str], grace: float = 30.0) -> int:
+        """Drain for maintenance: send every client to ``targets`` (base URLs; the path is added).
+
+        Playing clients get a REDIRECT now, new ones 302 (503 with no targets); after ``grace``
+        seconds the sessions still here (clients that do not follow REDIRECT, publishers) are
+        ended with RTCP BYE, so the server can be stopped without cutting anyone mid-frame.
+        """
+        self.relocations.drain(targets)
+        log.info("draining: to %s; sessions left end in %.0f s", ", ".join(targets) or "nowhere", grace)
+
+        def location(path: str) -> str | None:
+            found = self.relocations.targets(path, self.config.path_settings(path).redirect)
+            return self._redirects.next(path, found) if found else None
+
+        told = self.redirect_sessions(None, location)
+        if self._drain_task is not None:
+            self._drain_task.cancel()
+        self._drain_task = asyncio.get_running_loop().create_task(self._end_drain(grace), name="drain")
+        return told
+
+    def stop_draining(self) -> None:
+        self.relocations.drain_to = None
+        if self._drain_task is not None:
+            self._drain_task.cancel()
+            self._drain_task = None
+        log.info("draining stopped: accepting sessions again")
+
+    def drain_status(self) -> dict[str, object]:
+        return {
+            "draining": self.relocations.draining,
+            "to": list(self.relocations.drain_to or ()),
+            "sessions": len(self.sessions),
+            "moved": {path: list(targets) for path, targets in self.relocations.moved.items()},
+        }
+
+    async def _end_drain(self, grace: float) -> None:
+        await asyncio.sleep(grace)
+        for session in list(self.sessions.values()):
+            await self._end_session(session, "server drained", send_bye=True)
+        log.info("drained: no sessions left")
 
     def redirect_sessions(
         self, path: str | None, location_for: Callable[[str], str | None], range_: str | None = None

@@ -72,6 +72,18 @@ SESSION_SCHEMA: dict[str, Any] = {
 }
 
 
+DRAIN_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "draining": {"type": "boolean"},
+        "to": {"type": "array", "items": {"type": "string"}},
+        "sessions": {"type": "integer", "description": "sessions still open"},
+        "moved": {"type": "object", "additionalProperties": {"type": "array", "items": {"type": "string"}}},
+        "redirected": {"type": "integer", "description": "clients sent a REDIRECT (POST only)"},
+    },
+}
+
+
 def _json_response(description: str, schema: dict[str, Any]) -> dict[str, Any]:
     return {"200": {"description": description, "content": {"application/json": {"schema": schema}}}}
 
@@ -99,6 +111,62 @@ OPENAPI: dict[str, Any] = {
                 ),
             }
         },
+        "/api/v1/drain": {
+            "get": {
+                "summary": "Whether the server is draining, where to, and how many sessions are left",
+                "responses": _json_response("drain state", {"$ref": "#/components/schemas/Drain"}),
+            },
+            "post": {
+                "summary": "Drain for maintenance (admin): REDIRECT playing clients, 302 (or 503) new ones",
+                "requestBody": {
+                    "content": {
+                        "application/json": {
+                            "schema": {
+                                "type": "object",
+                                "properties": {
+                                    "to": {"type": "array", "items": {"type": "string"}},
+                                    "grace": {"type": "number", "description": "seconds, then BYE"},
+                                },
+                            }
+                        }
+                    }
+                },
+                "responses": _json_response("drain state", {"$ref": "#/components/schemas/Drain"}),
+            },
+            "delete": {
+                "summary": "Stop draining (admin)",
+                "responses": _json_response("drain state", {"$ref": "#/components/schemas/Drain"}),
+            },
+        },
+        "/api/v1/move/{path}": {
+            "post": {
+                "summary": "Serve a path from other servers (admin); an empty list serves it here again",
+                "parameters": [
+                    {"name": "path", "in": "path", "required": True, "schema": {"type": "string"}}
+                ],
+                "requestBody": {
+                    "content": {
+                        "application/json": {
+                            "schema": {
+                                "type": "object",
+                                "properties": {"to": {"type": "array", "items": {"type": "string"}}},
+                            }
+                        }
+                    }
+                },
+                "responses": _json_response(
+                    "the move",
+                    {
+                        "type": "object",
+                        "properties": {
+                            "path": {"type": "string"},
+                            "to": {"type": "array", "items": {"type": "string"}},
+                            "redirected": {"type": "integer"},
+                        },
+                    },
+                ),
+            }
+        },
         "/api/v1/sessions": {
             "get": {
                 "summary": "Every RTSP session now: client, transport, path, state, counters, RTCP stats",
@@ -114,5 +182,12 @@ OPENAPI: dict[str, Any] = {
             }
         },
     },
-    "components": {"schemas": {"Path": PATH_SCHEMA, "Session": SESSION_SCHEMA, "RtcpStats": RTCP_SCHEMA}},
+    "components": {
+        "schemas": {
+            "Drain": DRAIN_SCHEMA,
+            "Path": PATH_SCHEMA,
+            "Session": SESSION_SCHEMA,
+            "RtcpStats": RTCP_SCHEMA,
+        }
+    },
 }

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 
 from streamd.http import fmp4, metrics
+from streamd.http.admin import add_admin_routes
 from streamd.http.api import OPENAPI
 from streamd.http.files import send_file
 from streamd.http.listing import PAGE_SIZE, describe, list_entries, public_reason, rtsp_base
@@ -64,6 +65,7 @@ def build_app(server: RtspServer, catalog: Catalog, hub: TunnelHub | None = None
             web.get("/metrics", _metrics),
         ]
     )
+    add_admin_routes(app, server)
     return app
 
 

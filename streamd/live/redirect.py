@@ -5,14 +5,17 @@ DESCRIBE and SETUP are answered ``302 Moved Temporarily`` with a ``Location`` ta
 the list. OPTIONS is answered here as usual: GStreamer 1.22 follows a 302 to OPTIONS by sending its
 DESCRIBE for the new URL to the old server. A client already playing is moved with a
 server-to-client ``REDIRECT`` (RFC 2326 section 10.10), which it answers and then follows with
-TEARDOWN here and SETUP there.
+TEARDOWN here and SETUP there. Paths can also be moved, and the whole server drained, at run
+time (``Relocations``; the HTTP API's admin endpoints and ``streamd drain`` / ``streamd move``).
 No I/O here: the server writes what these functions build.
 """
 
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from urllib.parse import quote, urlsplit
 
 from streamd.rtsp.message import Request, Response
 
@@ -51,3 +54,56 @@ def redirect_request(
     if range_ is not None:
         request.headers["Range"] = range_
     return request
+
+
+@dataclass
+class Relocations:
+    """Where paths have been moved at run time, and whether the server is draining.
+
+    Targets come, in this order, from a move made at run time (``move``), the path's configured
+    ``redirect`` list, and a drain (every other path goes to ``<drain target>/<path>``). A drain
+    with no targets means "go away": new sessions are refused with 503 rather than sent anywhere.
+    """
+
+    moved: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    drain_to: tuple[str, ...] | None = None  # None: not draining
+
+    @property
+    def draining(self) -> bool:
+        return self.drain_to is not None
+
+    def move(self, path: str, targets: Sequence[str]) -> None:
+        """Send ``path`` elsewhere from now on; no targets undoes an earlier move."""
+        checked = check_targets(targets)
+        if checked:
+            self.moved[path] = checked
+        else:
+            self.moved.pop(path, None)
+
+    def drain(self, targets: Sequence[str]) -> None:
+        self.drain_to = check_targets(targets)
+
+    def targets(self, path: str, configured: tuple[str, ...]) -> tuple[str, ...]:
+        """Where a request for ``path`` goes; empty: stay here (or, draining, nowhere)."""
+        if path in self.moved:
+            return self.moved[path]
+        if configured:
+            return configured
+        if self.drain_to:
+            return tuple(f"{base.rstrip('/')}/{quote(path)}" for base in self.drain_to)
+        return ()
+
+
+def check_targets(targets: Sequence[str]) -> tuple[str, ...]:
+    """Targets must be ``rtsp://`` (or ``rtsps://``) URLs with a host; anything else is a ValueError."""
+    if isinstance(targets, str):
+        raise ValueError("targets must be a list of rtsp:// URLs, not one string")
+    checked = []
+    for target in targets:
+        parts = urlsplit(target) if isinstance(target, str) else None
+        if parts is None or parts.scheme not in ("rtsp", "rtsps") or not parts.hostname:
+            raise ValueError(f"not an rtsp:// URL: {target!r}")
+        if any(ch in target for ch in "\r\n\0 "):
+            raise ValueError(f"a target URL cannot contain spaces or control characters: {target!r}")
+        checked.append(target)
+    return tuple(checked)
