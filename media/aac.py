@@ -157,7 +157,7 @@ def parse_audio_specific_config(asc: bytes) -> AacConfig:
     here, so it stays None. Raises MediaError on a truncated or invalid config.
     """
     asc = bytes(asc)
-    bits = _BitReader(asc)
+    bits = BitReader(asc)
     object_type = _object_type(bits)
     sample_rate = _sampling_frequency(bits)
     channel_config = bits.read(4)
@@ -183,7 +183,61 @@ def parse_audio_specific_config(asc: bytes) -> AacConfig:
     )
 
 
-def _backward_compatible_sbr(bits: _BitReader, object_type: int) -> int | None:
+def embedded_audio_specific_config(data: bytes, bit_offset: int) -> tuple[bytes, int]:
+    """An AudioSpecificConfig that starts ``bit_offset`` bits into ``data`` (as inside a LATM
+    StreamMuxConfig, RFC 6416): returns it byte-aligned (zero-padded) and how many bits it took.
+
+    Only what a length-less container can delimit is accepted: a general-audio core with a
+    channel configuration (not a program config element), hierarchical SBR/PS signalling, and
+    no backward-compatible extension after it. Anything else is a MediaError.
+    """
+    bits = BitReader(bytes(data))
+    bits.skip(bit_offset)
+    start = bits.position
+    object_type = _object_type(bits)
+    _sampling_frequency(bits)
+    channel_config = bits.read(4)
+    if object_type in (AOT_SBR, AOT_PS):
+        _sampling_frequency(bits)
+        object_type = _object_type(bits)
+    if object_type not in _GA_TYPES or channel_config == 0 or object_type == 22:
+        raise MediaError(f"embedded AudioSpecificConfig of object type {object_type} not supported")
+    bits.read(1)  # frameLengthFlag
+    if bits.read(1):  # dependsOnCoreCoder
+        bits.read(14)
+    extension_flag = bits.read(1)
+    if object_type in (6, 20):
+        bits.read(3)  # layerNr
+    if extension_flag:
+        if object_type in (17, 19, 20, 23):
+            bits.read(3)
+        bits.read(1)  # extensionFlag3
+    if object_type in _ER_TYPES:
+        bits.read(2)  # epConfig
+    _skip_sync_extension(bits)
+    length = bits.position - start
+    value = (int.from_bytes(bytes(data), "big") >> (len(data) * 8 - bits.position)) & ((1 << length) - 1)
+    writer = _BitWriter()
+    writer.write(value, length)
+    return writer.getvalue(), length
+
+
+def _skip_sync_extension(bits: BitReader) -> None:
+    """Step over a backward-compatible SBR (and PS) signal, which encoders such as ffmpeg's
+    append to the config (ISO 14496-3 1.6.5.2): the bits after it belong to the container."""
+    if bits.remaining() < 16 or bits.peek(11) != _SYNC_SBR:
+        return
+    bits.read(11)
+    if _object_type(bits) != AOT_SBR:
+        return
+    if bits.read(1):  # sbrPresentFlag
+        _sampling_frequency(bits)
+        if bits.remaining() >= 12 and bits.peek(11) == _SYNC_PS:
+            bits.read(11)
+            bits.read(1)  # psPresentFlag
+
+
+def _backward_compatible_sbr(bits: BitReader, object_type: int) -> int | None:
     """Skip the GASpecificConfig and look for the SBR sync extension (ISO 14496-3 1.6.5.2)."""
     bits.read(1)  # frameLengthFlag
     if bits.read(1):  # dependsOnCoreCoder
@@ -206,12 +260,12 @@ def _backward_compatible_sbr(bits: _BitReader, object_type: int) -> int | None:
     return _sampling_frequency(bits)
 
 
-def _object_type(bits: _BitReader) -> int:
+def _object_type(bits: BitReader) -> int:
     value = bits.read(5)
     return 32 + bits.read(6) if value == AOT_ESCAPE else value
 
 
-def _sampling_frequency(bits: _BitReader) -> int:
+def _sampling_frequency(bits: BitReader) -> int:
     index = bits.read(4)
     if index == 15:
         rate = bits.read(24)
@@ -223,7 +277,7 @@ def _sampling_frequency(bits: _BitReader) -> int:
     return SAMPLE_RATES[index]
 
 
-class _BitReader:
+class BitReader:
     """MSB-first bit reader over bytes; running out is a MediaError (a truncated config)."""
 
     def __init__(self, data: bytes) -> None:
@@ -234,9 +288,23 @@ class _BitReader:
     def remaining(self) -> int:
         return self._total - self._pos
 
+    @property
+    def position(self) -> int:
+        return self._pos
+
+    def peek(self, n: int) -> int:
+        value = self.read(n)
+        self._pos -= n
+        return value
+
+    def skip(self, n: int) -> None:
+        if self._pos + n > self._total:
+            raise MediaError("bitstream truncated")
+        self._pos += n
+
     def read(self, n: int) -> int:
         if self._pos + n > self._total:
-            raise MediaError("AudioSpecificConfig truncated")
+            raise MediaError("bitstream truncated")
         self._pos += n
         return (self._value >> (self._total - self._pos)) & ((1 << n) - 1)
 

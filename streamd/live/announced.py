@@ -2,20 +2,22 @@
 
 Formats we know (H.264, H.265, AAC, Opus, ...) get a real ``Track`` and payload format, so
 incoming RTP is depacketized into access units and packetized again once for every reader (and
-for recording later). Anything else is relayed as RTP unchanged, with its rtpmap/fmtp copied.
+for recording). AAC sent as ``MP4A-LATM`` (GStreamer) is taken apart too and served as
+``mpeg4-generic``. Anything else is relayed as RTP unchanged, with its rtpmap/fmtp copied.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from fractions import Fraction
 
 from media.aac import parse_audio_specific_config
 from media.errors import MediaError
 from media.h264 import config_from_nals as h264_config
 from media.h265 import config_from_nals as h265_config
+from media.latm import StreamMuxConfig, parse_stream_mux_config
 from media.track import Track
 from sdp import MediaDescription
 from streamd.rtp.payload.base import PayloadFormat, UnsupportedCodec
@@ -56,6 +58,7 @@ class AnnouncedTrack:
     track: Track
     payload_format: PayloadFormat
     depacketize: bool  # False: relayed as RTP unchanged
+    latm: StreamMuxConfig | None = None  # AAC arriving as MP4A-LATM, served as mpeg4-generic
 
 
 def announced_tracks(media: list[MediaDescription]) -> list[AnnouncedTrack]:
@@ -78,11 +81,17 @@ def announced_tracks(media: list[MediaDescription]) -> list[AnnouncedTrack]:
             index, section.media, rtpmap.encoding_name.lower(), rtpmap.clock_rate, rtpmap.channels, fmtp
         )
         fmt: PayloadFormat | None = None
+        latm = _latm_config(rtpmap.encoding_name, fmtp)
+        if latm is not None:
+            track = _track(index, "audio", "mpeg4-generic", rtpmap.clock_rate, rtpmap.channels, {})
+            track = replace(track, config=parse_audio_specific_config(latm.audio_specific_config))
         if track.codec in CODEC_NAMES.values():
             try:
                 fmt = payload_format_for(track, pt)
             except (UnsupportedCodec, ValueError):
                 fmt = None
+            if latm is not None and (fmt is None or fmt.clock_rate != rtpmap.clock_rate):
+                fmt, latm = None, None  # timestamps would need rescaling: relay it as it is
         raw_rtpmap = section.get_all("rtpmap")
         raw_fmtp = [v for v in section.get_all("fmtp") if v and v.split(" ", 1)[0] == str(pt)]
         if fmt is None:
@@ -91,10 +100,23 @@ def announced_tracks(media: list[MediaDescription]) -> list[AnnouncedTrack]:
             fmt = RelayedFormat(section.media, pt, value, fmtp_value, rtpmap.clock_rate)
             tracks.append(AnnouncedTrack(index, control, track, fmt, False))
         else:
-            tracks.append(AnnouncedTrack(index, control, track, fmt, True))
+            tracks.append(AnnouncedTrack(index, control, track, fmt, True, latm))
     if not tracks:
         raise RtspError(400, "the announced SDP has no audio or video section")
     return tracks
+
+
+def _latm_config(encoding: str, fmtp: dict[str, str]) -> StreamMuxConfig | None:
+    """The StreamMuxConfig of an ``MP4A-LATM`` track with its config in the SDP, else None."""
+    lowered = {k.lower(): v for k, v in fmtp.items()}
+    if encoding.lower() != "mp4a-latm" or lowered.get("cpresent", "1").strip() != "0":
+        return None
+    try:
+        config = parse_stream_mux_config(bytes.fromhex(lowered.get("config", "")))
+        parse_audio_specific_config(config.audio_specific_config)
+    except (MediaError, ValueError):
+        return None
+    return config
 
 
 def _track(

@@ -21,8 +21,9 @@ from media.access_unit import AccessUnit
 from sdp import SessionDescription
 from streamd.live.announced import AnnouncedTrack
 from streamd.rtp.clock import ntp_to_unix
-from streamd.rtp.payload.aac import AacDepacketizer
+from streamd.rtp.payload.aac import AacDepacketizer, AacFormat
 from streamd.rtp.payload.base import Depacketizer
+from streamd.rtp.payload.latm import LatmDepacketizer
 
 log = logging.getLogger(__name__)
 
@@ -177,6 +178,8 @@ class LivePath:
 def _depacketizer(track: AnnouncedTrack, description: SessionDescription) -> Depacketizer | None:
     if not track.depacketize:
         return None
+    if track.latm is not None and isinstance(track.payload_format, AacFormat):
+        return LatmDepacketizer(track.latm, track.payload_format.samples_per_frame)
     if track.track.codec == "aac":
         section = description.media[track.index]
         fmtp = {k.lower(): v for k, v in section.fmtp(track.payload_format.payload_type).items()}

@@ -198,9 +198,11 @@ def test_gstreamer_reads_a_live_path(live_server: ServerProcess, tmp_path: Path)
 
 
 @pytest.mark.parametrize("protocol", ["tcp", "udp"])
-def test_gstreamer_publishes_with_rtspclientsink(live_server: ServerProcess, protocol: str) -> None:
-    """GStreamer as the publisher: H.264 is taken apart and rebuilt, its MP4A-LATM audio (a
-    payload we do not parse) is relayed unchanged; players read both."""
+def test_gstreamer_publishes_with_rtspclientsink(
+    live_server: ServerProcess, tmp_path: Path, protocol: str
+) -> None:
+    """GStreamer as the publisher: H.264 is taken apart and rebuilt, and its MP4A-LATM audio is
+    taken apart too and served as mpeg4-generic; readers get both bit-exact."""
     need("gst-launch-1.0")
     path = f"live/gst-{protocol}"
     pipeline = (
@@ -213,18 +215,31 @@ def test_gstreamer_publishes_with_rtspclientsink(live_server: ServerProcess, pro
         deadline = time.monotonic() + 10
         while f"RECORD: {path} is live" not in live_server.log() and time.monotonic() < deadline:
             time.sleep(0.1)
-        probe = subprocess.run(
+        describe = subprocess.run(
             ["ffprobe", "-v", "error", "-show_entries", "stream=codec_name", "-of", "csv=p=0",
              live_server.url(path)],
             capture_output=True, text=True, timeout=20, check=True,
         )  # fmt: skip
-        assert sorted(probe.stdout.split()) == ["aac", "h264"]
+        assert sorted(describe.stdout.split()) == ["aac", "h264"]
         with av.open(live_server.url(path), options={"rtsp_transport": "tcp"}, timeout=10) as c:
             frames = [f for _, f in zip(range(20), c.decode(video=0), strict=False)]
         assert len(frames) == 20 and frames[0].key_frame and frames[0].width == 320
+        video, audio = tmp_path / "v.h264", tmp_path / "a.aac"
+        subprocess.run(
+            ["ffmpeg", "-nostdin", "-loglevel", "error", "-rtsp_transport", "tcp",
+             "-i", live_server.url(path), "-t", "2",
+             "-map", "0:v", "-c", "copy", "-f", "h264", "-y", str(video),
+             "-map", "0:a", "-c", "copy", "-f", "adts", "-y", str(audio)],
+            check=True, capture_output=True, timeout=30,
+        )  # fmt: skip
     finally:
         publisher.terminate()
         publisher.wait(10)
+    source = live_server.media / "clip.mp4"
+    got = received_video_nals(video)
+    assert len(got) >= 20 and is_subsequence_start(got, source_video_nals(source))
+    aac = received_audio_frames(audio)
+    assert len(aac) >= 50 and is_subsequence_start(aac, source_audio_frames(source))
 
 
 def test_live_paths_show_on_the_web_side(live_server: ServerProcess) -> None:
