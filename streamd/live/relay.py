@@ -5,7 +5,9 @@ or UDP, PLAY upstream); the upstream's RTP then goes into a :class:`LivePath` ex
 publisher's would, so readers get the same fan-out. The upstream is closed (TEARDOWN) a grace
 period after the last reader leaves. When it drops, the path goes offline like a publisher leaving
 (readers get RTCP BYE) and, while anyone still wants it, the relay reconnects with back-off
-(1, 2, 4 .. 30 s). The protocol is :mod:`streamd.rtsp.client`; this module is only its I/O.
+(1, 2, 4 .. 30 s). Like any receiver it sends the upstream RTCP receiver reports (loss, jitter,
+LSR/DLSR for its RTT) on the RFC 3550 interval, and RR + BYE before TEARDOWN. The protocol is
+:mod:`streamd.rtsp.client`; this module is only its I/O.
 """
 
 from __future__ import annotations
@@ -24,7 +26,9 @@ from sdp import SdpParseError
 from sdp import parse as parse_sdp
 from streamd.live.announced import announced_tracks
 from streamd.live.hub import LivePath, LiveTrack
+from streamd.live.upstream_reports import UpstreamReports
 from streamd.rtp.rtcp import parse_compound
+from streamd.rtp.rtcp_interval import rtcp_interval
 from streamd.rtsp.client import Answered, ClientProtocol, ServerRequest, control_url, split_credentials
 from streamd.rtsp.errors import RtspError, reason_phrase
 from streamd.rtsp.headers import TransportSpec, format_transport, parse_transport
@@ -66,6 +70,7 @@ class UpstreamConnection:
         self.on_frame = on_frame
         self.closed = asyncio.Event()
         self.local_host = "0.0.0.0"
+        self.peer_host = ""
         self._writer: asyncio.StreamWriter | None = None
         self._reader_task: asyncio.Task[None] | None = None
         self._waiting: dict[int, asyncio.Future[Response]] = {}
@@ -80,6 +85,7 @@ class UpstreamConnection:
         except (OSError, TimeoutError) as exc:
             raise UpstreamError(503, f"cannot connect to {host}:{port}: {exc or 'timed out'}") from exc
         self.local_host = self._writer.get_extra_info("sockname")[0]
+        self.peer_host = self._writer.get_extra_info("peername")[0]
         self._reader_task = asyncio.get_running_loop().create_task(self._read(reader))
 
     async def _read(self, reader: asyncio.StreamReader) -> None:
@@ -125,6 +131,11 @@ class UpstreamConnection:
             return await asyncio.wait_for(future, REQUEST_TIMEOUT)
         except TimeoutError as exc:
             raise UpstreamError(503, f"upstream did not answer {method} in {REQUEST_TIMEOUT:.0f} s") from exc
+
+    def send_frame(self, channel: int, data: bytes) -> None:
+        """An interleaved frame (our RTCP) on the RTSP connection (RFC 2326 10.12)."""
+        if self._writer is not None and not self.closed.is_set() and len(data) <= 0xFFFF:
+            self._writer.write(b"$" + bytes([channel]) + len(data).to_bytes(2, "big") + data)
 
     def close(self) -> None:
         if self._writer is not None:
@@ -206,6 +217,8 @@ class Relay:
         self._last_packet = 0.0
         self._ended: str | None = None  # set when the upstream says BYE
         self._keepalives: set[asyncio.Task[None]] = set()
+        self._reports = UpstreamReports(f"streamd@{socket.gethostname() or 'relay'}")
+        self._report_to: dict[int, Callable[[bytes], None]] = {}  # track index -> send upstream
 
     # --- what the server calls ------------------------------------------------------------
 
@@ -300,6 +313,7 @@ class Relay:
             try:
                 reason, teardown = await self._pump(upstream, live)
                 if teardown:
+                    self._send_reports(bye=True)
                     with contextlib.suppress(UpstreamError):
                         await upstream.request("TEARDOWN", aggregate)
             finally:
@@ -333,13 +347,17 @@ class Relay:
         )
         aggregate = control_url(base, description.control)
         live = LivePath.from_announce(self.name, description, tracks, f"relay:{self.name}")
+        self._reports = UpstreamReports(self._reports.cname)
+        self._report_to = {}
         for number, announced in enumerate(tracks):
             track = live.tracks[announced.index]
             url = control_url(base, description.media[announced.index].control)
             if self.transport == "tcp":
                 wanted = (2 * number, 2 * number + 1)
                 spec = TransportSpec("RTP/AVP", "TCP", "unicast", interleaved=wanted)
+                self._reports.add_track(track.index, track.clock_rate)
             else:
+                self._reports.add_track(track.index, track.clock_rate)
                 port, pair = await _udp_pair(
                     upstream.local_host,
                     lambda data, t=track: self._data(live, t, False, data),
@@ -349,10 +367,14 @@ class Relay:
                 spec = TransportSpec("RTP/AVP", "UDP", "unicast", client_port=(port, port + 1))
             setup = await upstream.request("SETUP", url, {"Transport": format_transport(spec)})
             _check(setup, f"SETUP {announced.control}")
+            replies = parse_transport(setup.headers.get("Transport", ""))
             if spec.is_tcp:
-                replies = parse_transport(setup.headers.get("Transport", ""))
                 got = replies[0].interleaved if replies and replies[0].interleaved else wanted
                 channels[got[0]], channels[got[1]] = (live, track, False), (live, track, True)
+                self._report_to[track.index] = lambda data, ch=got[1]: upstream.send_frame(ch, data)
+            elif replies and replies[0].server_port and upstream.peer_host:
+                rtcp_socket, to = sockets[-1], (upstream.peer_host, replies[0].server_port[1])
+                self._report_to[track.index] = lambda data, s=rtcp_socket, a=to: s.sendto(data, a)
         live.online = True  # before PLAY: the packets right behind its answer start with a keyframe
         self._last_packet = asyncio.get_running_loop().time()
         _check(await upstream.request("PLAY", aggregate, {"Range": "npt=0.000-"}), "PLAY")
@@ -377,6 +399,7 @@ class Relay:
         tick = min(1.0, max(self.close_after / 4, 0.05))
         keepalive_every = max(upstream.protocol.session_timeout / 2, 1.0)
         next_keepalive = loop.time() + keepalive_every
+        next_report = loop.time() + self._report_interval(initial=True)
         keepalive = "GET_PARAMETER" if "GET_PARAMETER" in upstream.protocol.public else "OPTIONS"
         while True:
             with contextlib.suppress(TimeoutError):
@@ -395,24 +418,48 @@ class Relay:
             unwanted = now - self._last_demand >= max(self.close_after, DEMAND_GRACE)
             if unwanted and now - self._last_busy >= self.close_after:
                 return f"no readers for {self.close_after:g} s", True
+            if now >= next_report:
+                self._send_reports()
+                next_report = now + self._report_interval()
             if now >= next_keepalive:
                 next_keepalive = now + keepalive_every
                 task = loop.create_task(self._keepalive(upstream, keepalive))
                 self._keepalives.add(task)
                 task.add_done_callback(self._keepalives.discard)
 
+    def _report_interval(self, *, initial: bool = False) -> float:
+        elapsed = max(asyncio.get_running_loop().time() - self._last_busy, 1.0)
+        return rtcp_interval(
+            members=2,
+            senders=1,
+            session_bandwidth=self._reports.octets / elapsed,
+            avg_rtcp_size=100,
+            we_sent=False,
+            initial=initial,
+        )
+
+    def _send_reports(self, *, bye: bool = False) -> None:
+        now = asyncio.get_running_loop().time()
+        for index, report in self._reports.reports(now, bye=bye):
+            send = self._report_to.get(index)
+            if send is not None:
+                with contextlib.suppress(OSError):
+                    send(report)
+
     async def _keepalive(self, upstream: UpstreamConnection, method: str) -> None:
         with contextlib.suppress(UpstreamError):
             await upstream.request(method)
 
     def _data(self, live: LivePath, track: LiveTrack, is_rtcp: bool, data: bytes) -> None:
-        self._last_packet = asyncio.get_running_loop().time()
+        now = self._last_packet = asyncio.get_running_loop().time()
         if not is_rtcp:
+            self._reports.on_rtp(track.index, data, now)
             live.on_rtp(track, data)
             return
         for packet in parse_compound(data):
             if isinstance(packet, RtcpSrPacket):
                 info = packet.sender_info
+                self._reports.on_sender_report(track.index, packet.ssrc, info.ntp_timestamp, now)
                 live.on_sender_report(track, info.ntp_timestamp, info.rtp_timestamp)
             elif isinstance(packet, RtcpByePacket):
                 self._ended = "upstream ended the stream (RTCP BYE)"

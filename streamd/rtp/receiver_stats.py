@@ -5,7 +5,8 @@ seconds from any monotonic clock) and ``sender_report(...)`` for the stream's RT
 counters, or ask for an RTCP report block. Loss and jitter follow RFC 3550 appendix A.1/A.3
 (sequence extension with wrap, probation of a new source, restart after a large jump) and A.8
 (interarrival jitter in the stream's clock), so what this module reports is what an RFC receiver
-would put in its receiver reports. Used by the benchmarks and the tests, not by the server.
+would put in its receiver reports. Used by the benchmarks, the tests, and a relay reporting
+to its upstream.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""RTCP compound packets we send (SR + SDES, BYE) and lenient parsing of what clients send.
+"""RTCP compound packets we send (SR + SDES, BYE; a relay's RR + SDES) and lenient parsing.
 
 Packet layouts come from aiortc's RTCP classes; this module only composes them and adds
 the leniency real clients need (e.g. SDES chunks without the END item).
@@ -13,6 +13,8 @@ from aiortc.rtp import (
     AnyRtcpPacket,
     RtcpByePacket,
     RtcpPacket,
+    RtcpReceiverInfo,
+    RtcpRrPacket,
     RtcpSdesPacket,
     RtcpSenderInfo,
     RtcpSourceInfo,
@@ -46,6 +48,12 @@ def goodbye(
     """SR + SDES + BYE: tells players the stream ended (ffmpeg waits for it at end of file)."""
     report = sender_report(ssrc, ntp_timestamp, rtp_timestamp, packet_count, octet_count, cname)
     return report + bytes(RtcpByePacket(sources=[ssrc]))
+
+
+def receiver_report(ssrc: int, blocks: list[RtcpReceiverInfo], cname: str, *, bye: bool = False) -> bytes:
+    """RR + SDES(CNAME) (+ BYE): what a receiver (our relay, upstream) tells the sender."""
+    report = bytes(RtcpRrPacket(ssrc=ssrc, reports=blocks[:31])) + _sdes(ssrc, cname)
+    return report + bytes(RtcpByePacket(sources=[ssrc])) if bye else report
 
 
 def _sdes(ssrc: int, cname: str) -> bytes:
