@@ -14,9 +14,10 @@ from pathlib import Path
 import av
 import pytest
 
-from media.h264 import nal_type
+from media.h264 import nal_type, split_annexb
 from tests.integration.conftest import ServerProcess, need, start_server
 from tests.integration.source import (
+    comparable,
     received_audio_frames,
     received_video_nals,
     source_audio_frames,
@@ -179,22 +180,39 @@ def test_paths_outside_live_refuse_publishers(live_server: ServerProcess) -> Non
     assert result.returncode != 0 and "403" in result.stderr
 
 
-def test_gstreamer_reads_a_live_path(live_server: ServerProcess, tmp_path: Path) -> None:
+def test_gstreamer_and_pyav_read_a_live_path_bit_exact(live_server: ServerProcess, tmp_path: Path) -> None:
+    """GStreamer's depayloader and PyAV's demuxer hand back the published NAL units and AAC
+    frames exactly; GStreamer also decodes the picture."""
     need("gst-launch-1.0")
     publisher = Publisher(live_server, "live/gst")
+    source = live_server.media / "clip.mp4"
     try:
-        out = tmp_path / "g.yuv"
+        raw, audio, yuv = tmp_path / "g.h264", tmp_path / "g.aac", tmp_path / "g.yuv"
         pipeline = (
-            f"rtspsrc location={live_server.url('live/gst')} protocols=tcp ! rtph264depay ! h264parse "
-            f"! avdec_h264 ! videoconvert ! video/x-raw,format=I420 ! filesink location={out}"
+            f"rtspsrc name=src location={live_server.url('live/gst')} protocols=tcp "
+            f"src. ! rtph264depay ! video/x-h264,stream-format=byte-stream ! tee name=t "
+            f"t. ! queue ! filesink location={raw} "
+            f"t. ! queue ! h264parse ! avdec_h264 ! videoconvert ! video/x-raw,format=I420 "
+            f"! filesink location={yuv} "
+            f"src. ! rtpmp4gdepay ! aacparse ! audio/mpeg,stream-format=adts ! filesink location={audio}"
         )
         proc = subprocess.Popen(["gst-launch-1.0", "-q", "-e", *pipeline.split()])
-        time.sleep(4)
+        with av.open(live_server.url("live/gst"), options={"rtsp_transport": "tcp"}, timeout=10) as c:
+            packets = [p for _, p in zip(range(60), c.demux(video=0), strict=False) if p.size]
+        time.sleep(max(0.0, 4 - 2.4))
         proc.send_signal(2)
         proc.wait(15)
-        assert out.stat().st_size // (320 * 240 * 3 // 2) >= 40
     finally:
         publisher.stop()
+    assert yuv.stat().st_size // (320 * 240 * 3 // 2) >= 40
+    nals = source_video_nals(source)
+    got = received_video_nals(raw)
+    assert nal_type(got[0]) == 5 and len(got) >= 40 and is_subsequence_start(got, nals)
+    frames = received_audio_frames(audio)
+    assert len(frames) >= 80 and is_subsequence_start(frames, source_audio_frames(source))
+    pyav_nals = comparable([n for p in packets for n in split_annexb(bytes(p))])
+    first_picture = next(n for n in pyav_nals if nal_type(n) in (1, 5))  # (after x264's SEI, if any)
+    assert nal_type(first_picture) == 5 and is_subsequence_start(pyav_nals, nals)
 
 
 @pytest.mark.parametrize("protocol", ["tcp", "udp"])
