@@ -14,6 +14,7 @@ from pathlib import Path
 import av
 import pytest
 
+from media import h265
 from media.h264 import nal_type, split_annexb
 from tests.integration.conftest import ServerProcess, need, start_server
 from tests.integration.source import (
@@ -46,9 +47,12 @@ def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProc
 class Publisher:
     """ffmpeg publishing the clip in real time (-re) until stopped."""
 
-    def __init__(self, server: ServerProcess, path: str, transport: str = "tcp") -> None:
+    def __init__(
+        self, server: ServerProcess, path: str, transport: str = "tcp", file: Path | None = None
+    ) -> None:
+        file = file or server.media / "clip.mp4"
         self.process = subprocess.Popen(
-            ["ffmpeg", "-nostdin", "-loglevel", "error", "-re", "-i", str(server.media / "clip.mp4"),
+            ["ffmpeg", "-nostdin", "-loglevel", "error", "-re", "-i", str(file),
              "-c", "copy", "-f", "rtsp", "-rtsp_transport", transport, server.url(path)],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         )  # fmt: skip
@@ -94,6 +98,55 @@ def test_ffmpeg_publishes_and_readers_get_it_exactly(
     assert len(got) >= 50 and is_subsequence_start(got, source_video_nals(source))
     frames = received_audio_frames(audio)
     assert len(frames) >= 100 and is_subsequence_start(frames, source_audio_frames(source))
+
+
+def test_h265_and_opus_published_are_read_bit_exact(live_server: ServerProcess, tmp_path: Path) -> None:
+    """The other codecs a publisher's RTP is taken apart for: H.265 (RFC 7798) and Opus (RFC 7587)."""
+    source = tmp_path / "hevc-opus.mkv"
+    subprocess.run(
+        ["ffmpeg", "-nostdin", "-loglevel", "error", "-f", "lavfi", "-i", "testsrc=d=10:s=320x240:r=25",
+         "-f", "lavfi", "-i", "sine=d=10:sample_rate=48000", "-c:v", "libx265",
+         "-x265-params", "keyint=25:min-keyint=25:bframes=0:log-level=error", "-c:a", "libopus",
+         "-y", str(source)],
+        check=True, timeout=120,
+    )  # fmt: skip
+    with av.open(str(source)) as container:
+        sent = {"video": [], "audio": []}
+        for packet in container.demux():
+            if packet.size:
+                sent[packet.stream.type].append(bytes(packet))
+    publisher = Publisher(live_server, "live/hevc", file=source)
+    got: dict[str, list[bytes]] = {"video": [], "audio": []}
+    try:
+        with av.open(live_server.url("live/hevc"), options={"rtsp_transport": "tcp"}, timeout=10) as c:
+            assert sorted(s.codec_context.name for s in c.streams) == ["hevc", "opus"]
+            for packet in c.demux():
+                if packet.size:
+                    got[packet.stream.type].append(bytes(packet))
+                if len(got["video"]) >= 60:
+                    break
+    finally:
+        publisher.stop()
+
+    def hevc_pictures(packets: list[bytes]) -> list[bytes]:  # parameter sets and SEI aside
+        return [n for p in packets for n in split_annexb(p) if h265.nal_type(n) < 32]
+
+    pictures = hevc_pictures(got["video"])
+    assert h265.is_irap(pictures[0]) and is_subsequence_start(
+        pictures,
+        hevc_pictures([b"".join(b"\0\0\0\1" + n for n in _length_prefixed(p)) for p in sent["video"]]),
+    )
+    assert len(got["audio"]) >= 100 and is_subsequence_start(got["audio"], sent["audio"])
+
+
+def _length_prefixed(data: bytes) -> list[bytes]:
+    """NAL units of an hvcC/avcC-style (4-byte length) sample."""
+    nals, pos = [], 0
+    while pos + 4 <= len(data):
+        size = int.from_bytes(data[pos : pos + 4], "big")
+        nals.append(data[pos + 4 : pos + 4 + size])
+        pos += 4 + size
+    return nals
 
 
 def test_many_readers_one_slow_reader_and_publisher_leaving(live_server: ServerProcess) -> None:
