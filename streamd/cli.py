@@ -40,10 +40,11 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
 
     probe = commands.add_parser("probe", help="show a file's tracks and what will be streamed")
-    probe.add_argument("file", type=Path)
-
     sdp = commands.add_parser("sdp", help="print the SDP that DESCRIBE returns for a file")
-    sdp.add_argument("file", type=Path)
+    for inspect in (probe, sdp):
+        inspect.add_argument("file", type=Path)
+        inspect.add_argument("--config", type=Path, help="apply this config file's path settings")
+        inspect.add_argument("--media", type=Path, help="the media folder (default: the config's)")
     sdp.add_argument("--address", default="127.0.0.1", help="server address for the o= line")
 
     api_help = "the server's HTTP address (default: http://127.0.0.1:8080)"
@@ -85,14 +86,25 @@ def main(argv: list[str] | None = None) -> int:
     from streamd.inspect import describe_file, print_probe
 
     try:
+        config = load_config(args.config, {"media": args.media})
+        path = _served_path(args.file, config.media)
+        settings = config.path_settings(path)
         if args.command == "probe":
-            print(print_probe(args.file))
+            print(print_probe(args.file, settings, path))
         else:
-            print(describe_file(args.file, args.address), end="")
+            print(describe_file(args.file, args.address, settings), end="")
     except Exception as exc:  # a bad file is a message, not a traceback
         print(f"streamd: {exc}", file=sys.stderr)
         return 1
     return 0
+
+
+def _served_path(file: Path, media: Path) -> str:
+    """The path a file is served at: relative to the media folder when inside it, else its name."""
+    try:
+        return file.resolve().relative_to(media.resolve()).as_posix()
+    except ValueError:
+        return file.name
 
 
 def _admin(args: argparse.Namespace) -> int:

@@ -7,8 +7,9 @@ from pathlib import Path
 
 from media.errors import UnsupportedMedia
 from media.probe import probe
-from media.track import Track
-from streamd.rtp.presentation import build_presentation
+from media.track import MediaInfo, Track
+from streamd.config import PathSettings
+from streamd.rtp.presentation import Presentation, build_presentation, build_ts_presentation
 
 
 def _seconds(value: Fraction | None) -> str:
@@ -35,11 +36,25 @@ def _track_facts(track: Track) -> str:
     return " ".join(facts)
 
 
-def print_probe(file: Path) -> str:
+def _presentation(file: Path, info: MediaInfo, settings: PathSettings) -> Presentation:
+    """What the server would stream for this file under these path settings."""
+    if settings.mode == "mpegts":
+        return build_ts_presentation(file.name, info)
+    return build_presentation(file.name, info, transcode_audio=settings.transcode_audio)
+
+
+def print_probe(file: Path, settings: PathSettings | None = None, path: str | None = None) -> str:
+    """Tracks, and what is streamed, for ``file`` served as ``path`` with ``settings``."""
+    settings = settings or PathSettings()
     info = probe(file)
     lines = [f"{file}: {info.format_name}, {_seconds(info.duration)}, {info.size} bytes"]
+    applied = [f"mode={settings.mode}"] if settings.mode != "tracks" else []
+    if settings.transcode_audio:
+        applied.append(f"transcode_audio={settings.transcode_audio}")
+    if applied:
+        lines.append(f"  path settings{f' for {path!r}' if path else ''}: {', '.join(applied)}")
     try:
-        presentation = build_presentation(file.name, info)
+        presentation = _presentation(file, info, settings)
         streamed = {t.track.index: t for t in presentation.tracks}
         excluded = dict((t.index, why) for t, why in presentation.excluded)
     except UnsupportedMedia:
@@ -73,5 +88,5 @@ def print_probe(file: Path) -> str:
     return "\n".join(lines)
 
 
-def describe_file(file: Path, address: str) -> str:
-    return build_presentation(file.name, probe(file)).sdp(address)
+def describe_file(file: Path, address: str, settings: PathSettings | None = None) -> str:
+    return _presentation(file, probe(file), settings or PathSettings()).sdp(address)

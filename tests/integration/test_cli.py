@@ -33,6 +33,19 @@ def test_probe_says_why_a_track_is_left_out(media_dir: Path) -> None:
     assert "not streamed: no RTP payload format for codec 'mpeg4'" in result.stdout
 
 
+def test_probe_and_sdp_apply_the_config_path_settings(media_dir: Path, tmp_path: Path) -> None:
+    config = tmp_path / "streamd.toml"
+    config.write_text(f'media = "{media_dir}"\n[paths."mpeg4-*"]\nmode = "mpegts"\n')
+    result = streamd("probe", str(media_dir / "mpeg4-aac.mp4"), "--config", str(config))
+    assert result.returncode == 0, result.stderr
+    assert "path settings for 'mpeg4-aac.mp4': mode=mpegts" in result.stdout
+    assert "MP2T/90000" in result.stdout
+    sdp = streamd("sdp", str(media_dir / "mpeg4-aac.mp4"), "--config", str(config))
+    assert [m.media for m in parse_sdp(sdp.stdout).media] == ["video"] and "MP2T" in sdp.stdout
+    other = streamd("probe", str(media_dir / "bframes.mp4"), "--config", str(config))
+    assert "path settings" not in other.stdout
+
+
 def test_probe_of_a_non_media_file_is_a_message(media_dir: Path) -> None:
     result = streamd("probe", str(media_dir / "notes.txt"))
     assert result.returncode == 1
