@@ -842,9 +842,15 @@ class RtspServer:
             for b in session.bindings.values()
         ]
         response.headers["RTP-Info"] = format_rtp_info(entries)
+        if multicast:
+            try:
+                self.multicast.play(session.id)  # the client joined the group at SETUP already
+            except RtspError:
+                session.rtsp.pause()
+                raise
         log.info("%s: session %s PLAY live%s", session.label, session.id, " (multicast)" if multicast else "")
         if multicast:
-            return response, lambda: self.multicast.play(session.id)
+            return response, None
         assert session.live_reader is not None
         return response, session.live_reader.attach
 

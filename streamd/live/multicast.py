@@ -12,6 +12,7 @@ are kept per receiver SSRC.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import struct
 import time
@@ -400,7 +401,9 @@ class MulticastService:
         return session_id in self._sessions
 
     def play(self, session_id: str) -> None:
-        """A session plays: the send starts if it was not running (for the others it goes on)."""
+        """A session plays: the send starts if it was not running (for the others it goes on).
+
+        500 when the group's sockets cannot be opened (e.g. no route for multicast)."""
         sender = self._sessions.get(session_id)
         if sender is None or not sender.live.online:
             return
@@ -435,7 +438,8 @@ class MulticastService:
             log.error("%s: cannot send to multicast: %s", live.name, exc.reason)
             return
         sender.always = True
-        self._start(sender)
+        with contextlib.suppress(RtspError):  # logged; the path stays up for unicast readers
+            self._start(sender)
 
     def path_offline(self, live: LivePath) -> None:
         """The publisher left: BYE to the group; the group stays reserved while sessions hold it."""
