@@ -344,7 +344,7 @@ class RtspServer:
                     return offer
                 reasons.append("TCP is disabled")
             elif offer.cast == "multicast":
-                refusal = self.multicast.refusal(live)
+                refusal = "UDP is disabled" if self.udp is None else self.multicast.refusal(live)
                 if refusal is None:
                     return offer
                 reasons.append(refusal)

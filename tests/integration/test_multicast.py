@@ -18,6 +18,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -167,15 +168,21 @@ def _assert_exact(server: ServerProcess, video: Path, audio: Path) -> None:
     assert len(frames) >= 80 and is_subsequence_start(frames, source_audio_frames(source))
 
 
-def test_ffmpeg_reads_multicast_exactly(mc_server: ServerProcess, tmp_path: Path) -> None:
+def test_two_ffmpeg_readers_get_it_exactly_from_one_send(mc_server: ServerProcess, tmp_path: Path) -> None:
     publisher = Publisher(mc_server, "live/a")
     try:
-        video, audio = tmp_path / "v.h264", tmp_path / "a.aac"
-        _play_to_files(["-rtsp_transport", "udp_multicast", "-i", mc_server.url("live/a")], video, audio)
+        outputs = [(tmp_path / f"v{i}.h264", tmp_path / f"a{i}.aac") for i in (1, 2)]
+        args = ["-rtsp_transport", "udp_multicast", "-i", mc_server.url("live/a")]
+        with ThreadPoolExecutor(2) as pool:
+            list(pool.map(lambda files: _play_to_files(args, *files), outputs))
     finally:
         publisher.stop()
-    _assert_exact(mc_server, video, audio)
-    assert "SETUP trackID=0 (h264) over UDP multicast 239.255.42." in mc_server.log()
+    for video, audio in outputs:
+        _assert_exact(mc_server, video, audio)
+    log = mc_server.log()
+    assert log.count("SETUP trackID=0 (h264) over UDP multicast 239.255.42.") == 2
+    starts = [line for line in log.splitlines() if "multicast live/a -> " in line and ": sending (" in line]
+    assert len(starts) == 1, "both players were served by one send"
 
 
 async def _setup_multicast(server: ServerProcess, path: str) -> tuple[RawRtspClient, list]:
