@@ -93,7 +93,6 @@ class GroupSender:
         self._next_report = 0.0
         self._reported = False
         self._avg_rtcp_size = 128.0
-        self.sends = 0  # how many times the send started (each start is one send per track)
 
     @property
     def label(self) -> str:
@@ -133,7 +132,6 @@ class GroupSender:
         self._began = time.time()
         self._reported = False
         self._next_report = self._began + 1.0  # the first round soon, then the RFC 3550 interval
-        self.sends += 1
         self.live.readers.add(self)
         log.info(
             "%s: sending (%s), ttl %d, via %s",
