@@ -36,6 +36,14 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--no-test-stream", dest="test_stream", action="store_const", const=False)
     serve.add_argument("--no-http", dest="http", action="store_false", help="do not serve the HTTP side")
     serve.add_argument("--cache-dir", type=Path, help="where the built-in test stream is kept")
+    serve.add_argument(
+        "--multicast-range", help='multicast groups for live paths, e.g. 239.255.42.0/24 ("" disables)'
+    )
+    serve.add_argument(
+        "--multicast-ports", type=_port_range, help="multicast RTP ports FIRST-LAST (default: 40000-40999)"
+    )
+    serve.add_argument("--multicast-ttl", type=int, help="multicast TTL (default: 16)")
+    serve.add_argument("--multicast-interface", help="IPv4 address whose interface sends multicast")
     serve.add_argument("--config", type=Path, help="TOML configuration file (keys mirror these flags)")
     serve.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
 
@@ -72,6 +80,14 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("benchmark", choices=["jitter", "load"])
     bench.add_argument("options", nargs=argparse.REMAINDER, help="passed on to the benchmark")
     return parser
+
+
+def _port_range(text: str) -> tuple[int, int]:
+    low, _, high = text.partition("-")
+    try:
+        return int(low), int(high)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not FIRST-LAST, e.g. 40000-40999") from None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -156,6 +172,10 @@ def _serve(args: argparse.Namespace) -> int:
             "test_stream",
             "log_level",
             "cache_dir",
+            "multicast_range",
+            "multicast_ports",
+            "multicast_ttl",
+            "multicast_interface",
         )
     }
     try:

@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from streamd.live.multicast_groups import MulticastRange
+
 
 class ConfigError(Exception):
     """The configuration file or a flag is wrong; the message says where and why."""
@@ -51,6 +53,9 @@ class PathSettings:
     source: str | None = None
     source_transport: str = "tcp"
     source_close_after: float = 10.0  # seconds without readers before the upstream is closed
+    # send to the path's multicast group whenever it is online (players can join from the SDP
+    # alone); without it the group send runs only while an RTSP multicast reader plays
+    multicast: bool = False
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -87,6 +92,12 @@ class ServerConfig:
     log_level: str = "info"
     # who may use the HTTP API's admin endpoints (drain, move a path): loopback unless widened
     admin_networks: tuple[str, ...] | list[str] = ("127.0.0.0/8", "::1/128")
+    # multicast for live paths: groups (one per path; "" disables), RTP ports [first, last] (even
+    # RTP port, RTCP the next), TTL, and the address whose interface sends (None: the host's)
+    multicast_range: str = "239.255.42.0/24"
+    multicast_ports: tuple[int, int] | list[int] = (40000, 40999)
+    multicast_ttl: int = 16
+    multicast_interface: str | None = None
     paths: dict[str, PathSettings] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -109,6 +120,12 @@ class ServerConfig:
         except (TypeError, ValueError) as exc:
             raise ConfigError(f"admin_networks: {exc}") from exc
         object.__setattr__(self, "admin_networks", networks)
+        if isinstance(self.multicast_ports, list):  # TOML gives a list
+            object.__setattr__(self, "multicast_ports", tuple(self.multicast_ports))
+        try:
+            self.multicast_spec()
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
 
     def allows_admin(self, address: str) -> bool:
         """Whether a client at ``address`` may drain the server or move paths."""
@@ -119,6 +136,12 @@ class ServerConfig:
         if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
             ip = ip.ipv4_mapped
         return any(ip in ipaddress.ip_network(n) for n in self.admin_networks)
+
+    def multicast_spec(self) -> MulticastRange | None:
+        """The validated multicast range (None: multicast is off); ValueError if it is wrong."""
+        if not self.multicast_range:
+            return None
+        return MulticastRange.parse(self.multicast_range, self.multicast_ports, self.multicast_ttl)
 
     def accepts_publisher(self, path: str) -> bool:
         settings = self.path_settings(path)

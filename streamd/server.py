@@ -30,6 +30,7 @@ from streamd.config import ServerConfig
 from streamd.connection import RtspConnection
 from streamd.live.announced import announced_tracks
 from streamd.live.hub import LivePath
+from streamd.live.multicast import MulticastService, MulticastSink
 from streamd.live.reader import LiveReader
 from streamd.live.redirect import Relocations, RoundRobin, moved_response, redirect_request
 from streamd.live.relay import Relay, RelayHooks
@@ -56,6 +57,7 @@ from streamd.rtsp.parameters import format_parameters, parameter_names, paramete
 from streamd.rtsp.session import RtspSession, State, TrackSetup
 from streamd.rtsp.url import base_url, request_path, split_control
 from streamd.transport.interleaved import InterleavedSink
+from streamd.transport.multicast import multicast_interface
 from streamd.transport.udp import Address, UdpPair, UdpSink
 
 log = logging.getLogger("streamd")
@@ -122,6 +124,12 @@ class RtspServer:
         self._servers: list[asyncio.AbstractServer] = []
         self._reaper: asyncio.Task[None] | None = None
         self.cname_host = socket.gethostname() or "streamd"
+        self.multicast = MulticastService(
+            config.multicast_spec(),
+            multicast_interface(config.multicast_interface, config.host),
+            lambda path: self.config.path_settings(path).multicast,
+            self.cname_host,
+        )
         # set by the HTTP side: takes over an RTSP-port connection whose first request is HTTP
         # (RTSP-over-HTTP tunnelling, or a browser pointed at the RTSP port)
         self.http_hand_over: Callable[..., None] | None = None
@@ -153,6 +161,7 @@ class RtspServer:
             self._drain_task.cancel()
         for session in list(self.sessions.values()):
             await self._end_session(session, "server shutting down", send_bye=True)
+        self.multicast.close()
         await asyncio.gather(*(relay.stop() for relay in self.relays.values()))
         for connection in list(self.connections):
             connection.close()
@@ -261,7 +270,8 @@ class RtspServer:
         header = request.headers.get("Transport")
         if not header:
             raise RtspError(461, "SETUP without a Transport header")
-        wanted = self._choose_transport(parse_transport(header), session)
+        is_live = resolved.presentation.info.format_name == "live"
+        wanted = self._choose_transport(parse_transport(header), session, live=is_live)
         if session is None:
             session = ServerSession(
                 RtspSession(path, self.config.session_timeout),
@@ -284,6 +294,8 @@ class RtspServer:
             )
         )
         reply, sink = self._make_sink(wanted, connection, session, index, stream)
+        if isinstance(sink, MulticastSink):
+            stream = sink.sender.tracks[index].stream  # the shared send's, not one of our own
         session.rtsp.setup(
             TrackSetup(index, streamable.control, reply), lower_transport=reply.lower_transport
         )
@@ -311,9 +323,12 @@ class RtspServer:
         response.headers["Session"] = format_session(session.id, self.config.session_timeout)
         return response, None
 
-    def _choose_transport(self, offers: list[TransportSpec], session: ServerSession | None) -> TransportSpec:
+    def _choose_transport(
+        self, offers: list[TransportSpec], session: ServerSession | None, *, live: bool = False
+    ) -> TransportSpec:
         """The first offer we can honour; 461 tells clients to retry another way (UDP -> TCP)."""
         fixed = session.rtsp.lower_transport if session is not None else None
+        multicast = session is not None and self.multicast.is_member(session.id)
         reasons = []
         for offer in offers:
             if offer.profile.upper() not in ("RTP/AVP",):
@@ -325,12 +340,18 @@ class RtspServer:
             if fixed is not None and offer.lower_transport != fixed:
                 reasons.append(f"session already uses {fixed}")
                 continue
+            if fixed is not None and multicast != (offer.cast == "multicast"):
+                reasons.append(f"session already uses {'multi' if multicast else 'uni'}cast")
+                continue
             if offer.lower_transport == "TCP":
                 if self.config.tcp:
                     return offer
                 reasons.append("TCP is disabled")
             elif offer.cast == "multicast":
-                reasons.append("multicast is not supported yet")
+                refusal = "UDP is disabled" if self.udp is None else self.multicast.refusal(live)
+                if refusal is None:
+                    return offer
+                reasons.append(refusal)
             elif self.udp is None:
                 reasons.append("UDP is disabled")
             elif offer.client_port is None:
@@ -346,7 +367,11 @@ class RtspServer:
         session: ServerSession,
         index: int,
         stream: OutgoingStream,
-    ) -> tuple[TransportSpec, UdpSink | InterleavedSink]:
+    ) -> tuple[TransportSpec, UdpSink | InterleavedSink | MulticastSink]:
+        if offer.cast == "multicast" and offer.lower_transport == "UDP":
+            if session.live is None:
+                raise RtspError(404, f"{session.rtsp.path!r} went offline")
+            return self.multicast.setup(session.live, index, session.id, connection.peer[0], offer)
         if offer.lower_transport == "TCP":
             channels = offer.interleaved or self._free_channels(connection)
             in_use = {
@@ -513,6 +538,7 @@ class RtspServer:
         if session.live_reader is not None:
             session.live_reader.detach(bye=False)
             session.live_reader = None
+        self.multicast.pause(session.id)
         position = Fraction(0)
         if session.playback is not None:
             position = await session.playback.pause() if was_playing else session.playback.npt
@@ -626,6 +652,7 @@ class RtspServer:
         if session.live_reader is not None:
             session.live_reader.detach(bye=send_bye)
             session.live_reader = None
+        self.multicast.leave(session.id)
         if session.publishing is not None:
             self._unpublish(session)
         if session.playback is not None:
@@ -796,6 +823,7 @@ class RtspServer:
         live.online = True
         self.live[live.name] = live
         log.info("%s: session %s RECORD: %s is live", session.label, session.id, live.name)
+        self.multicast.path_online(live)
         response = Response(200)
         response.headers["Session"] = format_session(session.id, self.config.session_timeout)
         return response, None
@@ -806,7 +834,8 @@ class RtspServer:
         if not live.online or self.live.get(live.name) is not live:
             raise RtspError(404, f"{live.name!r} went offline")
         session.rtsp.play()
-        if session.live_reader is None:
+        multicast = self.multicast.is_member(session.id)
+        if session.live_reader is None and not multicast:
             session.live_reader = LiveReader(live, session.bindings, session.label)
         response = Response(200)
         response.headers["Session"] = format_session(session.id, self.config.session_timeout)
@@ -817,7 +846,16 @@ class RtspServer:
             for b in session.bindings.values()
         ]
         response.headers["RTP-Info"] = format_rtp_info(entries)
-        log.info("%s: session %s PLAY live", session.label, session.id)
+        if multicast:
+            try:
+                self.multicast.play(session.id)  # the client joined the group at SETUP already
+            except RtspError:
+                session.rtsp.pause()
+                raise
+        log.info("%s: session %s PLAY live%s", session.label, session.id, " (multicast)" if multicast else "")
+        if multicast:
+            return response, None
+        assert session.live_reader is not None
         return response, session.live_reader.attach
 
     def _rtp_received(self, data: bytes, addr: Address) -> bool:
@@ -860,12 +898,14 @@ class RtspServer:
         live.online = True
         self.live[live.name] = live
         log.info("%s: %s is live", live.publisher, live.name)
+        self.multicast.path_online(live)
 
     def remove_live(self, live: LivePath, label: str = "") -> None:
         """Take ``live`` offline: its readers get RTCP BYE, DESCRIBE answers 404."""
         if self.live.get(live.name) is live:
             del self.live[live.name]
         live.online = False
+        self.multicast.path_offline(live)
         for reader in list(live.readers):
             if isinstance(reader, LiveReader):
                 reader.detach(bye=True)
@@ -1021,7 +1061,9 @@ class RtspServer:
                     "id": session.id,
                     "path": session.rtsp.path,
                     "client": session.client_host,
-                    "transport": session.rtsp.lower_transport,
+                    "transport": "UDP multicast"
+                    if self.multicast.is_member(session.id)
+                    else session.rtsp.lower_transport,
                     "state": session.rtsp.state.value,
                     "age_seconds": round(now - session.started, 3),
                     "position": float(session.playback.npt) if session.playback else 0.0,
@@ -1033,7 +1075,7 @@ class RtspServer:
                             "sink": b.sink.description,
                             "packets_sent": b.stream.packet_count,
                             "bytes_sent": b.stream.octet_count,
-                            "rtcp": b.stream.reception.as_dict(),
+                            "rtcp": getattr(b.sink, "reception", b.stream.reception).as_dict(),
                         }
                         for b in session.bindings.values()
                     ],

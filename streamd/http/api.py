@@ -27,6 +27,43 @@ PATH_SCHEMA: dict[str, Any] = {
         "duration": {**_NUMBER_OR_NULL, "description": "seconds; null when live"},
         "size": _INT_OR_NULL,
         "error": {"type": ["string", "null"], "description": "why the path cannot be streamed"},
+        "multicast_sdp_url": {
+            "type": "string",
+            "description": "SDP of the path's multicast group, for players joining without RTSP ('' if none)",
+        },
+    },
+}
+
+MULTICAST_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "description": "a live path's shared multicast send: one per path, one stream per track",
+    "properties": {
+        "path": {"type": "string"},
+        "group": {"type": "string"},
+        "ttl": {"type": "integer"},
+        "interface": {"type": "string"},
+        "sending": {"type": "boolean"},
+        "always": {"type": "boolean", "description": "multicast = true: sends whenever the path is online"},
+        "rtsp_members": {"type": "integer", "description": "RTSP multicast sessions playing"},
+        "tracks": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {
+                    "control": {"type": "string"},
+                    "port": {"type": "integer"},
+                    "rtcp_port": {"type": "integer"},
+                    "ssrc": {"type": "integer"},
+                    "packets_sent": {"type": "integer"},
+                    "bytes_sent": {"type": "integer"},
+                    "receivers": {
+                        "type": "array",
+                        "description": "players whose RTCP receiver reports reached the group",
+                        "items": {"type": "object"},
+                    },
+                },
+            },
+        },
     },
 }
 
@@ -49,7 +86,7 @@ SESSION_SCHEMA: dict[str, Any] = {
         "id": {"type": "string"},
         "path": {"type": "string"},
         "client": {"type": "string", "description": "client IP address"},
-        "transport": {"type": ["string", "null"], "description": "UDP or TCP (interleaved)"},
+        "transport": {"type": ["string", "null"], "description": "UDP, TCP (interleaved) or UDP multicast"},
         "state": {"type": "string"},
         "age_seconds": {"type": "number"},
         "position": {"type": "number", "description": "npt seconds"},
@@ -181,6 +218,20 @@ OPENAPI: dict[str, Any] = {
                 ),
             }
         },
+        "/api/v1/multicast": {
+            "get": {
+                "summary": "Every live path's multicast group send: group, ports, SSRCs, receivers' reports",
+                "responses": _json_response(
+                    "groups",
+                    {
+                        "type": "object",
+                        "properties": {
+                            "groups": {"type": "array", "items": {"$ref": "#/components/schemas/Multicast"}}
+                        },
+                    },
+                ),
+            }
+        },
     },
     "components": {
         "schemas": {
@@ -188,6 +239,7 @@ OPENAPI: dict[str, Any] = {
             "Path": PATH_SCHEMA,
             "Session": SESSION_SCHEMA,
             "RtcpStats": RTCP_SCHEMA,
+            "Multicast": MULTICAST_SCHEMA,
         }
     },
 }

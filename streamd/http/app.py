@@ -61,6 +61,7 @@ def build_app(server: RtspServer, catalog: Catalog, hub: TunnelHub | None = None
             web.get("/mp4/{path:.+}", _mp4),
             web.get("/api/v1/paths", _api_paths),
             web.get("/api/v1/sessions", _api_sessions),
+            web.get("/api/v1/multicast", _api_multicast),
             web.get("/api/v1/openapi.json", _openapi),
             web.get("/metrics", _metrics),
         ]
@@ -151,6 +152,15 @@ async def _sdp(request: web.Request) -> web.Response:
     resolved = await _server(request).resolve(_path(request))
     host = _host(request)
     body = absolute_sdp(resolved.presentation, _rtsp_root(request), host)
+    if request.query.get("multicast", "0") not in ("", "0"):
+        path = resolved.presentation.name
+        body = _server(request).multicast.sdp(path, resolved.presentation, body)
+        if body is None:
+            raise RtspError(
+                404,
+                f"{path!r} is not being sent to a multicast group now (a live path sends while an RTSP "
+                "multicast reader plays, or always with multicast = true in its [paths] settings)",
+            )
     return web.Response(text=body, content_type="application/sdp")
 
 
@@ -206,6 +216,10 @@ async def _api_paths(request: web.Request) -> web.Response:
 
 async def _api_sessions(request: web.Request) -> web.Response:
     return _json({"sessions": _server(request).snapshot()})
+
+
+async def _api_multicast(request: web.Request) -> web.Response:
+    return _json({"groups": _server(request).multicast.snapshot()})
 
 
 async def _openapi(request: web.Request) -> web.Response:

@@ -38,6 +38,7 @@ class PathEntry:
     duration: float | None = None  # seconds; None when live or unknown
     size: int | None = None  # bytes of the file
     error: str | None = None  # why the path cannot be streamed (then the facts above are empty)
+    multicast_sdp_url: str = ""  # SDP of the path's multicast group (paths with multicast = true)
 
     def as_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -95,6 +96,8 @@ async def describe(catalog: Catalog, server: RtspServer, rtsp_root: str, name: s
     entry.live = presentation.loop
     if presentation.info.format_name == "live":  # published right now: RTSP and SDP only
         entry.watch_url = entry.mp4_url = entry.file_url = ""
+        if server.multicast.advertised(name):
+            entry.multicast_sdp_url = f"/sdp/{quoted}?multicast=1"
     # the file's codecs, also those RTP leaves out: the browser fallback and download still have them
     media_tracks = [t for t in presentation.info.tracks if t.kind in ("video", "audio")]
     entry.codecs = [t.codec for t in media_tracks]

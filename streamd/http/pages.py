@@ -47,6 +47,8 @@ def _duration(seconds: float | None) -> str:
 def _row(entry: PathEntry) -> str:
     name = escape(entry.name)
     links = f'<a href="{escape(entry.rtsp_url)}">rtsp</a> · <a href="{escape(entry.sdp_url)}">sdp</a>'
+    if entry.multicast_sdp_url:
+        links += f' · <a href="{escape(entry.multicast_sdp_url)}">multicast sdp</a>'
     if entry.error is not None:
         return (
             f"<tr><td>{name}</td><td colspan=5 class=err>{escape(entry.error)}</td>"

@@ -9,7 +9,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -75,10 +75,15 @@ class ServerProcess:
         return self.process.returncode
 
 
-def start_server(media: Path, tmp: Path, *extra: str, cache_dir: Path | None = None) -> ServerProcess:
+def start_server(
+    media: Path, tmp: Path, *extra: str, cache_dir: Path | None = None, prefix: Sequence[str] = ()
+) -> ServerProcess:
+    """``prefix`` goes before the command, e.g. ``ip netns exec <ns>`` (the caller must then be in
+    that namespace too, for the free-port choice and the readiness check)."""
     port, rtp_port = free_tcp_port(), free_udp_pair()
     log_path = tmp / f"server-{port}.log"
     args = [
+        *prefix,
         sys.executable,
         "-m",
         "streamd.cli",

@@ -156,9 +156,10 @@ async def test_api_paths_sessions_and_openapi(client: TestClient) -> None:
     assert "notes.txt" in every["notes.txt"]["error"]
     sessions = await (await client.get("/api/v1/sessions")).json()
     assert sessions == {"sessions": []}
+    assert await (await client.get("/api/v1/multicast")).json() == {"groups": []}
     spec = await (await client.get("/api/v1/openapi.json")).json()
     assert spec["openapi"].startswith("3.")
-    assert {"/api/v1/paths", "/api/v1/sessions", "/api/v1/drain"} <= set(spec["paths"])
+    assert {"/api/v1/paths", "/api/v1/sessions", "/api/v1/drain", "/api/v1/multicast"} <= set(spec["paths"])
 
 
 async def test_metrics_reflect_sessions(

@@ -1,0 +1,542 @@
+"""Multicast for live paths: one shared send per path to its group, however many players listen.
+
+A :class:`GroupSender` is a listener on the :class:`LivePath` like a unicast reader, but with
+one :class:`OutgoingStream` per track of its own (one SSRC, sequence and timestamp space): each
+packet is built once and sent once, to the group. RTSP sessions that SET UP multicast get
+bindings to those shared streams and a :class:`MulticastSink` that sends nothing itself; their
+PLAY/PAUSE/TEARDOWN only count members. The send runs while a member plays, or all the time the
+path is online when the path is configured ``multicast = true`` (so a player holding only the
+SDP from the web side can join). Receivers' RTCP reports reach us on the group's RTCP port and
+are kept per receiver SSRC.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import struct
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from fractions import Fraction
+
+from aiortc.rtp import RtcpByePacket, RtcpRrPacket, RtcpSrPacket
+
+from sdp import Connection
+from sdp import parse as parse_sdp
+from streamd.live.hub import LivePath, Payloads
+from streamd.live.multicast_groups import Allocation, GroupPool, MulticastRange, PoolExhausted
+from streamd.rtp.clock import unix_to_ntp
+from streamd.rtp.outgoing import OutgoingStream
+from streamd.rtp.presentation import Presentation
+from streamd.rtp.reception import ReceptionReport
+from streamd.rtp.rtcp import parse_compound
+from streamd.rtp.rtcp_interval import rtcp_interval
+from streamd.rtsp.errors import RtspError
+from streamd.rtsp.headers.transport import TransportSpec
+from streamd.transport.multicast import Address, GroupSockets
+
+log = logging.getLogger(__name__)
+
+_HEADER = struct.Struct("!BBHII")
+MAX_RECEIVERS = 4096  # per track; the least recently heard is forgotten first
+RECEIVER_TIMEOUT = 30.0  # seconds without a report before a receiver no longer counts (RFC 3550 6.3.5)
+UDP_IP_OVERHEAD = 28
+
+
+@dataclass
+class Receiver:
+    """One player as its RTCP reports show it (a player reading the SDP alone is seen only here)."""
+
+    ssrc: int
+    address: Address
+    report: ReceptionReport = field(default_factory=ReceptionReport)
+    last_seen: float = 0.0
+
+    def as_dict(self) -> dict[str, object]:
+        return {"ssrc": self.ssrc, "address": f"{self.address[0]}:{self.address[1]}", **self.report.as_dict()}
+
+
+@dataclass
+class GroupTrack:
+    index: int
+    control: str
+    port: int
+    stream: OutgoingStream
+    sockets: GroupSockets | None = None
+    receivers: dict[int, Receiver] = field(default_factory=dict)
+
+
+class GroupSender:
+    """The one send of ``live`` to its group; a ``Listener`` of the path while it runs."""
+
+    def __init__(
+        self, live: LivePath, allocation: Allocation, ttl: int, interface: str, cname: str, *, always: bool
+    ) -> None:
+        self.live = live
+        self.allocation = allocation
+        self.ttl = ttl
+        self.interface = interface
+        self.always = always
+        self.members: set[str] = set()  # RTSP sessions playing
+        self.setups: set[str] = set()  # RTSP sessions set up (playing or not)
+        self.running = False
+        self.started = False  # video began on a keyframe
+        self.tracks: dict[int, GroupTrack] = {}
+        for index, track in live.tracks.items():
+            fmt = track.announced.payload_format
+            stream = OutgoingStream(fmt, Fraction(1, fmt.clock_rate), cname=cname)
+            control = f"trackID={index}"  # as readers know it (the publisher's may differ)
+            self.tracks[index] = GroupTrack(index, control, allocation.port(index), stream)
+        self._has_video = any(t.announced.track.kind == "video" for t in live.tracks.values())
+        self._began = 0.0
+        self._next_report = 0.0
+        self._reported = False
+        self._avg_rtcp_size = 128.0
+
+    @property
+    def label(self) -> str:
+        return f"multicast {self.live.name} -> {self.allocation.group}"
+
+    def describe(self, index: int) -> str:
+        port = self.tracks[index].port
+        return f"UDP multicast {self.allocation.group}:{port}-{port + 1} ttl {self.ttl}"
+
+    # --- the send ---------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Open the sockets and listen to the path (from its next keyframe); OSError if it cannot."""
+        if self.running:
+            return
+        opened: list[GroupSockets] = []
+        try:
+            for track in self.tracks.values():
+                sockets = GroupSockets(
+                    self.allocation.group,
+                    track.port,
+                    self.ttl,
+                    self.interface,
+                    lambda data, source, t=track: self._rtcp_received(t, data, source),
+                )
+                sockets.open()
+                opened.append(sockets)
+                track.sockets = sockets
+        except OSError:
+            for sockets in opened:
+                sockets.close()
+            for track in self.tracks.values():
+                track.sockets = None
+            raise
+        self.running = True
+        self.started = not self._has_video
+        self._began = time.time()
+        self._reported = False
+        self._next_report = self._began + 1.0  # the first round soon, then the RFC 3550 interval
+        self.live.readers.add(self)
+        log.info(
+            "%s: sending (%s), ttl %d, via %s",
+            self.label,
+            ", ".join(f"{t.control} port {t.port}" for t in self.tracks.values()),
+            self.ttl,
+            self.interface,
+        )
+
+    def stop(self, reason: str) -> None:
+        """Stop the send: RTCP BYE to the group, sockets closed. A later start is a new SSRC."""
+        if not self.running:
+            return
+        self.live.readers.discard(self)
+        self.running = False
+        now = time.time()
+        ntp = unix_to_ntp(now)
+        for track in self.tracks.values():
+            sockets = track.sockets
+            if sockets is None:
+                continue
+            if track.stream.packet_count:
+                sockets.send_rtcp(track.stream.goodbye(ntp, self._media_now(track.index, now)))
+            sockets.close()
+            track.sockets = None
+            log.info(
+                "%s: %s stopped (%s): %d packets, %d bytes, %d dropped, %d receivers reporting",
+                self.label,
+                track.control,
+                reason,
+                track.stream.packet_count,
+                track.stream.octet_count,
+                sockets.dropped,
+                len(track.receivers),
+            )
+            _renew(track.stream)
+            track.receivers.clear()
+
+    def __call__(self, index: int, ticks: int, payloads: Payloads, keyframe: bool) -> None:
+        track = self.tracks.get(index)
+        if track is None or track.sockets is None:
+            return
+        if not self.started:
+            if not (keyframe and self.live.tracks[index].announced.track.kind == "video"):
+                return
+            self.started = True
+        stream = track.stream
+        now = time.time()
+        if not stream.packet_count:
+            # a sender report ahead of the first packet: players (ffmpeg) that sync by SR get the
+            # mapping from the start instead of re-basing the track's timestamps later on
+            self._send_report(track, now, unix_to_ntp(now))
+        timestamp = (stream.ts_offset + ticks) & 0xFFFFFFFF
+        pt = stream.payload_format.payload_type
+        sockets = track.sockets
+        for payload, marker in payloads:
+            header = _HEADER.pack(0x80, (0x80 if marker else 0) | pt, stream.next_seq, timestamp, stream.ssrc)
+            sockets.send_rtp(header + payload)
+            stream.next_seq = (stream.next_seq + 1) & 0xFFFF
+            stream.packet_count += 1
+            stream.octet_count += len(payload)
+        if now >= self._next_report:
+            self._send_reports(now)
+
+    def _media_now(self, index: int, now: float) -> Fraction:
+        track = self.live.tracks.get(index)
+        ticks = track.now_ticks(now) if track else None
+        return Fraction(ticks or 0, self.tracks[index].stream.clock_rate)
+
+    def _send_reports(self, now: float) -> None:
+        """SR + SDES on every track; the next one after the RFC 3550 interval for this many members."""
+        ntp = unix_to_ntp(now)
+        octets = 0
+        for track in self.tracks.values():
+            octets += track.stream.octet_count
+            if track.stream.packet_count:
+                self._send_report(track, now, ntp)
+        elapsed = max(now - self._began, 1.0)
+        self._next_report = now + rtcp_interval(
+            members=1 + self.receiver_count(now),
+            senders=1,
+            session_bandwidth=octets / elapsed,
+            avg_rtcp_size=self._avg_rtcp_size,
+            we_sent=True,
+            initial=not self._reported,
+        )
+        self._reported = True
+
+    def _send_report(self, track: GroupTrack, now: float, ntp: int) -> None:
+        live_track = self.live.tracks.get(track.index)
+        ticks = live_track.now_ticks(now) if live_track else None
+        if ticks is None or track.sockets is None:
+            return
+        report = track.stream.sender_report(ntp, Fraction(ticks, track.stream.clock_rate))
+        self._avg_rtcp_size += (len(report) + UDP_IP_OVERHEAD - self._avg_rtcp_size) / 16
+        track.sockets.send_rtcp(report)
+
+    # --- what the receivers report ------------------------------------------------------------
+
+    def _rtcp_received(self, track: GroupTrack, data: bytes, source: Address) -> None:
+        now = time.time()
+        self._avg_rtcp_size += (len(data) + UDP_IP_OVERHEAD - self._avg_rtcp_size) / 16
+        ours = track.stream.ssrc
+        now_ntp = unix_to_ntp(now)
+        for packet in parse_compound(data):
+            if isinstance(packet, RtcpByePacket):
+                for ssrc in packet.sources:
+                    track.receivers.pop(ssrc, None)
+                continue
+            if not isinstance(packet, RtcpRrPacket | RtcpSrPacket) or packet.ssrc == ours:
+                continue  # our own reports come back through the loopback
+            for block in packet.reports:
+                if block.ssrc != ours:
+                    continue
+                receiver = track.receivers.pop(packet.ssrc, None) or Receiver(packet.ssrc, source)
+                receiver.address = source
+                receiver.last_seen = now
+                receiver.report.update(
+                    block, track.stream.clock_rate, now_ntp, track.stream.sr_sent_at(block.lsr)
+                )
+                track.receivers[packet.ssrc] = receiver  # most recently heard last
+                while len(track.receivers) > MAX_RECEIVERS:
+                    del track.receivers[next(iter(track.receivers))]
+
+    def receiver_count(self, now: float | None = None) -> int:
+        """Distinct receivers heard from lately (over all tracks, by address and SSRC)."""
+        now = time.time() if now is None else now
+        seen = set()
+        for track in self.tracks.values():
+            for r in track.receivers.values():
+                if now - r.last_seen <= RECEIVER_TIMEOUT:
+                    seen.add(r.address[0])
+        return len(seen)
+
+    def reception_for(self, index: int, host: str) -> ReceptionReport:
+        """The latest report of a receiver on ``host`` (an RTSP session's client) for one track."""
+        track = self.tracks.get(index)
+        if track is not None:
+            for receiver in reversed(list(track.receivers.values())):
+                if receiver.address[0] == host:
+                    return receiver.report
+        return ReceptionReport()
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "path": self.live.name,
+            "group": self.allocation.group,
+            "ttl": self.ttl,
+            "interface": self.interface,
+            "sending": self.running,
+            "always": self.always,
+            "rtsp_members": len(self.members),
+            "tracks": [
+                {
+                    "control": t.control,
+                    "port": t.port,
+                    "rtcp_port": t.port + 1,
+                    "ssrc": t.stream.ssrc,
+                    "packets_sent": t.stream.packet_count,
+                    "bytes_sent": t.stream.octet_count,
+                    "receivers": [r.as_dict() for r in t.receivers.values()],
+                }
+                for t in self.tracks.values()
+            ],
+        }
+
+
+def _renew(stream: OutgoingStream) -> None:
+    """After a BYE the SSRC is gone for receivers: the next send is a new source (RFC 3550 8.2)."""
+    fresh = OutgoingStream(stream.payload_format, stream.time_base, stream.cname)
+    stream.ssrc, stream.ts_offset = fresh.ssrc, fresh.ts_offset
+    stream.packet_count = stream.octet_count = 0
+
+
+class MulticastSink:
+    """An RTSP session's view of a shared send: the group it was told, stats of its host's receiver.
+
+    Sends nothing: the session's packets and reports are the shared ones.
+    """
+
+    def __init__(self, sender: GroupSender, index: int, client_host: str) -> None:
+        self.sender = sender
+        self.index = index
+        self.client_host = client_host
+        self.description = sender.describe(index)
+
+    def send_rtp(self, packet: bytes) -> None:
+        return None
+
+    def send_rtcp(self, packet: bytes) -> None:
+        return None
+
+    async def drain(self) -> None:
+        return None
+
+    @property
+    def closed(self) -> bool:
+        return False
+
+    @property
+    def reception(self) -> ReceptionReport:
+        return self.sender.reception_for(self.index, self.client_host)
+
+
+class MulticastService:
+    """Every path's group and shared send; what the RTSP server and the web side ask about multicast."""
+
+    def __init__(
+        self, spec: MulticastRange | None, interface: str, always: Callable[[str], bool], cname_host: str
+    ) -> None:
+        self.spec = spec
+        self.interface = interface
+        self.always = always
+        self.cname_host = cname_host
+        self.pool = GroupPool(spec) if spec is not None else None
+        self.senders: dict[str, GroupSender] = {}  # by path name: the sender of the path online now
+        self._sessions: dict[str, GroupSender] = {}  # RTSP session id -> the sender it set up on
+
+    @property
+    def enabled(self) -> bool:
+        return self.spec is not None
+
+    def refusal(self, live: bool) -> str | None:
+        """Why a multicast SETUP cannot be honoured here (None: it can)."""
+        if self.spec is None:
+            return "multicast is disabled on this server (multicast_range is empty)"
+        if not live:
+            return "multicast is offered for live paths only; this path is on demand (use unicast UDP or TCP)"
+        return None
+
+    # --- RTSP sessions --------------------------------------------------------------------------
+
+    def setup(
+        self, live: LivePath, index: int, session_id: str, client_host: str, offer: TransportSpec
+    ) -> tuple[TransportSpec, MulticastSink]:
+        """The reply and sink for a multicast SETUP of one track (453 when the range is used up)."""
+        assert self.spec is not None
+        if offer.destination and not self.spec.contains(offer.destination):
+            raise RtspError(
+                403, f"destination {offer.destination} is outside the multicast range {self.spec.network}"
+            )
+        sender = self._sender(live)
+        if index not in sender.tracks:
+            raise RtspError(404, f"{live.name!r} has no track {index}")
+        previous = self._sessions.get(session_id)
+        if previous is not None and previous is not sender:
+            raise RtspError(459, "this session is set up on another multicast send")
+        sender.setups.add(session_id)
+        self._sessions[session_id] = sender
+        track = sender.tracks[index]
+        source = self.interface if self.interface != "0.0.0.0" else None
+        reply = TransportSpec(
+            profile="RTP/AVP",
+            lower_transport="UDP",
+            cast="multicast",
+            destination=sender.allocation.group,
+            source=source,
+            port=(track.port, track.port + 1),
+            ttl=sender.ttl,
+            ssrc=track.stream.ssrc,
+        )
+        return reply, MulticastSink(sender, index, client_host)
+
+    def is_member(self, session_id: str) -> bool:
+        return session_id in self._sessions
+
+    def play(self, session_id: str) -> None:
+        """A session plays: the send starts if it was not running (for the others it goes on).
+
+        500 when the group's sockets cannot be opened (e.g. no route for multicast)."""
+        sender = self._sessions.get(session_id)
+        if sender is None or not sender.live.online:
+            return
+        sender.members.add(session_id)
+        self._start(sender)
+
+    def pause(self, session_id: str) -> None:
+        sender = self._sessions.get(session_id)
+        if sender is not None:
+            sender.members.discard(session_id)
+            self._maybe_stop(sender, "no RTSP member plays")
+
+    def leave(self, session_id: str) -> None:
+        """The session ended (TEARDOWN, timeout, connection lost)."""
+        sender = self._sessions.pop(session_id, None)
+        if sender is None:
+            return
+        sender.members.discard(session_id)
+        sender.setups.discard(session_id)
+        self._maybe_stop(sender, "the last RTSP member left")
+        self._collect(sender.live.name)
+
+    # --- the path's lifecycle ------------------------------------------------------------------
+
+    def path_online(self, live: LivePath) -> None:
+        """A path went live; with ``multicast = true`` its group send starts now."""
+        if self.spec is None or not self.always(live.name):
+            return
+        try:
+            sender = self._sender(live)
+        except RtspError as exc:
+            log.error("%s: cannot send to multicast: %s", live.name, exc.reason)
+            return
+        sender.always = True
+        with contextlib.suppress(RtspError):  # logged; the path stays up for unicast readers
+            self._start(sender)
+
+    def path_offline(self, live: LivePath) -> None:
+        """The publisher left: BYE to the group; the group stays reserved while sessions hold it."""
+        sender = self.senders.get(live.name)
+        if sender is None or sender.live is not live:
+            return
+        sender.stop("the path went offline")
+        del self.senders[live.name]
+        self._collect(live.name)
+
+    def close(self) -> None:
+        for sender in list(self.senders.values()):
+            sender.stop("server shutting down")
+
+    # --- the web side ----------------------------------------------------------------------------
+
+    def announced(self, path: str) -> Allocation | None:
+        """The group a player can join from the SDP alone right now (None: nothing is sent there)."""
+        sender = self.senders.get(path)
+        if sender is None or not (sender.running or sender.always):
+            return None
+        return sender.allocation
+
+    def advertised(self, path: str) -> bool:
+        """Whether the index page and API offer the path's multicast SDP (sent whenever online)."""
+        sender = self.senders.get(path)
+        return sender is not None and sender.always
+
+    def snapshot(self) -> list[dict[str, object]]:
+        return [s.as_dict() for s in sorted(self.senders.values(), key=lambda s: s.live.name)]
+
+    def sdp(self, path: str, presentation: Presentation, unicast_sdp: str) -> str | None:
+        """The path's SDP (``unicast_sdp``, the web side's) with the group in ``c=`` and each track's
+        port in its ``m=`` line; None when nothing is sent to the group now.
+
+        The absolute ``rtsp://`` controls stay: a player that prefers RTSP can still start a
+        session from this file; one that joins the group ignores them.
+        """
+        allocation = self.announced(path)
+        sender = self.senders.get(path)
+        if allocation is None or sender is None:
+            return None
+        description = parse_sdp(unicast_sdp)
+        description.connection = Connection(addrtype="IP4", address=allocation.group, ttl=sender.ttl)
+        description.set("type", "broadcast")
+        description.set("recvonly", None)
+        for streamable, media in zip(presentation.tracks, description.media, strict=True):
+            port = allocation.ports.get(streamable.track.index)
+            if port is None:
+                continue
+            media.port = port
+            media.connection = None
+        return str(description)
+
+    # --- internals -------------------------------------------------------------------------------
+
+    def _sender(self, live: LivePath) -> GroupSender:
+        assert self.pool is not None and self.spec is not None
+        sender = self.senders.get(live.name)
+        if sender is not None and sender.live is live:
+            return sender
+        if sender is not None:  # the path's previous publisher: its send is over
+            sender.stop("a new publisher took over the path")
+        try:
+            allocation = self.pool.allocate(live.name, sorted(live.tracks))
+        except PoolExhausted as exc:
+            log.error("%s: no multicast group for it: %s", live.name, exc)
+            raise RtspError(453, f"multicast range exhausted: {exc}") from None
+        sender = GroupSender(
+            live,
+            allocation,
+            self.spec.ttl,
+            self.interface,
+            f"streamd-{live.name}@{self.cname_host}",
+            always=self.always(live.name),
+        )
+        self.senders[live.name] = sender
+        return sender
+
+    def _start(self, sender: GroupSender) -> None:
+        try:
+            sender.start()
+        except OSError as exc:
+            log.error("%s: cannot send: %s", sender.label, exc)
+            raise RtspError(500, f"cannot send to multicast group {sender.allocation.group}: {exc}") from None
+
+    def _maybe_stop(self, sender: GroupSender, reason: str) -> None:
+        if sender.running and not sender.members and not sender.always:
+            sender.stop(reason)
+
+    def _collect(self, path: str) -> None:
+        """Give the path's group back once nothing holds it (a ``multicast = true`` path keeps it)."""
+        if self.pool is None or self.always(path):
+            return
+        current = self.senders.get(path)
+        if current is not None and (current.running or current.setups or current.live.online):
+            return
+        if any(s.live.name == path for s in self._sessions.values()):
+            return
+        if current is not None:
+            del self.senders[path]
+        self.pool.release(path)
