@@ -36,6 +36,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--no-test-stream", dest="test_stream", action="store_const", const=False)
     serve.add_argument("--no-http", dest="http", action="store_false", help="do not serve the HTTP side")
     serve.add_argument("--cache-dir", type=Path, help="where the built-in test stream is kept")
+    serve.add_argument("--record-dir", type=Path, help="where recordings go (default: <media>/recordings)")
+    serve.add_argument("--record-format", choices=["mp4", "mkv"], help="recording container (default: mp4)")
+    serve.add_argument("--record-segment", type=float, help="seconds per recorded file (default: 60)")
     serve.add_argument("--config", type=Path, help="TOML configuration file (keys mirror these flags)")
     serve.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
 
@@ -108,6 +111,9 @@ def _serve(args: argparse.Namespace) -> int:
             "test_stream",
             "log_level",
             "cache_dir",
+            "record_dir",
+            "record_format",
+            "record_segment",
         )
     }
     try:

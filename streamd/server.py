@@ -31,6 +31,7 @@ from streamd.connection import RtspConnection
 from streamd.live.announced import announced_tracks
 from streamd.live.hub import LivePath
 from streamd.live.reader import LiveReader
+from streamd.live.recorder import Recordings
 from streamd.live.redirect import RoundRobin, moved_response, redirect_request
 from streamd.live.relay import Relay, RelayHooks
 from streamd.playback import Binding, Playback, PlayRequest
@@ -113,6 +114,7 @@ class RtspServer:
         self._rtcp_routes: dict[Address, tuple[str, int]] = {}
         self.live: dict[str, LivePath] = {}
         self.relays: dict[str, Relay] = {}  # paths with a configured source, pulled on demand
+        self.recordings = Recordings(config)  # live paths with record = true, written to files
         self._redirects = RoundRobin()
         self._request_cseqs = itertools.count(1)  # CSeq of our own requests to clients (REDIRECT)
         self.unit_cache = UnitCache()  # small files' access units, shared by their sessions
@@ -150,6 +152,7 @@ class RtspServer:
         for session in list(self.sessions.values()):
             await self._end_session(session, "server shutting down", send_bye=True)
         await asyncio.gather(*(relay.stop() for relay in self.relays.values()))
+        await self.recordings.close()  # finish the files being written (MP4: the moov)
         for connection in list(self.connections):
             connection.close()
         for server in self._servers:
@@ -792,6 +795,7 @@ class RtspServer:
         live.online = True
         self.live[live.name] = live
         log.info("%s: session %s RECORD: %s is live", session.label, session.id, live.name)
+        self.recordings.start(live)
         response = Response(200)
         response.headers["Session"] = format_session(session.id, self.config.session_timeout)
         return response, None
@@ -856,12 +860,14 @@ class RtspServer:
         live.online = True
         self.live[live.name] = live
         log.info("%s: %s is live", live.publisher, live.name)
+        self.recordings.start(live)
 
     def remove_live(self, live: LivePath, label: str = "") -> None:
         """Take ``live`` offline: its readers get RTCP BYE, DESCRIBE answers 404."""
         if self.live.get(live.name) is live:
             del self.live[live.name]
         live.online = False
+        self.recordings.stop(live)
         for reader in list(live.readers):
             if isinstance(reader, LiveReader):
                 reader.detach(bye=True)

@@ -1,0 +1,196 @@
+"""Recording live paths: ffmpeg publishes (H.264 with B-frames + AAC) to paths with ``record = true``;
+the finished segments are complete MP4/Matroska files that hold exactly what was published, add up
+to the whole stream, and are then served like any file (RTSP, the HTTP API). Frames from Python too."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import streamd
+from media.h264 import nal_type
+from streamd.config import PathSettings
+from tests.integration.conftest import ServerProcess, free_tcp_port, free_udp_pair, need, start_server
+from tests.integration.source import (
+    received_video_nals,
+    source_audio_frames,
+    source_video_frame_count,
+    source_video_nals,
+)
+from tests.mediagen import make_h264_aac_mp4
+
+pytestmark = pytest.mark.integration
+
+SECONDS, FPS = 7, 25
+NAME = re.compile(r"\d{4}-\d\d-\d\d_\d\d-\d\d-\d\d(_\d+)?\.(mp4|mkv)")
+CONFIG = """
+[paths."live/cam"]
+record = true
+record_segment = 2
+
+[paths."live/mkv"]
+record = true
+record_segment = 2
+record_format = "mkv"
+
+[paths."live/plain"]
+record = false
+"""
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    need("ffmpeg")
+    folder = tmp_path_factory.mktemp("recording-source")
+    # B-frames, a keyframe every second: 2 s segments cut at 2, 4, 6 s
+    return make_h264_aac_mp4(folder / "bframes.mp4", seconds=SECONDS, bframes=True, gop=FPS, fps=FPS)
+
+
+@pytest.fixture(scope="module")
+def recording_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    need("ffprobe")
+    tmp = tmp_path_factory.mktemp("recording-server")
+    config = tmp / "streamd.toml"
+    config.write_text(CONFIG)
+    media = tmp / "media"
+    media.mkdir()
+    proc = start_server(media, tmp, "--config", str(config))
+    yield proc
+    proc.stop()
+
+
+def publish(server: ServerProcess, clip: Path, path: str, transport: str) -> None:
+    """ffmpeg publishes the whole clip in real time, then leaves."""
+    subprocess.run(
+        ["ffmpeg", "-nostdin", "-loglevel", "error", "-re", "-i", str(clip), "-c", "copy",
+         "-f", "rtsp", "-rtsp_transport", transport, server.url(path)],
+        check=True, capture_output=True, timeout=60,
+    )  # fmt: skip
+
+
+def wait_recorded(server: ServerProcess, path: str, before: int) -> None:
+    marker = f"{path}: recording ended"
+    deadline = time.monotonic() + 20
+    while server.log().count(marker) == before and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert server.log().count(marker) > before, server.log()[-3000:]
+
+
+def ffprobe(target: str, *entries: str) -> list[dict[str, str]]:
+    result = subprocess.run(
+        ["ffprobe", "-v", "error", "-count_frames", "-show_entries", "stream=" + ",".join(entries),
+         "-of", "json", target],
+        check=True, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    return json.loads(result.stdout)["streams"]
+
+
+def check_segments(files: list[Path], clip: Path) -> None:
+    """Segments in order hold the published stream from its first keyframe on, bit-exact."""
+    assert len(files) >= 3, files
+    assert all(NAME.fullmatch(f.name) for f in files)
+    recorded: list[bytes] = []
+    frames = 0
+    total = 0.0
+    for i, file in enumerate(files):
+        video, audio = ffprobe(str(file), "codec_name,width,height,nb_read_frames,start_time,duration")
+        assert video["codec_name"] == "h264" and (video["width"], video["height"]) == (320, 240)
+        assert audio["codec_name"] == "aac"
+        assert abs(float(video["start_time"])) < 0.1, "each segment starts near 0"
+        nals = source_video_nals(file)
+        assert next(nal_type(n) for n in nals if nal_type(n) != 6) == 5, "each segment starts with a keyframe"
+        recorded += nals
+        count = int(video["nb_read_frames"])
+        assert count == source_video_frame_count(file)
+        frames += count
+        seconds = count / FPS
+        total += seconds
+        if i < len(files) - 1:
+            assert 2.0 <= seconds <= 3.0, f"{file.name}: {seconds} s"
+    published = source_video_nals(clip)
+    assert recorded == published, "the segments' NAL units are the published ones"
+    assert frames == source_video_frame_count(clip) == SECONDS * FPS
+    assert abs(total - SECONDS) < 0.05
+    audio_frames = sum(len(source_audio_frames(f)) for f in files)
+    assert abs(audio_frames - len(source_audio_frames(clip))) <= 2 * len(files)
+
+
+def test_ffmpeg_publish_recorded_to_mp4_segments_served_as_files(
+    recording_server: ServerProcess, clip: Path, tmp_path: Path
+) -> None:
+    folder = recording_server.media / "recordings" / "live" / "cam"
+    before = recording_server.log().count("live/cam: recording ended")
+    publish(recording_server, clip, "live/cam", "tcp")
+    wait_recorded(recording_server, "live/cam", before)
+    assert not list(folder.glob("*.part")), "no half-written file left"
+    files = sorted(folder.glob("*.mp4"))
+    check_segments(files, clip)
+
+    # a finished segment is an on-demand path like any file: RTSP plays it bit-exact ...
+    name = f"recordings/live/cam/{files[1].name}"
+    out = tmp_path / "v.h264"
+    subprocess.run(
+        ["ffmpeg", "-nostdin", "-loglevel", "error", "-rtsp_transport", "tcp",
+         "-i", recording_server.url(name), "-map", "0:v", "-c", "copy", "-f", "h264", "-y", str(out)],
+        check=True, capture_output=True, timeout=60,
+    )  # fmt: skip
+    assert received_video_nals(out) == source_video_nals(files[1])
+    # ... and the HTTP API lists the finished ones
+    with urllib.request.urlopen(recording_server.http("api/v1/paths?limit=1000"), timeout=30) as response:
+        listed = {p["name"] for p in json.load(response)["paths"]}
+    assert {f"recordings/live/cam/{f.name}" for f in files} <= listed
+    assert not any(n.endswith(".part") for n in listed)
+
+
+def test_ffmpeg_publish_over_udp_recorded_to_matroska(recording_server: ServerProcess, clip: Path) -> None:
+    folder = recording_server.media / "recordings" / "live" / "mkv"
+    before = recording_server.log().count("live/mkv: recording ended")
+    publish(recording_server, clip, "live/mkv", "udp")
+    wait_recorded(recording_server, "live/mkv", before)
+    assert not list(folder.glob("*.part"))
+    check_segments(sorted(folder.glob("*.mkv")), clip)
+    # a path with record = false (or none) writes nothing
+    publish(recording_server, clip.parent / clip.name, "live/plain", "tcp")
+    assert not (recording_server.media / "recordings" / "live" / "plain").exists()
+
+
+def test_python_frames_recorded(tmp_path: Path) -> None:
+    need("ffprobe")
+    W, H, RATE = 320, 180, 48000
+    with streamd.serve_in_thread(
+        host="127.0.0.1",
+        rtsp_port=free_tcp_port(),
+        rtp_port=free_udp_pair(),
+        media=tmp_path,
+        paths={"live/sim": PathSettings(record=True, record_segment=1)},
+    ) as server:
+        publisher = server.publish("live/sim", W, H, FPS, sample_rate=RATE)
+        start = time.monotonic()
+        for n in range(int(2.5 * FPS)):
+            frame = np.zeros((H, W, 3), np.uint8)
+            frame[:, (n * 4) % W] = 255
+            publisher.send(frame)
+            publisher.send_audio(np.full((RATE // FPS, 2), 0.05 * np.sin(n), np.float32))
+            time.sleep(max(0.0, start + (n + 1) / FPS - time.monotonic()))
+        publisher.close()
+        encoded = publisher.frames_encoded
+    # stopping the server waited for the files to be finished
+    folder = tmp_path / "recordings" / "live" / "sim"
+    assert not list(folder.glob("*.part"))
+    files = sorted(folder.glob("*.mp4"))
+    assert len(files) >= 2, files
+    frames = 0
+    for file in files:
+        video, audio = ffprobe(str(file), "codec_name,width,height,nb_read_frames")
+        assert (video["codec_name"], video["width"], video["height"]) == ("h264", W, H)
+        assert audio["codec_name"] == "aac" and int(audio["nb_read_frames"]) > 0
+        frames += int(video["nb_read_frames"])
+    assert frames == encoded
