@@ -110,12 +110,15 @@ class FileMuxer:
         finally:
             scratch.close()
 
-    def write(self, track: int, pts: int, dts: int, data: bytes, keyframe: bool) -> None:
+    def write(self, track: int, pts: int, dts: int, data: bytes, keyframe: bool, duration: int = 0) -> None:
+        """One unit; ``duration`` (ticks, 0: unknown) lets the file end where its last frame does."""
         packet = av.Packet(data)
         packet.stream = self._streams[track]
         packet.time_base = self._clocks[track]
         packet.pts, packet.dts = pts, dts
         packet.is_keyframe = keyframe
+        if duration > 0:
+            packet.duration = duration
         self._output.mux(packet)
 
     def close(self) -> None:

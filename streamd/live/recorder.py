@@ -117,12 +117,21 @@ class _Pending:
 
 @dataclass
 class _File:
+    """A file being written. Each track's latest unit is held until the next gives its duration."""
+
     muxer: FileMuxer
     final: Path
     offsets: list[int]  # per slot: track ticks at the file's 0
-    last_dts: list[int | None]
-    frames: list[int]
-    last_pts: list[int]
+    last_dts: list[int | None] = field(default_factory=list)
+    held: list[tuple[int, int, bytes, bool] | None] = field(default_factory=list)  # pts, dts, data, key
+    durations: list[int] = field(default_factory=list)  # per slot: the last unit's duration
+    frames: list[int] = field(default_factory=list)
+    end: list[int] = field(default_factory=list)  # per slot: the latest pts + duration
+
+    def __post_init__(self) -> None:
+        count = len(self.offsets)
+        self.last_dts, self.held = [None] * count, [None] * count
+        self.durations, self.frames, self.end = [0] * count, [0] * count, [0] * count
 
 
 class Recorder:
@@ -367,11 +376,14 @@ class Recorder:
                 extradata = h264.to_annexb(recorded.parameter_sets())
                 tracks.append(MuxTrack(recorded.codec, recorded.clock, extradata, *size))
             else:
+                extradata = recorded.extradata
+                if recorded.codec == "opus" and (self.files or self._previous is not None):
+                    extradata = extradata[:10] + b"\0\0" + extradata[12:]  # pre-skip: the first file's only
                 tracks.append(
                     MuxTrack(
                         recorded.codec,
                         recorded.clock,
-                        recorded.extradata,
+                        extradata,
                         sample_rate=recorded.sample_rate,
                         channels=recorded.channels,
                     )
@@ -387,8 +399,7 @@ class Recorder:
         final = self._file_name(item.arrival)
         self.settings.folder.mkdir(parents=True, exist_ok=True)
         muxer = FileMuxer(final.with_name(final.name + PARTIAL_SUFFIX), self.settings.container, tracks)
-        count = len(tracks)
-        self._file = _File(muxer, final, offsets, [None] * count, [0] * count, [0] * count)
+        self._file = _File(muxer, final, offsets)
         return True
 
     def _video_size(self, recorded: _Input, keyframe: AccessUnit) -> tuple[int, int] | None:
@@ -422,10 +433,18 @@ class Recorder:
             self.bad_timestamps += 1
             return
         data = h264.to_annexb(au.nal_units) if recorded.video and au.nal_units else au.data
-        file.muxer.write(slot, pts, dts, data, au.keyframe or not recorded.video)
+        held = file.held[slot]
+        if held is not None:
+            self._mux(file, slot, held, dts - held[1])
+        file.held[slot] = (pts, dts, data, au.keyframe or not recorded.video)
         file.last_dts[slot] = dts
-        file.last_pts[slot] = max(file.last_pts[slot], pts)
+
+    def _mux(self, file: _File, slot: int, unit: tuple[int, int, bytes, bool], duration: int) -> None:
+        pts, dts, data, keyframe = unit
+        file.muxer.write(slot, pts, dts, data, keyframe, duration)
+        file.durations[slot] = duration
         file.frames[slot] += 1
+        file.end[slot] = max(file.end[slot], pts + duration)
 
     def _close_file(self) -> None:
         """Finish the files still open (the end of the recording)."""
@@ -435,12 +454,16 @@ class Recorder:
         self._previous = self._file = None
 
     def _close(self, file: _File) -> None:
+        for slot, held in enumerate(file.held):
+            if held is not None:  # the last unit: as long as the one before
+                self._mux(file, slot, held, file.durations[slot])
+        file.held = [None] * len(file.held)
         file.muxer.close()
         os.replace(file.muxer.path, file.final)
         self.files.append(file.final)
         counts = ", ".join(f"{n} {r.codec}" for n, r in zip(file.frames, self.inputs.values(), strict=True))
         seconds = max(
-            (last / r.clock for last, r in zip(file.last_pts, self.inputs.values(), strict=True)), default=0.0
+            (end / r.clock for end, r in zip(file.end, self.inputs.values(), strict=True)), default=0.0
         )
         log.info("%s: recorded %s (%.1f s: %s)", self.live.name, file.final, seconds, counts)
 

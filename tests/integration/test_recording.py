@@ -109,6 +109,8 @@ def check_segments(files: list[Path], clip: Path) -> None:
         assert next(nal_type(n) for n in nals if nal_type(n) != 6) == 5, "each segment starts with a keyframe"
         recorded += nals
         count = int(video["nb_read_frames"])
+        if "duration" in video:  # MP4 (Matroska has no per-stream duration): ends with its last frame
+            assert abs(float(video["duration"]) - count / FPS) < 0.005
         assert count == source_video_frame_count(file)
         frames += count
         seconds = count / FPS
