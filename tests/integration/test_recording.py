@@ -41,6 +41,10 @@ record = true
 record_segment = 2
 record_format = "mkv"
 
+[paths."live/gst"]
+record = true
+record_segment = 2
+
 [paths."live/plain"]
 record = false
 """
@@ -196,3 +200,67 @@ def test_python_frames_recorded(tmp_path: Path) -> None:
         assert audio["codec_name"] == "aac" and int(audio["nb_read_frames"]) > 0
         frames += int(video["nb_read_frames"])
     assert frames == encoded
+
+
+def test_gstreamer_publish_recorded_without_its_relayed_latm_audio(
+    recording_server: ServerProcess, clip: Path
+) -> None:
+    """rtspclientsink sends AAC as MP4A-LATM, which streamd relays without taking apart: the video
+    is recorded, and the log says which track was left out and why."""
+    need("gst-launch-1.0")
+    folder = recording_server.media / "recordings" / "live" / "gst"
+    before = recording_server.log().count("live/gst: recording ended")
+    pipeline = (
+        f"filesrc location={clip} ! qtdemux name=d d.video_0 ! queue ! h264parse ! "
+        f"rtspclientsink name=s location={recording_server.url('live/gst')} protocols=tcp "
+        "d.audio_0 ! queue ! aacparse ! s."
+    )
+    publisher = subprocess.Popen(["gst-launch-1.0", "-q", "-e", *pipeline.split()], stdout=subprocess.DEVNULL)
+    try:
+        publisher.wait(40)
+    finally:
+        if publisher.poll() is None:
+            publisher.terminate()
+            publisher.wait(10)
+    wait_recorded(recording_server, "live/gst", before)
+    assert (
+        "(MP4A-LATM): relayed as RTP unchanged (no depacketizer), so it cannot be remuxed"
+        in recording_server.log()
+    )
+    files = sorted(folder.glob("*.mp4"))
+    assert len(files) >= 3 and not list(folder.glob("*.part"))
+    recorded = []
+    for file in files:
+        streams = ffprobe(str(file), "codec_name,nb_read_frames")
+        assert [s["codec_name"] for s in streams] == ["h264"]
+        recorded += source_video_nals(file)
+    assert recorded == source_video_nals(clip)
+
+
+def test_server_stop_finishes_the_file_being_written(clip: Path, tmp_path: Path) -> None:
+    need("ffprobe")
+    config = tmp_path / "streamd.toml"
+    config.write_text('[paths."live/cam"]\nrecord = true\nrecord_segment = 60\n')
+    (tmp_path / "media").mkdir()
+    server = start_server(tmp_path / "media", tmp_path, "--no-http", "--config", str(config))
+    publisher = subprocess.Popen(
+        ["ffmpeg", "-nostdin", "-loglevel", "error", "-re", "-i", str(clip), "-c", "copy",
+         "-f", "rtsp", "-rtsp_transport", "tcp", server.url("live/cam")],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        folder = tmp_path / "media" / "recordings" / "live" / "cam"
+        deadline = time.monotonic() + 15
+        while not list(folder.glob("*.part")) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        time.sleep(2)  # a part of the clip is written, the file still open
+        assert list(folder.glob("*.part"))
+        assert server.stop() == 0  # SIGTERM: the server finishes the file before it exits
+    finally:
+        publisher.kill()
+        publisher.wait()
+    assert not list(folder.glob("*.part"))
+    (file,) = folder.glob("*.mp4")
+    video, _audio = ffprobe(str(file), "codec_name,nb_read_frames,duration")
+    assert int(video["nb_read_frames"]) >= 40 and float(video["duration"]) >= 1.5
+    assert source_video_nals(file) == source_video_nals(clip)[: len(source_video_nals(file))]
