@@ -8,8 +8,8 @@ muxing (:mod:`media.muxer`). If the disk cannot keep up the queue overflows and 
 
 Files are ``<record_dir>/<path>/<UTC YYYY-MM-DD_HH-MM-SS>.<ext>``, written as ``<name>.part`` and
 renamed when finished, so the catalog (which skips ``.part``) never serves half a file. Tracks
-share one timeline through each track's wall-clock anchor (the publisher's RTCP sender report
-when it came first, else the arrival of its first unit); every file starts at 0.
+share one timeline through each track's wall-clock anchor (sender reports when every track had
+one before its first unit, else the arrival of each track's first unit); every file starts at 0.
 """
 
 from __future__ import annotations
@@ -38,6 +38,7 @@ log = logging.getLogger(__name__)
 
 MAX_QUEUED_UNITS = 4096  # between the event loop and the writer thread
 MAX_QUEUED_BYTES = 64 * 1024 * 1024
+MAX_PENDING = 1024  # units held in the writer while the video's reorder depth is measured
 TAIL_SECONDS = 2.0  # how long a finished file waits for other tracks' units older than its end
 JOIN_TIMEOUT = 30.0  # seconds a stopping server waits for files to be finished
 EXTENSIONS = {"mp4": "mp4", "mkv": "mkv"}
@@ -160,6 +161,7 @@ class Recorder:
         self._cond = threading.Condition()
         self._stopping = False
         self._anchored: set[int] = set()
+        self._sender_clock: bool | None = None  # anchors from sender reports (else from arrival)
         self._resync: set[int] = set()  # video tracks that lost units: wait for a keyframe
         self._pending: deque[_Pending] = deque()
         self._file: _File | None = None
@@ -216,7 +218,11 @@ class Recorder:
             self._resync.discard(index)
         anchor = None
         if index not in self._anchored:
-            if track.sender_ntp is not None and track.sender_ts is not None:
+            if self._sender_clock is None:  # one clock for all tracks: the sender's only if all have it
+                self._sender_clock = all(
+                    self.live.tracks[i].sender_ntp is not None for i in self.inputs if i in self.live.tracks
+                )
+            if self._sender_clock and track.sender_ntp is not None and track.sender_ts is not None:
                 anchor = (track.sender_ntp, track.sender_ts)
             else:
                 anchor = (time.time(), au.pts)
@@ -254,21 +260,20 @@ class Recorder:
             while (batch := self._take()) is not None:
                 for item in batch:
                     self._accept(item)
-            for recorded in self.inputs.values():
-                for pts, dts, pending in recorded.dts.flush() if recorded.dts is not None else []:
-                    pending.pts, pending.dts = pts, dts
+            self._flush_dts()
             self._drain()
             self._close_file()
         except Exception as exc:  # a full or failing disk, a muxer refusing: stop this recording only
             self.failed = True
-            partial = self._file.muxer.path if self._file is not None else None
+            open_files = [f for f in (self._previous, self._file) if f is not None]
+            partial = ", ".join(str(f.muxer.path) for f in open_files)
             log.error(
                 "%s: recording stopped: %s%s", self.live.name, exc, f" ({partial} left)" if partial else ""
             )
-            if self._file is not None:
+            for file in open_files:
                 with contextlib.suppress(Exception):  # already failing: the first error is the one logged
-                    self._file.muxer.close()
-                self._file = None
+                    file.muxer.close()
+            self._previous = self._file = None
         if self.dropped or self.bad_timestamps:
             log.warning(
                 "%s: recording: %d units dropped (queue full), %d with timestamps going back",
@@ -302,7 +307,14 @@ class Recorder:
         else:
             for pts, dts, done in recorded.dts.push(item.au.pts, pending):
                 done.pts, done.dts = pts, dts
+        if len(self._pending) > MAX_PENDING:  # video stalled before its depth was measured
+            self._flush_dts()
         self._drain()
+
+    def _flush_dts(self) -> None:
+        for recorded in self.inputs.values():
+            for pts, dts, pending in recorded.dts.flush() if recorded.dts is not None else []:
+                pending.pts, pending.dts = pts, dts
 
     def _drain(self) -> None:
         while self._pending and self._pending[0].dts is not None:
