@@ -282,7 +282,11 @@ class Recorder:
                 self.bad_timestamps,
             )
         log.info(
-            "%s: recording ended: %d file(s) in %s", self.live.name, len(self.files), self.settings.folder
+            "%s: recording ended: %d file(s) in %s (%d units before the first keyframe not recorded)",
+            self.live.name,
+            len(self.files),
+            self.settings.folder,
+            self.skipped,
         )
 
     def _take(self) -> list[_Queued] | None:
@@ -566,9 +570,6 @@ class Recordings:
         del self._active[live.name]
         recorder.stop()
         self._finishing.append(recorder)
-
-    def recorder(self, path: str) -> Recorder | None:
-        return self._active.get(path)
 
     async def close(self, timeout: float = JOIN_TIMEOUT) -> None:
         """Stop every recording and wait (off the loop) until the files are finished."""
