@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import subprocess
 import time
 import urllib.request
@@ -109,6 +110,7 @@ def check_segments(files: list[Path], clip: Path) -> None:
         assert video["codec_name"] == "h264" and (video["width"], video["height"]) == (320, 240)
         assert audio["codec_name"] == "aac"
         assert abs(float(video["start_time"])) < 0.1, "each segment starts near 0"
+        assert abs(float(audio["start_time"]) - float(video["start_time"])) < 0.1, "audio in step"
         nals = source_video_nals(file)
         assert next(nal_type(n) for n in nals if nal_type(n) != 6) == 5, "each segment starts with a keyframe"
         recorded += nals
@@ -264,3 +266,38 @@ def test_server_stop_finishes_the_file_being_written(clip: Path, tmp_path: Path)
     video, _audio = ffprobe(str(file), "codec_name,nb_read_frames,duration")
     assert int(video["nb_read_frames"]) >= 40 and float(video["duration"]) >= 1.5
     assert source_video_nals(file) == source_video_nals(clip)[: len(source_video_nals(file))]
+
+
+def test_relayed_path_recorded_while_pulled(clip: Path, tmp_path: Path) -> None:
+    """B relays a file from A on demand with record = true: recorded while a reader pulls it."""
+    need("ffmpeg")
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    shutil.copy(clip, tmp_path / "a" / "clip.mp4")
+    a = start_server(tmp_path / "a", tmp_path, "--no-http")
+    b = None
+    try:
+        config = tmp_path / "b.toml"
+        config.write_text(
+            f'[paths."relay/cam"]\nsource = "{a.url("clip.mp4")}"\nsource_close_after = 1\n'
+            'record = true\nrecord_segment = 2\nrecord_format = "mkv"\n'
+        )
+        b = start_server(tmp_path / "b", tmp_path, "--no-http", "--config", str(config))
+        subprocess.run(
+            ["ffmpeg", "-nostdin", "-loglevel", "error", "-rtsp_transport", "tcp", "-i", b.url("relay/cam"),
+             "-t", "5", "-map", "0:v", "-c", "copy", "-f", "null", "-"],
+            check=True, capture_output=True, timeout=60,
+        )  # fmt: skip
+        wait_recorded(b, "relay/cam", 0)  # the reader left, the relay let go: the recording ends
+        folder = tmp_path / "b" / "recordings" / "relay" / "cam"
+        files = sorted(folder.glob("*.mkv"))
+        assert len(files) >= 2 and not list(folder.glob("*.part"))
+        recorded = [n for f in files for n in source_video_nals(f)]
+        source = source_video_nals(clip)
+        start = source.index(recorded[0])
+        assert recorded == source[start : start + len(recorded)], "a contiguous run of the source"
+        assert len(recorded) >= len(source) // 2
+    finally:
+        for proc in (b, a):
+            if proc is not None:
+                proc.stop()
