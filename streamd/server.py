@@ -152,9 +152,9 @@ class RtspServer:
         for session in list(self.sessions.values()):
             await self._end_session(session, "server shutting down", send_bye=True)
         await asyncio.gather(*(relay.stop() for relay in self.relays.values()))
-        await self.recordings.close()  # finish the files being written (MP4: the moov)
         for connection in list(self.connections):
             connection.close()
+        await self.recordings.close()  # finish the files being written (MP4: the moov)
         for server in self._servers:
             await server.wait_closed()
         if self.udp is not None:

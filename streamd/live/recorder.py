@@ -577,7 +577,9 @@ class Recordings:
             recorder.stop()
             self._finishing.append(recorder)
         self._active.clear()
-        pending, self._finishing = self._finishing, []
+        pending, self._finishing = [r for r in self._finishing if r.running], []
+        if not pending:
+            return
         deadline = time.monotonic() + timeout
 
         def join_all() -> None:
