@@ -25,6 +25,7 @@ log = logging.getLogger(__name__)
 
 TEST_PATH = "test"
 MAX_CACHED = 4096
+PARTIAL_SUFFIX = ".part"  # a recording still being written (streamd/live/recorder.py)
 
 
 @dataclass(frozen=True)
@@ -69,6 +70,8 @@ class Catalog:
             raise RtspError(403, f"{path!r} points outside the media folder")
         if not candidate.is_file():
             raise RtspError(404, f"no file {path!r} in the media folder")
+        if candidate.name.endswith(PARTIAL_SUFFIX):
+            raise RtspError(404, f"{path!r} is still being recorded")
         if not os.access(candidate, os.R_OK):
             raise RtspError(404, f"{path!r} is not readable")
         return candidate, False
@@ -86,7 +89,7 @@ class Catalog:
         for folder, dirs, names in os.walk(self.media_dir):
             dirs[:] = sorted(d for d in dirs if not d.startswith("."))
             for name in sorted(names):
-                if name.startswith("."):
+                if name.startswith(".") or name.endswith(PARTIAL_SUFFIX):  # hidden, or being recorded
                     continue
                 full = Path(folder, name)
                 if not full.resolve().is_relative_to(self.media_dir):

@@ -44,6 +44,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--multicast-ttl", type=int, help="multicast TTL (default: 16)")
     serve.add_argument("--multicast-interface", help="IPv4 address whose interface sends multicast")
+    serve.add_argument("--record-dir", type=Path, help="where recordings go (default: <media>/recordings)")
+    serve.add_argument("--record-format", choices=["mp4", "mkv"], help="recording container (default: mp4)")
+    serve.add_argument("--record-segment", type=float, help="seconds per recorded file (default: 60)")
     serve.add_argument("--config", type=Path, help="TOML configuration file (keys mirror these flags)")
     serve.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
 
@@ -176,6 +179,9 @@ def _serve(args: argparse.Namespace) -> int:
             "multicast_ports",
             "multicast_ttl",
             "multicast_interface",
+            "record_dir",
+            "record_format",
+            "record_segment",
         )
     }
     try:

@@ -24,6 +24,7 @@ class ConfigError(Exception):
 MODES = ("tracks", "mpegts")
 TRANSCODE_TARGETS = ("aac", "opus")
 SOURCE_TRANSPORTS = ("tcp", "udp")
+RECORD_FORMATS = ("mp4", "mkv")
 
 
 def _is_rtsp_url(url: str) -> bool:
@@ -46,7 +47,12 @@ class PathSettings:
     # with mode "tracks": audio tracks whose codec has no payload format are transcoded to this
     transcode_audio: str | None = None
     # accepts a publisher (ANNOUNCE/RECORD); None: paths under live/ do, others do not
-    record: bool | None = None
+    publish: bool | None = None
+    # record the live path to segmented files (streamd/live/recorder.py); None below: the server's default
+    record: bool = False
+    record_format: str | None = None  # "mp4" or "mkv"
+    record_segment: float | None = None  # seconds per file (cut at the next video keyframe)
+    record_dir: str | None = None  # files go to <record_dir>/<path>/<UTC time>.<ext>
     # answer DESCRIBE/SETUP with 302 to these rtsp:// URLs, round-robin (load balancing)
     redirect: tuple[str, ...] | list[str] = ()
     # relay: pull this rtsp:// URL when the first reader arrives, over "tcp" (interleaved) or "udp"
@@ -72,8 +78,14 @@ class PathSettings:
             raise ConfigError(f"source_transport must be one of {', '.join(SOURCE_TRANSPORTS)}")
         if not 0 <= self.source_close_after <= 3600:
             raise ConfigError("source_close_after must be between 0 and 3600 seconds")
-        if self.source is not None and (self.redirect or self.record):
+        if self.source is not None and (self.redirect or self.publish):
             raise ConfigError("a path with a source cannot also redirect or accept publishers")
+        for name in ("record",) + (("publish",) if self.publish is not None else ()):
+            if not isinstance(getattr(self, name), bool):
+                raise ConfigError(f"{name} must be true or false")
+        if self.record and self.redirect:
+            raise ConfigError("a path that redirects has nothing to record")
+        _check_recording(self.record_format, self.record_segment)
 
 
 @dataclass(frozen=True)
@@ -98,6 +110,10 @@ class ServerConfig:
     multicast_ports: tuple[int, int] | list[int] = (40000, 40999)
     multicast_ttl: int = 16
     multicast_interface: str | None = None
+    # defaults for paths with record = true (each may set its own)
+    record_dir: Path | None = None  # None: <media>/recordings, so the catalog serves the files
+    record_format: str = "mp4"
+    record_segment: float = 60.0
     paths: dict[str, PathSettings] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -126,6 +142,7 @@ class ServerConfig:
             self.multicast_spec()
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
+        _check_recording(self.record_format, self.record_segment)
 
     def allows_admin(self, address: str) -> bool:
         """Whether a client at ``address`` may drain the server or move paths."""
@@ -147,7 +164,7 @@ class ServerConfig:
         settings = self.path_settings(path)
         if settings.source is not None:
             return False  # fed by its relay
-        return path.startswith("live/") if settings.record is None else settings.record
+        return path.startswith("live/") if settings.publish is None else settings.publish
 
     def path_settings(self, path: str) -> PathSettings:
         """The settings for ``path``: an exact entry first, else the first glob pattern matching it."""
@@ -158,6 +175,17 @@ class ServerConfig:
             if any(ch in pattern for ch in "*?[") and fnmatch.fnmatchcase(path, pattern):
                 return settings
         return PathSettings()
+
+
+def _check_recording(record_format: str | None, record_segment: float | None) -> None:
+    if record_format is not None and record_format not in RECORD_FORMATS:
+        raise ConfigError(f"record_format must be one of {', '.join(RECORD_FORMATS)}, not {record_format!r}")
+    if record_segment is not None and (
+        isinstance(record_segment, bool)
+        or not isinstance(record_segment, int | float)
+        or not 1 <= record_segment <= 86400
+    ):
+        raise ConfigError(f"record_segment must be between 1 and 86400 seconds, not {record_segment!r}")
 
 
 _SIMPLE = {f.name: f for f in fields(ServerConfig) if f.name != "paths"}
@@ -175,7 +203,7 @@ def load_config(file: Path | None, overrides: dict[str, Any]) -> ServerConfig:
             raise ConfigError(f"{file}: {exc}") from exc
         values.update(_from_toml(data, file))
     values.update({k: v for k, v in overrides.items() if v is not None})
-    for key in ("media", "cache_dir"):
+    for key in ("media", "cache_dir", "record_dir"):
         if values.get(key) is not None:
             values[key] = Path(values[key]).expanduser()
     try:

@@ -32,6 +32,7 @@ from streamd.live.announced import announced_tracks
 from streamd.live.hub import LivePath
 from streamd.live.multicast import MulticastService, MulticastSink
 from streamd.live.reader import LiveReader
+from streamd.live.recorder import Recordings
 from streamd.live.redirect import Relocations, RoundRobin, moved_response, redirect_request
 from streamd.live.relay import Relay, RelayHooks
 from streamd.playback import Binding, Playback, PlayRequest
@@ -115,6 +116,7 @@ class RtspServer:
         self._rtcp_routes: dict[Address, tuple[str, int]] = {}
         self.live: dict[str, LivePath] = {}
         self.relays: dict[str, Relay] = {}  # paths with a configured source, pulled on demand
+        self.recordings = Recordings(config)  # live paths with record = true, written to files
         self._redirects = RoundRobin()
         self.relocations = Relocations()  # paths moved at run time; draining for maintenance
         self._drain_task: asyncio.Task[None] | None = None
@@ -165,6 +167,7 @@ class RtspServer:
         await asyncio.gather(*(relay.stop() for relay in self.relays.values()))
         for connection in list(self.connections):
             connection.close()
+        await self.recordings.close()  # finish the files being written (MP4: the moov)
         for server in self._servers:
             await server.wait_closed()
         if self.udp is not None:
@@ -824,6 +827,7 @@ class RtspServer:
         self.live[live.name] = live
         log.info("%s: session %s RECORD: %s is live", session.label, session.id, live.name)
         self.multicast.path_online(live)
+        self.recordings.start(live)
         response = Response(200)
         response.headers["Session"] = format_session(session.id, self.config.session_timeout)
         return response, None
@@ -899,6 +903,7 @@ class RtspServer:
         self.live[live.name] = live
         log.info("%s: %s is live", live.publisher, live.name)
         self.multicast.path_online(live)
+        self.recordings.start(live)
 
     def remove_live(self, live: LivePath, label: str = "") -> None:
         """Take ``live`` offline: its readers get RTCP BYE, DESCRIBE answers 404."""
@@ -906,6 +911,7 @@ class RtspServer:
             del self.live[live.name]
         live.online = False
         self.multicast.path_offline(live)
+        self.recordings.stop(live)
         for reader in list(live.readers):
             if isinstance(reader, LiveReader):
                 reader.detach(bye=True)

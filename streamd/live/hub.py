@@ -30,6 +30,8 @@ log = logging.getLogger(__name__)
 Payloads = list[tuple[bytes, bool]]
 # (track index, timestamp in the track clock since the first packet, payloads, keyframe)
 Listener = Callable[[int, int, Payloads, bool], None]
+# every access unit of a depacketized track, before packetizing (the recorder taps here)
+UnitListener = Callable[["LiveTrack", AccessUnit], None]
 
 
 def is_keyframe(codec: str, nal_units: tuple[bytes, ...]) -> bool:
@@ -91,6 +93,7 @@ class LivePath:
     tracks: dict[int, LiveTrack]
     publisher: str  # session id of the publisher
     readers: set[Listener] = field(default_factory=set)
+    unit_listeners: set[UnitListener] = field(default_factory=set)
     online: bool = False
     units_in: int = 0
 
@@ -158,6 +161,8 @@ class LivePath:
 
     def _publish(self, track: LiveTrack, au: AccessUnit) -> None:
         """Packetize once, hand the same payloads to every reader."""
+        for listener in list(self.unit_listeners):
+            listener(track, au)
         payloads = track.announced.payload_format.packetize(au)
         self.units_in += 1
         self._fan_out(track.index, au.pts, payloads, au.keyframe)

@@ -63,3 +63,49 @@ def test_transcode_audio_setting(tmp_path: Path) -> None:
     file.write_text('[paths."*.ogg"]\ntranscode_audio = "mp3"\n')
     with pytest.raises(ConfigError, match="transcode_audio"):
         load_config(file, {})
+
+
+def test_publish_accepts_publishers_and_record_means_recording(tmp_path: Path) -> None:
+    file = tmp_path / "c.toml"
+    file.write_text(
+        'record_format = "mkv"\nrecord_segment = 30\nrecord_dir = "~/rec"\n'
+        '[paths."live/cam1"]\nrecord = false\n'
+        '[paths."live/cam2"]\nrecord = true\nrecord_segment = 10\nrecord_format = "mp4"\n'
+        '[paths."cams/*"]\npublish = true\nrecord = true\n'
+        '[paths."live/closed"]\npublish = false\n'
+        '[paths."relay/cam"]\nsource = "rtsp://camera.example:8554/stream"\nrecord = true\n'
+    )
+    config = load_config(file, {})
+    assert config.record_format == "mkv" and config.record_segment == 30
+    assert config.record_dir == Path("~/rec").expanduser()
+    assert config.accepts_publisher("live/cam1") and not config.path_settings("live/cam1").record
+    assert config.path_settings("live/cam2") == PathSettings(
+        record=True, record_segment=10, record_format="mp4"
+    )
+    assert config.accepts_publisher("cams/a") and config.path_settings("cams/a").record
+    assert not config.accepts_publisher("live/closed")
+    assert not config.accepts_publisher("other") and config.accepts_publisher("live/other")
+    assert not config.accepts_publisher("relay/cam") and config.path_settings("relay/cam").record
+    assert load_config(None, {"record_format": "mkv", "record_dir": "x"}).record_dir == Path("x")
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ('[paths.a]\nrecord = "yes"', "record must be true or false"),
+        ("[paths.a]\npublish = 1", "publish must be true or false"),
+        ('[paths.a]\nredirect = ["rtsp://b/a"]\nrecord = true', "redirects has nothing to record"),
+        ('[paths.a]\nsource = "rtsp://b/a"\npublish = true', "cannot also redirect or accept publishers"),
+        ('[paths.a]\nrecord_format = "avi"', "record_format must be one of mp4, mkv"),
+        ("[paths.a]\nrecord_segment = 0", "record_segment must be between"),
+        ('record_segment = "60"', "record_segment must be between"),
+        ('record_format = "ts"', "record_format"),
+        ("[paths.a]\nrecord_seconds = 5", "unknown setting"),
+        ("recording = true", "unknown setting"),
+    ],
+)
+def test_bad_recording_settings(tmp_path: Path, text: str, message: str) -> None:
+    file = tmp_path / "c.toml"
+    file.write_text(text)
+    with pytest.raises(ConfigError, match=message):
+        load_config(file, {})
