@@ -53,6 +53,7 @@ class LiveTrack:
     last_arrival: float = 0.0
     sender_ntp: float | None = None  # from the publisher's latest SR: wall time ...
     sender_ts: int | None = None  # ... and the (unwrapped, rebased) timestamp it maps to
+    early_sr: tuple[int, int] | None = None  # an SR that came before the first RTP packet
     packets: int = 0
 
     @property
@@ -137,6 +138,9 @@ class LivePath:
             return
         track.packets += 1
         ticks = track.unwrap(packet.timestamp)
+        if track.early_sr is not None:  # ffmpeg sends its first SR just before its first packet
+            early, track.early_sr = track.early_sr, None
+            self.on_sender_report(track, *early)
         track.last_arrival = time.time()
         if track.depacketizer is None:
             self._fan_out(track.index, ticks, [(packet.payload, bool(packet.marker))], True)
@@ -169,6 +173,7 @@ class LivePath:
 
     def on_sender_report(self, track: LiveTrack, ntp: int, rtp_timestamp: int) -> None:
         if track.first_ts is None:
+            track.early_sr = (ntp, rtp_timestamp)  # applied when the first packet sets the origin
             return
         track.sender_ntp = ntp_to_unix(ntp)
         track.sender_ts = (rtp_timestamp - track.first_ts + 2**31) % 2**32 - 2**31 + 0
