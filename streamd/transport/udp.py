@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import socket
 from collections.abc import Callable
 
 log = logging.getLogger(__name__)
@@ -32,6 +34,54 @@ class _Endpoint(asyncio.DatagramProtocol):
         log.debug("UDP error: %s", exc)
 
 
+class _Sender:
+    """Sends datagrams straight on the non-blocking socket; the transport only takes the overflow.
+
+    The kernel almost always takes a datagram at once, so the common case is one ``sendto``
+    system call with no event-loop bookkeeping. When the socket buffer is full, the datagram is
+    queued in the transport (which sends it when the socket is writable) and later datagrams
+    follow it there, in order, until that queue is empty again.
+    """
+
+    def __init__(self, transport: asyncio.DatagramTransport) -> None:
+        self.transport = transport
+        raw = transport.get_extra_info("socket")
+        # our own descriptor for the same socket: the loop's wrapper refuses (or warns on) sendto
+        self._sock = socket.socket(fileno=os.dup(raw.fileno()))
+        self._sock.setblocking(False)
+        self._backlog = False
+        self.dropped = 0
+        self.errors = 0
+
+    def send(self, packet: bytes, addr: Address) -> None:
+        if self._backlog:
+            transport = self.transport
+            if transport.is_closing():
+                return
+            if transport.get_write_buffer_size():
+                if transport.get_write_buffer_size() > MAX_SEND_BUFFER:
+                    self.dropped += 1
+                else:
+                    transport.sendto(packet, addr)
+                return
+            self._backlog = False
+        try:
+            self._sock.sendto(packet, addr)
+        except (BlockingIOError, InterruptedError):
+            if self.transport.is_closing():
+                return
+            self._backlog = True
+            self.transport.sendto(packet, addr)
+        except OSError as exc:  # e.g. an unreachable address: UDP is fire and forget
+            self.errors += 1
+            if self.errors == 1:
+                log.debug("UDP send to %s failed: %s", addr, exc)
+
+    def close(self) -> None:
+        self._sock.close()
+        self.transport.close()
+
+
 class UdpPair:
     """The RTP socket (even port) and the RTCP socket (port + 1)."""
 
@@ -42,55 +92,57 @@ class UdpPair:
     ) -> None:
         self._on_rtcp = on_rtcp
         self._on_rtp = on_rtp  # publishers' RTP; returns False for datagrams nobody expects
-        self._rtp: _Endpoint | None = None
-        self._rtcp: _Endpoint | None = None
+        self._rtp: _Sender | None = None
+        self._rtcp: _Sender | None = None
         self.rtp_port = 0
         self.rtcp_port = 0
-        self.dropped = 0
         self.ignored = 0
+        self._closed = False
 
     async def open(self, host: str, rtp_port: int) -> None:
         loop = asyncio.get_running_loop()
-        rtp_t, self._rtp = await loop.create_datagram_endpoint(
+        rtp_t, _ = await loop.create_datagram_endpoint(
             lambda: _Endpoint(self._on_rtp_datagram), local_addr=(host, rtp_port)
         )
         try:
-            _, self._rtcp = await loop.create_datagram_endpoint(
+            rtcp_t, _ = await loop.create_datagram_endpoint(
                 lambda: _Endpoint(self._on_rtcp), local_addr=(host, rtp_port + 1)
             )
         except OSError:
             rtp_t.close()
             raise
+        self._rtp, self._rtcp = _Sender(rtp_t), _Sender(rtcp_t)
         self.rtp_port = rtp_port
         self.rtcp_port = rtp_port + 1
+
+    @property
+    def dropped(self) -> int:
+        """Datagrams dropped because the socket and the overflow queue were full."""
+        return sum(s.dropped for s in (self._rtp, self._rtcp) if s is not None)
 
     def _on_rtp_datagram(self, data: bytes, addr: Address) -> None:
         if self._on_rtp is None or not self._on_rtp(data, addr):
             self.ignored += 1  # a NAT punch (ffmpeg sends one per port) or a stray
 
     def send_rtp(self, packet: bytes, addr: Address) -> None:
-        self._send(self._rtp, packet, addr)
+        if self._rtp is not None and not self._closed:
+            self._rtp.send(packet, addr)
 
     def send_rtcp(self, packet: bytes, addr: Address) -> None:
-        self._send(self._rtcp, packet, addr)
-
-    def _send(self, endpoint: _Endpoint | None, packet: bytes, addr: Address) -> None:
-        transport = endpoint.transport if endpoint else None
-        if transport is None or transport.is_closing():
-            return
-        if transport.get_write_buffer_size() > MAX_SEND_BUFFER:
-            self.dropped += 1
-            return
-        transport.sendto(packet, addr)
+        if self._rtcp is not None and not self._closed:
+            self._rtcp.send(packet, addr)
 
     def close(self) -> None:
-        for endpoint in (self._rtp, self._rtcp):
-            if endpoint and endpoint.transport:
-                endpoint.transport.close()
+        self._closed = True
+        for sender in (self._rtp, self._rtcp):
+            if sender is not None:
+                sender.close()
 
 
 class UdpSink:
     """One track of one UDP session: the client's RTP/RTCP ports on the client's own host."""
+
+    writable = True  # UDP never holds the sender back; a full socket buffer drops instead
 
     def __init__(self, pair: UdpPair, client_host: str, rtp_port: int, rtcp_port: int) -> None:
         self._pair = pair
@@ -101,6 +153,14 @@ class UdpSink:
 
     def send_rtp(self, packet: bytes) -> None:
         self._pair.send_rtp(packet, self.rtp_addr)
+
+    def send_rtp_many(self, packets: list[bytes]) -> None:
+        """An access unit's packets, back to back (one call for the lot on the hot path)."""
+        pair, addr = self._pair, self.rtp_addr
+        if pair._rtp is not None and not pair._closed:
+            send = pair._rtp.send
+            for packet in packets:
+                send(packet, addr)
 
     def send_rtcp(self, packet: bytes) -> None:
         self._pair.send_rtcp(packet, self.rtcp_addr)
