@@ -43,6 +43,7 @@ log = logging.getLogger(__name__)
 LOOKAHEAD = Fraction(1)  # wall seconds of media kept queued ahead of sending
 READ_CHUNK = Fraction(2)  # wall seconds of media one read fetches
 _LOOKAHEAD, _READ_CHUNK = float(LOOKAHEAD), float(READ_CHUNK)
+_CACHED_READ_CHUNK = _LOOKAHEAD + 0.2  # from memory: about 0.2 s of media per read
 MAX_QUEUED_UNITS = 5000  # bounds memory whatever the file's packet rate
 MEDIA_END_WAIT = 5.0  # the BYE waits at most this long for the last frame's time
 BYE_DELAY = 0.05  # and then this much more, so it does not overtake the data
@@ -131,6 +132,7 @@ class Playback:
         self._bye_sent = False
         self._reports_sent = 0
         self._pending_read: asyncio.Future[tuple[list[AccessUnit], bool]] | None = None
+        self._read_upto: dict[int, int] = {}  # per track, the DTS of the last AU read
 
     # --- control -------------------------------------------------------------------------
 
@@ -151,6 +153,7 @@ class Playback:
             self._reader = await loop.run_in_executor(None, self._open_reader)
             self._warm_cache()
             self._queue.clear()
+            self._read_upto = {}
             self._eof = False
             self.position = origin
         elif start is not None:
@@ -158,6 +161,7 @@ class Playback:
                 self._reader = await loop.run_in_executor(None, self._open_reader)
             actual = await loop.run_in_executor(None, self._reader.seek, start + origin)
             self._queue.clear()
+            self._read_upto = {}
             self._eof = False
             self.position = actual
         self.finished = False
@@ -453,7 +457,10 @@ class Playback:
         media_now = self._origin_float + (now - self._origin_wall) * rate
         if self._queued_until() >= media_now + _LOOKAHEAD * rate:
             return
-        self._start_read(media_now + _READ_CHUNK * rate)
+        # a cached read runs on the loop: small and often, so that sessions started together
+        # do not all read a big chunk in the same wake-up and make everyone else's packets late
+        chunk = _CACHED_READ_CHUNK if isinstance(self._reader, CachedReader) else _READ_CHUNK
+        self._start_read(media_now + chunk * rate)
 
     def _start_read(self, until: float) -> asyncio.Future[tuple[list[AccessUnit], bool]] | None:
         """Read up to ``until`` media seconds: at once for a cached file, else in a worker thread
@@ -461,6 +468,8 @@ class Playback:
         room = MAX_QUEUED_UNITS - len(self._queue)
         if self._reader is None or room <= 0:
             return None
+        if not isinstance(self._reader, CachedReader) and self._cacheable:
+            self._move_to_cache()
         if isinstance(self._reader, CachedReader):
             self._take(*self._read_until(until, room))
             return None
@@ -493,7 +502,29 @@ class Playback:
         self._take(*future.result())
         self._wake()
 
+    def _move_to_cache(self) -> None:
+        """A session that began before its file was cached reads from the cache once it is in:
+        demuxing per session in worker threads costs CPU and holds the GIL against the pacer."""
+        assert self.unit_cache is not None and self._reader is not None
+        if self.presentation.loop or self._eof:
+            return
+        cached = self.unit_cache.get(self.file, self.presentation.info, self._cache_indices)
+        if cached is None:
+            return
+        reader = CachedReader(cached, list(self.bindings), loop=False)
+        if not reader.resume_after(self._read_upto):
+            return
+        old, self._reader = self._reader, reader
+        memo = cached.sender_memo.setdefault("payloads", PayloadMemo(cached.unit_ids))
+        for binding in self.bindings.values():
+            binding.stream.payload_memo = memo
+        future = asyncio.get_running_loop().run_in_executor(None, old.close)
+        future.add_done_callback(_log_failure)
+
     def _take(self, units: list[AccessUnit], eof: bool) -> None:
+        upto = self._read_upto
+        for au in units:
+            upto[au.stream_index] = au.dts
         self._queue.extend(units)
         self._eof = eof
         if self._end is not None:
