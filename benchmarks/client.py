@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import struct
 import time
 from array import array
@@ -25,6 +26,7 @@ from streamd.rtsp.message import InterleavedFrame, Request, Response
 from streamd.rtsp.parser import MessageParser
 
 Address = tuple[str, int]
+_SSRC = re.compile(r";\s*ssrc=\s*([0-9A-Fa-f]{1,8})\b")
 
 
 class Track:
@@ -34,6 +36,11 @@ class Track:
         self.control_url, self.clock = control_url, clock
         self.arrivals, self.seqs, self.stamps = array("d"), array("H"), array("I")
         self.ssrc: int | None = None
+        # the SSRC the server announced in SETUP: packets of any other stream arriving on our
+        # port (a stale session of an earlier run still sending to a port the OS reused) are
+        # counted in ``foreign`` and kept out of the figures
+        self.expected_ssrc: int | None = None
+        self.foreign = 0
         self.stats = ReceiverStats(clock, playout_delay) if live else None
         self.jitter_history: list[tuple[float, float]] = []  # (arrival, jitter ms)
         self.rtcp_peer: Address | None = None
@@ -43,6 +50,9 @@ class Track:
         if len(data) < 12 or data[0] >> 6 != 2:
             return
         seq, ts, ssrc = struct.unpack_from("!HII", data, 2)
+        if self.expected_ssrc is not None and ssrc != self.expected_ssrc:
+            self.foreign += 1
+            return
         self.arrivals.append(now)
         self.seqs.append(seq)
         self.stamps.append(ts)
@@ -190,6 +200,8 @@ class Session:
             response = await control.request("SETUP", track.control_url, Transport=spec)
             if response.status != 200:
                 raise RuntimeError(f"SETUP {track.control_url}: {response.status}")
+            if found := _SSRC.search(response.headers.get("Transport", "")):
+                track.expected_ssrc = int(found.group(1), 16)
             session.tracks.append(track)
         return session
 

@@ -79,19 +79,21 @@ async def _generate(
     result = _measure(opened, start, end)
     result["generator_cpu_seconds"] = cpu
     result["window"] = end - start
-    for s in opened:
-        await s.close(teardown=False)
+    # TEARDOWN: a UDP session outlives its RTSP connection (RFC 2326), and one left playing would
+    # load the next level and send into ports the OS hands to the next level's receivers
+    await asyncio.gather(*(s.close(teardown=True) for s in opened))
     return result
 
 
 def _measure(sessions: list[Session], start: float, end: float) -> dict[str, Any]:
     late_hist: Counter[int] = Counter()  # lateness in 0.1 ms bins, to keep the pipe small
-    expected = lost = packets = 0
+    expected = lost = packets = foreign = 0
     firsts = []
     for s in sessions:
         if (first := s.first_packet_delay()) is not None:
             firsts.append(1000 * first)
         for track in s.tracks:
+            foreign += track.foreign
             stats = ReceiverStats(track.clock)
             offsets = []
             for arrival, seq, ts in zip(track.arrivals, track.seqs, track.stamps, strict=True):
@@ -106,7 +108,8 @@ def _measure(sessions: list[Session], start: float, end: float) -> dict[str, Any
                 base = min(offsets)
                 late_hist.update(int(10_000 * (o - base)) for o in offsets)
     return {"expected": expected, "lost": lost, "packets": packets, "late_hist": dict(late_hist),
-            "first_packet_ms": firsts, "streams": sum(len(s.tracks) for s in sessions)}  # fmt: skip
+            "first_packet_ms": firsts, "streams": sum(len(s.tracks) for s in sessions),
+            "foreign": foreign}  # fmt: skip
 
 
 def _unwrap(offsets: list[float], clock: int) -> list[float]:
@@ -194,6 +197,7 @@ def run_level(server: server_process.Server, sessions: int, tcp: bool, seconds: 
         "memory_per_session_kib": (max(rss_setup, rss_playing) - rss0) / sessions / 1024,
         "server_rss_mib": rss_playing / 2**20,
         "generator_cpu_percent": 100 * gen_cpu / window,
+        "foreign_packets": sum(r.get("foreign", 0) for r in results),
     }
     row["ok"] = row["loss_percent"] <= MAX_LOSS_PERCENT and row["late_p99_ms"] <= MAX_P99_LATE_MS
     return row
