@@ -120,6 +120,8 @@ class Playback:
         self._active = False  # between start() and pause/stop/the end: the pacer pumps us
         self._ending_at: float | None = None  # all sent: the BYE goes out at this loop time
         self._next_report = 0.0
+        self._refill_at = float("-inf")  # loop time before which the queue needs no read
+        self._scale_one = True
         self._drain_task: asyncio.Task[None] | None = None
         self._origin_wall = 0.0
         self._origin_media = Fraction(0)
@@ -204,6 +206,8 @@ class Playback:
         self._wall_to_unix = time.time() - now
         self._next_report = now  # the first SR right after the first packets
         self._ending_at = None
+        self._scale_one = self.scale == 1
+        self._refill_at = float("-inf")
         self._active = True
         self._pacer.schedule(self, now)
 
@@ -278,7 +282,7 @@ class Playback:
         queue = self._queue
         if queue:
             bindings = self.bindings
-            scale_one = self.scale == 1
+            scale_one = self._scale_one
             origin_wall, origin, rate, time_base = (
                 self._origin_wall,
                 self._origin_float,
@@ -304,8 +308,9 @@ class Playback:
         if now >= self._next_report:
             self._send_reports()
             self._next_report = self._loop_time() + self._report_interval()
-        self._read_ahead(now)
-        queue = self._queue  # a Range end may have replaced it
+        if now >= self._refill_at:
+            self._read_ahead(now)
+            queue = self._queue  # a Range end may have replaced it
         nxt = self._next_report
         if queue:
             au = queue[0]
@@ -314,7 +319,7 @@ class Playback:
                 + (au.dts * self._time_base[au.stream_index] - self._origin_float) / self._rate_float
             )
             nxt = min(nxt, due)
-        held_due = self._next_held()
+        held_due = self._next_held() if self._held else None
         if held_due is not None:
             nxt = min(nxt, held_due)
         elif not queue and self._eof and self._pending_read is None:
@@ -455,7 +460,10 @@ class Playback:
             return
         rate = self._rate_float
         media_now = self._origin_float + (now - self._origin_wall) * rate
-        if self._queued_until() >= media_now + _LOOKAHEAD * rate:
+        queued = self._queued_until()
+        if queued >= media_now + _LOOKAHEAD * rate:
+            # nothing to read before the queue is down to LOOKAHEAD: skip the check until then
+            self._refill_at = self._origin_wall + (queued - self._origin_float) / rate - _LOOKAHEAD
             return
         # a cached read runs on the loop: small and often, so that sessions started together
         # do not all read a big chunk in the same wake-up and make everyone else's packets late
@@ -522,6 +530,7 @@ class Playback:
         future.add_done_callback(_log_failure)
 
     def _take(self, units: list[AccessUnit], eof: bool) -> None:
+        self._refill_at = float("-inf")
         upto = self._read_upto
         for au in units:
             upto[au.stream_index] = au.dts
