@@ -449,7 +449,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=2, help="load generator processes")
     parser.add_argument("--no-peer", dest="peer", action="store_false", help="skip gst-rtsp-server")
     parser.add_argument(
-        "--profile", type=int, default=100, help="py-spy streamd at this many UDP sessions (0: no)"
+        "--profile", type=int, default=400, help="py-spy streamd at this many UDP sessions (0: no)"
     )
     parser.add_argument("--out", type=Path, help="folder for the results (default benchmarks/results/<date>)")
     args = parser.parse_args(argv)
