@@ -300,7 +300,7 @@ class Playback:
                     continue
                 self._send_packets(au, binding, due)
                 self._last_sent[au.stream_index] = au
-                if not binding.sink.writable:  # TCP above its high-water mark: wait for it
+                if not getattr(binding.sink, "writable", True):  # TCP above its high-water mark
                     self._wait_writable(binding)
                     return None
         if self._held:
@@ -400,7 +400,12 @@ class Playback:
         if not packets:
             return
         if offsets is None:
-            binding.sink.send_rtp_many(packets)
+            send_many = getattr(binding.sink, "send_rtp_many", None)  # optional for other sinks
+            if send_many is not None:
+                send_many(packets)
+            else:
+                for packet in packets:
+                    binding.sink.send_rtp(packet)
             return
         if held is None:
             held = self._held[binding.index] = deque()
