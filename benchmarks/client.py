@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
+import socket
 import struct
 import time
 from array import array
@@ -25,6 +27,7 @@ from streamd.rtsp.message import InterleavedFrame, Request, Response
 from streamd.rtsp.parser import MessageParser
 
 Address = tuple[str, int]
+_SSRC = re.compile(r";\s*ssrc=\s*([0-9A-Fa-f]{1,8})\b")
 
 
 class Track:
@@ -34,6 +37,11 @@ class Track:
         self.control_url, self.clock = control_url, clock
         self.arrivals, self.seqs, self.stamps = array("d"), array("H"), array("I")
         self.ssrc: int | None = None
+        # the SSRC the server announced in SETUP: packets of any other stream arriving on our
+        # port (a stale session of an earlier run still sending to a port the OS reused) are
+        # counted in ``foreign`` and kept out of the figures
+        self.expected_ssrc: int | None = None
+        self.foreign = 0
         self.stats = ReceiverStats(clock, playout_delay) if live else None
         self.jitter_history: list[tuple[float, float]] = []  # (arrival, jitter ms)
         self.rtcp_peer: Address | None = None
@@ -43,6 +51,9 @@ class Track:
         if len(data) < 12 or data[0] >> 6 != 2:
             return
         seq, ts, ssrc = struct.unpack_from("!HII", data, 2)
+        if self.expected_ssrc is not None and ssrc != self.expected_ssrc:
+            self.foreign += 1
+            return
         self.arrivals.append(now)
         self.seqs.append(seq)
         self.stamps.append(ts)
@@ -76,17 +87,60 @@ class Track:
             self.jitter_history.append((now, 1000 * self.stats.jitter_seconds))
 
 
-class _Datagrams(asyncio.DatagramProtocol):
-    def __init__(self, track: Track, rtcp: bool) -> None:
-        self.track, self.is_rtcp = track, rtcp
-        self.now = time.monotonic  # uvloop's loop.time() has only millisecond resolution
+_SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)  # Linux; Python does not always export it
+_TIMESTAMP_SPACE = socket.CMSG_SPACE(16)
+_REALTIME_TO_MONOTONIC = time.time() - time.monotonic()  # kernel stamps are CLOCK_REALTIME
 
-    def datagram_received(self, data: bytes, addr: Address) -> None:
-        if self.is_rtcp:
-            self.track.rtcp_peer = addr
-            self.track.rtcp(data, self.now())
-        else:
-            self.track.rtp(data, self.now())
+
+class StampedSocket:
+    """A receiving UDP socket whose packets carry the kernel's arrival time (``SO_TIMESTAMPNS``).
+
+    Arrival times taken in Python when the loop gets round to a packet include the receiver's
+    own scheduling delay: with hundreds of streams in one process that is the generator's lag,
+    not the server's. The kernel stamps each datagram when it reaches the socket, so lateness
+    measures when the server sent (plus the loopback hop). Falls back to ``time.monotonic()``
+    where the kernel gives no stamp. Times are on the ``time.monotonic`` scale.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, track: Track, rtcp: bool) -> None:
+        self.track, self.is_rtcp, self._loop = track, rtcp, loop
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.setblocking(False)
+        with contextlib.suppress(OSError):
+            self.sock.setsockopt(socket.SOL_SOCKET, _SO_TIMESTAMPNS, 1)
+        loop.add_reader(self.sock.fileno(), self._readable)
+
+    def _readable(self) -> None:
+        sock, track = self.sock, self.track
+        for _ in range(256):  # bounded, so one busy socket cannot starve the others
+            try:
+                data, ancillary, _, addr = sock.recvmsg(65536, _TIMESTAMP_SPACE)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                return
+            now = None
+            for level, kind, raw in ancillary:
+                if level == socket.SOL_SOCKET and kind == _SO_TIMESTAMPNS and len(raw) >= 16:
+                    sec, nsec = struct.unpack_from("qq", raw)
+                    now = sec + nsec * 1e-9 - _REALTIME_TO_MONOTONIC
+            if now is None:
+                now = time.monotonic()
+            if self.is_rtcp:
+                track.rtcp_peer = (addr[0], addr[1])
+                track.rtcp(data, now)
+            else:
+                track.rtp(data, now)
+
+    def sendto(self, data: bytes, addr: Address) -> None:
+        with contextlib.suppress(OSError):
+            self.sock.sendto(data, addr)
+
+    def close(self) -> None:
+        if self.sock.fileno() >= 0:
+            self._loop.remove_reader(self.sock.fileno())
+            self.sock.close()
 
 
 class Control:
@@ -133,7 +187,7 @@ class Session:
     url: str
     tracks: list[Track]
     tcp: bool
-    transports: list[asyncio.BaseTransport] = field(default_factory=list)
+    transports: list[StampedSocket] = field(default_factory=list)
     play_sent: float = 0.0
     reporter_ssrc: int = 0x0B0B0B0B
     _reader_task: asyncio.Task[None] | None = None
@@ -171,14 +225,9 @@ class Session:
             if tcp:
                 spec = f"RTP/AVP/TCP;unicast;interleaved={2 * index}-{2 * index + 1}"
             else:
-                rtp_t, _ = await loop.create_datagram_endpoint(
-                    lambda t=track: _Datagrams(t, False), local_addr=("127.0.0.1", 0)
-                )
-                rtcp_t, _ = await loop.create_datagram_endpoint(
-                    lambda t=track: _Datagrams(t, True), local_addr=("127.0.0.1", 0)
-                )
+                rtp_t, rtcp_t = StampedSocket(loop, track, False), StampedSocket(loop, track, True)
                 session.transports += [rtp_t, rtcp_t]
-                ports = (rtp_t.get_extra_info("sockname")[1], rtcp_t.get_extra_info("sockname")[1])
+                ports = (rtp_t.sock.getsockname()[1], rtcp_t.sock.getsockname()[1])
                 if relay is not None:
                     a, b = await relay.add_pair(("127.0.0.1", ports[0]), ("127.0.0.1", ports[1]))  # type: ignore[attr-defined]
                     track.relay_flow = a.forward
@@ -190,6 +239,8 @@ class Session:
             response = await control.request("SETUP", track.control_url, Transport=spec)
             if response.status != 200:
                 raise RuntimeError(f"SETUP {track.control_url}: {response.status}")
+            if found := _SSRC.search(response.headers.get("Transport", "")):
+                track.expected_ssrc = int(found.group(1), 16)
             session.tracks.append(track)
         return session
 
@@ -246,7 +297,7 @@ class Session:
             if self.tcp:
                 self.control.writer.write(bytes(InterleavedFrame(2 * index + 1, data)))
             elif track.rtcp_peer is not None:
-                self.transports[2 * index + 1].sendto(data, track.rtcp_peer)  # type: ignore[attr-defined]
+                self.transports[2 * index + 1].sendto(data, track.rtcp_peer)
             else:
                 sent.append({})
                 continue

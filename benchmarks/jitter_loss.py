@@ -1,8 +1,9 @@
 """Jitter/loss benchmark: receivers behind a seeded impairment relay, per named profile.
 
-For each profile (clean, 1% random loss, 5% burst loss, 30 ± 10 ms jitter, 2 Mbit/s bottleneck)
-it plays the same clip to a few receivers through ``benchmarks.impair.UdpRelay``, and compares
-three views of every stream:
+For each profile (clean, 1% random loss, 5% burst loss, 30 ± 10 ms jitter, 2 Mbit/s bottleneck,
+and 30 ± 10 ms in-order delay over RTSP/TCP) it plays the same clip to a few receivers through
+``benchmarks.impair.UdpRelay`` (or, for the TCP profile, RTSP with interleaved RTP through
+``benchmarks.impair.TcpRelay``), and compares three views of every stream:
 
 - ground truth: the packets the relay dropped on that flow;
 - the receiver: ``streamd.rtp.receiver_stats`` (RFC 3550 A.1/A.3 loss, A.8 jitter);
@@ -36,10 +37,10 @@ from typing import Any
 import aiohttp
 
 from benchmarks import report, server_process
-from benchmarks.client import Session
+from benchmarks.client import Session, Track
 from benchmarks.impair.model import Impairment, Profile
 from benchmarks.impair.profiles import EXTRA, PROFILES, reverse_of
-from benchmarks.impair.relay import UdpRelay
+from benchmarks.impair.relay import TcpRelay, UdpRelay
 
 CLIP = "640x360 25 fps H.264 (800 kbit/s, GOP 1 s, no B-frames) + AAC 48 kHz stereo"
 REPORT_INTERVAL = 1.0  # seconds between receiver reports (RFC 3550 would allow 5; more samples here)
@@ -56,8 +57,9 @@ def expected_jitter_ms(profile: Profile, seed: int = 99) -> float | None:
     """The A.8 jitter the delay distribution alone should produce: E|d1 - d2| (by simulation)."""
     if not profile.jitter_ms:
         return 0.0 if not profile.rate_bps else None
-    link = Impairment(Profile("sim", delay_ms=profile.delay_ms, jitter_ms=profile.jitter_ms,
-                              distribution=profile.distribution), seed)  # fmt: skip
+    sim = Profile("sim", delay_ms=profile.delay_ms, jitter_ms=profile.jitter_ms,
+                  distribution=profile.distribution, keep_order=profile.keep_order)  # fmt: skip
+    link = Impairment(sim, seed)
     delays = [link.process(i * 10.0, 100)[0] - i * 10.0 for i in range(20000)]
     return 1000 * statistics.mean(abs(a - b) for a, b in itertools.pairwise(delays))
 
@@ -74,12 +76,18 @@ async def run_profile(
     server: server_process.Server, profile: Profile, receivers: int, seconds: float, seed: int
 ) -> dict[str, Any]:
     forward, backward = Impairment(profile, seed), Impairment(reverse_of(profile), seed + 1)
-    relay = UdpRelay(forward, backward)
+    relay: UdpRelay | TcpRelay
     cpu0 = server.cpu_seconds()
-    sessions = [
-        await Session.open("127.0.0.1", server.port, server.path, relay=relay, live=True, playout_delay=0.2)
-        for _ in range(receivers)
-    ]
+    opts: dict[str, Any] = {"live": True, "playout_delay": 0.2}
+    if profile.transport == "tcp":  # RTSP and interleaved RTP/RTCP through the TCP relay
+        relay = TcpRelay(("127.0.0.1", server.port), forward, backward)
+        port = await relay.start()
+        opts |= {"tcp": True, "url_port": server.port}
+    else:
+        relay = UdpRelay(forward, backward)
+        port = server.port
+        opts["relay"] = relay
+    sessions = [await Session.open("127.0.0.1", port, server.path, **opts) for _ in range(receivers)]
     for s in sessions:
         await s.play()
     start = time.monotonic()
@@ -98,10 +106,7 @@ async def run_profile(
     final_at = time.monotonic()
     finals = [s.send_receiver_reports(final_at) for s in sessions]
     measured = [[t.stats.as_dict() for t in s.tracks if t.stats is not None] for s in sessions]
-    truths = [
-        [(t.relay_flow.offered, t.relay_flow.dropped, t.relay_flow.duplicated) for t in s.tracks]  # type: ignore[union-attr]
-        for s in sessions
-    ]
+    truths = [[_truth(t) for t in s.tracks] for s in sessions]
     cpu = server.cpu_seconds() - cpu0
     await asyncio.sleep(0.3 + 2 * (profile.delay_ms + 4 * profile.jitter_ms) / 1000)
     api: dict[int, dict[str, Any]] = {}
@@ -128,8 +133,19 @@ async def run_profile(
             streams.append(row)
     for s in sessions:
         await s.close()
-    relay.close()
+    if isinstance(relay, TcpRelay):
+        await relay.close()
+    else:
+        relay.close()
     return _summarize(profile, streams, history, cpu / seconds, receivers)
+
+
+def _truth(track: Track) -> tuple[int, int, int]:
+    """(offered, dropped, duplicated) on the relay; a TCP relay loses nothing, so what arrived."""
+    flow = track.relay_flow
+    if flow is None:
+        return len(track.arrivals), 0, 0
+    return flow.offered, flow.dropped, flow.duplicated
 
 
 def _checks(row: dict[str, Any], profile: Profile) -> dict[str, bool | None]:

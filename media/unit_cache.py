@@ -53,6 +53,15 @@ class CachedMedia:
             ids = self.sender_memo["_unit_ids"] = frozenset(map(id, self.units))
         return ids
 
+    def position_of(self, stream_index: int, dts: int) -> int | None:
+        """Where the unit of this track with this DTS is (None: no such unit)."""
+        index = self.sender_memo.get("_positions")
+        if index is None:
+            index = self.sender_memo["_positions"] = {
+                (au.stream_index, au.dts): i for i, au in enumerate(self.units)
+            }
+        return index.get((stream_index, dts))
+
     @classmethod
     def load(cls, path: Path, info: MediaInfo, indices: frozenset[int]) -> CachedMedia:
         with MediaReader(path, info, sorted(indices)) as reader:
@@ -88,6 +97,28 @@ class CachedReader:
         self._pass = 0
         self._drop_audio_before: Fraction | None = None
         self._time_base = {t.index: t.time_base for t in media.info.tracks}
+        self._skip_end = 0  # after ``resume_after``: below this position, skip units already read
+        self._read_upto: dict[int, int] = {}
+
+    def resume_after(self, read_upto: dict[int, int]) -> bool:
+        """Continue where another reader of the same file stopped (its last DTS per track).
+
+        For a session that started before the file was cached: it moves over to the cache
+        without repeating or skipping a unit. False (nothing changed) if a track has no unit
+        read yet or a DTS is not in the cache.
+        """
+        if self._loop or not self._wanted <= read_upto.keys():
+            return False
+        positions = [self._media.position_of(i, read_upto[i]) for i in self._wanted]
+        if any(p is None for p in positions):
+            return False
+        found = [p for p in positions if p is not None]
+        self._position = min(found) + 1
+        self._skip_end = max(found) + 1
+        self._read_upto = {i: read_upto[i] for i in self._wanted}
+        self._pass = 0
+        self._drop_audio_before = None
+        return True
 
     def read(self) -> AccessUnit | None:
         units = self._media.units
@@ -103,6 +134,8 @@ class CachedReader:
             au = units[i]
             if au.stream_index not in self._wanted:
                 continue
+            if i < self._skip_end and au.dts <= self._read_upto[au.stream_index]:
+                continue  # read by the reader we took over from
             if self._pass and au.pts < 0:
                 continue  # priming frames belong to the first pass only
             if (
@@ -133,6 +166,7 @@ class CachedReader:
             start -= 1  # audio muxed just before the keyframe but playing after it
         self._position = start
         self._pass = 0
+        self._skip_end = 0
         self._drop_audio_before = key_time - AUDIO_TOLERANCE
         return key_time
 

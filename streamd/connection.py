@@ -123,6 +123,11 @@ class RtspConnection(asyncio.Protocol):
             self.close()
 
     @property
+    def writable(self) -> bool:
+        """False while the transport has paused writing: senders should ``drain`` first."""
+        return self._writable.is_set()
+
+    @property
     def buffered(self) -> int:
         """Bytes written but not yet taken by the kernel."""
         return self.transport.get_write_buffer_size() if self.transport is not None else 0

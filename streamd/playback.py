@@ -1,9 +1,11 @@
 """Real-time pacing of one session: read access units, send them when their time comes.
 
-The reader (PyAV, blocking) runs in a worker thread a second or two ahead of the wall clock;
-the event loop sends each access unit at ``origin_wall + (dts - origin_media) / (scale x speed)``,
-so at Scale 1 and Speed 1 media time maps to wall time one to one and a 10 s clip takes 10 s.
-Every track of the session is paced from one loop and shares one wall clock, which is also the
+The reader (PyAV, blocking) runs in a worker thread a second or two ahead of the wall clock
+(a cached file is read on the loop: it is only a list walk); the event loop sends each access
+unit at ``origin_wall + (dts - origin_media) / (scale x speed)``, so at Scale 1 and Speed 1
+media time maps to wall time one to one and a 10 s clip takes 10 s. Sessions do not sleep in
+tasks of their own: the loop's one ``Pacer`` pumps every session whose next packet is due, so
+a wake-up serves them all. Every track of the session shares one wall clock, which is also the
 NTP clock of the sender reports: players can line audio up with video from them.
 
 Scale (RFC 2326 12.34) changes the media rate: above 1 only video keyframes are sent, below 1
@@ -15,7 +17,6 @@ Speed (12.35) only makes delivery faster, timestamps unchanged.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections import deque
@@ -29,7 +30,8 @@ from media.reader import MediaReader
 from media.transcode import TranscodingReader
 from media.ts_source import TransportStreamReader
 from media.unit_cache import CachedReader, UnitCache
-from streamd.rtp.clock import RTP_TS_MOD, unix_to_ntp
+from streamd.pacer import Pacer, loop_pacer
+from streamd.rtp.clock import unix_to_ntp
 from streamd.rtp.outgoing import OutgoingStream, PayloadMemo
 from streamd.rtp.presentation import Presentation, StreamableTrack
 from streamd.rtp.rtcp_interval import rtcp_interval
@@ -40,8 +42,11 @@ log = logging.getLogger(__name__)
 
 LOOKAHEAD = Fraction(1)  # wall seconds of media kept queued ahead of sending
 READ_CHUNK = Fraction(2)  # wall seconds of media one read fetches
+_LOOKAHEAD, _READ_CHUNK = float(LOOKAHEAD), float(READ_CHUNK)
+_CACHED_READ_CHUNK = _LOOKAHEAD + 0.2  # from memory: about 0.2 s of media per read
 MAX_QUEUED_UNITS = 5000  # bounds memory whatever the file's packet rate
-SEND_SLACK = 0.002  # send AUs due within this many seconds together
+MEDIA_END_WAIT = 5.0  # the BYE waits at most this long for the last frame's time
+BYE_DELAY = 0.05  # and then this much more, so it does not overtake the data
 AVG_RTCP_SIZE = 28 + 52 + 20  # IP/UDP + SR + SDES of about a 20-byte CNAME
 
 
@@ -93,6 +98,7 @@ class Playback:
         label: str,
         on_end: Callable[[str], None] | None = None,
         unit_cache: UnitCache | None = None,
+        pacer: Pacer | None = None,
     ) -> None:
         self.file = file
         self.unit_cache = unit_cache
@@ -104,13 +110,19 @@ class Playback:
         self.finished = False
         self.scale = Fraction(1)
         self.speed = Fraction(1)
+        self._pacer = pacer
         self._end: Fraction | None = None  # file time where delivery stops (Range end)
         self._crossed_end: set[int] = set()
         self._timeline: Timeline | None = None
         self._reader: MediaReader | TransportStreamReader | TranscodingReader | CachedReader | None = None
         self._queue: deque[AccessUnit] = deque()
         self._eof = False
-        self._task: asyncio.Task[None] | None = None
+        self._active = False  # between start() and pause/stop/the end: the pacer pumps us
+        self._ending_at: float | None = None  # all sent: the BYE goes out at this loop time
+        self._next_report = 0.0
+        self._refill_at = float("-inf")  # loop time before which the queue needs no read
+        self._scale_one = True
+        self._drain_task: asyncio.Task[None] | None = None
         self._origin_wall = 0.0
         self._origin_media = Fraction(0)
         self._wall_to_unix = 0.0
@@ -122,6 +134,7 @@ class Playback:
         self._bye_sent = False
         self._reports_sent = 0
         self._pending_read: asyncio.Future[tuple[list[AccessUnit], bool]] | None = None
+        self._read_upto: dict[int, int] = {}  # per track, the DTS of the last AU read
 
     # --- control -------------------------------------------------------------------------
 
@@ -142,6 +155,7 @@ class Playback:
             self._reader = await loop.run_in_executor(None, self._open_reader)
             self._warm_cache()
             self._queue.clear()
+            self._read_upto = {}
             self._eof = False
             self.position = origin
         elif start is not None:
@@ -149,6 +163,7 @@ class Playback:
                 self._reader = await loop.run_in_executor(None, self._open_reader)
             actual = await loop.run_in_executor(None, self._reader.seek, start + origin)
             self._queue.clear()
+            self._read_upto = {}
             self._eof = False
             self.position = actual
         self.finished = False
@@ -181,18 +196,26 @@ class Playback:
     def start(self) -> None:
         """Begin sending now, from ``position``."""
         loop = asyncio.get_running_loop()
-        self._origin_wall = loop.time()
+        if self._pacer is None:
+            self._pacer = loop_pacer()
+        now = loop.time()
+        self._origin_wall = now
         self._origin_media = self.position
         self._origin_float = float(self.position)
         self._rate_float = float(self._rate)
-        self._wall_to_unix = time.time() - self._origin_wall
-        self._task = loop.create_task(self._run(), name=f"playback {self.label}")
+        self._wall_to_unix = time.time() - now
+        self._next_report = now  # the first SR right after the first packets
+        self._ending_at = None
+        self._scale_one = self.scale == 1
+        self._refill_at = float("-inf")
+        self._active = True
+        self._pacer.schedule(self, now)
 
     async def pause(self) -> Fraction:
         """Stop sending; the next ``prepare`` + ``start`` resumes here. Returns npt."""
-        if self._task is not None:
+        if self._active:
             self.position = self._media_now()
-            await self._cancel()
+            self._deactivate()
             self._send_held(float("inf"))  # already numbered: send now rather than leave a gap
         return self.npt
 
@@ -204,8 +227,8 @@ class Playback:
 
     async def stop(self, *, send_bye: bool = True) -> None:
         """End playback for good: BYE on every track, reader closed."""
-        was_running = self._task is not None
-        await self._cancel()
+        was_running = self._active
+        self._deactivate()
         await self._settle()
         if send_bye and (was_running or self.finished) and not self._bye_sent:
             self._send_bye()
@@ -222,62 +245,113 @@ class Playback:
 
     @property
     def running(self) -> bool:
-        return self._task is not None and not self._task.done()
+        return self._active
 
-    # --- the pacing loop -------------------------------------------------------------------
+    def _deactivate(self) -> None:
+        self._active = False
+        self._ending_at = None
+        if self._pacer is not None:
+            self._pacer.cancel(self)
+        task, self._drain_task = self._drain_task, None
+        if task is not None:
+            task.cancel()
 
-    async def _run(self) -> None:
-        loop = asyncio.get_running_loop()
-        next_report = loop.time()
-        end_reason = "end of stream"
+    def _wake(self) -> None:
+        """Something we waited for (a read, a congested connection) is done: pump us now."""
+        if self._active and self._pacer is not None and self._ending_at is None:
+            self._pacer.schedule(self, asyncio.get_running_loop().time())
+
+    # --- pacing: called by the loop's Pacer ------------------------------------------------
+
+    def pump(self, now: float, horizon: float) -> float | None:
+        """Send what is due up to ``horizon``; return when we are due next (None: until woken)."""
+        if not self._active:
+            return None
         try:
-            while True:
-                if not self._eof and self._queued_until() < self._media_now() + LOOKAHEAD * self._rate:
-                    await self._fill(self._media_now() + READ_CHUNK * self._rate)
-                if not self._queue:
-                    held_due = self._next_held()
-                    if self._eof and held_due is None:
-                        break
-                    if self._eof and held_due is not None:
-                        await asyncio.sleep(max(0.0, held_due - loop.time()))
-                        self._send_held(loop.time() + SEND_SLACK)
-                    continue
-                horizon = loop.time() + SEND_SLACK
-                while self._queue and self._due(self._queue[0]) <= horizon:
-                    au = self._queue.popleft()
-                    binding = self.bindings.get(au.stream_index)
-                    if binding is None or not self._wanted(au):
-                        continue
-                    self._send_packets(au, binding)
-                    self._note_sent(au, binding)
-                    await binding.sink.drain()
-                self._send_held(loop.time() + SEND_SLACK)
-                if loop.time() >= next_report:
-                    self._send_reports()
-                    next_report = loop.time() + self._report_interval()
-                if self._queue:
-                    due = self._due(self._queue[0])
-                    held_due = self._next_held()
-                    if held_due is not None:
-                        due = min(due, held_due)
-                    wait = due - loop.time()
-                    if wait > 0:
-                        await asyncio.sleep(min(wait, max(0.0, next_report - loop.time()) + 0.001))
-            await self._wait_for_media_end()
-        except asyncio.CancelledError:
-            raise
+            return self._pump(now, horizon)
         except Exception as exc:  # a broken file ends this session, never the server
-            end_reason = f"read error: {exc}"
-            log.warning("%s: %s", self.label, end_reason)
+            self._finish(f"read error: {exc}", error=True)
+            return None
+
+    def _pump(self, now: float, horizon: float) -> float | None:
+        if self._ending_at is not None:
+            if now + 0.0005 >= self._ending_at:
+                self._finish("end of stream")
+                return None
+            return self._ending_at
+        queue = self._queue
+        if queue:
+            bindings = self.bindings
+            scale_one = self._scale_one
+            origin_wall, origin, rate, time_base = (
+                self._origin_wall,
+                self._origin_float,
+                self._rate_float,
+                self._time_base,
+            )
+            while queue:
+                au = queue[0]
+                due = origin_wall + (au.dts * time_base[au.stream_index] - origin) / rate
+                if due > horizon:
+                    break
+                queue.popleft()
+                binding = bindings.get(au.stream_index)
+                if binding is None or not (scale_one or self._wanted(au)):
+                    continue
+                self._send_packets(au, binding, due)
+                self._last_sent[au.stream_index] = au
+                if not getattr(binding.sink, "writable", True):  # TCP above its high-water mark
+                    self._wait_writable(binding)
+                    return None
+        if self._held:
+            self._send_held(horizon)
+        if now >= self._next_report:
+            self._send_reports()
+            self._next_report = self._loop_time() + self._report_interval()
+        if now >= self._refill_at:
+            self._read_ahead(now)
+            queue = self._queue  # a Range end may have replaced it
+        nxt = self._next_report
+        if queue:
+            au = queue[0]
+            due = (
+                self._origin_wall
+                + (au.dts * self._time_base[au.stream_index] - self._origin_float) / self._rate_float
+            )
+            nxt = min(nxt, due)
+        held_due = self._next_held() if self._held else None
+        if held_due is not None:
+            nxt = min(nxt, held_due)
+        elif not queue and self._eof and self._pending_read is None:
+            self._ending_at = self._media_end_due(now)
+            return self._ending_at
+        return nxt
+
+    def _wait_writable(self, binding: Binding) -> None:
+        async def wait() -> None:
+            await binding.sink.drain()
+            self._drain_task = None
+            self._wake()
+
+        self._drain_task = asyncio.get_running_loop().create_task(wait(), name=f"drain {self.label}")
+
+    def _finish(self, reason: str, *, error: bool = False) -> None:
+        """The end of the file (or of the requested range, or a read error): BYE, then tell."""
+        if error:
+            log.warning("%s: %s", self.label, reason)
+        self._deactivate()
         self.finished = True
         last_end = self._last_sent_end
         self.position = last_end if last_end is not None else self._media_now()
         if self._end is not None and self.position > self._end:
             self.position = self._end
         self._send_bye()
-        self._task = None
         if self.on_end is not None:
-            self.on_end(end_reason if self._end is None else "end of the requested range")
+            self.on_end(reason if self._end is None else "end of the requested range")
+
+    @staticmethod
+    def _loop_time() -> float:
+        return asyncio.get_running_loop().time()
 
     @property
     def _rate(self) -> Fraction:
@@ -306,37 +380,46 @@ class Playback:
             initial=self._reports_sent == 1,
         )
 
-    async def _wait_for_media_end(self) -> None:
-        """Hold the BYE until the last frame's time has come, so it arrives after the data."""
+    def _media_end_due(self, now: float) -> float:
+        """When the BYE may go: once the last frame's time has come, so it arrives after the data."""
+        wait = 0.0
         last_end = self._last_sent_end
         if last_end is not None:
-            due = self._origin_wall + float((last_end - self._origin_media) / self._rate)
-            wait = due - asyncio.get_running_loop().time()
-            if wait > 0:
-                await asyncio.sleep(min(wait, 5.0))
-        await asyncio.sleep(0.05)
+            due = self._origin_wall + (float(last_end) - self._origin_float) / self._rate_float
+            wait = min(max(due - now, 0.0), MEDIA_END_WAIT)
+        return now + wait + BYE_DELAY
 
-    def _send_packets(self, au: AccessUnit, binding: Binding) -> None:
+    def _send_packets(self, au: AccessUnit, binding: Binding, due: float) -> None:
         """Send an AU's packets; those stamped later than the first (PCM cut into 20 ms packets
         from one long read) are held until their own time, so audio is paced, not burst."""
-        held = self._held.setdefault(binding.index, deque())
-        while held:  # what is still held for this track precedes this AU: keep the order
-            binding.sink.send_rtp(held.popleft()[1])
-        packets = binding.stream.packetize(au)
+        held = self._held.get(binding.index)
+        if held:  # what is still held for this track precedes this AU: keep the order
+            while held:
+                binding.sink.send_rtp(held.popleft()[1])
+        packets, offsets = binding.stream.packets(au)
         if not packets:
             return
+        if offsets is None:
+            send_many = getattr(binding.sink, "send_rtp_many", None)  # optional for other sinks
+            if send_many is not None:
+                send_many(packets)
+            else:
+                for packet in packets:
+                    binding.sink.send_rtp(packet)
+            return
+        if held is None:
+            held = self._held[binding.index] = deque()
         binding.sink.send_rtp(packets[0])
-        due = self._due(au)
-        first_ts = int.from_bytes(packets[0][4:8], "big")
         per_tick = 1 / (binding.stream.clock_rate * self._rate_float)
-        for packet in packets[1:]:
-            offset = (int.from_bytes(packet[4:8], "big") - first_ts) % RTP_TS_MOD
+        for packet, offset in zip(packets[1:], offsets[1:], strict=True):
             if offset == 0 and not held:
                 binding.sink.send_rtp(packet)
             else:
                 held.append((due + offset * per_tick, packet))
 
     def _next_held(self) -> float | None:
+        if not self._held:
+            return None
         return min((q[0][0] for q in self._held.values() if q), default=None)
 
     def _send_held(self, horizon: float) -> None:
@@ -346,9 +429,6 @@ class Playback:
                 packet = held.popleft()[1]
                 if binding is not None:
                     binding.sink.send_rtp(packet)
-
-    def _note_sent(self, au: AccessUnit, binding: Binding) -> None:
-        self._last_sent[au.stream_index] = au
 
     @property
     def _last_sent_end(self) -> Fraction | None:
@@ -362,40 +442,103 @@ class Playback:
     def _seconds(self, au: AccessUnit) -> Fraction:
         return au.dts * self.presentation.info.track(au.stream_index).time_base
 
-    def _due(self, au: AccessUnit) -> float:
-        """Wall time to send ``au``: float arithmetic, since the wall clock is a float anyway."""
-        return (
-            self._origin_wall
-            + (au.dts * self._time_base[au.stream_index] - self._origin_float) / self._rate_float
-        )
-
     def _media_now(self) -> Fraction:
         elapsed = Fraction(asyncio.get_running_loop().time() - self._origin_wall).limit_denominator(1_000_000)
         return self._origin_media + elapsed * self._rate
 
-    def _queued_until(self) -> Fraction:
-        return self._seconds(self._queue[-1]) if self._queue else Fraction(-(10**9))
+    def _queued_until(self) -> float:
+        """Media seconds (DTS) of the last queued AU."""
+        if not self._queue:
+            return float("-inf")
+        au = self._queue[-1]
+        return au.dts * self._time_base[au.stream_index]
 
     # --- reading ---------------------------------------------------------------------------
 
-    async def _fill(self, until: Fraction) -> None:
-        """Read ahead in a worker thread.
+    def _read_ahead(self, now: float) -> None:
+        """Keep about ``LOOKAHEAD`` of media queued: read the next chunk when the queue runs low.
 
-        The read is shielded: if PAUSE cancels us mid-read, the thread's AUs still land in the
-        queue, so a resume continues without a gap. Seeks wait for it via ``_settle``.
+        A cached file is read here, on the loop (it is a walk over a list); anything else in a
+        worker thread, while the queue keeps being sent; ``_absorb`` wakes us when it is in.
         """
-        if self._reader is None or len(self._queue) >= MAX_QUEUED_UNITS:
+        if self._eof or self._pending_read is not None or self._reader is None:
             return
+        rate = self._rate_float
+        media_now = self._origin_float + (now - self._origin_wall) * rate
+        queued = self._queued_until()
+        if queued >= media_now + _LOOKAHEAD * rate:
+            # nothing to read before the queue is down to LOOKAHEAD: skip the check until then
+            self._refill_at = self._origin_wall + (queued - self._origin_float) / rate - _LOOKAHEAD
+            return
+        # a cached read runs on the loop: small and often, so that sessions started together
+        # do not all read a big chunk in the same wake-up and make everyone else's packets late
+        chunk = _CACHED_READ_CHUNK if isinstance(self._reader, CachedReader) else _READ_CHUNK
+        self._start_read(media_now + chunk * rate)
+
+    def _start_read(self, until: float) -> asyncio.Future[tuple[list[AccessUnit], bool]] | None:
+        """Read up to ``until`` media seconds: at once for a cached file, else in a worker thread
+        (returns its future). The queue is bounded by ``MAX_QUEUED_UNITS``."""
         room = MAX_QUEUED_UNITS - len(self._queue)
+        if self._reader is None or room <= 0:
+            return None
+        if not isinstance(self._reader, CachedReader) and self._cacheable:
+            self._move_to_cache()
+        if isinstance(self._reader, CachedReader):
+            self._take(*self._read_until(until, room))
+            return None
         future = asyncio.get_running_loop().run_in_executor(None, self._read_until, until, room)
         future.add_done_callback(self._absorb)
         self._pending_read = future
-        await asyncio.shield(future)
+        return future
+
+    async def _fill(self, until: float) -> None:
+        """Read ahead and wait for it (before a PLAY's response: RTP-Info needs the first AUs).
+
+        A threaded read is shielded: if the PLAY is abandoned mid-read, the thread's AUs still
+        land in the queue, so a later PLAY continues without a gap. Seeks wait via ``_settle``.
+        """
+        await self._settle()
+        future = self._start_read(until)
+        if future is not None:
+            await asyncio.shield(future)
 
     def _absorb(self, future: asyncio.Future[tuple[list[AccessUnit], bool]]) -> None:
-        if future.cancelled() or future.exception() is not None:
+        if future is self._pending_read:
+            self._pending_read = None
+        if future.cancelled():
             return
-        units, eof = future.result()
+        exc = future.exception()
+        if exc is not None:
+            if self._active:  # while playing, a broken file ends the session (else PLAY reports it)
+                self._finish(f"read error: {exc}", error=True)
+            return
+        self._take(*future.result())
+        self._wake()
+
+    def _move_to_cache(self) -> None:
+        """A session that began before its file was cached reads from the cache once it is in:
+        demuxing per session in worker threads costs CPU and holds the GIL against the pacer."""
+        assert self.unit_cache is not None and self._reader is not None
+        if self.presentation.loop or self._eof:
+            return
+        cached = self.unit_cache.get(self.file, self.presentation.info, self._cache_indices)
+        if cached is None:
+            return
+        reader = CachedReader(cached, list(self.bindings), loop=False)
+        if not reader.resume_after(self._read_upto):
+            return
+        old, self._reader = self._reader, reader
+        memo = cached.sender_memo.setdefault("payloads", PayloadMemo(cached.unit_ids))
+        for binding in self.bindings.values():
+            binding.stream.payload_memo = memo
+        future = asyncio.get_running_loop().run_in_executor(None, old.close)
+        future.add_done_callback(_log_failure)
+
+    def _take(self, units: list[AccessUnit], eof: bool) -> None:
+        self._refill_at = float("-inf")
+        upto = self._read_upto
+        for au in units:
+            upto[au.stream_index] = au.dts
         self._queue.extend(units)
         self._eof = eof
         if self._end is not None:
@@ -416,35 +559,38 @@ class Playback:
 
     async def _settle(self) -> None:
         """Let a read still running in its thread finish before the reader is used again."""
-        future, self._pending_read = self._pending_read, None
+        future = self._pending_read
         if future is not None and not future.done():
             await asyncio.wait([future])
+        if self._pending_read is future:
+            self._pending_read = None
 
     async def _fill_until_every_track_queued(self) -> None:
         """Read until each set-up track has a queued AU (RTP-Info needs its first timestamp)."""
-        horizon = self.position + READ_CHUNK
+        horizon = float(self.position + READ_CHUNK)
         for _ in range(10):
             queued = {au.stream_index for au in self._queue if self._wanted(au)}
             wanted = {i for i, b in self.bindings.items() if self.scale == 1 or b.is_video}
             if wanted <= queued or self._eof or len(self._queue) >= MAX_QUEUED_UNITS:
                 return
             await self._fill(horizon)
-            horizon += READ_CHUNK * max(self.scale, 1)
+            horizon += float(READ_CHUNK * max(self.scale, 1))
 
-    def _read_until(self, until: Fraction, room: int) -> tuple[list[AccessUnit], bool]:
-        """Runs in a worker thread: AUs of the set-up tracks up to ``until`` media seconds."""
+    def _read_until(self, until: float, room: int) -> tuple[list[AccessUnit], bool]:
+        """AUs of the set-up tracks up to ``until`` media seconds (in a worker thread unless cached)."""
         assert self._reader is not None
         units: list[AccessUnit] = []
         wanted = set(self.bindings)
-        info = self.presentation.info
+        time_base = self._time_base
+        read = self._reader.read
         while len(units) < room:
-            au = self._reader.read()
+            au = read()
             if au is None:
                 return units, True
             if au.stream_index not in wanted:
                 continue
             units.append(au)
-            if au.dts * info.track(au.stream_index).time_base > until:
+            if au.dts * time_base[au.stream_index] > until:
                 break
         return units, False
 
@@ -494,7 +640,7 @@ class Playback:
     def _clock_pair(self) -> tuple[int, Fraction]:
         """One instant as NTP wall time and as media time: the sync point for every track."""
         now = asyncio.get_running_loop().time()
-        media = self._media_now() if self._task is not None else self.position
+        media = self._media_now() if self._active else self.position
         unix = now + self._wall_to_unix if self._wall_to_unix else time.time()
         return unix_to_ntp(unix), media
 
@@ -509,13 +655,6 @@ class Playback:
         for binding in self.bindings.values():
             if not binding.sink.closed:
                 binding.sink.send_rtcp(binding.stream.goodbye(ntp, media))
-
-    async def _cancel(self) -> None:
-        task, self._task = self._task, None
-        if task is not None and not task.done():
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
 
 
 def _log_failure(future: asyncio.Future[None]) -> None:

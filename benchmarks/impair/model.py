@@ -58,6 +58,7 @@ class Profile:
     rate_bps: float | None = None  # bottleneck; None = unlimited
     queue_bytes: int = 64_000  # bottleneck buffer (tail drop when full)
     keep_order: bool = False  # jitter never reorders (what a TCP byte stream needs)
+    transport: Literal["udp", "tcp"] = "udp"  # tcp: RTP interleaved on RTSP, through a TcpRelay
 
     @property
     def expected_loss(self) -> float:
@@ -79,6 +80,10 @@ class Profile:
             parts.append(f"reorder {100 * self.reorder:g}%")
         if self.rate_bps:
             parts.append(f"bottleneck {self.rate_bps / 1e6:g} Mbit/s, {self.queue_bytes // 1000} kB queue")
+        if self.keep_order:
+            parts.append("in order")
+        if self.transport == "tcp":
+            parts.append("RTP over TCP (interleaved)")
         return ", ".join(parts) or "no impairment"
 
 

@@ -8,20 +8,19 @@ keeps the feedback receiver reports bring back. No sockets: it returns bytes.
 from __future__ import annotations
 
 import secrets
+import struct
 from dataclasses import dataclass, field
 from fractions import Fraction
 
-from aiortc.rtp import HeaderExtensionsMap, RtpPacket
-
 from media.access_unit import AccessUnit
 from streamd.rtp import rtcp
-from streamd.rtp.clock import RTP_SEQ_MOD, RTP_TS_MOD, ntp_middle32, seconds_to_rtp
+from streamd.rtp.clock import RTP_TS_MOD, ntp_middle32, seconds_to_rtp
 from streamd.rtp.payload.base import PayloadFormat
 from streamd.rtp.reception import ReceptionReport
 from streamd.rtp.timeline import Timeline
 
 MAX_SR_HISTORY = 16
-_NO_EXTENSIONS = HeaderExtensionsMap()
+RTP_HEADER = struct.Struct("!BBHII")  # V=2 P=0 X=0 CC=0 | M + PT | seq | timestamp | SSRC
 
 
 class PayloadMemo:
@@ -91,30 +90,43 @@ class OutgoingStream:
 
     def packetize(self, au: AccessUnit) -> list[bytes]:
         """The RTP packets of one access unit, numbered and counted."""
+        return self.packets(au)[0]
+
+    def packets(self, au: AccessUnit) -> tuple[list[bytes], list[int] | None]:
+        """The RTP packets of one access unit, numbered and counted, and their timestamp offsets.
+
+        The offsets (RTP ticks after the AU's own timestamp, one per packet) are None when every
+        packet carries the AU's timestamp; only PCM formats cut one AU into packets that start
+        later. The sender needs them to pace those packets, and gets them without re-parsing.
+        Called for every access unit of every session: the header is one ``struct`` pack.
+        """
         base = self.timestamp_for(au.pts)
-        timestamp = base
-        packets = []
-        payloads = self._payloads(au)
-        for payload, marker, offset in payloads:
-            # PCM formats cut one AU into packets that start later: offset ticks of the RTP clock.
-            timestamp = (
-                self.timestamp_at(au.pts * self.time_base + Fraction(offset, self.clock_rate))
-                if offset
-                else base
-            )
-            packet = RtpPacket(
-                payload_type=self.payload_format.payload_type,
-                marker=int(marker),
-                sequence_number=self.next_seq,
-                timestamp=timestamp,
-                ssrc=self.ssrc,
-                payload=payload,
-            )
-            self.next_seq = (self.next_seq + 1) % RTP_SEQ_MOD
-            self.packet_count += 1
-            self.octet_count += len(payload)
-            packets.append(packet.serialize(_NO_EXTENSIONS))
-        return packets
+        pt = self.payload_format.payload_type
+        pt_marked = pt | 0x80
+        ssrc = self.ssrc
+        seq = self.next_seq
+        pack = RTP_HEADER.pack
+        packets: list[bytes] = []
+        offsets: list[int] | None = None
+        octets = 0
+        for payload, marker, offset in self._payloads(au):
+            if offset:
+                # PCM formats cut one AU into packets that start later: offset ticks of the RTP clock.
+                timestamp = self.timestamp_at(au.pts * self.time_base + Fraction(offset, self.clock_rate))
+                if offsets is None:
+                    offsets = [0] * len(packets)
+                offsets.append((timestamp - base) % RTP_TS_MOD)
+            else:
+                timestamp = base
+                if offsets is not None:
+                    offsets.append(0)
+            packets.append(pack(0x80, pt_marked if marker else pt, seq, timestamp, ssrc) + payload)
+            seq = (seq + 1) & 0xFFFF
+            octets += len(payload)
+        self.next_seq = seq
+        self.packet_count += len(packets)
+        self.octet_count += octets
+        return packets, offsets
 
     def _payloads(self, au: AccessUnit) -> list[tuple[bytes, bool, int]]:
         """The AU's payloads; with a shared memo (cached files), computed once for every session."""

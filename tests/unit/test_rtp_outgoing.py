@@ -146,3 +146,55 @@ def test_payload_memo_packetizes_cached_units_once() -> None:
     a.packetize(other)
     b.packetize(other)
     assert len(calls) == 3
+
+
+@given(
+    seq=st.integers(0, 0xFFFF),
+    ts_offset=st.integers(0, 2**32 - 1),
+    ssrc=st.integers(0, 2**32 - 1),
+    payload_type=st.integers(0, 127),
+    pts=st.integers(-(2**20), 2**40),
+    size=st.integers(0, 40),
+)
+def test_struct_header_is_the_rtp_header(
+    seq: int, ts_offset: int, ssrc: int, payload_type: int, pts: int, size: int
+) -> None:
+    """The hand-packed header is exactly what aiortc's RtpPacket serializes, field for field."""
+    s = OutgoingStream(
+        FakeFormat(payload_type), Fraction(1, 1000), cname="c", ssrc=ssrc, next_seq=seq, ts_offset=ts_offset
+    )
+    data = bytes(range(size))
+    packets, offsets = s.packets(AccessUnit(0, pts, pts, True, data))
+    assert offsets is None
+    timestamp = s.timestamp_for(pts)
+    expected = [
+        RtpPacket(
+            payload_type=payload_type,
+            marker=int(i == len(packets) - 1),
+            sequence_number=(seq + i) % 65536,
+            timestamp=timestamp,
+            ssrc=ssrc,
+            payload=data[10 * i : 10 * i + 10],
+        ).serialize()
+        for i in range(len(packets))
+    ]
+    assert packets == expected
+    assert s.next_seq == (seq + len(packets)) % 65536
+
+
+class PcmLikeFormat(FakeFormat):
+    """Cuts an AU into 10-byte packets of 80 samples each (8 kHz): later packets start later."""
+
+    clock_rate = 8000
+
+    def packetize_timed(self, au: AccessUnit) -> list[tuple[bytes, bool, int]]:
+        return [(p, m, 80 * i) for i, (p, m) in enumerate(self.packetize(au))]
+
+
+def test_later_packets_carry_their_timestamp_offsets() -> None:
+    s = OutgoingStream(PcmLikeFormat(97), Fraction(1, 8000), cname="c", ts_offset=2**32 - 100)
+    packets, offsets = s.packets(AccessUnit(0, 0, 0, True, bytes(30)))
+    assert offsets == [0, 80, 160]
+    stamps = [RtpPacket.parse(p).timestamp for p in packets]
+    assert stamps == [2**32 - 100, 2**32 - 20, 60]  # wrapping, offsets still exact
+    assert s.packetize(AccessUnit(0, 240, 240, True, bytes(10))) and s.packet_count == 4

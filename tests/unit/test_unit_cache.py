@@ -78,3 +78,30 @@ def test_budget_evicts_least_recently_used(clip: Path, tmp_path: Path) -> None:
     cache.load(other, other_info, frozenset(t.index for t in other_info.tracks))
     assert cache.get(clip, info, every) is None
     assert not cache.wanted(other, other_info, frozenset(t.index for t in other_info.tracks))
+
+
+@pytest.mark.parametrize("taken", [1, 7, 40])
+def test_a_reader_moves_over_to_the_cache_without_a_gap_or_a_repeat(clip: Path, taken: int) -> None:
+    """A session that began before the file was cached continues in the cache where it stood."""
+    info = probe(clip)
+    with MediaReader(clip, info, [0, 1]) as reader:
+        expected = all_units(reader)
+    with MediaReader(clip, info, [0, 1]) as reader:
+        first = all_units(reader, limit=taken)
+    upto: dict[int, int] = {}
+    for au in first:
+        upto[au.stream_index] = au.dts
+    c = cached(clip, [0, 1])
+    if set(upto) != {0, 1}:
+        assert not c.resume_after(upto)  # a track not read yet: no safe place to continue
+        return
+    assert c.resume_after(upto)
+    rest = all_units(c)
+    assert sorted(first + rest, key=lambda au: (au.stream_index, au.dts)) == sorted(
+        expected, key=lambda au: (au.stream_index, au.dts)
+    )
+    assert len(first) + len(rest) == len(expected)
+
+
+def test_moving_over_is_refused_for_a_dts_the_cache_does_not_have(clip: Path) -> None:
+    assert not cached(clip, [0, 1]).resume_after({0: 10**9, 1: 0})
