@@ -8,15 +8,13 @@ timers and files, and the one place where an ``RtspError`` becomes a response an
 from __future__ import annotations
 
 import asyncio
-import itertools
 import logging
 import socket
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
-from urllib.parse import quote
 
 from aiortc.rtp import RtcpRrPacket, RtcpSrPacket
 
@@ -33,9 +31,9 @@ from streamd.live.hub import LivePath
 from streamd.live.multicast import MulticastService, MulticastSink
 from streamd.live.reader import LiveReader
 from streamd.live.recorder import Recordings
-from streamd.live.redirect import Relocations, RoundRobin, moved_response, redirect_request
 from streamd.live.relay import Relay, RelayHooks
 from streamd.playback import Binding, Playback, PlayRequest
+from streamd.relocator import Relocator
 from streamd.rtp.clock import unix_to_ntp
 from streamd.rtp.outgoing import OutgoingStream
 from streamd.rtp.presentation import Presentation, StreamableTrack
@@ -117,10 +115,7 @@ class RtspServer:
         self.live: dict[str, LivePath] = {}
         self.relays: dict[str, Relay] = {}  # paths with a configured source, pulled on demand
         self.recordings = Recordings(config)  # live paths with record = true, written to files
-        self._redirects = RoundRobin()
-        self.relocations = Relocations()  # paths moved at run time; draining for maintenance
-        self._drain_task: asyncio.Task[None] | None = None
-        self._request_cseqs = itertools.count(1)  # CSeq of our own requests to clients (REDIRECT)
+        self.relocator = Relocator(self)  # redirects, moved paths, draining
         self.unit_cache = UnitCache()  # small files' access units, shared by their sessions
         self._publisher_routes: dict[Address, tuple[str, int, bool]] = {}  # UDP source -> session
         self._servers: list[asyncio.AbstractServer] = []
@@ -159,10 +154,9 @@ class RtspServer:
             server.close()
         if self._reaper is not None:
             self._reaper.cancel()
-        if self._drain_task is not None:
-            self._drain_task.cancel()
+        self.relocator.close()
         for session in list(self.sessions.values()):
-            await self._end_session(session, "server shutting down", send_bye=True)
+            await self.end_session(session, "server shutting down", send_bye=True)
         self.multicast.close()
         await asyncio.gather(*(relay.stop() for relay in self.relays.values()))
         for connection in list(self.connections):
@@ -186,7 +180,7 @@ class RtspServer:
             session = self.sessions.get(session_id)
             if session is not None and session.connection is connection:
                 asyncio.get_running_loop().create_task(
-                    self._end_session(session, "connection closed", send_bye=False)
+                    self.end_session(session, "connection closed", send_bye=False)
                 )
         log.debug("%s: disconnected", connection.label)
 
@@ -203,7 +197,7 @@ class RtspServer:
             method = getattr(self, f"_on_{request.method.lower()}", None)
             if request.method not in PUBLIC_METHODS or method is None:
                 raise RtspError(501, f"method {request.method!r} not implemented")
-            redirect = self._moved(request)
+            redirect = self.relocator.moved(request)
             response, after = (redirect, None) if redirect else await method(connection, request)
         except RtspError as exc:
             log.warning(
@@ -575,7 +569,7 @@ class RtspServer:
             log.info("%s: session %s TEARDOWN %s", session.label, session.id, control)
             response.headers["Session"] = format_session(session.id, self.config.session_timeout)
             return response, None
-        await self._end_session(session, "TEARDOWN", send_bye=True)
+        await self.end_session(session, "TEARDOWN", send_bye=True)
         return response, None
 
     async def _on_get_parameter(
@@ -649,7 +643,7 @@ class RtspServer:
     def _playback_ended(self, session: ServerSession, reason: str) -> None:
         log.info("%s: session %s playback ended: %s", session.label, session.id, reason)
 
-    async def _end_session(self, session: ServerSession, reason: str, *, send_bye: bool) -> None:
+    async def end_session(self, session: ServerSession, reason: str, *, send_bye: bool) -> None:
         if self.sessions.pop(session.id, None) is None:
             return
         if session.live_reader is not None:
@@ -685,7 +679,7 @@ class RtspServer:
             now = loop.time()
             for session in list(self.sessions.values()):
                 if now - session.last_activity > session.rtsp.timeout:
-                    await self._end_session(
+                    await self.end_session(
                         session, f"timed out after {session.rtsp.timeout} s", send_bye=True
                     )
             for connection in list(self.connections):
@@ -940,120 +934,6 @@ class RtspServer:
             )
             self.relays[path] = relay
         return await relay.wait_online(RELAY_START_TIMEOUT)
-
-    def _moved(self, request: Request) -> Response | None:
-        """302 for a path served elsewhere (round-robin over its targets), else None.
-
-        Elsewhere: moved at run time, configured with ``redirect``, or any path while the server
-        drains. Not for OPTIONS (GStreamer would send its next request for the new URL to this
-        server), nor for a SETUP that adds a track to an existing session. While draining with
-        nowhere to send clients, new sessions and publishers get 503.
-        """
-        if request.method not in ("DESCRIBE", "SETUP", "ANNOUNCE") or request.uri == "*":
-            return None
-        if request.method == "SETUP" and "Session" in request.headers:
-            return None
-        if request.method == "ANNOUNCE":
-            if self.relocations.draining:
-                raise RtspError(503, "the server is draining for maintenance; publish elsewhere")
-            return None
-        path, control = split_control(request_path(request.uri))
-        if not path:
-            return None
-        targets = self.relocations.targets(path, self.config.path_settings(path).redirect)
-        if not targets:
-            if self.relocations.draining:
-                raise RtspError(503, "the server is draining for maintenance")
-            return None
-        response = moved_response(self._redirects.next(path, targets), control)
-        log.info("%s %s -> 302 %s", request.method, path, response.headers["Location"])
-        return response
-
-    def move_path(self, path: str, targets: Sequence[str]) -> int:
-        """Serve ``path`` from ``targets`` from now on: new clients get 302, playing ones REDIRECT.
-
-        No targets undoes the move. Raises ValueError for a target that is not an rtsp:// URL.
-        Returns how many playing clients were told.
-        """
-        path = path.strip("/")
-        self.relocations.move(path, targets)
-        moved = self.relocations.moved.get(path)
-        if moved is None:
-            log.info("%s: served here again", path)
-            return 0
-        log.info("%s: moved to %s", path, ", ".join(moved))
-        return self.redirect_sessions(path, lambda p: self._redirects.next(p, moved))
-
-    def drain(self, targets: Sequence[str], grace: float = 30.0) -> int:
-        """Drain for maintenance: send every client to ``targets`` (base URLs; the path is added).
-
-        Playing clients get a REDIRECT now, new ones 302 (503 with no targets); after ``grace``
-        seconds the sessions still here (clients that do not follow REDIRECT, publishers) are
-        ended with RTCP BYE, so the server can be stopped without cutting anyone mid-frame.
-        """
-        self.relocations.drain(targets)
-        log.info("draining: to %s; sessions left end in %.0f s", ", ".join(targets) or "nowhere", grace)
-
-        def location(path: str) -> str | None:
-            found = self.relocations.targets(path, self.config.path_settings(path).redirect)
-            return self._redirects.next(path, found) if found else None
-
-        told = self.redirect_sessions(None, location)
-        if self._drain_task is not None:
-            self._drain_task.cancel()
-        self._drain_task = asyncio.get_running_loop().create_task(self._end_drain(grace), name="drain")
-        return told
-
-    def stop_draining(self) -> None:
-        self.relocations.drain_to = None
-        if self._drain_task is not None:
-            self._drain_task.cancel()
-            self._drain_task = None
-        log.info("draining stopped: accepting sessions again")
-
-    def drain_status(self) -> dict[str, object]:
-        return {
-            "draining": self.relocations.draining,
-            "to": list(self.relocations.drain_to or ()),
-            "sessions": len(self.sessions),
-            "moved": {path: list(targets) for path, targets in self.relocations.moved.items()},
-        }
-
-    async def _end_drain(self, grace: float) -> None:
-        await asyncio.sleep(grace)
-        for session in list(self.sessions.values()):
-            await self._end_session(session, "server drained", send_bye=True)
-        log.info("drained: no sessions left")
-
-    def redirect_sessions(
-        self, path: str | None, location_for: Callable[[str], str | None], range_: str | None = None
-    ) -> int:
-        """Send REDIRECT (RFC 2326 10.10) to the playing clients of ``path`` (None: of every path).
-
-        ``location_for(path)`` names where each should go (None: leave it be). Clients answer,
-        then TEARDOWN here and SETUP there; their sessions end here as usual. Returns how many
-        were told. For moving a path or draining the server before maintenance.
-        """
-        told = 0
-        for session in list(self.sessions.values()):
-            if session.rtsp.state is not State.PLAYING or session.publishing is not None:
-                continue
-            if path is not None and session.rtsp.path != path:
-                continue
-            location = location_for(session.rtsp.path)
-            connection = session.connection or next(
-                (c for c in self.connections if session.id in c.sessions and not c.is_closing), None
-            )
-            if location is None or connection is None:
-                continue
-            host, port = connection.local
-            host = f"[{host}]" if ":" in host else host
-            uri = f"rtsp://{host}:{port}/{quote(session.rtsp.path)}"
-            request = redirect_request(uri, location, session.id, next(self._request_cseqs), range_=range_)
-            connection.write_bytes(bytes(request))
-            log.info("%s: session %s REDIRECT to %s", session.label, session.id, location)
-            told += 1
-        return told
 
     # --- what the HTTP side shows ---------------------------------------------------------
 

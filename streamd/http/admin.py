@@ -30,7 +30,7 @@ def add_admin_routes(app: web.Application, server: RtspServer) -> None:
             raise web.HTTPForbidden(text="403: admin endpoints are open to admin_networks only\n")
 
     async def drain_status(request: web.Request) -> web.Response:
-        return _json(server.drain_status())
+        return _json(server.relocator.status())
 
     async def drain(request: web.Request) -> web.Response:
         allowed(request)
@@ -39,15 +39,15 @@ def add_admin_routes(app: web.Application, server: RtspServer) -> None:
         if isinstance(grace, bool) or not isinstance(grace, int | float) or not 0 <= grace <= MAX_GRACE:
             raise web.HTTPBadRequest(text=f"400: grace must be seconds between 0 and {MAX_GRACE:.0f}\n")
         try:
-            told = server.drain(_targets(body), float(grace))
+            told = server.relocator.drain(_targets(body), float(grace))
         except ValueError as exc:
             raise web.HTTPBadRequest(text=f"400: {exc}\n") from None
-        return _json({**server.drain_status(), "redirected": told})
+        return _json({**server.relocator.status(), "redirected": told})
 
     async def stop_draining(request: web.Request) -> web.Response:
         allowed(request)
-        server.stop_draining()
-        return _json(server.drain_status())
+        server.relocator.stop_draining()
+        return _json(server.relocator.status())
 
     async def move(request: web.Request) -> web.Response:
         allowed(request)
@@ -55,10 +55,12 @@ def add_admin_routes(app: web.Application, server: RtspServer) -> None:
         if not path or len(path) > 4096 or "\0" in path:
             raise web.HTTPBadRequest(text="400: invalid path\n")
         try:
-            told = server.move_path(path, _targets(await _body(request)))
+            told = server.relocator.move_path(path, _targets(await _body(request)))
         except ValueError as exc:
             raise web.HTTPBadRequest(text=f"400: {exc}\n") from None
-        return _json({"path": path, "to": list(server.relocations.moved.get(path, ())), "redirected": told})
+        return _json(
+            {"path": path, "to": list(server.relocator.relocations.moved.get(path, ())), "redirected": told}
+        )
 
     app.add_routes(
         [

@@ -91,8 +91,8 @@ async def test_redirect_request_to_a_playing_client(media_dir: Path) -> None:
         transport = {"Transport": "RTP/AVP/TCP;unicast;interleaved=0-1"}
         assert (await client.request("SETUP", client.url("ten.mp4/trackID=0"), transport)).status == 200
         assert (await client.request("PLAY", client.url("ten.mp4"))).status == 200
-        assert server.redirect_sessions("other.mp4", lambda p: "rtsp://x/" + p) == 0  # not its path
-        told = server.redirect_sessions(None, lambda path: f"rtsp://edge1:8554/{path}", "npt=5-")
+        assert server.relocator.redirect_sessions("other.mp4", lambda p: "rtsp://x/" + p) == 0  # not its path
+        told = server.relocator.redirect_sessions(None, lambda path: f"rtsp://edge1:8554/{path}", "npt=5-")
         assert told == 1
         request = await client.next_server_request()
         assert request.method == "REDIRECT" and request.uri.endswith("/ten.mp4")
