@@ -12,31 +12,27 @@ import logging
 import socket
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
 
 from aiortc.rtp import RtcpRrPacket, RtcpSrPacket
 
-from media.track import MediaInfo
 from media.unit_cache import UnitCache
-from sdp import SdpParseError
-from sdp import parse as parse_sdp
 from streamd import __version__
 from streamd.catalog import Catalog, Resolved
 from streamd.config import ServerConfig
 from streamd.connection import RtspConnection
-from streamd.live.announced import announced_tracks
 from streamd.live.hub import LivePath
 from streamd.live.multicast import MulticastService, MulticastSink
+from streamd.live.presentation import live_presentation
 from streamd.live.reader import LiveReader
 from streamd.live.recorder import Recordings
 from streamd.live.relay import Relay, RelayHooks
 from streamd.playback import Binding, Playback, PlayRequest
+from streamd.publishing import Publishing
 from streamd.relocator import Relocator
 from streamd.rtp.clock import unix_to_ntp
 from streamd.rtp.outgoing import OutgoingStream
-from streamd.rtp.presentation import Presentation, StreamableTrack
 from streamd.rtp.rtcp import parse_compound
 from streamd.rtsp.errors import RtspError
 from streamd.rtsp.headers import (
@@ -55,6 +51,7 @@ from streamd.rtsp.message import InterleavedFrame, Request, Response
 from streamd.rtsp.parameters import format_parameters, parameter_names, parameter_values
 from streamd.rtsp.session import RtspSession, State, TrackSetup
 from streamd.rtsp.url import base_url, request_path, split_control
+from streamd.server_session import ServerSession, session_stats
 from streamd.transport.interleaved import InterleavedSink
 from streamd.transport.multicast import multicast_interface
 from streamd.transport.udp import Address, UdpPair, UdpSink
@@ -80,29 +77,6 @@ RELAY_START_TIMEOUT = 10.0  # a reader's DESCRIBE waits this long for a relayed 
 AfterResponse = Callable[[], None] | None
 
 
-@dataclass
-class ServerSession:
-    """A session as the server keeps it: protocol state plus the I/O objects behind it."""
-
-    rtsp: RtspSession
-    resolved: Resolved
-    client_host: str
-    label: str
-    connection: RtspConnection | None = None  # set for TCP-interleaved sessions
-    bindings: dict[int, Binding] = field(default_factory=dict)
-    playback: Playback | None = None
-    last_activity: float = 0.0
-    started: float = field(default_factory=time.monotonic)
-    live: LivePath | None = None  # a reader of this live path
-    live_reader: LiveReader | None = None
-    publishing: LivePath | None = None  # the publisher of this live path
-    channels: dict[int, tuple[int, bool]] = field(default_factory=dict)  # publisher TCP: track, is RTCP
-
-    @property
-    def id(self) -> str:
-        return self.rtsp.id
-
-
 class RtspServer:
     def __init__(self, config: ServerConfig, catalog: Catalog) -> None:
         self.config = config
@@ -117,7 +91,7 @@ class RtspServer:
         self.recordings = Recordings(config)  # live paths with record = true, written to files
         self.relocator = Relocator(self)  # redirects, moved paths, draining
         self.unit_cache = UnitCache()  # small files' access units, shared by their sessions
-        self._publisher_routes: dict[Address, tuple[str, int, bool]] = {}  # UDP source -> session
+        self.publishing = Publishing(self)  # ANNOUNCE/RECORD and what publishers send
         self._servers: list[asyncio.AbstractServer] = []
         self._reaper: asyncio.Task[None] | None = None
         self.cname_host = socket.gethostname() or "streamd"
@@ -136,7 +110,7 @@ class RtspServer:
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
         if self.config.udp:
-            self.udp = UdpPair(self._rtcp_received, self._rtp_received)
+            self.udp = UdpPair(self._rtcp_received, self.publishing.rtp_received)
             await self.udp.open(self.config.host, self.config.rtp_port)
         server = await loop.create_server(
             lambda: RtspConnection(self), self.config.host, self.config.rtsp_port, reuse_address=True
@@ -245,9 +219,9 @@ class RtspServer:
         return response, None
 
     async def _on_setup(self, connection: RtspConnection, request: Request) -> tuple[Response, AfterResponse]:
-        session = self._session_of(request, required=False)
+        session = self.session_of(request, required=False)
         if session is not None and session.publishing is not None:
-            return self._setup_record(connection, request, session)
+            return self.publishing.setup_record(connection, request, session)
         path, control = split_control(request_path(request.uri))
         if session is not None and session.rtsp.path != path:
             raise RtspError(459, f"session {session.id} is for {session.rtsp.path!r}, not {path!r}")
@@ -370,7 +344,7 @@ class RtspServer:
                 raise RtspError(404, f"{session.rtsp.path!r} went offline")
             return self.multicast.setup(session.live, index, session.id, connection.peer[0], offer)
         if offer.lower_transport == "TCP":
-            channels = offer.interleaved or self._free_channels(connection)
+            channels = offer.interleaved or self.free_channels(connection)
             in_use = {
                 (b.sink.rtp_channel, b.sink.rtcp_channel)
                 for sid in connection.sessions
@@ -379,7 +353,7 @@ class RtspServer:
                 if isinstance(b.sink, InterleavedSink) and not (s is session and i == index)
             }
             if channels in in_use:
-                channels = self._free_channels(connection)
+                channels = self.free_channels(connection)
             reply = TransportSpec(
                 profile="RTP/AVP",
                 lower_transport="TCP",
@@ -404,7 +378,7 @@ class RtspServer:
         )
         return reply, UdpSink(self.udp, connection.peer[0], rtp_port, rtcp_port)
 
-    def _free_channels(self, connection: RtspConnection) -> tuple[int, int]:
+    def free_channels(self, connection: RtspConnection) -> tuple[int, int]:
         used = set()
         for sid in connection.sessions:
             s = self.sessions.get(sid)
@@ -421,7 +395,7 @@ class RtspServer:
         return channel, channel + 1
 
     async def _on_play(self, connection: RtspConnection, request: Request) -> tuple[Response, AfterResponse]:
-        session = self._session_of(request, required=True)
+        session = self.session_of(request, required=True)
         assert session is not None
         if session.live is not None:
             return self._play_live(request, session)
@@ -529,7 +503,7 @@ class RtspServer:
         return response
 
     async def _on_pause(self, connection: RtspConnection, request: Request) -> tuple[Response, AfterResponse]:
-        session = self._session_of(request, required=True)
+        session = self.session_of(request, required=True)
         assert session is not None
         was_playing = session.rtsp.pause()
         if session.live_reader is not None:
@@ -548,7 +522,7 @@ class RtspServer:
     async def _on_teardown(
         self, connection: RtspConnection, request: Request
     ) -> tuple[Response, AfterResponse]:
-        session = self._session_of(request, required=True)
+        session = self.session_of(request, required=True)
         assert session is not None
         _, control = split_control(request_path(request.uri))
         track = None
@@ -622,7 +596,7 @@ class RtspServer:
 
     # --- sessions ---------------------------------------------------------------------------
 
-    def _session_of(self, request: Request, *, required: bool) -> ServerSession | None:
+    def session_of(self, request: Request, *, required: bool) -> ServerSession | None:
         header = request.headers.get("Session")
         if header is None:
             if required:
@@ -638,7 +612,7 @@ class RtspServer:
     def _touch_optional(self, request: Request) -> ServerSession | None:
         if "Session" not in request.headers:
             return None
-        return self._session_of(request, required=True)
+        return self.session_of(request, required=True)
 
     def _playback_ended(self, session: ServerSession, reason: str) -> None:
         log.info("%s: session %s playback ended: %s", session.label, session.id, reason)
@@ -651,7 +625,7 @@ class RtspServer:
             session.live_reader = None
         self.multicast.leave(session.id)
         if session.publishing is not None:
-            self._unpublish(session)
+            self.publishing.unpublish(session)
         if session.playback is not None:
             await session.playback.stop(send_bye=send_bye)
         for binding in session.bindings.values():
@@ -664,7 +638,7 @@ class RtspServer:
             session.id,
             reason,
             time.monotonic() - session.started,
-            _stats(session),
+            session_stats(session),
         )
 
     def _forget_route(self, binding: Binding) -> None:
@@ -703,7 +677,7 @@ class RtspServer:
         if self.config.path_settings(path).source is not None:
             live = await self._pull(path)  # also tells the relay a reader is coming
         if live is not None and live.online:
-            return Resolved(_live_presentation(live), Path(""))
+            return Resolved(live_presentation(live), Path(""))
         on_disk = self.catalog.media_dir is not None and (self.catalog.media_dir / path).is_file()
         if (live is not None or self.config.accepts_publisher(path)) and not on_disk:
             raise RtspError(404, f"nothing is being published on {path!r} (offline)")
@@ -712,119 +686,12 @@ class RtspServer:
     async def _on_announce(
         self, connection: RtspConnection, request: Request
     ) -> tuple[Response, AfterResponse]:
-        path = request_path(request.uri)
-        if not self.config.accepts_publisher(path):
-            raise RtspError(403, f"{path!r} does not accept publishers (paths under live/ do by default)")
-        existing = self.live.get(path)
-        if existing is not None and (existing.publisher in self.sessions or existing.online):
-            raise RtspError(403, f"{path!r} is already being published by another client", body="busy\n")
-        content_type = request.headers.get("Content-Type", "application/sdp").split(";")[0].strip().lower()
-        if content_type != "application/sdp":
-            raise RtspError(415, f"ANNOUNCE body must be application/sdp, not {content_type!r}")
-        try:
-            description = parse_sdp(request.body)
-        except SdpParseError as exc:
-            raise RtspError(400, f"announced SDP: {exc}") from exc
-        tracks = announced_tracks(description.media)
-        session = ServerSession(
-            RtspSession(path, self.config.session_timeout),
-            Resolved(_live_presentation(None, path, tracks), Path("")),
-            connection.peer[0],
-            f"{connection.label} {path}",
-        )
-        session.publishing = LivePath.from_announce(path, description, tracks, session.id)
-        session.last_activity = asyncio.get_running_loop().time()
-        self.sessions[session.id] = session
-        connection.sessions.add(session.id)
-        log.info(
-            "%s: session %s ANNOUNCE (%s)",
-            session.label,
-            session.id,
-            ", ".join(f"{t.track.codec}{'' if t.depacketize else ' relayed'}" for t in tracks),
-        )
-        response = Response(200)
-        response.headers["Session"] = format_session(session.id, self.config.session_timeout)
-        return response, None
-
-    def _setup_record(
-        self, connection: RtspConnection, request: Request, session: ServerSession
-    ) -> tuple[Response, AfterResponse]:
-        live = session.publishing
-        assert live is not None
-        full = request_path(request.uri)
-        control = full[len(live.name) :].lstrip("/") if full.startswith(live.name) else full
-        track = live.track_by_control(control) or live.track_by_control(full)
-        if track is None:
-            raise RtspError(404, f"the announced SDP has no track {control!r}")
-        header = request.headers.get("Transport")
-        if not header:
-            raise RtspError(461, "SETUP without a Transport header")
-        offers = [o for o in parse_transport(header) if o.mode.upper() == "RECORD"]
-        if not offers:
-            raise RtspError(461, "a publisher's SETUP must say mode=record")
-        offer = offers[0]
-        if offer.lower_transport == "TCP":
-            channels = offer.interleaved or self._free_channels(connection)
-            session.channels[channels[0]] = (track.index, False)
-            session.channels[channels[1]] = (track.index, True)
-            session.connection = connection
-            reply = TransportSpec(
-                profile="RTP/AVP", lower_transport="TCP", cast="unicast", interleaved=channels, mode="RECORD"
-            )
-            how = f"TCP interleaved {channels[0]}-{channels[1]}"
-        else:
-            if self.udp is None or offer.client_port is None:
-                raise RtspError(461, "UDP publishing needs client_port (and UDP enabled)")
-            host = connection.peer[0]
-            self._publisher_routes[(host, offer.client_port[0])] = (session.id, track.index, False)
-            self._publisher_routes[(host, offer.client_port[1])] = (session.id, track.index, True)
-            reply = TransportSpec(
-                profile="RTP/AVP",
-                lower_transport="UDP",
-                cast="unicast",
-                client_port=offer.client_port,
-                server_port=(self.udp.rtp_port, self.udp.rtcp_port),
-                mode="RECORD",
-            )
-            how = f"UDP {host}:{offer.client_port[0]}-{offer.client_port[1]}"
-        if session.rtsp.state is State.INIT:
-            session.rtsp.state = State.READY
-        log.info(
-            "%s: session %s SETUP record %s (%s) over %s",
-            session.label,
-            session.id,
-            control,
-            track.announced.track.codec,
-            how,
-        )
-        response = Response(200)
-        response.headers["Transport"] = format_transport(reply)
-        response.headers["Session"] = format_session(session.id, self.config.session_timeout)
-        return response, None
+        return await self.publishing.announce(connection, request)
 
     async def _on_record(
         self, connection: RtspConnection, request: Request
     ) -> tuple[Response, AfterResponse]:
-        session = self._session_of(request, required=True)
-        assert session is not None
-        live = session.publishing
-        if live is None:
-            raise RtspError(455, "RECORD without ANNOUNCE")
-        if session.rtsp.state is State.INIT:
-            raise RtspError(455, "RECORD before SETUP")
-        existing = self.live.get(live.name)
-        busy = existing is not None and (existing.publisher in self.sessions or existing.online)
-        if busy and existing is not live:
-            raise RtspError(403, f"{live.name!r} is already being published by another client")
-        session.rtsp.state = State.PLAYING
-        live.online = True
-        self.live[live.name] = live
-        log.info("%s: session %s RECORD: %s is live", session.label, session.id, live.name)
-        self.multicast.path_online(live)
-        self.recordings.start(live)
-        response = Response(200)
-        response.headers["Session"] = format_session(session.id, self.config.session_timeout)
-        return response, None
+        return await self.publishing.record(connection, request)
 
     def _play_live(self, request: Request, session: ServerSession) -> tuple[Response, AfterResponse]:
         live = session.live
@@ -855,38 +722,6 @@ class RtspServer:
             return response, None
         assert session.live_reader is not None
         return response, session.live_reader.attach
-
-    def _rtp_received(self, data: bytes, addr: Address) -> bool:
-        route = self._publisher_routes.get(addr)
-        if route is None:
-            return False
-        self._publisher_data(route[0], route[1], route[2], data)
-        return True
-
-    def _publisher_data(self, session_id: str, index: int, is_rtcp: bool, data: bytes) -> None:
-        session = self.sessions.get(session_id)
-        if session is None or session.publishing is None:
-            return
-        session.last_activity = asyncio.get_running_loop().time()
-        live = session.publishing
-        track = live.tracks.get(index)
-        if track is None:
-            return
-        if not is_rtcp:
-            live.on_rtp(track, data)
-            return
-        for packet in parse_compound(data):
-            if isinstance(packet, RtcpSrPacket):
-                live.on_sender_report(
-                    track, packet.sender_info.ntp_timestamp, packet.sender_info.rtp_timestamp
-                )
-
-    def _unpublish(self, session: ServerSession) -> None:
-        live = session.publishing
-        assert live is not None
-        for address in [a for a, r in self._publisher_routes.items() if r[0] == session.id]:
-            del self._publisher_routes[address]
-        self.remove_live(live, session.label)
 
     def add_live(self, live: LivePath) -> None:
         """Serve ``live``, fed from inside this process (``streamd.api``); ValueError if the path is busy."""
@@ -976,9 +811,9 @@ class RtspServer:
     # --- RTCP from clients ------------------------------------------------------------------
 
     def _rtcp_received(self, data: bytes, addr: Address) -> None:
-        publisher = self._publisher_routes.get(addr)
+        publisher = self.publishing.routes.get(addr)
         if publisher is not None:
-            self._publisher_data(publisher[0], publisher[1], True, data)
+            self.publishing.data(publisher[0], publisher[1], True, data)
             return
         route = self._rtcp_routes.get(addr)
         if route is None:
@@ -994,7 +829,7 @@ class RtspServer:
                 continue
             if session.publishing is not None and frame.channel in session.channels:
                 index, is_rtcp = session.channels[frame.channel]
-                self._publisher_data(session.id, index, is_rtcp, frame.payload)
+                self.publishing.data(session.id, index, is_rtcp, frame.payload)
                 return
             for binding in session.bindings.values():
                 sink = binding.sink
@@ -1026,26 +861,3 @@ def _presentation_url(uri: str) -> str:
 
 def _short(uri: str) -> str:
     return uri if len(uri) <= 120 else uri[:117] + "..."
-
-
-def _stats(session: ServerSession) -> str:
-    parts = []
-    for binding in session.bindings.values():
-        s = binding.stream
-        r = s.reception
-        text = f"{binding.streamable.control}: {s.packet_count} packets, {s.octet_count} bytes"
-        if r.reports:
-            text += (
-                f", loss {r.fraction_lost:.1%} ({r.cumulative_lost} total), jitter {r.jitter_ms:.1f} ms"
-                + (f", rtt {r.rtt_ms:.1f} ms" if r.rtt_ms is not None else "")
-            )
-        parts.append(text)
-    return "; ".join(parts) or "no tracks"
-
-
-def _live_presentation(live: LivePath | None, name: str = "", tracks: list | None = None) -> Presentation:
-    """What DESCRIBE offers for a live path: the publisher's tracks, with our controls."""
-    announced = [t.announced for t in live.tracks.values()] if live is not None else list(tracks or [])
-    streamables = tuple(StreamableTrack(t.track, t.payload_format, f"trackID={t.index}") for t in announced)
-    info = MediaInfo("", "live", None, 0, 0, tuple(t.track for t in announced))
-    return Presentation(live.name if live is not None else name, info, streamables, (), loop=True, title=None)

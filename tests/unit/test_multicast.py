@@ -19,9 +19,9 @@ from streamd.live.announced import announced_tracks
 from streamd.live.hub import LivePath
 from streamd.live.multicast import MulticastService
 from streamd.live.multicast_groups import GroupPool, MulticastRange, PoolExhausted
+from streamd.live.presentation import live_presentation
 from streamd.rtsp.errors import RtspError
 from streamd.rtsp.headers import format_transport, parse_transport
-from streamd.server import _live_presentation
 
 ANNOUNCED = (
     "v=0\r\no=- 0 0 IN IP4 127.0.0.1\r\ns=cam\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
@@ -205,7 +205,7 @@ def test_sdp_for_players_joining_the_group() -> None:
     mc = service(always=True)
     live = make_live()
     sender = mc._sender(live)  # an always-on path (its socket side is tested in a namespace)
-    presentation = _live_presentation(live)
+    presentation = live_presentation(live)
     text = mc.sdp("live/cam", presentation, presentation.sdp("192.0.2.1"))
     assert text is not None
     description = parse_sdp(text)
