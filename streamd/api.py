@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import logging
 import threading
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,8 @@ from streamd.live.python_source import AudioSettings, FramePublisher, VideoSetti
 from streamd.server import RtspServer
 
 __all__ = ["Server", "ServerThread", "serve_in_thread"]
+
+log = logging.getLogger("streamd")
 
 
 class Server:
@@ -46,9 +49,8 @@ class Server:
         if media is not None:
             settings["media"] = Path(media).expanduser()
         self.config = dataclasses.replace(base, **settings)
-        folder = self.config.media if (media is not None or config is not None) else None
-        # a source checkout's ./media is streamd's own Python package, not a media folder
-        self._media_dir = folder if folder is not None and not (folder / "__init__.py").exists() else None
+        self._folder = self.config.media if (media is not None or config is not None) else None
+        self.media_dir: Path | None = None  # the folder served, once started
         self._http = http
         self.rtsp: RtspServer | None = None
         self._web: Any = None
@@ -60,10 +62,13 @@ class Server:
         if self.config.test_stream:
             from media.testsrc import ensure_test_stream
 
+            # made in the background on the very first start (a few seconds), then cached; a
+            # DESCRIBE of /test that arrives meanwhile simply waits for it
             test_stream = loop.run_in_executor(None, ensure_test_stream, self.config.cache_dir)
-        media_dir = self._media_dir if self._media_dir is not None and self._media_dir.is_dir() else None
+            test_stream.add_done_callback(_report_test_stream)
+        self.media_dir = _media_folder(self._folder)
         catalog = Catalog(
-            media_dir,
+            self.media_dir,
             test_stream=test_stream,
             max_payload_size=self.config.max_payload_size,
             path_settings=self.config.path_settings,
@@ -102,6 +107,11 @@ class Server:
     @property
     def rtsp_port(self) -> int:
         return self.rtsp.rtsp_port if self.rtsp is not None else self.config.rtsp_port
+
+    @property
+    def http_port(self) -> int | None:
+        """The HTTP side's port once it listens (None without HTTP)."""
+        return self._web.bound_port if self._web is not None else None
 
     def url(self, path: str, host: str = "127.0.0.1") -> str:
         return f"rtsp://{host}:{self.rtsp_port}/{path.strip('/')}"
@@ -159,6 +169,25 @@ class Server:
             raise
         self._publishers.append(publisher)
         return publisher
+
+
+def _media_folder(folder: Path | None) -> Path | None:
+    """The folder to serve, or None (with the reason logged) when there is none to serve."""
+    if folder is None:
+        return None
+    if not folder.is_dir():
+        log.info("media folder %s does not exist: serving no files", folder)
+        return None
+    if (folder / "__init__.py").exists():
+        # started from a source checkout, where ./media is streamd's own Python package
+        log.info("%s is a Python package, not a media folder: serving no files", folder)
+        return None
+    return folder
+
+
+def _report_test_stream(future: asyncio.Future[Path]) -> None:
+    if not future.cancelled() and future.exception() is not None:
+        log.error("the built-in test stream could not be made: %s", future.exception())
 
 
 class ServerThread:

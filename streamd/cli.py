@@ -205,73 +205,36 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def _report_test_stream(future: asyncio.Future[Path]) -> None:
-    if not future.cancelled() and future.exception() is not None:
-        log.error("the built-in test stream could not be made: %s", future.exception())
-
-
 async def _run_server(config: ServerConfig, *, http: bool = True) -> None:
-    from media.testsrc import ensure_test_stream
-    from streamd.catalog import Catalog
-    from streamd.server import RtspServer
+    from streamd.api import Server
 
-    loop = asyncio.get_running_loop()
-    test_stream = None
-    if config.test_stream:
-        # made in the background on the very first start (a few seconds), then cached; a
-        # DESCRIBE of /test that arrives meanwhile simply waits for it
-        test_stream = loop.run_in_executor(None, ensure_test_stream, config.cache_dir)
-        test_stream.add_done_callback(_report_test_stream)
-    media_dir = config.media if config.media.is_dir() else None
-    if media_dir is None:
-        log.info("media folder %s does not exist: serving only the test stream", config.media)
-    elif (media_dir / "__init__.py").exists():
-        # started from a source checkout, where ./media is streamd's own Python package
-        log.info("%s is a Python package, not a media folder: serving only the test stream", config.media)
-        media_dir = None
-    catalog = Catalog(
-        media_dir,
-        test_stream=test_stream,
-        max_payload_size=config.max_payload_size,
-        path_settings=config.path_settings,
-    )
-    server = RtspServer(config, catalog)
+    server = Server(config, http=http)
     await server.start()
-    web = None
-    if http:
-        from streamd.http import HttpService
-
-        web = HttpService(server, catalog, config.host, config.http_port)
-        try:
-            await web.start()
-        except OSError:
-            await server.stop()
-            raise
+    assert server.rtsp is not None
     # what is alive now (modules, classes, configuration) lives as long as the server: keep it out
     # of the cyclic collector's full passes, which otherwise stall every session's pacing for
     # tens of milliseconds (they scanned ~60,000 start-up objects each time)
     gc.collect()
     gc.freeze()
     shown = "127.0.0.1" if config.host in ("0.0.0.0", "::", "") else config.host
-    if test_stream is not None:
+    if config.test_stream:
         log.info("streamd %s ready: rtsp://%s:%d/test", __version__, shown, server.rtsp_port)
-    if media_dir is not None:
+    if server.media_dir is not None:
         log.info(
             "serving files under %s as rtsp://%s:%d/<relative path>",
-            media_dir.resolve(),
+            server.media_dir.resolve(),
             shown,
             server.rtsp_port,
         )
-    if web is not None:
-        log.info("web page: http://%s:%d/", shown, web.bound_port)
+    if server.http_port is not None:
+        log.info("web page: http://%s:%d/", shown, server.http_port)
     stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
-    log.info("stopping: ending %d session(s)", len(server.sessions))
+    log.info("stopping: ending %d session(s)", len(server.rtsp.sessions))
     await server.stop()
-    if web is not None:
-        await web.stop()
     log.info("stopped")
 
 
