@@ -87,7 +87,7 @@ def test_ffmpeg_publishes_and_readers_get_it_exactly(
             ["ffmpeg", "-nostdin", "-loglevel", "error", "-rtsp_transport", "tcp",
              "-i", live_server.url(path), "-t", "3",
              "-map", "0:v", "-c", "copy", "-f", "h264", "-y", str(video),
-             "-map", "0:a", "-c", "copy", "-f", "adts", "-y", str(audio)],
+             "-map", "0:a", "-c", "copy", "-t", "3", "-f", "adts", "-y", str(audio)],
             check=True, capture_output=True, timeout=30,
         )  # fmt: skip
     finally:
@@ -300,7 +300,7 @@ def test_gstreamer_publishes_with_rtspclientsink(
             ["ffmpeg", "-nostdin", "-loglevel", "error", "-rtsp_transport", "tcp",
              "-i", live_server.url(path), "-t", "2",
              "-map", "0:v", "-c", "copy", "-f", "h264", "-y", str(video),
-             "-map", "0:a", "-c", "copy", "-f", "adts", "-y", str(audio)],
+             "-map", "0:a", "-c", "copy", "-t", "2", "-f", "adts", "-y", str(audio)],
             check=True, capture_output=True, timeout=30,
         )  # fmt: skip
     finally:

@@ -141,7 +141,7 @@ def _play_to_files(args: list[str], video: Path, audio: Path) -> None:
     subprocess.run(
         ["ffmpeg", "-nostdin", "-loglevel", "error", *args, "-t", "3",
          "-map", "0:v", "-c", "copy", "-f", "h264", "-y", str(video),
-         "-map", "0:a", "-c", "copy", "-f", "adts", "-y", str(audio)],
+         "-map", "0:a", "-c", "copy", "-t", "3", "-f", "adts", "-y", str(audio)],
         check=True, capture_output=True, timeout=40,
     )  # fmt: skip
 
