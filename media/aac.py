@@ -202,6 +202,17 @@ def embedded_audio_specific_config(data: bytes, bit_offset: int) -> tuple[bytes,
         object_type = _object_type(bits)
     if object_type not in _GA_TYPES or channel_config == 0 or object_type == 22:
         raise MediaError(f"embedded AudioSpecificConfig of object type {object_type} not supported")
+    _skip_ga_specific_config(bits, object_type)
+    _skip_sync_extension(bits)
+    length = bits.position - start
+    value = (int.from_bytes(bytes(data), "big") >> (len(data) * 8 - bits.position)) & ((1 << length) - 1)
+    writer = _BitWriter()
+    writer.write(value, length)
+    return writer.getvalue(), length
+
+
+def _skip_ga_specific_config(bits: BitReader, object_type: int) -> None:
+    """Step over a GASpecificConfig (ISO 14496-3 4.4.1) and an ER type's epConfig."""
     bits.read(1)  # frameLengthFlag
     if bits.read(1):  # dependsOnCoreCoder
         bits.read(14)
@@ -209,17 +220,13 @@ def embedded_audio_specific_config(data: bytes, bit_offset: int) -> tuple[bytes,
     if object_type in (6, 20):
         bits.read(3)  # layerNr
     if extension_flag:
+        if object_type == 22:
+            bits.read(16)  # numOfSubFrame, layer_length
         if object_type in (17, 19, 20, 23):
-            bits.read(3)
+            bits.read(3)  # resilience flags
         bits.read(1)  # extensionFlag3
     if object_type in _ER_TYPES:
         bits.read(2)  # epConfig
-    _skip_sync_extension(bits)
-    length = bits.position - start
-    value = (int.from_bytes(bytes(data), "big") >> (len(data) * 8 - bits.position)) & ((1 << length) - 1)
-    writer = _BitWriter()
-    writer.write(value, length)
-    return writer.getvalue(), length
 
 
 def _skip_sync_extension(bits: BitReader) -> None:
@@ -239,20 +246,7 @@ def _skip_sync_extension(bits: BitReader) -> None:
 
 def _backward_compatible_sbr(bits: BitReader, object_type: int) -> int | None:
     """Skip the GASpecificConfig and look for the SBR sync extension (ISO 14496-3 1.6.5.2)."""
-    bits.read(1)  # frameLengthFlag
-    if bits.read(1):  # dependsOnCoreCoder
-        bits.read(14)
-    extension_flag = bits.read(1)
-    if object_type in (6, 20):
-        bits.read(3)  # layerNr
-    if extension_flag:
-        if object_type == 22:
-            bits.read(16)
-        if object_type in (17, 19, 20, 23):
-            bits.read(3)
-        bits.read(1)  # extensionFlag3
-    if object_type in _ER_TYPES:
-        bits.read(2)  # epConfig
+    _skip_ga_specific_config(bits, object_type)
     if bits.remaining() < 16 or bits.read(11) != _SYNC_SBR:
         return None
     if _object_type(bits) != AOT_SBR or not bits.read(1):  # sbrPresentFlag

@@ -6,6 +6,7 @@ Every function writes to the path it is given and returns it, so tests can chain
 
 from __future__ import annotations
 
+import subprocess
 from fractions import Fraction
 from pathlib import Path
 
@@ -192,3 +193,16 @@ def _as_sample_format(tone: object, sample_format: str) -> object:
     else:
         samples = samples.astype(np.float32 if kind == "flt" else np.float64)
     return samples if planar else samples.T.reshape(1, -1)
+
+
+def make_live_clip(path: Path, seconds: int = 12) -> Path:
+    """What the live-path tests publish: 320x240 25 fps H.264 from ffmpeg's own libx264 (a
+    keyframe every second, no B-frames) + AAC, so a reader joining late soon gets a keyframe."""
+    subprocess.run(
+        ["ffmpeg", "-nostdin", "-loglevel", "error",
+         "-f", "lavfi", "-i", f"testsrc=d={seconds}:s=320x240:r=25", "-f", "lavfi", "-i", f"sine=d={seconds}",
+         "-c:v", "libx264", "-g", "25", "-bf", "0", "-c:a", "aac",
+         "-y", str(path)],
+        check=True, timeout=60,
+    )  # fmt: skip
+    return path

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 from media.aac import split_adts
@@ -54,3 +55,15 @@ def received_video_nals(annexb: Path) -> list[bytes]:
 
 def received_audio_frames(adts: Path) -> list[bytes]:
     return [frame for _header, frame in split_adts(adts.read_bytes())]
+
+
+def ffmpeg_copy(input_args: list[str], video: Path, audio: Path, seconds: float, timeout: float = 30) -> None:
+    """ffmpeg reads ``input_args`` (``-i URL`` and its options) for ``seconds`` and writes the
+    video as Annex B and the audio as ADTS, untouched (``-c copy``), for exact comparison."""
+    duration = str(seconds)
+    subprocess.run(
+        ["ffmpeg", "-nostdin", "-loglevel", "error", *input_args,
+         "-map", "0:v", "-c", "copy", "-t", duration, "-f", "h264", "-y", str(video),
+         "-map", "0:a", "-c", "copy", "-t", duration, "-f", "adts", "-y", str(audio)],
+        check=True, capture_output=True, timeout=timeout,
+    )  # fmt: skip

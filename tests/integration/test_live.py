@@ -19,11 +19,13 @@ from media.h264 import nal_type, split_annexb
 from tests.integration.conftest import ServerProcess, need, start_server
 from tests.integration.source import (
     comparable,
+    ffmpeg_copy,
     received_audio_frames,
     received_video_nals,
     source_audio_frames,
     source_video_nals,
 )
+from tests.mediagen import make_live_clip
 from tests.rtsp_client import RawRtspClient
 
 pytestmark = pytest.mark.integration
@@ -33,12 +35,7 @@ pytestmark = pytest.mark.integration
 def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     need("ffmpeg")
     media = tmp_path_factory.mktemp("live-media")
-    subprocess.run(
-        ["ffmpeg", "-nostdin", "-loglevel", "error", "-f", "lavfi", "-i", "testsrc=d=12:s=320x240:r=25",
-         "-f", "lavfi", "-i", "sine=d=12", "-c:v", "libx264", "-g", "25", "-bf", "0", "-c:a", "aac",
-         "-y", str(media / "clip.mp4")],
-        check=True, timeout=60,
-    )  # fmt: skip
+    make_live_clip(media / "clip.mp4")
     proc = start_server(media, tmp_path_factory.mktemp("live-server"))
     yield proc
     proc.stop()
@@ -83,13 +80,7 @@ def test_ffmpeg_publishes_and_readers_get_it_exactly(
     publisher = Publisher(live_server, path, transport)
     try:
         video, audio = tmp_path / "v.h264", tmp_path / "a.aac"
-        subprocess.run(
-            ["ffmpeg", "-nostdin", "-loglevel", "error", "-rtsp_transport", "tcp",
-             "-i", live_server.url(path), "-t", "3",
-             "-map", "0:v", "-c", "copy", "-f", "h264", "-y", str(video),
-             "-map", "0:a", "-c", "copy", "-t", "3", "-f", "adts", "-y", str(audio)],
-            check=True, capture_output=True, timeout=30,
-        )  # fmt: skip
+        ffmpeg_copy(["-rtsp_transport", "tcp", "-i", live_server.url(path)], video, audio, 3)
     finally:
         publisher.stop()
     source = live_server.media / "clip.mp4"
@@ -296,13 +287,7 @@ def test_gstreamer_publishes_with_rtspclientsink(
             frames = [f for _, f in zip(range(20), c.decode(video=0), strict=False)]
         assert len(frames) == 20 and frames[0].key_frame and frames[0].width == 320
         video, audio = tmp_path / "v.h264", tmp_path / "a.aac"
-        subprocess.run(
-            ["ffmpeg", "-nostdin", "-loglevel", "error", "-rtsp_transport", "tcp",
-             "-i", live_server.url(path), "-t", "2",
-             "-map", "0:v", "-c", "copy", "-f", "h264", "-y", str(video),
-             "-map", "0:a", "-c", "copy", "-t", "2", "-f", "adts", "-y", str(audio)],
-            check=True, capture_output=True, timeout=30,
-        )  # fmt: skip
+        ffmpeg_copy(["-rtsp_transport", "tcp", "-i", live_server.url(path)], video, audio, 2)
     finally:
         publisher.terminate()
         publisher.wait(10)

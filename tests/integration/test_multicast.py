@@ -29,12 +29,14 @@ from streamd.rtsp.headers import parse_transport
 from tests.integration.conftest import ServerProcess, need, start_server
 from tests.integration.netns import NetNamespace, unavailable
 from tests.integration.source import (
+    ffmpeg_copy,
     received_audio_frames,
     received_video_nals,
     source_audio_frames,
     source_video_nals,
 )
 from tests.integration.test_live import Publisher, is_subsequence_start
+from tests.mediagen import make_live_clip
 from tests.rtsp_client import RawRtspClient
 
 pytestmark = pytest.mark.integration
@@ -61,12 +63,7 @@ def netns() -> Iterator[NetNamespace]:
 def clip_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     need("ffmpeg")
     media = tmp_path_factory.mktemp("mc-media")
-    subprocess.run(
-        ["ffmpeg", "-nostdin", "-loglevel", "error", "-f", "lavfi", "-i", "testsrc=d=12:s=320x240:r=25",
-         "-f", "lavfi", "-i", "sine=d=12", "-c:v", "libx264", "-g", "25", "-bf", "0", "-c:a", "aac",
-         "-y", str(media / "clip.mp4")],
-        check=True, timeout=60,
-    )  # fmt: skip
+    make_live_clip(media / "clip.mp4")
     return media
 
 
@@ -138,12 +135,7 @@ def _has_bye(datagrams: list[bytes]) -> bool:
 
 
 def _play_to_files(args: list[str], video: Path, audio: Path) -> None:
-    subprocess.run(
-        ["ffmpeg", "-nostdin", "-loglevel", "error", *args, "-t", "3",
-         "-map", "0:v", "-c", "copy", "-f", "h264", "-y", str(video),
-         "-map", "0:a", "-c", "copy", "-t", "3", "-f", "adts", "-y", str(audio)],
-        check=True, capture_output=True, timeout=40,
-    )  # fmt: skip
+    ffmpeg_copy(args, video, audio, 3, timeout=40)
 
 
 def _play_each_stream(args: list[str], video: Path, audio: Path) -> None:

@@ -18,6 +18,7 @@ from media.h264 import nal_type
 from tests.integration.conftest import ServerProcess, free_tcp_port, need, start_server
 from tests.integration.source import received_video_nals, source_video_nals
 from tests.integration.test_live import is_subsequence_start
+from tests.mediagen import make_live_clip
 from tests.rtsp_client import RawRtspClient
 
 pytestmark = pytest.mark.integration
@@ -38,12 +39,7 @@ def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ServerProce
     tmp = tmp_path_factory.mktemp("relay")
     media = tmp / "media"
     media.mkdir()
-    subprocess.run(
-        ["ffmpeg", "-nostdin", "-loglevel", "error", "-f", "lavfi", "-i", "testsrc=d=12:s=320x240:r=25",
-         "-f", "lavfi", "-i", "sine=d=12", "-c:v", "libx264", "-g", "25", "-bf", "0", "-c:a", "aac",
-         "-y", str(media / "clip.mp4")],
-        check=True, timeout=60,
-    )  # fmt: skip
+    make_live_clip(media / "clip.mp4")
     a = start_server(media, tmp, "--no-http")
     config = tmp / "b.toml"
     source = a.url("clip.mp4")
