@@ -73,7 +73,9 @@ class FileMuxer:
         self.path = path
         self.tracks = tracks
         self._clocks = [Fraction(1, t.clock) for t in tracks]
-        self._output: Any = av.open(str(path), "w", format=FORMATS[container_format])
+        # MP4 with its index (moov) first, so a recording plays while it downloads (/files/...)
+        options = {"movflags": "+faststart"} if container_format == "mp4" else {}
+        self._output: Any = av.open(str(path), "w", format=FORMATS[container_format], options=options)
         try:
             self._streams = self._add_streams(FORMATS[container_format])
         except BaseException:

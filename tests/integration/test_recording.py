@@ -142,6 +142,9 @@ def test_ffmpeg_publish_recorded_to_mp4_segments_served_as_files(
     assert not list(folder.glob("*.part")), "no half-written file left"
     files = sorted(folder.glob("*.mp4"))
     check_segments(files, clip)
+    for file in files:  # faststart: the index before the media, for progressive download
+        boxes = top_level_boxes(file.read_bytes())
+        assert boxes.index(b"moov") < boxes.index(b"mdat"), boxes
 
     # a finished segment is an on-demand path like any file: RTSP plays it bit-exact ...
     name = f"recordings/live/cam/{files[1].name}"
@@ -241,6 +244,20 @@ def test_gstreamer_publish_recorded_with_its_latm_audio_taken_apart(
     assert video == source_video_nals(clip)
     sent = source_audio_frames(clip)
     assert len(audio) >= 0.9 * len(sent) and is_contiguous_run(audio, sent)
+
+
+def top_level_boxes(data: bytes) -> list[bytes]:
+    """The types of an MP4 file's top-level boxes, in order."""
+    boxes, pos = [], 0
+    while pos + 8 <= len(data):
+        size = int.from_bytes(data[pos : pos + 4], "big")
+        if size == 1:
+            size = int.from_bytes(data[pos + 8 : pos + 16], "big")
+        boxes.append(data[pos + 4 : pos + 8])
+        if size < 8:
+            break
+        pos += size
+    return boxes
 
 
 def is_contiguous_run(got: list[bytes], source: list[bytes]) -> bool:
