@@ -27,6 +27,7 @@ PATH_SCHEMA: dict[str, Any] = {
         "duration": {**_NUMBER_OR_NULL, "description": "seconds; null when live"},
         "size": _INT_OR_NULL,
         "error": {"type": ["string", "null"], "description": "why the path cannot be streamed"},
+        "recording": {"type": "boolean", "description": "a live path being recorded to files now"},
         "multicast_sdp_url": {
             "type": "string",
             "description": "SDP of the path's multicast group, for players joining without RTSP ('' if none)",

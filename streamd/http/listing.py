@@ -39,6 +39,7 @@ class PathEntry:
     size: int | None = None  # bytes of the file
     error: str | None = None  # why the path cannot be streamed (then the facts above are empty)
     multicast_sdp_url: str = ""  # SDP of the path's multicast group (paths with multicast = true)
+    recording: bool = False  # a live path being written to files now (record = true)
 
     def as_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -98,6 +99,7 @@ async def describe(catalog: Catalog, server: RtspServer, rtsp_root: str, name: s
         entry.watch_url = entry.mp4_url = entry.file_url = ""
         if server.multicast.advertised(name):
             entry.multicast_sdp_url = f"/sdp/{quoted}?multicast=1"
+        entry.recording = server.recordings.is_recording(name)
     # the file's codecs, also those RTP leaves out: the browser fallback and download still have them
     media_tracks = [t for t in presentation.info.tracks if t.kind in ("video", "audio")]
     entry.codecs = [t.codec for t in media_tracks]

@@ -562,6 +562,10 @@ class Recordings:
         self._active[live.name] = recorder
         return recorder
 
+    def is_recording(self, path: str) -> bool:
+        recorder = self._active.get(path)
+        return recorder is not None and recorder.running
+
     def stop(self, live: LivePath) -> None:
         """``live`` went offline: its recorder finishes the current file in the background."""
         recorder = self._active.get(live.name)

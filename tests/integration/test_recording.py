@@ -11,7 +11,7 @@ import shutil
 import subprocess
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -73,13 +73,31 @@ def recording_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Serve
     proc.stop()
 
 
-def publish(server: ServerProcess, clip: Path, path: str, transport: str) -> None:
-    """ffmpeg publishes the whole clip in real time, then leaves."""
-    subprocess.run(
+def publish(
+    server: ServerProcess,
+    clip: Path,
+    path: str,
+    transport: str,
+    while_live: Callable[[], None] | None = None,
+) -> None:
+    """ffmpeg publishes the whole clip in real time, then leaves; ``while_live`` runs meanwhile."""
+    publisher = subprocess.Popen(
         ["ffmpeg", "-nostdin", "-loglevel", "error", "-re", "-i", str(clip), "-c", "copy",
          "-f", "rtsp", "-rtsp_transport", transport, server.url(path)],
-        check=True, capture_output=True, timeout=60,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
     )  # fmt: skip
+    try:
+        if while_live is not None:
+            deadline = time.monotonic() + 10
+            while f"RECORD: {path} is live" not in server.log() and time.monotonic() < deadline:
+                time.sleep(0.1)
+            while_live()
+        _, err = publisher.communicate(timeout=60)
+        assert publisher.returncode == 0, err
+    finally:
+        if publisher.poll() is None:
+            publisher.kill()
+            publisher.wait()
 
 
 def wait_recorded(server: ServerProcess, path: str, before: int) -> None:
@@ -137,7 +155,13 @@ def test_ffmpeg_publish_recorded_to_mp4_segments_served_as_files(
 ) -> None:
     folder = recording_server.media / "recordings" / "live" / "cam"
     before = recording_server.log().count("live/cam: recording ended")
-    publish(recording_server, clip, "live/cam", "tcp")
+
+    def api_says_recording() -> None:
+        url = recording_server.http("api/v1/paths?limit=1000")
+        paths = json.loads(urllib.request.urlopen(url, timeout=30).read())["paths"]
+        assert next(p for p in paths if p["name"] == "live/cam")["recording"] is True
+
+    publish(recording_server, clip, "live/cam", "tcp", api_says_recording)
     wait_recorded(recording_server, "live/cam", before)
     assert not list(folder.glob("*.part")), "no half-written file left"
     files = sorted(folder.glob("*.mp4"))
