@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from streamd.catalog import Resolved
 from streamd.connection import RtspConnection
 from streamd.live.hub import LivePath
+from streamd.live.multicast import MulticastSink
 from streamd.live.reader import LiveReader
 from streamd.playback import Binding, Playback
 from streamd.rtsp.session import RtspSession
@@ -41,6 +42,9 @@ def session_stats(session: ServerSession) -> str:
     for binding in session.bindings.values():
         s = binding.stream
         r = s.reception
+        if isinstance(binding.sink, MulticastSink):  # counters belong to the group, logged there
+            parts.append(f"{binding.streamable.control}: from the path's multicast group")
+            continue
         text = f"{binding.streamable.control}: {s.packet_count} packets, {s.octet_count} bytes"
         if r.reports:
             text += (

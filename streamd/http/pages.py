@@ -56,6 +56,8 @@ def _row(entry: PathEntry) -> str:
         )
     size = f"{entry.width}×{entry.height}" if entry.width and entry.height else ""
     kind = "<span class=live>live</span>" if entry.live else "on demand"
+    if entry.recording:
+        kind += " · <span class=err>● recording</span>"
     if not entry.watch_url:  # a path being published: no file behind it to watch or download
         return (
             f"<tr><td>{name}</td><td>{escape(', '.join(entry.codecs))}</td><td>{size}</td>"

@@ -160,6 +160,9 @@ def test_ffmpeg_publish_recorded_to_mp4_segments_served_as_files(
         url = recording_server.http("api/v1/paths?limit=1000")
         paths = json.loads(urllib.request.urlopen(url, timeout=30).read())["paths"]
         assert next(p for p in paths if p["name"] == "live/cam")["recording"] is True
+        page = urllib.request.urlopen(recording_server.http(""), timeout=30).read().decode()
+        row = next(line for line in page.split("<tr>") if ">live/cam<" in line)
+        assert "● recording" in row
 
     publish(recording_server, clip, "live/cam", "tcp", api_says_recording)
     wait_recorded(recording_server, "live/cam", before)
