@@ -330,29 +330,20 @@ def markdown(rep: dict[str, Any], plots: list[str]) -> str:
             lines.append(
                 f"| {ours['profile']} | {ours['receiver_loss_percent']:.2f} "
                 f"/ {theirs['receiver_loss_percent']:.2f} "
-                f"| {_ratio(ours['video_jitter_ms'], theirs['video_jitter_ms'])} "
-                f"| {_ratio(ours['audio_jitter_ms'], theirs['audio_jitter_ms'])} "
-                f"| {_ratio(ours['first_packet_ms_p50'], theirs['first_packet_ms_p50'])} "
-                f"| {_ratio(ours['server_cpu_percent'], theirs['server_cpu_percent'])} |"
+                f"| {report.ratio(ours['video_jitter_ms'], theirs['video_jitter_ms'])} "
+                f"| {report.ratio(ours['audio_jitter_ms'], theirs['audio_jitter_ms'])} "
+                f"| {report.ratio(ours['first_packet_ms_p50'], theirs['first_packet_ms_p50'])} "
+                f"| {report.ratio(ours['server_cpu_percent'], theirs['server_cpu_percent'])} |"
             )
         lines.append("")
     lines += [f"![{p}]({p})" for p in plots]
     return "\n".join(lines) + "\n"
 
 
-def _ratio(a: float | None, b: float | None) -> str:
-    return "–" if a is None or not b else f"{a / b:.2f}"
-
-
 def plot(rep: dict[str, Any], out: Path) -> list[str]:
     """PNG plots, if matplotlib is installed (the ``bench`` extra); returns their file names."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        print("matplotlib not installed (pip install '.[bench]'): no plots", file=sys.stderr)
+    plt = report.pyplot()
+    if plt is None:
         return []
     names = []
     fig, ax = plt.subplots(figsize=(9, 4.5))

@@ -387,10 +387,10 @@ def markdown(rep: dict[str, Any], plots: list[str]) -> str:
                     continue
                 lines.append(
                     f"| {transport.upper()} | {r['sessions']} "
-                    f"| {_ratio(r['cpu_percent_per_stream'], p['cpu_percent_per_stream'])} "
+                    f"| {report.ratio(r['cpu_percent_per_stream'], p['cpu_percent_per_stream'])} "
                     f"| {r['loss_percent']:.3f} / {p['loss_percent']:.3f} "
-                    f"| {_ratio(r['late_p99_ms'], p['late_p99_ms'])} "
-                    f"| {_ratio(r['first_packet_p50_ms'], p['first_packet_p50_ms'])} |"
+                    f"| {report.ratio(r['late_p99_ms'], p['late_p99_ms'])} "
+                    f"| {report.ratio(r['first_packet_p50_ms'], p['first_packet_p50_ms'])} |"
                 )
     for name, prof in rep.get("profiles", {}).items():
         lines += ["", f"## Where {name}'s CPU goes at {prof.get('sessions')} UDP sessions (py-spy)", ""]
@@ -405,18 +405,9 @@ def markdown(rep: dict[str, Any], plots: list[str]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _ratio(a: float | None, b: float | None) -> str:
-    return "–" if a is None or not b else f"{a / b:.2f}"
-
-
 def plot(rep: dict[str, Any], out: Path) -> list[str]:
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        print("matplotlib not installed (pip install '.[bench]'): no plots", file=sys.stderr)
+    plt = report.pyplot()
+    if plt is None:
         return []
     fig, axes = plt.subplots(1, 3, figsize=(14, 4.2))
     for name, by_transport in rep["results"].items():

@@ -9,7 +9,7 @@ import sys
 import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 RESULTS = Path(__file__).parent / "results"
 T = TypeVar("T")
@@ -76,3 +76,21 @@ def progress(items: Iterable[T], total: int, desc: str) -> Iterator[T]:
             yield item
         return
     yield from tqdm(items, total=total, desc=desc, file=sys.stderr)
+
+
+def ratio(a: float | None, b: float | None) -> str:
+    """``a / b`` for the side-by-side tables ("–" when either is missing)."""
+    return "–" if a is None or not b else f"{a / b:.2f}"
+
+
+def pyplot() -> Any | None:
+    """matplotlib's pyplot drawing to files, or None (said on stderr) without the ``bench`` extra."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("matplotlib not installed (pip install '.[bench]'): no plots", file=sys.stderr)
+        return None
+    return plt
