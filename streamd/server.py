@@ -94,6 +94,7 @@ class RtspServer:
         self.publishing = Publishing(self)  # ANNOUNCE/RECORD and what publishers send
         self._servers: list[asyncio.AbstractServer] = []
         self._reaper: asyncio.Task[None] | None = None
+        self._endings: set[asyncio.Task[None]] = set()  # sessions being wound down
         self.cname_host = socket.gethostname() or "streamd"
         self.multicast = MulticastService(
             config.multicast_spec(),
@@ -131,6 +132,7 @@ class RtspServer:
         self.relocator.close()
         for session in list(self.sessions.values()):
             await self.end_session(session, "server shutting down", send_bye=True)
+        await asyncio.gather(*self._endings)
         self.multicast.close()
         await asyncio.gather(*(relay.stop() for relay in self.relays.values()))
         for connection in list(self.connections):
@@ -153,9 +155,7 @@ class RtspServer:
         for session_id in list(connection.sessions):
             session = self.sessions.get(session_id)
             if session is not None and session.connection is connection:
-                asyncio.get_running_loop().create_task(
-                    self.end_session(session, "connection closed", send_bye=False)
-                )
+                self._begin_ending(session, "connection closed", send_bye=False)
         log.debug("%s: disconnected", connection.label)
 
     # --- requests ---------------------------------------------------------------------------
@@ -618,8 +618,29 @@ class RtspServer:
         log.info("%s: session %s playback ended: %s", session.label, session.id, reason)
 
     async def end_session(self, session: ServerSession, reason: str, *, send_bye: bool) -> None:
+        """End a session and wait until it is wound down.
+
+        The winding down runs in a task of its own, so it completes even when the caller is
+        cancelled: a client that sends TEARDOWN and closes the connection at once cancels the
+        request loop that is awaiting this.
+        """
+        ending = self._begin_ending(session, reason, send_bye=send_bye)
+        if ending is not None:
+            await asyncio.shield(ending)
+
+    def _begin_ending(
+        self, session: ServerSession, reason: str, *, send_bye: bool
+    ) -> asyncio.Task[None] | None:
         if self.sessions.pop(session.id, None) is None:
-            return
+            return None  # already ending
+        ending = asyncio.get_running_loop().create_task(
+            self._wind_down(session, reason, send_bye=send_bye), name=f"end {session.id}"
+        )
+        self._endings.add(ending)
+        ending.add_done_callback(self._endings.discard)
+        return ending
+
+    async def _wind_down(self, session: ServerSession, reason: str, *, send_bye: bool) -> None:
         if session.live_reader is not None:
             session.live_reader.detach(bye=send_bye)
             session.live_reader = None

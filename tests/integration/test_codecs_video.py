@@ -26,6 +26,7 @@ from media.reader import MediaReader
 from tests import mediagen
 from tests.integration.codec_matrix import record
 from tests.integration.conftest import ARTIFACTS, ServerProcess, need, start_server
+from tests.integration.gst import run_pipeline
 
 pytestmark = pytest.mark.integration
 
@@ -142,7 +143,7 @@ def gstreamer_client(url: str, transport: str, out: Path) -> int:
         f"rtspsrc location={url} protocols={transport} ! decodebin ! videoconvert "
         f"! video/x-raw,format=I420 ! filesink location={out}"
     )
-    subprocess.run(["gst-launch-1.0", "-q", *pipeline.split()], check=True, capture_output=True, timeout=60)
+    run_pipeline(pipeline)
     return out.stat().st_size // (SIZE[0] * SIZE[1] * 3 // 2)
 
 

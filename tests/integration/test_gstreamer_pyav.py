@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
 import av
@@ -10,6 +9,7 @@ import pytest
 
 from tests.integration.codec_matrix import record
 from tests.integration.conftest import ServerProcess, need
+from tests.integration.gst import run_pipeline
 from tests.integration.source import source_audio_frames, source_video_frame_count
 
 pytestmark = pytest.mark.integration
@@ -25,8 +25,7 @@ def test_gstreamer_rtspsrc_decodes_every_frame(server: ServerProcess, tmp_path: 
         f"! filesink location={video} "
         f"src. ! decodebin ! audioconvert ! audio/x-raw,format=S16LE,channels=2 ! filesink location={audio}"
     )
-    result = subprocess.run(["gst-launch-1.0", "-q", *pipeline.split()], capture_output=True, timeout=60)
-    assert result.returncode == 0, result.stdout.decode() + result.stderr.decode()
+    run_pipeline(pipeline)
     frame_size = 320 * 240 * 3 // 2
     assert video.stat().st_size == frame_size * source_video_frame_count(server.media / "bframes.mp4")
     # 4 s of 48 kHz stereo S16; the decoder trims the priming samples

@@ -77,6 +77,24 @@ async def test_keepalive_keeps_session(short_timeout_server: ServerProcess) -> N
     await c.close()
 
 
+async def test_teardown_then_hang_up_still_ends_each_session(short_timeout_server: ServerProcess) -> None:
+    """ffmpeg sends TEARDOWN and closes the connection at once: closing cancels the request that
+    is winding the session down, which must still finish (routes freed, end-of-session line)."""
+    server = short_timeout_server
+    for _ in range(5):
+        c = await play_tcp(server, "ten.mp4")
+        await asyncio.sleep(0.2)
+        teardown = f"TEARDOWN {c.url('ten.mp4')} RTSP/1.0\r\nCSeq: 9\r\nSession: {c.session}\r\n\r\n"
+        await c.send_raw(teardown.encode())
+        await c.close()
+    for _ in range(30):  # well before the 5 s timeout could end them instead
+        if server.log().count("ended (TEARDOWN)") == 5:
+            break
+        await asyncio.sleep(0.1)
+    assert server.log().count("ended (TEARDOWN)") == 5, server.log()
+    assert "timed out" not in server.log()
+
+
 async def test_idle_connection_is_closed(short_timeout_server: ServerProcess) -> None:
     reader, writer = await asyncio.open_connection("127.0.0.1", short_timeout_server.port)
     assert await asyncio.wait_for(reader.read(), 10) == b""  # closed by the server

@@ -13,6 +13,7 @@ import pytest
 
 from tests.integration.codec_matrix import record
 from tests.integration.conftest import ServerProcess, need, start_server
+from tests.integration.gst import run_pipeline
 from tests.integration.source import (
     received_audio_frames,
     received_video_nals,
@@ -98,7 +99,7 @@ def test_gstreamer_decodes_the_ts(ts_server: ServerProcess, tmp_path: Path, tran
         f"rtspsrc location={ts_server.url('a.ts')} protocols={transport} ! rtpmp2tdepay ! tsdemux "
         f"! h264parse ! avdec_h264 ! videoconvert ! video/x-raw,format=I420 ! filesink location={out}"
     )
-    subprocess.run(["gst-launch-1.0", "-q", *pipeline.split()], check=True, capture_output=True, timeout=60)
+    run_pipeline(pipeline)
     frames = out.stat().st_size // (320 * 240 * 3 // 2)
     # GStreamer 1.22's live tsdemux ends at EOS without its last ~0.7 s (the TS mux delay), although
     # every byte arrived (see the byte-for-byte test): a client-side limit

@@ -14,6 +14,7 @@ from streamd.catalog import Catalog
 from streamd.config import ServerConfig
 from streamd.server import RtspServer
 from tests.integration.conftest import ServerProcess, need, start_server
+from tests.integration.gst import run_pipeline
 from tests.rtsp_client import RawRtspClient
 
 pytestmark = pytest.mark.integration
@@ -53,11 +54,7 @@ def test_gstreamer_follows_302(servers: tuple[ServerProcess, ...]) -> None:
     need("gst-launch-1.0")
     target, front = servers
     before = target.log().count("bframes.mp4: DESCRIBE")
-    subprocess.run(
-        ["gst-launch-1.0", "-q", "rtspsrc", f"location={front.url('moved')}",
-         "!", "fakesink", "num-buffers=20"],
-        check=True, capture_output=True, timeout=30,
-    )  # fmt: skip
+    run_pipeline(f"rtspsrc location={front.url('moved')} ! fakesink num-buffers=20", timeout=30)
     assert target.log().count("bframes.mp4: DESCRIBE") == before + 1
 
 
