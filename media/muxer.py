@@ -5,7 +5,8 @@ codec parameters a player needs come from us: H.264/H.265 parameter sets as Anne
 (FFmpeg's MP4 and Matroska muxers turn that into avcC/hvcC and the Annex B packets into
 length-prefixed ones), the AAC AudioSpecificConfig, the Opus head. Width and height, which the
 muxers insist on, come from decoding the first keyframe once (:func:`video_size`).
-Blocking file I/O: call it from a worker thread.
+Blocking I/O: call it from a worker thread. The output is a file, or any writable file object
+(fragmented MP4 for a browser watching a live path).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import struct
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import av
 
@@ -23,6 +24,12 @@ from media.errors import MediaError
 
 FORMATS = {"mp4": "mp4", "mkv": "matroska"}
 MUXABLE = ("h264", "hevc", "aac", "opus")
+FRAGMENT_SECONDS = 1.0  # a fragment at least this often even with long GOPs (frag_duration)
+# MP4 that plays as it arrives, from a pipe: an empty index first, then a fragment per keyframe
+FRAGMENTED_MP4 = {
+    "movflags": "frag_keyframe+empty_moov+default_base_moof",
+    "frag_duration": str(int(FRAGMENT_SECONDS * 1_000_000)),
+}
 _LAYOUTS = {1: "mono", 2: "stereo", 3: "2.1", 4: "quad", 5: "5.0", 6: "5.1", 7: "6.1", 8: "7.1"}
 
 
@@ -65,17 +72,26 @@ def video_size(codec: str, annexb_keyframe: bytes) -> tuple[int, int] | None:
 
 
 class FileMuxer:
-    """One output file. ``write`` in decode order per track (DTS strictly growing), then ``close``."""
+    """One output. ``write`` in decode order per track (DTS strictly growing), then ``close``.
 
-    def __init__(self, path: Path, container_format: str, tracks: list[MuxTrack]) -> None:
+    ``target`` is a file path, or a file object for fragmented MP4 (``container_format`` "mp4").
+    """
+
+    def __init__(self, target: Path | BinaryIO, container_format: str, tracks: list[MuxTrack]) -> None:
         if container_format not in FORMATS:
             raise MediaError(f"cannot record to {container_format!r} (one of {', '.join(FORMATS)})")
-        self.path = path
+        self.path = target if isinstance(target, Path) else None
         self.tracks = tracks
         self._clocks = [Fraction(1, t.clock) for t in tracks]
-        # MP4 with its index (moov) first, so a recording plays while it downloads (/files/...)
-        options = {"movflags": "+faststart"} if container_format == "mp4" else {}
-        self._output: Any = av.open(str(path), "w", format=FORMATS[container_format], options=options)
+        options: dict[str, str] = {}
+        if self.path is None:
+            if container_format != "mp4":
+                raise MediaError("a stream (not a file) is written as fragmented MP4 only")
+            options = dict(FRAGMENTED_MP4)
+        elif container_format == "mp4":
+            options = {"movflags": "+faststart"}  # the index (moov) first: plays while it downloads
+        where: Any = str(target) if self.path is not None else target
+        self._output: Any = av.open(where, "w", format=FORMATS[container_format], options=options)
         try:
             self._streams = self._add_streams(FORMATS[container_format])
         except BaseException:

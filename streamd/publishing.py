@@ -177,6 +177,13 @@ class Publishing:
                     track, packet.sender_info.ntp_timestamp, packet.sender_info.rtp_timestamp
                 )
 
+    def pause(self, session: ServerSession) -> None:
+        """A publisher's PAUSE stops its stream: readers get BYE and the path goes offline at once
+        (GStreamer's rtspclientsink pauses at end of stream and stays connected). RECORD resumes."""
+        live = session.publishing
+        assert live is not None
+        self._server.remove_live(live, f"{session.label} PAUSE")
+
     def unpublish(self, session: ServerSession) -> None:
         live = session.publishing
         assert live is not None

@@ -11,6 +11,7 @@ import asyncio
 import logging
 import socket
 import time
+from collections import Counter
 from collections.abc import Callable
 from fractions import Fraction
 from pathlib import Path
@@ -88,6 +89,7 @@ class RtspServer:
         self._rtcp_routes: dict[Address, tuple[str, int]] = {}
         self.live: dict[str, LivePath] = {}
         self.relays: dict[str, Relay] = {}  # paths with a configured source, pulled on demand
+        self.web_viewers: Counter[str] = Counter()  # browsers watching a live path over HTTP
         self.recordings = Recordings(config)  # live paths with record = true, written to files
         self.relocator = Relocator(self)  # redirects, moved paths, draining
         self.unit_cache = UnitCache()  # small files' access units, shared by their sessions
@@ -510,6 +512,8 @@ class RtspServer:
             session.live_reader.detach(bye=False)
             session.live_reader = None
         self.multicast.pause(session.id)
+        if session.publishing is not None and was_playing:
+            self.publishing.pause(session)
         position = Fraction(0)
         if session.playback is not None:
             position = await session.playback.pause() if was_playing else session.playback.npt
@@ -826,8 +830,8 @@ class RtspServer:
         return result
 
     def viewers(self, path: str) -> int:
-        """How many sessions are set up on ``path`` right now."""
-        return sum(1 for s in self.sessions.values() if s.rtsp.path == path)
+        """How many sessions are set up on ``path`` right now, and browsers watching it."""
+        return sum(1 for s in self.sessions.values() if s.rtsp.path == path) + self.web_viewers[path]
 
     # --- RTCP from clients ------------------------------------------------------------------
 

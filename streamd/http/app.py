@@ -21,6 +21,7 @@ from streamd.http.admin import add_admin_routes
 from streamd.http.api import OPENAPI
 from streamd.http.files import send_file
 from streamd.http.listing import PAGE_SIZE, describe, list_entries, public_reason, rtsp_base
+from streamd.http.live_mp4 import serve_live_mp4
 from streamd.http.pages import index_page, watch_page
 from streamd.http.sdp import absolute_sdp
 from streamd.http.tunnel import TunnelHub, is_tunnel_request
@@ -170,8 +171,16 @@ async def _files(request: web.Request) -> web.StreamResponse:
 
 
 async def _mp4(request: web.Request) -> web.StreamResponse:
-    """Fragmented MP4 from the keyframe at or before ``start``; the remux stops if the client goes."""
+    """Fragmented MP4 from the keyframe at or before ``start``; the remux stops if the client goes.
+
+    A live path streams from its next keyframe for as long as it is published."""
     path = _path(request)
+    server = _server(request)
+    if server.config.path_settings(path).source is not None:
+        await server.resolve(path)  # a relayed path: pulled now if it is not yet
+    live = server.live.get(path)
+    if live is not None and live.online:
+        return await serve_live_mp4(request, live, server.web_viewers)
     start = _number(request, "start", 0.0, 0.0, MAX_START_SECONDS)
     resolved = await _catalog(request).resolve(path)  # 404/415 before any byte is sent
     response = web.StreamResponse(headers={"Content-Type": "video/mp4", "Cache-Control": "no-store"})

@@ -21,13 +21,13 @@ from typing import Any
 
 import av
 
+from media.muxer import FRAGMENTED_MP4
+
 log = logging.getLogger(__name__)
 
 # Codecs copied as they are: MP4 has a sample entry for them and browsers decode them.
 COPY_VIDEO = frozenset({"h264", "hevc", "av1", "vp9"})
 COPY_AUDIO = frozenset({"aac", "mp3", "opus", "flac"})
-MOVFLAGS = "frag_keyframe+empty_moov+default_base_moof"
-FRAGMENT_SECONDS = 1.0  # a fragment at least this often even with long GOPs (frag_duration)
 MAX_QUEUED_CHUNKS = 8
 
 
@@ -119,8 +119,7 @@ def _remux(file: Path, start: float, pipe: ChunkPipe) -> None:
             anchor = video or next(iter(inputs.values()))
             tb = anchor.time_base or Fraction(1, 1_000_000)
             source.seek(int(start / tb) + (anchor.start_time or 0), stream=anchor, backward=True)
-        options = {"movflags": MOVFLAGS, "frag_duration": str(int(FRAGMENT_SECONDS * 1_000_000))}
-        with av.open(pipe, mode="w", format="mp4", options=options) as sink:  # type: ignore[call-overload]
+        with av.open(pipe, mode="w", format="mp4", options=dict(FRAGMENTED_MP4)) as sink:  # type: ignore[call-overload]
             outputs = {index: _output(sink, stream, actions[index]) for index, stream in inputs.items()}
             _transfer(source, inputs, actions, outputs, video.index if video else None, pipe)
 

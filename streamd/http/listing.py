@@ -95,8 +95,8 @@ async def describe(catalog: Catalog, server: RtspServer, rtsp_root: str, name: s
         return entry
     presentation = resolved.presentation
     entry.live = presentation.loop
-    if presentation.info.format_name == "live":  # published right now: RTSP and SDP only
-        entry.watch_url = entry.mp4_url = entry.file_url = ""
+    if presentation.info.format_name == "live":  # published right now: no file behind it
+        entry.file_url = ""
         if server.multicast.advertised(name):
             entry.multicast_sdp_url = f"/sdp/{quoted}?multicast=1"
         entry.recording = server.recordings.is_recording(name)

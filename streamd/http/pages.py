@@ -58,11 +58,12 @@ def _row(entry: PathEntry) -> str:
     kind = "<span class=live>live</span>" if entry.live else "on demand"
     if entry.recording:
         kind += " · <span class=err>● recording</span>"
-    if not entry.watch_url:  # a path being published: no file behind it to watch or download
+    if not entry.file_url:  # a path being published: watched from its live edge, no download
         return (
-            f"<tr><td>{name}</td><td>{escape(', '.join(entry.codecs))}</td><td>{size}</td>"
+            f'<tr><td><a class=watch href="{escape(entry.watch_url)}">{name}</a></td>'
+            f"<td>{escape(', '.join(entry.codecs))}</td><td>{size}</td>"
             f"<td class=num></td><td>{kind}</td><td class=num>{entry.viewers}</td>"
-            f"<td class=links>{links}</td></tr>"
+            f'<td class=links><a class=watch href="{escape(entry.watch_url)}">watch</a> · {links}</td></tr>'
         )
     return (
         f'<tr><td><a class=watch href="{escape(entry.watch_url)}">{name}</a></td>'
@@ -92,13 +93,20 @@ def index_page(entries: list[PathEntry], *, page: int, more: bool) -> str:
 def watch_page(entry: PathEntry, start: float) -> str:
     src = f"/mp4/{quote(entry.name)}" + (f"?start={start:g}" if start else "")
     name = escape(entry.name)
+    if entry.file_url:  # a file: start anywhere, download the original
+        seek = (
+            "<form method=get><label>start at <input name=start type=number min=0 step=any "
+            f'value="{start:g}" style="width:6rem"> s</label> <button>go</button></form>\n'
+        )
+        original = f' · <a href="{escape(entry.file_url)}">original file</a>'
+    else:  # being published: from the live edge, as long as it lasts
+        src, seek, original = f"/mp4/{quote(entry.name)}", "<p><span class=live>live</span></p>\n", ""
     body = (
         f'<h1><a href="/">streamd</a> · {name}</h1>\n'
         f'<video id=player controls autoplay muted playsinline src="{escape(src)}"></video>\n'
-        "<form method=get><label>start at <input name=start type=number min=0 step=any "
-        f'value="{start:g}" style="width:6rem"> s</label> <button>go</button></form>\n'
-        f'<p>RTSP: <code>{escape(entry.rtsp_url)}</code> · <a href="{escape(entry.sdp_url)}">SDP</a> · '
-        f'<a href="{escape(entry.file_url)}">original file</a></p>\n'
+        f"{seek}"
+        f'<p>RTSP: <code>{escape(entry.rtsp_url)}</code> · <a href="{escape(entry.sdp_url)}">SDP</a>'
+        f"{original}</p>\n"
         "<p id=status></p>\n"
         "<script>const v=document.getElementById('player');v.addEventListener('error',()=>{"
         "document.getElementById('status').textContent='cannot play: '+(v.error&&v.error.message||'error')})"

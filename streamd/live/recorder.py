@@ -117,11 +117,10 @@ class _Pending:
 
 
 @dataclass
-class _File:
+class OutputFile:
     """A file being written. Each track's latest unit is held until the next gives its duration."""
 
     muxer: FileMuxer
-    final: Path
     offsets: list[int]  # per slot: track ticks at the file's 0
     last_dts: list[int | None] = field(default_factory=list)
     held: list[tuple[int, int, bytes, bool] | None] = field(default_factory=list)  # pts, dts, data, key
@@ -164,8 +163,8 @@ class Recorder:
         self._sender_clock: bool | None = None  # anchors from sender reports (else from arrival)
         self._resync: set[int] = set()  # video tracks that lost units: wait for a keyframe
         self._pending: deque[_Pending] = deque()
-        self._file: _File | None = None
-        self._previous: _File | None = None  # the file before, open until every track has passed ...
+        self._file: OutputFile | None = None
+        self._previous: OutputFile | None = None  # the file before, open until every track has passed ...
         self._boundary = 0.0  # ... this instant (seconds), where the current file begins
         self._tail: set[int] = set()  # tracks that have not yet passed it
         self._waiting_logged = False
@@ -188,6 +187,10 @@ class Recorder:
             return False
         self.live.unit_listeners.add(self.on_unit)
         self._thread.start()
+        self._report_start()
+        return True
+
+    def _report_start(self) -> None:
         log.info(
             "%s: recording %s to %s/ (%s, %g s files)",
             self.live.name,
@@ -196,7 +199,6 @@ class Recorder:
             self.settings.container,
             self.settings.segment,
         )
-        return True
 
     def stop(self) -> None:
         """Stop taking units; the writer finishes the current file and ends."""
@@ -237,13 +239,13 @@ class Recorder:
             if video:
                 self._resync.add(index)
             if self.dropped == 1 or self.dropped % 500 == 0:
-                log.warning(
-                    "%s: recording falls behind (disk too slow?): %d units dropped",
-                    self.live.name,
-                    self.dropped,
-                )
+                self._report_behind()
             return
         self._anchored.add(index)
+
+    def _report_behind(self) -> None:
+        name, dropped = self.live.name, self.dropped
+        log.warning("%s: recording falls behind (disk too slow?): %d units dropped", name, dropped)
 
     # --- the writer thread ------------------------------------------------------------------
 
@@ -266,14 +268,18 @@ class Recorder:
         except Exception as exc:  # a full or failing disk, a muxer refusing: stop this recording only
             self.failed = True
             open_files = [f for f in (self._previous, self._file) if f is not None]
-            partial = ", ".join(str(f.muxer.path) for f in open_files)
-            log.error(
-                "%s: recording stopped: %s%s", self.live.name, exc, f" ({partial} left)" if partial else ""
-            )
+            self._report_failure(exc, [f.muxer for f in open_files])
             for file in open_files:
                 with contextlib.suppress(Exception):  # already failing: the first error is the one logged
                     file.muxer.close()
             self._previous = self._file = None
+        self._report_end()
+
+    def _report_failure(self, exc: Exception, unfinished: list[FileMuxer]) -> None:
+        partial = ", ".join(str(m.path) for m in unfinished)
+        log.error("%s: recording stopped: %s%s", self.live.name, exc, f" ({partial} left)" if partial else "")
+
+    def _report_end(self) -> None:
         if self.dropped or self.bad_timestamps:
             log.warning(
                 "%s: recording: %d units dropped (queue full), %d with timestamps going back",
@@ -412,11 +418,14 @@ class Recorder:
             else:
                 wall, at = recorded.anchor or (start, 0)
                 offsets.append(at + round((start - wall) * recorded.clock))
-        final = self._file_name(item.arrival)
-        self.settings.folder.mkdir(parents=True, exist_ok=True)
-        muxer = FileMuxer(final.with_name(final.name + PARTIAL_SUFFIX), self.settings.container, tracks)
-        self._file = _File(muxer, final, offsets)
+        self._file = OutputFile(self._new_muxer(tracks, item.arrival), offsets)
         return True
+
+    def _new_muxer(self, tracks: list[MuxTrack], wall: float) -> FileMuxer:
+        """The next file, named after ``wall`` (when its first unit arrived), as ``.part``."""
+        final = self._file_name(wall)
+        self.settings.folder.mkdir(parents=True, exist_ok=True)
+        return FileMuxer(final.with_name(final.name + PARTIAL_SUFFIX), self.settings.container, tracks)
 
     def _video_size(self, recorded: _Input, keyframe: AccessUnit) -> tuple[int, int] | None:
         if not recorded.complete():
@@ -441,7 +450,7 @@ class Recorder:
             name = f"{stamp}_{n}.{extension}"
         return self.settings.folder / name
 
-    def _write(self, file: _File, recorded: _Input, pts: int, dts: int, au: AccessUnit) -> None:
+    def _write(self, file: OutputFile, recorded: _Input, pts: int, dts: int, au: AccessUnit) -> None:
         slot = recorded.slot
         pts, dts = pts - file.offsets[slot], dts - file.offsets[slot]
         last = file.last_dts[slot]
@@ -455,7 +464,7 @@ class Recorder:
         file.held[slot] = (pts, dts, data, au.keyframe or not recorded.video)
         file.last_dts[slot] = dts
 
-    def _mux(self, file: _File, slot: int, unit: tuple[int, int, bytes, bool], duration: int) -> None:
+    def _mux(self, file: OutputFile, slot: int, unit: tuple[int, int, bytes, bool], duration: int) -> None:
         pts, dts, data, keyframe = unit
         file.muxer.write(slot, pts, dts, data, keyframe, duration)
         file.durations[slot] = duration
@@ -469,19 +478,25 @@ class Recorder:
                 self._close(file)
         self._previous = self._file = None
 
-    def _close(self, file: _File) -> None:
+    def _close(self, file: OutputFile) -> None:
         for slot, held in enumerate(file.held):
             if held is not None:  # the last unit: as long as the one before
                 self._mux(file, slot, held, file.durations[slot])
         file.held = [None] * len(file.held)
         file.muxer.close()
-        os.replace(file.muxer.path, file.final)
-        self.files.append(file.final)
+        self._finished(file)
+
+    def _finished(self, file: OutputFile) -> None:
+        """A closed file: renamed from ``.part`` to its final name, and logged."""
+        assert file.muxer.path is not None
+        final = file.muxer.path.with_name(file.muxer.path.name.removesuffix(PARTIAL_SUFFIX))
+        os.replace(file.muxer.path, final)
+        self.files.append(final)
         counts = ", ".join(f"{n} {r.codec}" for n, r in zip(file.frames, self.inputs.values(), strict=True))
         seconds = max(
             (end / r.clock for end, r in zip(file.end, self.inputs.values(), strict=True)), default=0.0
         )
-        log.info("%s: recorded %s (%.1f s: %s)", self.live.name, file.final, seconds, counts)
+        log.info("%s: recorded %s (%.1f s: %s)", self.live.name, final, seconds, counts)
 
     # --- which tracks -----------------------------------------------------------------------
 

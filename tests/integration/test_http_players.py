@@ -3,20 +3,16 @@
 
 from __future__ import annotations
 
-import asyncio
-import base64
 import json
 import os
-import re
 import shutil
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
-import aiohttp
 import pytest
 
+from tests.integration.chromium import CHROMIUM, PLAYED_SECONDS, chromium_tab
 from tests.integration.conftest import ARTIFACTS, ServerProcess, need, start_server
 from tests.integration.source import (
     received_audio_frames,
@@ -26,8 +22,6 @@ from tests.integration.source import (
 )
 
 pytestmark = pytest.mark.integration
-
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 
 
 @pytest.fixture(scope="module")
@@ -88,104 +82,16 @@ def test_ffmpeg_over_the_http_tunnel_is_bit_exact(web: ServerProcess, tmp_path: 
     assert "(HTTP tunnel)" in web.log()
 
 
-# --- headless Chromium over the DevTools protocol ------------------------------------------------
-
-
-class DevTools:
-    """The few DevTools protocol calls the test needs, over aiohttp's websocket client."""
-
-    def __init__(self, ws: aiohttp.ClientWebSocketResponse) -> None:
-        self.ws = ws
-        self.next_id = 0
-
-    async def call(self, method: str, **params: Any) -> dict[str, Any]:
-        self.next_id += 1
-        await self.ws.send_json({"id": self.next_id, "method": method, "params": params})
-        while True:
-            message = await asyncio.wait_for(self.ws.receive_json(), 30)
-            if message.get("id") == self.next_id:
-                assert "error" not in message, message
-                return message["result"]
-
-    async def evaluate(self, expression: str) -> Any:
-        result = await self.call("Runtime.evaluate", expression=expression, returnByValue=True)
-        return result["result"].get("value")
-
-    async def wait_for(self, expression: str, timeout: float = 20) -> Any:
-        deadline = asyncio.get_running_loop().time() + timeout
-        while asyncio.get_running_loop().time() < deadline:
-            value = await self.evaluate(expression)
-            if value:
-                return value
-            await asyncio.sleep(0.2)
-        raise AssertionError(f"timed out waiting for {expression}")
-
-    async def screenshot(self, *targets: Path) -> None:
-        data = base64.b64decode((await self.call("Page.captureScreenshot", format="png"))["data"])
-        for target in targets:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_bytes(data)
-
-
-async def _chromium(tmp: Path) -> tuple[asyncio.subprocess.Process, str]:
-    process = await asyncio.create_subprocess_exec(
-        CHROMIUM,
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--no-first-run",
-        "--mute-audio",
-        "--autoplay-policy=no-user-gesture-required",
-        "--window-size=1000,560",
-        f"--user-data-dir={tmp / 'profile'}",
-        "--remote-debugging-port=0",
-        "about:blank",
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    assert process.stderr is not None
-    while True:
-        line = (await asyncio.wait_for(process.stderr.readline(), 30)).decode(errors="replace")
-        if not line:
-            raise AssertionError("chromium exited before DevTools started")
-        m = re.search(r"DevTools listening on (ws://\S+)", line)
-        if m:
-            return process, m.group(1)
-
-
 async def test_chromium_opens_index_follows_watch_link_and_plays(web: ServerProcess, tmp_path: Path) -> None:
     if not os.access(CHROMIUM, os.X_OK):
         pytest.skip("chromium is not installed (scripts/test installs it)")
-    process, browser_ws = await _chromium(tmp_path)
-    try:
-        devtools_http = browser_ws.split("/devtools/")[0].replace("ws://", "http://")
-        async with aiohttp.ClientSession() as http:
-            targets = await (await http.get(f"{devtools_http}/json/list")).json()
-            page = next(t for t in targets if t["type"] == "page")
-            async with http.ws_connect(page["webSocketDebuggerUrl"], max_msg_size=0) as ws:
-                tab = DevTools(ws)
-                await tab.call("Page.enable")
-                await tab.call("Page.navigate", url=web.http())
-                await tab.wait_for(
-                    "document.readyState === 'complete' && !!document.querySelector('a.watch')"
-                )
-                await tab.screenshot(ARTIFACTS / "http-index-page.png")  # docs/index-page.png is a copy
-                await tab.evaluate("document.querySelector('a.watch[href=\"/watch/ten.mp4\"]').click()")
-                await tab.wait_for(
-                    "location.pathname === '/watch/ten.mp4' && !!document.querySelector('video')"
-                )
-                state = await tab.wait_for(
-                    "(() => { const v = document.querySelector('video');"
-                    " return (v.error || v.currentTime > 1.5) &&"
-                    " {t: v.currentTime, error: v.error && v.error.message, w: v.videoWidth} })()",
-                    timeout=30,
-                )
-                await tab.screenshot(ARTIFACTS / "http-watch-page.png")
-                assert state["error"] is None, state
-                assert state["t"] > 1.5 and state["w"] == 160, state
-    finally:
-        process.kill()
-        await process.wait()
+    async with chromium_tab(tmp_path) as tab:
+        await tab.call("Page.navigate", url=web.http())
+        await tab.wait_for("document.readyState === 'complete' && !!document.querySelector('a.watch')")
+        await tab.screenshot(ARTIFACTS / "http-index-page.png")  # docs/index-page.png is a copy
+        await tab.evaluate("document.querySelector('a.watch[href=\"/watch/ten.mp4\"]').click()")
+        await tab.wait_for("location.pathname === '/watch/ten.mp4' && !!document.querySelector('video')")
+        state = await tab.wait_for(PLAYED_SECONDS.format(1.5), timeout=30)
+        await tab.screenshot(ARTIFACTS / "http-watch-page.png")
+        assert state["error"] is None, state
+        assert state["t"] > 1.5 and state["w"] == 160, state

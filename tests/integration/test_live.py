@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import os
 import subprocess
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,7 +18,8 @@ import pytest
 
 from media import h265
 from media.h264 import nal_type, split_annexb
-from tests.integration.conftest import ServerProcess, need, start_server
+from tests.integration.chromium import CHROMIUM, PLAYED_SECONDS, chromium_tab
+from tests.integration.conftest import ARTIFACTS, ServerProcess, need, start_server
 from tests.integration.source import (
     comparable,
     ffmpeg_copy,
@@ -355,5 +358,105 @@ def test_fifty_udp_readers_each_get_every_packet(live_server: ServerProcess) -> 
 
     try:
         asyncio.run(run())
+    finally:
+        publisher.stop()
+
+
+def test_publisher_pause_takes_the_path_offline_until_record(live_server: ServerProcess) -> None:
+    """GStreamer's rtspclientsink sends PAUSE at end of stream and stays connected: the path goes
+    offline then (readers get BYE, DESCRIBE 404), and RECORD on the same session resumes it."""
+    path = "live/paused"
+
+    async def scenario() -> None:
+        publisher = await RawRtspClient("127.0.0.1", live_server.port).connect()
+        sdp = (
+            "v=0\r\no=- 0 0 IN IP4 127.0.0.1\r\ns=cam\r\nt=0 0\r\n"
+            "m=audio 0 RTP/AVP 96\r\na=rtpmap:96 opus/48000/2\r\na=control:trackID=0\r\n"
+        )
+        announce = await publisher.request(
+            "ANNOUNCE", publisher.url(path), {"Content-Type": "application/sdp"}, sdp.encode()
+        )
+        assert announce.status == 200
+        setup = await publisher.request(
+            "SETUP",
+            publisher.url(f"{path}/trackID=0"),
+            {"Transport": "RTP/AVP/TCP;unicast;interleaved=0-1;mode=record"},
+        )
+        assert setup.status == 200
+        assert (await publisher.request("RECORD", publisher.url(path))).status == 200
+        reader = await RawRtspClient("127.0.0.1", live_server.port).connect()
+        assert (await reader.request("DESCRIBE", reader.url(path))).status == 200
+        await reader.request(
+            "SETUP", reader.url(f"{path}/trackID=0"), {"Transport": "RTP/AVP/TCP;unicast;interleaved=0-1"}
+        )
+        assert (await reader.request("PLAY", reader.url(path))).status == 200
+
+        assert (await publisher.request("PAUSE", publisher.url(path))).status == 200
+        for _ in range(30):
+            if reader.received.got_bye(1):
+                break
+            await asyncio.sleep(0.1)
+        assert reader.received.got_bye(1), "readers of a paused publisher get BYE"
+        probe = await RawRtspClient("127.0.0.1", live_server.port).connect()
+        assert (await probe.request("DESCRIBE", probe.url(path))).status == 404
+        assert f"PAUSE: {path} is offline" in live_server.log()
+
+        assert (await publisher.request("RECORD", publisher.url(path))).status == 200
+        assert (await probe.request("DESCRIBE", probe.url(path))).status == 200
+        for c in (publisher, reader, probe):
+            await c.close()
+
+    asyncio.run(scenario())
+
+
+def test_live_path_in_the_browser_fallback_is_bit_exact_and_ends_with_the_publisher(
+    live_server: ServerProcess, tmp_path: Path
+) -> None:
+    """/mp4/live/... streams the path as fragmented MP4 from a keyframe: ffmpeg reading it gets
+    the published NAL units and AAC frames unchanged, and the response ends when the publisher
+    leaves. The index and watch pages link to it."""
+    path = "live/web"
+    publisher = Publisher(live_server, path)
+    try:
+        index = urllib.request.urlopen(live_server.http(), timeout=10).read().decode()
+        assert f'href="/watch/{path}"' in index
+        watch = urllib.request.urlopen(live_server.http(f"watch/{path}"), timeout=10).read().decode()
+        assert f'src="/mp4/{path}"' in watch and "original file" not in watch
+        video, audio = tmp_path / "v.h264", tmp_path / "a.aac"
+        reader = subprocess.Popen(
+            ["ffmpeg", "-nostdin", "-loglevel", "error", "-i", live_server.http(f"mp4/{path}"),
+             "-map", "0:v", "-c", "copy", "-f", "h264", "-y", str(video),
+             "-map", "0:a", "-c", "copy", "-f", "adts", "-y", str(audio)],
+            stderr=subprocess.PIPE,
+        )  # fmt: skip
+        time.sleep(4)
+        assert reader.poll() is None, "the stream lasts while the path is published"
+    finally:
+        publisher.stop()
+    _, errors = reader.communicate(timeout=15)  # ends by itself: the path went offline
+    assert reader.returncode == 0, errors.decode(errors="replace")
+    source = live_server.media / "clip.mp4"
+    got = received_video_nals(video)
+    assert len(got) >= 50 and is_subsequence_start(got, source_video_nals(source))
+    assert nal_type(split_annexb(video.read_bytes())[0]) in (5, 7, 9), "starts on a keyframe"
+    aac = received_audio_frames(audio)
+    assert len(aac) >= 100 and is_subsequence_start(aac, source_audio_frames(source))
+    assert "browser 127.0.0.1 watches as MP4" in live_server.log()
+
+
+async def test_chromium_plays_a_live_path(live_server: ServerProcess, tmp_path: Path) -> None:
+    if not os.access(CHROMIUM, os.X_OK):
+        pytest.skip("chromium is not installed (scripts/test installs it)")
+    path = "live/chromium"
+    publisher = await asyncio.to_thread(Publisher, live_server, path)
+    try:
+        async with chromium_tab(tmp_path) as tab:
+            await tab.call("Page.navigate", url=live_server.http())
+            await tab.wait_for(f"!!document.querySelector('a.watch[href=\"/watch/{path}\"]')")
+            await tab.evaluate(f"document.querySelector('a.watch[href=\"/watch/{path}\"]').click()")
+            state = await tab.wait_for(PLAYED_SECONDS.format(2), timeout=30)
+            await tab.screenshot(ARTIFACTS / "live-watch-page.png")
+            assert state["error"] is None, state
+            assert state["t"] > 2 and state["w"] == 320, state
     finally:
         publisher.stop()

@@ -48,7 +48,7 @@ def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ServerProce
         f'[paths."relay/udp"]\nsource = "{source}"\nsource_transport = "udp"\nsource_close_after = 1\n'
         f'[paths."relay/down"]\nsource = "rtsp://127.0.0.1:{free_tcp_port()}/nothing"\n'
     )
-    b = start_server(tmp / "b-media", tmp, "--no-http", "--config", str(config))
+    b = start_server(tmp / "b-media", tmp, "--config", str(config))
     yield a, b
     for proc in (b, a):
         proc.stop()
@@ -76,6 +76,23 @@ def test_ffmpeg_through_relay_bit_exact_then_upstream_closed(
     ended = [line for line in a.log().splitlines() if "ended (TEARDOWN)" in line]
     # the relay reported upstream like any receiver: A logs the loss and jitter its RRs gave
     assert ended and "loss 0.0% (0 total), jitter" in ended[-1], ended
+
+
+def test_browser_fallback_pulls_a_relayed_path(
+    pair: tuple[ServerProcess, ServerProcess], tmp_path: Path
+) -> None:
+    """/mp4/relay/... pulls the upstream like an RTSP reader would and streams it as MP4."""
+    a, b = pair
+    video = tmp_path / "v.h264"
+    subprocess.run(
+        ["ffmpeg", "-nostdin", "-loglevel", "error", "-i", b.http("mp4/relay/tcp"), "-t", "3",
+         "-map", "0:v", "-c", "copy", "-f", "h264", "-y", str(video)],
+        check=True, capture_output=True, timeout=30,
+    )  # fmt: skip
+    got = received_video_nals(video)
+    assert nal_type(got[0]) == 5, "the browser's stream starts on a keyframe"
+    assert len(got) >= 50 and is_subsequence_start(got, source_video_nals(a.media / "clip.mp4"))
+    wait_for_log(b, "relay relay/tcp <- ", "offline (no readers for 1 s)", count=2, timeout=5)
 
 
 async def test_unreachable_upstream_is_a_quick_503(pair: tuple[ServerProcess, ServerProcess]) -> None:
