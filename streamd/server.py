@@ -678,6 +678,10 @@ class RtspServer:
             now = loop.time()
             for session in list(self.sessions.values()):
                 if now - session.last_activity > session.rtsp.timeout:
+                    age = self.multicast.report_age(session.id, session.client_host)
+                    if age is not None and age < session.rtsp.timeout:
+                        session.last_activity = now - age  # its player reports to the group
+                        continue
                     await self.end_session(
                         session, f"timed out after {session.rtsp.timeout} s", send_bye=True
                     )

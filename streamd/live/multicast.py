@@ -398,6 +398,23 @@ class MulticastService:
     def is_member(self, session_id: str) -> bool:
         return session_id in self._sessions
 
+    def report_age(self, session_id: str, host: str) -> float | None:
+        """Seconds since a receiver on ``host`` last reported to this session's group (None: never).
+
+        RTCP keeps a multicast player's RTSP session alive, as it does a unicast one's (players
+        such as VLC/live555 send no RTSP keep-alive). Reports carry no session id, so the client's
+        host stands for it."""
+        sender = self._sessions.get(session_id)
+        if sender is None:
+            return None
+        heard = [
+            r.last_seen
+            for track in sender.tracks.values()
+            for r in track.receivers.values()
+            if r.address[0] == host
+        ]
+        return time.time() - max(heard) if heard else None
+
     def play(self, session_id: str) -> None:
         """A session plays: the send starts if it was not running (for the others it goes on).
 

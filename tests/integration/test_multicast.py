@@ -356,3 +356,42 @@ def test_exhausted_range_is_453(netns: NetNamespace, clip_dir: Path, tmp_path: P
     finally:
         assert server.stop() == 0
     assert "no multicast group for it" in server.log()
+
+
+def test_receiver_reports_keep_a_multicast_session_alive(
+    netns: NetNamespace, clip_dir: Path, tmp_path: Path
+) -> None:
+    """A player that sends no RTSP keep-alive (VLC and other live555 players rely on RTCP) keeps
+    its multicast session by the receiver reports it sends to the group; when they stop, the
+    session times out."""
+    server = _serve(netns, clip_dir, tmp_path, "--session-timeout", "5", "--multicast-ports", "41300-41399")
+    publisher = subprocess.Popen(
+        ["ffmpeg", "-nostdin", "-loglevel", "error", "-re", "-stream_loop", "-1",
+         "-i", str(clip_dir / "clip.mp4"), "-c", "copy", "-f", "rtsp", "-rtsp_transport", "tcp",
+         server.url("live/rr")],
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 10
+        while "RECORD: live/rr is live" not in server.log() and time.monotonic() < deadline:
+            time.sleep(0.1)
+
+        async def scenario() -> None:
+            c, replies = await _setup_multicast(server, "live/rr")
+            assert (await c.request("PLAY", c.url("live/rr"))).status == 200
+            group, (port, _), ssrc = replies[0].destination, replies[0].port, replies[0].ssrc
+            report = bytes(RtcpRrPacket(ssrc=0x5EED, reports=[RtcpReceiverInfo(ssrc, 0, 0, 1, 0, 0, 0)]))
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+                sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF, socket.inet_aton("127.0.0.1"))
+                for _ in range(8):  # 8 s of reports and nothing on RTSP: past the 5 s timeout
+                    sock.sendto(report, (group, port + 1))
+                    await asyncio.sleep(1)
+            assert "timed out" not in server.log(), "the reports kept the session"
+            await asyncio.sleep(8.5)  # silence: gone 5 s after the last report
+            assert "timed out after 5 s" in server.log()
+            await c.close()
+
+        asyncio.run(scenario())
+    finally:
+        publisher.terminate()
+        publisher.wait(10)
+        assert server.stop() == 0

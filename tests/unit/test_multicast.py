@@ -233,3 +233,22 @@ def test_receiver_reports_are_kept_per_receiver() -> None:
     assert sender.reception_for(0, "10.0.0.99").reports == 0
     sender._rtcp_received(track, bytes(RtcpByePacket(sources=[0xAAAA])), ("10.0.0.5", 40001))
     assert track.receivers == {}
+
+
+def test_reports_to_the_group_keep_the_session_of_their_host_alive() -> None:
+    mc = service()
+    live = make_live()
+    _, sink = mc.setup(live, 0, "s1", "10.0.0.5", parse_transport("RTP/AVP;multicast")[0])
+    mc.setup(live, 0, "s2", "10.0.0.6", parse_transport("RTP/AVP;multicast")[0])
+    track = sink.sender.tracks[0]
+    assert mc.report_age("s1", "10.0.0.5") is None
+    rr = RtcpRrPacket(ssrc=0xAAAA, reports=[RtcpReceiverInfo(track.stream.ssrc, 0, 0, 1, 0, 0, 0)])
+    sink.sender._rtcp_received(track, bytes(rr), ("10.0.0.5", 40001))
+    age = mc.report_age("s1", "10.0.0.5")
+    assert age is not None and 0 <= age < 1
+    assert mc.report_age("s2", "10.0.0.6") is None, "another host's player says nothing for s2"
+    track.receivers[0xAAAA].last_seen -= 61
+    age = mc.report_age("s1", "10.0.0.5")
+    assert age is not None and 61 <= age < 62
+    mc.leave("s1")
+    assert mc.report_age("s1", "10.0.0.5") is None
