@@ -22,6 +22,8 @@ __all__ = [
     "config_from_extradata",
     "config_from_nals",
     "is_irap",
+    "is_rasl",
+    "may_lead_rasl",
     "nal_type",
     "parse_hvcc",
     "split_annexb",
@@ -35,6 +37,9 @@ NAL_PPS = 34
 NAL_AUD = 35
 NAL_FD = 38  # filler data
 IRAP_TYPES = range(16, 22)  # BLA_W_LP .. CRA_NUT: random access points a decoder can start at
+RASL_TYPES = (8, 9)  # leading pictures that reference pictures from before their CRA (open GOP)
+_WITH_RASL = (16, 21)  # BLA_W_LP and CRA_NUT may be followed by RASL pictures
+_VCL_TYPES = range(0, 32)
 
 _START = b"\x00\x00\x01"
 _HVCC_HEADER = 23  # bytes before the first NAL unit array
@@ -48,6 +53,18 @@ def nal_type(nal: bytes) -> int:
 def is_irap(nal: bytes) -> bool:
     """True for IDR, CRA and BLA pictures: where decoding can start (with VPS/SPS/PPS)."""
     return nal_type(nal) in IRAP_TYPES
+
+
+def may_lead_rasl(nal_units: Iterable[bytes]) -> bool:
+    """True for a CRA (or BLA_W_LP) access unit: an open GOP, whose RASL pictures (decoded after
+    it, shown before it) cannot be decoded when decoding starts at it (H.265 8.1.3)."""
+    return any(nal_type(n) in _WITH_RASL for n in nal_units)
+
+
+def is_rasl(nal_units: Iterable[bytes]) -> bool:
+    """True when the access unit's picture is a RASL picture (every slice RASL_N or RASL_R)."""
+    vcl = [nal_type(n) for n in nal_units if nal_type(n) in _VCL_TYPES]
+    return bool(vcl) and all(t in RASL_TYPES for t in vcl)
 
 
 def parse_hvcc(extradata: bytes) -> H265Config:

@@ -127,6 +127,7 @@ class OutputFile:
     durations: list[int] = field(default_factory=list)  # per slot: the last unit's duration
     frames: list[int] = field(default_factory=list)
     end: list[int] = field(default_factory=list)  # per slot: the latest pts + duration
+    skip_rasl: bool = False  # began on an open-GOP HEVC CRA: its RASL pictures cannot be decoded
 
     def __post_init__(self) -> None:
         count = len(self.offsets)
@@ -153,6 +154,7 @@ class Recorder:
         self.failed = False
         self.dropped = 0  # units the queue had no room for
         self.skipped = 0  # units before the first keyframe, or while a file could not begin
+        self.leading_dropped = 0  # RASL pictures after the CRA a file began on (undecodable there)
         self.bad_timestamps = 0  # units whose DTS did not grow (not muxable)
         self.files: list[Path] = []  # finished files, oldest first
         self._queue: deque[_Queued] = deque()
@@ -288,11 +290,12 @@ class Recorder:
                 self.bad_timestamps,
             )
         log.info(
-            "%s: recording ended: %d file(s) in %s (%d units before the first keyframe not recorded)",
+            "%s: recording ended: %d file(s) in %s (%d units before the first keyframe not recorded%s)",
             self.live.name,
             len(self.files),
             self.settings.folder,
             self.skipped,
+            f", {self.leading_dropped} undecodable RASL pictures after a CRA" if self.leading_dropped else "",
         )
 
     def _take(self) -> list[_Queued] | None:
@@ -357,6 +360,11 @@ class Recorder:
         if target is None:  # before the first file, or its start failed
             self.skipped += 1
             return
+        if main and target.skip_rasl and where is not Placement.START:
+            if h265.is_rasl(item.au.nal_units):
+                self.leading_dropped += 1
+                return
+            target.skip_rasl = False
         self._write(target, recorded, pending.pts, pending.dts, item.au)
 
     def _retire(self, boundary: float, starter: int) -> None:
@@ -419,6 +427,8 @@ class Recorder:
                 wall, at = recorded.anchor or (start, 0)
                 offsets.append(at + round((start - wall) * recorded.clock))
         self._file = OutputFile(self._new_muxer(tracks, item.arrival), offsets)
+        starter = self.inputs[item.index]
+        self._file.skip_rasl = starter.codec == "hevc" and h265.may_lead_rasl(item.au.nal_units)
         return True
 
     def _new_muxer(self, tracks: list[MuxTrack], wall: float) -> FileMuxer:

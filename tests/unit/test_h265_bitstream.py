@@ -36,6 +36,17 @@ def test_nal_types() -> None:
     assert h265.is_irap(bytes([21 << 1, 1])) and not h265.is_irap(bytes([22 << 1, 1]))
 
 
+def test_open_gop_leading_pictures() -> None:
+    def nal(kind: int) -> bytes:
+        return bytes([kind << 1, 1, 0xAF])
+
+    assert h265.may_lead_rasl([VPS, SPS, PPS, nal(21)]) and h265.may_lead_rasl([nal(16)])
+    assert not h265.may_lead_rasl([VPS, SPS, PPS, IDR]), "an IDR closes its GOP"
+    assert h265.is_rasl([nal(8)]) and h265.is_rasl([nal(35), nal(9), nal(9)])
+    assert not h265.is_rasl([nal(6)]), "RADL pictures decode from the CRA on"
+    assert not h265.is_rasl([nal(1)]) and not h265.is_rasl([]) and not h265.is_rasl([PPS])
+
+
 def test_parse_hvcc() -> None:
     config = h265.parse_hvcc(hvcc(length_size=2))
     assert (config.vps, config.sps, config.pps, config.nal_length_size) == ((VPS,), (SPS,), (PPS,), 2)

@@ -12,6 +12,7 @@ from pathlib import Path
 import av
 import pytest
 
+from media import h265
 from media.access_unit import AccessUnit
 from media.h264 import nal_type as h264_type
 from media.h265 import nal_type as h265_type
@@ -131,13 +132,36 @@ def test_parameter_sets_only_in_band_to_matroska(tmp_path: Path) -> None:
 def test_hevc_with_b_frames(tmp_path: Path, container: str) -> None:
     source = make_with_ffmpeg(
         tmp_path / "src.mp4",
-        "-c:v", "libx265", "-x265-params", "bframes=3:keyint=10:min-keyint=10:log-level=error",
+        "-c:v", "libx265", "-x265-params", "open-gop=0:bframes=3:keyint=10:min-keyint=10:log-level=error",
         seconds=3, fps=10,
     )  # fmt: skip
     live, units = as_live(source)
     recorder = record(live, units, tmp_path / "rec", container, 1)
     files = check(recorder, source, "hevc", container)
     assert len(files) == 3
+
+
+@pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="needs ffmpeg (libx265)")
+def test_open_gop_hevc_files_decode_completely(tmp_path: Path) -> None:
+    """x265's default open GOP: a file that begins on a CRA leaves out the RASL pictures after it
+    (they need pictures from before the cut), so every recorded picture decodes."""
+    source = make_with_ffmpeg(
+        tmp_path / "src.mp4",
+        "-c:v", "libx265", "-x265-params", "open-gop=1:bframes=3:keyint=10:min-keyint=10:log-level=error",
+        seconds=3, fps=10,
+    )  # fmt: skip
+    live, units = as_live(source)
+    assert any(h265.may_lead_rasl(u.nal_units) for u in units[1:]), "the source has CRA pictures"
+    assert any(h265.is_rasl(u.nal_units) for u in units), "... and RASL pictures after them"
+    recorder = record(live, units, tmp_path / "rec", "mp4", 1)
+    assert len(recorder.files) == 3 and recorder.leading_dropped > 0
+    for file in recorder.files:
+        samples = len(file_units(file, "video"))
+        with av.open(str(file)) as container:
+            decoded = sum(1 for _ in container.decode(video=0))
+        assert decoded == samples, f"{file.name}: {samples} pictures stored, {decoded} decoded"
+    kept = sum(len(file_units(f, "video")) for f in recorder.files)
+    assert kept + recorder.leading_dropped == sum(1 for u in units if u.stream_index == 0)
 
 
 def test_opus_audio_only_cut_at_any_unit(tmp_path: Path) -> None:
