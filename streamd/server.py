@@ -134,7 +134,7 @@ class RtspServer:
         self.relocator.close()
         for session in list(self.sessions.values()):
             await self.end_session(session, "server shutting down", send_bye=True)
-        await asyncio.gather(*self._endings)
+        await asyncio.gather(*self._endings, return_exceptions=True)  # failures: see _ended
         self.multicast.close()
         await asyncio.gather(*(relay.stop() for relay in self.relays.values()))
         for connection in list(self.connections):
@@ -641,8 +641,13 @@ class RtspServer:
             self._wind_down(session, reason, send_bye=send_bye), name=f"end {session.id}"
         )
         self._endings.add(ending)
-        ending.add_done_callback(self._endings.discard)
+        ending.add_done_callback(self._ended)
         return ending
+
+    def _ended(self, ending: asyncio.Task[None]) -> None:
+        self._endings.discard(ending)
+        if not ending.cancelled() and ending.exception() is not None:
+            log.error("%s failed", ending.get_name(), exc_info=ending.exception())
 
     async def _wind_down(self, session: ServerSession, reason: str, *, send_bye: bool) -> None:
         if session.live_reader is not None:

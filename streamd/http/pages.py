@@ -91,16 +91,17 @@ def index_page(entries: list[PathEntry], *, page: int, more: bool) -> str:
 
 
 def watch_page(entry: PathEntry, start: float) -> str:
-    src = f"/mp4/{quote(entry.name)}" + (f"?start={start:g}" if start else "")
     name = escape(entry.name)
+    src = f"/mp4/{quote(entry.name)}"
     if entry.file_url:  # a file: start anywhere, download the original
+        src += f"?start={start:g}" if start else ""
         seek = (
             "<form method=get><label>start at <input name=start type=number min=0 step=any "
             f'value="{start:g}" style="width:6rem"> s</label> <button>go</button></form>\n'
         )
         original = f' · <a href="{escape(entry.file_url)}">original file</a>'
     else:  # being published: from the live edge, as long as it lasts
-        src, seek, original = f"/mp4/{quote(entry.name)}", "<p><span class=live>live</span></p>\n", ""
+        seek, original = "<p><span class=live>live</span></p>\n", ""
     body = (
         f'<h1><a href="/">streamd</a> · {name}</h1>\n'
         f'<video id=player controls autoplay muted playsinline src="{escape(src)}"></video>\n'
