@@ -770,6 +770,8 @@ class RtspServer:
 
     def remove_live(self, live: LivePath, label: str = "") -> None:
         """Take ``live`` offline: its readers get RTCP BYE, DESCRIBE answers 404."""
+        if not live.online and self.live.get(live.name) is not live:
+            return  # offline already (a publisher's PAUSE, then its TEARDOWN), or never online
         if self.live.get(live.name) is live:
             del self.live[live.name]
         live.online = False

@@ -55,21 +55,26 @@ def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ServerProce
         assert "Traceback" not in proc.log(), proc.log()
 
 
+def check_three_seconds(input_args: list[str], upstream: ServerProcess, tmp: Path) -> None:
+    """ffmpeg reads ``input_args`` for 3 s: the video starts on a keyframe and is the upstream's, exactly."""
+    video = tmp / "v.h264"
+    subprocess.run(
+        ["ffmpeg", "-nostdin", "-loglevel", "error", *input_args, "-t", "3",
+         "-map", "0:v", "-c", "copy", "-f", "h264", "-y", str(video)],
+        check=True, capture_output=True, timeout=30,
+    )  # fmt: skip
+    got = received_video_nals(video)
+    first_picture = next(n for n in got if nal_type(n) != 6)  # the clip's first IDR has an SEI before it
+    assert nal_type(first_picture) == 5, "the reader starts on a keyframe"
+    assert len(got) >= 50 and is_subsequence_start(got, source_video_nals(upstream.media / "clip.mp4"))
+
+
 @pytest.mark.parametrize("upstream", ["tcp", "udp"])
 def test_ffmpeg_through_relay_bit_exact_then_upstream_closed(
     pair: tuple[ServerProcess, ServerProcess], tmp_path: Path, upstream: str
 ) -> None:
     a, b = pair
-    video = tmp_path / "v.h264"
-    subprocess.run(
-        ["ffmpeg", "-nostdin", "-loglevel", "error", "-rtsp_transport", "tcp",
-         "-i", b.url(f"relay/{upstream}"), "-t", "3",
-         "-map", "0:v", "-c", "copy", "-f", "h264", "-y", str(video)],
-        check=True, capture_output=True, timeout=30,
-    )  # fmt: skip
-    got = received_video_nals(video)
-    assert nal_type(got[0]) == 5, "the reader starts on a keyframe"
-    assert len(got) >= 50 and is_subsequence_start(got, source_video_nals(a.media / "clip.mp4"))
+    check_three_seconds(["-rtsp_transport", "tcp", "-i", b.url(f"relay/{upstream}")], a, tmp_path)
     assert f"online (2 tracks over {upstream.upper()})" in b.log()
     # the reader has left: one second later B tears its upstream session down
     wait_for_log(b, f"relay relay/{upstream} <- ", "offline (no readers for 1 s)", timeout=5)
@@ -83,15 +88,7 @@ def test_browser_fallback_pulls_a_relayed_path(
 ) -> None:
     """/mp4/relay/... pulls the upstream like an RTSP reader would and streams it as MP4."""
     a, b = pair
-    video = tmp_path / "v.h264"
-    subprocess.run(
-        ["ffmpeg", "-nostdin", "-loglevel", "error", "-i", b.http("mp4/relay/tcp"), "-t", "3",
-         "-map", "0:v", "-c", "copy", "-f", "h264", "-y", str(video)],
-        check=True, capture_output=True, timeout=30,
-    )  # fmt: skip
-    got = received_video_nals(video)
-    assert nal_type(got[0]) == 5, "the browser's stream starts on a keyframe"
-    assert len(got) >= 50 and is_subsequence_start(got, source_video_nals(a.media / "clip.mp4"))
+    check_three_seconds(["-i", b.http("mp4/relay/tcp")], a, tmp_path)
     wait_for_log(b, "relay relay/tcp <- ", "offline (no readers for 1 s)", count=2, timeout=5)
 
 

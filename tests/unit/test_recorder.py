@@ -127,14 +127,16 @@ def test_parameter_sets_only_in_band_to_matroska(tmp_path: Path) -> None:
         assert (video.codec_context.width, video.codec_context.height) == (320, 240)
 
 
+def hevc_source(path: Path, *, open_gop: bool) -> Path:
+    """3 s of x265 at 10 fps with B-frames and a keyframe each second (CRA when ``open_gop``)."""
+    params = f"open-gop={int(open_gop)}:bframes=3:keyint=10:min-keyint=10:log-level=error"
+    return make_with_ffmpeg(path, "-c:v", "libx265", "-x265-params", params, seconds=3, fps=10)
+
+
 @pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="needs ffmpeg (libx265)")
 @pytest.mark.parametrize("container", ["mp4", "mkv"])
 def test_hevc_with_b_frames(tmp_path: Path, container: str) -> None:
-    source = make_with_ffmpeg(
-        tmp_path / "src.mp4",
-        "-c:v", "libx265", "-x265-params", "open-gop=0:bframes=3:keyint=10:min-keyint=10:log-level=error",
-        seconds=3, fps=10,
-    )  # fmt: skip
+    source = hevc_source(tmp_path / "src.mp4", open_gop=False)
     live, units = as_live(source)
     recorder = record(live, units, tmp_path / "rec", container, 1)
     files = check(recorder, source, "hevc", container)
@@ -145,11 +147,7 @@ def test_hevc_with_b_frames(tmp_path: Path, container: str) -> None:
 def test_open_gop_hevc_files_decode_completely(tmp_path: Path) -> None:
     """x265's default open GOP: a file that begins on a CRA leaves out the RASL pictures after it
     (they need pictures from before the cut), so every recorded picture decodes."""
-    source = make_with_ffmpeg(
-        tmp_path / "src.mp4",
-        "-c:v", "libx265", "-x265-params", "open-gop=1:bframes=3:keyint=10:min-keyint=10:log-level=error",
-        seconds=3, fps=10,
-    )  # fmt: skip
+    source = hevc_source(tmp_path / "src.mp4", open_gop=True)
     live, units = as_live(source)
     assert any(h265.may_lead_rasl(u.nal_units) for u in units[1:]), "the source has CRA pictures"
     assert any(h265.is_rasl(u.nal_units) for u in units), "... and RASL pictures after them"
