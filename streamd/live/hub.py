@@ -28,8 +28,9 @@ from streamd.rtp.payload.latm import LatmDepacketizer
 log = logging.getLogger(__name__)
 
 Payloads = list[tuple[bytes, bool]]
-# (track index, timestamp in the track clock since the first packet, payloads, keyframe)
-Listener = Callable[[int, int, Payloads, bool], None]
+# (track index, timestamp in the track clock since the first packet, payloads, keyframe, leading):
+# ``leading`` marks an HEVC RASL picture, which a reader that started at the CRA before it skips
+Listener = Callable[[int, int, Payloads, bool, bool], None]
 # every access unit of a depacketized track, before packetizing (the recorder taps here)
 UnitListener = Callable[["LiveTrack", AccessUnit], None]
 
@@ -143,7 +144,7 @@ class LivePath:
             self.on_sender_report(track, *early)
         track.last_arrival = time.time()
         if track.depacketizer is None:
-            self._fan_out(track.index, ticks, [(packet.payload, bool(packet.marker))], True)
+            self._fan_out(track.index, ticks, [(packet.payload, bool(packet.marker))], True, False)
             return
         for unit in track.depacketizer.push(
             packet.payload, bool(packet.marker), packet.timestamp, packet.sequence_number
@@ -169,7 +170,8 @@ class LivePath:
             listener(track, au)
         payloads = track.announced.payload_format.packetize(au)
         self.units_in += 1
-        self._fan_out(track.index, au.pts, payloads, au.keyframe)
+        leading = track.announced.track.codec == "hevc" and h265.is_rasl(au.nal_units)
+        self._fan_out(track.index, au.pts, payloads, au.keyframe, leading)
 
     def on_sender_report(self, track: LiveTrack, ntp: int, rtp_timestamp: int) -> None:
         if track.first_ts is None:
@@ -180,9 +182,9 @@ class LivePath:
         if track.last_ts is not None:  # bring it next to the unwrapped count
             track.sender_ts += (track.last_ts - track.sender_ts + 2**31) // 2**32 * 2**32
 
-    def _fan_out(self, index: int, ticks: int, payloads: Payloads, keyframe: bool) -> None:
+    def _fan_out(self, index: int, ticks: int, payloads: Payloads, keyframe: bool, leading: bool) -> None:
         for reader in list(self.readers):
-            reader(index, ticks, payloads, keyframe)
+            reader(index, ticks, payloads, keyframe, leading)
 
 
 def _depacketizer(track: AnnouncedTrack, description: SessionDescription) -> Depacketizer | None:

@@ -82,6 +82,7 @@ class GroupSender:
         self.setups: set[str] = set()  # RTSP sessions set up (playing or not)
         self.running = False
         self.started = False  # video began on a keyframe
+        self._joined_open_gop = False  # ... whose RASL pictures (HEVC) may follow
         self.tracks: dict[int, GroupTrack] = {}
         for index, track in live.tracks.items():
             fmt = track.announced.payload_format
@@ -170,14 +171,19 @@ class GroupSender:
             _renew(track.stream)
             track.receivers.clear()
 
-    def __call__(self, index: int, ticks: int, payloads: Payloads, keyframe: bool) -> None:
+    def __call__(self, index: int, ticks: int, payloads: Payloads, keyframe: bool, leading: bool) -> None:
         track = self.tracks.get(index)
         if track is None or track.sockets is None:
             return
+        video = self.live.tracks[index].announced.track.kind == "video"
         if not self.started:
-            if not (keyframe and self.live.tracks[index].announced.track.kind == "video"):
+            if not (keyframe and video):
                 return
-            self.started = True
+            self.started = self._joined_open_gop = True
+        elif video and self._joined_open_gop:
+            if leading:  # an HEVC RASL picture of the CRA the send began on: not decodable
+                return
+            self._joined_open_gop = False
         stream = track.stream
         now = time.time()
         if not stream.packet_count:

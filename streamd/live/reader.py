@@ -28,6 +28,7 @@ class LiveReader:
         self.bindings = bindings
         self.label = label
         self.started = not any(b.is_video for b in bindings.values())
+        self._joined_open_gop = False  # started on a keyframe whose RASL pictures may follow
         self.dropped = 0
         self._next_report = 0.0
 
@@ -41,14 +42,18 @@ class LiveReader:
             for index, binding in self.bindings.items():
                 binding.sink.send_rtcp(binding.stream.goodbye(ntp, self._media_now(index)))
 
-    def __call__(self, index: int, ticks: int, payloads: Payloads, keyframe: bool) -> None:
+    def __call__(self, index: int, ticks: int, payloads: Payloads, keyframe: bool, leading: bool) -> None:
         binding = self.bindings.get(index)
         if binding is None:
             return
         if not self.started:
             if not (binding.is_video and keyframe):
                 return
-            self.started = True
+            self.started = self._joined_open_gop = True
+        elif binding.is_video and self._joined_open_gop:
+            if leading:  # refers to pictures from before we joined: the player could not decode it
+                return
+            self._joined_open_gop = False
         stream = binding.stream
         congested = getattr(binding.sink, "congested", False)
         timestamp = (stream.ts_offset + ticks) & 0xFFFFFFFF

@@ -23,7 +23,9 @@ class Collector:
     def __init__(self) -> None:
         self.got: list[tuple[int, int, list[tuple[bytes, bool]], bool]] = []
 
-    def __call__(self, index: int, ticks: int, payloads: list[tuple[bytes, bool]], keyframe: bool) -> None:
+    def __call__(
+        self, index: int, ticks: int, payloads: list[tuple[bytes, bool]], keyframe: bool, leading: bool
+    ) -> None:
         self.got.append((index, ticks, payloads, keyframe))
 
 

@@ -218,7 +218,7 @@ def test_disk_error_stops_the_recording_not_the_path(tmp_path: Path) -> None:
     recorder = Recorder(live, settings)
     assert recorder.start()
     readers: list[int] = []
-    live.readers.add(lambda index, ticks, payloads, keyframe: readers.append(index))
+    live.readers.add(lambda index, ticks, payloads, keyframe, leading: readers.append(index))
     for au in units:
         live.push_unit(au.stream_index, au)
     recorder.join(0.5)
