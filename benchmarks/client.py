@@ -102,10 +102,10 @@ class StampedSocket:
     where the kernel gives no stamp. Times are on the ``time.monotonic`` scale.
     """
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, track: Track, rtcp: bool) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, track: Track, rtcp: bool, host: str) -> None:
         self.track, self.is_rtcp, self._loop = track, rtcp, loop
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.bind(("127.0.0.1", 0))
+        self.sock.bind((host, 0))
         self.sock.setblocking(False)
         with contextlib.suppress(OSError):
             self.sock.setsockopt(socket.SOL_SOCKET, _SO_TIMESTAMPNS, 1)
@@ -204,10 +204,12 @@ class Session:
         live: bool = False,
         playout_delay: float = 0.1,
         url_port: int | None = None,
+        local_host: str = "127.0.0.1",
     ) -> Session:
         """DESCRIBE and SETUP every track. ``relay`` (a ``UdpRelay``) carries UDP through impairment.
 
         ``url_port``: the port named in URLs when connecting through a TCP relay on another port.
+        ``local_host``: where the RTP/RTCP sockets listen (this side of a kernel link).
         """
         loop = asyncio.get_running_loop()
         control = Control(*await asyncio.open_connection(host, port))
@@ -225,7 +227,8 @@ class Session:
             if tcp:
                 spec = f"RTP/AVP/TCP;unicast;interleaved={2 * index}-{2 * index + 1}"
             else:
-                rtp_t, rtcp_t = StampedSocket(loop, track, False), StampedSocket(loop, track, True)
+                rtp_t = StampedSocket(loop, track, False, local_host)
+                rtcp_t = StampedSocket(loop, track, True, local_host)
                 session.transports += [rtp_t, rtcp_t]
                 ports = (rtp_t.sock.getsockname()[1], rtcp_t.sock.getsockname()[1])
                 if relay is not None:

@@ -38,6 +38,7 @@ import aiohttp
 
 from benchmarks import report, server_process
 from benchmarks.client import Session, Track
+from benchmarks.impair.kernel import KernelLink, available_qdiscs, qdisc_args
 from benchmarks.impair.model import Impairment, Profile
 from benchmarks.impair.profiles import EXTRA, PROFILES, reverse_of
 from benchmarks.impair.relay import TcpRelay, UdpRelay
@@ -64,30 +65,44 @@ def expected_jitter_ms(profile: Profile, seed: int = 99) -> float | None:
     return 1000 * statistics.mean(abs(a - b) for a, b in itertools.pairwise(delays))
 
 
-async def fetch_sessions(http_port: int) -> list[dict[str, Any]]:
+async def fetch_sessions(host: str, http_port: int) -> list[dict[str, Any]]:
     async with (
         aiohttp.ClientSession() as client,
-        client.get(f"http://127.0.0.1:{http_port}/api/v1/sessions") as response,
+        client.get(f"http://{host}:{http_port}/api/v1/sessions") as response,
     ):
         return (await response.json())["sessions"]
 
 
 async def run_profile(
-    server: server_process.Server, profile: Profile, receivers: int, seconds: float, seed: int
+    server: server_process.Server,
+    profile: Profile,
+    receivers: int,
+    seconds: float,
+    seed: int,
+    link: KernelLink | None = None,
 ) -> dict[str, Any]:
+    """One profile's window; through ``link``'s kernel qdiscs when given, else through a relay."""
     forward, backward = Impairment(profile, seed), Impairment(reverse_of(profile), seed + 1)
-    relay: UdpRelay | TcpRelay
+    relay: UdpRelay | TcpRelay | None = None
     cpu0 = server.cpu_seconds()
     opts: dict[str, Any] = {"live": True, "playout_delay": 0.2}
-    if profile.transport == "tcp":  # RTSP and interleaved RTP/RTCP through the TCP relay
+    port = server.port
+    qdisc = ""
+    if link is not None:
+        args = qdisc_args(profile, available_qdiscs())
+        assert args is not None, "run_all leaves out what the kernel here cannot do"
+        link.shape(args, qdisc_args(reverse_of(profile), available_qdiscs()))
+        qdisc = " ".join(args)
+        opts["local_host"] = link.client_host
+    elif profile.transport == "tcp":  # RTSP and interleaved RTP/RTCP through the TCP relay
         relay = TcpRelay(("127.0.0.1", server.port), forward, backward)
         port = await relay.start()
         opts |= {"tcp": True, "url_port": server.port}
     else:
         relay = UdpRelay(forward, backward)
-        port = server.port
         opts["relay"] = relay
-    sessions = [await Session.open("127.0.0.1", port, server.path, **opts) for _ in range(receivers)]
+    host = server.host if link is not None else "127.0.0.1"
+    sessions = [await Session.open(host, port, server.path, **opts) for _ in range(receivers)]
     for s in sessions:
         await s.play()
     start = time.monotonic()
@@ -108,10 +123,23 @@ async def run_profile(
     measured = [[t.stats.as_dict() for t in s.tracks if t.stats is not None] for s in sessions]
     truths = [[_truth(t) for t in s.tracks] for s in sessions]
     cpu = server.cpu_seconds() - cpu0
+    if link is not None:  # stop sending, so what is queued arrives and every drop is counted once
+        for s in sessions:
+            await s.control.request("PAUSE", s.url)
     await asyncio.sleep(0.3 + 2 * (profile.delay_ms + 4 * profile.jitter_ms) / 1000)
+    kernel = None
+    if link is not None:
+        lost = sum(t.stats.as_dict()["lost"] for s in sessions for t in s.tracks if t.stats is not None)
+        expected = sum(
+            t.stats.as_dict()["expected"] for s in sessions for t in s.tracks if t.stats is not None
+        )
+        dropped = link.forward_drops()
+        tol = TOL_LOSS_PACKETS * len(sessions) * 2 + TOL_LOSS_FRACTION * expected
+        kernel = {"qdisc": qdisc, "dropped": dropped, "receivers_lost": lost, "offered": expected,
+                  "agree": abs(lost - dropped) <= tol}  # fmt: skip
     api: dict[int, dict[str, Any]] = {}
     if server.http_port:
-        for entry in await fetch_sessions(server.http_port):
+        for entry in await fetch_sessions(server.host, server.http_port):
             for track in entry["tracks"]:
                 api[track["ssrc"]] = track["rtcp"]
     streams = []
@@ -129,15 +157,15 @@ async def run_profile(
                 "server": api.get(track.ssrc or -1),
                 "first_packet_ms": 1000 * (track.arrivals[0] - s.play_sent) if track.arrivals else None,
             }
-            row["checks"] = _checks(row, profile)
+            row["checks"] = _checks(row, profile, per_flow_truth=link is None)
             streams.append(row)
     for s in sessions:
         await s.close()
     if isinstance(relay, TcpRelay):
         await relay.close()
-    else:
+    elif relay is not None:
         relay.close()
-    return _summarize(profile, streams, history, cpu / seconds, receivers)
+    return _summarize(profile, streams, history, cpu / seconds, receivers, kernel)
 
 
 def _truth(track: Track) -> tuple[int, int, int]:
@@ -148,12 +176,17 @@ def _truth(track: Track) -> tuple[int, int, int]:
     return flow.offered, flow.dropped, flow.duplicated
 
 
-def _checks(row: dict[str, Any], profile: Profile) -> dict[str, bool | None]:
-    """Do the three views agree, within the stated tolerances?"""
+def _checks(row: dict[str, Any], profile: Profile, *, per_flow_truth: bool = True) -> dict[str, bool | None]:
+    """Do the three views agree, within the stated tolerances?
+
+    Without ``per_flow_truth`` (kernel qdiscs count drops per device) the receivers are checked
+    against the qdisc in the profile's summary instead."""
     sent, server, receiver = row["report_sent"], row["server"], row["receiver"]
     truth_lost = row["relay_dropped"] - row["relay_duplicated"]
     tol = TOL_LOSS_PACKETS + TOL_LOSS_FRACTION * row["relay_offered"]
-    checks: dict[str, bool | None] = {"receiver_vs_relay_loss": abs(receiver["lost"] - truth_lost) <= tol}
+    checks: dict[str, bool | None] = {
+        "receiver_vs_relay_loss": abs(receiver["lost"] - truth_lost) <= tol if per_flow_truth else None
+    }
     if server is None or not sent:
         checks |= {"server_vs_report_loss": None, "server_vs_report_jitter": None, "server_rtt": None}
         return checks
@@ -166,7 +199,10 @@ def _checks(row: dict[str, Any], profile: Profile) -> dict[str, bool | None]:
         checks["server_rtt"] = None
     else:
         expected = 2 * profile.delay_ms
-        spread = TOL_RTT_MS + 4 * math.sqrt(2) * profile.jitter_ms + (100 if profile.rate_bps else 0)
+        queueing = (
+            1000 * profile.queue_bytes * 8 / profile.rate_bps if profile.rate_bps else 0.0
+        )  # a full queue
+        spread = TOL_RTT_MS + 4 * math.sqrt(2) * profile.jitter_ms + queueing
         checks["server_rtt"] = abs(server["rtt_ms"] - expected) <= spread
     return checks
 
@@ -177,6 +213,7 @@ def _summarize(
     history: list[list[tuple[float, float]]],
     cpu: float,
     n: int,
+    kernel: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     offered = sum(r["relay_offered"] for r in streams)
     expected = sum(r["receiver"]["expected"] for r in streams)
@@ -186,12 +223,18 @@ def _summarize(
     audio = [r for r in streams if r["clock"] != 90000]
     firsts = [r["first_packet_ms"] for r in streams[::2] if r["first_packet_ms"] is not None]
     all_checks = [v for r in streams for v in r["checks"].values() if v is not None]
+    truth_loss = 100 * sum(r["relay_dropped"] for r in streams) / offered if offered else 0.0
+    if kernel is not None:
+        all_checks.append(kernel["agree"])
+        truth_loss = 100 * kernel["dropped"] / kernel["offered"] if kernel["offered"] else 0.0
     return {
         "profile": profile.name,
         "description": profile.describe(),
+        "impairment": f"kernel: tc qdisc {kernel['qdisc']}" if kernel else "user-space relay",
+        "kernel": kernel,
         "receivers": n,
         "model_loss_percent": 100 * profile.expected_loss,
-        "relay_loss_percent": 100 * sum(r["relay_dropped"] for r in streams) / offered if offered else 0.0,
+        "relay_loss_percent": truth_loss,
         "receiver_loss_percent": 100 * lost / expected if expected else 0.0,
         "server_cumulative_lost": sum(s["cumulative_lost"] for s in served) if served else None,
         "receiver_cumulative_lost": sum(r["report_sent"].get("cumulative_lost", 0) for r in streams),
@@ -217,8 +260,28 @@ def _mean(values: list[float]) -> float | None:
 
 
 async def run_all(
-    profiles: list[Profile], receivers: int, seconds: float, seed: int, peer: bool, out: Path
+    profiles: list[Profile],
+    receivers: int,
+    seconds: float,
+    seed: int,
+    peer: bool,
+    out: Path,
+    *,
+    kernel: bool = False,
 ) -> dict[str, Any]:
+    """Every profile against streamd (and the peer). ``kernel``: through tc qdiscs on a veth pair
+    into a network namespace the servers run in; profiles this kernel cannot express are skipped."""
+    skipped: dict[str, str] = {}
+    link = None
+    if kernel:
+        qdiscs = available_qdiscs()
+        for profile in profiles:
+            if qdisc_args(profile, qdiscs) is None:
+                have = ", ".join(sorted(qdiscs)) or "no qdisc"
+                skipped[profile.name] = f"not expressible with this kernel's {have} (netem would be needed)"
+        profiles = [p for p in profiles if p.name not in skipped]
+        link = KernelLink.create()
+    where: dict[str, Any] = {"host": link.server_host, "prefix": link.prefix} if link else {}
     with tempfile.TemporaryDirectory() as tmp:
         media = Path(tmp)
         from media.testsrc import write_synthetic_media
@@ -227,7 +290,7 @@ async def run_all(
             media / "clip.mp4", seconds=seconds + 5, size=(640, 360), fps=25, gop=25, bframes=False
         )
         servers: list[tuple[str, Any]] = [
-            ("streamd", lambda: server_process.start(media, out / "streamd.log"))
+            ("streamd", lambda: server_process.start(media, out / "streamd.log", **where))
         ]
         peer_note = None
         if peer:
@@ -236,7 +299,7 @@ async def run_all(
                 servers.append(
                     (
                         "gst-rtsp-server",
-                        lambda: server_process.start_peer(media / "clip.mp4", out / "peer.log"),
+                        lambda: server_process.start_peer(media / "clip.mp4", out / "peer.log", **where),
                     )
                 )
         results: dict[str, list[dict[str, Any]]] = {}
@@ -253,16 +316,23 @@ async def run_all(
                         other.stop()
                     running = {name: start()}
                 results.setdefault(name, []).append(
-                    await run_profile(running[name], profile, receivers, seconds, seed)
+                    await run_profile(running[name], profile, receivers, seconds, seed, link)
                 )
         finally:
             for server in running.values():
                 server.stop()
+            if link is not None:
+                link.close()
     return {
         "benchmark": "jitter_loss",
         "date": time.strftime("%Y-%m-%d %H:%M"),
         "machine": report.machine(),
-        "impairment": report.netem_status(),
+        "impairment": (
+            f"kernel qdiscs on a veth pair into a network namespace ({', '.join(sorted(available_qdiscs()))})"
+            if kernel
+            else report.relay_status()
+        ),
+        "skipped": skipped,
         "clip": CLIP,
         "seconds": seconds,
         "receivers": receivers,
@@ -273,7 +343,7 @@ async def run_all(
             "server_vs_report_cumulative_lost": "exact",
             "server_vs_report_fraction_lost": "1/256",
             "server_vs_report_jitter_ms": TOL_JITTER_MS,
-            "server_rtt_ms": f"2 x delay ± ({TOL_RTT_MS} + 4·√2·jitter sd)",
+            "server_rtt_ms": f"2 x delay ± ({TOL_RTT_MS} + 4·√2·jitter sd + a full bottleneck queue)",
         },
         "results": results,
     }
@@ -289,6 +359,7 @@ def markdown(rep: dict[str, Any], plots: list[str]) -> str:
         "",
         f"Machine: {report.machine_line(rep['machine'])}.",
         f"Impairment: {rep['impairment']}. Seed {rep['seed']}.",
+        *[f"Skipped: {name}: {why}." for name, why in rep.get("skipped", {}).items()],
         f"Clip: {rep['clip']}; {rep['receivers']} receivers per profile, {rep['seconds']:g} s each, "
         f"receiver reports every {REPORT_INTERVAL:g} s.",
         "",
@@ -410,12 +481,29 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--receivers", type=int, default=2, help="sessions per profile")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--no-peer", dest="peer", action="store_false", help="skip gst-rtsp-server")
+    parser.add_argument(
+        "--impairment",
+        choices=("relay", "kernel"),
+        default="relay",
+        help="relay: the seeded user-space relay (per-flow ground truth); kernel: tc netem/tbf in a "
+        "network namespace (root; profiles this kernel cannot express are skipped)",
+    )
     parser.add_argument("--out", type=Path, help="folder for the results (default benchmarks/results/<date>)")
     args = parser.parse_args(argv)
     out = args.out or report.results_dir()
     out.mkdir(parents=True, exist_ok=True)
     profiles = [every[name] for name in args.profiles]
-    rep = asyncio.run(run_all(profiles, args.receivers, args.seconds, args.seed, args.peer, out))
+    rep = asyncio.run(
+        run_all(
+            profiles,
+            args.receivers,
+            args.seconds,
+            args.seed,
+            args.peer,
+            out,
+            kernel=args.impairment == "kernel",
+        )
+    )
     plots = plot(rep, out)
     (out / "jitter_loss.json").write_text(json.dumps(rep, indent=1))
     text = markdown(rep, plots)

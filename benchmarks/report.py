@@ -1,15 +1,16 @@
-"""Shared by the benchmarks: where results go, the machine description, netem detection, progress."""
+"""Shared by the benchmarks: where results go, the machine description, the kernel-qdisc note, progress."""
 
 from __future__ import annotations
 
 import os
 import platform
-import subprocess
 import sys
 import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
+
+from benchmarks.impair.kernel import available_qdiscs
 
 RESULTS = Path(__file__).parent / "results"
 T = TypeVar("T")
@@ -49,20 +50,15 @@ def machine_line(m: dict[str, str | int]) -> str:
     )
 
 
-def netem_status() -> str:
-    """Whether kernel netem could be used here; the benchmarks use the user-space relay either way."""
-    probe = ["tc", "qdisc", "add", "dev", "lo", "root", "handle", "7357:", "netem", "delay", "0ms"]
-    try:
-        done = subprocess.run(probe, capture_output=True, text=True, timeout=10)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        return f"netem not available ({exc.__class__.__name__}: {exc}); user-space relay used"
-    if done.returncode:
-        reason = (done.stderr or done.stdout).strip().splitlines()[-1:] or ["unknown"]
-        return f"netem not available ({reason[0]}); user-space relay used"
-    subprocess.run(["tc", "qdisc", "del", "dev", "lo", "root", "handle", "7357:"], capture_output=True)
+def relay_status() -> str:
+    """What the relay mode says about the kernel alternative (probed in a scratch namespace)."""
+    qdiscs = available_qdiscs()
+    if "netem" in qdiscs:
+        return "user-space relay (per-flow ground truth); this kernel has netem: --impairment kernel uses it"
+    have = "only tbf" if "tbf" in qdiscs else "neither netem nor tbf (or no network namespaces)"
     return (
-        "netem available, but the user-space relay was used: it impairs only the benchmark's flows "
-        "(netem on loopback would hit every process on this shared machine) and counts per-flow drops"
+        f"user-space relay; this kernel has {have}, so --impairment kernel can shape "
+        f"{'a pure bottleneck only' if 'tbf' in qdiscs else 'nothing'}"
     )
 
 

@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,6 +43,7 @@ class Server:
     http_port: int = 0
     name: str = "streamd"
     path: str = "clip.mp4"  # where the clip is served
+    host: str = "127.0.0.1"  # where it listens (a namespace's address behind a kernel link)
 
     def rss_bytes(self) -> int:
         """Resident memory of the server process now."""
@@ -64,19 +66,25 @@ class Server:
             self.process.kill()
 
 
-def start(media: Path, log_path: Path, *extra: str) -> Server:
+def start(
+    media: Path, log_path: Path, *extra: str, host: str = "127.0.0.1", prefix: Sequence[str] = ()
+) -> Server:
+    """``prefix`` (e.g. ``ip netns exec NAME``) goes before the command; ``host`` is where it listens."""
     port, http_port = free_port(), free_port()
     args = [
-        sys.executable, "-m", "streamd.cli", "serve", "--host", "127.0.0.1", "--rtsp-port", str(port),
+        *prefix, sys.executable, "-m", "streamd.cli", "serve", "--host", host, "--rtsp-port", str(port),
         "--rtp-port", str(free_even_udp_pair()), "--http-port", str(http_port), "--media", str(media),
         "--no-test-stream", "--log-level", "warning", *extra,
     ]  # fmt: skip
-    return wait_listening(Server(_spawn(args, log_path), port, http_port), log_path)
+    env = (
+        {**os.environ, "STREAMD_UDP_GSO": "0"} if prefix else None
+    )  # qdiscs count datagrams, not GSO batches
+    return wait_listening(Server(_spawn(args, log_path, env), port, http_port, host=host), log_path)
 
 
-def _spawn(args: list[str], log_path: Path) -> subprocess.Popen[bytes]:
+def _spawn(args: list[str], log_path: Path, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
     with open(log_path, "wb") as log:
-        return subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
+        return subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=env)
 
 
 def wait_listening(server: Server, log_path: Path) -> Server:
@@ -85,7 +93,7 @@ def wait_listening(server: Server, log_path: Path) -> Server:
         if server.process.poll() is not None:
             break
         try:
-            with socket.create_connection(("127.0.0.1", server.port), timeout=0.2):
+            with socket.create_connection((server.host, server.port), timeout=0.2):
                 return server
         except OSError:
             time.sleep(0.1)
@@ -109,8 +117,19 @@ def peer_available() -> str | None:
     return None
 
 
-def start_peer(clip: Path, log_path: Path) -> Server:
-    """gst-rtsp-server serving ``clip`` with passthrough payloaders at rtsp://127.0.0.1:PORT/clip."""
+def start_peer(clip: Path, log_path: Path, *, host: str = "127.0.0.1", prefix: Sequence[str] = ()) -> Server:
+    """gst-rtsp-server serving ``clip`` with passthrough payloaders at rtsp://HOST:PORT/clip."""
     port = free_port()
-    args = [SYSTEM_PYTHON, str(PEER_LAUNCHER), "--port", str(port), "--file", str(clip)]
-    return wait_listening(Server(_spawn(args, log_path), port, name="gst-rtsp-server", path="clip"), log_path)
+    args = [
+        *prefix,
+        SYSTEM_PYTHON,
+        str(PEER_LAUNCHER),
+        "--port",
+        str(port),
+        "--host",
+        host,
+        "--file",
+        str(clip),
+    ]
+    peer = Server(_spawn(args, log_path), port, name="gst-rtsp-server", path="clip", host=host)
+    return wait_listening(peer, log_path)

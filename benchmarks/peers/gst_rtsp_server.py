@@ -20,12 +20,13 @@ from gi.repository import GLib, Gst, GstRtspServer  # noqa: E402
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, default=8554)
+    parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--file", required=True)
     parser.add_argument("--mount", default="/clip")
     args = parser.parse_args()
     Gst.init(None)
     server = GstRtspServer.RTSPServer()
-    server.set_address("127.0.0.1")
+    server.set_address(args.host)
     server.set_service(str(args.port))
     factory = GstRtspServer.RTSPMediaFactory()
     location = args.file.replace("\\", "\\\\").replace('"', '\\"')
@@ -40,7 +41,7 @@ def main() -> None:
     loop = GLib.MainLoop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         GLib.unix_signal_add(GLib.PRIORITY_DEFAULT, sig, loop.quit)
-    print(f"gst-rtsp-server ready: rtsp://127.0.0.1:{args.port}{args.mount}", flush=True)
+    print(f"gst-rtsp-server ready: rtsp://{args.host}:{args.port}{args.mount}", flush=True)
     loop.run()
 
 

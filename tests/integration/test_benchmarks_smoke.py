@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from benchmarks.impair.kernel import available_qdiscs
+
 ROOT = Path(__file__).resolve().parents[2]
 
 pytestmark = pytest.mark.integration
@@ -27,3 +29,25 @@ def test_jitter_loss_benchmark_agrees_with_the_server(tmp_path: Path) -> None:
     assert row["server_cumulative_lost"] == row["receiver_cumulative_lost"] > 0  # ... and all agree
     assert all(s["server"]["reports"] >= 2 for s in row["streams"])
     assert (tmp_path / "jitter_loss.md").read_text().startswith("# Jitter and loss")
+
+
+def test_kernel_qdiscs_in_a_namespace_agree_with_the_receivers(tmp_path: Path) -> None:
+    """``--impairment kernel``: the servers run in a network namespace behind a veth pair whose
+    qdiscs do the impairing (netem where the kernel has it, else tbf for the bottleneck), and the packets the
+    qdisc dropped are the packets the receivers found missing."""
+    if not available_qdiscs():
+        pytest.skip("no network namespaces or qdiscs here (needs root and iproute2)")
+    args = [sys.executable, "-m", "benchmarks.jitter_loss", "--impairment", "kernel",
+            "--profiles", "clean", "bottleneck-2mbit", "--seconds", "3", "--receivers", "6", "--no-peer",
+            "--out", str(tmp_path)]  # fmt: skip
+    done = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    report = json.loads((tmp_path / "jitter_loss.json").read_text())
+    clean, bottleneck = report["results"]["streamd"]
+    assert clean["kernel"]["qdisc"] == "" and clean["kernel"]["dropped"] == 0 and clean["agree"]
+    kernel = bottleneck["kernel"]
+    assert bottleneck["impairment"].startswith("kernel: tc qdisc ") and bottleneck["agree"], bottleneck
+    assert kernel["dropped"] > 0, "six ~1 Mbit/s receivers overflow a 2 Mbit/s bottleneck"
+    assert bottleneck["server_cumulative_lost"] == bottleneck["receiver_cumulative_lost"] > 0
+    assert not [line for line in subprocess.run(["ip", "netns", "list"], capture_output=True, text=True)
+                .stdout.splitlines() if line.startswith("sdbench")], "the namespace is gone"  # fmt: skip
