@@ -275,6 +275,8 @@ async def run_all(
     link = None
     if kernel:
         qdiscs = available_qdiscs()
+        if not qdiscs:
+            raise SystemExit("--impairment kernel needs root, iproute2 and network namespaces (ip netns)")
         for profile in profiles:
             if qdisc_args(profile, qdiscs) is None:
                 have = ", ".join(sorted(qdiscs)) or "no qdisc"

@@ -123,6 +123,7 @@ class KernelLink:
         tag = os.getpid() % 100_000
         subnet = tag % 250
         link = cls(f"sdbench{tag}", f"sdb{tag}h", f"sdb{tag}n", f"10.213.{subnet}.1", f"10.213.{subnet}.2")
+        link.close()  # what a killed run with the same pid may have left
         steps = [
             ["ip", "netns", "add", link.name],
             ["ip", "link", "add", link.host_device, "type", "veth", "peer", "name", link.inner_device],
