@@ -48,11 +48,18 @@ class Publisher:
     """ffmpeg publishing the clip in real time (-re) until stopped."""
 
     def __init__(
-        self, server: ServerProcess, path: str, transport: str = "tcp", file: Path | None = None
+        self,
+        server: ServerProcess,
+        path: str,
+        transport: str = "tcp",
+        file: Path | None = None,
+        *,
+        loop: bool = False,
     ) -> None:
         file = file or server.media / "clip.mp4"
+        repeat = ["-stream_loop", "-1"] if loop else []
         self.process = subprocess.Popen(
-            ["ffmpeg", "-nostdin", "-loglevel", "error", "-re", "-i", str(file),
+            ["ffmpeg", "-nostdin", "-loglevel", "error", "-re", *repeat, "-i", str(file),
              "-c", "copy", "-f", "rtsp", "-rtsp_transport", transport, server.url(path)],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         )  # fmt: skip
@@ -449,7 +456,7 @@ async def test_chromium_plays_a_live_path(live_server: ServerProcess, tmp_path: 
     if not os.access(CHROMIUM, os.X_OK):
         pytest.skip("chromium is not installed (scripts/test installs it)")
     path = "live/chromium"
-    publisher = await asyncio.to_thread(Publisher, live_server, path)
+    publisher = await asyncio.to_thread(Publisher, live_server, path, loop=True)  # however slow Chromium is
     try:
         async with chromium_tab(tmp_path) as tab:
             await tab.call("Page.navigate", url=live_server.http())

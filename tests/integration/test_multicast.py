@@ -365,15 +365,8 @@ def test_receiver_reports_keep_a_multicast_session_alive(
     its multicast session by the receiver reports it sends to the group; when they stop, the
     session times out."""
     server = _serve(netns, clip_dir, tmp_path, "--session-timeout", "5", "--multicast-ports", "41300-41399")
-    publisher = subprocess.Popen(
-        ["ffmpeg", "-nostdin", "-loglevel", "error", "-re", "-stream_loop", "-1",
-         "-i", str(clip_dir / "clip.mp4"), "-c", "copy", "-f", "rtsp", "-rtsp_transport", "tcp",
-         server.url("live/rr")],
-    )  # fmt: skip
+    publisher = Publisher(server, "live/rr", loop=True)
     try:
-        deadline = time.monotonic() + 10
-        while "RECORD: live/rr is live" not in server.log() and time.monotonic() < deadline:
-            time.sleep(0.1)
 
         async def scenario() -> None:
             c, replies = await _setup_multicast(server, "live/rr")
@@ -392,6 +385,5 @@ def test_receiver_reports_keep_a_multicast_session_alive(
 
         asyncio.run(scenario())
     finally:
-        publisher.terminate()
-        publisher.wait(10)
+        publisher.stop()
         assert server.stop() == 0
