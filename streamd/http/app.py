@@ -192,12 +192,13 @@ async def _mp4(request: web.Request) -> web.StreamResponse:
     pipe = fmp4.ChunkPipe(loop)
     worker = loop.run_in_executor(None, fmp4.remux, resolved.file, start, pipe)
     try:
-        while (chunk := await pipe.read()) is not None:
-            await response.write(chunk)
-        await response.write_eof()
+        await fmp4.send_chunks(pipe, response)
     except (ConnectionError, asyncio.CancelledError):
         log.debug("%s: /mp4/%s client went away", request.remote, path)
         raise
+    except fmp4.Stalled as exc:
+        log.warning("%s: /mp4/%s: %s; closing", request.remote, path, exc)
+        request.transport and request.transport.close()
     except Exception as exc:
         log.warning("/mp4/%s: remux failed: %s", path, exc)
         request.transport and request.transport.close()  # the body is cut short: never a clean end

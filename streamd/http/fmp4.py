@@ -29,10 +29,29 @@ log = logging.getLogger(__name__)
 COPY_VIDEO = frozenset({"h264", "hevc", "av1", "vp9"})
 COPY_AUDIO = frozenset({"aac", "mp3", "opus", "flac"})
 MAX_QUEUED_CHUNKS = 8
+STALL_SECONDS = 30.0  # a client that takes no bytes for this long is dropped (its remux stops)
 
 
 class Cancelled(Exception):
     """The reader went away; the worker unwinds."""
+
+
+class Stalled(Exception):
+    """The HTTP client stopped reading."""
+
+
+async def send_chunks(pipe: ChunkPipe, response: Any) -> None:
+    """Write ``pipe``'s chunks to ``response`` (an aiohttp ``StreamResponse``) to the end.
+
+    ``Stalled`` when one write waits ``STALL_SECONDS`` for the client: without it, a client that
+    connects and never reads would hold its handler and worker thread for as long as the TCP
+    connection lives."""
+    while (chunk := await pipe.read()) is not None:
+        try:
+            await asyncio.wait_for(response.write(chunk), STALL_SECONDS)
+        except TimeoutError:
+            raise Stalled(f"not read for {STALL_SECONDS:g} s") from None
+    await response.write_eof()
 
 
 class ChunkPipe:

@@ -19,7 +19,7 @@ from aiohttp import web
 
 from media.errors import MediaError
 from media.muxer import FileMuxer, MuxTrack
-from streamd.http.fmp4 import Cancelled, ChunkPipe
+from streamd.http.fmp4 import Cancelled, ChunkPipe, send_chunks
 from streamd.live.hub import LivePath
 from streamd.live.recorder import OutputFile, Recorder, RecordSettings
 from streamd.rtsp.errors import RtspError
@@ -97,12 +97,10 @@ async def serve_live_mp4(request: web.Request, live: LivePath, viewers: Counter[
     watcher = asyncio.get_running_loop().create_task(_stop_when_offline(live, view))
     try:
         await response.prepare(request)
-        while (chunk := await pipe.read()) is not None:
-            await response.write(chunk)
-        await response.write_eof()
+        await send_chunks(pipe, response)
     except (ConnectionError, asyncio.CancelledError):
         raise
-    except Exception as exc:  # the muxer's error: cut the body short, never a clean end
+    except Exception as exc:  # stalled, or the muxer's error: cut the body short, never a clean end
         log.warning("/mp4/%s: %s", live.name, exc)
         if request.transport is not None:
             request.transport.close()

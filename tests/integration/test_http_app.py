@@ -229,6 +229,36 @@ async def test_remux_stops_when_the_reader_goes_away(folder: Path) -> None:
     assert done.is_set()
 
 
+async def test_a_client_that_stops_reading_is_dropped(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A write that waits longer than STALL_SECONDS for the client ends the stream (the handler
+    then closes the connection and the remux stops), so idle clients cannot pile up."""
+    monkeypatch.setattr(fmp4, "STALL_SECONDS", 0.2)
+
+    class Response:
+        def __init__(self, stuck: bool) -> None:
+            self.stuck, self.got = stuck, b""
+
+        async def write(self, data: bytes) -> None:
+            if self.stuck:
+                await asyncio.Event().wait()  # the client's window never opens
+            self.got += data
+
+        async def write_eof(self) -> None:
+            pass
+
+    for stuck in (False, True):
+        pipe = fmp4.ChunkPipe(asyncio.get_running_loop())
+        pipe.write(b"moof")
+        pipe.finish()
+        response = Response(stuck)
+        if stuck:
+            with pytest.raises(fmp4.Stalled):
+                await asyncio.wait_for(fmp4.send_chunks(pipe, response), 5)
+        else:
+            await fmp4.send_chunks(pipe, response)
+            assert response.got == b"moof"
+
+
 async def test_json_errors_are_short(client: TestClient) -> None:
     response = await client.get("/api/v1/paths?limit=0")
     assert response.status == 400 and (await response.text()).startswith("400: limit must be")
