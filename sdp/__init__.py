@@ -3,7 +3,7 @@
 Pure data: no I/O and no imports from the rest of streamd, so every layer above can use it.
 """
 
-from .fmtp import FmtpParams, RtpMap, format_fmtp, format_rtpmap, parse_fmtp, parse_rtpmap
+from .fmtp import FmtpParams, RtpMap, format_fmtp, format_rtpmap, parse_fmtp, parse_rtpmap, static_rtpmap
 from .model import (
     Attribute,
     Bandwidth,
@@ -34,5 +34,6 @@ __all__ = [
     "parse",
     "parse_fmtp",
     "parse_rtpmap",
+    "static_rtpmap",
     "write",
 ]

@@ -11,7 +11,27 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 
-__all__ = ["FmtpParams", "RtpMap", "format_fmtp", "format_rtpmap", "parse_fmtp", "parse_rtpmap"]
+__all__ = [
+    "FmtpParams",
+    "RtpMap",
+    "format_fmtp",
+    "format_rtpmap",
+    "parse_fmtp",
+    "parse_rtpmap",
+    "static_rtpmap",
+]
+
+# RFC 3551 tables 4 and 5: the static payload types, which a description may use without an
+# a=rtpmap line (encoding name, clock rate, channels for audio)
+_STATIC: dict[int, tuple[str, int, str | None]] = {
+    0: ("PCMU", 8000, "1"), 3: ("GSM", 8000, "1"), 4: ("G723", 8000, "1"), 5: ("DVI4", 8000, "1"),
+    6: ("DVI4", 16000, "1"), 7: ("LPC", 8000, "1"), 8: ("PCMA", 8000, "1"), 9: ("G722", 8000, "1"),
+    10: ("L16", 44100, "2"), 11: ("L16", 44100, "1"), 12: ("QCELP", 8000, "1"), 13: ("CN", 8000, "1"),
+    14: ("MPA", 90000, None), 15: ("G728", 8000, "1"), 16: ("DVI4", 11025, "1"),
+    17: ("DVI4", 22050, "1"), 18: ("G729", 8000, "1"), 25: ("CelB", 90000, None),
+    26: ("JPEG", 90000, None), 28: ("nv", 90000, None), 31: ("H261", 90000, None),
+    32: ("MPV", 90000, None), 33: ("MP2T", 90000, None), 34: ("H263", 90000, None),
+}  # fmt: skip
 
 
 def _is_uint(text: str) -> bool:
@@ -38,6 +58,12 @@ class RtpMap:
         if self.encoding_params is not None and _is_uint(self.encoding_params):
             return int(self.encoding_params)
         return None
+
+
+def static_rtpmap(payload_type: int) -> RtpMap | None:
+    """What RFC 3551 assigns to a static payload type; None for unassigned and dynamic ones."""
+    found = _STATIC.get(payload_type)
+    return RtpMap(payload_type, *found) if found else None
 
 
 def parse_rtpmap(value: str) -> RtpMap:

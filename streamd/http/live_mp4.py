@@ -56,9 +56,14 @@ class LiveMp4(Recorder):
     def _finished(self, file: OutputFile) -> None:
         pass
 
+    def start(self) -> bool:
+        """Start streaming; False when no track of the path can go into MP4 (the caller says so)."""
+        return bool(self.inputs) and super().start()
+
     def _report_start(self) -> None:
         codecs = ", ".join(i.codec for i in self.inputs.values())
-        log.info("%s: %s watches as MP4 (%s)", self.live.name, self.viewer, codecs)
+        left_out = f"; without {'; '.join(self.left_out)}" if self.left_out else ""
+        log.info("%s: %s watches as MP4 (%s%s)", self.live.name, self.viewer, codecs, left_out)
 
     def _report_behind(self) -> None:
         log.warning("%s: %s reads too slowly: %d units dropped", self.live.name, self.viewer, self.dropped)

@@ -19,7 +19,7 @@ from media.h264 import config_from_nals as h264_config
 from media.h265 import config_from_nals as h265_config
 from media.latm import StreamMuxConfig, parse_stream_mux_config
 from media.track import Track
-from sdp import MediaDescription
+from sdp import MediaDescription, format_rtpmap, static_rtpmap
 from streamd.rtp.payload.base import PayloadFormat, UnsupportedCodec
 from streamd.rtp.payload.registry import payload_format_for
 from streamd.rtsp.errors import RtspError
@@ -70,11 +70,11 @@ def announced_tracks(media: list[MediaDescription]) -> list[AnnouncedTrack]:
         pt = int(section.formats[0]) if section.formats[0].isdigit() else -1
         if not 0 <= pt <= 127:
             raise RtspError(400, f"announced m={section.media} has no valid payload type")
-        rtpmap = section.rtpmap(pt)
+        rtpmap = section.rtpmap(pt) or static_rtpmap(pt)  # IP cameras often send "m=audio 0 RTP/AVP 0"
         control = section.control or f"trackID={index}"
         if rtpmap is None:
             raise RtspError(
-                400, f"announced payload type {pt} without a=rtpmap (only static types 0-95 may omit it)"
+                400, f"announced payload type {pt} without a=rtpmap (only static types may omit it)"
             )
         fmtp = dict(section.fmtp(pt))
         track = _track(
@@ -92,10 +92,9 @@ def announced_tracks(media: list[MediaDescription]) -> list[AnnouncedTrack]:
                 fmt = None
             if latm is not None and (fmt is None or fmt.clock_rate != rtpmap.clock_rate):
                 fmt, latm = None, None  # timestamps would need rescaling: relay it as it is
-        raw_rtpmap = section.get_all("rtpmap")
         raw_fmtp = [v for v in section.get_all("fmtp") if v and v.split(" ", 1)[0] == str(pt)]
         if fmt is None:
-            value = next(v for v in raw_rtpmap if v and v.split(" ", 1)[0] == str(pt)).split(" ", 1)[1]
+            value = format_rtpmap(rtpmap).split(" ", 1)[1]
             fmtp_value = raw_fmtp[0].split(" ", 1)[1] if raw_fmtp and " " in raw_fmtp[0] else None
             fmt = RelayedFormat(section.media, pt, value, fmtp_value, rtpmap.clock_rate)
             tracks.append(AnnouncedTrack(index, control, track, fmt, False))

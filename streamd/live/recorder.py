@@ -180,8 +180,6 @@ class Recorder:
 
     def start(self) -> bool:
         """Tap the path and start writing; False (logged) when no track can be recorded."""
-        for reason in self.left_out:
-            log.warning("%s: recording without %s", self.live.name, reason)
         if not self.inputs:
             log.error(
                 "%s: not recorded: no track can be written to %s", self.live.name, self.settings.container
@@ -193,6 +191,8 @@ class Recorder:
         return True
 
     def _report_start(self) -> None:
+        for reason in self.left_out:
+            log.warning("%s: recording without %s", self.live.name, reason)
         log.info(
             "%s: recording %s to %s/ (%s, %g s files)",
             self.live.name,

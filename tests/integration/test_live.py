@@ -9,6 +9,7 @@ import itertools
 import os
 import subprocess
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -369,28 +370,26 @@ def test_fifty_udp_readers_each_get_every_packet(live_server: ServerProcess) -> 
         publisher.stop()
 
 
+async def raw_publisher(server: ServerProcess, path: str, media: str) -> RawRtspClient:
+    """A publisher of ``media`` (SDP m= and a= lines, one track, trackID=0) over TCP, recording."""
+    c = await RawRtspClient("127.0.0.1", server.port).connect()
+    sdp = f"v=0\r\no=- 0 0 IN IP4 127.0.0.1\r\ns=raw\r\nt=0 0\r\n{media}a=control:trackID=0\r\n"
+    announce = await c.request("ANNOUNCE", c.url(path), {"Content-Type": "application/sdp"}, sdp.encode())
+    assert announce.status == 200
+    transport = {"Transport": "RTP/AVP/TCP;unicast;interleaved=0-1;mode=record"}
+    assert (await c.request("SETUP", c.url(f"{path}/trackID=0"), transport)).status == 200
+    assert (await c.request("RECORD", c.url(path))).status == 200
+    return c
+
+
 def test_publisher_pause_takes_the_path_offline_until_record(live_server: ServerProcess) -> None:
     """GStreamer's rtspclientsink sends PAUSE at end of stream and stays connected: the path goes
     offline then (readers get BYE, DESCRIBE 404), and RECORD on the same session resumes it."""
     path = "live/paused"
 
     async def scenario() -> None:
-        publisher = await RawRtspClient("127.0.0.1", live_server.port).connect()
-        sdp = (
-            "v=0\r\no=- 0 0 IN IP4 127.0.0.1\r\ns=cam\r\nt=0 0\r\n"
-            "m=audio 0 RTP/AVP 96\r\na=rtpmap:96 opus/48000/2\r\na=control:trackID=0\r\n"
-        )
-        announce = await publisher.request(
-            "ANNOUNCE", publisher.url(path), {"Content-Type": "application/sdp"}, sdp.encode()
-        )
-        assert announce.status == 200
-        setup = await publisher.request(
-            "SETUP",
-            publisher.url(f"{path}/trackID=0"),
-            {"Transport": "RTP/AVP/TCP;unicast;interleaved=0-1;mode=record"},
-        )
-        assert setup.status == 200
-        assert (await publisher.request("RECORD", publisher.url(path))).status == 200
+        opus = "m=audio 0 RTP/AVP 96\r\na=rtpmap:96 opus/48000/2\r\n"
+        publisher = await raw_publisher(live_server, path, opus)
         reader = await RawRtspClient("127.0.0.1", live_server.port).connect()
         assert (await reader.request("DESCRIBE", reader.url(path))).status == 200
         await reader.request(
@@ -468,3 +467,16 @@ async def test_chromium_plays_a_live_path(live_server: ServerProcess, tmp_path: 
             assert state["t"] > 2 and state["w"] == 320, state
     finally:
         publisher.stop()
+
+
+def test_browser_fallback_of_a_path_with_nothing_mp4_can_carry_is_415(live_server: ServerProcess) -> None:
+    path = "live/pcmu"
+
+    async def scenario() -> None:
+        publisher = await raw_publisher(live_server, path, "m=audio 0 RTP/AVP 0\r\n")  # PCMU: relayed as is
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            await asyncio.to_thread(urllib.request.urlopen, live_server.http(f"mp4/{path}"), timeout=10)
+        assert refused.value.code == 415 and "no track MP4 can carry" in refused.value.read().decode()
+        await publisher.close()
+
+    asyncio.run(scenario())
