@@ -336,6 +336,7 @@ async def run_all(
             else report.relay_status()
         ),
         "skipped": skipped,
+        "namespace": link.name if link else None,  # removed by now
         "clip": CLIP,
         "seconds": seconds,
         "receivers": receivers,
