@@ -193,9 +193,8 @@ async def _mp4(request: web.Request) -> web.StreamResponse:
     worker = loop.run_in_executor(None, fmp4.remux, resolved.file, start, pipe)
     try:
         await fmp4.send_chunks(pipe, response)
-    except (ConnectionError, asyncio.CancelledError):
+    except ConnectionError:  # the client left mid-stream: the usual end of watching
         log.debug("%s: /mp4/%s client went away", request.remote, path)
-        raise
     except fmp4.Stalled as exc:
         log.warning("%s: /mp4/%s: %s; closing", request.remote, path, exc)
         request.transport and request.transport.close()

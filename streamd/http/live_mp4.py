@@ -103,8 +103,8 @@ async def serve_live_mp4(request: web.Request, live: LivePath, viewers: Counter[
     try:
         await response.prepare(request)
         await send_chunks(pipe, response)
-    except (ConnectionError, asyncio.CancelledError):
-        raise
+    except ConnectionError:  # the viewer left: the usual end of watching a live path
+        log.debug("/mp4/%s: %s went away", live.name, view.viewer)
     except Exception as exc:  # stalled, or the muxer's error: cut the body short, never a clean end
         log.warning("/mp4/%s: %s", live.name, exc)
         if request.transport is not None:

@@ -6,7 +6,10 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
+import struct
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -52,6 +55,19 @@ def _ffmpeg(args: list[str], out: Path) -> tuple[Path, Path]:
     )
     assert result.returncode == 0, result.stderr.decode(errors="replace")
     return video, audio
+
+
+def test_players_leaving_mid_stream_is_no_error(web: ServerProcess) -> None:
+    """Watchers close the connection whenever they like: the server logs it quietly, at debug."""
+    for _ in range(6):
+        with socket.create_connection(("127.0.0.1", web.http_port), timeout=10) as sock:
+            sock.sendall(b"GET /mp4/ten.mp4 HTTP/1.1\r\nHost: streamd\r\n\r\n")
+            got = b""
+            while len(got) < 100_000:
+                got += sock.recv(65536)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # reset it
+    time.sleep(1)
+    assert "Error handling request" not in web.log() and "Traceback" not in web.log(), web.log()
 
 
 def test_ffprobe_reads_the_fmp4_fallback(web: ServerProcess) -> None:
