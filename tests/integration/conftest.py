@@ -126,6 +126,14 @@ def start_server(
     raise RuntimeError(f"server did not start:\n{server.log()}")
 
 
+def stop_all(*procs: ServerProcess) -> None:
+    """Stop every server, then check their logs: a failed check leaks no server process."""
+    for proc in procs:
+        proc.stop()
+    for proc in procs:
+        assert "Traceback" not in proc.log(), proc.log()
+
+
 @pytest.fixture(scope="session")
 def test_stream_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The built-in test stream's cache, shared by all tests (made once per run)."""

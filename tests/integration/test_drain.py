@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.conftest import ROOT, ServerProcess, need, start_server
+from tests.integration.conftest import ROOT, ServerProcess, need, start_server, stop_all
 from tests.rtsp_client import RawRtspClient
 
 pytestmark = pytest.mark.integration
@@ -29,9 +29,7 @@ def pair(media_dir: Path, tmp_path: Path) -> Iterator[tuple[ServerProcess, Serve
     target = start_server(media_dir, tmp_path, "--no-http")
     front = start_server(media_dir, tmp_path)
     yield front, target
-    for proc in (front, target):
-        proc.stop()
-        assert "Traceback" not in proc.log(), proc.log()
+    stop_all(front, target)
 
 
 def streamd(*args: str) -> subprocess.CompletedProcess[str]:

@@ -13,7 +13,7 @@ import pytest
 from streamd.catalog import Catalog
 from streamd.config import ServerConfig
 from streamd.server import RtspServer
-from tests.integration.conftest import ServerProcess, need, start_server
+from tests.integration.conftest import ServerProcess, need, start_server, stop_all
 from tests.integration.gst import run_pipeline
 from tests.rtsp_client import RawRtspClient
 
@@ -32,9 +32,7 @@ def servers(media_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterat
     )
     front = start_server(tmp, tmp, "--no-http", "--config", str(config))
     yield target, front
-    for proc in (front, target):
-        proc.stop()
-        assert "Traceback" not in proc.log(), proc.log()
+    stop_all(front, target)
 
 
 def test_ffprobe_follows_302_to_the_other_server(servers: tuple[ServerProcess, ...]) -> None:

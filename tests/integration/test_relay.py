@@ -15,7 +15,7 @@ from unittest import mock
 import pytest
 
 from media.h264 import nal_type
-from tests.integration.conftest import ServerProcess, free_tcp_port, need, start_server
+from tests.integration.conftest import ServerProcess, free_tcp_port, need, start_server, stop_all
 from tests.integration.source import received_video_nals, source_video_nals
 from tests.integration.test_live import is_subsequence_start
 from tests.mediagen import make_live_clip
@@ -50,9 +50,7 @@ def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ServerProce
     )
     b = start_server(tmp / "b-media", tmp, "--config", str(config))
     yield a, b
-    for proc in (b, a):
-        proc.stop()
-        assert "Traceback" not in proc.log(), proc.log()
+    stop_all(b, a)
 
 
 def check_three_seconds(input_args: list[str], upstream: ServerProcess, tmp: Path) -> None:
