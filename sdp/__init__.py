@@ -13,6 +13,7 @@ from .model import (
     SessionDescription,
     Timing,
 )
+from .npt import format_npt
 from .parser import MAX_SDP_BYTES, MAX_SDP_LINES, SdpParseError, parse
 from .writer import write
 
@@ -30,6 +31,7 @@ __all__ = [
     "SessionDescription",
     "Timing",
     "format_fmtp",
+    "format_npt",
     "format_rtpmap",
     "parse",
     "parse_fmtp",

@@ -11,7 +11,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from .fmtp import FmtpParams, RtpMap, parse_fmtp, parse_rtpmap
-from .writer import write
 
 __all__ = [
     "Attribute",
@@ -200,9 +199,3 @@ class SessionDescription(_AttributeList):
     key: str | None = None
     attributes: list[Attribute] = field(default_factory=list)
     media: list[MediaDescription] = field(default_factory=list)
-
-    def __str__(self) -> str:
-        return write(self)
-
-    def __bytes__(self) -> bytes:
-        return write(self).encode("utf-8")

@@ -7,10 +7,7 @@ refused: such a value would let whoever chose it (a file name, a path) inject SD
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from .model import Attribute, Bandwidth, Connection, MediaDescription, SessionDescription
+from .model import Attribute, Bandwidth, Connection, MediaDescription, SessionDescription
 
 __all__ = ["write"]
 

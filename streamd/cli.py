@@ -11,9 +11,9 @@ import signal
 import sys
 from pathlib import Path
 
-from streamd import __version__
 from streamd.config import ConfigError, ServerConfig, load_config
 from streamd.logs import configure_logging
+from streamd.version import __version__
 
 log = logging.getLogger("streamd")
 
@@ -103,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command in ("drain", "move"):
         return _admin(args)
     configure_logging("warning")
-    from streamd.inspect import describe_file, print_probe
+    from streamd.probe_report import describe_file, print_probe
 
     try:
         config = load_config(args.config, {"media": args.media})
@@ -206,7 +206,7 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 async def _run_server(config: ServerConfig, *, http: bool = True) -> None:
-    from streamd.api import Server
+    from streamd.embed import Server
 
     server = Server(config, http=http)
     await server.start()

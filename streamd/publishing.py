@@ -16,7 +16,7 @@ from streamd.catalog import Resolved
 from streamd.connection import RtspConnection
 from streamd.live.announced import announced_tracks
 from streamd.live.hub import LivePath
-from streamd.live.presentation import live_presentation
+from streamd.live.live_presentation import live_presentation
 from streamd.rtp.rtcp import parse_compound
 from streamd.rtsp.errors import RtspError
 from streamd.rtsp.headers import TransportSpec, format_session, format_transport, parse_transport

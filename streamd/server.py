@@ -19,13 +19,12 @@ from pathlib import Path
 from aiortc.rtp import RtcpRrPacket, RtcpSrPacket
 
 from media.unit_cache import UnitCache
-from streamd import __version__
 from streamd.catalog import Catalog, Resolved
 from streamd.config import ServerConfig
 from streamd.connection import RtspConnection
 from streamd.live.hub import LivePath
+from streamd.live.live_presentation import live_presentation
 from streamd.live.multicast import MulticastService, MulticastSink
-from streamd.live.presentation import live_presentation
 from streamd.live.reader import LiveReader
 from streamd.live.recorder import Recordings
 from streamd.live.relay import Relay, RelayHooks
@@ -56,6 +55,7 @@ from streamd.server_session import ServerSession, session_stats
 from streamd.transport.interleaved import InterleavedSink
 from streamd.transport.multicast import multicast_interface
 from streamd.transport.udp import Address, UdpPair, UdpSink
+from streamd.version import __version__
 
 log = logging.getLogger("streamd")
 
@@ -758,7 +758,7 @@ class RtspServer:
         return response, session.live_reader.attach
 
     def add_live(self, live: LivePath) -> None:
-        """Serve ``live``, fed from inside this process (``streamd.api``); ValueError if the path is busy."""
+        """Serve ``live``, fed from inside this process (``streamd.embed``); ValueError when busy."""
         existing = self.live.get(live.name)
         if existing is not None and existing is not live and existing.online:
             raise ValueError(f"{live.name!r} is already being published")

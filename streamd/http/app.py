@@ -18,10 +18,10 @@ from aiohttp import web
 
 from streamd.http import fmp4, metrics
 from streamd.http.admin import add_admin_routes
-from streamd.http.api import OPENAPI
 from streamd.http.files import send_file
 from streamd.http.listing import PAGE_SIZE, describe, list_entries, public_reason, rtsp_base
 from streamd.http.live_mp4 import serve_live_mp4
+from streamd.http.openapi import OPENAPI
 from streamd.http.pages import index_page, watch_page
 from streamd.http.sdp import absolute_sdp
 from streamd.http.tunnel import TunnelHub, is_tunnel_request

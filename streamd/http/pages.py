@@ -9,8 +9,8 @@ from __future__ import annotations
 from html import escape
 from urllib.parse import quote
 
-from streamd import __version__
 from streamd.http.listing import PathEntry
+from streamd.version import __version__
 
 STYLE = """
 body{font:15px/1.45 system-ui,sans-serif;margin:0 auto;max-width:72rem;padding:1rem 1.5rem;color:#1d1d1f}

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from urllib.parse import quote
 
+from sdp import write as write_sdp
 from streamd.rtp.presentation import Presentation
 
 
@@ -21,4 +22,4 @@ def absolute_sdp(presentation: Presentation, rtsp_root: str, server_address: str
         relative = media.control
         if relative is not None and "://" not in relative:
             media.control = f"{url}/{relative}"
-    return str(description)
+    return write_sdp(description)

@@ -24,6 +24,7 @@ from aiortc.rtp import RtcpByePacket, RtcpRrPacket, RtcpSrPacket
 
 from sdp import Connection
 from sdp import parse as parse_sdp
+from sdp import write as write_sdp
 from streamd.live.hub import LivePath, Payloads
 from streamd.live.multicast_groups import Allocation, GroupPool, MulticastRange, PoolExhausted
 from streamd.rtp.clock import unix_to_ntp
@@ -513,7 +514,7 @@ class MulticastService:
                 continue
             media.port = port
             media.connection = None
-        return str(description)
+        return write_sdp(description)
 
     # --- internals -------------------------------------------------------------------------------
 

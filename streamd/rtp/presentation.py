@@ -16,10 +16,11 @@ from media.track import MediaInfo, Track
 from media.transcode import AudioTranscoder
 from media.ts_source import ts_track
 from sdp import Attribute, Connection, MediaDescription, Origin, SessionDescription
+from sdp import write as write_sdp
+from sdp.npt import format_npt
 from streamd.rtp.payload.base import PayloadFormat, UnsupportedCodec
 from streamd.rtp.payload.mp2t import Mp2tFormat
 from streamd.rtp.payload.registry import payload_format_for
-from streamd.rtsp.headers.range import format_npt
 
 log = logging.getLogger(__name__)
 
@@ -107,7 +108,7 @@ class Presentation:
         )
 
     def sdp(self, server_address: str = "0.0.0.0") -> str:
-        return str(self.session_description(server_address))
+        return write_sdp(self.session_description(server_address))
 
 
 def build_ts_presentation(

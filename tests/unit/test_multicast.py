@@ -17,9 +17,9 @@ from streamd.cli import build_parser
 from streamd.config import ConfigError, PathSettings, ServerConfig, load_config
 from streamd.live.announced import announced_tracks
 from streamd.live.hub import LivePath
+from streamd.live.live_presentation import live_presentation
 from streamd.live.multicast import MulticastService
 from streamd.live.multicast_groups import GroupPool, MulticastRange, PoolExhausted
-from streamd.live.presentation import live_presentation
 from streamd.rtsp.errors import RtspError
 from streamd.rtsp.headers import format_transport, parse_transport
 

@@ -12,6 +12,7 @@ import re
 from dataclasses import dataclass
 from fractions import Fraction
 
+from sdp.npt import format_npt
 from streamd.rtsp.errors import RtspError
 
 __all__ = ["NptRange", "format_npt", "format_range", "parse_range"]
@@ -77,15 +78,6 @@ def parse_range(value: str) -> NptRange:
     if end is not None and start > end:
         raise RtspError(457, f"Range {original!r} ends before it starts")
     return NptRange(start, end)
-
-
-def format_npt(seconds: Fraction) -> str:
-    """Decimal seconds rounded to milliseconds, without trailing zeros: ``0``, ``12.5``, ``3.042``."""
-    millis = round(Fraction(seconds) * 1000)
-    if millis < 0:
-        raise ValueError(f"negative npt time {seconds}")
-    whole, frac = divmod(millis, 1000)
-    return f"{whole}.{frac:03d}".rstrip("0") if frac else str(whole)
 
 
 def format_range(r: NptRange) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from streamd import __version__
+from streamd.version import __version__
 
 _NUMBER_OR_NULL = {"type": ["number", "null"]}
 _INT_OR_NULL = {"type": ["integer", "null"]}
