@@ -114,6 +114,27 @@ class ServerConfig:
     record_dir: Path | None = None  # None: <media>/recordings, so the catalog serves the files
     record_format: str = "mp4"
     record_segment: float = 60.0
+    # --- timing (the defaults are what clients expect; tests shorten them) ---------------------
+    reap_interval: float = 1.0  # seconds between sweeps for sessions that timed out
+    min_session_timeout: int = 5  # the floor under session_timeout (a guard against typos)
+    rtcp_min_interval: float = 5.0  # RFC 3550 6.2 Tmin for sender reports (the first uses half)
+    send_slack: float = 0.002  # what is due this soon is sent in the same pacer wake-up
+    precise_pacing: bool = False  # spread an access unit's packets at the link rate, not one burst
+    # --- limits (hardening): every buffer, queue and count an outsider can grow is bounded ------
+    max_connections: int = 2000  # RTSP connections in total
+    max_connections_per_client: int = 100  # from one client address
+    request_head_timeout: float = 10.0  # seconds for a complete request head, however it trickles
+    max_sessions: int = 5000  # RTSP sessions in total (503 beyond)
+    max_sessions_per_client: int = 200  # per client address (453 beyond)
+    max_sessions_per_connection: int = 32  # per RTSP connection (453 beyond)
+    max_publishers: int = 200  # live paths being published, in total
+    max_publishers_per_client: int = 10  # per client address
+    max_remuxes: int = 8  # /mp4 responses being remuxed at once, in total (503 beyond)
+    max_remuxes_per_client: int = 2  # per client address
+    tunnel_pairing_timeout: float = 10.0  # seconds a tunnel's GET half waits for its POST
+    max_tunnel_pending_per_client: int = 8  # unpaired GET halves per client address
+    admin_token: str | None = None  # if set, admin endpoints also need "Authorization: Bearer <it>"
+    serve_dotfiles: bool = False  # files and folders whose name starts with "." are never served
     paths: dict[str, PathSettings] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -123,8 +144,31 @@ class ServerConfig:
                 raise ConfigError(f"{name} must be a port number (0-65535), not {port}")
         if self.rtp_port % 2:
             raise ConfigError(f"rtp_port must be even (RTCP uses the next port), not {self.rtp_port}")
-        if self.session_timeout < 5:
-            raise ConfigError("session_timeout must be at least 5 seconds")
+        if self.min_session_timeout < 1:
+            raise ConfigError("min_session_timeout must be at least 1 second")
+        if self.session_timeout < self.min_session_timeout:
+            raise ConfigError(f"session_timeout must be at least {self.min_session_timeout} seconds")
+        for name in ("reap_interval", "rtcp_min_interval", "request_head_timeout", "tunnel_pairing_timeout"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value <= 3600:
+                raise ConfigError(f"{name} must be a number of seconds between 0 and 3600, not {value!r}")
+        if not 0 <= self.send_slack <= 0.1:
+            raise ConfigError("send_slack must be between 0 and 0.1 seconds")
+        for name in (
+            "max_connections",
+            "max_connections_per_client",
+            "max_sessions",
+            "max_sessions_per_client",
+            "max_sessions_per_connection",
+            "max_publishers",
+            "max_publishers_per_client",
+            "max_remuxes",
+            "max_remuxes_per_client",
+            "max_tunnel_pending_per_client",
+        ):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError(f"{name} must be a whole number of at least 1, not {value!r}")
         if not 200 <= self.max_payload_size <= 65000:
             raise ConfigError("max_payload_size must be between 200 and 65000 bytes")
         if not (self.udp or self.tcp):
