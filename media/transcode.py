@@ -7,6 +7,7 @@ Used when a path sets ``transcode_audio``; video is never re-encoded.
 from __future__ import annotations
 
 import os
+import struct
 from collections.abc import Iterable
 from dataclasses import replace
 from fractions import Fraction
@@ -15,7 +16,7 @@ from typing import Any
 import av
 from av.audio.fifo import AudioFifo
 
-from media.aac import parse_audio_specific_config
+from media.aac import build_audio_specific_config, parse_audio_specific_config
 from media.access_unit import AccessUnit
 from media.errors import MediaError
 from media.reader import MediaReader
@@ -35,6 +36,50 @@ def output_format(track: Track, target: str) -> tuple[int, str]:
     return rate, layout
 
 
+# FFmpeg's AAC encoder ends its AudioSpecificConfig with an explicit "no SBR" sync extension
+# (syncExtensionType 0x2b7, SBR object type, sbrPresentFlag 0), so describing its output exactly
+# means writing the same three bytes after the two of the plain configuration.
+_NO_SBR_SYNC_EXTENSION = b"\x56\xe5\x00"
+OPUS_PRE_SKIP = 312  # samples libopus's encoder delay asks players to drop (RFC 7845 5.1)
+_CHANNEL_CONFIGS = {"mono": 1, "stereo": 2, "5.1": 6}
+_ENCODERS = {"aac": "aac", "opus": "libopus"}
+
+
+def transcoded_track(source: Track, target: str, bit_rate: int = 128_000) -> Track:
+    """What ``AudioTranscoder(source, target)`` will put out, worked out without opening codecs.
+
+    Describing a file (DESCRIBE, ``streamd probe``) must stay cheap: this checks only that the
+    decoder and encoder exist and builds the configuration the encoder is known to write.
+    """
+    if target not in TARGETS:
+        raise MediaError(f"cannot transcode to {target!r}: choose one of {', '.join(TARGETS)}")
+    for name, mode in ((source.codec, "r"), (_ENCODERS[target], "w")):
+        try:
+            av.codec.Codec(name, mode)
+        except (av.FFmpegError, ValueError) as exc:
+            kind = "decoder" if mode == "r" else "encoder"
+            raise MediaError(f"cannot transcode {source.codec} to {target}: no {kind} {name!r}") from exc
+    rate, layout = output_format(source, target)
+    channels = _CHANNEL_CONFIGS[layout]
+    if target == "aac":
+        extradata = build_audio_specific_config(2, rate, channels) + _NO_SBR_SYNC_EXTENSION
+        config = parse_audio_specific_config(extradata)
+    else:
+        extradata = b"OpusHead" + struct.pack("<BBHIhB", 1, channels, OPUS_PRE_SKIP, rate, 0, 0)
+        config = None
+    return replace(
+        source,
+        codec=target,
+        time_base=Fraction(1, rate),
+        sample_rate=rate,
+        channels=channels,
+        extradata=extradata,
+        config=config,
+        bit_rate=bit_rate,
+        notes=(*source.notes, f"transcoded from {source.codec} to {target}"),
+    )
+
+
 class AudioTranscoder:
     """Decodes one source track and encodes it again; ``track`` describes what comes out."""
 
@@ -46,19 +91,7 @@ class AudioTranscoder:
         self.rate, self.layout = output_format(source, target)
         self._bit_rate = bit_rate
         self._open()
-        extradata = bytes(self._encoder.extradata or b"")
-        config = parse_audio_specific_config(extradata) if target == "aac" else None
-        self.track = replace(
-            source,
-            codec=target,
-            time_base=Fraction(1, self.rate),
-            sample_rate=self.rate,
-            channels=self._encoder.layout.nb_channels,
-            extradata=extradata,
-            config=config,
-            bit_rate=bit_rate,
-            notes=(*source.notes, f"transcoded from {source.codec} to {target}"),
-        )
+        self.track = transcoded_track(source, target, bit_rate)
 
     def _open(self) -> None:
         try:

@@ -13,7 +13,7 @@ from fractions import Fraction
 
 from media.errors import MediaError, UnsupportedMedia
 from media.track import MediaInfo, Track
-from media.transcode import AudioTranscoder
+from media.transcode import transcoded_track
 from media.ts_source import ts_track
 from sdp import Attribute, Connection, MediaDescription, Origin, SessionDescription
 from sdp import write as write_sdp
@@ -157,7 +157,7 @@ def build_presentation(
                 excluded.append((track, str(exc)))
                 continue
             try:
-                track = AudioTranscoder(track, transcode_audio).track
+                track = transcoded_track(track, transcode_audio)
                 fmt = payload_format_for(track, payload_type, max_payload_size)
             except (MediaError, UnsupportedCodec) as again:
                 excluded.append((track, f"{exc}; transcoding failed: {again}"))
