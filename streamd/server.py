@@ -51,8 +51,12 @@ log = logging.getLogger("streamd")
 
 
 class RtspServer:
-    def __init__(self, config: ServerConfig, catalog: Catalog) -> None:
+    def __init__(
+        self, config: ServerConfig, catalog: Catalog, *, clock: Callable[[], float] = loop_clock
+    ) -> None:
+        """``clock``: monotonic seconds for session activity and timeouts (tests pass a fake one)."""
         self.config = config
+        self.clock = clock
         self.catalog = catalog
         self.server_header = f"streamd/{__version__}"
         self.cname_host = socket.gethostname() or "streamd"
@@ -68,7 +72,7 @@ class RtspServer:
             )
         )
         self.routes = PacketRoutes()
-        self.inbound = Inbound(self.sessions, self.routes, loop_clock, time.time)
+        self.inbound = Inbound(self.sessions, self.routes, clock, time.time)
         self.multicast = MulticastService(
             config.multicast_spec(),
             multicast_interface(config.multicast_interface, config.host),
@@ -80,7 +84,7 @@ class RtspServer:
             config, catalog, self.multicast, self.recordings, self.sessions.on_path, self.server_header
         )
         self.publishing = Publishing(
-            config, self.sessions, self.routes, self.paths, self._udp_ports, loop_clock
+            config, self.sessions, self.routes, self.paths, self._udp_ports, clock
         )  # ANNOUNCE/RECORD
         self.lifecycle = Lifecycle(
             self.sessions, self.routes, self.multicast, self.publishing.unpublish, lambda: self.connections
@@ -99,7 +103,7 @@ class RtspServer:
                 unit_cache=UnitCache(),  # small files' access units, shared by their sessions
                 cname_host=self.cname_host,
                 server_header=self.server_header,
-                clock=loop_clock,
+                clock=clock,
             )
         )
         self.dispatcher = Dispatcher(
@@ -155,19 +159,15 @@ class RtspServer:
 
     async def _reap(self) -> None:
         """Every ``reap_interval``: end timed-out sessions, close idle connections without any."""
-        loop = asyncio.get_running_loop()
         idle_after = max(self.config.session_timeout, self.config.min_session_timeout)
         while True:
             await asyncio.sleep(self.config.reap_interval)
-            now = loop.time()
+            now = self.clock()
             await self.lifecycle.reap(now)
             for connection in list(self.connections):
                 if not connection.sessions and now - connection.last_activity > idle_after:
                     log.info("%s: idle for %d s; closing", connection.label, idle_after)
                     connection.close()
-
-    async def end_session(self, session: Any, reason: str, *, send_bye: bool) -> None:
-        await self.lifecycle.end(session, reason, send_bye=send_bye)
 
     # --- what connections ask (streamd.connection.ConnectionOwner) ----------------------------
 
