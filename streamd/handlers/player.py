@@ -234,9 +234,9 @@ class PlayerHandlers:
     async def play(self, client: Client, request: Request) -> Reply:
         session = self._session(request, client, required=True)
         assert session is not None
-        if not isinstance(session, PlayerSession):
-            session.rtsp.check("PLAY")  # 455: a publisher's session
-            raise AssertionError("unreachable")
+        if isinstance(session, PublisherSession):
+            session.rtsp.check("PLAY")  # always 455: a publisher's session records
+        assert isinstance(session, PlayerSession)
         if session.live is not None:
             return self._play_live(request, session)
         presentation = session.resolved.presentation
