@@ -22,7 +22,13 @@ from streamd.routing import PacketRoutes, Route
 from streamd.rtsp.errors import RtspError
 from streamd.rtsp.headers import TransportSpec, format_transport, parse_transport
 from streamd.rtsp.message import Request, Response
-from streamd.rtsp.server_session import RtspServerSession, TrackSetup, choose_record_transport, free_channels
+from streamd.rtsp.server_session import (
+    GoOnline,
+    RtspServerSession,
+    TrackSetup,
+    choose_record_transport,
+    free_channels,
+)
 from streamd.rtsp.transitions import Role
 from streamd.rtsp.url import request_path
 from streamd.server_session import Client, PublisherSession
@@ -165,9 +171,9 @@ class Publishing:
         live = session.publishing
         if self._paths.busy(live.name, self._alive, besides=live):
             raise RtspError(403, f"{live.name!r} is already being published by another client")
-        session.rtsp.record()
-        log.info("%s: session %s RECORD: %s is live", session.label, session.id, live.name)
-        self._paths.go_online(live)
+        if GoOnline() in session.rtsp.record():
+            log.info("%s: session %s RECORD: %s is live", session.label, session.id, live.name)
+            self._paths.go_online(live)
         response = Response(200)
         response.headers["Session"] = session.rtsp.session_header
         return response, None

@@ -29,10 +29,12 @@ from streamd.rtsp.headers.rate import format_rate
 from streamd.rtsp.message import Request, Response
 from streamd.rtsp.parameters import parameter_names, parameter_values
 from streamd.rtsp.server_session import (
+    EndSession,
     GoOffline,
     PausePlayback,
     PlayFacts,
     PlayParams,
+    RemoveTrack,
     RtspServerSession,
     TrackSetup,
     TransportFacts,
@@ -362,19 +364,18 @@ class PlayerHandlers:
             if track is None or track not in bindings:
                 raise RtspError(455, f"{control} is not set up in session {session.id}")
         response = Response(200)
-        if track is not None and len(bindings) > 1:
-            assert isinstance(session, PlayerSession)
-            session.rtsp.teardown(track)
-            if session.playback is not None:
-                session.playback.remove_track(track)
-            else:
-                bindings.pop(track)
-            self.c.routes.forget_track(session.id, track)
-            log.info("%s: session %s TEARDOWN %s", session.label, session.id, control)
-            response.headers["Session"] = session.rtsp.session_header
-            return response, None
-        session.rtsp.teardown()
-        await self.c.ender.end(session, "TEARDOWN", send_bye=True)
+        for action in session.rtsp.teardown(track):
+            if isinstance(action, RemoveTrack):
+                assert isinstance(session, PlayerSession)
+                if session.playback is not None:
+                    session.playback.remove_track(action.index)
+                else:
+                    bindings.pop(action.index)
+                self.c.routes.forget_track(session.id, action.index)
+                log.info("%s: session %s TEARDOWN %s", session.label, session.id, control)
+                response.headers["Session"] = session.rtsp.session_header
+            elif isinstance(action, EndSession):
+                await self.c.ender.end(session, action.reason, send_bye=True)
         return response, None
 
     # --- GET_PARAMETER, SET_PARAMETER --------------------------------------------------------

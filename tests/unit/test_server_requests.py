@@ -360,3 +360,122 @@ async def test_sessions_api_hides_ids_from_non_admins_and_pages(media: Path) -> 
     finally:
         await client.close()
         await h.close()
+
+
+# --- the generated table, through the real handling: every method in every state ---------------------
+
+GONE = "gone"
+KEEP = "keep"
+# start -> method -> (status, state after: a State value, KEEP (unchanged), GONE (session ended))
+TABLE: dict[str, dict[str, tuple[int, str]]] = {
+    "none": {
+        "OPTIONS": (200, KEEP),
+        "DESCRIBE": (200, KEEP),
+        "SETUP": (200, "ready"),  # a new session
+        "PLAY": (454, KEEP),
+        "PAUSE": (454, KEEP),
+        "TEARDOWN": (454, KEEP),
+        "GET_PARAMETER": (200, KEEP),
+        "SET_PARAMETER": (200, KEEP),
+        "ANNOUNCE": (200, KEEP),  # a new publisher's session
+        "RECORD": (454, KEEP),
+        "FLY": (501, KEEP),
+    },
+    "player ready": {
+        "OPTIONS": (200, KEEP),
+        "DESCRIBE": (200, KEEP),
+        "SETUP": (200, "ready"),
+        "PLAY": (200, "playing"),
+        "PAUSE": (200, "ready"),
+        "TEARDOWN": (200, GONE),
+        "GET_PARAMETER": (200, KEEP),
+        "SET_PARAMETER": (200, KEEP),
+        "ANNOUNCE": (200, KEEP),
+        "RECORD": (455, KEEP),
+        "FLY": (501, KEEP),
+    },
+    "player playing": {
+        "OPTIONS": (200, KEEP),
+        "DESCRIBE": (200, KEEP),
+        "SETUP": (455, KEEP),
+        "PLAY": (200, "playing"),
+        "PAUSE": (200, "ready"),
+        "TEARDOWN": (200, GONE),
+        "GET_PARAMETER": (200, KEEP),
+        "SET_PARAMETER": (200, KEEP),
+        "ANNOUNCE": (200, KEEP),
+        "RECORD": (455, KEEP),
+        "FLY": (501, KEEP),
+    },
+    "publisher ready": {
+        "OPTIONS": (200, KEEP),
+        "DESCRIBE": (200, KEEP),
+        "SETUP": (200, "ready"),
+        "PLAY": (455, KEEP),
+        "PAUSE": (200, "ready"),
+        "TEARDOWN": (200, GONE),
+        "GET_PARAMETER": (200, KEEP),
+        "SET_PARAMETER": (200, KEEP),
+        "ANNOUNCE": (200, KEEP),
+        "RECORD": (200, "recording"),
+        "FLY": (501, KEEP),
+    },
+    "publisher recording": {
+        "OPTIONS": (200, KEEP),
+        "DESCRIBE": (200, KEEP),
+        "SETUP": (200, "recording"),
+        "PLAY": (455, KEEP),
+        "PAUSE": (200, "ready"),
+        "TEARDOWN": (200, GONE),
+        "GET_PARAMETER": (200, KEEP),
+        "SET_PARAMETER": (200, KEEP),
+        "ANNOUNCE": (200, KEEP),
+        "RECORD": (200, "recording"),
+        "FLY": (501, KEEP),
+    },
+}
+
+
+async def _start(h: Harness, c: FakeConnection, start: str) -> tuple[str | None, str, str]:
+    """Bring a session to ``start``: (its id, its path, the control URL of its track)."""
+    if start == "none":
+        return None, "clip.mp4", "clip.mp4/trackID=0"
+    if start.startswith("player"):
+        sid = await play_session(h, c, TCP)
+        if start == "player playing":
+            assert (await h.request(c, "PLAY", "clip.mp4", session=sid)).status == 200
+        return sid, "clip.mp4", "clip.mp4/trackID=0"
+    sid = await publish(h, c, RECORD_TCP)
+    if start == "publisher recording":
+        assert (await h.request(c, "RECORD", "live/cam", session=sid)).status == 200
+    return sid, "live/cam", "live/cam/streamid=0"
+
+
+@pytest.mark.parametrize(("start", "method"), [(s, m) for s in TABLE for m in TABLE[s]])
+async def test_every_method_in_every_state_through_the_handlers(h: Harness, start: str, method: str) -> None:
+    c = h.connect()
+    sid, path, control = await _start(h, c, start)
+    before = h.server.sessions.get(sid).rtsp.state.value if sid else None  # type: ignore[union-attr]
+    headers: dict[str, str] = {}
+    body = b""
+    uri = path
+    if method == "SETUP":
+        uri, headers = control, (RECORD_TCP if path.startswith("live/") else TCP)
+    elif method == "ANNOUNCE":
+        uri, headers, body = "live/other", SDP, ANNOUNCED.encode()
+    elif method == "DESCRIBE":
+        uri = "clip.mp4"
+    response = await h.request(c, method, uri, headers, body, session=sid)
+    status, after = TABLE[start][method]
+    assert response.status == status, response
+    await h.server.lifecycle.wait()
+    if sid is None:
+        if method == "SETUP":
+            assert h.server.sessions.get(session_id(response)).rtsp.state.value == after  # type: ignore[union-attr]
+        return
+    session = h.server.sessions.get(sid)
+    if after == GONE:
+        assert session is None
+        return
+    assert session is not None
+    assert session.rtsp.state.value == (before if after == KEEP else after)
