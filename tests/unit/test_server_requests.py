@@ -4,6 +4,7 @@ players and publishers, reaping by moving the clock, RTCP keep-alives, and the h
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -479,3 +480,17 @@ async def test_every_method_in_every_state_through_the_handlers(h: Harness, star
         return
     assert session is not None
     assert session.rtsp.state.value == (before if after == KEEP else after)
+
+
+async def test_the_reaper_sweeps_every_reap_interval(media: Path) -> None:
+    h = Harness(media, reap_interval=0.01, session_timeout=2, min_session_timeout=1)
+    reaper = asyncio.get_running_loop().create_task(h.server._reap())
+    try:
+        c = h.connect()
+        sid = await play_session(h, c, UDP)
+        assert h.server.sessions.get(sid).rtsp.timeout == 2  # type: ignore[union-attr]
+        h.clock.advance(3)
+        await until(lambda: sid not in h.server.sessions)
+    finally:
+        reaper.cancel()
+        await h.close()
