@@ -111,7 +111,7 @@ class PlayerHandlers:
 
     # --- SETUP ------------------------------------------------------------------------------
 
-    def udp_facts(self, live: bool) -> TransportFacts:
+    def transport_facts(self, live: bool) -> TransportFacts:
         refusal = "UDP is disabled" if self.c.udp is None else self.c.multicast.refusal(live)
         return TransportFacts(tcp=self.c.config.tcp, udp=self.c.udp is not None, multicast_refusal=refusal)
 
@@ -138,7 +138,7 @@ class PlayerHandlers:
             raise RtspError(461, "SETUP without a Transport header")
         is_live = presentation.info.format_name == "live"
         offers = parse_transport(header)
-        wanted = choose_transport(offers, session.rtsp if session else None, self.udp_facts(is_live))
+        wanted = choose_transport(offers, session.rtsp if session else None, self.transport_facts(is_live))
         if session is None:
             self.c.sessions.check_new_session(client)
             session = PlayerSession(

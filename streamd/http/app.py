@@ -3,7 +3,7 @@
 Every connection on the HTTP port first goes through :class:`HttpFront`, which reads the first
 request head: an RTSP-over-HTTP tunnel half goes to the :class:`TunnelHub` (whose GET response
 must be a raw, unchunked body), anything else to aiohttp with the bytes read so far. The RTSP
-port hands HTTP requests over the same way (``RtspServer.http_hand_over``).
+port hands HTTP requests over the same way (the RTSP server's ``http_hand_over``).
 """
 
 from __future__ import annotations
