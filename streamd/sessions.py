@@ -8,6 +8,7 @@ gets 454, as if the session did not exist (its id says nothing to them).
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -31,6 +32,10 @@ class SessionRegistry:
     def __init__(self, caps: Caps | None = None) -> None:
         self.caps = caps or Caps()
         self._sessions: dict[str, ServerSession] = {}
+        # counts kept as sessions come and go, so caps and viewer counts cost O(1) per request
+        self._per_client: Counter[str] = Counter()
+        self._per_path: Counter[str] = Counter()
+        self._publishers_per_client: Counter[str] = Counter()
 
     # --- lookups ---------------------------------------------------------------------------
 
@@ -50,10 +55,30 @@ class SessionRegistry:
         return self._sessions.get(session_id)
 
     def add(self, session: ServerSession) -> None:
+        if session.id in self._sessions:
+            return
         self._sessions[session.id] = session
+        self._count(session, 1)
 
     def pop(self, session_id: str) -> ServerSession | None:
-        return self._sessions.pop(session_id, None)
+        session = self._sessions.pop(session_id, None)
+        if session is not None:
+            self._count(session, -1)
+        return session
+
+    def _count(self, session: ServerSession, step: int) -> None:
+        for counter, key in (
+            (self._per_client, session.client_host),
+            (self._per_path, session.rtsp.path),
+            *(
+                [(self._publishers_per_client, session.client_host)]
+                if isinstance(session, PublisherSession)
+                else []
+            ),
+        ):
+            counter[key] += step
+            if counter[key] <= 0:
+                del counter[key]
 
     def of_request(
         self, header: str | None, client: Client, *, required: bool, method: str
@@ -76,17 +101,15 @@ class SessionRegistry:
     # --- counts and caps --------------------------------------------------------------------
 
     def on_path(self, path: str) -> int:
-        return sum(1 for s in self._sessions.values() if s.rtsp.path == path)
+        return self._per_path[path]
 
     def of_client(self, host: str) -> int:
-        return sum(1 for s in self._sessions.values() if s.client_host == host)
+        return self._per_client[host]
 
     def publishers(self, host: str | None = None) -> int:
-        return sum(
-            1
-            for s in self._sessions.values()
-            if isinstance(s, PublisherSession) and (host is None or s.client_host == host)
-        )
+        if host is None:
+            return self._publishers_per_client.total()
+        return self._publishers_per_client[host]
 
     def check_new_session(self, client: Client) -> None:
         """503 when the server is full, 453 when this client or connection has its share."""

@@ -92,3 +92,20 @@ def test_routes() -> None:
     routes.forget_session("s1")
     routes.forget_connection(a)
     assert len(routes) == 1
+
+
+def test_counts_follow_sessions_coming_and_going() -> None:
+    registry = SessionRegistry()
+    a, b = FakeConnection("10.0.0.1"), FakeConnection("10.0.0.2")
+    sessions = [player(a, 0), player(a, 0), player(b, 0)]
+    for s in sessions:
+        registry.add(s)
+    registry.add(sessions[0])  # adding twice counts once
+    assert (registry.of_client("10.0.0.1"), registry.of_client("10.0.0.2"), registry.on_path("a.mp4")) == (
+        2,
+        1,
+        3,
+    )
+    registry.pop(sessions[0].id)
+    registry.pop(sessions[0].id)
+    assert (registry.of_client("10.0.0.1"), registry.on_path("a.mp4"), registry.publishers()) == (1, 2, 0)
