@@ -10,13 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import Any, Protocol
 
 from streamd.rtsp.message import InterleavedFrame, Request, Response
 from streamd.rtsp.parser import MessageParser, ParseError
-
-if TYPE_CHECKING:
-    from streamd.server import RtspServer
 
 log = logging.getLogger(__name__)
 
@@ -26,8 +24,24 @@ WRITE_HARD_LIMIT = 8 * 1024 * 1024  # beyond this the client is not reading: dro
 DRAIN_TIMEOUT = 10.0
 
 
+class ConnectionOwner(Protocol):
+    """What a connection needs from the shell that runs it."""
+
+    server_header: str
+    # takes over a connection whose first request is HTTP (tunnels, pages), when HTTP runs
+    http_hand_over: Callable[..., None] | None
+
+    def connection_opened(self, connection: RtspConnection) -> None: ...
+
+    def connection_closed(self, connection: RtspConnection) -> None: ...
+
+    def interleaved_received(self, connection: RtspConnection, frame: InterleavedFrame) -> None: ...
+
+    async def handle(self, connection: RtspConnection, request: Request) -> tuple[Response, Any]: ...
+
+
 class RtspConnection(asyncio.Protocol):
-    def __init__(self, server: RtspServer) -> None:
+    def __init__(self, server: ConnectionOwner) -> None:
         self.server = server
         self.parser = MessageParser()
         self.transport: asyncio.Transport | None = None

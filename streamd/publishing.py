@@ -1,51 +1,75 @@
-"""The publisher side of live paths: ANNOUNCE, SETUP with mode=record, RECORD (RFC 2326 10.3, 10.11),
-and the RTP/RTCP a publisher sends, over UDP or interleaved, into its :class:`LivePath`."""
+"""The publisher side of live paths: ANNOUNCE, SETUP with mode=record, RECORD (RFC 2326 10.3, 10.11).
+
+The publisher's packets are routed by the ports or interleaved channels its SETUP negotiated
+(:mod:`streamd.routing`) and fed to its live path by :mod:`streamd.inbound`.
+"""
 
 from __future__ import annotations
 
-import asyncio
 import logging
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
-
-from aiortc.rtp import RtcpSrPacket
 
 from sdp import SdpParseError
 from sdp import parse as parse_sdp
 from streamd.catalog import Resolved
-from streamd.connection import RtspConnection
+from streamd.config import ServerConfig
+from streamd.handlers.common import Clock, LivePaths, Reply, session_of
 from streamd.live.announced import announced_tracks
 from streamd.live.hub import LivePath
 from streamd.live.live_presentation import live_presentation
-from streamd.rtp.rtcp import parse_compound
+from streamd.routing import PacketRoutes, Route
 from streamd.rtsp.errors import RtspError
-from streamd.rtsp.headers import TransportSpec, format_session, format_transport, parse_transport
+from streamd.rtsp.headers import TransportSpec, format_transport, parse_transport
 from streamd.rtsp.message import Request, Response
-from streamd.rtsp.session import RtspSession, State
+from streamd.rtsp.server_session import (
+    GoOnline,
+    RtspServerSession,
+    TrackSetup,
+    choose_record_transport,
+    free_channels,
+)
+from streamd.rtsp.transitions import Role
 from streamd.rtsp.url import request_path
-from streamd.server_session import ServerSession
-from streamd.transport.udp import Address
-
-if TYPE_CHECKING:
-    from streamd.server import AfterResponse, RtspServer
+from streamd.server_session import Client, PublisherSession
+from streamd.sessions import SessionRegistry
 
 log = logging.getLogger("streamd")
 
 
 class Publishing:
-    """Publishers' sessions and where their packets go; the server hands these requests over."""
+    """Publishers' requests, with the collaborators they need."""
 
-    def __init__(self, server: RtspServer) -> None:
-        self._server = server
-        self.routes: dict[Address, tuple[str, int, bool]] = {}  # UDP source -> session, track, RTCP
+    def __init__(
+        self,
+        config: ServerConfig,
+        sessions: SessionRegistry,
+        routes: PacketRoutes,
+        paths: LivePaths,
+        udp_ports: Callable[[], tuple[int, int] | None],
+        clock: Clock,
+    ) -> None:
+        self._config = config
+        self._sessions = sessions
+        self._routes = routes
+        self._paths = paths
+        self._udp_ports = udp_ports  # the server's RTP/RTCP ports, None without UDP
+        self._clock = clock
 
-    async def announce(self, connection: RtspConnection, request: Request) -> tuple[Response, AfterResponse]:
+    @property
+    def timeout(self) -> int:
+        return max(self._config.session_timeout, self._config.min_session_timeout)
+
+    def _alive(self, session_id: str) -> bool:
+        return session_id in self._sessions
+
+    async def announce(self, client: Client, request: Request) -> Reply:
         path = request_path(request.uri)
-        if not self._server.config.accepts_publisher(path):
+        if not self._config.accepts_publisher(path):
             raise RtspError(403, f"{path!r} does not accept publishers (paths under live/ do by default)")
-        existing = self._server.live.get(path)
-        if existing is not None and (existing.publisher in self._server.sessions or existing.online):
+        if self._paths.busy(path, self._alive):
             raise RtspError(403, f"{path!r} is already being published by another client", body="busy\n")
+        self._sessions.check_new_publisher(client)
         content_type = request.headers.get("Content-Type", "application/sdp").split(";")[0].strip().lower()
         if content_type != "application/sdp":
             raise RtspError(415, f"ANNOUNCE body must be application/sdp, not {content_type!r}")
@@ -54,16 +78,18 @@ class Publishing:
         except SdpParseError as exc:
             raise RtspError(400, f"announced SDP: {exc}") from exc
         tracks = announced_tracks(description.media)
-        session = ServerSession(
-            RtspSession(path, self._server.config.session_timeout),
-            Resolved(live_presentation(None, path, tracks), Path("")),
-            connection.peer[0],
-            f"{connection.label} {path}",
+        rtsp = RtspServerSession(path, self.timeout, role=Role.PUBLISHER)
+        session = PublisherSession(
+            rtsp=rtsp,
+            resolved=Resolved(live_presentation(None, path, tracks), Path("")),
+            client_host=client.peer[0],
+            label=f"{client.label} {path}",
+            owner=client,
+            publishing=LivePath.from_announce(path, description, tracks, rtsp.id),
         )
-        session.publishing = LivePath.from_announce(path, description, tracks, session.id)
-        session.last_activity = asyncio.get_running_loop().time()
-        self._server.sessions[session.id] = session
-        connection.sessions.add(session.id)
+        session.last_activity = self._clock()
+        self._sessions.add(session)
+        client.sessions.add(session.id)
         log.info(
             "%s: session %s ANNOUNCE (%s)",
             session.label,
@@ -71,14 +97,11 @@ class Publishing:
             ", ".join(f"{t.track.codec}{'' if t.depacketize else ' relayed'}" for t in tracks),
         )
         response = Response(200)
-        response.headers["Session"] = format_session(session.id, self._server.config.session_timeout)
+        response.headers["Session"] = session.rtsp.session_header
         return response, None
 
-    def setup_record(
-        self, connection: RtspConnection, request: Request, session: ServerSession
-    ) -> tuple[Response, AfterResponse]:
+    def setup_record(self, client: Client, request: Request, session: PublisherSession) -> Reply:
         live = session.publishing
-        assert live is not None
         full = request_path(request.uri)
         control = full[len(live.name) :].lstrip("/") if full.startswith(live.name) else full
         track = live.track_by_control(control) or live.track_by_control(full)
@@ -87,36 +110,46 @@ class Publishing:
         header = request.headers.get("Transport")
         if not header:
             raise RtspError(461, "SETUP without a Transport header")
-        offers = [o for o in parse_transport(header) if o.mode.upper() == "RECORD"]
-        if not offers:
-            raise RtspError(461, "a publisher's SETUP must say mode=record")
-        offer = offers[0]
+        session.rtsp.check("SETUP")
+        ports = self._udp_ports()
+        offer = choose_record_transport(parse_transport(header), udp=ports is not None)
         if offer.lower_transport == "TCP":
-            channels = offer.interleaved or self._server.free_channels(connection)
-            session.channels[channels[0]] = (track.index, False)
-            session.channels[channels[1]] = (track.index, True)
-            session.connection = connection
+            used = self._routes.used_channels(client, besides=(session.id, track.index))
+            channels = offer.interleaved or free_channels(used)
             reply = TransportSpec(
                 profile="RTP/AVP", lower_transport="TCP", cast="unicast", interleaved=channels, mode="RECORD"
             )
+            session.rtsp.setup(TrackSetup(track.index, control, reply))
+            self._routes.forget_track(session.id, track.index)
+            self._routes.add_channel(
+                client, channels[0], Route(session.id, track.index, False, publisher=True)
+            )
+            self._routes.add_channel(
+                client, channels[1], Route(session.id, track.index, True, publisher=True)
+            )
+            session.connection = client
             how = f"TCP interleaved {channels[0]}-{channels[1]}"
         else:
-            if self._server.udp is None or offer.client_port is None:
-                raise RtspError(461, "UDP publishing needs client_port (and UDP enabled)")
-            host = connection.peer[0]
-            self.routes[(host, offer.client_port[0])] = (session.id, track.index, False)
-            self.routes[(host, offer.client_port[1])] = (session.id, track.index, True)
+            assert ports is not None and offer.client_port is not None
+            host = client.peer[0]
             reply = TransportSpec(
                 profile="RTP/AVP",
                 lower_transport="UDP",
                 cast="unicast",
                 client_port=offer.client_port,
-                server_port=(self._server.udp.rtp_port, self._server.udp.rtcp_port),
+                server_port=ports,
                 mode="RECORD",
             )
+            session.rtsp.setup(TrackSetup(track.index, control, reply))
+            self._routes.forget_track(session.id, track.index)
+            # only from the ports negotiated here: anything else sent to our ports is dropped
+            self._routes.add_udp(
+                (host, offer.client_port[0]), Route(session.id, track.index, False, publisher=True)
+            )
+            self._routes.add_udp(
+                (host, offer.client_port[1]), Route(session.id, track.index, True, publisher=True)
+            )
             how = f"UDP {host}:{offer.client_port[0]}-{offer.client_port[1]}"
-        if session.rtsp.state is State.INIT:
-            session.rtsp.state = State.READY
         log.info(
             "%s: session %s SETUP record %s (%s) over %s",
             session.label,
@@ -127,66 +160,30 @@ class Publishing:
         )
         response = Response(200)
         response.headers["Transport"] = format_transport(reply)
-        response.headers["Session"] = format_session(session.id, self._server.config.session_timeout)
+        response.headers["Session"] = session.rtsp.session_header
         return response, None
 
-    async def record(self, connection: RtspConnection, request: Request) -> tuple[Response, AfterResponse]:
-        session = self._server.session_of(request, required=True)
+    async def record(self, client: Client, request: Request) -> Reply:
+        session = session_of(self._sessions, request, client, self._clock, required=True)
         assert session is not None
+        session.rtsp.check("RECORD")  # 455: without ANNOUNCE, before SETUP
+        assert isinstance(session, PublisherSession)
         live = session.publishing
-        if live is None:
-            raise RtspError(455, "RECORD without ANNOUNCE")
-        if session.rtsp.state is State.INIT:
-            raise RtspError(455, "RECORD before SETUP")
-        existing = self._server.live.get(live.name)
-        busy = existing is not None and (existing.publisher in self._server.sessions or existing.online)
-        if busy and existing is not live:
+        if self._paths.busy(live.name, self._alive, besides=live):
             raise RtspError(403, f"{live.name!r} is already being published by another client")
-        session.rtsp.state = State.PLAYING
-        live.online = True
-        self._server.live[live.name] = live
-        log.info("%s: session %s RECORD: %s is live", session.label, session.id, live.name)
-        self._server.multicast.path_online(live)
-        self._server.recordings.start(live)
+        if GoOnline() in session.rtsp.record():
+            log.info("%s: session %s RECORD: %s is live", session.label, session.id, live.name)
+            self._paths.go_online(live)
         response = Response(200)
-        response.headers["Session"] = format_session(session.id, self._server.config.session_timeout)
+        response.headers["Session"] = session.rtsp.session_header
         return response, None
 
-    def rtp_received(self, data: bytes, addr: Address) -> bool:
-        route = self.routes.get(addr)
-        if route is None:
-            return False
-        self.data(route[0], route[1], route[2], data)
-        return True
-
-    def data(self, session_id: str, index: int, is_rtcp: bool, data: bytes) -> None:
-        session = self._server.sessions.get(session_id)
-        if session is None or session.publishing is None:
-            return
-        session.last_activity = asyncio.get_running_loop().time()
-        live = session.publishing
-        track = live.tracks.get(index)
-        if track is None:
-            return
-        if not is_rtcp:
-            live.on_rtp(track, data)
-            return
-        for packet in parse_compound(data):
-            if isinstance(packet, RtcpSrPacket):
-                live.on_sender_report(
-                    track, packet.sender_info.ntp_timestamp, packet.sender_info.rtp_timestamp
-                )
-
-    def pause(self, session: ServerSession) -> None:
+    def pause(self, session: PublisherSession) -> None:
         """A publisher's PAUSE stops its stream: readers get BYE and the path goes offline at once
         (GStreamer's rtspclientsink pauses at end of stream and stays connected). RECORD resumes."""
-        live = session.publishing
-        assert live is not None
-        self._server.remove_live(live, f"{session.label} PAUSE")
+        self._paths.remove_live(session.publishing, f"{session.label} PAUSE")
 
-    def unpublish(self, session: ServerSession) -> None:
-        live = session.publishing
-        assert live is not None
-        for address in [a for a, r in self.routes.items() if r[0] == session.id]:
-            del self.routes[address]
-        self._server.remove_live(live, session.label)
+    def unpublish(self, session: PublisherSession) -> None:
+        """The publisher's session ended: its path goes offline (its routes are forgotten with it)."""
+        self._routes.forget_session(session.id)
+        self._paths.remove_live(session.publishing, session.label)

@@ -10,25 +10,34 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Iterable, Sequence
 from urllib.parse import quote
 
+from streamd.config import ServerConfig
+from streamd.handlers.common import SessionEnder
 from streamd.live.redirect import Relocations, RoundRobin, moved_response, redirect_request
 from streamd.rtsp.errors import RtspError
 from streamd.rtsp.message import Request, Response
-from streamd.rtsp.session import State
+from streamd.rtsp.transitions import State
 from streamd.rtsp.url import request_path, split_control
-
-if TYPE_CHECKING:
-    from streamd.server import RtspServer
+from streamd.server_session import Client, PlayerSession
+from streamd.sessions import SessionRegistry
 
 log = logging.getLogger("streamd")
 
 
 class Relocator:
-    def __init__(self, server: RtspServer) -> None:
-        self._server = server
+    def __init__(
+        self,
+        config: ServerConfig,
+        sessions: SessionRegistry,
+        connections: Callable[[], Iterable[Client]],
+        ender: SessionEnder,
+    ) -> None:
+        self._config = config
+        self._sessions = sessions
+        self._connections = connections
+        self._ender = ender
         self.relocations = Relocations()  # paths moved at run time; draining for maintenance
         self._turns = RoundRobin()
         self._cseqs = itertools.count(1)  # CSeq of our own requests to clients (REDIRECT)
@@ -57,7 +66,7 @@ class Relocator:
         path, control = split_control(request_path(request.uri))
         if not path:
             return None
-        targets = self.relocations.targets(path, self._server.config.path_settings(path).redirect)
+        targets = self.relocations.targets(path, self._config.path_settings(path).redirect)
         if not targets:
             if self.relocations.draining:
                 raise RtspError(503, "the server is draining for maintenance")
@@ -92,7 +101,7 @@ class Relocator:
         log.info("draining: to %s; sessions left end in %.0f s", ", ".join(targets) or "nowhere", grace)
 
         def location(path: str) -> str | None:
-            found = self.relocations.targets(path, self._server.config.path_settings(path).redirect)
+            found = self.relocations.targets(path, self._config.path_settings(path).redirect)
             return self._turns.next(path, found) if found else None
 
         told = self.redirect_sessions(None, location)
@@ -112,14 +121,14 @@ class Relocator:
         return {
             "draining": self.relocations.draining,
             "to": list(self.relocations.drain_to or ()),
-            "sessions": len(self._server.sessions),
+            "sessions": len(self._sessions),
             "moved": {path: list(targets) for path, targets in self.relocations.moved.items()},
         }
 
     async def _end_drain(self, grace: float) -> None:
         await asyncio.sleep(grace)
-        for session in list(self._server.sessions.values()):
-            await self._server.end_session(session, "server drained", send_bye=True)
+        for session in self._sessions.values():
+            await self._ender.end(session, "server drained", send_bye=True)
         log.info("drained: no sessions left")
 
     def redirect_sessions(
@@ -132,14 +141,14 @@ class Relocator:
         were told. For moving a path or draining the server before maintenance.
         """
         told = 0
-        for session in list(self._server.sessions.values()):
-            if session.rtsp.state is not State.PLAYING or session.publishing is not None:
+        for session in self._sessions.values():
+            if session.rtsp.state is not State.PLAYING or not isinstance(session, PlayerSession):
                 continue
             if path is not None and session.rtsp.path != path:
                 continue
             location = location_for(session.rtsp.path)
             connection = session.connection or next(
-                (c for c in self._server.connections if session.id in c.sessions and not c.is_closing), None
+                (c for c in self._connections() if session.id in c.sessions and not c.is_closing), None
             )
             if location is None or connection is None:
                 continue

@@ -1,43 +1,78 @@
-"""A session as the server keeps it: the RTSP state machine plus the I/O objects behind it."""
+"""Sessions as the shell keeps them: the sans-I/O protocol state plus the I/O objects of each role.
+
+A :class:`PlayerSession` sends a presentation (a file, or a live path's fan-out) to its client; a
+:class:`PublisherSession` feeds a live path. Both carry the protocol state
+(:class:`~streamd.rtsp.server_session.RtspServerSession`) and who owns them: the RTSP connection
+that made them and the client address (a UDP session may come back on a new connection).
+"""
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from streamd.catalog import Resolved
-from streamd.connection import RtspConnection
 from streamd.live.hub import LivePath
 from streamd.live.multicast import MulticastSink
 from streamd.live.reader import LiveReader
 from streamd.playback import Binding, Playback
-from streamd.rtsp.session import RtspSession
+from streamd.rtsp.server_session import RtspServerSession
+from streamd.transport.interleaved import FrameWriter
 
 
-@dataclass
+class Client(FrameWriter, Protocol):
+    """An RTSP connection, as sessions and handlers see it."""
+
+    peer: tuple[str, int]
+    local: tuple[str, int]
+    label: str
+    sessions: set[str]  # ids of sessions set up on this connection
+
+
+@dataclass(kw_only=True)
 class ServerSession:
-    """A session as the server keeps it: protocol state plus the I/O objects behind it."""
+    """What every session has: protocol state, its owner, and its last sign of life."""
 
-    rtsp: RtspSession
+    rtsp: RtspServerSession
     resolved: Resolved
     client_host: str
     label: str
-    connection: RtspConnection | None = None  # set for TCP-interleaved sessions
-    bindings: dict[int, Binding] = field(default_factory=dict)
-    playback: Playback | None = None
+    owner: Client | None = None  # the RTSP connection that made it (or took it over, same client)
+    connection: Client | None = None  # set when its packets travel on that connection (interleaved)
     last_activity: float = 0.0
     started: float = field(default_factory=time.monotonic)
-    live: LivePath | None = None  # a reader of this live path
-    live_reader: LiveReader | None = None
-    publishing: LivePath | None = None  # the publisher of this live path
-    channels: dict[int, tuple[int, bool]] = field(default_factory=dict)  # publisher TCP: track, is RTCP
 
     @property
     def id(self) -> str:
         return self.rtsp.id
 
+    @property
+    def path(self) -> str:
+        return self.rtsp.path
+
+
+@dataclass(kw_only=True)
+class PlayerSession(ServerSession):
+    """A reader: a file's playback, or a reader of a live path."""
+
+    bindings: dict[int, Binding] = field(default_factory=dict)
+    playback: Playback | None = None
+    live: LivePath | None = None  # a reader of this live path
+    live_reader: LiveReader | None = None
+
+
+@dataclass(kw_only=True)
+class PublisherSession(ServerSession):
+    """A publisher (ANNOUNCE, SETUP mode=record, RECORD) of a live path."""
+
+    publishing: LivePath
+
 
 def session_stats(session: ServerSession) -> str:
+    if isinstance(session, PublisherSession):
+        return f"{session.publishing.units_in} units in"
+    assert isinstance(session, PlayerSession)
     parts = []
     for binding in session.bindings.values():
         s = binding.stream

@@ -13,14 +13,15 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 if TYPE_CHECKING:
-    from streamd.server import RtspServer
+    from streamd.config import ServerConfig
+    from streamd.http.backend import HttpBackend
 
 log = logging.getLogger(__name__)
 
 MAX_GRACE = 24 * 3600.0
 
 
-def add_admin_routes(app: web.Application, server: RtspServer) -> None:
+def add_admin_routes(app: web.Application, server: HttpBackend) -> None:
     def allowed(request: web.Request) -> None:
         remote = request.remote or ""
         if not server.config.allows_admin(remote):
@@ -70,6 +71,17 @@ def add_admin_routes(app: web.Application, server: RtspServer) -> None:
             web.post("/api/v1/move/{path:.+}", move),
         ]
     )
+
+
+def is_admin(request: web.Request, config: ServerConfig) -> bool:
+    """May this client see what only administrators see (session ids, client addresses)?
+
+    From ``admin_networks`` and, when an ``admin_token`` is configured, carrying it as a bearer token.
+    """
+    if not config.allows_admin(request.remote or ""):
+        return False
+    token = config.admin_token
+    return token is None or request.headers.get("Authorization", "") == f"Bearer {token}"
 
 
 async def _body(request: web.Request) -> dict[str, Any]:

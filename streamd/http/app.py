@@ -3,7 +3,7 @@
 Every connection on the HTTP port first goes through :class:`HttpFront`, which reads the first
 request head: an RTSP-over-HTTP tunnel half goes to the :class:`TunnelHub` (whose GET response
 must be a raw, unchunked body), anything else to aiohttp with the bytes read so far. The RTSP
-port hands HTTP requests over the same way (``RtspServer.http_hand_over``).
+port hands HTTP requests over the same way (the RTSP server's ``http_hand_over``).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 
 from streamd.http import fmp4, metrics
-from streamd.http.admin import add_admin_routes
+from streamd.http.admin import add_admin_routes, is_admin
 from streamd.http.files import send_file
 from streamd.http.listing import PAGE_SIZE, describe, list_entries, public_reason, rtsp_base
 from streamd.http.live_mp4 import serve_live_mp4
@@ -31,7 +31,7 @@ from streamd.rtsp.parser import MessageParser
 
 if TYPE_CHECKING:
     from streamd.catalog import Catalog
-    from streamd.server import RtspServer
+    from streamd.http.backend import HttpBackend
 
 log = logging.getLogger(__name__)
 
@@ -45,13 +45,13 @@ CATALOG_KEY = web.AppKey("catalog", object)
 REGISTRY_KEY = web.AppKey("registry", object)
 
 
-def build_app(server: RtspServer, catalog: Catalog, hub: TunnelHub | None = None) -> web.Application:
+def build_app(server: HttpBackend, catalog: Catalog, hub: TunnelHub | None = None) -> web.Application:
     """The aiohttp application (without a listener: tests drive it with aiohttp's test client)."""
     app = web.Application(client_max_size=MAX_REQUEST_BODY, middlewares=[_errors])
     app[SERVER_KEY] = server
     app[CATALOG_KEY] = catalog
     app[REGISTRY_KEY] = metrics.make_registry(
-        lambda: server.snapshot(), lambda: len(hub.tunnels) if hub else 0
+        lambda: server.snapshot(private=False), lambda: len(hub.tunnels) if hub else 0
     )
     app.add_routes(
         [
@@ -74,7 +74,7 @@ def build_app(server: RtspServer, catalog: Catalog, hub: TunnelHub | None = None
 # --- helpers ------------------------------------------------------------------------------------
 
 
-def _server(request: web.Request) -> RtspServer:
+def _server(request: web.Request) -> HttpBackend:
     return request.app[SERVER_KEY]  # type: ignore[return-value]
 
 
@@ -224,7 +224,14 @@ async def _api_paths(request: web.Request) -> web.Response:
 
 
 async def _api_sessions(request: web.Request) -> web.Response:
-    return _json({"sessions": _server(request).snapshot()})
+    """A page of sessions; ids and client addresses only for admin clients (they let one act on a
+    session, and addresses are nobody else's business)."""
+    offset = int(_number(request, "offset", 0, 0, 1e9))
+    limit = int(_number(request, "limit", PAGE_SIZE, 1, 1000))
+    server = _server(request)
+    private = is_admin(request, server.config)
+    rows = server.snapshot(private=private, offset=offset, limit=limit)
+    return _json({"sessions": rows, "more": server.session_count() > offset + len(rows)})
 
 
 async def _api_multicast(request: web.Request) -> web.Response:
@@ -246,7 +253,7 @@ async def _metrics(request: web.Request) -> web.Response:
 class HttpService:
     """Runs the app on ``--http-port`` and takes HTTP connections over from the RTSP port."""
 
-    def __init__(self, server: RtspServer, catalog: Catalog, host: str, port: int) -> None:
+    def __init__(self, server: HttpBackend, catalog: Catalog, host: str, port: int) -> None:
         self.server = server
         self.host = host
         self.port = port

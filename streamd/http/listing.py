@@ -15,7 +15,7 @@ from streamd.rtsp.errors import RtspError
 
 if TYPE_CHECKING:
     from streamd.catalog import Catalog
-    from streamd.server import RtspServer
+    from streamd.http.backend import PathsView
 
 PROBE_CONCURRENCY = 4
 PROBE_TIMEOUT = 10.0
@@ -58,7 +58,7 @@ def rtsp_base(host: str, port: int) -> str:
 
 
 async def list_entries(
-    catalog: Catalog, server: RtspServer, rtsp_root: str, *, offset: int = 0, limit: int = PAGE_SIZE
+    catalog: Catalog, server: PathsView, rtsp_root: str, *, offset: int = 0, limit: int = PAGE_SIZE
 ) -> tuple[list[PathEntry], bool]:
     """Entries ``offset`` to ``offset + limit`` and whether more paths follow."""
     names = server.live_paths() + catalog.list_paths(offset + limit + 1)
@@ -73,7 +73,7 @@ async def list_entries(
     return list(await asyncio.gather(*(one(n) for n in names))), more
 
 
-async def describe(catalog: Catalog, server: RtspServer, rtsp_root: str, name: str) -> PathEntry:
+async def describe(catalog: Catalog, server: PathsView, rtsp_root: str, name: str) -> PathEntry:
     """One path's entry; a file that cannot be streamed gets ``error`` instead of facts."""
     quoted = quote(name)
     entry = PathEntry(

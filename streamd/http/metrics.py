@@ -40,17 +40,26 @@ class SessionCollector(Collector):
             "RTP bytes sent by current sessions",
             labels=["path", "transport"],
         )
-        labels = ["session", "path", "transport", "track"]
+        # per path, transport and track, never per session: ids are secrets, and their number unbounded
+        labels = ["path", "transport", "track"]
         lost = GaugeMetricFamily(
-            "streamd_rtcp_fraction_lost", "Fraction lost in the last receiver report (0-1)", labels=labels
+            "streamd_rtcp_fraction_lost",
+            "Worst fraction lost in the receivers' last reports (0-1)",
+            labels=labels,
         )
         cumulative = GaugeMetricFamily(
-            "streamd_rtcp_packets_lost", "Cumulative packets lost reported by the receiver", labels=labels
+            "streamd_rtcp_packets_lost", "Cumulative packets lost reported by the receivers", labels=labels
         )
         jitter = GaugeMetricFamily(
-            "streamd_rtcp_jitter_seconds", "Interarrival jitter reported by the receiver", labels=labels
+            "streamd_rtcp_jitter_seconds",
+            "Worst interarrival jitter reported by the receivers",
+            labels=labels,
         )
-        rtt = GaugeMetricFamily("streamd_rtcp_rtt_seconds", "Round-trip time (RTCP)", labels=labels)
+        rtt = GaugeMetricFamily("streamd_rtcp_rtt_seconds", "Worst round-trip time (RTCP)", labels=labels)
+        worst_lost: dict[tuple[str, ...], float] = {}
+        lost_sum: Counter[tuple[str, ...]] = Counter()
+        worst_jitter: dict[tuple[str, ...], float] = {}
+        worst_rtt: dict[tuple[str, ...], float] = {}
         for s in sessions:
             path, transport = str(s["path"]), str(s["transport"] or "none")
             by_path[path, transport, str(s["state"])] += 1
@@ -60,12 +69,18 @@ class SessionCollector(Collector):
                 report = track["rtcp"]
                 if not report.get("reports"):
                     continue
-                values = [str(s["id"]), path, transport, str(track["control"])]
-                lost.add_metric(values, float(report["fraction_lost"]))
-                cumulative.add_metric(values, float(report["cumulative_lost"]))
-                jitter.add_metric(values, float(report["jitter_ms"]) / 1000)
+                key = (path, transport, str(track["control"]))
+                worst_lost[key] = max(worst_lost.get(key, 0.0), float(report["fraction_lost"]))
+                lost_sum[key] += int(report["cumulative_lost"])
+                worst_jitter[key] = max(worst_jitter.get(key, 0.0), float(report["jitter_ms"]) / 1000)
                 if report.get("rtt_ms") is not None:
-                    rtt.add_metric(values, float(report["rtt_ms"]) / 1000)
+                    worst_rtt[key] = max(worst_rtt.get(key, 0.0), float(report["rtt_ms"]) / 1000)
+        for key in sorted(worst_lost):
+            lost.add_metric(list(key), worst_lost[key])
+            cumulative.add_metric(list(key), lost_sum[key])
+            jitter.add_metric(list(key), worst_jitter[key])
+            if key in worst_rtt:
+                rtt.add_metric(list(key), worst_rtt[key])
         for key, n in sorted(by_path.items()):
             count.add_metric(list(key), n)
         for key in sorted(packets):

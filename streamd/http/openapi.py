@@ -85,11 +85,11 @@ RTCP_SCHEMA: dict[str, Any] = {
 
 SESSION_SCHEMA: dict[str, Any] = {
     "type": "object",
-    "required": ["id", "path", "client", "transport", "state", "tracks"],
+    "required": ["path", "transport", "state", "tracks"],
     "properties": {
-        "id": {"type": "string"},
+        "id": {"type": "string", "description": "for admin clients only"},
         "path": {"type": "string"},
-        "client": {"type": "string", "description": "client IP address"},
+        "client": {"type": "string", "description": "client IP address (for admin clients only)"},
         "transport": {"type": ["string", "null"], "description": "UDP, TCP (interleaved) or UDP multicast"},
         "state": {"type": "string"},
         "age_seconds": {"type": "number"},
@@ -210,13 +210,23 @@ OPENAPI: dict[str, Any] = {
         },
         "/api/v1/sessions": {
             "get": {
-                "summary": "Every RTSP session now: client, transport, path, state, counters, RTCP stats",
+                "summary": "A page of RTSP sessions now: transport, path, state, counters, RTCP stats "
+                "(session ids and client addresses for admin clients only)",
+                "parameters": [
+                    {"name": "offset", "in": "query", "schema": {"type": "integer", "minimum": 0}},
+                    {
+                        "name": "limit",
+                        "in": "query",
+                        "schema": {"type": "integer", "minimum": 1, "maximum": 1000},
+                    },
+                ],
                 "responses": _json_response(
                     "sessions",
                     {
                         "type": "object",
                         "properties": {
-                            "sessions": {"type": "array", "items": {"$ref": "#/components/schemas/Session"}}
+                            "sessions": {"type": "array", "items": {"$ref": "#/components/schemas/Session"}},
+                            "more": {"type": "boolean", "description": "whether sessions follow this page"},
                         },
                     },
                 ),

@@ -12,14 +12,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from streamd.connection import RtspConnection
+from streamd.connection import ConnectionOwner, RtspConnection
 from streamd.http.b64stream import Base64Error, Base64Stream
 from streamd.rtsp.message import Request, Response
-
-if TYPE_CHECKING:
-    from streamd.server import RtspServer
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +33,7 @@ def is_tunnel_request(request: Request) -> bool:
 class TunnelHub:
     """Pairs GET and POST halves by cookie; one per server."""
 
-    def __init__(self, server: RtspServer) -> None:
+    def __init__(self, server: ConnectionOwner) -> None:
         self.server = server
         self.tunnels: dict[str, Tunnel] = {}
 

@@ -1,7 +1,7 @@
 """The one error type of the RTSP layer: a status code and a reason a person can read.
 
 Raised anywhere below the server shell; turned into a response in exactly one place
-(:mod:`streamd.server`), which also logs the reason with the client and path.
+(:mod:`streamd.handlers.dispatch`), which also logs the reason with the client and path.
 """
 
 from __future__ import annotations

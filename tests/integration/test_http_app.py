@@ -155,7 +155,7 @@ async def test_api_paths_sessions_and_openapi(client: TestClient) -> None:
     assert "link-out.mp4" not in every and "sub dir/a b.mp4" in every and not every["ten.mp4"]["error"]
     assert "notes.txt" in every["notes.txt"]["error"]
     sessions = await (await client.get("/api/v1/sessions")).json()
-    assert sessions == {"sessions": []}
+    assert sessions == {"sessions": [], "more": False}
     assert await (await client.get("/api/v1/multicast")).json() == {"groups": []}
     spec = await (await client.get("/api/v1/openapi.json")).json()
     assert spec["openapi"].startswith("3.")
@@ -175,14 +175,14 @@ async def test_metrics_reflect_sessions(
         "rtcp": {"reports": 2, "fraction_lost": 0.25, "cumulative_lost": 3, "jitter_ms": 4.0, "rtt_ms": 1.5},
     }
     session = {"id": "s1", "path": "ten.mp4", "client": "10.0.0.1", "transport": "UDP", "state": "PLAYING"}
-    monkeypatch.setattr(rtsp, "snapshot", lambda: [{**session, "tracks": [track, track]}])
+    monkeypatch.setattr(rtsp, "snapshot", lambda **_: [{**session, "tracks": [track, track]}])
     response = await client.get("/metrics")
     assert response.status == 200 and response.headers["Content-Type"].startswith("text/plain; version=0.0.4")
     text = await response.text()
     assert 'streamd_sessions{path="ten.mp4",state="PLAYING",transport="UDP"} 1.0' in text
     assert 'streamd_rtp_packets_sent_total{path="ten.mp4",transport="UDP"} 20.0' in text
     assert 'streamd_rtp_bytes_sent_total{path="ten.mp4",transport="UDP"} 2000.0' in text
-    labels = 'path="ten.mp4",session="s1",track="trackID=0",transport="UDP"'
+    labels = 'path="ten.mp4",track="trackID=0",transport="UDP"'
     assert f"streamd_rtcp_fraction_lost{{{labels}}} 0.25" in text
     assert f"streamd_rtcp_jitter_seconds{{{labels}}} 0.004" in text
     assert "streamd_http_tunnels 0.0" in text
@@ -262,4 +262,4 @@ async def test_a_client_that_stops_reading_is_dropped(monkeypatch: pytest.Monkey
 async def test_json_errors_are_short(client: TestClient) -> None:
     response = await client.get("/api/v1/paths?limit=0")
     assert response.status == 400 and (await response.text()).startswith("400: limit must be")
-    assert json.loads(await (await client.get("/api/v1/sessions")).text()) == {"sessions": []}
+    assert json.loads(await (await client.get("/api/v1/sessions")).text()) == {"sessions": [], "more": False}
