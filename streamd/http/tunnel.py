@@ -5,6 +5,11 @@ then an endless body) carries RTSP responses and interleaved RTP; the POST's bod
 of RTSP requests and interleaved RTCP. Each pair runs an ordinary :class:`RtspConnection` over a
 small adapter transport, so the tunnel is invisible to the RTSP code. Both halves may arrive on
 the RTSP port or the HTTP port; the GET must come first (as every client does it).
+
+Clients of the live555 family (VLC, openRTSP) send their RTCP receiver reports as raw interleaved
+``$`` frames on the GET connection, their only keep-alive while playing: frames from the GET side
+go to the same RTSP connection as the POST side's, through their own parser (the two byte streams
+are never mixed mid-message). Anything else on the GET side is ignored.
 """
 
 from __future__ import annotations
@@ -16,7 +21,8 @@ from typing import TYPE_CHECKING, Any
 
 from streamd.connection import RtspConnection
 from streamd.http.b64stream import Base64Error, Base64Stream
-from streamd.rtsp.message import Request, Response
+from streamd.rtsp.message import InterleavedFrame, Request, Response
+from streamd.rtsp.parser import MessageParser, ParseError
 
 if TYPE_CHECKING:
     from streamd.server import RtspServer
@@ -51,7 +57,10 @@ class TunnelHub:
             elif len(self.tunnels) >= MAX_TUNNELS:
                 _refuse(transport, 503, "too many tunnels")
             else:
-                self.tunnels[cookie] = Tunnel(self, cookie, transport, request.version)
+                tunnel = Tunnel(self, cookie, transport, request.version)
+                self.tunnels[cookie] = tunnel
+                if rest:
+                    tunnel.get_side.data_received(rest)
         else:
             tunnel = self.tunnels.get(cookie)
             if tunnel is None:
@@ -92,7 +101,8 @@ class Tunnel:
             ("Content-Type", TUNNEL_CONTENT_TYPE),
         ):
             response.headers[name] = value
-        get.set_protocol(_GetSide(self))
+        self.get_side = _GetSide(self)
+        get.set_protocol(self.get_side)
         get.write(bytes(response))
         self.connection = RtspConnection(hub.server)
         self.connection.connection_made(TunnelTransport(self))
@@ -106,6 +116,14 @@ class Tunnel:
         transport.set_protocol(side)
         if rest:
             side.data_received(rest)
+
+    def frame_received(self, frame: InterleavedFrame) -> None:
+        """An interleaved frame (RTCP) from either half, for this tunnel's RTSP connection."""
+        if self.closed:
+            return
+        connection = self.connection
+        connection.last_activity = asyncio.get_running_loop().time()
+        connection.server.interleaved_received(connection, frame)
 
     def post_lost(self, transport: asyncio.Transport) -> None:
         if self.post is transport:
@@ -155,13 +173,27 @@ class TunnelTransport(asyncio.Transport):
 
 
 class _GetSide(asyncio.Protocol):
-    """The server-to-client connection: flow control goes to the RTSP connection."""
+    """The server-to-client connection: flow control goes to the RTSP connection, and the client's
+    interleaved frames (RTCP receiver reports, live555 style) to the tunnel."""
 
     def __init__(self, tunnel: Tunnel) -> None:
         self.tunnel = tunnel
+        self.parser: MessageParser | None = MessageParser()
 
     def data_received(self, data: bytes) -> None:
-        pass  # clients send nothing more on the GET; ignore rather than buffer
+        if self.parser is None:
+            return  # out of step once: ignore the rest rather than buffer it
+        label = self.tunnel.connection.label
+        for event in self.parser.feed(data):
+            if isinstance(event, InterleavedFrame):
+                self.tunnel.frame_received(event)
+            elif isinstance(event, ParseError):
+                log.info("%s: unreadable data on the tunnel's GET connection: %s", label, event.reason)
+            else:
+                log.info("%s: an RTSP message on the tunnel's GET connection ignored", label)
+        if self.parser.failed or self.parser.detached:
+            log.info("%s: ignoring the rest of the tunnel's GET connection", label)
+            self.parser = None
 
     def pause_writing(self) -> None:
         self.tunnel.connection.pause_writing()

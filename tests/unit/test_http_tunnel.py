@@ -6,6 +6,9 @@ import asyncio
 import base64
 from typing import Any
 
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
 from streamd.catalog import Catalog
 from streamd.config import ServerConfig
 from streamd.http.tunnel import TUNNEL_CONTENT_TYPE, TunnelHub, is_tunnel_request
@@ -118,3 +121,41 @@ def test_only_requests_with_a_cookie_are_tunnels() -> None:
     assert is_tunnel_request(_half("GET"))
     assert not is_tunnel_request(Request("GET", "/", "HTTP/1.1"))
     assert not is_tunnel_request(Request("PUT", "/", "HTTP/1.1", {"x-sessioncookie": "a"}))
+
+
+async def test_interleaved_frames_on_the_get_side_reach_the_rtsp_connection() -> None:
+    """live555 clients send RTCP receiver reports as ``$`` frames on the GET connection."""
+    hub, server = _hub()
+    frames: list[tuple[object, int, bytes]] = []
+    server.interleaved_received = lambda conn, frame: frames.append((conn, frame.channel, frame.payload))  # type: ignore[method-assign]
+    get = FakeTransport()
+    rr = b"\x80\xc9\x00\x01\x00\x00\x00\x01"
+    hub.accept(get, _half("GET"), b"$\x01\x00\x08" + rr[:3])  # bytes right after the GET head count too
+    tunnel = hub.tunnels["c00kie"]
+    tunnel.connection.last_activity = 0.0
+    get_side = get.protocol
+    assert get_side is not None
+    get_side.data_received(rr[3:] + b"$\x03\x00\x02ab")  # type: ignore[attr-defined]
+    assert frames == [(tunnel.connection, 1, rr), (tunnel.connection, 3, b"ab")]
+    assert tunnel.connection.last_activity > 0
+    get_side.data_received(b"GARBAGE\r\n\r\n$\x01\x00\x02xy")  # type: ignore[attr-defined]
+    assert len(frames) == 3 and frames[2][2] == b"xy" and not get.closed  # garbage skipped, frames kept
+    hub.close_all()
+    await asyncio.sleep(0.01)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(chunks=st.lists(st.binary(max_size=200), max_size=10))
+def test_anything_on_the_get_side_is_harmless(chunks: list[bytes]) -> None:
+    async def run() -> None:
+        hub, server = _hub()
+        server.interleaved_received = lambda conn, frame: None  # type: ignore[method-assign]
+        get = FakeTransport()
+        hub.accept(get, _half("GET"), b"")
+        for chunk in chunks:
+            get.get_protocol().data_received(chunk)  # type: ignore[attr-defined]
+        assert not get.closed
+        hub.close_all()
+        await asyncio.sleep(0)
+
+    asyncio.run(run())
