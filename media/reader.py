@@ -9,13 +9,16 @@ turns them into AccessUnits the RTP layer can packetize without knowing the cont
 * H.264 and H.265 become a tuple of NAL units plus their Annex B form; AAC loses its ADTS headers;
 * after a seek nothing before the video keyframe is returned, and audio starts with it;
 * in loop mode the file restarts at its end with timestamps shifted by the loop period, so a
-  client sees one endless stream with increasing timestamps.
+  client sees one endless stream with increasing timestamps;
+* tracks come out merged by DTS, whatever the file's interleaving (fragmented MP4 with a second
+  of video then a second of audio, long per-track runs): see :mod:`media.interleave`.
 
 Nothing is decoded, so reading costs a little Python per packet.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 from collections import deque
 from collections.abc import Iterable, Iterator
@@ -28,8 +31,11 @@ import av
 from media import aac, h264
 from media.access_unit import AccessUnit
 from media.errors import MediaError
+from media.interleave import DtsMerger
 from media.probe import open_container
 from media.track import AacConfig, H264Config, H265Config, MediaInfo, Track
+
+log = logging.getLogger(__name__)
 
 # A seek that lands on a keyframe after the target is retried this much further back (seconds).
 _SEEK_BACKOFF = (0, 1, 5, 30)
@@ -100,6 +106,8 @@ class MediaReader:
         self._packets: Iterator[Any] = iter(())
         self._queue: deque[_Slot] = deque()  # demuxed, in container order
         self._out: deque[AccessUnit] = deque()  # finished AUs: pushed back, or read ahead by seek
+        self._merger = DtsMerger({i: t.time_base for i, t in self._tracks.items()})
+        self._late_logged = False
         self._eof = False
         self._closed = False
         self._seeking = False  # no looping while a seek reads ahead
@@ -179,6 +187,7 @@ class MediaReader:
         self._eof = True
         self._queue.clear()
         self._out.clear()
+        self._merger.clear()
         if self._container is not None:
             self._container.close()
             self._container = None
@@ -211,6 +220,7 @@ class MediaReader:
 
     def _prepare_seek(self) -> None:
         self._out.clear()
+        self._merger.clear()
         self._loop_count = 0
         self._offset = Fraction(0)
         self._seek_start = None
@@ -306,6 +316,32 @@ class MediaReader:
     # -- the pipeline: packets -> slots -> access units --------------------------------------
 
     def _next(self) -> AccessUnit | None:
+        """The next AU in DTS order across tracks, reading ahead as far as the merger allows."""
+        merger = self._merger
+        while True:
+            while merger.wants_more():
+                try:
+                    au = self._next_in_file_order()
+                except MediaError:
+                    merger.clear()
+                    raise
+                if au is None:
+                    break
+                merger.push(au)
+            au = merger.pop()
+            # read ahead before a seek knew where audio must start: apply that cut now
+            if au is None or not self._ends_before(au.stream_index, au.pts, au.duration, self._seek_start):
+                break
+        if merger.late_units and not self._late_logged:
+            self._late_logged = True
+            log.warning(
+                "%s: tracks interleaved beyond the read-ahead bound; some units are sent up to %.2f s late",
+                self._path,
+                float(merger.worst_lateness),
+            )
+        return au
+
+    def _next_in_file_order(self) -> AccessUnit | None:
         """The next AU after timestamp repair, seek filtering and the loop offset."""
         while True:
             slot = self._next_slot()
