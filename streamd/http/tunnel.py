@@ -10,6 +10,11 @@ Clients of the live555 family (VLC, openRTSP) send their RTCP receiver reports a
 ``$`` frames on the GET connection, their only keep-alive while playing: frames from the GET side
 go to the same RTSP connection as the POST side's, through their own parser (the two byte streams
 are never mixed mid-message). Anything else on the GET side is ignored.
+
+A GET waits at most ``tunnel_pairing_timeout`` for its POST, one client address may hold at most
+``max_tunnel_pending_per_client`` such waiting GETs (so one client cannot use up the tunnels of
+everyone), and a POST joins only a GET from its own address (a cookie seen elsewhere takes no
+tunnel over).
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+from collections import Counter
 from typing import TYPE_CHECKING, Any
 
 from streamd.connection import RtspConnection
@@ -45,6 +51,7 @@ class TunnelHub:
     def __init__(self, server: RtspServer) -> None:
         self.server = server
         self.tunnels: dict[str, Tunnel] = {}
+        self.pending: Counter[str] = Counter()  # GETs still waiting for their POST, per client address
 
     def accept(self, transport: asyncio.Transport, request: Request, rest: bytes) -> None:
         """Take over ``transport``, whose first request was ``request`` (``rest``: bytes after it)."""
@@ -52,8 +59,12 @@ class TunnelHub:
         if not _COOKIE.fullmatch(cookie):
             _refuse(transport, 400, "missing or invalid x-sessioncookie")
         elif request.method == "GET":
+            client = _client(transport)
+            limit = self.server.config.max_tunnel_pending_per_client
             if cookie in self.tunnels:
                 _refuse(transport, 409, "x-sessioncookie already in use")
+            elif self.pending[client] >= limit:
+                _refuse(transport, 503, f"{client} has {limit} tunnels waiting for their POST already")
             elif len(self.tunnels) >= MAX_TUNNELS:
                 _refuse(transport, 503, "too many tunnels")
             else:
@@ -65,12 +76,19 @@ class TunnelHub:
             tunnel = self.tunnels.get(cookie)
             if tunnel is None:
                 _refuse(transport, 404, "no tunnel with this x-sessioncookie (send the GET first)")
+            elif _client(transport) != tunnel.client:
+                _refuse(transport, 403, "this tunnel's GET came from another client address")
             else:
                 tunnel.attach_post(transport, rest)
 
     def close_all(self) -> None:
         for tunnel in list(self.tunnels.values()):
             tunnel.close()
+
+
+def _client(transport: asyncio.Transport) -> str:
+    peer = transport.get_extra_info("peername")
+    return str(peer[0]) if peer else "?"
 
 
 def _refuse(transport: asyncio.Transport, status: int, reason: str) -> None:
@@ -92,6 +110,11 @@ class Tunnel:
         self.get = get
         self.post: asyncio.Transport | None = None
         self.closed = False
+        self.client = _client(get)
+        self.paired = False
+        hub.pending[self.client] += 1
+        timeout = hub.server.config.tunnel_pairing_timeout
+        self._pairing = asyncio.get_running_loop().call_later(timeout, self._pairing_expired, timeout)
         response = Response(200, version="HTTP/1.0" if version == "HTTP/1.0" else "HTTP/1.1")
         for name, value in (
             ("Server", hub.server.server_header),
@@ -109,6 +132,7 @@ class Tunnel:
         self.connection.label += " (HTTP tunnel)"
 
     def attach_post(self, transport: asyncio.Transport, rest: bytes) -> None:
+        self._stop_waiting()
         if self.post is not None:  # a client may start a new POST when the old one is used up
             self.post.close()
         self.post = transport
@@ -125,6 +149,19 @@ class Tunnel:
         connection.last_activity = asyncio.get_running_loop().time()
         connection.server.interleaved_received(connection, frame)
 
+    def _stop_waiting(self) -> None:
+        """Paired (or closed): no longer counted against the client's waiting GETs."""
+        self._pairing.cancel()
+        if not self.paired:
+            self.paired = True
+            self.hub.pending[self.client] -= 1
+            if self.hub.pending[self.client] <= 0:
+                del self.hub.pending[self.client]
+
+    def _pairing_expired(self, timeout: float) -> None:
+        log.info("%s: no POST within %g s; closing the tunnel", self.connection.label, timeout)
+        self.close()
+
     def post_lost(self, transport: asyncio.Transport) -> None:
         if self.post is transport:
             self.post = None
@@ -134,6 +171,7 @@ class Tunnel:
         if self.closed:
             return
         self.closed = True
+        self._stop_waiting()
         self.hub.tunnels.pop(self.cookie, None)
         if self.post is not None:
             self.post.close()
