@@ -134,14 +134,19 @@ class TunnelClient:
         if response.status != 200:
             raise RuntimeError(f"PLAY: {response.status}")
 
-    def send_receiver_reports(self) -> None:
-        """One RR + SDES per track, as raw ``$`` frames on the GET connection (live555 does this)."""
+    def send_receiver_reports(self, *, as_duplicates: bool = False) -> None:
+        """One RR + SDES per track, as raw ``$`` frames on the GET connection (live555 does this).
+
+        ``as_duplicates``: report a cumulative loss of -1 with fraction 255, as live555 clients do
+        after a duplicate packet."""
         assert self._get is not None
         now = time.monotonic()
         for channel, track in self.tracks.items():
             if not track.ssrc:
                 continue
             block = track.stats.report_block(track.ssrc, now)
+            if as_duplicates:
+                block.packets_lost, block.fraction_lost = -1, 255
             rtcp = receiver_report(0x5EED0000 + channel, [block], "tunnel-client")
             self._get[1].write(b"$" + bytes([channel + 1]) + len(rtcp).to_bytes(2, "big") + rtcp)
             self.reports_sent += 1

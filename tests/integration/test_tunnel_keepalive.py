@@ -66,3 +66,42 @@ def test_rtcp_on_the_get_half_keeps_a_tunnel_session_alive(short_timeout: Server
         assert rtcp["jitter_ms"] is not None
     # sender reports reached the client, so its reports carry LSR and the server measures the RTT
     assert any(track["rtcp"]["rtt_ms"] is not None for track in tracks), tracks
+
+
+def test_live555_duplicate_reports_show_no_loss(short_timeout: ServerProcess) -> None:
+    """Cumulative lost -1 with fraction 255 (live555 after a duplicate) is no loss (RFC 3550 6.4.1),
+    in the sessions API and in /metrics."""
+
+    async def run() -> tuple[str | None, list[dict], str]:
+        client = TunnelClient("127.0.0.1", short_timeout.http_port, "ten.mp4", cookie="h4duplicates")
+        await client.open()
+        try:
+            await client.play_all()
+            while not all(t.ssrc for t in client.tracks.values()):
+                await asyncio.sleep(0.05)
+            client.send_receiver_reports(as_duplicates=True)
+            for _ in range(100):
+                sessions = await asyncio.to_thread(_sessions, short_timeout)
+                ours = [s for s in sessions if s["id"] == client.session]
+                if ours and all(t["rtcp"]["reports"] for t in ours[0]["tracks"]):
+                    break
+                await asyncio.sleep(0.1)
+            metrics = await asyncio.to_thread(_text, short_timeout, "metrics")
+            return client.session, sessions, metrics
+        finally:
+            await client.close()
+
+    session_id, sessions, metrics = asyncio.run(run())
+    (ours,) = [s for s in sessions if s["id"] == session_id]
+    for track in ours["tracks"]:
+        assert track["rtcp"]["reports"] >= 1, track
+        assert (track["rtcp"]["cumulative_lost"], track["rtcp"]["fraction_lost"]) == (-1, 0.0), track
+    fractions = [line for line in metrics.splitlines() if line.startswith("streamd_rtcp_fraction_lost{")]
+    assert fractions and all(float(line.rsplit(" ", 1)[1]) == 0.0 for line in fractions), fractions
+    lost = [line for line in metrics.splitlines() if line.startswith("streamd_rtcp_packets_lost{")]
+    assert any(float(line.rsplit(" ", 1)[1]) == -1.0 for line in lost), lost
+
+
+def _text(server: ServerProcess, path: str) -> str:
+    with urllib.request.urlopen(server.http(path), timeout=10) as response:
+        return response.read().decode()
