@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import asyncio
 import subprocess
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
+import av
 import pytest
 
 from tests.integration.chromium import PLAYED_SECONDS, chromium_tab
@@ -62,3 +64,21 @@ def test_hevc_plays_as_h264_in_a_browser_without_hevc(hevc_server: ServerProcess
     assert state["t"] > 1.5 and state["w"] == 320, state
     assert src.endswith("/mp4/hevc.mp4?video=h264"), src
     assert "HEVC" in status and "H.264" in status, status
+
+
+def _mp4_video_codec(server: ServerProcess, query: str, tmp: Path) -> str:
+    with urllib.request.urlopen(server.http(f"mp4/hevc.mp4{query}"), timeout=60) as response:
+        body = response.read()
+    out = tmp / "out.mp4"
+    out.write_bytes(body)
+    with av.open(str(out)) as container:
+        return container.streams.video[0].codec_context.codec.canonical_name
+
+
+def test_mp4_renditions(hevc_server: ServerProcess, tmp_path: Path) -> None:
+    """The original is copied; ``?video=h264`` converts; any other value is refused."""
+    assert _mp4_video_codec(hevc_server, "", tmp_path) == "hevc"
+    assert _mp4_video_codec(hevc_server, "?video=h264&start=2", tmp_path) == "h264"
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(hevc_server.http("mp4/hevc.mp4?video=vp8"), timeout=30)
+    assert refused.value.code == 400
