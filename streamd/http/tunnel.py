@@ -92,7 +92,7 @@ def _client(transport: asyncio.Transport) -> str:
 
 
 def _refuse(transport: asyncio.Transport, status: int, reason: str) -> None:
-    log.info("RTSP-over-HTTP request refused: %d %s", status, reason)
+    log.info("client %s: RTSP-over-HTTP request refused: %d %s", _client(transport), status, reason)
     response = Response(status, version="HTTP/1.0", body=(reason + "\n").encode())
     response.headers["Content-Type"] = "text/plain; charset=utf-8"
     response.headers["Connection"] = "close"
