@@ -7,10 +7,11 @@ length late. The merger holds units per track and always hands out the one with 
 (in seconds) once every track has one waiting, so each track keeps its own schedule.
 
 Memory is bounded: when the units held span more than ``max_seconds`` of media, or exceed
-``max_units`` or ``max_bytes`` (a track that ended early, a sparse track, runs longer than the
-bound), the earliest unit goes out anyway; a unit that then arrives behind what was already handed
-out is late by that much, which is counted (``late_units``, ``worst_lateness``) for the caller to
-report. Sans-I/O: no files, no clock.
+``max_units`` or ``max_bytes`` (``full``: a track that ended early, a sparse track, runs longer
+than the bound), the caller may read the starved track from elsewhere (the reader opens a second
+demuxer for it) or take the earliest unit anyway; a unit that then arrives behind what was
+already handed out is late by that much, which is counted (``late_units``, ``worst_lateness``)
+for the caller to report. Sans-I/O: no files, no clock.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ class DtsMerger:
         self._units = 0
         self._bytes = 0
         self._last_out: Fraction | None = None
+        self._finished: set[int] = set()  # tracks with no more units (until ``clear``)
         self.late_units = 0
         self.worst_lateness = Fraction(0)
 
@@ -61,11 +63,19 @@ class DtsMerger:
 
     def wants_more(self) -> bool:
         """Whether the caller should read on: a track has nothing waiting and the bounds allow it."""
-        if all(self._buffers.values()):
-            return False
-        return not self._over_bounds()
+        return bool(self.starved()) and not self.full
 
-    def _over_bounds(self) -> bool:
+    def starved(self) -> list[int]:
+        """Tracks with nothing waiting that may still have units to come."""
+        return [i for i, b in self._buffers.items() if not b and i not in self._finished]
+
+    def finish(self, index: int) -> None:
+        """Track ``index`` has no more units: stop waiting for it."""
+        self._finished.add(index)
+
+    @property
+    def full(self) -> bool:
+        """The read-ahead bound is reached: hand out what is held even if a track is starved."""
         if self._units >= self.max_units or self._bytes >= self.max_bytes:
             return True
         held = [b for b in self._buffers.values() if b]
@@ -97,6 +107,7 @@ class DtsMerger:
             buffer.clear()
         self._units = self._bytes = 0
         self._last_out = None
+        self._finished.clear()
 
 
 def _size(au: AccessUnit) -> int:

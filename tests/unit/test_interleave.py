@@ -8,6 +8,7 @@ from fractions import Fraction
 from pathlib import Path
 
 import av
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -15,7 +16,7 @@ from media.access_unit import AccessUnit
 from media.interleave import DtsMerger
 from media.probe import probe
 from media.reader import MediaReader
-from tests.mediagen_fragmented import make_fragmented_mp4
+from tests.mediagen_runs import make_fragmented_mp4, make_grouped_mkv
 
 TB = {0: Fraction(1, 90000), 1: Fraction(1, 48000)}
 
@@ -99,3 +100,57 @@ def test_fragmented_mp4_tracks_come_out_in_dts_order(tmp_path: Path) -> None:
             units.append(au)
     assert sorted(u.stream_index for u in units) == sorted(file_order)
     assert _lateness(units, time_bases) < Fraction(1, 20), float(_lateness(units, time_bases))
+
+
+@pytest.fixture(scope="module")
+def long_runs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Runs of 10 s per track: longer than the read-ahead bound (8 s)."""
+    path = tmp_path_factory.mktemp("runs") / "runs.mkv"
+    make_grouped_mkv(path, seconds=25, run_seconds=10, size=(64, 48))
+    with av.open(str(path)) as container:
+        order = [p.stream.index for p in container.demux() if p.size]
+    assert sum(1 for a, b in itertools.pairwise(order) if a != b) <= 12  # a few long runs
+    return path
+
+
+def _per_track(units: list[AccessUnit]) -> dict[int, list[int]]:
+    out: dict[int, list[int]] = {}
+    for au in units:
+        out.setdefault(au.stream_index, []).append(au.dts)
+    return out
+
+
+def test_runs_longer_than_the_bound_are_read_with_a_second_demuxer(long_runs: Path) -> None:
+    info = probe(long_runs)
+    time_bases = {t.index: t.time_base for t in info.tracks}
+    with MediaReader(long_runs, info, list(time_bases)) as reader:
+        units = []
+        while (au := reader.read()) is not None:
+            units.append(au)
+    with MediaReader(long_runs, info, [0]) as video, MediaReader(long_runs, info, [1]) as audio:
+        alone = {0: [], 1: []}
+        for index, single in ((0, video), (1, audio)):
+            while (au := single.read()) is not None:
+                alone[index].append(au.dts)
+    assert _per_track(units) == alone  # every unit once, as each track's own reader gives it
+    assert _lateness(units, time_bases) < Fraction(1, 20), float(_lateness(units, time_bases))
+
+
+def test_seek_in_a_file_of_long_runs(long_runs: Path) -> None:
+    info = probe(long_runs)
+    time_bases = {t.index: t.time_base for t in info.tracks}
+    with MediaReader(long_runs, info, list(time_bases)) as reader:
+        for target in (Fraction(12), Fraction(3), Fraction(21)):
+            start = reader.seek(target)
+            units = reader.read_batch(start + 6, 100_000)
+            assert units[0].stream_index == 0 and units[0].keyframe
+            assert _lateness(units, time_bases) < Fraction(1, 20), (
+                target,
+                float(_lateness(units, time_bases)),
+            )
+            per_track = _per_track(units)
+            assert all(a < b for dts in per_track.values() for a, b in itertools.pairwise(dts))
+            audio = [au.pts * time_bases[1] for au in units if au.stream_index == 1]
+            assert (
+                audio and abs(audio[0] - start) < Fraction(1, 10) and audio[-1] > min(start + 5, Fraction(24))
+            )
