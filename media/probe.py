@@ -72,7 +72,10 @@ def _track(stream: Any) -> Track:
     cc = getattr(stream, "codec_context", None)
     kind = stream.type if stream.type in ("video", "audio", "subtitle") else "data"
     codec = getattr(cc, "name", None) or "unknown"
-    if kind == "video":  # the codec's canonical name ("av1"), not its decoder's ("libdav1d")
+    if kind in (
+        "video",
+        "audio",
+    ):  # the codec's name ("av1", "mp3"), not its decoder's ("libdav1d", "mp3float")
         codec = getattr(getattr(cc, "codec", None), "canonical_name", None) or codec
     time_base = Fraction(stream.time_base) if stream.time_base else Fraction(1, _AV_TIME_BASE)
     extradata = bytes(cc.extradata or b"") if cc is not None else b""

@@ -9,13 +9,16 @@ turns them into AccessUnits the RTP layer can packetize without knowing the cont
 * H.264 and H.265 become a tuple of NAL units plus their Annex B form; AAC loses its ADTS headers;
 * after a seek nothing before the video keyframe is returned, and audio starts with it;
 * in loop mode the file restarts at its end with timestamps shifted by the loop period, so a
-  client sees one endless stream with increasing timestamps.
+  client sees one endless stream with increasing timestamps;
+* tracks come out merged by DTS, whatever the file's interleaving (fragmented MP4 with a second
+  of video then a second of audio, long per-track runs): see :mod:`media.interleave`.
 
 Nothing is decoded, so reading costs a little Python per packet.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 from collections import deque
 from collections.abc import Iterable, Iterator
@@ -28,8 +31,11 @@ import av
 from media import aac, h264
 from media.access_unit import AccessUnit
 from media.errors import MediaError
+from media.interleave import DtsMerger
 from media.probe import open_container
 from media.track import AacConfig, H264Config, H265Config, MediaInfo, Track
+
+log = logging.getLogger(__name__)
 
 # A seek that lands on a keyframe after the target is retried this much further back (seconds).
 _SEEK_BACKOFF = (0, 1, 5, 30)
@@ -100,6 +106,11 @@ class MediaReader:
         self._packets: Iterator[Any] = iter(())
         self._queue: deque[_Slot] = deque()  # demuxed, in container order
         self._out: deque[AccessUnit] = deque()  # finished AUs: pushed back, or read ahead by seek
+        self._merger = DtsMerger({i: t.time_base for i, t in self._tracks.items()})
+        self._late_logged = False
+        self._emitted: dict[int, AccessUnit] = {}  # per track, the last AU the merger handed out
+        self._side: dict[int, MediaReader] = {}  # tracks read by a demuxer of their own (long runs)
+        self._side_floor: dict[int, int] = {}  # their DTS already handed out by the main demuxer
         self._eof = False
         self._closed = False
         self._seeking = False  # no looping while a seek reads ahead
@@ -179,6 +190,8 @@ class MediaReader:
         self._eof = True
         self._queue.clear()
         self._out.clear()
+        self._merger.clear()
+        self._close_sides()
         if self._container is not None:
             self._container.close()
             self._container = None
@@ -211,6 +224,8 @@ class MediaReader:
 
     def _prepare_seek(self) -> None:
         self._out.clear()
+        self._merger.clear()
+        self._close_sides()
         self._loop_count = 0
         self._offset = Fraction(0)
         self._seek_start = None
@@ -306,6 +321,97 @@ class MediaReader:
     # -- the pipeline: packets -> slots -> access units --------------------------------------
 
     def _next(self) -> AccessUnit | None:
+        """The next AU in DTS order across tracks, reading ahead as far as the merger allows."""
+        merger = self._merger
+        while True:
+            try:
+                self._fill()
+            except MediaError:
+                merger.clear()
+                raise
+            au = merger.pop()
+            if au is None:
+                break
+            self._emitted[au.stream_index] = au
+            # read ahead before a seek knew where audio must start: apply that cut now
+            if not self._ends_before(au.stream_index, au.pts, au.duration, self._seek_start):
+                break
+        if merger.late_units and not self._late_logged:
+            self._late_logged = True
+            log.warning(
+                "%s: tracks interleaved beyond the read-ahead bound; some units are sent up to %.2f s late",
+                self._path,
+                float(merger.worst_lateness),
+            )
+        return au
+
+    def _fill(self) -> None:
+        """Read until every track that may still have units has one waiting, or the bound is hit."""
+        merger = self._merger
+        while starved := merger.starved():
+            split = [i for i in starved if i in self._side]
+            if split:
+                for index in split:
+                    au = self._side[index].read()
+                    while au is not None and au.dts <= self._side_floor[index]:
+                        au = self._side[index].read()
+                    if au is None:
+                        merger.finish(index)
+                    else:
+                        merger.push(au)
+                continue
+            if merger.full and not self._split(starved):
+                return
+            au = self._next_in_file_order()
+            if au is None:
+                return
+            if au.stream_index not in self._side:  # a split track's units come from its own demuxer
+                merger.push(au)
+
+    def _split(self, starved: list[int]) -> bool:
+        """Read ``starved`` tracks with demuxers of their own, from where they are: their runs in
+        the file are longer than the read-ahead bound. False if that cannot help (or is not done:
+        looping, seeking, the file read to its end, a track that is over)."""
+        if self._loop or self._seeking or self._eof:
+            return False
+        opened = False
+        for index in starved:
+            if index in self._side or self._track_over(index):
+                continue
+            side = MediaReader(self._path, self._info, [index])
+            last = self._emitted.get(index)
+            track = self._tracks[index]
+            if last is not None:
+                side.seek(last.dts * track.time_base)
+            elif self._seek_start is not None:
+                side.seek(self._seek_start)
+            self._side[index] = side
+            self._side_floor[index] = last.dts if last is not None else -(1 << 62)
+            log.info(
+                "%s: track %d comes in runs longer than %s s of media; reading it with a demuxer of its own",
+                self._path,
+                index,
+                self._merger.max_seconds,
+            )
+            opened = True
+        return opened
+
+    def _track_over(self, index: int) -> bool:
+        """Whether track ``index`` has ended by its probed duration (no use looking for more)."""
+        track, last = self._tracks[index], self._emitted.get(index)
+        if track.duration is None or last is None:
+            return False
+        end = (track.start_time or Fraction(0)) + track.duration
+        return (last.pts + last.duration) * track.time_base >= end - Fraction(1, 2)
+
+    def _close_sides(self) -> None:
+        for side in self._side.values():
+            side.close()
+        self._side.clear()
+        self._side_floor.clear()
+        self._emitted.clear()
+
+    def _next_in_file_order(self) -> AccessUnit | None:
         """The next AU after timestamp repair, seek filtering and the loop offset."""
         while True:
             slot = self._next_slot()

@@ -13,6 +13,7 @@ import logging
 from collections.abc import Callable
 from typing import Any, Protocol
 
+from streamd.config import ServerConfig
 from streamd.rtsp.message import InterleavedFrame, Request, Response
 from streamd.rtsp.parser import MessageParser, ParseError
 
@@ -27,6 +28,7 @@ DRAIN_TIMEOUT = 10.0
 class ConnectionOwner(Protocol):
     """What a connection needs from the shell that runs it."""
 
+    config: ServerConfig
     server_header: str
     # takes over a connection whose first request is HTTP (tunnels, pages), when HTTP runs
     http_hand_over: Callable[..., None] | None

@@ -103,22 +103,24 @@ class ChunkPipe:
         return self._stop.is_set()
 
 
-def _plan(container: av.container.InputContainer) -> dict[int, str]:
+def _plan(container: av.container.InputContainer, to_h264: bool = False) -> dict[int, str]:
+    """``to_h264``: convert any video but H.264 (``?video=h264``, for browsers without its decoder)."""
     result: dict[int, str] = {}
     video = next((s for s in container.streams.video), None)
     audio = next((s for s in container.streams.audio), None)
     if video is not None:
-        result[video.index] = "copy" if video.codec_context.name in COPY_VIDEO else "encode"
+        name = video.codec_context.name
+        result[video.index] = "copy" if name in COPY_VIDEO and not (to_h264 and name != "h264") else "encode"
     if audio is not None:
         result[audio.index] = "copy" if audio.codec_context.name in COPY_AUDIO else "encode"
     return result
 
 
-def remux(file: Path, start: float, pipe: ChunkPipe) -> None:
+def remux(file: Path, start: float, pipe: ChunkPipe, to_h264: bool = False) -> None:
     """Write ``file`` from ``start`` seconds as fragmented MP4 into ``pipe``; always finishes it."""
     error: BaseException | None = None
     try:
-        _remux(file, start, pipe)
+        _remux(file, start, pipe, to_h264)
     except Cancelled:
         pass
     except BaseException as exc:  # the handler reports it; the worker thread must not die silently
@@ -127,9 +129,9 @@ def remux(file: Path, start: float, pipe: ChunkPipe) -> None:
         pipe.finish(error)
 
 
-def _remux(file: Path, start: float, pipe: ChunkPipe) -> None:
+def _remux(file: Path, start: float, pipe: ChunkPipe, to_h264: bool) -> None:
     with av.open(str(file)) as source:
-        actions = _plan(source)
+        actions = _plan(source, to_h264)
         if not actions:
             raise ValueError("no audio or video track")
         inputs = {s.index: s for s in source.streams if s.index in actions}

@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING
 from urllib.parse import quote
 
+from media.codec_string import video_codec_string
 from streamd.rtsp.errors import RtspError
 
 if TYPE_CHECKING:
@@ -40,6 +41,7 @@ class PathEntry:
     error: str | None = None  # why the path cannot be streamed (then the facts above are empty)
     multicast_sdp_url: str = ""  # SDP of the path's multicast group (paths with multicast = true)
     recording: bool = False  # a live path being written to files now (record = true)
+    video_codec: str = ""  # RFC 6381 codecs value of the video track, for browsers to check support
 
     def as_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -106,6 +108,7 @@ async def describe(catalog: Catalog, server: PathsView, rtsp_root: str, name: st
     video = next((t for t in media_tracks if t.kind == "video"), None)
     if video is not None:
         entry.width, entry.height = video.width, video.height
+        entry.video_codec = video_codec_string(video) or ""
     duration = presentation.duration
     entry.duration = None if duration is None else round(float(duration), 3)
     try:

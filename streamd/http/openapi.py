@@ -35,6 +35,10 @@ PATH_SCHEMA: dict[str, Any] = {
             "type": "string",
             "description": "SDP of the path's multicast group, for players joining without RTSP ('' if none)",
         },
+        "video_codec": {
+            "type": "string",
+            "description": "RFC 6381 codecs value of the video track (e.g. hvc1.1.6.L93.B0); '' if none",
+        },
     },
 }
 

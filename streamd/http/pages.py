@@ -1,7 +1,10 @@
 """The two HTML pages: the index of paths and the player. Plain HTML and CSS, no build step.
 
-The index works without JavaScript; the player page needs none either (the ``<video>`` element
-plays the fragmented MP4 by itself), a few lines of script only report playback errors.
+The index works without JavaScript; the player page needs none either for H.264 (the ``<video>``
+element plays the fragmented MP4 by itself), a few lines of script report playback errors. For
+video some browsers lack (HEVC, AV1, VP9) the script first asks the browser whether it plays the
+file's exact codec string and, if not, plays ``?video=h264``: a copy the server converts to H.264
+for this request. Without script that copy is what plays.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ h1{font-size:1.4rem;margin:.2rem 0 1rem}h1 small{font-weight:normal;color:#666;f
 table{border-collapse:collapse;width:100%}th,td{text-align:left;padding:.35rem .6rem;vertical-align:top}
 th{border-bottom:2px solid #ccc;font-size:.85rem;color:#444}tr+tr td{border-top:1px solid #e5e5e5}
 td.num{text-align:right;}td.links{white-space:nowrap}td.num{font-variant-numeric:tabular-nums}code{font-size:.85rem}
-.err{color:#a33}.live{color:#06893a;font-weight:600}a{color:#0650b5}
+.err{color:#a33}.note{color:#8a5a00}.live{color:#06893a;font-weight:600}a{color:#0650b5}
 video{width:100%;max-height:75vh;background:#000}footer{margin-top:1.5rem;color:#777;font-size:.8rem}
 """
 
@@ -90,6 +93,23 @@ def index_page(entries: list[PathEntry], *, page: int, more: bool) -> str:
     return _page("streamd", body)
 
 
+# codec strings (RFC 6381 prefixes) of video not every browser decodes, and how users call them
+CONVERTIBLE = {"hvc1": "HEVC (H.265)", "hev1": "HEVC (H.265)", "av01": "AV1", "vp09": "VP9"}
+
+# Ask the browser about the file's codec string; play the H.264 copy when it cannot decode it, or
+# when it drops the video track anyway (no picture once the metadata is in).
+_CHOOSE = (
+    "const v=document.getElementById('player'),s=document.getElementById('status'),d=v.dataset;"
+    "const type='video/mp4; codecs=\"'+d.codec+'\"';"
+    "const ok=v.canPlayType(type)!==''||!!(window.MediaSource&&MediaSource.isTypeSupported(type));"
+    "function convert(){if(v.src.endsWith(d.converted))return;"
+    "s.textContent='This browser cannot play '+d.name+' video: playing a copy converted to H.264 "
+    "by the server.';s.className='note';v.src=d.converted}"
+    "if(ok){v.src=d.original;v.addEventListener('loadedmetadata',()=>{if(!v.videoWidth)convert()})}"
+    "else convert();"
+)
+
+
 def watch_page(entry: PathEntry, start: float) -> str:
     name = escape(entry.name)
     src = f"/mp4/{quote(entry.name)}"
@@ -102,15 +122,27 @@ def watch_page(entry: PathEntry, start: float) -> str:
         original = f' · <a href="{escape(entry.file_url)}">original file</a>'
     else:  # being published: from the live edge, as long as it lasts
         seek, original = "<p><span class=live>live</span></p>\n", ""
+    video = f'<video id=player controls autoplay muted playsinline src="{escape(src)}"></video>\n'
+    choose = ""
+    label = CONVERTIBLE.get(entry.video_codec.split(".")[0])
+    if label and entry.file_url:  # the browser decides; the converted copy plays without script
+        converted = src + ("&" if "?" in src else "?") + "video=h264"
+        video = (
+            f'<video id=player controls autoplay muted playsinline data-codec="{escape(entry.video_codec)}" '
+            f'data-name="{escape(label)}" data-original="{escape(src)}" data-converted="{escape(converted)}">'
+            "</video>\n"
+            f'<noscript><video controls muted playsinline src="{escape(converted)}"></video></noscript>\n'
+        )
+        choose = f"<script>(()=>{{{_CHOOSE}}})()</script>"
     body = (
         f'<h1><a href="/">streamd</a> · {name}</h1>\n'
-        f'<video id=player controls autoplay muted playsinline src="{escape(src)}"></video>\n'
+        f"{video}"
         f"{seek}"
         f'<p>RTSP: <code>{escape(entry.rtsp_url)}</code> · <a href="{escape(entry.sdp_url)}">SDP</a>'
         f"{original}</p>\n"
         "<p id=status></p>\n"
         "<script>const v=document.getElementById('player');v.addEventListener('error',()=>{"
         "document.getElementById('status').textContent='cannot play: '+(v.error&&v.error.message||'error')})"
-        "</script>"
+        f"</script>{choose}"
     )
     return _page(f"{entry.name} · streamd", body)

@@ -5,6 +5,16 @@ then an endless body) carries RTSP responses and interleaved RTP; the POST's bod
 of RTSP requests and interleaved RTCP. Each pair runs an ordinary :class:`RtspConnection` over a
 small adapter transport, so the tunnel is invisible to the RTSP code. Both halves may arrive on
 the RTSP port or the HTTP port; the GET must come first (as every client does it).
+
+Clients of the live555 family (VLC, openRTSP) send their RTCP receiver reports as raw interleaved
+``$`` frames on the GET connection, their only keep-alive while playing: frames from the GET side
+go to the same RTSP connection as the POST side's, through their own parser (the two byte streams
+are never mixed mid-message). Anything else on the GET side is ignored.
+
+A GET waits at most ``tunnel_pairing_timeout`` for its POST, one client address may hold at most
+``max_tunnel_pending_per_client`` such waiting GETs (so one client cannot use up the tunnels of
+everyone), and a POST joins only a GET from its own address (a cookie seen elsewhere takes no
+tunnel over).
 """
 
 from __future__ import annotations
@@ -12,11 +22,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+from collections import Counter
 from typing import Any
 
 from streamd.connection import ConnectionOwner, RtspConnection
 from streamd.http.b64stream import Base64Error, Base64Stream
-from streamd.rtsp.message import Request, Response
+from streamd.rtsp.message import InterleavedFrame, Request, Response
+from streamd.rtsp.parser import MessageParser, ParseError
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +48,7 @@ class TunnelHub:
     def __init__(self, server: ConnectionOwner) -> None:
         self.server = server
         self.tunnels: dict[str, Tunnel] = {}
+        self.pending: Counter[str] = Counter()  # GETs still waiting for their POST, per client address
 
     def accept(self, transport: asyncio.Transport, request: Request, rest: bytes) -> None:
         """Take over ``transport``, whose first request was ``request`` (``rest``: bytes after it)."""
@@ -43,16 +56,25 @@ class TunnelHub:
         if not _COOKIE.fullmatch(cookie):
             _refuse(transport, 400, "missing or invalid x-sessioncookie")
         elif request.method == "GET":
+            client = _client(transport)
+            limit = self.server.config.max_tunnel_pending_per_client
             if cookie in self.tunnels:
                 _refuse(transport, 409, "x-sessioncookie already in use")
+            elif self.pending[client] >= limit:
+                _refuse(transport, 503, f"{client} has {limit} tunnels waiting for their POST already")
             elif len(self.tunnels) >= MAX_TUNNELS:
                 _refuse(transport, 503, "too many tunnels")
             else:
-                self.tunnels[cookie] = Tunnel(self, cookie, transport, request.version)
+                tunnel = Tunnel(self, cookie, transport, request.version)
+                self.tunnels[cookie] = tunnel
+                if rest:
+                    tunnel.get_side.data_received(rest)
         else:
             tunnel = self.tunnels.get(cookie)
             if tunnel is None:
                 _refuse(transport, 404, "no tunnel with this x-sessioncookie (send the GET first)")
+            elif _client(transport) != tunnel.client:
+                _refuse(transport, 403, "this tunnel's GET came from another client address")
             else:
                 tunnel.attach_post(transport, rest)
 
@@ -61,8 +83,13 @@ class TunnelHub:
             tunnel.close()
 
 
+def _client(transport: asyncio.Transport) -> str:
+    peer = transport.get_extra_info("peername")
+    return str(peer[0]) if peer else "?"
+
+
 def _refuse(transport: asyncio.Transport, status: int, reason: str) -> None:
-    log.info("RTSP-over-HTTP request refused: %d %s", status, reason)
+    log.info("client %s: RTSP-over-HTTP request refused: %d %s", _client(transport), status, reason)
     response = Response(status, version="HTTP/1.0", body=(reason + "\n").encode())
     response.headers["Content-Type"] = "text/plain; charset=utf-8"
     response.headers["Connection"] = "close"
@@ -80,6 +107,11 @@ class Tunnel:
         self.get = get
         self.post: asyncio.Transport | None = None
         self.closed = False
+        self.client = _client(get)
+        self.paired = False
+        hub.pending[self.client] += 1
+        timeout = hub.server.config.tunnel_pairing_timeout
+        self._pairing = asyncio.get_running_loop().call_later(timeout, self._pairing_expired, timeout)
         response = Response(200, version="HTTP/1.0" if version == "HTTP/1.0" else "HTTP/1.1")
         for name, value in (
             ("Server", hub.server.server_header),
@@ -89,13 +121,15 @@ class Tunnel:
             ("Content-Type", TUNNEL_CONTENT_TYPE),
         ):
             response.headers[name] = value
-        get.set_protocol(_GetSide(self))
+        self.get_side = _GetSide(self)
+        get.set_protocol(self.get_side)
         get.write(bytes(response))
         self.connection = RtspConnection(hub.server)
         self.connection.connection_made(TunnelTransport(self))
         self.connection.label += " (HTTP tunnel)"
 
     def attach_post(self, transport: asyncio.Transport, rest: bytes) -> None:
+        self._stop_waiting()
         if self.post is not None:  # a client may start a new POST when the old one is used up
             self.post.close()
         self.post = transport
@@ -103,6 +137,27 @@ class Tunnel:
         transport.set_protocol(side)
         if rest:
             side.data_received(rest)
+
+    def frame_received(self, frame: InterleavedFrame) -> None:
+        """An interleaved frame (RTCP) from either half, for this tunnel's RTSP connection."""
+        if self.closed:
+            return
+        connection = self.connection
+        connection.last_activity = asyncio.get_running_loop().time()
+        connection.server.interleaved_received(connection, frame)
+
+    def _stop_waiting(self) -> None:
+        """Paired (or closed): no longer counted against the client's waiting GETs."""
+        self._pairing.cancel()
+        if not self.paired:
+            self.paired = True
+            self.hub.pending[self.client] -= 1
+            if self.hub.pending[self.client] <= 0:
+                del self.hub.pending[self.client]
+
+    def _pairing_expired(self, timeout: float) -> None:
+        log.info("%s: no POST within %g s; closing the tunnel", self.connection.label, timeout)
+        self.close()
 
     def post_lost(self, transport: asyncio.Transport) -> None:
         if self.post is transport:
@@ -113,6 +168,7 @@ class Tunnel:
         if self.closed:
             return
         self.closed = True
+        self._stop_waiting()
         self.hub.tunnels.pop(self.cookie, None)
         if self.post is not None:
             self.post.close()
@@ -152,13 +208,27 @@ class TunnelTransport(asyncio.Transport):
 
 
 class _GetSide(asyncio.Protocol):
-    """The server-to-client connection: flow control goes to the RTSP connection."""
+    """The server-to-client connection: flow control goes to the RTSP connection, and the client's
+    interleaved frames (RTCP receiver reports, live555 style) to the tunnel."""
 
     def __init__(self, tunnel: Tunnel) -> None:
         self.tunnel = tunnel
+        self.parser: MessageParser | None = MessageParser()
 
     def data_received(self, data: bytes) -> None:
-        pass  # clients send nothing more on the GET; ignore rather than buffer
+        if self.parser is None:
+            return  # out of step once: ignore the rest rather than buffer it
+        label = self.tunnel.connection.label
+        for event in self.parser.feed(data):
+            if isinstance(event, InterleavedFrame):
+                self.tunnel.frame_received(event)
+            elif isinstance(event, ParseError):
+                log.info("%s: unreadable data on the tunnel's GET connection: %s", label, event.reason)
+            else:
+                log.info("%s: an RTSP message on the tunnel's GET connection ignored", label)
+        if self.parser.failed or self.parser.detached:
+            log.info("%s: ignoring the rest of the tunnel's GET connection", label)
+            self.parser = None
 
     def pause_writing(self) -> None:
         self.tunnel.connection.pause_writing()

@@ -194,3 +194,10 @@ def test_subtitle_and_data_streams(files: dict[str, Path], tmp_path: Path) -> No
     tracks = probe(timecode).tracks
     assert [t.kind for t in tracks] == ["video", "data"]
     assert tracks[1].codec == "unknown"
+
+
+@pytest.mark.parametrize(("encoder", "suffix", "name"), [("libmp3lame", "mp3", "mp3"), ("mp2", "mp2", "mp2")])
+def test_audio_codec_is_named_as_users_know_it(tmp_path: Path, encoder: str, suffix: str, name: str) -> None:
+    """The codec's name (``mp3``), not the name of PyAV's decoder for it (``mp3float``)."""
+    path = mediagen.make_audio(tmp_path / f"tone.{suffix}", encoder, sample_rate=44100)
+    assert [t.codec for t in probe(path).tracks] == [name]
