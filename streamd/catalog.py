@@ -2,7 +2,8 @@
 
 Nothing is scanned at start-up; a file is probed on its first DESCRIBE and the result is kept
 until the file's size or modification time changes, so a folder of 10,000 files costs nothing
-until it is used. Probing runs in a worker thread so one slow file never stalls other clients.
+until it is used. Probing runs in the ``probe`` pool (streamd/executors.py) so one slow file
+never stalls other clients, and probes never wait behind playback or HTTP remuxes.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from pathlib import Path, PurePosixPath
 
 from media.errors import MediaError, UnsupportedMedia
 from media.probe import probe
+from streamd import executors
 from streamd.config import PathSettings
 from streamd.rtp.presentation import Presentation, build_presentation, build_ts_presentation
 from streamd.rtsp.errors import RtspError
@@ -125,8 +127,8 @@ class Catalog:
             cached = self._cache.get(key)
             if cached and cached[0] == stamp:
                 return Resolved(cached[1], file)
-            presentation = await asyncio.get_running_loop().run_in_executor(
-                None, self._build, path, file, loop, settings.mode, settings.transcode_audio
+            presentation = await executors.run(
+                "probe", self._build, path, file, loop, settings.mode, settings.transcode_audio
             )
             self._cache[key] = (stamp, presentation)
             self._cache.move_to_end(key)

@@ -1,0 +1,59 @@
+"""Limits an outsider could otherwise push without bound: counts per client and in total.
+
+Sans-I/O: the shell asks before it takes on work and says when the work is done; nothing here
+reads a clock it is not given or touches a socket.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from streamd.rtsp.errors import RtspError
+
+
+class Admission:
+    """At most ``total`` things at once, at most ``per_client`` of them for one client address."""
+
+    def __init__(self, total: int, per_client: int, what: str = "requests") -> None:
+        self.total = total
+        self.per_client = per_client
+        self.what = what
+        self.counts: Counter[str] = Counter()
+
+    @property
+    def active(self) -> int:
+        return self.counts.total()
+
+    def refusal(self, client: str) -> str | None:
+        """Why ``client`` may not start one more now, or None if it may."""
+        if self.counts.total() >= self.total:
+            return f"{self.total} {self.what} at once already; try again later"
+        if self.counts[client] >= self.per_client:
+            return f"{self.per_client} {self.what} at once from {client} already; finish one first"
+        return None
+
+    def admit(self, client: str) -> bool:
+        """Count one more for ``client`` if the limits allow it."""
+        if self.refusal(client) is not None:
+            return False
+        self.counts[client] += 1
+        return True
+
+    def release(self, client: str) -> None:
+        self.counts[client] -= 1
+        if self.counts[client] <= 0:
+            del self.counts[client]
+
+    @contextmanager
+    def hold(self, client: str, status: int = 503) -> Iterator[None]:
+        """One admission for the ``with`` block; ``RtspError(status)`` with the reason if refused."""
+        reason = self.refusal(client)
+        if reason is not None:
+            raise RtspError(status, reason)
+        self.counts[client] += 1
+        try:
+            yield
+        finally:
+            self.release(client)

@@ -1,0 +1,41 @@
+"""Admission counts (streamd/limits.py): per client and in total, released on every exit."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from streamd.limits import Admission
+from streamd.rtsp.errors import RtspError
+
+
+def test_admission_bounds_per_client_then_in_total() -> None:
+    limits = Admission(total=3, per_client=2, what="remuxes")
+    assert limits.admit("a") and limits.admit("a")
+    assert not limits.admit("a") and "from a" in (limits.refusal("a") or "")
+    assert limits.admit("b")
+    assert not limits.admit("c") and "3 remuxes at once" in (limits.refusal("c") or "")
+    limits.release("a")
+    assert limits.admit("c") and limits.active == 3
+
+
+def test_hold_releases_on_error_and_refuses_with_the_status() -> None:
+    limits = Admission(total=1, per_client=1)
+    with pytest.raises(ValueError), limits.hold("a"):
+        raise ValueError
+    assert limits.active == 0
+    with limits.hold("a"), pytest.raises(RtspError) as refused, limits.hold("b"):
+        pass
+    assert refused.value.status == 503 and limits.active == 0
+
+
+@given(st.lists(st.tuples(st.booleans(), st.sampled_from("abc"))), st.integers(1, 4), st.integers(1, 4))
+def test_counts_never_exceed_the_limits(steps: list[tuple[bool, str]], total: int, per_client: int) -> None:
+    limits = Admission(total, per_client)
+    for admit, client in steps:
+        if admit:
+            limits.admit(client)
+        elif limits.counts[client]:
+            limits.release(client)
+        assert limits.active <= total and all(n <= per_client for n in limits.counts.values())
