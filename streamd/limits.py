@@ -57,3 +57,24 @@ class Admission:
             yield
         finally:
             self.release(client)
+
+
+class WorkBudget:
+    """At most ``rate`` units of work per second on average, ``burst`` at once (a token bucket).
+
+    Sans-I/O: the caller says what ``now`` is (any monotonic clock, in seconds)."""
+
+    def __init__(self, rate: float, burst: float | None = None) -> None:
+        self.rate = rate
+        self.burst = rate if burst is None else burst
+        self._tokens = self.burst
+        self._last: float | None = None
+
+    def spend(self, cost: float, now: float) -> bool:
+        """Take ``cost`` units; False when the budget is overdrawn (the work was already done:
+        the caller stops the one who caused it)."""
+        if self._last is not None:
+            self._tokens = min(self.burst, self._tokens + (now - self._last) * self.rate)
+        self._last = now
+        self._tokens -= cost
+        return self._tokens >= 0

@@ -61,6 +61,7 @@ class Publishing:
             f"{connection.label} {path}",
         )
         session.publishing = LivePath.from_announce(path, description, tracks, session.id)
+        session.publishing.on_overload = lambda why: self._server._begin_ending(session, why, send_bye=True)
         session.last_activity = asyncio.get_running_loop().time()
         self._server.sessions[session.id] = session
         connection.sessions.add(session.id)

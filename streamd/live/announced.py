@@ -20,6 +20,7 @@ from media.h265 import config_from_nals as h265_config
 from media.latm import StreamMuxConfig, parse_stream_mux_config
 from media.track import Track
 from sdp import MediaDescription, format_rtpmap, static_rtpmap
+from streamd.rtp.payload.aac import header_widths
 from streamd.rtp.payload.base import PayloadFormat, UnsupportedCodec
 from streamd.rtp.payload.registry import payload_format_for
 from streamd.rtsp.errors import RtspError
@@ -77,6 +78,11 @@ def announced_tracks(media: list[MediaDescription]) -> list[AnnouncedTrack]:
                 400, f"announced payload type {pt} without a=rtpmap (only static types may omit it)"
             )
         fmtp = dict(section.fmtp(pt))
+        if rtpmap.encoding_name.lower() == "mpeg4-generic":
+            try:
+                header_widths({k.lower(): v for k, v in fmtp.items()})
+            except ValueError as exc:
+                raise RtspError(400, f"announced mpeg4-generic: {exc}") from None
         track = _track(
             index, section.media, rtpmap.encoding_name.lower(), rtpmap.clock_rate, rtpmap.channels, fmtp
         )
