@@ -12,6 +12,7 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING
 
+from streamd.limits import HeadDeadline
 from streamd.rtsp.message import InterleavedFrame, Request, Response
 from streamd.rtsp.parser import MessageParser, ParseError
 
@@ -40,6 +41,9 @@ class RtspConnection(asyncio.Protocol):
         self._worker: asyncio.Task[None] | None = None
         self._writable = asyncio.Event()
         self._writable.set()
+        self._admitted = False
+        self.head = HeadDeadline(server.config.request_head_timeout)
+        self._head_timer: asyncio.TimerHandle | None = None
 
     # --- asyncio.Protocol -------------------------------------------------------------------
 
@@ -51,13 +55,33 @@ class RtspConnection(asyncio.Protocol):
         self.local = (str(local[0]), int(local[1]))
         host = f"[{self.peer[0]}]" if ":" in self.peer[0] else self.peer[0]
         self.label = f"client {host}:{self.peer[1]}"
+        if not (admitted := self.server.connection_limits.admit(self.peer[0])):
+            log.warning("%s: refused: %s", self.label, self.server.connection_limits.refusal(self.peer[0]))
+            return transport.close()
+        self._admitted = admitted
         self.transport.set_write_buffer_limits(high=WRITE_HIGH_WATER)
         self.last_activity = asyncio.get_running_loop().time()
         self._worker = asyncio.get_running_loop().create_task(self._serve(), name=self.label)
         self.server.connection_opened(self)
 
     def data_received(self, data: bytes) -> None:
-        self.last_activity = asyncio.get_running_loop().time()
+        if not self._admitted:
+            return
+        now = self.last_activity = asyncio.get_running_loop().time()
+        self._on_data(data)
+        self.head.update(self.parser.buffered, now)
+        if self.head.due is not None and self._head_timer is None and self.transport is not None:
+            self._head_timer = asyncio.get_running_loop().call_at(self.head.due, self._head_check)
+
+    def _head_check(self) -> None:
+        self._head_timer = None
+        if self.head.expired(asyncio.get_running_loop().time()):
+            log.warning("%s: no complete request in %g s; closing", self.label, self.head.timeout)
+            self.close()
+        elif self.head.due is not None:
+            self._head_timer = asyncio.get_running_loop().call_at(self.head.due, self._head_check)
+
+    def _on_data(self, data: bytes) -> None:
         for event in self.parser.feed(data):
             if isinstance(event, InterleavedFrame):
                 self.server.interleaved_received(self, event)
@@ -91,6 +115,10 @@ class RtspConnection(asyncio.Protocol):
         return True
 
     def connection_lost(self, exc: Exception | None) -> None:
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+        if not self._admitted:
+            return
         self._writable.set()
         if self._worker is not None:
             self._worker.cancel()

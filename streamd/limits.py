@@ -78,3 +78,40 @@ class WorkBudget:
         self._last = now
         self._tokens -= cost
         return self._tokens >= 0
+
+
+class HeadDeadline:
+    """A request must arrive whole within ``timeout`` of its first byte, however it trickles.
+
+    An idle timer that every byte resets lets a client hold a connection for days with a byte
+    every few seconds. Fed, after each read, how many bytes of an unfinished message the parser
+    holds; ``due`` is when the unfinished message's time runs out (None: nothing unfinished).
+    """
+
+    def __init__(self, timeout: float) -> None:
+        self.timeout = timeout
+        self.due: float | None = None
+
+    def update(self, buffered: int, now: float) -> None:
+        if buffered == 0:
+            self.due = None
+        elif self.due is None:
+            self.due = now + self.timeout
+
+    def expired(self, now: float) -> bool:
+        return self.due is not None and now >= self.due
+
+
+def raise_open_files_limit() -> tuple[int, int]:
+    """Raise the soft ``RLIMIT_NOFILE`` to the hard limit (each client costs a descriptor or
+    three); returns (soft, hard) as they are now. A refusal leaves the limit as it was."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+            soft = hard
+        except (ValueError, OSError):
+            pass
+    return soft, hard

@@ -22,6 +22,7 @@ from media.unit_cache import UnitCache
 from streamd.catalog import Catalog, Resolved
 from streamd.config import ServerConfig
 from streamd.connection import RtspConnection
+from streamd.limits import Admission
 from streamd.live.hub import LivePath
 from streamd.live.live_presentation import live_presentation
 from streamd.live.multicast import MulticastService, MulticastSink
@@ -85,6 +86,9 @@ class RtspServer:
         self.server_header = f"streamd/{__version__}"
         self.sessions: dict[str, ServerSession] = {}
         self.connections: set[RtspConnection] = set()
+        self.connection_limits = Admission(
+            config.max_connections, config.max_connections_per_client, "connections"
+        )
         self.udp: UdpPair | None = None
         self._rtcp_routes: dict[Address, tuple[str, int]] = {}
         self.live: dict[str, LivePath] = {}
@@ -154,6 +158,7 @@ class RtspServer:
 
     def connection_closed(self, connection: RtspConnection) -> None:
         self.connections.discard(connection)
+        self.connection_limits.release(connection.peer[0])
         for session_id in list(connection.sessions):
             session = self.sessions.get(session_id)
             if session is not None and session.connection is connection:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import resource
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from streamd.limits import Admission
+from streamd.limits import Admission, HeadDeadline, raise_open_files_limit
 from streamd.rtsp.errors import RtspError
 
 
@@ -39,3 +41,23 @@ def test_counts_never_exceed_the_limits(steps: list[tuple[bool, str]], total: in
         elif limits.counts[client]:
             limits.release(client)
         assert limits.active <= total and all(n <= per_client for n in limits.counts.values())
+
+
+def test_a_trickled_request_head_expires_from_its_first_byte() -> None:
+    head = HeadDeadline(10.0)
+    head.update(0, now=0.0)
+    assert head.due is None and not head.expired(1e9)  # nothing unfinished: no deadline
+    for second in range(1, 10):  # a byte a second: never resets the deadline
+        head.update(second, now=float(second))
+        assert head.due == 11.0
+    assert not head.expired(10.9) and head.expired(11.0)
+    head.update(0, now=10.5)  # the request completed in time
+    assert head.due is None
+    head.update(3, now=12.0)  # the next one starts its own clock
+    assert head.due == 22.0
+
+
+def test_the_soft_open_files_limit_is_raised_to_the_hard_one() -> None:
+    soft, hard = raise_open_files_limit()
+    assert (soft, hard) == resource.getrlimit(resource.RLIMIT_NOFILE)
+    assert soft == hard or hard == resource.RLIM_INFINITY
