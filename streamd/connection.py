@@ -37,11 +37,11 @@ class RtspConnection(asyncio.Protocol):
         self.label = "client ?"
         self.last_activity = 0.0
         self.sessions: set[str] = set()  # ids of sessions set up on this connection
-        self._requests: asyncio.Queue[Request | ParseError | None] = asyncio.Queue(MAX_PIPELINED)
+        self._requests: asyncio.Queue[Request | ParseError | None] = asyncio.Queue(MAX_PIPELINED + 1)
         self._worker: asyncio.Task[None] | None = None
         self._writable = asyncio.Event()
         self._writable.set()
-        self._admitted = False
+        self._admitted = self._overflowed = False
         self.head = HeadDeadline(server.config.request_head_timeout)
         self._head_timer: asyncio.TimerHandle | None = None
 
@@ -65,7 +65,7 @@ class RtspConnection(asyncio.Protocol):
         self.server.connection_opened(self)
 
     def data_received(self, data: bytes) -> None:
-        if not self._admitted:
+        if not self._admitted or self._overflowed:
             return
         now = self.last_activity = asyncio.get_running_loop().time()
         self._on_data(data)
@@ -89,11 +89,12 @@ class RtspConnection(asyncio.Protocol):
                 http = isinstance(event, Request) and event.version.startswith("HTTP/")
                 if http and self._hand_over_http(event):  # type: ignore[arg-type]
                     return  # without an HTTP side it is answered 505 like any other version
-                try:
-                    self._requests.put_nowait(event)
-                except asyncio.QueueFull:
+                if self._requests.qsize() >= MAX_PIPELINED:  # answer those queued, then 503 and close
                     log.warning("%s: more than %d pipelined requests; closing", self.label, MAX_PIPELINED)
-                    self.close()
+                    event = ParseError(503, f"more than {MAX_PIPELINED} pipelined requests", True, event.cseq)
+                    self._overflowed = True  # read nothing more
+                self._requests.put_nowait(event)
+                if self._overflowed:
                     return
             elif isinstance(event, Response):  # the answer to a request of ours (REDIRECT): just note it
                 log.debug("%s: answered our request %s: %d", self.label, event.cseq, event.status)

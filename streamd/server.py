@@ -169,7 +169,7 @@ class RtspServer:
 
     async def handle(self, connection: RtspConnection, request: Request) -> tuple[Response, AfterResponse]:
         """Answer one request; the only place an RtspError turns into a response."""
-        cseq = request.headers.get("CSeq")
+        cseq = request.cseq  # only a valid number is echoed, never the raw text
         try:
             if request.cseq is None:
                 raise RtspError(400, "missing or invalid CSeq header")
@@ -199,7 +199,7 @@ class RtspServer:
             log.exception("%s: %s %s failed", connection.label, request.method, _short(request.uri))
             response, after = Response(500), None
         if cseq is not None:
-            response.headers["CSeq"] = cseq
+            response.headers["CSeq"] = str(cseq)
         response.headers["Server"] = self.server_header
         return response, after
 

@@ -27,6 +27,7 @@ import av
 from aiohttp import web
 
 from media.muxer import FRAGMENTED_MP4
+from media.transcode import encoder_format
 from streamd import executors
 from streamd.limits import Admission
 
@@ -258,8 +259,9 @@ def _output(sink: Any, stream: Any, action: str) -> Any:
         out.width, out.height, out.pix_fmt = context.width, context.height, "yuv420p"
         out.options = {"preset": "veryfast"}
         return out
-    out = sink.add_stream("aac", rate=context.sample_rate or 48000)
-    out.layout = context.layout.name if context.layout else "stereo"
+    rate, layout = encoder_format(context.sample_rate, context.channels, "aac")
+    out = sink.add_stream("aac", rate=rate)
+    out.layout, out.format = layout, "fltp"  # PyAV resamples frames to this when encoding
     return out
 
 
