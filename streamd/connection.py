@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from streamd.limits import HeadDeadline
 from streamd.rtsp.message import InterleavedFrame, Request, Response
-from streamd.rtsp.parser import MessageParser, ParseError
+from streamd.rtsp.parser import Event, MessageParser, ParseError
 
 if TYPE_CHECKING:
     from streamd.server import RtspServer
@@ -68,8 +68,9 @@ class RtspConnection(asyncio.Protocol):
         if not self._admitted or self._overflowed:
             return
         now = self.last_activity = asyncio.get_running_loop().time()
-        self._on_data(data)
-        self.head.update(self.parser.buffered, now)
+        events = self.parser.feed(data)
+        self.head.update(self.parser.buffered, bool(events), now)
+        self._on_events(events)
         if self.head.due is not None and self._head_timer is None and self.transport is not None:
             self._head_timer = asyncio.get_running_loop().call_at(self.head.due, self._head_check)
 
@@ -81,8 +82,8 @@ class RtspConnection(asyncio.Protocol):
         elif self.head.due is not None:
             self._head_timer = asyncio.get_running_loop().call_at(self.head.due, self._head_check)
 
-    def _on_data(self, data: bytes) -> None:
-        for event in self.parser.feed(data):
+    def _on_events(self, events: list[Event]) -> None:
+        for event in events:
             if isinstance(event, InterleavedFrame):
                 self.server.interleaved_received(self, event)
             elif isinstance(event, Request | ParseError):

@@ -85,17 +85,19 @@ class HeadDeadline:
 
     An idle timer that every byte resets lets a client hold a connection for days with a byte
     every few seconds. Fed, after each read, how many bytes of an unfinished message the parser
-    holds; ``due`` is when the unfinished message's time runs out (None: nothing unfinished).
+    holds and whether the read completed any message; ``due`` is when the unfinished message's
+    time runs out (None: nothing unfinished). A completed message restarts the clock, so a
+    stream of interleaved frames whose reads always end mid-frame is never cut.
     """
 
     def __init__(self, timeout: float) -> None:
         self.timeout = timeout
         self.due: float | None = None
 
-    def update(self, buffered: int, now: float) -> None:
+    def update(self, buffered: int, completed: bool, now: float) -> None:
         if buffered == 0:
             self.due = None
-        elif self.due is None:
+        elif self.due is None or completed:
             self.due = now + self.timeout
 
     def expired(self, now: float) -> bool:

@@ -111,3 +111,20 @@ def test_connections_are_bounded_per_client_address_and_in_total(server: ServerP
             break
         time.sleep(0.1)
     assert ok
+
+
+def test_a_steady_stream_of_interleaved_frames_is_not_cut(server: ServerProcess) -> None:
+    """Like a TCP publisher whose every read ends mid-frame: frames complete, so no deadline."""
+    sock = _connect(server)
+    frame = b"$\x00\x00\x10" + bytes(16)
+    stream = frame * 40
+    step = len(frame) + len(frame) // 2  # every write ends in the middle of a frame
+    begin = time.monotonic()
+    try:
+        for offset in range(0, len(stream), step):
+            sock.sendall(stream[offset : offset + step])
+            time.sleep(0.2)
+        assert time.monotonic() - begin > 2 * HEAD_TIMEOUT
+        assert _served(sock)
+    finally:
+        sock.close()

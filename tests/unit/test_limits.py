@@ -45,16 +45,24 @@ def test_counts_never_exceed_the_limits(steps: list[tuple[bool, str]], total: in
 
 def test_a_trickled_request_head_expires_from_its_first_byte() -> None:
     head = HeadDeadline(10.0)
-    head.update(0, now=0.0)
+    head.update(0, False, now=0.0)
     assert head.due is None and not head.expired(1e9)  # nothing unfinished: no deadline
     for second in range(1, 10):  # a byte a second: never resets the deadline
-        head.update(second, now=float(second))
+        head.update(second, False, now=float(second))
         assert head.due == 11.0
     assert not head.expired(10.9) and head.expired(11.0)
-    head.update(0, now=10.5)  # the request completed in time
+    head.update(0, True, now=10.5)  # the request completed in time
     assert head.due is None
-    head.update(3, now=12.0)  # the next one starts its own clock
+    head.update(3, False, now=12.0)  # the next one starts its own clock
     assert head.due == 22.0
+
+
+def test_reads_that_complete_messages_but_end_mid_frame_are_never_cut() -> None:
+    """A TCP publisher's interleaved frames: each read finishes frames and starts the next."""
+    head = HeadDeadline(10.0)
+    for second in range(100):
+        head.update(700, True, now=float(second))
+        assert not head.expired(second + 0.5)
 
 
 def test_the_soft_open_files_limit_is_raised_to_the_hard_one() -> None:
