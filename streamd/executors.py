@@ -35,12 +35,3 @@ def pool(name: str) -> ThreadPoolExecutor:
 async def run(name: str, fn: Callable[..., T], *args: object) -> T:
     """``fn(*args)`` in the ``name`` pool."""
     return await asyncio.get_running_loop().run_in_executor(pool(name), fn, *args)
-
-
-def shutdown() -> None:
-    """Stop every pool (waiting for running work); the next use makes a fresh one."""
-    with _lock:
-        pools = list(_pools.values())
-        _pools.clear()
-    for executor in pools:
-        executor.shutdown(wait=True, cancel_futures=True)

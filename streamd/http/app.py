@@ -20,7 +20,7 @@ from streamd.http import fmp4, metrics
 from streamd.http.admin import add_admin_routes
 from streamd.http.files import send_file
 from streamd.http.listing import PAGE_SIZE, describe, list_entries, public_reason, rtsp_base
-from streamd.http.live_mp4 import serve_live_mp4
+from streamd.http.live_mp4 import MAX_VIEWERS, serve_live_mp4
 from streamd.http.openapi import OPENAPI
 from streamd.http.pages import index_page, watch_page
 from streamd.http.sdp import absolute_sdp
@@ -45,6 +45,7 @@ SERVER_KEY = web.AppKey("server", object)
 CATALOG_KEY = web.AppKey("catalog", object)
 REGISTRY_KEY = web.AppKey("registry", object)
 REMUXES_KEY = web.AppKey("remuxes", Admission)
+LIVE_VIEWS_KEY = web.AppKey("live_views", Admission)
 
 
 def build_app(server: RtspServer, catalog: Catalog, hub: TunnelHub | None = None) -> web.Application:
@@ -54,6 +55,7 @@ def build_app(server: RtspServer, catalog: Catalog, hub: TunnelHub | None = None
     app[CATALOG_KEY] = catalog
     limits = server.config
     app[REMUXES_KEY] = Admission(limits.max_remuxes, limits.max_remuxes_per_client, "/mp4 remuxes")
+    app[LIVE_VIEWS_KEY] = Admission(MAX_VIEWERS, limits.max_remuxes_per_client, "live /mp4 views")
     app[REGISTRY_KEY] = metrics.make_registry(
         lambda: server.snapshot(), lambda: len(hub.tunnels) if hub else 0
     )
@@ -184,7 +186,7 @@ async def _mp4(request: web.Request) -> web.StreamResponse:
         await server.resolve(path)  # a relayed path: pulled now if it is not yet
     live = server.live.get(path)
     if live is not None and live.online:
-        return await serve_live_mp4(request, live, server.web_viewers)
+        return await serve_live_mp4(request, live, server.web_viewers, request.app[LIVE_VIEWS_KEY])
     start = _number(request, "start", 0.0, 0.0, MAX_START_SECONDS)
     resolved = await _catalog(request).resolve(path)  # 404/415 before any byte is sent
     return await fmp4.serve_file(request, path, resolved.file, start, request.app[REMUXES_KEY])

@@ -140,3 +140,51 @@ def test_remuxes_are_bounded_per_client_and_in_total(
         for sock in socks:
             sock.close()
         stop_all(server)
+
+
+def _publish_opus(server: ServerProcess, path: str) -> socket.socket:
+    """A publisher that announces an Opus track and records (it sends nothing: online is enough)."""
+    sock = socket.create_connection(("127.0.0.1", server.port), timeout=30)
+    url = server.url(path)
+    sdp = "v=0\r\no=- 0 0 IN IP4 127.0.0.1\r\ns=x\r\nt=0 0\r\nm=audio 0 RTP/AVP 96\r\n"
+    sdp += "a=rtpmap:96 opus/48000/2\r\na=control:trackID=0\r\n"
+    record = "RTP/AVP/TCP;unicast;interleaved=0-1;mode=record"
+    session = ""
+    for cseq, (line, headers, body) in enumerate(
+        [
+            (f"ANNOUNCE {url}", f"Content-Type: application/sdp\r\nContent-Length: {len(sdp)}\r\n", sdp),
+            (f"SETUP {url}/trackID=0", f"Transport: {record}\r\n", ""),
+            (f"RECORD {url}", "", ""),
+        ],
+        start=1,
+    ):
+        if session:
+            headers += f"Session: {session}\r\n"
+        sock.sendall(f"{line} RTSP/1.0\r\nCSeq: {cseq}\r\n{headers}\r\n{body}".encode())
+        reply = sock.recv(4096).decode()
+        assert reply.startswith("RTSP/1.0 200"), reply
+        found = [h for h in reply.split("\r\n") if h.lower().startswith("session:")]
+        session = found[0].split(":", 1)[1].split(";")[0].strip() if found else session
+    return sock
+
+
+def test_live_mp4_views_are_bounded_per_client(
+    folder: Path, tmp_path: Path, socks: list[socket.socket]
+) -> None:
+    server = _serve(folder, tmp_path, "max_remuxes_per_client = 2\n")
+    try:
+        socks.append(_publish_opus(server, "live/radio"))
+        for _ in range(2):
+            sock, status = _stalled_request(server, "mp4/live/radio", source="127.0.0.2")
+            socks.append(sock)
+            assert status == b"HTTP/1.1 200"
+        sock, status = _stalled_request(server, "mp4/live/radio", source="127.0.0.2")
+        socks.append(sock)
+        assert status == b"HTTP/1.1 503"
+        sock, status = _stalled_request(server, "mp4/live/radio", source="127.0.0.3")
+        socks.append(sock)
+        assert status == b"HTTP/1.1 200"
+    finally:
+        for sock in socks:
+            sock.close()
+        stop_all(server)
