@@ -105,12 +105,15 @@ def refusal(request: web.Request, token: str | None, configured_host: str) -> tu
     local_ip, local_port = (str(sockname[0]), int(sockname[1])) if sockname else ("", 0)
     names = {*LOCAL_NAMES, socket.gethostname().lower(), configured_host.lower()}
     host = request.headers.get("Host", "")
-    if not _is_ours(host, names, local_ip, local_port):
+    # with the token, any name may reach us (a page cannot know it, nor send it cross-origin)
+    if token is None and not _is_ours(host, names, local_ip, local_port):
         return 403, f"Host {host[:100]!r} does not name this server"
     origin = request.headers.get("Origin")
     if origin is not None:
         parts = urlsplit(origin)
-        if parts.scheme not in ("http", "https") or not _is_ours(parts.netloc, names, local_ip, local_port):
+        if parts.scheme not in ("http", "https") or (
+            parts.netloc != host and not _is_ours(parts.netloc, names, local_ip, local_port)
+        ):
             return 403, f"cross-origin request from {origin[:100]!r}"
     if request.method == "POST":
         content_type = request.headers.get("Content-Type", "").split(";")[0].strip().lower()

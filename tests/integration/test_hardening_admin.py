@@ -79,7 +79,7 @@ async def test_admin_token_is_required_when_configured(servers: tuple[ServerProc
             async with session.post(server.http("api/v1/drain"), json=TARGET, headers=headers) as response:
                 assert response.status == 401 and "Bearer" in response.headers["WWW-Authenticate"]
         assert not await _draining(session, server)
-        headers = {"Authorization": f"Bearer {TOKEN}"}
+        headers = {"Authorization": f"Bearer {TOKEN}", "Host": f"media.example:{server.http_port}"}
         async with session.post(
             server.http("api/v1/move/clip.mp4"), json=TARGET, headers=headers
         ) as response:
