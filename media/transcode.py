@@ -28,11 +28,17 @@ AAC_RATES = (96000, 88200, 64000, 48000, 44100, 32000, 24000, 22050, 16000, 1200
 
 def output_format(track: Track, target: str) -> tuple[int, str]:
     """Sample rate and channel layout of the transcoded track (Opus: 48 kHz; at most stereo)."""
-    channels = min(track.channels or 2, 2 if target == "opus" else 6)
-    layout = {1: "mono", 2: "stereo", 6: "5.1"}.get(channels, "stereo")
+    return encoder_format(track.sample_rate, track.channels, target)
+
+
+def encoder_format(sample_rate: int | None, channels: int | None, target: str) -> tuple[int, str]:
+    """A rate and a named layout the ``target`` encoder opens with, from a source's rate and
+    channel count (a WAV without a channel mask has no layout name the encoder knows)."""
+    count = min(channels or 2, 2 if target == "opus" else 6)
+    layout = {1: "mono", 2: "stereo", 6: "5.1"}.get(count, "stereo")
     if target == "opus":
         return 48000, layout
-    rate = track.sample_rate if track.sample_rate in AAC_RATES else 48000
+    rate = sample_rate if sample_rate in AAC_RATES else 48000
     return rate, layout
 
 

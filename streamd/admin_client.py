@@ -1,14 +1,20 @@
-"""``streamd drain`` and ``streamd move``: call a running server's admin API (stdlib HTTP only)."""
+"""``streamd drain`` and ``streamd move``: call a running server's admin API (stdlib HTTP only).
+
+Bodies go as JSON (the server refuses anything else); with ``admin_token`` set on the server,
+put the same token in the ``STREAMD_ADMIN_TOKEN`` environment variable.
+"""
 
 from __future__ import annotations
 
 import json
+import os
 import time
 import urllib.error
 import urllib.request
 from typing import Any
 
 DEFAULT_API = "http://127.0.0.1:8080"
+TOKEN_VARIABLE = "STREAMD_ADMIN_TOKEN"
 
 
 class AdminError(Exception):
@@ -17,9 +23,10 @@ class AdminError(Exception):
 
 def call(api: str, method: str, endpoint: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
     data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(
-        api.rstrip("/") + endpoint, data=data, method=method, headers={"Content-Type": "application/json"}
-    )
+    headers = {"Content-Type": "application/json"}
+    if token := os.environ.get(TOKEN_VARIABLE):
+        headers["Authorization"] = f"Bearer {token}"
+    request = urllib.request.Request(api.rstrip("/") + endpoint, data=data, method=method, headers=headers)
     try:
         with urllib.request.urlopen(request, timeout=10) as response:
             return json.loads(response.read())

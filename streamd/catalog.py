@@ -2,7 +2,8 @@
 
 Nothing is scanned at start-up; a file is probed on its first DESCRIBE and the result is kept
 until the file's size or modification time changes, so a folder of 10,000 files costs nothing
-until it is used. Probing runs in a worker thread so one slow file never stalls other clients.
+until it is used. Probing runs in the ``probe`` pool (streamd/executors.py) so one slow file
+never stalls other clients, and probes never wait behind playback or HTTP remuxes.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from pathlib import Path, PurePosixPath
 
 from media.errors import MediaError, UnsupportedMedia
 from media.probe import probe
+from streamd import executors
 from streamd.config import PathSettings
 from streamd.rtp.presentation import Presentation, build_presentation, build_ts_presentation
 from streamd.rtsp.errors import RtspError
@@ -44,8 +46,10 @@ class Catalog:
         test_stream: Path | asyncio.Future[Path] | None,
         max_payload_size: int = 1400,
         path_settings: Callable[[str], PathSettings] = lambda _path: PathSettings(),
+        serve_dotfiles: bool = False,
     ) -> None:
         self.media_dir = media_dir.resolve() if media_dir else None
+        self.serve_dotfiles = serve_dotfiles  # else names starting with "." are hidden everywhere
         self.path_settings = path_settings
         self.test_stream = test_stream
         self.max_payload_size = max_payload_size
@@ -65,9 +69,14 @@ class Catalog:
             or path.startswith("/")
         ):
             raise RtspError(404, f"invalid path {path!r}")
+        if not self.serve_dotfiles and any(p.startswith(".") for p in parts):
+            raise RtspError(404, f"no file {path!r} in the media folder (hidden names are not served)")
         candidate = (self.media_dir / Path(*parts)).resolve()
         if not candidate.is_relative_to(self.media_dir):
             raise RtspError(403, f"{path!r} points outside the media folder")
+        hidden = candidate.relative_to(self.media_dir).parts
+        if not self.serve_dotfiles and any(p.startswith(".") for p in hidden):  # a link to one
+            raise RtspError(404, f"no file {path!r} in the media folder (hidden names are not served)")
         if not candidate.is_file():
             raise RtspError(404, f"no file {path!r} in the media folder")
         if candidate.name.endswith(PARTIAL_SUFFIX):
@@ -86,10 +95,11 @@ class Catalog:
         if self.media_dir is None:
             return paths
         files: list[str] = []
+        hidden = "" if self.serve_dotfiles else "."
         for folder, dirs, names in os.walk(self.media_dir):
-            dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+            dirs[:] = sorted(d for d in dirs if not (hidden and d.startswith(hidden)))
             for name in sorted(names):
-                if name.startswith(".") or name.endswith(PARTIAL_SUFFIX):  # hidden, or being recorded
+                if (hidden and name.startswith(hidden)) or name.endswith(PARTIAL_SUFFIX):
                     continue
                 full = Path(folder, name)
                 if not full.resolve().is_relative_to(self.media_dir):
@@ -100,7 +110,11 @@ class Catalog:
         return paths + files
 
     async def resolve(self, path: str) -> Resolved:
-        """The presentation for ``path``, probing the file if it is new or changed."""
+        """The presentation for ``path``, probing the file if it is new or changed.
+
+        ``sub//x`` and ``sub/./x`` are ``sub/x``: one cache entry, one probe."""
+        if not path.startswith("/"):
+            path = "/".join(part for part in path.split("/") if part not in ("", ".")) or path
         if path == TEST_PATH and isinstance(self.test_stream, asyncio.Future):
             try:
                 self.test_stream = await asyncio.shield(self.test_stream)
@@ -125,8 +139,8 @@ class Catalog:
             cached = self._cache.get(key)
             if cached and cached[0] == stamp:
                 return Resolved(cached[1], file)
-            presentation = await asyncio.get_running_loop().run_in_executor(
-                None, self._build, path, file, loop, settings.mode, settings.transcode_audio
+            presentation = await executors.run(
+                "probe", self._build, path, file, loop, settings.mode, settings.transcode_audio
             )
             self._cache[key] = (stamp, presentation)
             self._cache.move_to_end(key)
@@ -135,13 +149,20 @@ class Catalog:
         self._locks.pop(path, None)
         return Resolved(presentation, file)
 
+    def _public(self, text: str, file: Path, path: str) -> str:
+        """``text`` for the client: the request path instead of the server's own folder names."""
+        text = text.replace(str(file), path)
+        if self.media_dir is not None:
+            text = text.replace(f"{self.media_dir}/", "").replace(str(self.media_dir), "the media folder")
+        return text
+
     def _build(
         self, path: str, file: Path, loop: bool, mode: str = "tracks", transcode_audio: str | None = None
     ) -> Presentation:
         try:
             info = probe(file)
         except MediaError as exc:  # the file exists (locate checked): it is not media we can read
-            raise RtspError(415, str(exc), body=str(exc) + "\n") from exc
+            raise RtspError(415, str(exc), body=self._public(str(exc), file, path) + "\n") from exc
         except Exception as exc:  # PyAV raises many types on broken files; report, never crash
             raise RtspError(500, f"cannot read {path!r}: {exc}") from exc
         if mode == "mpegts":
@@ -156,7 +177,7 @@ class Catalog:
                 transcode_audio=transcode_audio,
             )
         except UnsupportedMedia as exc:
-            raise RtspError(415, str(exc), body=str(exc) + "\n") from exc
+            raise RtspError(415, str(exc), body=self._public(str(exc), file, path) + "\n") from exc
         for track, why in presentation.excluded:
             log.info("%s: track %d (%s) left out: %s", path, track.index, track.codec, why)
         return presentation

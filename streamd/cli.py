@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 from streamd.config import ConfigError, ServerConfig, load_config
+from streamd.limits import raise_open_files_limit
 from streamd.logs import configure_logging
 from streamd.version import __version__
 
@@ -191,6 +192,7 @@ def _serve(args: argparse.Namespace) -> int:
         print(f"streamd: {exc}", file=sys.stderr)
         return 2
     configure_logging(config.log_level)
+    raise_open_files_limit()
     with contextlib.suppress(ImportError):
         import uvloop
 

@@ -14,8 +14,9 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from streamd.config import ServerConfig
+from streamd.limits import Admission, HeadDeadline
 from streamd.rtsp.message import InterleavedFrame, Request, Response
-from streamd.rtsp.parser import MessageParser, ParseError
+from streamd.rtsp.parser import Event, MessageParser, ParseError
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +30,7 @@ class ConnectionOwner(Protocol):
     """What a connection needs from the shell that runs it."""
 
     config: ServerConfig
+    connection_limits: Admission  # connections in total and per client address
     server_header: str
     # takes over a connection whose first request is HTTP (tunnels, pages), when HTTP runs
     http_hand_over: Callable[..., None] | None
@@ -52,10 +54,13 @@ class RtspConnection(asyncio.Protocol):
         self.label = "client ?"
         self.last_activity = 0.0
         self.sessions: set[str] = set()  # ids of sessions set up on this connection
-        self._requests: asyncio.Queue[Request | ParseError | None] = asyncio.Queue(MAX_PIPELINED)
+        self._requests: asyncio.Queue[Request | ParseError | None] = asyncio.Queue(MAX_PIPELINED + 1)
         self._worker: asyncio.Task[None] | None = None
         self._writable = asyncio.Event()
         self._writable.set()
+        self._admitted = self._overflowed = False
+        self.head = HeadDeadline(server.config.request_head_timeout)
+        self._head_timer: asyncio.TimerHandle | None = None
 
     # --- asyncio.Protocol -------------------------------------------------------------------
 
@@ -67,25 +72,47 @@ class RtspConnection(asyncio.Protocol):
         self.local = (str(local[0]), int(local[1]))
         host = f"[{self.peer[0]}]" if ":" in self.peer[0] else self.peer[0]
         self.label = f"client {host}:{self.peer[1]}"
+        if not (admitted := self.server.connection_limits.admit(self.peer[0])):
+            log.warning("%s: refused: %s", self.label, self.server.connection_limits.refusal(self.peer[0]))
+            return transport.close()
+        self._admitted = admitted
         self.transport.set_write_buffer_limits(high=WRITE_HIGH_WATER)
         self.last_activity = asyncio.get_running_loop().time()
         self._worker = asyncio.get_running_loop().create_task(self._serve(), name=self.label)
         self.server.connection_opened(self)
 
     def data_received(self, data: bytes) -> None:
-        self.last_activity = asyncio.get_running_loop().time()
-        for event in self.parser.feed(data):
+        if not self._admitted or self._overflowed:
+            return
+        now = self.last_activity = asyncio.get_running_loop().time()
+        events = self.parser.feed(data)
+        self.head.update(self.parser.buffered, bool(events), now)
+        self._on_events(events)
+        if self.head.due is not None and self._head_timer is None and self.transport is not None:
+            self._head_timer = asyncio.get_running_loop().call_at(self.head.due, self._head_check)
+
+    def _head_check(self) -> None:
+        self._head_timer = None
+        if self.head.expired(asyncio.get_running_loop().time()):
+            log.warning("%s: no complete request in %g s; closing", self.label, self.head.timeout)
+            self.close()
+        elif self.head.due is not None:
+            self._head_timer = asyncio.get_running_loop().call_at(self.head.due, self._head_check)
+
+    def _on_events(self, events: list[Event]) -> None:
+        for event in events:
             if isinstance(event, InterleavedFrame):
                 self.server.interleaved_received(self, event)
             elif isinstance(event, Request | ParseError):
                 http = isinstance(event, Request) and event.version.startswith("HTTP/")
                 if http and self._hand_over_http(event):  # type: ignore[arg-type]
                     return  # without an HTTP side it is answered 505 like any other version
-                try:
-                    self._requests.put_nowait(event)
-                except asyncio.QueueFull:
+                if self._requests.qsize() >= MAX_PIPELINED:  # answer those queued, then 503 and close
                     log.warning("%s: more than %d pipelined requests; closing", self.label, MAX_PIPELINED)
-                    self.close()
+                    event = ParseError(503, f"more than {MAX_PIPELINED} pipelined requests", True, event.cseq)
+                    self._overflowed = True  # read nothing more
+                self._requests.put_nowait(event)
+                if self._overflowed:
                     return
             elif isinstance(event, Response):  # the answer to a request of ours (REDIRECT): just note it
                 log.debug("%s: answered our request %s: %d", self.label, event.cseq, event.status)
@@ -107,6 +134,10 @@ class RtspConnection(asyncio.Protocol):
         return True
 
     def connection_lost(self, exc: Exception | None) -> None:
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+        if not self._admitted:
+            return
         self._writable.set()
         if self._worker is not None:
             self._worker.cancel()

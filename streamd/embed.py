@@ -72,6 +72,7 @@ class Server:
             test_stream=test_stream,
             max_payload_size=self.config.max_payload_size,
             path_settings=self.config.path_settings,
+            serve_dotfiles=self.config.serve_dotfiles,
         )
         rtsp = RtspServer(self.config, catalog)
         await rtsp.start()

@@ -1,4 +1,9 @@
-"""Log set-up: one readable line per event, with time, level and the words that matter."""
+"""Log set-up: one readable line per event, with time, level and the words that matter.
+
+One line per event also against clients: URIs, paths and headers they send end up in messages,
+and a newline, NUL, U+0085 or U+2028 in them would forge or hide lines. The formatter escapes
+every character that is not printable in the message (tracebacks, added after it, keep theirs).
+"""
 
 from __future__ import annotations
 
@@ -6,9 +11,25 @@ import logging
 import sys
 
 
+def printable(text: str) -> str:
+    """``text`` with every non-printable character (controls, line and paragraph separators)
+    written as its Python escape, so it stays on one line and shows what was sent."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
+
+
+class OneLineFormatter(logging.Formatter):
+    """Escapes what the message carries; the exception text that follows keeps its lines."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        record.message = printable(record.message)
+        return super().formatMessage(record)
+
+
 def configure_logging(level: str = "info") -> None:
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(message)s", "%Y-%m-%d %H:%M:%S"))
+    handler.setFormatter(OneLineFormatter("%(asctime)s %(levelname)-7s %(message)s", "%Y-%m-%d %H:%M:%S"))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

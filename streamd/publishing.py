@@ -48,13 +48,17 @@ class Publishing:
         paths: LivePaths,
         udp_ports: Callable[[], tuple[int, int] | None],
         clock: Clock,
+        overloaded: Callable[[PublisherSession, str], object],
     ) -> None:
+        """``overloaded(session, why)`` ends a publisher whose packets cost more than its path's
+        work budget (``LivePath.on_overload``)."""
         self._config = config
         self._sessions = sessions
         self._routes = routes
         self._paths = paths
         self._udp_ports = udp_ports  # the server's RTP/RTCP ports, None without UDP
         self._clock = clock
+        self._overloaded = overloaded
 
     @property
     def timeout(self) -> int:
@@ -87,6 +91,7 @@ class Publishing:
             owner=client,
             publishing=LivePath.from_announce(path, description, tracks, rtsp.id),
         )
+        session.publishing.on_overload = lambda why: self._overloaded(session, why)
         session.last_activity = self._clock()
         self._sessions.add(session)
         client.sessions.add(session.id)

@@ -32,6 +32,7 @@ from streamd.handlers.player import PlayerContext, PlayerHandlers
 from streamd.handlers.table import method_table
 from streamd.inbound import Inbound
 from streamd.lifecycle import Lifecycle
+from streamd.limits import Admission
 from streamd.live.hub import LivePath
 from streamd.live.multicast import MulticastService
 from streamd.live.recorder import Recordings
@@ -61,6 +62,9 @@ class RtspServer:
         self.server_header = f"streamd/{__version__}"
         self.cname_host = socket.gethostname() or "streamd"
         self.connections: set[RtspConnection] = set()
+        self.connection_limits = Admission(
+            config.max_connections, config.max_connections_per_client, "connections"
+        )
         self.udp: UdpPair | None = None
         self.sessions = SessionRegistry(
             Caps(
@@ -83,9 +87,15 @@ class RtspServer:
         self.paths = Paths(
             config, catalog, self.multicast, self.recordings, self.sessions.on_path, self.server_header
         )
-        self.publishing = Publishing(
-            config, self.sessions, self.routes, self.paths, self._udp_ports, clock
-        )  # ANNOUNCE/RECORD
+        self.publishing = Publishing(  # ANNOUNCE/RECORD
+            config,
+            self.sessions,
+            self.routes,
+            self.paths,
+            self._udp_ports,
+            clock,
+            overloaded=lambda session, why: self.lifecycle.begin(session, why, send_bye=True),
+        )
         self.lifecycle = Lifecycle(
             self.sessions, self.routes, self.multicast, self.publishing.unpublish, lambda: self.connections
         )
@@ -177,6 +187,7 @@ class RtspServer:
 
     def connection_closed(self, connection: RtspConnection) -> None:
         self.connections.discard(connection)
+        self.connection_limits.release(connection.peer[0])
         self.lifecycle.connection_closed(connection)
         log.debug("%s: disconnected", connection.label)
 

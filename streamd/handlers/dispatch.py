@@ -27,7 +27,7 @@ class Dispatcher:
         self._moved = moved  # 302 for paths served elsewhere (and 503 while draining)
 
     async def handle(self, client: Client, request: Request) -> Reply:
-        cseq = request.headers.get("CSeq")
+        cseq = request.cseq  # only a valid number is echoed, never the raw text
         try:
             if request.cseq is None:
                 raise RtspError(400, "missing or invalid CSeq header")
@@ -57,7 +57,7 @@ class Dispatcher:
             log.exception("%s: %s %s failed", client.label, request.method, _short(request.uri))
             response, after = Response(500), None
         if cseq is not None:
-            response.headers["CSeq"] = cseq
+            response.headers["CSeq"] = str(cseq)
         response.headers["Server"] = self.server_header
         return response, after
 

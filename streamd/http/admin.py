@@ -2,13 +2,21 @@
 
 They change what the server does for everyone, so only clients from ``admin_networks``
 (loopback unless configured) may call them; ``streamd drain`` and ``streamd move`` use them.
+Being on loopback is not enough: any web page the admin's browser opens is too. So a change
+also needs a JSON body (a page cannot send one cross-origin without asking first), a ``Host``
+that names this server (a DNS-rebinding page sends its own name), no foreign ``Origin``, and,
+when ``admin_token`` is set, ``Authorization: Bearer <token>``.
 """
 
 from __future__ import annotations
 
+import hmac
+import ipaddress
 import json
 import logging
+import socket
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from aiohttp import web
 
@@ -29,6 +37,12 @@ def add_admin_routes(app: web.Application, server: HttpBackend) -> None:
                 "HTTP %s %s from %s refused: not in admin_networks", request.method, request.path, remote
             )
             raise web.HTTPForbidden(text="403: admin endpoints are open to admin_networks only\n")
+        reason = refusal(request, server.config.admin_token, server.config.host)
+        if reason is not None:
+            status, why = reason
+            log.warning("HTTP %s %s from %s refused: %s", request.method, request.path, remote, why)
+            headers = {"WWW-Authenticate": 'Bearer realm="streamd admin"'} if status == 401 else None
+            raise _ERRORS[status](text=f"{status}: {why}\n", headers=headers)
 
     async def drain_status(request: web.Request) -> web.Response:
         return _json(server.relocator.status())
@@ -80,8 +94,65 @@ def is_admin(request: web.Request, config: ServerConfig) -> bool:
     """
     if not config.allows_admin(request.remote or ""):
         return False
-    token = config.admin_token
-    return token is None or request.headers.get("Authorization", "") == f"Bearer {token}"
+    return config.admin_token is None or carries_token(request, config.admin_token)
+
+
+def carries_token(request: web.Request, token: str) -> bool:
+    """``Authorization: Bearer <token>``, compared in constant time."""
+    scheme, _, value = request.headers.get("Authorization", "").partition(" ")
+    return scheme.lower() == "bearer" and hmac.compare_digest(value.strip().encode(), token.encode())
+
+
+_ERRORS: dict[int, type[web.HTTPException]] = {
+    400: web.HTTPBadRequest,
+    401: web.HTTPUnauthorized,
+    403: web.HTTPForbidden,
+}
+LOCAL_NAMES = frozenset({"localhost", "localhost.localdomain", "ip6-localhost"})
+
+
+def refusal(request: web.Request, token: str | None, configured_host: str) -> tuple[int, str] | None:
+    """Why this admin request must be refused (status, reason), or None if it may go on."""
+    if token is not None and not carries_token(request, token):
+        return 401, "admin endpoints need Authorization: Bearer <admin_token>"
+    sockname = request.transport.get_extra_info("sockname") if request.transport else None
+    local_ip, local_port = (str(sockname[0]), int(sockname[1])) if sockname else ("", 0)
+    names = {*LOCAL_NAMES, socket.gethostname().lower(), configured_host.lower()}
+    host = request.headers.get("Host", "")
+    # with the token, any name may reach us (a page cannot know it, nor send it cross-origin)
+    if token is None and not _is_ours(host, names, local_ip, local_port):
+        return 403, f"Host {host[:100]!r} does not name this server"
+    origin = request.headers.get("Origin")
+    if origin is not None:
+        parts = urlsplit(origin)
+        if parts.scheme not in ("http", "https") or (
+            parts.netloc != host and not _is_ours(parts.netloc, names, local_ip, local_port)
+        ):
+            return 403, f"cross-origin request from {origin[:100]!r}"
+    if request.method == "POST":
+        content_type = request.headers.get("Content-Type", "").split(";")[0].strip().lower()
+        if content_type != "application/json":
+            return 400, f"the body must be JSON sent as Content-Type: application/json, not {content_type!r}"
+    return None
+
+
+def _is_ours(authority: str, names: set[str], local_ip: str, local_port: int) -> bool:
+    """Whether ``host[:port]`` names this server: a loopback or local name, or the address (and
+    port) the client connected to. A DNS-rebinding page can only send a name of its own."""
+    parts = urlsplit("//" + authority)
+    try:
+        host, port = (parts.hostname or "").lower(), parts.port
+    except ValueError:
+        return False
+    if port is not None and port != local_port:
+        return False
+    if host in names:
+        return True
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return address.is_loopback or host == local_ip.lower().split("%")[0]
 
 
 async def _body(request: web.Request) -> dict[str, Any]:

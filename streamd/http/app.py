@@ -20,11 +20,12 @@ from streamd.http import fmp4, metrics
 from streamd.http.admin import add_admin_routes, is_admin
 from streamd.http.files import send_file
 from streamd.http.listing import PAGE_SIZE, describe, list_entries, public_reason, rtsp_base
-from streamd.http.live_mp4 import serve_live_mp4
+from streamd.http.live_mp4 import MAX_VIEWERS, serve_live_mp4
 from streamd.http.openapi import OPENAPI
 from streamd.http.pages import index_page, watch_page
 from streamd.http.sdp import absolute_sdp
 from streamd.http.tunnel import TunnelHub, is_tunnel_request
+from streamd.limits import Admission
 from streamd.rtsp.errors import RtspError
 from streamd.rtsp.message import Request
 from streamd.rtsp.parser import MessageParser
@@ -43,6 +44,8 @@ HEAD_TIMEOUT = 30.0
 SERVER_KEY = web.AppKey("server", object)
 CATALOG_KEY = web.AppKey("catalog", object)
 REGISTRY_KEY = web.AppKey("registry", object)
+REMUXES_KEY = web.AppKey("remuxes", Admission)
+LIVE_VIEWS_KEY = web.AppKey("live_views", Admission)
 
 
 def build_app(server: HttpBackend, catalog: Catalog, hub: TunnelHub | None = None) -> web.Application:
@@ -50,6 +53,9 @@ def build_app(server: HttpBackend, catalog: Catalog, hub: TunnelHub | None = Non
     app = web.Application(client_max_size=MAX_REQUEST_BODY, middlewares=[_errors])
     app[SERVER_KEY] = server
     app[CATALOG_KEY] = catalog
+    limits = server.config
+    app[REMUXES_KEY] = Admission(limits.max_remuxes, limits.max_remuxes_per_client, "/mp4 remuxes")
+    app[LIVE_VIEWS_KEY] = Admission(MAX_VIEWERS, limits.max_remuxes_per_client, "live /mp4 views")
     app[REGISTRY_KEY] = metrics.make_registry(
         lambda: server.snapshot(private=False), lambda: len(hub.tunnels) if hub else 0
     )
@@ -180,34 +186,15 @@ async def _mp4(request: web.Request) -> web.StreamResponse:
         await server.resolve(path)  # a relayed path: pulled now if it is not yet
     live = server.live.get(path)
     if live is not None and live.online:
-        return await serve_live_mp4(request, live, server.web_viewers)
+        return await serve_live_mp4(request, live, server.web_viewers, request.app[LIVE_VIEWS_KEY])
     start = _number(request, "start", 0.0, 0.0, MAX_START_SECONDS)
     video = request.query.get("video", "")  # "h264": the watch page's browser lacks the file's decoder
     if video not in ("", "h264"):
         raise web.HTTPBadRequest(text="video= takes only h264\n")
     resolved = await _catalog(request).resolve(path)  # 404/415 before any byte is sent
-    response = web.StreamResponse(headers={"Content-Type": "video/mp4", "Cache-Control": "no-store"})
-    response.enable_chunked_encoding()
-    await response.prepare(request)
-    if request.method == "HEAD":
-        return response
-    loop = asyncio.get_running_loop()
-    pipe = fmp4.ChunkPipe(loop)
-    worker = loop.run_in_executor(None, fmp4.remux, resolved.file, start, pipe, video == "h264")
-    try:
-        await fmp4.send_chunks(pipe, response)
-    except ConnectionError:  # the client left mid-stream: the usual end of watching
-        log.debug("%s: /mp4/%s client went away", request.remote, path)
-    except fmp4.Stalled as exc:
-        log.warning("%s: /mp4/%s: %s; closing", request.remote, path, exc)
-        request.transport and request.transport.close()
-    except Exception as exc:
-        log.warning("/mp4/%s: remux failed: %s", path, exc)
-        request.transport and request.transport.close()  # the body is cut short: never a clean end
-    finally:
-        pipe.cancel()
-        await asyncio.shield(worker)
-    return response
+    return await fmp4.serve_file(
+        request, path, resolved.file, start, request.app[REMUXES_KEY], to_h264=video == "h264"
+    )
 
 
 # --- API and metrics -----------------------------------------------------------------------------

@@ -5,9 +5,12 @@ are re-encoded (video to H.264, audio to AAC) so a ``<video>`` element can still
 The output starts at the video keyframe at or before the requested time, with timestamps
 shifted so that keyframe is at 0.
 
-PyAV is blocking, so :func:`remux` runs in a worker thread and hands finished fragments to the
-event loop through :class:`ChunkPipe`, which holds at most a few chunks: a slow reader slows the
-remux down, and a reader that goes away stops it at the next packet.
+PyAV is blocking, so the remux runs in steps on the ``remux`` pool (streamd/executors.py): each
+step muxes packets until about ``STEP_BYTES`` are ready, then gives its thread back; the handler
+sends them and only asks for the next step once the client has taken them. A client that stops
+reading therefore parks its remux (a suspended generator) and costs no thread; one that takes
+nothing for ``STALL_SECONDS`` is dropped. :class:`ChunkPipe` is the thread-to-loop pipe that a
+live path's muxing thread (streamd/http/live_mp4.py) writes into.
 """
 
 from __future__ import annotations
@@ -15,13 +18,18 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+from collections.abc import Iterator
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
 import av
+from aiohttp import web
 
 from media.muxer import FRAGMENTED_MP4
+from media.transcode import encoder_format
+from streamd import executors
+from streamd.limits import Admission
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +37,7 @@ log = logging.getLogger(__name__)
 COPY_VIDEO = frozenset({"h264", "hevc", "av1", "vp9"})
 COPY_AUDIO = frozenset({"aac", "mp3", "opus", "flac"})
 MAX_QUEUED_CHUNKS = 8
+STEP_BYTES = 256 * 1024  # one remux step stops once this much output is ready
 STALL_SECONDS = 30.0  # a client that takes no bytes for this long is dropped (its remux stops)
 
 
@@ -76,10 +85,6 @@ class ChunkPipe:
             self._loop.call_soon_threadsafe(self._queue.put_nowait, bytes(data))
         return len(data)
 
-    def check(self) -> None:
-        if self._stop.is_set():
-            raise Cancelled
-
     def finish(self, error: BaseException | None = None) -> None:
         self._loop.call_soon_threadsafe(self._queue.put_nowait, error)
 
@@ -116,20 +121,124 @@ def _plan(container: av.container.InputContainer, to_h264: bool = False) -> dict
     return result
 
 
-def remux(file: Path, start: float, pipe: ChunkPipe, to_h264: bool = False) -> None:
-    """Write ``file`` from ``start`` seconds as fragmented MP4 into ``pipe``; always finishes it."""
-    error: BaseException | None = None
+class Chunks:
+    """The muxer's output file: collects what it writes until the handler takes it.
+
+    Only one thread touches it at a time (a remux step, then the handler between steps)."""
+
+    def __init__(self) -> None:
+        self.parts: list[bytes] = []
+        self.size = 0
+
+    def write(self, data: bytes) -> int:
+        if data:
+            self.parts.append(bytes(data))
+            self.size += len(data)
+        return len(data)
+
+    def take(self) -> bytes:
+        data = b"".join(self.parts)
+        self.parts.clear()
+        self.size = 0
+        return data
+
+
+class Remux:
+    """``file`` from ``start`` seconds as fragmented MP4, made one step at a time on demand."""
+
+    def __init__(self, file: Path, start: float, to_h264: bool = False) -> None:
+        self.output = Chunks()
+        self._steps = _remux(file, start, self.output, to_h264)
+        self.done = False
+
+    def step(self, budget: int = STEP_BYTES) -> bytes:
+        """Mux until ``budget`` bytes are ready or the file ends (``done``); blocking (run it in
+        the remux pool). Errors from PyAV propagate and end the remux."""
+        try:
+            while self.output.size < budget:
+                next(self._steps)
+        except StopIteration:
+            self.done = True
+        except BaseException:
+            self.done = True
+            raise
+        return self.output.take()
+
+    def close(self) -> None:
+        """Stop early: closes the files (blocking; run it in the remux pool)."""
+        self.done = True
+        self._steps.close()
+
+
+async def stream_remux(remux: Remux, response: web.StreamResponse) -> None:
+    """Send ``remux``'s output to ``response`` (an aiohttp ``StreamResponse``) to the end.
+
+    The next step runs only after the client took the previous one, so a client that stops
+    reading holds no thread; ``Stalled`` when one write waits ``STALL_SECONDS``. The remux is
+    closed whatever happens (also when the handler is cancelled)."""
+    step: asyncio.Future[bytes] | None = None
     try:
-        _remux(file, start, pipe, to_h264)
+        while not remux.done:
+            step = asyncio.ensure_future(executors.run("remux", remux.step))
+            data = await asyncio.shield(step)
+            step = None
+            if data:
+                try:
+                    await asyncio.wait_for(response.write(data), STALL_SECONDS)
+                except TimeoutError:
+                    raise Stalled(f"not read for {STALL_SECONDS:g} s") from None
+        await response.write_eof()
+    finally:
+        if step is not None:  # cancelled mid-step: let the step finish before closing
+            await asyncio.wait([step])
+        if not remux.done:
+            await asyncio.shield(executors.run("remux", remux.close))
+
+
+async def serve_file(
+    request: web.Request, path: str, file: Path, start: float, remuxes: Admission, *, to_h264: bool = False
+) -> web.StreamResponse:
+    """The ``/mp4`` response for ``file`` (an aiohttp handler's body); 503 beyond ``remuxes``.
+
+    ``to_h264`` converts video that is not H.264 (the watch page asks when the browser lacks the
+    file's decoder)."""
+    client = request.remote or ""
+    with remuxes.hold(client):
+        response = web.StreamResponse(headers={"Content-Type": "video/mp4", "Cache-Control": "no-store"})
+        response.enable_chunked_encoding()
+        await response.prepare(request)
+        if request.method == "HEAD":
+            return response
+        try:
+            await stream_remux(Remux(file, start, to_h264), response)
+        except ConnectionError:  # the client left mid-stream: the usual end of watching
+            log.debug("%s: /mp4/%s client went away", client, path)
+        except Stalled as exc:
+            log.warning("%s: /mp4/%s: %s; closing", client, path, exc)
+            request.transport and request.transport.close()
+        except Exception as exc:
+            log.warning("%s: /mp4/%s: remux failed: %s", client, path, exc)
+            request.transport and request.transport.close()  # the body is cut short: never a clean end
+        return response
+
+
+def remux(file: Path, start: float, pipe: ChunkPipe) -> None:
+    """Blocking: all of ``file`` from ``start`` into ``pipe``; always finishes it."""
+    error: BaseException | None = None
+    job = Remux(file, start)
+    try:
+        while not job.done:
+            pipe.write(job.step())
     except Cancelled:
-        pass
-    except BaseException as exc:  # the handler reports it; the worker thread must not die silently
+        job.close()
+    except BaseException as exc:  # the reader reports it; the worker thread must not die silently
         error = exc
     finally:
         pipe.finish(error)
 
 
-def _remux(file: Path, start: float, pipe: ChunkPipe, to_h264: bool) -> None:
+def _remux(file: Path, start: float, sink_file: Chunks, to_h264: bool = False) -> Iterator[None]:
+    """Yields after each packet muxed; closing the generator closes both files."""
     with av.open(str(file)) as source:
         actions = _plan(source, to_h264)
         if not actions:
@@ -140,9 +249,9 @@ def _remux(file: Path, start: float, pipe: ChunkPipe, to_h264: bool) -> None:
             anchor = video or next(iter(inputs.values()))
             tb = anchor.time_base or Fraction(1, 1_000_000)
             source.seek(int(start / tb) + (anchor.start_time or 0), stream=anchor, backward=True)
-        with av.open(pipe, mode="w", format="mp4", options=dict(FRAGMENTED_MP4)) as sink:  # type: ignore[call-overload]
+        with av.open(sink_file, mode="w", format="mp4", options=dict(FRAGMENTED_MP4)) as sink:  # type: ignore[call-overload]
             outputs = {index: _output(sink, stream, actions[index]) for index, stream in inputs.items()}
-            _transfer(source, inputs, actions, outputs, video.index if video else None, pipe)
+            yield from _transfer(source, inputs, actions, outputs, video.index if video else None)
 
 
 def _output(sink: Any, stream: Any, action: str) -> Any:
@@ -155,8 +264,9 @@ def _output(sink: Any, stream: Any, action: str) -> Any:
         out.width, out.height, out.pix_fmt = context.width, context.height, "yuv420p"
         out.options = {"preset": "veryfast"}
         return out
-    out = sink.add_stream("aac", rate=context.sample_rate or 48000)
-    out.layout = context.layout.name if context.layout else "stereo"
+    rate, layout = encoder_format(context.sample_rate, context.channels, "aac")
+    out = sink.add_stream("aac", rate=rate)
+    out.layout, out.format = layout, "fltp"  # PyAV resamples frames to this when encoding
     return out
 
 
@@ -166,13 +276,12 @@ def _transfer(
     actions: dict[int, str],
     outputs: dict[int, Any],
     video: int | None,
-    pipe: ChunkPipe,
-) -> None:
+) -> Iterator[None]:
     """Demux, shift timestamps so the first video keyframe is at 0, copy or re-encode, mux."""
     offset: dict[int, int] = {}  # per stream: ticks subtracted
     origin: Fraction | None = None  # seconds of the first video keyframe
     for packet in source.demux(list(inputs.values())):
-        pipe.check()
+        yield
         index = packet.stream.index
         if packet.dts is None and packet.pts is None and packet.size == 0:
             continue  # the demuxer's flush packet

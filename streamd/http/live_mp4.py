@@ -20,6 +20,7 @@ from aiohttp import web
 from media.errors import MediaError
 from media.muxer import FileMuxer, MuxTrack
 from streamd.http.fmp4 import Cancelled, ChunkPipe, send_chunks
+from streamd.limits import Admission
 from streamd.live.hub import LivePath
 from streamd.live.recorder import OutputFile, Recorder, RecordSettings
 from streamd.rtsp.errors import RtspError
@@ -82,13 +83,23 @@ MAX_VIEWERS = 32  # browsers watching live paths at once (a muxing thread each)
 OFFLINE_CHECK_SECONDS = 0.5
 
 
-async def serve_live_mp4(request: web.Request, live: LivePath, viewers: Counter[str]) -> web.StreamResponse:
+async def serve_live_mp4(
+    request: web.Request, live: LivePath, viewers: Counter[str], per_client: Admission | None = None
+) -> web.StreamResponse:
     """Stream ``live`` to this request from its next keyframe until the path goes offline.
 
-    ``viewers`` (the server's count of browsers per path) keeps a relayed path pulled meanwhile.
+    ``viewers`` (the server's count of browsers per path) keeps a relayed path pulled meanwhile;
+    ``per_client`` bounds the views of one client address (each costs a muxing thread).
     """
     if viewers.total() >= MAX_VIEWERS:
         raise RtspError(503, f"{MAX_VIEWERS} browsers are watching live paths already; try again later")
+    if per_client is None:
+        return await _serve(request, live, viewers)
+    with per_client.hold(request.remote or ""):
+        return await _serve(request, live, viewers)
+
+
+async def _serve(request: web.Request, live: LivePath, viewers: Counter[str]) -> web.StreamResponse:
     response = web.StreamResponse(headers={"Content-Type": "video/mp4", "Cache-Control": "no-store"})
     response.enable_chunked_encoding()
     if request.method == "HEAD":

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 from dataclasses import dataclass, replace
 from fractions import Fraction
 
@@ -20,10 +21,13 @@ from media.h265 import config_from_nals as h265_config
 from media.latm import StreamMuxConfig, parse_stream_mux_config
 from media.track import Track
 from sdp import MediaDescription, format_rtpmap, static_rtpmap
+from streamd.rtp.payload.aac import header_widths
 from streamd.rtp.payload.base import PayloadFormat, UnsupportedCodec
 from streamd.rtp.payload.registry import payload_format_for
 from streamd.rtsp.errors import RtspError
 
+MAX_CLOCK_RATE = 10_000_000  # RTP clocks are 8 kHz..192 kHz for audio, 90 kHz for video
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")  # copied into every reader's SDP: never control bytes
 CODEC_NAMES = {"h264": "h264", "h265": "hevc", "mpeg4-generic": "aac", "opus": "opus"}
 
 
@@ -67,7 +71,8 @@ def announced_tracks(media: list[MediaDescription]) -> list[AnnouncedTrack]:
     for index, section in enumerate(media):
         if section.media not in ("video", "audio") or not section.formats:
             continue
-        pt = int(section.formats[0]) if section.formats[0].isdigit() else -1
+        first = section.formats[0]
+        pt = int(first) if first.isascii() and first.isdigit() and len(first) <= 3 else -1
         if not 0 <= pt <= 127:
             raise RtspError(400, f"announced m={section.media} has no valid payload type")
         rtpmap = section.rtpmap(pt) or static_rtpmap(pt)  # IP cameras often send "m=audio 0 RTP/AVP 0"
@@ -76,7 +81,17 @@ def announced_tracks(media: list[MediaDescription]) -> list[AnnouncedTrack]:
             raise RtspError(
                 400, f"announced payload type {pt} without a=rtpmap (only static types may omit it)"
             )
+        if not 0 < rtpmap.clock_rate <= MAX_CLOCK_RATE:
+            raise RtspError(400, f"announced payload type {pt} has clock rate {rtpmap.clock_rate}")
+        attributes = [*section.get_all("rtpmap"), *section.get_all("fmtp")]
+        if any(v and _CONTROL.search(v) for v in attributes):
+            raise RtspError(400, f"announced m={section.media}: control character in a=rtpmap or a=fmtp")
         fmtp = dict(section.fmtp(pt))
+        if rtpmap.encoding_name.lower() == "mpeg4-generic":
+            try:
+                header_widths({k.lower(): v for k, v in fmtp.items()})
+            except ValueError as exc:
+                raise RtspError(400, f"announced mpeg4-generic: {exc}") from None
         track = _track(
             index, section.media, rtpmap.encoding_name.lower(), rtpmap.clock_rate, rtpmap.channels, fmtp
         )

@@ -19,13 +19,18 @@ from aiortc.rtp import RtpPacket
 from media import h264, h265
 from media.access_unit import AccessUnit
 from sdp import SessionDescription
+from streamd.limits import WorkBudget
 from streamd.live.announced import AnnouncedTrack
 from streamd.rtp.clock import ntp_to_unix
-from streamd.rtp.payload.aac import AacDepacketizer, AacFormat
+from streamd.rtp.payload.aac import AacDepacketizer, AacFormat, header_widths
 from streamd.rtp.payload.base import Depacketizer
 from streamd.rtp.payload.latm import LatmDepacketizer
 
 log = logging.getLogger(__name__)
+
+# Work one publisher may cause, in RTP packets in + access units + payloads out, per second: a
+# 50 Mbit/s camera causes ~10,000; a publisher far beyond it is an attack on the event loop.
+PUBLISHER_WORK_PER_SECOND = 50_000
 
 Payloads = list[tuple[bytes, bool]]
 # (track index, timestamp in the track clock since the first packet, payloads, keyframe, leading):
@@ -98,6 +103,11 @@ class LivePath:
     unit_listeners: set[UnitListener] = field(default_factory=set)
     online: bool = False
     units_in: int = 0
+    budget: WorkBudget = field(default_factory=lambda: WorkBudget(PUBLISHER_WORK_PER_SECOND))
+    # called once when the publisher overdraws its budget; the shell ends its session. Without
+    # one, packets beyond the budget are dropped.
+    on_overload: Callable[[str], None] | None = None
+    overloaded: bool = False
 
     @classmethod
     def from_announce(
@@ -131,12 +141,25 @@ class LivePath:
 
     def on_rtp(self, track: LiveTrack, data: bytes) -> None:
         """One RTP packet from the publisher."""
-        if not self.online:
+        if not self.online or self.overloaded:
             return
+        now = time.monotonic()
+        if not self.budget.spend(0, now):  # overdrawn, and nobody to drop: shed packets meanwhile
+            return
+        work = 1 + self._on_rtp(track, data)
+        if self.budget.spend(work, now) or self.on_overload is None:
+            return
+        self.overloaded = True
+        reason = f"it causes more than {self.budget.rate:g} packets and units per second"
+        log.warning("%s: dropping the publisher: %s", self.name, reason)
+        self.on_overload(reason)
+
+    def _on_rtp(self, track: LiveTrack, data: bytes) -> int:
+        """Fan one packet out; the work it made (units and payloads)."""
         try:
             packet = RtpPacket.parse(data)
         except ValueError:
-            return
+            return 0
         track.packets += 1
         ticks = track.unwrap(packet.timestamp)
         if track.early_sr is not None:  # ffmpeg sends its first SR just before its first packet
@@ -145,15 +168,17 @@ class LivePath:
         track.last_arrival = time.time()
         if track.depacketizer is None:
             self._fan_out(track.index, ticks, [(packet.payload, bool(packet.marker))], True, False)
-            return
+            return 1
+        work = 0
         for unit in track.depacketizer.push(
             packet.payload, bool(packet.marker), packet.timestamp, packet.sequence_number
         ):
             unit_ticks = track.unwrap(unit.timestamp) if unit.timestamp != packet.timestamp else ticks
             keyframe = is_keyframe(track.announced.track.codec, unit.nal_units)
-            self._publish(
+            work += 1 + self._publish(
                 track, AccessUnit(track.index, unit_ticks, unit_ticks, keyframe, unit.data, unit.nal_units)
             )
+        return work
 
     def push_unit(self, index: int, au: AccessUnit) -> None:
         """One access unit made in this process (no RTP in between); ``au.pts`` in ticks since the start."""
@@ -164,14 +189,15 @@ class LivePath:
         track.last_arrival = time.time()
         self._publish(track, au)
 
-    def _publish(self, track: LiveTrack, au: AccessUnit) -> None:
-        """Packetize once, hand the same payloads to every reader."""
+    def _publish(self, track: LiveTrack, au: AccessUnit) -> int:
+        """Packetize once, hand the same payloads to every reader; how many payloads."""
         for listener in list(self.unit_listeners):
             listener(track, au)
         payloads = track.announced.payload_format.packetize(au)
         self.units_in += 1
         leading = track.announced.track.codec == "hevc" and h265.is_rasl(au.nal_units)
         self._fan_out(track.index, au.pts, payloads, au.keyframe, leading)
+        return len(payloads)
 
     def on_sender_report(self, track: LiveTrack, ntp: int, rtp_timestamp: int) -> None:
         if track.first_ts is None:
@@ -196,11 +222,7 @@ def _depacketizer(track: AnnouncedTrack, description: SessionDescription) -> Dep
         section = description.media[track.index]
         fmtp = {k.lower(): v for k, v in section.fmtp(track.payload_format.payload_type).items()}
         try:
-            return AacDepacketizer(
-                int(fmtp.get("sizelength", 13)),
-                int(fmtp.get("indexlength", 3)),
-                int(fmtp.get("indexdeltalength", 3)),
-            )
-        except ValueError:
+            return AacDepacketizer(*header_widths(fmtp))
+        except ValueError:  # announced.py refuses these at ANNOUNCE; a relay's SDP is not checked
             return None
     return track.payload_format.depacketizer()

@@ -92,6 +92,9 @@ def _parse_fields(lines: list[str]) -> tuple[list[tuple[str, str]], str | None]:
                 problem = problem or "continuation line before the first header"
                 continue
             name, value = fields[-1]
+            if _BAD_CHARS.search(line):
+                problem = problem or f"control character in header {name}"
+                continue
             fields[-1] = (name, f"{value} {line.strip(_LWS)}".strip(_LWS))
             continue
         name, sep, value = line.partition(":")

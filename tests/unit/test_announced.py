@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from sdp import SdpParseError, static_rtpmap
@@ -50,6 +50,8 @@ def test_the_static_table() -> None:
         max_size=4,
     )
 )
+@example([("audio", 96, "L16/0/0", None)])  # clock rate 0: ZeroDivisionError, a 500
+@example([("audio", 96, "foo/8000", "a=\x00b")])  # NUL relayed into every reader's SDP
 @settings(max_examples=300, deadline=None)
 def test_any_announced_media_is_tracks_or_a_400(
     sections: list[tuple[str, int, str | None, str | None]],
@@ -70,3 +72,26 @@ def test_any_announced_media_is_tracks_or_a_400(
         announced_tracks(description.media)
     except RtspError as exc:
         assert exc.status == 400
+
+
+@pytest.mark.parametrize("payload_type", ["\u00b2", "\u0661", "96\u0661", "0096"])
+def test_payload_types_are_ascii_digits_or_a_400(payload_type: str) -> None:
+    """``"²".isdigit()`` is True but ``int("²")`` raises: once a 500 with a traceback."""
+    description = parse_sdp((HEAD + f"m=audio 0 RTP/AVP {payload_type}\r\n").encode())
+    with pytest.raises(RtspError) as refused:
+        announced_tracks(description.media)
+    assert refused.value.status == 400
+
+
+@pytest.mark.parametrize(
+    "section",
+    [
+        "m=audio 0 RTP/AVP 96\r\na=rtpmap:96 foo/8000\r\na=fmtp:96 a=\x00b\r\n",  # relayed: DESCRIBE 500
+        "m=audio 0 RTP/AVP 96\r\na=rtpmap:96 L16/0/0\r\n",
+        "m=video 0 RTP/AVP 96\r\na=rtpmap:96 H264/0\r\n",
+    ],
+)
+def test_announced_sections_a_reader_could_not_be_given_are_a_400(section: str) -> None:
+    with pytest.raises(RtspError) as refused:
+        announced_tracks(parse_sdp((HEAD + section).encode()).media)
+    assert refused.value.status == 400

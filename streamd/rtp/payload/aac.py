@@ -13,6 +13,7 @@ from media.track import AacConfig, Track
 
 from .base import (
     DEFAULT_MAX_PAYLOAD_SIZE,
+    MAX_UNITS_PER_PACKET,
     DepacketizedUnit,
     Depacketizer,
     PayloadFormat,
@@ -28,6 +29,41 @@ SAMPLES_PER_FRAME = 1024  # AAC core frame; the rare 960-sample variant is not d
 _HEADER_BYTES = 4  # AU-headers-length (16 bits) + one 16-bit AU-header
 _MAX_AU = (1 << SIZE_LENGTH) - 1
 _MAX_RECEIVED_AU = 1 << 20  # a receiver's bound, whatever sizelength a peer announces
+
+# AU-header field widths (sizelength, indexlength, indexdeltalength) each RFC 3640 mode fixes
+# (3.3.5-3.3.6); "generic" leaves them to the sender, within bounds that keep sizes meaningful
+MODE_WIDTHS = {"aac-hbr": (13, 3, 3), "aac-lbr": (6, 2, 2), "celp-vbr": (6, 2, 2)}
+GENERIC_SIZE_LENGTH = (6, 16)
+GENERIC_INDEX_LENGTH = (0, 8)
+
+
+def header_widths(fmtp: dict[str, str]) -> tuple[int, int, int]:
+    """The AU-header field widths an announced ``mpeg4-generic`` fmtp gives (keys lower-case).
+
+    ``ValueError`` with the reason when they are not numbers or not what the mode allows: a
+    1-bit size field would let one packet carry tens of thousands of one-byte AUs.
+    """
+    mode = fmtp.get("mode", "generic").strip().lower()
+    names = ("sizelength", "indexlength", "indexdeltalength")
+    widths = []
+    for name, default in zip(names, (SIZE_LENGTH, INDEX_LENGTH, INDEX_DELTA_LENGTH), strict=True):
+        raw = fmtp.get(name, str(default)).strip()
+        if not (raw.isascii() and raw.isdigit() and len(raw) <= 3):
+            raise ValueError(f"{name}={raw[:20]!r} is not a number")
+        widths.append(int(raw))
+    size, index, delta = widths
+    fixed = MODE_WIDTHS.get(mode)
+    if fixed is not None and (size, index, delta) != fixed:
+        raise ValueError(
+            f"mode={mode} needs sizelength={fixed[0]};indexlength={fixed[1]};indexdeltalength={fixed[2]}"
+        )
+    low, high = GENERIC_SIZE_LENGTH
+    if not low <= size <= high:
+        raise ValueError(f"sizelength={size} is outside {low}..{high}")
+    low, high = GENERIC_INDEX_LENGTH
+    if not (low <= index <= high and low <= delta <= high):
+        raise ValueError(f"indexlength and indexdeltalength must be within {low}..{high}")
+    return size, index, delta
 
 
 class AacFormat(PayloadFormat):
@@ -159,7 +195,8 @@ class AacDepacketizer(Depacketizer):
         return [DepacketizedUnit(timestamp, au)] if len(au) == size else []
 
     def _parse(self, payload: bytes) -> tuple[list[int], bytes] | None:
-        """AU sizes and the data section, or None when the AU-header section is malformed."""
+        """AU sizes and the data section, or None when the AU-header section is malformed or
+        describes more than ``MAX_UNITS_PER_PACKET`` AUs."""
         if len(payload) < 2:
             return None
         header_bits = int.from_bytes(payload[:2], "big")
@@ -172,7 +209,7 @@ class AacDepacketizer(Depacketizer):
         index_length = self._index_length
         while remaining > 0:
             width = self._size_length + index_length
-            if width > remaining:
+            if width > remaining or len(sizes) >= MAX_UNITS_PER_PACKET:
                 return None
             remaining -= width
             sizes.append((bits >> (remaining + index_length)) & ((1 << self._size_length) - 1))

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from abc import abstractmethod
 
-from .base import DepacketizedUnit, Depacketizer, SequenceStatus
+from .base import MAX_UNITS_PER_PACKET, DepacketizedUnit, Depacketizer, SequenceStatus
 
 MAX_UNIT_SIZE = 32 * 1024 * 1024  # a receiver's bound on one access unit
 
@@ -74,12 +74,13 @@ class UnitAssembler(Depacketizer):
 def split_aggregate(payload: bytes, header_size: int) -> list[bytes]:
     """The units of an aggregation packet (H.264 STAP-A, H.265 AP): 16-bit size, then the unit.
 
-    A malformed packet yields none rather than a damaged list.
+    A malformed packet yields none rather than a damaged list, and so does one with more than
+    ``MAX_UNITS_PER_PACKET`` units.
     """
     units = []
     pos = header_size
     while pos < len(payload):
-        if pos + 2 > len(payload):
+        if pos + 2 > len(payload) or len(units) >= MAX_UNITS_PER_PACKET:
             return []
         size = int.from_bytes(payload[pos : pos + 2], "big")
         pos += 2

@@ -99,6 +99,12 @@ class PayloadFormat(ABC):
         return f"<{type(self).__name__} {self.rtpmap()!r}>"
 
 
+# Units one RTP packet may yield (AUs of an RFC 3640 packet, NAL units of an aggregation packet):
+# real senders put a few, or a few dozen, in one packet; tens of thousands of one-byte units in one
+# 65 kB packet only multiply the work every reader causes, so such a packet is dropped.
+MAX_UNITS_PER_PACKET = 256
+
+
 class SequenceStatus(Enum):
     """How an RTP sequence number relates to the previous one a depacketizer saw."""
 
