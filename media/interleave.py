@@ -16,6 +16,7 @@ for the caller to report. Sans-I/O: no files, no clock.
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from fractions import Fraction
 
@@ -37,16 +38,19 @@ class DtsMerger:
         max_units: int = MAX_UNITS,
         max_bytes: int = MAX_BYTES,
     ) -> None:
-        self._time_bases = dict(time_bases)
-        self._buffers: dict[int, deque[tuple[Fraction, int, AccessUnit]]] = {i: deque() for i in time_bases}
+        # exact and cheap: each DTS in ticks of one clock that every track's time base divides
+        self._scale = math.lcm(*(Fraction(tb).denominator for tb in time_bases.values()), 1)
+        self._factor = {i: int(Fraction(tb) * self._scale) for i, tb in time_bases.items()}
+        self._buffers: dict[int, deque[tuple[int, int, AccessUnit, int]]] = {i: deque() for i in time_bases}
         self.max_seconds, self.max_units, self.max_bytes = max_seconds, max_units, max_bytes
+        self._max_ticks = max_seconds * self._scale
         self._count = 0  # arrival order, the tie-break between equal DTS
         self._units = 0
         self._bytes = 0
-        self._last_out: Fraction | None = None
+        self._last_out: int | None = None  # ticks
         self._finished: set[int] = set()  # tracks with no more units (until ``clear``)
         self.late_units = 0
-        self.worst_lateness = Fraction(0)
+        self.worst_lateness = 0.0  # seconds
 
     @property
     def held(self) -> int:
@@ -55,11 +59,11 @@ class DtsMerger:
 
     def push(self, au: AccessUnit) -> None:
         """One unit in file order (units of one track must come in DTS order)."""
-        seconds = au.dts * self._time_bases[au.stream_index]
-        self._buffers[au.stream_index].append((seconds, self._count, au))
+        size = len(au.data) + sum(map(len, au.nal_units))
+        self._buffers[au.stream_index].append((au.dts * self._factor[au.stream_index], self._count, au, size))
         self._count += 1
         self._units += 1
-        self._bytes += _size(au)
+        self._bytes += size
 
     def wants_more(self) -> bool:
         """Whether the caller should read on: a track has nothing waiting and the bounds allow it."""
@@ -78,27 +82,30 @@ class DtsMerger:
         """The read-ahead bound is reached: hand out what is held even if a track is starved."""
         if self._units >= self.max_units or self._bytes >= self.max_bytes:
             return True
-        held = [b for b in self._buffers.values() if b]
-        if not held:
-            return False
-        return max(b[-1][0] for b in held) - min(b[0][0] for b in held) >= self.max_seconds
+        first = last = None
+        for buffer in self._buffers.values():
+            if buffer:
+                head, tail = buffer[0][0], buffer[-1][0]
+                first = head if first is None or head < first else first
+                last = tail if last is None or tail > last else last
+        return first is not None and last is not None and last - first >= self._max_ticks
 
     def pop(self) -> AccessUnit | None:
         """The waiting unit with the earliest DTS (the earliest read among equals), if any."""
-        best: deque[tuple[Fraction, int, AccessUnit]] | None = None
+        best: deque[tuple[int, int, AccessUnit, int]] | None = None
         for buffer in self._buffers.values():
             if buffer and (best is None or buffer[0][:2] < best[0][:2]):
                 best = buffer
         if best is None:
             return None
-        seconds, _, au = best.popleft()
+        ticks, _, au, size = best.popleft()
         self._units -= 1
-        self._bytes -= _size(au)
-        if self._last_out is not None and seconds < self._last_out:
+        self._bytes -= size
+        if self._last_out is not None and ticks < self._last_out:
             self.late_units += 1
-            self.worst_lateness = max(self.worst_lateness, self._last_out - seconds)
+            self.worst_lateness = max(self.worst_lateness, (self._last_out - ticks) / self._scale)
         else:
-            self._last_out = seconds
+            self._last_out = ticks
         return au
 
     def clear(self) -> None:
@@ -108,7 +115,3 @@ class DtsMerger:
         self._units = self._bytes = 0
         self._last_out = None
         self._finished.clear()
-
-
-def _size(au: AccessUnit) -> int:
-    return len(au.data) + sum(len(n) for n in au.nal_units)

@@ -341,7 +341,7 @@ class MediaReader:
             log.warning(
                 "%s: tracks interleaved beyond the read-ahead bound; some units are sent up to %.2f s late",
                 self._path,
-                float(merger.worst_lateness),
+                merger.worst_lateness,
             )
         return au
 
@@ -349,7 +349,7 @@ class MediaReader:
         """Read until every track that may still have units has one waiting, or the bound is hit."""
         merger = self._merger
         while starved := merger.starved():
-            split = [i for i in starved if i in self._side]
+            split = [i for i in starved if i in self._side] if self._side else None
             if split:
                 for index in split:
                     au = self._side[index].read()
