@@ -114,7 +114,7 @@ def _plan(container: av.container.InputContainer, to_h264: bool = False) -> dict
     video = next((s for s in container.streams.video), None)
     audio = next((s for s in container.streams.audio), None)
     if video is not None:
-        name = video.codec_context.name
+        name = video.codec_context.codec.canonical_name  # the codec, not PyAV's decoder (libdav1d)
         result[video.index] = "copy" if name in COPY_VIDEO and not (to_h264 and name != "h264") else "encode"
     if audio is not None:
         result[audio.index] = "copy" if audio.codec_context.name in COPY_AUDIO else "encode"
