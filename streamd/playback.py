@@ -185,7 +185,7 @@ class Playback:
         """Begin sending now, from ``position``."""
         loop = asyncio.get_running_loop()
         if self._pacer is None:
-            self._pacer = loop_pacer(self.settings.send_slack)
+            self._pacer = loop_pacer(self.settings.pacer_slack)
         now = loop.time()
         self._unit_at_a_time = any(
             isinstance(getattr(type(b.sink), "writable", None), property) for b in self.bindings.values()

@@ -45,8 +45,13 @@ class PacingSettings:
 
     send_slack: float = 0.002  # the loop pacer: what is due this soon is sent in the same wake-up
     rtcp_min_interval: float = MIN_INTERVAL  # RFC 3550 Tmin of the sender reports (tests shorten it)
-    precise: bool = False  # spread an AU's packets over part of its duration instead of one burst
+    precise: bool = False  # nothing early (slack 0), an AU's packets spread over part of its duration
     trick_play_all_frames_up_to: Fraction = Fraction(4)  # Scale up to this sends every video frame
+
+    @property
+    def pacer_slack(self) -> float:
+        """The loop pacer's slack: precise mode sends nothing before its time."""
+        return 0.0 if self.precise else self.send_slack
 
     @classmethod
     def from_config(cls, config: object) -> PacingSettings:

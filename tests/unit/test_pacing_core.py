@@ -283,3 +283,8 @@ def test_settings_come_from_the_server_config() -> None:
     settings = PacingSettings.from_config(config)
     assert settings == PacingSettings(0.0005, 0.5, True, Fraction(4))
     assert PacingSettings.from_config(object()) == PacingSettings()
+
+
+def test_precise_mode_sends_nothing_early() -> None:
+    assert PacingSettings(send_slack=0.002, precise=True).pacer_slack == 0.0
+    assert PacingSettings(send_slack=0.003).pacer_slack == 0.003
