@@ -435,7 +435,7 @@ class Playback:
         assert self._reader is not None
         units: list[AccessUnit] = []
         wanted = set(self.bindings)
-        time_base = self._core._time_base
+        time_base = self._core.seconds_per_tick
         read = self._reader.read
         while len(units) < room:
             au = read()

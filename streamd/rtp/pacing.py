@@ -103,7 +103,7 @@ class Pacing:
         self.tracks = tracks  # shared with the caller: a per-track TEARDOWN removes one here too
         self.settings = settings or PacingSettings()
         self._rng = rng
-        self._time_base = {i: float(tb) for i, tb in time_bases.items()}
+        self.seconds_per_tick = {i: float(tb) for i, tb in time_bases.items()}  # per track, for speed
         self._time_base_exact = dict(time_bases)
         self.queue: deque[AccessUnit] = deque()
         self.eof = False  # nothing more to read
@@ -238,7 +238,7 @@ class Pacing:
                 self._origin_wall,
                 self._origin_float,
                 self._rate_float,
-                self._time_base,
+                self.seconds_per_tick,
             )
             sent = 0
             while queue:
@@ -274,7 +274,7 @@ class Pacing:
             au = queue[0]
             due = (
                 self._origin_wall
-                + (au.dts * self._time_base[au.stream_index] - self._origin_float) / self._rate_float
+                + (au.dts * self.seconds_per_tick[au.stream_index] - self._origin_float) / self._rate_float
             )
             nxt = min(nxt, due)
         held_due = self._next_held()
@@ -323,7 +323,7 @@ class Pacing:
                 else:
                     held.append((due + offset * per_tick, packet))
         else:
-            seconds = au.duration * self._time_base[index] / self._rate_float
+            seconds = au.duration * self.seconds_per_tick[index] / self._rate_float
             step = min(seconds * PRECISE_SPREAD, PRECISE_MAX_SPREAD) / len(packets)
             held.extend((due + i * step, packet) for i, packet in enumerate(packets[1:], 1))
         out.rtp.append((index, now_packets))
@@ -360,7 +360,7 @@ class Pacing:
         if not self.queue:
             return float("-inf")
         au = self.queue[-1]
-        return au.dts * self._time_base[au.stream_index]
+        return au.dts * self.seconds_per_tick[au.stream_index]
 
     def _drop_after_end(self) -> None:
         """Range end: AUs decoded at or after it are not sent; once every track is past it, stop."""
