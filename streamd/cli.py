@@ -55,7 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--precise-pacing",
         action="store_const",
         const=True,
-        help="spread each access unit's packets over part of its duration instead of one burst",
+        help="send nothing early: each access unit at its own time (pacer slack 0; more CPU)",
     )
     serve.add_argument("--config", type=Path, help="TOML configuration file (keys mirror these flags)")
     serve.add_argument("--log-level", choices=["debug", "info", "warning", "error"])

@@ -119,7 +119,7 @@ class ServerConfig:
     min_session_timeout: int = 5  # the floor under session_timeout (a guard against typos)
     rtcp_min_interval: float = 5.0  # RFC 3550 6.2 Tmin for sender reports (the first uses half)
     send_slack: float = 0.002  # what is due this soon is sent in the same pacer wake-up
-    precise_pacing: bool = False  # spread an access unit's packets at the link rate, not one burst
+    precise_pacing: bool = False  # nothing sent early: the pacer wakes for each due time (more CPU)
     trick_play_all_frames_up_to: float = 4.0  # Scale up to this sends every video frame, beyond: keyframes
     # --- limits (hardening): every buffer, queue and count an outsider can grow is bounded ------
     max_connections: int = 2000  # RTSP connections in total

@@ -237,8 +237,8 @@ def test_audio_is_not_sent_at_other_scales() -> None:
     assert {i for _, out in run(core, 0.1) for i, _ in out.rtp} == {0}
 
 
-def test_precise_mode_spreads_an_au_over_part_of_its_duration() -> None:
-    core, _ = make(settings=PacingSettings(precise=True))
+def test_spread_sends_an_au_over_part_of_its_duration() -> None:
+    core, _ = make(settings=PacingSettings(spread=0.02))
     core.take([au(0, size=100, dur=40), au(40, size=100, dur=40)], eof=True)
     start(core)
     log = run(core, 0.1, step=0.0005)
@@ -281,7 +281,7 @@ def test_settings_come_from_the_server_config() -> None:
 
     config = ServerConfig(send_slack=0.0005, precise_pacing=True, rtcp_min_interval=0.5)
     settings = PacingSettings.from_config(config)
-    assert settings == PacingSettings(0.0005, 0.5, True, Fraction(4))
+    assert settings == PacingSettings(0.0005, 0.5, True, Fraction(4), 0.0)
     assert PacingSettings.from_config(object()) == PacingSettings()
 
 
