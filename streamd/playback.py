@@ -272,14 +272,12 @@ class Playback:
 
     def _pump(self, now: float, horizon: float) -> float | None:
         core = self._core
-        max_units = 1 if self._unit_at_a_time else None
-        while True:
-            out = core.pump(now, horizon, max_units=max_units)
-            self._send(out)
-            if out.finished is not None:
-                self._finish(out.finished)
-                return None
-            if max_units is not None and out.rtp:
+        if self._unit_at_a_time:  # flow control: one AU at a time while the sink takes more
+            while True:
+                out = core.pump(now, horizon, max_units=1)
+                self._send(out)
+                if out.finished is not None:
+                    break
                 blocked = next(
                     (b for i, _ in out.rtp if not getattr((b := self.bindings[i]).sink, "writable", True)),
                     None,
@@ -287,8 +285,14 @@ class Playback:
                 if blocked is not None:  # TCP above its high-water mark: wait until it drains
                     self._wait_writable(blocked)
                     return None
-            if not out.more:
-                break
+                if not out.more:
+                    break
+        else:
+            out = core.pump(now, horizon)
+            self._send(out)
+        if out.finished is not None:
+            self._finish(out.finished)
+            return None
         if out.read_until is not None and self._reader is not None:
             self._start_read(out.read_until)
             if not core.reading:  # read on the loop (cached), already queued: may be due sooner
@@ -305,8 +309,9 @@ class Playback:
             else:
                 for packet in packets:
                     sink.send_rtp(packet)
-        for index, packet in out.rtcp:
-            bindings[index].sink.send_rtcp(packet)
+        if out.rtcp:
+            for index, packet in out.rtcp:
+                bindings[index].sink.send_rtcp(packet)
 
     def _wait_writable(self, binding: Binding) -> None:
         async def wait() -> None:

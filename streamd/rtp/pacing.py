@@ -22,7 +22,7 @@ from __future__ import annotations
 import random
 from collections import deque
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from fractions import Fraction
 from typing import Protocol
 
@@ -80,16 +80,18 @@ class Track(Protocol):
     def is_video(self) -> bool: ...
 
 
-@dataclass(slots=True)
 class Pumped:
-    """What one pump produced, in sending order."""
+    """What one pump produced, in sending order (a plain slotted class: one is made per pump)."""
 
-    rtp: list[tuple[int, list[bytes]]] = field(default_factory=list)  # (track index, packets)
-    rtcp: list[tuple[int, bytes]] = field(default_factory=list)  # (track index, compound RTCP)
-    next_due: float | None = None  # when to pump again (None: not until woken)
-    read_until: float | None = None  # the caller should read AUs up to these media seconds
-    finished: str | None = None  # the end of the stream has come: send the BYE
-    more: bool = False  # stopped at ``max_units``: pump again (after checking flow control)
+    __slots__ = ("finished", "more", "next_due", "read_until", "rtcp", "rtp")
+
+    def __init__(self) -> None:
+        self.rtp: list[tuple[int, list[bytes]]] = []  # (track index, packets)
+        self.rtcp: list[tuple[int, bytes]] | tuple[()] = ()  # (track index, compound RTCP)
+        self.next_due: float | None = None  # when to pump again (None: not until woken)
+        self.read_until: float | None = None  # the caller should read AUs up to these media seconds
+        self.finished: str | None = None  # the end of the stream has come: send the BYE
+        self.more = False  # stopped at ``max_units``: pump again (after checking flow control)
 
 
 class Pacing:
@@ -262,7 +264,7 @@ class Pacing:
         if self.held:
             self.release_held(horizon, out)
         if now >= self._next_report:
-            out.rtcp.extend(self.reports(now))
+            out.rtcp = self.reports(now)
             self._next_report = now + self._report_interval(now)
         if now >= self._refill_at:
             out.read_until = self._read_need(now)
