@@ -267,6 +267,7 @@ async def run_all(
     out: Path,
     *,
     kernel: bool = False,
+    server_args: tuple[str, ...] = (),
 ) -> dict[str, Any]:
     """Every profile against streamd (and the peer). ``kernel``: through tc qdiscs on a veth pair
     into a network namespace the servers run in; profiles this kernel cannot express are skipped."""
@@ -295,7 +296,7 @@ async def run_all(
             media / "clip.mp4", seconds=seconds + 5, size=(640, 360), fps=25, gop=25, bframes=False
         )
         servers: list[tuple[str, Any]] = [
-            ("streamd", lambda: server_process.start(media, out / "streamd.log", **where))
+            ("streamd", lambda: server_process.start(media, out / "streamd.log", *server_args, **where))
         ]
         peer_note = None
         if peer:
@@ -493,6 +494,12 @@ def main(argv: list[str] | None = None) -> int:
         "network namespace (root; profiles this kernel cannot express are skipped)",
     )
     parser.add_argument("--out", type=Path, help="folder for the results (default benchmarks/results/<date>)")
+    parser.add_argument(
+        "--server-arg",
+        action="append",
+        default=[],
+        help="an option for streamd serve, e.g. --server-arg=--precise-pacing (repeatable)",
+    )
     args = parser.parse_args(argv)
     out = args.out or report.results_dir()
     out.mkdir(parents=True, exist_ok=True)
@@ -506,6 +513,7 @@ def main(argv: list[str] | None = None) -> int:
             args.peer,
             out,
             kernel=args.impairment == "kernel",
+            server_args=tuple(args.server_arg),
         )
     )
     plots = plot(rep, out)

@@ -291,7 +291,7 @@ def ramp(
 
 
 def run_all(levels: list[int], seconds: float, transports: list[str], peer: bool, workers: int,
-            profile: int | None, out: Path) -> dict[str, Any]:  # fmt: skip
+            profile: int | None, out: Path, server_args: tuple[str, ...] = ()) -> dict[str, Any]:  # fmt: skip
     with tempfile.TemporaryDirectory() as tmp:
         media = Path(tmp)
         from media.testsrc import write_synthetic_media
@@ -300,7 +300,12 @@ def run_all(levels: list[int], seconds: float, transports: list[str], peer: bool
         write_synthetic_media(
             media / "clip.mp4", seconds=seconds + 30, size=(640, 360), fps=25, gop=25, bframes=False
         )
-        starts = [("streamd", lambda: server_process.start(media, out / "load-streamd.log", "--no-http"))]
+        starts = [
+            (
+                "streamd",
+                lambda: server_process.start(media, out / "load-streamd.log", "--no-http", *server_args),
+            )
+        ]
         peer_note = server_process.peer_available() if peer else "not run"
         if peer and peer_note is None:
             starts.append(
@@ -443,10 +448,25 @@ def main(argv: list[str] | None = None) -> int:
         "--profile", type=int, default=400, help="py-spy streamd at this many UDP sessions (0: no)"
     )
     parser.add_argument("--out", type=Path, help="folder for the results (default benchmarks/results/<date>)")
+    parser.add_argument(
+        "--server-arg",
+        action="append",
+        default=[],
+        help="an option for streamd serve, e.g. --server-arg=--precise-pacing (repeatable)",
+    )
     args = parser.parse_args(argv)
     out = args.out or report.results_dir()
     out.mkdir(parents=True, exist_ok=True)
-    rep = run_all(args.sessions, args.seconds, args.transports, args.peer, args.workers, args.profile, out)
+    rep = run_all(
+        args.sessions,
+        args.seconds,
+        args.transports,
+        args.peer,
+        args.workers,
+        args.profile,
+        out,
+        tuple(args.server_arg),
+    )
     plots = plot(rep, out)
     (out / "load.json").write_text(json.dumps(rep, indent=1))
     text = markdown(rep, plots)

@@ -49,6 +49,15 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--record-dir", type=Path, help="where recordings go (default: <media>/recordings)")
     serve.add_argument("--record-format", choices=["mp4", "mkv"], help="recording container (default: mp4)")
     serve.add_argument("--record-segment", type=float, help="seconds per recorded file (default: 60)")
+    serve.add_argument(
+        "--send-slack", type=float, help="seconds: what is due this soon is sent at once (0.002)"
+    )
+    serve.add_argument(
+        "--precise-pacing",
+        action="store_const",
+        const=True,
+        help="send nothing early: each access unit at its own time (pacer slack 0; more CPU)",
+    )
     serve.add_argument("--config", type=Path, help="TOML configuration file (keys mirror these flags)")
     serve.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
 
@@ -184,6 +193,8 @@ def _serve(args: argparse.Namespace) -> int:
             "record_dir",
             "record_format",
             "record_segment",
+            "send_slack",
+            "precise_pacing",
         )
     }
     try:

@@ -119,7 +119,8 @@ class ServerConfig:
     min_session_timeout: int = 5  # the floor under session_timeout (a guard against typos)
     rtcp_min_interval: float = 5.0  # RFC 3550 6.2 Tmin for sender reports (the first uses half)
     send_slack: float = 0.002  # what is due this soon is sent in the same pacer wake-up
-    precise_pacing: bool = False  # spread an access unit's packets at the link rate, not one burst
+    precise_pacing: bool = False  # nothing sent early: the pacer wakes for each due time (more CPU)
+    trick_play_all_frames_up_to: float = 4.0  # Scale up to this sends every video frame, beyond: keyframes
     # --- limits (hardening): every buffer, queue and count an outsider can grow is bounded ------
     max_connections: int = 2000  # RTSP connections in total
     max_connections_per_client: int = 100  # from one client address
@@ -154,6 +155,8 @@ class ServerConfig:
                 raise ConfigError(f"{name} must be a number of seconds between 0 and 3600, not {value!r}")
         if not 0 <= self.send_slack <= 0.1:
             raise ConfigError("send_slack must be between 0 and 0.1 seconds")
+        if not 1 <= self.trick_play_all_frames_up_to <= 1000:
+            raise ConfigError("trick_play_all_frames_up_to must be a Scale between 1 and 1000")
         for name in (
             "max_connections",
             "max_connections_per_client",

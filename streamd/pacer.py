@@ -111,10 +111,12 @@ class Pacer:
 _pacers: WeakKeyDictionary[asyncio.AbstractEventLoop, Pacer] = WeakKeyDictionary()
 
 
-def loop_pacer() -> Pacer:
-    """The running loop's pacer (one per loop, made on first use)."""
+def loop_pacer(slack: float | None = None) -> Pacer:
+    """The running loop's pacer (one per loop, made on first use); ``slack`` sets its slack."""
     loop = asyncio.get_running_loop()
     pacer = _pacers.get(loop)
     if pacer is None:
         pacer = _pacers[loop] = Pacer(loop)
+    if slack is not None:
+        pacer.slack = slack
     return pacer

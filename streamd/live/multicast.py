@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import struct
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -26,6 +25,7 @@ from sdp import Connection
 from sdp import parse as parse_sdp
 from sdp import write as write_sdp
 from streamd.live.hub import LivePath, Payloads
+from streamd.live.keyframe_gate import KeyframeGate
 from streamd.live.multicast_groups import Allocation, GroupPool, MulticastRange, PoolExhausted
 from streamd.rtp.clock import unix_to_ntp
 from streamd.rtp.outgoing import OutgoingStream
@@ -39,7 +39,6 @@ from streamd.transport.multicast import Address, GroupSockets
 
 log = logging.getLogger(__name__)
 
-_HEADER = struct.Struct("!BBHII")
 MAX_RECEIVERS = 4096  # per track; the least recently heard is forgotten first
 RECEIVER_TIMEOUT = 30.0  # seconds without a report before a receiver no longer counts (RFC 3550 6.3.5)
 UDP_IP_OVERHEAD = 28
@@ -82,8 +81,6 @@ class GroupSender:
         self.members: set[str] = set()  # RTSP sessions playing
         self.setups: set[str] = set()  # RTSP sessions set up (playing or not)
         self.running = False
-        self.started = False  # video began on a keyframe
-        self._joined_open_gop = False  # ... whose RASL pictures (HEVC) may follow
         self.tracks: dict[int, GroupTrack] = {}
         for index, track in live.tracks.items():
             fmt = track.announced.payload_format
@@ -91,10 +88,16 @@ class GroupSender:
             control = f"trackID={index}"  # as readers know it (the publisher's may differ)
             self.tracks[index] = GroupTrack(index, control, allocation.port(index), stream)
         self._has_video = any(t.announced.track.kind == "video" for t in live.tracks.values())
+        self.gate = KeyframeGate(self._has_video)
         self._began = 0.0
         self._next_report = 0.0
         self._reported = False
         self._avg_rtcp_size = 128.0
+
+    @property
+    def started(self) -> bool:
+        """Whether the send has begun (video on a keyframe)."""
+        return self.gate.open
 
     @property
     def label(self) -> str:
@@ -130,7 +133,7 @@ class GroupSender:
                 track.sockets = None
             raise
         self.running = True
-        self.started = not self._has_video
+        self.gate = KeyframeGate(self._has_video)  # each send begins on a keyframe
         self._began = time.time()
         self._reported = False
         self._next_report = self._began + 1.0  # the first round soon, then the RFC 3550 interval
@@ -169,7 +172,7 @@ class GroupSender:
                 sockets.dropped,
                 len(track.receivers),
             )
-            _renew(track.stream)
+            track.stream.renew()  # after a BYE the SSRC is gone: a later send is a new source
             track.receivers.clear()
 
     def __call__(self, index: int, ticks: int, payloads: Payloads, keyframe: bool, leading: bool) -> None:
@@ -177,29 +180,17 @@ class GroupSender:
         if track is None or track.sockets is None:
             return
         video = self.live.tracks[index].announced.track.kind == "video"
-        if not self.started:
-            if not (keyframe and video):
-                return
-            self.started = self._joined_open_gop = True
-        elif video and self._joined_open_gop:
-            if leading:  # an HEVC RASL picture of the CRA the send began on: not decodable
-                return
-            self._joined_open_gop = False
+        if not self.gate.admit(video, keyframe, leading):
+            return
         stream = track.stream
         now = time.time()
         if not stream.packet_count:
             # a sender report ahead of the first packet: players (ffmpeg) that sync by SR get the
             # mapping from the start instead of re-basing the track's timestamps later on
             self._send_report(track, now, unix_to_ntp(now))
-        timestamp = (stream.ts_offset + ticks) & 0xFFFFFFFF
-        pt = stream.payload_format.payload_type
-        sockets = track.sockets
-        for payload, marker in payloads:
-            header = _HEADER.pack(0x80, (0x80 if marker else 0) | pt, stream.next_seq, timestamp, stream.ssrc)
-            sockets.send_rtp(header + payload)
-            stream.next_seq = (stream.next_seq + 1) & 0xFFFF
-            stream.packet_count += 1
-            stream.octet_count += len(payload)
+        send = track.sockets.send_rtp
+        for packet in stream.pack(ticks, payloads):
+            send(packet)
         if now >= self._next_report:
             self._send_reports(now)
 
@@ -304,13 +295,6 @@ class GroupSender:
                 for t in self.tracks.values()
             ],
         }
-
-
-def _renew(stream: OutgoingStream) -> None:
-    """After a BYE the SSRC is gone for receivers: the next send is a new source (RFC 3550 8.2)."""
-    fresh = OutgoingStream(stream.payload_format, stream.time_base, stream.cname)
-    stream.ssrc, stream.ts_offset = fresh.ssrc, fresh.ts_offset
-    stream.packet_count = stream.octet_count = 0
 
 
 class MulticastSink:

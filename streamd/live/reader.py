@@ -8,17 +8,16 @@ logged once) instead of holding up the fan-out.
 from __future__ import annotations
 
 import logging
-import struct
 import time
 from fractions import Fraction
 
 from streamd.live.hub import LivePath, Payloads
+from streamd.live.keyframe_gate import KeyframeGate
 from streamd.playback import Binding
 from streamd.rtp.clock import unix_to_ntp
 
 log = logging.getLogger(__name__)
 
-_HEADER = struct.Struct("!BBHII")
 REPORT_INTERVAL = 5.0
 
 
@@ -27,10 +26,14 @@ class LiveReader:
         self.path = path
         self.bindings = bindings
         self.label = label
-        self.started = not any(b.is_video for b in bindings.values())
-        self._joined_open_gop = False  # started on a keyframe whose RASL pictures may follow
+        self.gate = KeyframeGate(any(b.is_video for b in bindings.values()))
         self.dropped = 0
         self._next_report = 0.0
+
+    @property
+    def started(self) -> bool:
+        """Whether video has begun (on a keyframe)."""
+        return self.gate.open
 
     def attach(self) -> None:
         self.path.readers.add(self)
@@ -46,29 +49,16 @@ class LiveReader:
         binding = self.bindings.get(index)
         if binding is None:
             return
-        if not self.started:
-            if not (binding.is_video and keyframe):
-                return
-            self.started = self._joined_open_gop = True
-        elif binding.is_video and self._joined_open_gop:
-            if leading:  # refers to pictures from before we joined: the player could not decode it
-                return
-            self._joined_open_gop = False
-        stream = binding.stream
-        congested = getattr(binding.sink, "congested", False)
-        timestamp = (stream.ts_offset + ticks) & 0xFFFFFFFF
-        pt = stream.payload_format.payload_type
-        for payload, marker in payloads:
-            if congested:
-                self.dropped += 1
-                if self.dropped == 1:
-                    log.warning("%s: too slow for the live stream; dropping packets", self.label)
-                continue
-            header = _HEADER.pack(0x80, (0x80 if marker else 0) | pt, stream.next_seq, timestamp, stream.ssrc)
-            binding.sink.send_rtp(header + payload)
-            stream.next_seq = (stream.next_seq + 1) & 0xFFFF
-            stream.packet_count += 1
-            stream.octet_count += len(payload)
+        if not self.gate.admit(binding.is_video, keyframe, leading):
+            return
+        if getattr(binding.sink, "congested", False):
+            self.dropped += len(payloads)
+            if self.dropped == len(payloads):
+                log.warning("%s: too slow for the live stream; dropping packets", self.label)
+        else:
+            send = binding.sink.send_rtp
+            for packet in binding.stream.pack(ticks, payloads):
+                send(packet)
         now = time.time()
         if now >= self._next_report:
             self._next_report = now + REPORT_INTERVAL

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import secrets
 import struct
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from fractions import Fraction
 
@@ -127,6 +128,29 @@ class OutgoingStream:
         self.packet_count += len(packets)
         self.octet_count += octets
         return packets, offsets
+
+    def pack(self, ticks: int, payloads: Iterable[tuple[bytes, bool]]) -> list[bytes]:
+        """Number and count already built payloads, all stamped ``ticks`` of the RTP clock (before
+        the offset): how live readers and the multicast send put their headers on a path's shared
+        payloads."""
+        timestamp = (self.ts_offset + ticks) % RTP_TS_MOD
+        pt = self.payload_format.payload_type
+        ssrc, seq, pack = self.ssrc, self.next_seq, RTP_HEADER.pack
+        packets: list[bytes] = []
+        octets = 0
+        for payload, marker in payloads:
+            packets.append(pack(0x80, pt | 0x80 if marker else pt, seq, timestamp, ssrc) + payload)
+            seq = (seq + 1) & 0xFFFF
+            octets += len(payload)
+        self.next_seq = seq
+        self.packet_count += len(packets)
+        self.octet_count += octets
+        return packets
+
+    def renew(self) -> None:
+        """A new source after a BYE (RFC 3550 8.2): fresh SSRC and timestamp offset, counters zero."""
+        self.ssrc, self.ts_offset = secrets.randbits(32), secrets.randbits(32)
+        self.packet_count = self.octet_count = 0
 
     def _payloads(self, au: AccessUnit) -> list[tuple[bytes, bool, int]]:
         """The AU's payloads; with a shared memo (cached files), computed once for every session."""

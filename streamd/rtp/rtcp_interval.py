@@ -26,8 +26,9 @@ def rtcp_interval(
     we_sent: bool,
     initial: bool,
     rng: random.Random | None = None,
+    min_interval: float = MIN_INTERVAL,
 ) -> float:
-    """Seconds until the next report (RFC 3550 6.3.1)."""
+    """Seconds until the next report (RFC 3550 6.3.1). ``min_interval`` is Tmin (tests shorten it)."""
     rtcp_bw = max(session_bandwidth * RTCP_BANDWIDTH_FRACTION, 1.0)
     n = max(members, 1)
     if 0 < senders <= SENDER_SHARE * members:
@@ -37,6 +38,6 @@ def rtcp_interval(
         else:
             rtcp_bw *= 1 - SENDER_SHARE
             n = members - senders
-    t_min = MIN_INTERVAL / 2 if initial else MIN_INTERVAL
+    t_min = min_interval / 2 if initial else min_interval
     deterministic = max(t_min, n * avg_rtcp_size / rtcp_bw)
     return deterministic * (rng or random).uniform(0.5, 1.5) / COMPENSATION

@@ -198,3 +198,18 @@ def test_later_packets_carry_their_timestamp_offsets() -> None:
     stamps = [RtpPacket.parse(p).timestamp for p in packets]
     assert stamps == [2**32 - 100, 2**32 - 20, 60]  # wrapping, offsets still exact
     assert s.packetize(AccessUnit(0, 240, 240, True, bytes(10))) and s.packet_count == 4
+
+
+def test_prebuilt_payloads_share_the_sender_numbering_and_counters() -> None:
+    """Live readers and the multicast send put headers on a path's payloads with the same sender."""
+    s = stream(ssrc=5, next_seq=65535, ts_offset=2**32 - 1)
+    packets = [RtpPacket.parse(p) for p in s.pack(3, [(b"ab", False), (b"cde", True)])]
+    assert [p.sequence_number for p in packets] == [65535, 0]
+    assert {p.timestamp for p in packets} == {2}
+    assert [p.marker for p in packets] == [0, 1]
+    assert s.packet_count == 2 and s.octet_count == 5
+    s.packetize(AccessUnit(0, 0, 0, True, bytes(10)))
+    assert s.packet_count == 3 and s.next_seq == 2
+    old = (s.ssrc, s.ts_offset)
+    s.renew()
+    assert (s.ssrc, s.ts_offset) != old and s.packet_count == s.octet_count == 0
