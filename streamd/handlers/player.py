@@ -23,6 +23,7 @@ from streamd.live.reader import LiveReader
 from streamd.playback import Binding, Playback, PlayRequest
 from streamd.routing import PacketRoutes, Route
 from streamd.rtp.outgoing import OutgoingStream
+from streamd.rtp.pacing import PacingSettings
 from streamd.rtsp.errors import RtspError
 from streamd.rtsp.headers import TransportSpec, format_npt, format_transport, parse_transport
 from streamd.rtsp.headers.rate import format_rate
@@ -260,6 +261,7 @@ class PlayerHandlers:
                 label=session.label,
                 on_end=lambda reason, s=session: _playback_ended(s, reason),
                 unit_cache=self.c.unit_cache,
+                settings=PacingSettings.from_config(self.c.config),
             )
         if not actions:  # a repeated PLAY without Range: a keep-alive for some clients
             return self._play_response(request, session, playback.npt, None, None), None
