@@ -20,6 +20,7 @@ from tests.integration.source import received_video_nals, source_video_nals
 from tests.integration.test_live import is_subsequence_start
 from tests.mediagen import make_live_clip
 from tests.rtsp_client import RawRtspClient
+from tests.waiting import until
 
 pytestmark = pytest.mark.integration
 
@@ -128,12 +129,11 @@ async def test_relay_reconnects_after_upstream_restart(tmp_path: Path) -> None:
         transport = {"Transport": "RTP/AVP/TCP;unicast;interleaved=0-1"}
         assert (await client.request("SETUP", client.url("relay/again/trackID=0"), transport)).status == 200
         assert (await client.request("PLAY", client.url("relay/again"))).status == 200
-        await asyncio.sleep(1.5)
-        assert client.received.rtp(0), "RTP arrives through the relay"
+        await until(lambda: client.received.rtp(0), "RTP through the relay")
         a.stop()
-        # A says BYE, then closes the connection: whichever B notices first takes it offline
-        await asyncio.to_thread(wait_for_log, b, "offline (upstream ")
-        assert client.received.got_bye(1), "readers are told the path went offline"
+        # A says BYE, then closes the connection: whichever B notices first takes it offline, and
+        # tells its readers (BYE); the reader's client gets it a moment after B logs it
+        await until(lambda: client.received.got_bye(1), "BYE to the reader when the upstream went away")
         a = await asyncio.to_thread(start_upstream)
         # the reader's session is still there, so B keeps trying (back-off 1, 2, 4 s) and gets back on
         await asyncio.to_thread(wait_for_log, b, "online (1 tracks over TCP)", count=2, timeout=15)
