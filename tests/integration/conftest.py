@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -9,6 +10,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -64,6 +66,15 @@ class ServerProcess:
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
 
+    def api(self, what: str) -> dict:
+        """``GET /api/v1/<what>`` (the server runs its HTTP side)."""
+        with urllib.request.urlopen(self.http(f"api/v1/{what}"), timeout=10) as response:
+            return json.loads(response.read())
+
+    def session_ids(self) -> set[str]:
+        """The RTSP sessions the server holds now."""
+        return {s["id"] for s in self.api("sessions")["sessions"]}
+
     def stop(self) -> int:
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
@@ -73,6 +84,11 @@ class ServerProcess:
                 self.process.kill()
                 self.process.wait()
         return self.process.returncode
+
+
+# Top-level config keys for tests of session timeouts: a 2 s timeout (the floor lowered for it)
+# and a reaper that notices within a fifth of a second, so a timeout test waits ~2 s, not 5-7.
+SHORT_TIMEOUT_TOML = "min_session_timeout = 1\nsession_timeout = 2\nreap_interval = 0.2\n"
 
 
 def start_server(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-from media.aac import split_adts
+from media.aac import parse_adts_header, split_adts
 from media.h264 import nal_type, split_annexb
 from media.probe import probe
 from media.reader import MediaReader
@@ -55,6 +55,21 @@ def received_video_nals(annexb: Path) -> list[bytes]:
 
 def received_audio_frames(adts: Path) -> list[bytes]:
     return [frame for _header, frame in split_adts(adts.read_bytes())]
+
+
+def complete_adts_frames(adts: Path) -> int:
+    """How many whole ADTS frames a file being written holds so far (0 if it is not there yet)."""
+    try:
+        data = adts.read_bytes()
+    except FileNotFoundError:
+        return 0
+    count = pos = 0
+    while pos + 7 <= len(data):
+        end = pos + parse_adts_header(data, pos).frame_length
+        if end > len(data):
+            break
+        count, pos = count + 1, end
+    return count
 
 
 def ffmpeg_copy(input_args: list[str], video: Path, audio: Path, seconds: float, timeout: float = 30) -> None:

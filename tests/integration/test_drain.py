@@ -17,6 +17,7 @@ import pytest
 
 from tests.integration.conftest import ROOT, ServerProcess, need, start_server, stop_all
 from tests.rtsp_client import RawRtspClient
+from tests.waiting import until
 
 pytestmark = pytest.mark.integration
 
@@ -86,6 +87,12 @@ async def test_drain_redirects_players_sends_new_clients_over_and_waits(
         await again.close()
 
 
+def drained(server: ServerProcess) -> dict | None:
+    """The drain status once no session is left, else None."""
+    status = server.api("drain")
+    return status if status["sessions"] == 0 else None
+
+
 async def test_drain_to_nowhere_refuses_new_sessions_and_ends_the_rest_after_grace(
     pair: tuple[ServerProcess, ServerProcess],
 ) -> None:
@@ -102,10 +109,8 @@ async def test_drain_to_nowhere_refuses_new_sessions_and_ends_the_rest_after_gra
             assert announce.status == 503
         finally:
             await other.close()
-        await asyncio.sleep(2.5)  # the grace period, then BYE
-        assert client.received.got_bye(1)
-        assert "server drained" in front.log()
-        status = json.loads(urllib.request.urlopen(front.http("api/v1/drain"), timeout=5).read())
+        await until(lambda: client.received.got_bye(1), "BYE after the grace period")
+        status = await until(lambda: drained(front), "the drain to end the last session")
         assert status["draining"] and status["sessions"] == 0
     finally:
         await client.close()

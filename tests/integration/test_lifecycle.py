@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.conftest import ServerProcess, start_server
+from tests.integration.conftest import SHORT_TIMEOUT_TOML, ServerProcess, start_server
 from tests.rtsp_client import RawRtspClient
+from tests.waiting import until
 
 pytestmark = pytest.mark.integration
 
@@ -18,7 +19,9 @@ TCP = "RTP/AVP/TCP;unicast;interleaved={}-{}"
 
 @pytest.fixture
 def short_timeout_server(media_dir: Path, tmp_path: Path):
-    proc = start_server(media_dir, tmp_path, "--session-timeout", "5")
+    config = tmp_path / "streamd.toml"
+    config.write_text(SHORT_TIMEOUT_TOML)  # session_timeout = 2
+    proc = start_server(media_dir, tmp_path, "--config", str(config))
     yield proc
     proc.stop()
 
@@ -56,10 +59,12 @@ async def test_silent_udp_session_is_reaped(short_timeout_server: ServerProcess)
     r = await c.request(
         "SETUP", c.url("ten.mp4/trackID=0"), {"Transport": f"RTP/AVP;unicast;client_port={port}-{port + 1}"}
     )
-    assert r.headers["Session"].endswith(";timeout=5")
+    assert r.headers["Session"].endswith(";timeout=2")
     await c.request("PLAY", c.url("ten.mp4"))
-    await asyncio.sleep(7.5)  # no keep-alive, no RTCP: gone after 5 s
-    assert "timed out after 5 s" in server.log()
+    assert c.session in server.session_ids()
+    # no keep-alive, no RTCP: gone after 2 s
+    await until(lambda: c.session not in server.session_ids(), "the silent session to be reaped")
+    assert "timed out after 2 s" in server.log()  # the reason, for the operator
     # the connection, idle as well, may be closed too; if not, the session is unknown now
     if not c.closed.is_set():
         assert (await c.request("GET_PARAMETER", c.url("ten.mp4"))).status == 454
@@ -70,8 +75,8 @@ async def test_silent_udp_session_is_reaped(short_timeout_server: ServerProcess)
 async def test_keepalive_keeps_session(short_timeout_server: ServerProcess) -> None:
     server = short_timeout_server
     c = await play_tcp(server, "ten.mp4")
-    for _ in range(4):
-        await asyncio.sleep(2)
+    for _ in range(4):  # 4 s > the 2 s timeout, kept by a keep-alive every second
+        await asyncio.sleep(1)
         assert (await c.request("GET_PARAMETER", c.url("ten.mp4"))).status == 200
     await c.request("TEARDOWN", c.url("ten.mp4"))
     await c.close()
@@ -87,10 +92,8 @@ async def test_teardown_then_hang_up_still_ends_each_session(short_timeout_serve
         teardown = f"TEARDOWN {c.url('ten.mp4')} RTSP/1.0\r\nCSeq: 9\r\nSession: {c.session}\r\n\r\n"
         await c.send_raw(teardown.encode())
         await c.close()
-    for _ in range(30):  # well before the 5 s timeout could end them instead
-        if server.log().count("ended (TEARDOWN)") == 5:
-            break
-        await asyncio.sleep(0.1)
+    # all gone before the 2 s timeout could have ended them instead, each by its TEARDOWN
+    await until(lambda: not server.session_ids(), "the sessions to end")
     assert server.log().count("ended (TEARDOWN)") == 5, server.log()
     assert "timed out" not in server.log()
 
@@ -105,7 +108,7 @@ async def test_closing_tcp_connection_ends_its_session(server: ServerProcess) ->
     c = await play_tcp(server, "ten.mp4")
     session = c.session
     await c.close()
-    await asyncio.sleep(0.5)
+    await until(lambda: session not in server.session_ids(), "the session to end")
     assert f"session {session} ended (connection closed)" in server.log()
 
 
@@ -117,10 +120,8 @@ async def test_oversized_and_garbage_input_spares_other_clients(server: ServerPr
     await asyncio.wait_for(bad.closed.wait(), 5)
     flood = await RawRtspClient("127.0.0.1", server.port).connect()
     await flood.send_raw(bytes(range(256)) * 50)
-    await asyncio.sleep(0.5)
     before = len(good.received.rtp(0))
-    await asyncio.sleep(0.5)
-    assert len(good.received.rtp(0)) > before, "the playing client is unaffected"
+    await until(lambda: len(good.received.rtp(0)) > before, "the playing client to carry on")
     assert (await good.request("GET_PARAMETER", good.url("ten.mp4"))).status == 200
     await good.request("TEARDOWN", good.url("ten.mp4"))
     for c in (good, bad, flood):
@@ -135,7 +136,7 @@ async def test_small_payload_size_is_honoured_and_exact(media_dir: Path, tmp_pat
     proc = start_server(media_dir, tmp_path, "--max-payload-size", "300")
     try:
         c = await play_tcp(proc, "bframes.mp4")
-        await asyncio.sleep(1)
+        await until(lambda: len(c.received.rtp(0)) >= 50, "video packets")
         sizes = [len(p.payload) for _, p in c.received.rtp(0)]
         assert sizes and max(sizes) <= 300
         await c.close()

@@ -14,7 +14,6 @@ import os
 import socket
 import struct
 import subprocess
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -26,7 +25,7 @@ from aiortc.rtp import RtcpPacket, RtcpReceiverInfo, RtcpRrPacket, RtpPacket
 
 from media.h264 import nal_type
 from streamd.rtsp.headers import parse_transport
-from tests.integration.conftest import ServerProcess, need, start_server
+from tests.integration.conftest import SHORT_TIMEOUT_TOML, ServerProcess, need, start_server
 from tests.integration.netns import NetNamespace, unavailable
 from tests.integration.source import (
     ffmpeg_copy,
@@ -38,6 +37,7 @@ from tests.integration.source import (
 from tests.integration.test_live import Publisher, is_subsequence_start
 from tests.mediagen import make_live_clip
 from tests.rtsp_client import RawRtspClient
+from tests.waiting import until, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -67,9 +67,9 @@ def clip_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return media
 
 
-def _serve(netns: NetNamespace, media: Path, tmp: Path, *flags: str) -> ServerProcess:
+def _serve(netns: NetNamespace, media: Path, tmp: Path, *flags: str, settings: str = "") -> ServerProcess:
     config = tmp / "streamd.toml"
-    config.write_text('[paths."live/always"]\nmulticast = true\n')
+    config.write_text(settings + '[paths."live/always"]\nmulticast = true\n')
     with netns.entered():  # free ports are picked and the listener is checked inside
         return start_server(
             media,
@@ -128,6 +128,12 @@ def _drain(sock: socket.socket) -> list[bytes]:
             out.append(sock.recv(65536))
         except BlockingIOError:
             return out
+
+
+def _drain_into(sock: socket.socket, datagrams: list[bytes]) -> list[bytes]:
+    """``datagrams`` with what arrived since added (collects across polls)."""
+    datagrams += _drain(sock)
+    return datagrams
 
 
 def _has_bye(datagrams: list[bytes]) -> bool:
@@ -206,9 +212,9 @@ def test_two_readers_share_one_send(mc_server: ServerProcess) -> None:
         try:
             for c in (c1, c2):
                 assert (await c.request("PLAY", c.url("live/b"))).status == 200
-            await asyncio.sleep(2.5)
-            packets = [RtpPacket.parse(d) for d in _drain(rtp)]
-            assert len(packets) > 30
+            datagrams: list[bytes] = []
+            await until(lambda: len(_drain_into(rtp, datagrams)) > 30, "30 packets at the group")
+            packets = [RtpPacket.parse(d) for d in datagrams]
             assert {p.ssrc for p in packets} == {video_ssrc}
             seqs = [p.sequence_number for p in packets]
             assert all((b - a) % 65536 == 1 for a, b in itertools.pairwise(seqs)), "each packet once"
@@ -228,20 +234,23 @@ def test_two_readers_share_one_send(mc_server: ServerProcess) -> None:
             with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sender:
                 sender.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF, socket.inet_aton("127.0.0.1"))
                 sender.sendto(bytes(report), (group, video_port + 1))
-            await asyncio.sleep(0.3)
-            (group_info,) = [g for g in _api(mc_server, "multicast")["groups"] if g["path"] == "live/b"]
-            receivers = group_info["tracks"][0]["receivers"]
+
+            def receivers_now() -> list[dict]:
+                (info,) = [g for g in _api(mc_server, "multicast")["groups"] if g["path"] == "live/b"]
+                return info["tracks"][0]["receivers"]
+
+            receivers = await until(receivers_now, "the receiver report to be kept")
             assert [(r["ssrc"], r["cumulative_lost"]) for r in receivers] == [(0x5EED, 7)]
             # one reader leaving does not stop the send for the other
             assert (await c1.request("TEARDOWN", c1.url("live/b"))).status == 200
             _drain(rtp)
-            await asyncio.sleep(1)
-            assert len(_drain(rtp)) > 5
+            after: list[bytes] = []
+            await until(lambda: len(_drain_into(rtp, after)) > 5, "the send to go on for the other reader")
             assert not _has_bye(_drain(rtcp))
             # the last one pausing stops it: BYE to the group
             assert (await c2.request("PAUSE", c2.url("live/b"))).status == 200
-            await asyncio.sleep(0.5)
-            assert _has_bye(_drain(rtcp))
+            reports: list[bytes] = []
+            await until(lambda: _has_bye(_drain_into(rtcp, reports)), "BYE at the group")
             _drain(rtp)
             await asyncio.sleep(0.5)
             assert _drain(rtp) == []
@@ -309,8 +318,10 @@ def test_player_joins_from_the_sdp_link_alone(mc_server: ServerProcess, tmp_path
         _play_each_stream(["-protocol_whitelist", "file,http,tcp,udp,rtp", "-i", sdp_url], video, audio)
         _drain(rtcp)
         publisher.stop()
-        time.sleep(0.5)
-        assert _has_bye(_drain(rtcp)), "the group hears BYE when the path goes offline"
+        reports: list[bytes] = []
+        wait_until(
+            lambda: _has_bye(_drain_into(rtcp, reports)), "BYE at the group when the path goes offline"
+        )
     finally:
         publisher.stop()
         if rtcp is not None:
@@ -328,7 +339,8 @@ def test_gstreamer_rtspsrc_udp_mcast(mc_server: ServerProcess, tmp_path: Path) -
             f"! avdec_h264 ! videoconvert ! video/x-raw,format=I420 ! filesink location={out}"
         )
         proc = subprocess.Popen(["gst-launch-1.0", "-q", "-e", *pipeline.split()])
-        time.sleep(4)
+        frame_size = 320 * 240 * 3 // 2
+        wait_until(lambda: out.exists() and out.stat().st_size // frame_size >= 45, "45 decoded pictures")
         proc.send_signal(2)
         proc.wait(15)
         assert out.stat().st_size // (320 * 240 * 3 // 2) >= 40
@@ -364,7 +376,9 @@ def test_receiver_reports_keep_a_multicast_session_alive(
     """A player that sends no RTSP keep-alive (VLC and other live555 players rely on RTCP) keeps
     its multicast session by the receiver reports it sends to the group; when they stop, the
     session times out."""
-    server = _serve(netns, clip_dir, tmp_path, "--session-timeout", "5", "--multicast-ports", "41300-41399")
+    server = _serve(
+        netns, clip_dir, tmp_path, "--multicast-ports", "41300-41399", settings=SHORT_TIMEOUT_TOML
+    )
     publisher = Publisher(server, "live/rr", loop=True)
     try:
 
@@ -375,12 +389,13 @@ def test_receiver_reports_keep_a_multicast_session_alive(
             report = bytes(RtcpRrPacket(ssrc=0x5EED, reports=[RtcpReceiverInfo(ssrc, 0, 0, 1, 0, 0, 0)]))
             with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
                 sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF, socket.inet_aton("127.0.0.1"))
-                for _ in range(8):  # 8 s of reports and nothing on RTSP: past the 5 s timeout
+                for _ in range(8):  # 4 s of reports and nothing on RTSP: past the 2 s timeout
                     sock.sendto(report, (group, port + 1))
-                    await asyncio.sleep(1)
-            assert "timed out" not in server.log(), "the reports kept the session"
-            await asyncio.sleep(8.5)  # silence: gone 5 s after the last report
-            assert "timed out after 5 s" in server.log()
+                    await asyncio.sleep(0.5)
+            assert c.session in server.session_ids(), "the reports kept the session"
+            # silence: gone 2 s after the last report
+            await until(lambda: c.session not in server.session_ids(), "the silent session to time out")
+            assert "timed out after 2 s" in server.log()
             await c.close()
 
         asyncio.run(scenario())

@@ -13,6 +13,7 @@ import random
 import shutil
 import socket
 import subprocess
+import time
 from fractions import Fraction
 from pathlib import Path
 
@@ -25,9 +26,10 @@ from media.probe import probe
 from media.reader import MediaReader
 from streamd.rtp.clock import ntp_middle32, ntp_to_unix
 from streamd.rtsp.headers import parse_rtp_info
-from tests.integration.conftest import ServerProcess, need, start_server
+from tests.integration.conftest import SHORT_TIMEOUT_TOML, ServerProcess, need, start_server
 from tests.integration.source import comparable, received_video_nals
 from tests.rtsp_client import RawRtspClient
+from tests.waiting import until
 
 pytestmark = pytest.mark.integration
 
@@ -48,7 +50,7 @@ async def session(
     return c
 
 
-async def wait_bye(c: RawRtspClient, channel: int, seconds: float = 15) -> bool:
+async def wait_bye(c: RawRtspClient, channel: int, seconds: float = 20) -> bool:
     for _ in range(int(seconds * 10)):
         if c.received.got_bye(channel):
             return True
@@ -66,8 +68,7 @@ async def test_range_seek_starts_at_keyframe_with_matching_rtp_info(server: Serv
     assert r.status == 200
     assert npt_start(r.headers["Range"]) == 3  # the keyframe at or before 3.5 s
     info = parse_rtp_info(r.headers["RTP-Info"])
-    await asyncio.sleep(0.5)
-    first = c.received.rtp(0)[0][1]
+    first = (await until(lambda: c.received.rtp(0), "video packets"))[0][1]
     assert (first.sequence_number, first.timestamp) == (info[0].seq, info[0].rtptime)
     assert first.payload[0] & 0x1F in (5, 7, 24)  # IDR, SPS, or a STAP-A starting with SPS/PPS
     await c.request("TEARDOWN", c.url("ten.mp4"))
@@ -88,23 +89,28 @@ async def test_range_end_stops_there_and_sends_bye(server: ServerProcess) -> Non
     c = await session(server)
     r = await c.request("PLAY", c.url("ten.mp4"), {"Range": "npt=1-2.5"})
     assert r.headers["Range"] == "npt=1-2.5"
-    assert await wait_bye(c, 1, 5), "BYE at the range end"
+    assert await wait_bye(c, 1), "BYE at the range end"
     packets = c.received.rtp(0)
     span = ((packets[-1][1].timestamp - packets[0][1].timestamp) % 2**32) / 90000
     assert 1.3 <= span < 1.5  # frames from 1.0 up to (not including) 2.5 s
     wall = packets[-1][0] - packets[0][0]
-    assert 1.0 <= wall <= 2.0
+    assert wall >= span - 0.3  # paced, not a burst (how much later a loaded machine is: no bound)
     await c.close()
 
 
 async def test_play_while_playing_reseeks_with_continuous_numbering(server: ServerProcess) -> None:
     c = await session(server, tracks=(0,))
     r1 = await c.request("PLAY", c.url("ten.mp4"))
-    await asyncio.sleep(1)
+    await until(lambda: len(c.received.rtp(0)) > 20, "packets before the re-seek")
     r2 = await c.request("PLAY", c.url("ten.mp4"), {"Range": "npt=6-"})
     assert npt_start(r2.headers["Range"]) == 6
     info2 = parse_rtp_info(r2.headers["RTP-Info"])[0]
-    await asyncio.sleep(0.5)
+
+    def after_reseek() -> int:
+        seqs = [p.sequence_number for _, p in c.received.rtp(0)]
+        return info2.seq in seqs and len(seqs) - seqs.index(info2.seq) > 10
+
+    await until(after_reseek, "packets after the re-seek")
     packets = [p for _, p in c.received.rtp(0)]
     seqs = [p.sequence_number for p in packets]
     assert all((b - a) % 65536 == 1 for a, b in itertools.pairwise(seqs))
@@ -122,11 +128,13 @@ async def test_scale_two_sends_keyframes_at_half_spacing(server: ServerProcess) 
     c = await session(server)
     r = await c.request("PLAY", c.url("ten.mp4"), {"Range": "npt=0-", "Scale": "2"})
     assert r.status == 200 and r.headers["Scale"] == "2.0"
-    await asyncio.sleep(2.3)
+    await until(lambda: len({p.timestamp for _, p in c.received.rtp(0)}) >= 4, "4 keyframes")
     await c.request("PAUSE", c.url("ten.mp4"))
     video = c.received.rtp(0)
     frames = sorted({p.timestamp for _, p in video})
-    assert len(frames) in (4, 5, 6)  # keyframes at media 0, 1, 2, 3, 4 within 2.3 s of wall time
+    assert 4 <= len(frames) <= 10  # keyframes only: media 0, 1, 2, 3, ... (ten in the file)
+    wall = video[-1][0] - video[0][0]
+    assert wall >= (len(frames) - 1) / 2 - 0.3  # one a half second: paced at twice real time
     steps = {(b - a) % 2**32 for a, b in itertools.pairwise(frames)}
     assert steps == {45000}  # one keyframe per media second = half a second of RTP time (RFC 2326 12.34)
     assert not c.received.rtp(2), "no audio while Scale is not 1"
@@ -139,23 +147,27 @@ async def test_speed_two_delivers_faster_with_unchanged_timestamps(server: Serve
     c = await session(server, tracks=(0,))
     r = await c.request("PLAY", c.url("ten.mp4"), {"Range": "npt=0-4", "Speed": "2"})
     assert r.headers["Speed"] == "2.0"
-    assert await wait_bye(c, 1, 5)
+    assert await wait_bye(c, 1)
     video = c.received.rtp(0)
     frames = sorted({p.timestamp for _, p in video})
     assert {(b - a) % 2**32 for a, b in itertools.pairwise(frames)} == {3600}  # 25 fps spacing kept
     wall = video[-1][0] - video[0][0]
-    assert 1.7 <= wall <= 2.4, wall  # 4 s of media in 2 s
+    # 4 s of media in 2 s: paced (not a burst), and faster than real time even on a loaded machine
+    assert 1.7 <= wall < 3.5, wall
     await c.close()
 
 
 async def test_get_and_set_parameter(server: ServerProcess) -> None:
     c = await session(server)
+    started = time.monotonic()
     await c.request("PLAY", c.url("ten.mp4"), {"Range": "npt=2-"})
-    await asyncio.sleep(0.5)
+    await until(lambda: len(c.received.rtp(0)) > 10, "video packets")
     r = await c.request("GET_PARAMETER", c.url("ten.mp4"), body=b"position\r\nduration\r\nscale\r\n")
+    elapsed = time.monotonic() - started
     assert r.status == 200 and r.headers["Content-Type"] == "text/parameters"
     values = dict(line.split(": ") for line in r.body.decode().splitlines())
-    assert 2.3 <= float(values["position"]) <= 3.5 and values["duration"] == "10" and values["scale"] == "1.0"
+    assert 2.0 < float(values["position"]) <= 2.0 + elapsed + 0.3  # where playback is now
+    assert values["duration"] == "10" and values["scale"] == "1.0"
     assert (await c.request("GET_PARAMETER", c.url("ten.mp4"), body=b"bitrate\r\n")).status == 451
     assert (await c.request("SET_PARAMETER", c.url("ten.mp4"), body=b"position: 3\r\n")).status == 458
     assert (await c.request("SET_PARAMETER", c.url("ten.mp4"), body=b"volume: 3\r\n")).status == 451
@@ -167,14 +179,14 @@ async def test_get_and_set_parameter(server: ServerProcess) -> None:
 async def test_per_track_teardown_keeps_the_rest(server: ServerProcess) -> None:
     c = await session(server)
     await c.request("PLAY", c.url("ten.mp4"))
-    await asyncio.sleep(0.5)
+    await until(lambda: c.received.rtp(0) and c.received.rtp(2), "video and audio packets")
     r = await c.request("TEARDOWN", c.url("ten.mp4/trackID=1"))
     assert r.status == 200 and "Session" in r.headers
-    assert await wait_bye(c, 3, 2), "the torn-down track says BYE"
+    assert await wait_bye(c, 3), "the torn-down track says BYE"
     before = len(c.received.rtp(0))
     audio_before = len(c.received.rtp(2))
-    await asyncio.sleep(0.5)
-    assert len(c.received.rtp(0)) > before and len(c.received.rtp(2)) == audio_before
+    await until(lambda: len(c.received.rtp(0)) > before + 10, "video to go on")
+    assert len(c.received.rtp(2)) == audio_before
     await c.request("TEARDOWN", c.url("ten.mp4"))
     await c.close()
 
@@ -189,7 +201,12 @@ async def test_sender_reports_sync_audio_and_video(server: ServerProcess) -> Non
     with MediaReader(server.media / "ten.mp4", source, [0, 1]) as reader:
         while len(first_pts) < 2 and (au := reader.read()) is not None:
             first_pts.setdefault(au.stream_index, au.pts * source.track(au.stream_index).time_base)
-    await asyncio.sleep(7)  # the first SR comes at once, the next after ~2-6 s
+
+    def sender_reports(channel: int) -> list[RtcpSrPacket]:
+        return [p for _, p in c.received.rtcp(channel) if isinstance(p, RtcpSrPacket)]
+
+    # the first SR comes at once, the next after the RTCP interval
+    await until(lambda: len(sender_reports(1)) >= 2 and len(sender_reports(3)) >= 2, "two SRs per track")
     implied = {}
     for track, channel, clock in ((0, 1, 90000), (1, 3, 48000)):
         zero_rtp = info[track].rtptime - round(first_pts[track] * clock)  # RTP timestamp of media 0
@@ -237,13 +254,20 @@ async def test_receiver_reports_become_statistics(server: ServerProcess) -> None
         ],
     )  # fmt: skip
     rtcp.sendto(bytes(report), ("127.0.0.1", server.rtp_port + 1))
-    await asyncio.sleep(0.3)
+
+    def reception() -> dict | None:
+        (mine,) = [s for s in server.api("sessions")["sessions"] if s["id"] == c.session]
+        stats = mine["tracks"][0]["rtcp"]
+        return stats if stats["reports"] else None
+
+    stats = await until(reception, "the receiver report in /api/v1/sessions")
+    assert (stats["fraction_lost"], stats["cumulative_lost"], stats["jitter_ms"]) == (0.25, 12, 10.0)
+    assert 0 <= stats["rtt_ms"] < 100  # ~0.2 s since the SR minus the 0.2 s the report says it held it
     await c.request("TEARDOWN", c.url("ten.mp4"))
-    await asyncio.sleep(0.3)
+    await until(lambda: c.session not in server.session_ids(), "the session to end")
+    # the end-of-session line sums it up for the operator
     line = next(x for x in server.log().splitlines() if f"session {c.session} ended" in x)
     assert "loss 25.0% (12 total), jitter 10.0 ms, rtt" in line
-    rtt = float(line.split("rtt ")[1].split(" ms")[0])
-    assert 0 <= rtt < 100  # ~0.2 s since the SR minus the 0.2 s the report says it held it
     await c.close()
     rtp.close()
     rtcp.close()
@@ -277,10 +301,11 @@ async def test_hundred_sessions_seek_and_pause_independently(server: ServerProce
     assert "Traceback" not in server.log()
 
 
-@pytest.fixture
-def loop_server(media_dir: Path, tmp_path: Path):
+@pytest.fixture(scope="module")
+def loop_server(media_dir: Path, tmp_path_factory: pytest.TempPathFactory):
+    tmp_path = tmp_path_factory.mktemp("loop-server")
     config = tmp_path / "streamd.toml"
-    config.write_text('session_timeout = 5\n[paths."bframes.mp4"]\nloop = true\n')
+    config.write_text(SHORT_TIMEOUT_TOML + '[paths."bframes.mp4"]\nloop = true\n')
     proc = start_server(media_dir, tmp_path, "--config", str(config))
     yield proc
     proc.stop()
@@ -292,10 +317,18 @@ async def test_looping_path_plays_endlessly(loop_server: ServerProcess) -> None:
     assert b"a=range:npt=0-\r\n" in r.body  # open-ended
     await c.request("SETUP", c.url("bframes.mp4/trackID=1"), {"Transport": TCP.format(0, 1)})
     await c.request("PLAY", c.url("bframes.mp4"))
-    await asyncio.sleep(5.5)  # longer than the 4 s file
+
+    def span() -> float:
+        audio = [p for _, p in c.received.rtp(0)]
+        return ((audio[-1].timestamp - audio[0].timestamp) % 2**32) / 48000 if audio else 0
+
+    deadline = time.monotonic() + 30
+    while span() <= 4.8:  # until past the end of the 4 s file, with keep-alives (2 s timeout)
+        assert time.monotonic() < deadline, "audio did not go on past the end of the file"
+        assert (await c.request("GET_PARAMETER", c.url("bframes.mp4"))).status == 200
+        await asyncio.sleep(0.5)
+    assert not c.received.got_bye(1)
     audio = [p for _, p in c.received.rtp(0)]
-    span = ((audio[-1].timestamp - audio[0].timestamp) % 2**32) / 48000
-    assert span > 4.8 and not c.received.got_bye(1)
     steps = [(b.timestamp - a.timestamp) % 2**32 for a, b in itertools.pairwise(audio)]
     # timestamps keep increasing across the loop point; the audio of a file rarely ends exactly
     # where its video does, so one step there may be shorter than a frame (never a jump back)
@@ -316,9 +349,9 @@ async def test_rtcp_receiver_reports_keep_a_udp_session_alive(loop_server: Serve
         "SETUP", c.url("bframes.mp4/trackID=1"), {"Transport": f"RTP/AVP;unicast;client_port={ports}"}
     )
     await c.request("PLAY", c.url("bframes.mp4"))
-    for _ in range(4):  # 8 s > the 5 s timeout, with only RTCP in between
+    for _ in range(8):  # 4 s > the 2 s timeout, with only RTCP in between
         rtcp.sendto(bytes(RtcpRrPacket(ssrc=1)), ("127.0.0.1", loop_server.rtp_port + 1))
-        await asyncio.sleep(2)
+        await asyncio.sleep(0.5)
     assert (await c.request("GET_PARAMETER", c.url("bframes.mp4"))).status == 200
     await c.request("TEARDOWN", c.url("bframes.mp4"))
     await c.close()
@@ -378,9 +411,10 @@ async def test_pcm_is_paced_not_burst(server: ServerProcess) -> None:
     """A WAV read gives long chunks; their 20 ms-class packets still leave at their own times."""
     c = await session(server, "tone.wav", tracks=(0,))
     await c.request("PLAY", c.url("tone.wav"))
-    assert await wait_bye(c, 1, 5)
+    assert await wait_bye(c, 1)
     packets = c.received.rtp(0)
     spread = packets[-1][0] - packets[0][0]
     media = ((packets[-1][1].timestamp - packets[0][1].timestamp) % 2**32) / 44100
-    assert len(packets) > 10 and abs(spread - media) < 0.3, (spread, media)
+    # not a burst; how much later than real time a loaded machine delivers is not bounded here
+    assert len(packets) > 10 and spread >= media - 0.3, (spread, media)
     await c.close()

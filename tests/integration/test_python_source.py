@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -16,7 +17,7 @@ import numpy as np
 import pytest
 
 import streamd
-from streamd.live.python_source import FramePublisher
+from streamd.live.python_source import MAX_QUEUED_FRAMES, FramePublisher
 from tests.integration.conftest import ROOT, free_tcp_port, free_udp_pair, need
 
 pytestmark = pytest.mark.integration
@@ -54,6 +55,19 @@ def published() -> Iterator[tuple[streamd.ServerThread, FramePublisher]]:
         yield server, publisher
         stop.set()
         feeder.join()
+
+
+def wait_for_decoded_frames(reader: subprocess.Popen[str], count: int, timeout: float = 30) -> bool:
+    """Whether ffmpeg (run with ``-progress pipe:1``) decoded ``count`` frames before ``timeout``."""
+    assert reader.stdout is not None
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        line = reader.stdout.readline()  # ffmpeg reports progress twice a second
+        if not line:
+            return False  # it ended
+        if line.startswith("frame=") and int(line.split("=", 1)[1]) >= count:
+            return True
+    return False
 
 
 def ffprobe_streams(url: str) -> tuple[int, str]:
@@ -97,12 +111,17 @@ def test_numpy_frames_are_served_read_and_taken_offline(
 
     # a reader still playing when the publisher closes is told so (BYE) and ends
     reader = subprocess.Popen(
-        ["ffmpeg", "-nostdin", "-v", "error", "-rtsp_transport", "udp", "-i", url, "-f", "null", "-"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        ["ffmpeg", "-nostdin", "-v", "error", "-rtsp_transport", "udp", "-i", url,
+         "-progress", "pipe:1", "-f", "null", "-"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
-    time.sleep(2.5)
+    assert wait_for_decoded_frames(reader, 10), reader.stderr.read() if reader.stderr else ""
     assert reader.poll() is None, reader.stderr.read() if reader.stderr else ""
-    assert publisher.frames_encoded > 2 * FPS and publisher.frames_dropped == 0
+    # every frame sent is encoded, dropped (a loaded machine may drop some: the publisher keeps
+    # up with now, unit-tested), or still queued; and most of them reached the encoder
+    encoded, dropped, sent = publisher.frames_encoded, publisher.frames_dropped, publisher.frames_sent
+    assert 0 <= sent - encoded - dropped <= MAX_QUEUED_FRAMES
+    assert encoded > dropped
     publisher.close()
     try:
         reader.wait(8)
@@ -143,7 +162,9 @@ def test_the_readme_example_runs_as_a_script(tmp_path) -> None:  # type: ignore[
         code, out = ffprobe_streams(f"rtsp://127.0.0.1:{port}/live/sim")
         assert code == 0 and "codec_name=h264|width=640|height=360" in out and "codec_name=aac" in out, out
         assert script.wait(15) == 0
-        assert "0 dropped" in script.stdout.read()
+        # the report line (how many frames a loaded machine dropped is not the example's point)
+        report = re.fullmatch(r"sent (\d+) frames, (\d+) dropped\n", script.stdout.read())
+        assert report is not None and int(report[1]) > int(report[2])
     finally:
         script.kill()
 

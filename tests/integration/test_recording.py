@@ -12,6 +12,7 @@ import subprocess
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -28,24 +29,25 @@ from tests.integration.source import (
     source_video_nals,
 )
 from tests.mediagen import make_h264_aac_mp4
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.integration
 
-SECONDS, FPS = 7, 25
+SECONDS, FPS, SEGMENT = 4, 25, 1
 NAME = re.compile(r"\d{4}-\d\d-\d\d_\d\d-\d\d-\d\d(_\d+)?\.(mp4|mkv)")
 CONFIG = """
 [paths."live/cam"]
 record = true
-record_segment = 2
+record_segment = 1
 
 [paths."live/mkv"]
 record = true
-record_segment = 2
+record_segment = 1
 record_format = "mkv"
 
 [paths."live/gst"]
 record = true
-record_segment = 2
+record_segment = 1
 
 [paths."live/plain"]
 record = false
@@ -56,7 +58,7 @@ record = false
 def clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
     need("ffmpeg")
     folder = tmp_path_factory.mktemp("recording-source")
-    # B-frames, a keyframe every second: 2 s segments cut at 2, 4, 6 s
+    # B-frames, a keyframe every second: 1 s segments cut at 1, 2, 3 s
     return make_h264_aac_mp4(folder / "bframes.mp4", seconds=SECONDS, bframes=True, gop=FPS, fps=FPS)
 
 
@@ -88,9 +90,9 @@ def publish(
     )  # fmt: skip
     try:
         if while_live is not None:
-            deadline = time.monotonic() + 10
-            while f"RECORD: {path} is live" not in server.log() and time.monotonic() < deadline:
-                time.sleep(0.1)
+            wait_until(
+                lambda: any(p["name"] == path for p in server.api("paths?limit=1000")["paths"]), "live"
+            )
             while_live()
         _, err = publisher.communicate(timeout=60)
         assert publisher.returncode == 0, err
@@ -141,7 +143,7 @@ def check_segments(files: list[Path], clip: Path) -> None:
         seconds = count / FPS
         total += seconds
         if i < len(files) - 1:
-            assert 2.0 <= seconds <= 3.0, f"{file.name}: {seconds} s"
+            assert SEGMENT <= seconds <= SEGMENT + 1, f"{file.name}: {seconds} s"
     published = source_video_nals(clip)
     assert recorded == published, "the segments' NAL units are the published ones"
     assert frames == source_video_frame_count(clip) == SECONDS * FPS
@@ -192,12 +194,14 @@ def test_ffmpeg_publish_recorded_to_mp4_segments_served_as_files(
 def test_ffmpeg_publish_over_udp_recorded_to_matroska(recording_server: ServerProcess, clip: Path) -> None:
     folder = recording_server.media / "recordings" / "live" / "mkv"
     before = recording_server.log().count("live/mkv: recording ended")
-    publish(recording_server, clip, "live/mkv", "udp")
+    # meanwhile, a path with record = false (or none) is published: it writes nothing
+    with ThreadPoolExecutor(2) as pool:
+        plain = pool.submit(publish, recording_server, clip, "live/plain", "tcp")
+        publish(recording_server, clip, "live/mkv", "udp")
+        plain.result()
     wait_recorded(recording_server, "live/mkv", before)
     assert not list(folder.glob("*.part"))
     check_segments(sorted(folder.glob("*.mkv")), clip)
-    # a path with record = false (or none) writes nothing
-    publish(recording_server, clip.parent / clip.name, "live/plain", "tcp")
     assert not (recording_server.media / "recordings" / "live" / "plain").exists()
 
 
@@ -298,16 +302,14 @@ def test_server_stop_finishes_the_file_being_written(clip: Path, tmp_path: Path)
     config.write_text('[paths."live/cam"]\nrecord = true\nrecord_segment = 60\n')
     (tmp_path / "media").mkdir()
     server = start_server(tmp_path / "media", tmp_path, "--no-http", "--config", str(config))
-    publisher = subprocess.Popen(
-        ["ffmpeg", "-nostdin", "-loglevel", "error", "-re", "-i", str(clip), "-c", "copy",
-         "-f", "rtsp", "-rtsp_transport", "tcp", server.url("live/cam")],
+    publisher = subprocess.Popen(  # looped: still publishing, however slowly the test goes on
+        ["ffmpeg", "-nostdin", "-loglevel", "error", "-re", "-stream_loop", "-1", "-i", str(clip),
+         "-c", "copy", "-f", "rtsp", "-rtsp_transport", "tcp", server.url("live/cam")],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     try:
         folder = tmp_path / "media" / "recordings" / "live" / "cam"
-        deadline = time.monotonic() + 15
-        while not list(folder.glob("*.part")) and time.monotonic() < deadline:
-            time.sleep(0.1)
+        wait_until(lambda: list(folder.glob("*.part")), "a file being written")
         time.sleep(2)  # a part of the clip is written, the file still open
         assert list(folder.glob("*.part"))
         assert server.stop() == 0  # SIGTERM: the server finishes the file before it exits
@@ -318,7 +320,8 @@ def test_server_stop_finishes_the_file_being_written(clip: Path, tmp_path: Path)
     (file,) = folder.glob("*.mp4")
     video, _audio = ffprobe(str(file), "codec_name,nb_read_frames,duration")
     assert int(video["nb_read_frames"]) >= 40 and float(video["duration"]) >= 1.5
-    assert source_video_nals(file) == source_video_nals(clip)[: len(source_video_nals(file))]
+    recorded = source_video_nals(file)
+    assert recorded == (source_video_nals(clip) * 10)[: len(recorded)]
 
 
 def test_relayed_path_recorded_while_pulled(clip: Path, tmp_path: Path) -> None:
@@ -333,12 +336,12 @@ def test_relayed_path_recorded_while_pulled(clip: Path, tmp_path: Path) -> None:
         config = tmp_path / "b.toml"
         config.write_text(
             f'[paths."relay/cam"]\nsource = "{a.url("clip.mp4")}"\nsource_close_after = 1\n'
-            'record = true\nrecord_segment = 2\nrecord_format = "mkv"\n'
+            'record = true\nrecord_segment = 1\nrecord_format = "mkv"\n'
         )
         b = start_server(tmp_path / "b", tmp_path, "--no-http", "--config", str(config))
         subprocess.run(
             ["ffmpeg", "-nostdin", "-loglevel", "error", "-rtsp_transport", "tcp", "-i", b.url("relay/cam"),
-             "-t", "5", "-map", "0:v", "-c", "copy", "-f", "null", "-"],
+             "-t", "3", "-map", "0:v", "-c", "copy", "-f", "null", "-"],
             check=True, capture_output=True, timeout=60,
         )  # fmt: skip
         wait_recorded(b, "relay/cam", 0)  # the reader left, the relay let go: the recording ends

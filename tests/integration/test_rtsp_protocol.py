@@ -13,6 +13,7 @@ from sdp import parse as parse_sdp
 from streamd.rtsp.headers import parse_rtp_info, parse_transport
 from tests.integration.conftest import ServerProcess
 from tests.rtsp_client import RawRtspClient
+from tests.waiting import until
 
 pytestmark = pytest.mark.integration
 
@@ -145,20 +146,30 @@ async def test_pause_resume_continues_without_gaps(server: ServerProcess) -> Non
     c = await client(server)
     await setup_both_tcp(c, "ten.mp4")
     await c.request("PLAY", c.url("ten.mp4"))
-    await asyncio.sleep(1.5)
+
+    def media_seconds() -> float:
+        packets = c.received.rtp(0)
+        return ((packets[-1][1].timestamp - packets[0][1].timestamp) % 2**32) / 90000 if packets else 0
+
+    await until(lambda: media_seconds() >= 1, "a second of video")
     r = await c.request("PAUSE", c.url("ten.mp4"))
     assert r.status == 200
     paused_at = Fraction(r.headers["Range"].removeprefix("npt=").rstrip("-"))
-    assert 1 <= paused_at <= 2
+    assert 1 <= paused_at <= media_seconds() + 0.2  # where the packets had got to
     await asyncio.sleep(0.3)
     before = len(c.received.rtp(0))
-    await asyncio.sleep(1.0)
+    await asyncio.sleep(0.7)  # (an absence: only time shows it)
     assert len(c.received.rtp(0)) == before, "nothing is sent while paused"
     r = await c.request("PLAY", c.url("ten.mp4"))
     assert r.status == 200
     assert r.headers["Range"].startswith(f"npt={r.headers['Range'].removeprefix('npt=').split('-')[0]}")
     info = parse_rtp_info(r.headers["RTP-Info"])
-    await asyncio.sleep(1.0)
+
+    def resumed_packets() -> bool:
+        seqs = [p.sequence_number for _, p in c.received.rtp(0)]
+        return info[0].seq in seqs and len(seqs) - seqs.index(info[0].seq) > 10
+
+    await until(resumed_packets, "packets after the resume")
     packets = [p for _, p in c.received.rtp(0)]
     seqs = [p.sequence_number for p in packets]
     assert all((b - a) % 65536 == 1 for a, b in itertools.pairwise(seqs)), "sequence continues"
@@ -172,18 +183,15 @@ async def test_pause_resume_continues_without_gaps(server: ServerProcess) -> Non
 
 
 async def test_precise_pacing_with_raw_client(server: ServerProcess) -> None:
-    """Packets leave at their media time: arrival spread equals the media span within 0.5 s."""
+    """Packets leave at their media time: arrival spread is the media span (3 s of it), not less."""
     c = await client(server)
     await setup_both_tcp(c, "ten.mp4")
-    await c.request("PLAY", c.url("ten.mp4"))
-    for _ in range(150):
-        if c.received.got_bye(1):
-            break
-        await asyncio.sleep(0.1)
+    await c.request("PLAY", c.url("ten.mp4"), {"Range": "npt=0-3"})
+    await until(lambda: c.received.got_bye(1), "BYE at the end of the range")
     packets = c.received.rtp(0)
     spread = packets[-1][0] - packets[0][0]
     media = ((packets[-1][1].timestamp - packets[0][1].timestamp) % 2**32) / 90000
-    assert abs(spread - media) <= 0.5, (spread, media)
+    assert media > 2.5 and media - 0.5 <= spread <= media + 3, (spread, media)  # late under load, never early
     # and not a burst: after 1 s of wall time, about 1 s of media has arrived
     early = [p for t, p in packets if t - packets[0][0] <= 1.0]
     assert ((early[-1].timestamp - packets[0][1].timestamp) % 2**32) / 90000 <= 1.6
