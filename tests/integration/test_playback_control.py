@@ -124,19 +124,21 @@ async def test_play_while_playing_reseeks_with_continuous_numbering(server: Serv
     await c.close()
 
 
-async def test_scale_two_sends_keyframes_at_half_spacing(server: ServerProcess) -> None:
+async def test_scale_eight_sends_keyframes_at_an_eighth_spacing(server: ServerProcess) -> None:
+    # beyond trick_play_all_frames_up_to (4 by default) only keyframes go; up to it every frame
+    # (tests/integration/test_trick_play_rtp_info.py checks Scale 2 on a long GOP)
     c = await session(server)
-    r = await c.request("PLAY", c.url("ten.mp4"), {"Range": "npt=0-", "Scale": "2"})
-    assert r.status == 200 and r.headers["Scale"] == "2.0"
+    r = await c.request("PLAY", c.url("ten.mp4"), {"Range": "npt=0-", "Scale": "8"})
+    assert r.status == 200 and r.headers["Scale"] == "8.0"
     await until(lambda: len({p.timestamp for _, p in c.received.rtp(0)}) >= 4, "4 keyframes")
     await c.request("PAUSE", c.url("ten.mp4"))
     video = c.received.rtp(0)
     frames = sorted({p.timestamp for _, p in video})
     assert 4 <= len(frames) <= 10  # keyframes only: media 0, 1, 2, 3, ... (ten in the file)
     wall = video[-1][0] - video[0][0]
-    assert wall >= (len(frames) - 1) / 2 - 0.3  # one a half second: paced at twice real time
+    assert wall >= (len(frames) - 1) / 8 - 0.1  # one an eighth of a second: paced at 8 x real time
     steps = {(b - a) % 2**32 for a, b in itertools.pairwise(frames)}
-    assert steps == {45000}  # one keyframe per media second = half a second of RTP time (RFC 2326 12.34)
+    assert steps == {11250}  # one keyframe per media second = 1/8 s of RTP time (RFC 2326 12.34)
     assert not c.received.rtp(2), "no audio while Scale is not 1"
     assert (await c.request("PLAY", c.url("ten.mp4"), {"Scale": "-1"})).status == 456
     await c.request("TEARDOWN", c.url("ten.mp4"))
