@@ -24,6 +24,20 @@ MAX_SR_HISTORY = 16
 RTP_HEADER = struct.Struct("!BBHII")  # V=2 P=0 X=0 CC=0 | M + PT | seq | timestamp | SSRC
 
 
+WRAP_MARGIN = 1 << 20  # RTP ticks kept between the random timestamp offset and the 32-bit wrap
+
+
+def _random_ts_offset() -> int:
+    """A random initial RTP timestamp (RFC 3550 5.1), not within ``WRAP_MARGIN`` of the wrap.
+
+    RTP-Info's rtptime is the Range start's timestamp, and packets stamped before it (AAC priming,
+    B-frame reordering) go out first. ffmpeg takes rtptime as its base and the first packet's
+    timestamp unsigned (libavformat/rtpdec.c ``finalize_packet``): if the wrap fell between the
+    two, that packet would be 2^32 ticks (13 h at 90 kHz) late. Away from the wrap at the start,
+    it cannot happen on the first PLAY."""
+    return WRAP_MARGIN + secrets.randbelow((1 << 32) - 2 * WRAP_MARGIN)
+
+
 class PayloadMemo:
     """RTP payloads of a cached file's access units, packetized once for all its sessions.
 
@@ -54,7 +68,7 @@ class OutgoingStream:
     cname: str
     ssrc: int = field(default_factory=lambda: secrets.randbits(32))
     next_seq: int = field(default_factory=lambda: secrets.randbits(16))
-    ts_offset: int = field(default_factory=lambda: secrets.randbits(32))
+    ts_offset: int = field(default_factory=_random_ts_offset)
     packet_count: int = 0
     octet_count: int = 0
     timeline: Timeline = field(default_factory=Timeline)  # set by the session at each PLAY
@@ -149,7 +163,7 @@ class OutgoingStream:
 
     def renew(self) -> None:
         """A new source after a BYE (RFC 3550 8.2): fresh SSRC and timestamp offset, counters zero."""
-        self.ssrc, self.ts_offset = secrets.randbits(32), secrets.randbits(32)
+        self.ssrc, self.ts_offset = secrets.randbits(32), _random_ts_offset()
         self.packet_count = self.octet_count = 0
 
     def _payloads(self, au: AccessUnit) -> list[tuple[bytes, bool, int]]:

@@ -97,3 +97,32 @@ async def test_rtp_info_rtptime_is_the_range_start_on_every_track(long_gop_serve
         assert first.sequence_number == info[track].seq
         offset = (first.timestamp - info[track].rtptime + 2**31) % 2**32 - 2**31  # signed
         assert offset == round((first_pts[track] - origin) * clock), track
+
+
+async def test_sender_reports_and_rtp_info_agree_on_media_time_zero(long_gop_server: ServerProcess) -> None:
+    """With rtptime the Range start's timestamp, the NTP instant each track's SRs imply for npt 0
+    agrees across tracks within 10 ms (what a live555-style player derives from RTP-Info)."""
+    from aiortc.rtp import RtcpSrPacket
+
+    from streamd.rtp.clock import ntp_to_unix
+
+    c = await session(long_gop_server, "gop10.mp4", (0, 1))
+    r = await c.request("PLAY", c.url("gop10.mp4"), {"Range": "npt=0-"})
+    info = parse_rtp_info(r.headers["RTP-Info"])
+    for _ in range(100):  # the first SR comes at once, the next after ~2-6 s
+        if all(len([p for _, p in c.received.rtcp(ch) if isinstance(p, RtcpSrPacket)]) >= 2 for ch in (1, 3)):
+            break
+        await asyncio.sleep(0.1)
+    await c.request("TEARDOWN", c.url("gop10.mp4"))
+    await c.close()
+    implied = {}
+    for track, channel, clock in ((0, 1, 90000), (1, 3, 48000)):
+        srs = [p for _, p in c.received.rtcp(channel) if isinstance(p, RtcpSrPacket)]
+        assert len(srs) >= 2, f"sender reports on track {track}"
+        implied[track] = [
+            ntp_to_unix(sr.sender_info.ntp_timestamp)
+            - ((sr.sender_info.rtp_timestamp - info[track].rtptime) % 2**32) / clock
+            for sr in srs
+        ]
+    for v, a in zip(implied[0], implied[1], strict=False):
+        assert abs(v - a) < 0.010

@@ -149,3 +149,16 @@ def test_stale_entries_are_compacted() -> None:
     assert len(pacer._heap) < 600
     loop.run_until(300.0)
     assert len(a.pumps) == 1
+
+
+def test_the_loop_pacer_takes_the_configured_slack() -> None:
+    import asyncio
+
+    from streamd.pacer import loop_pacer
+
+    async def main() -> None:
+        pacer = loop_pacer()
+        assert loop_pacer(0.0) is pacer and pacer.slack == 0.0  # precise pacing: nothing early
+        assert loop_pacer(0.003).slack == 0.003
+
+    asyncio.run(main())

@@ -213,3 +213,11 @@ def test_prebuilt_payloads_share_the_sender_numbering_and_counters() -> None:
     old = (s.ssrc, s.ts_offset)
     s.renew()
     assert (s.ssrc, s.ts_offset) != old and s.packet_count == s.octet_count == 0
+
+
+def test_random_timestamp_offsets_keep_away_from_the_wrap() -> None:
+    from streamd.rtp.outgoing import WRAP_MARGIN
+
+    offsets = [stream().ts_offset for _ in range(2000)]
+    assert all(WRAP_MARGIN <= o < 2**32 - WRAP_MARGIN for o in offsets)
+    assert len(set(offsets)) == len(offsets)
