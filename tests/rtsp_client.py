@@ -109,3 +109,12 @@ class RawRtspClient:
             self._writer.close()
         if self._task is not None:
             self._task.cancel()
+
+
+def ticks_after(timestamp: int, rtptime: int) -> int:
+    """Signed RTP ticks from ``rtptime`` to ``timestamp`` (32-bit wrap taken into account).
+
+    RTP-Info's rtptime is the RTP time of the Range start (RFC 2326 12.33); the first packet sent
+    after a PLAY is the first frame at or after it (B-frames) or a little before it (AAC priming).
+    """
+    return (timestamp - rtptime + 2**31) % 2**32 - 2**31

@@ -28,7 +28,7 @@ from streamd.rtp.clock import ntp_middle32, ntp_to_unix
 from streamd.rtsp.headers import parse_rtp_info
 from tests.integration.conftest import SHORT_TIMEOUT_TOML, ServerProcess, need, start_server
 from tests.integration.source import comparable, received_video_nals
-from tests.rtsp_client import RawRtspClient
+from tests.rtsp_client import RawRtspClient, ticks_after
 from tests.waiting import until
 
 pytestmark = pytest.mark.integration
@@ -69,7 +69,8 @@ async def test_range_seek_starts_at_keyframe_with_matching_rtp_info(server: Serv
     assert npt_start(r.headers["Range"]) == 3  # the keyframe at or before 3.5 s
     info = parse_rtp_info(r.headers["RTP-Info"])
     first = (await until(lambda: c.received.rtp(0), "video packets"))[0][1]
-    assert (first.sequence_number, first.timestamp) == (info[0].seq, info[0].rtptime)
+    assert first.sequence_number == info[0].seq
+    assert 0 <= ticks_after(first.timestamp, info[0].rtptime) <= 3600  # within a frame of the Range start
     assert first.payload[0] & 0x1F in (5, 7, 24)  # IDR, SPS, or a STAP-A starting with SPS/PPS
     await c.request("TEARDOWN", c.url("ten.mp4"))
     await c.close()
@@ -115,7 +116,7 @@ async def test_play_while_playing_reseeks_with_continuous_numbering(server: Serv
     seqs = [p.sequence_number for p in packets]
     assert all((b - a) % 65536 == 1 for a, b in itertools.pairwise(seqs))
     after = next(i for i, p in enumerate(packets) if p.sequence_number == info2.seq)
-    assert packets[after].timestamp == info2.rtptime
+    assert 0 <= ticks_after(packets[after].timestamp, info2.rtptime) <= 3600 + 900  # a frame + slack
     # RTP time goes on from where playback was, it does not jump to the file position
     step = (packets[after].timestamp - packets[after - 1].timestamp) % 2**32
     assert step < 90000 // 2
@@ -198,11 +199,6 @@ async def test_sender_reports_sync_audio_and_video(server: ServerProcess) -> Non
     c = await session(server)
     r = await c.request("PLAY", c.url("ten.mp4"))
     info = parse_rtp_info(r.headers["RTP-Info"])
-    source = probe(server.media / "ten.mp4")
-    first_pts = {}
-    with MediaReader(server.media / "ten.mp4", source, [0, 1]) as reader:
-        while len(first_pts) < 2 and (au := reader.read()) is not None:
-            first_pts.setdefault(au.stream_index, au.pts * source.track(au.stream_index).time_base)
 
     def sender_reports(channel: int) -> list[RtcpSrPacket]:
         return [p for _, p in c.received.rtcp(channel) if isinstance(p, RtcpSrPacket)]
@@ -211,7 +207,7 @@ async def test_sender_reports_sync_audio_and_video(server: ServerProcess) -> Non
     await until(lambda: len(sender_reports(1)) >= 2 and len(sender_reports(3)) >= 2, "two SRs per track")
     implied = {}
     for track, channel, clock in ((0, 1, 90000), (1, 3, 48000)):
-        zero_rtp = info[track].rtptime - round(first_pts[track] * clock)  # RTP timestamp of media 0
+        zero_rtp = info[track].rtptime  # RTP-Info: the RTP timestamp of the Range start, npt 0
         srs = [p for _, p in c.received.rtcp(channel) if isinstance(p, RtcpSrPacket)]
         assert len(srs) >= 2, f"sender reports on track {track}"
         implied[track] = [
@@ -296,7 +292,10 @@ async def test_hundred_sessions_seek_and_pause_independently(server: ServerProce
         assert all((b - a) % 65536 == 1 for a, b in itertools.pairwise(seqs)), f"session {i}: gap"
         by_seq = {p.sequence_number: p for p in packets}
         for info in infos:
-            assert by_seq[info.seq].timestamp == info.rtptime, f"session {i}: RTP-Info"
+            offset = ticks_after(by_seq[info.seq].timestamp, info.rtptime)
+            # the pause position lies inside a frame, and frames due within the pacer's slack
+            # leave early: the first packet is the next frame, within a frame and 10 ms of it
+            assert 0 <= offset <= 3600 + 900, f"session {i}: RTP-Info {offset} ticks from the first packet"
         await c.close()
 
     await asyncio.gather(*(one(i) for i in range(100)))
