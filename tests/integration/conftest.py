@@ -19,6 +19,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "tests" / "artifacts"
+BFRAMES_SECONDS = 2  # media_dir's bframes.mp4, which many tests play whole: short keeps them quick
 
 
 def free_tcp_port() -> int:
@@ -166,7 +167,7 @@ def media_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from tests import mediagen
 
     root = tmp_path_factory.mktemp("media")
-    mediagen.make_h264_aac_mp4(root / "bframes.mp4", seconds=4, bframes=True)
+    mediagen.make_h264_aac_mp4(root / "bframes.mp4", seconds=BFRAMES_SECONDS, bframes=True)
     mediagen.make_h264_aac_mp4(root / "ten.mp4", seconds=10, bframes=False, size=(160, 120))
     (root / "sub dir").mkdir()
     mediagen.make_moov_at_end_mp4(root / "sub dir" / "moov end.mp4", seconds=2)

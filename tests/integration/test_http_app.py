@@ -20,6 +20,7 @@ from streamd.catalog import Catalog
 from streamd.config import ServerConfig
 from streamd.http import build_app, fmp4
 from streamd.server import RtspServer
+from tests.integration.conftest import BFRAMES_SECONDS
 
 pytestmark = pytest.mark.integration
 
@@ -149,7 +150,9 @@ async def test_api_paths_sessions_and_openapi(client: TestClient) -> None:
     paths = await (await client.get("/api/v1/paths?limit=1")).json()
     assert [p["name"] for p in paths["paths"]] == ["bframes.mp4"] and paths["more"]
     first = paths["paths"][0]
-    assert first["codecs"] == ["h264", "aac"] and first["width"] == 320 and first["duration"] == 4
+    assert (
+        first["codecs"] == ["h264", "aac"] and first["width"] == 320 and first["duration"] == BFRAMES_SECONDS
+    )
     assert first["rtsp_url"] == "rtsp://127.0.0.1:8554/bframes.mp4" and first["live"] is False
     every = {p["name"]: p for p in (await (await client.get("/api/v1/paths")).json())["paths"]}
     assert "link-out.mp4" not in every and "sub dir/a b.mp4" in every and not every["ten.mp4"]["error"]

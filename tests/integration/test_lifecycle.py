@@ -61,13 +61,20 @@ async def test_silent_udp_session_is_reaped(short_timeout_server: ServerProcess)
     )
     assert r.headers["Session"].endswith(";timeout=2")
     await c.request("PLAY", c.url("ten.mp4"))
-    assert c.session in server.session_ids()
-    # no keep-alive, no RTCP: gone after 2 s
+    # no keep-alive, no RTCP: gone after 2 s, and the operator is told why (logged just after)
     await until(lambda: c.session not in server.session_ids(), "the silent session to be reaped")
-    assert "timed out after 2 s" in server.log()  # the reason, for the operator
-    # the connection, idle as well, may be closed too; if not, the session is unknown now
-    if not c.closed.is_set():
-        assert (await c.request("GET_PARAMETER", c.url("ten.mp4"))).status == 454
+    await until(lambda: "timed out after 2 s" in server.log(), "the reason in the log")
+    # the connection, idle as well, is closed too (already, or while we ask); if not, the session
+    # is unknown now
+    ask = asyncio.ensure_future(c.request("GET_PARAMETER", c.url("ten.mp4")))
+    closed = asyncio.ensure_future(c.closed.wait())
+    await asyncio.wait({ask, closed}, timeout=15, return_when=asyncio.FIRST_COMPLETED)
+    if ask.done() and not ask.exception():
+        assert ask.result().status == 454
+    else:  # no answer: the server closed the connection
+        await asyncio.wait_for(c.closed.wait(), 5)
+    for task in (ask, closed):
+        task.cancel()
     await c.close()
     sock.close()
 
@@ -92,9 +99,9 @@ async def test_teardown_then_hang_up_still_ends_each_session(short_timeout_serve
         teardown = f"TEARDOWN {c.url('ten.mp4')} RTSP/1.0\r\nCSeq: 9\r\nSession: {c.session}\r\n\r\n"
         await c.send_raw(teardown.encode())
         await c.close()
-    # all gone before the 2 s timeout could have ended them instead, each by its TEARDOWN
-    await until(lambda: not server.session_ids(), "the sessions to end")
-    assert server.log().count("ended (TEARDOWN)") == 5, server.log()
+    # each ends by its TEARDOWN, with its end-of-session line (the 2 s timeout would say "timed out")
+    await until(lambda: server.log().count("ended (TEARDOWN)") == 5, "five end-of-session lines")
+    assert not server.session_ids()
     assert "timed out" not in server.log()
 
 
@@ -157,11 +164,15 @@ def test_ten_thousand_files_do_not_slow_startup(tmp_path: Path) -> None:
         folder.mkdir(parents=True)
         for j in range(100):
             (folder / f"f{j}.mp4").write_bytes(b"")
-    started = time.monotonic()
-    proc = start_server(media, tmp_path)
-    elapsed = time.monotonic() - started
-    proc.stop()
-    assert elapsed < 5, elapsed  # nothing is scanned or probed at start-up
+    (tmp_path / "empty").mkdir()
+    elapsed = {}
+    for folder in (tmp_path / "empty", media):  # the same machine, loaded or not, for both
+        started = time.monotonic()
+        proc = start_server(folder, tmp_path)
+        elapsed[folder.name] = time.monotonic() - started
+        proc.stop()
+    # nothing is scanned or probed at start-up: the files cost (next to) nothing
+    assert elapsed["many"] < 2 * elapsed["empty"] + 2, elapsed
 
 
 def test_udp_refused_with_461_and_ffmpeg_falls_back_to_tcp(media_dir: Path, tmp_path: Path) -> None:

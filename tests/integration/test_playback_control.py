@@ -26,7 +26,7 @@ from media.probe import probe
 from media.reader import MediaReader
 from streamd.rtp.clock import ntp_middle32, ntp_to_unix
 from streamd.rtsp.headers import parse_rtp_info
-from tests.integration.conftest import SHORT_TIMEOUT_TOML, ServerProcess, need, start_server
+from tests.integration.conftest import BFRAMES_SECONDS, SHORT_TIMEOUT_TOML, ServerProcess, need, start_server
 from tests.integration.source import comparable, received_video_nals
 from tests.rtsp_client import RawRtspClient, ticks_after
 from tests.waiting import until
@@ -324,7 +324,7 @@ async def test_looping_path_plays_endlessly(loop_server: ServerProcess) -> None:
         return ((audio[-1].timestamp - audio[0].timestamp) % 2**32) / 48000 if audio else 0
 
     deadline = time.monotonic() + 30
-    while span() <= 4.8:  # until past the end of the 4 s file, with keep-alives (2 s timeout)
+    while span() <= BFRAMES_SECONDS + 0.8:  # past the end of the file, with keep-alives (2 s timeout)
         assert time.monotonic() < deadline, "audio did not go on past the end of the file"
         assert (await c.request("GET_PARAMETER", c.url("bframes.mp4"))).status == 200
         await asyncio.sleep(0.5)
