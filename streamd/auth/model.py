@@ -41,6 +41,7 @@ class AuthResult:
     user: str | None = None  # the authenticated user, or ANONYMOUS
     status: int = 200
     headers: dict[str, str] = field(default_factory=dict)
+    challenges: tuple[str, ...] = ()  # WWW-Authenticate values, one header each, in this order
     reason: str = ""  # for the log line, never for the client
 
 
