@@ -17,7 +17,7 @@ from streamd.auth.digest import base_algorithm, challenges, expected_response
 from streamd.auth.limits import LoginLimits, retry_after_header
 from streamd.auth.model import ANONYMOUS, AuthRequest, AuthResult
 from streamd.auth.nonces import NonceBook, NonceState
-from streamd.auth.users import Policy
+from streamd.auth.users import Policy, in_networks
 
 AUTH_METHODS = ("digest", "basic")
 
@@ -48,10 +48,13 @@ class Authenticator:
 
     def check(self, request: AuthRequest, now: float) -> AuthResult:
         client, action, path = request.client, request.action, request.path
+        actions = (action, *request.alternatives)
         if request.authorization is None:
-            if self.policy.permits(ANONYMOUS, action, path, client):
+            if any(self.policy.permits(ANONYMOUS, a, path, client) for a in actions):
                 return AuthResult(True, ANONYMOUS)
-            if not self.policy.configured or not self.policy.anyone_may(action, path, client):
+            if not self.policy.configured or not any(
+                self.policy.anyone_may(a, path, client) for a in actions
+            ):
                 return AuthResult(False, status=403, reason=f"nobody may {action} {path!r} from {client}")
             return self._challenge(request, now, "no credentials")
         try:
@@ -78,11 +81,12 @@ class Authenticator:
         assert user_name is not None
         user = self.policy.user(user_name)
         assert user is not None
-        if user.networks and not self.policy.permits(user_name, action, path, client):
+        permitted = any(self.policy.permits(user_name, a, path, client) for a in actions)
+        if user.networks and not in_networks(client, user.networks):
             # a right password from outside the user's networks is still a failed login
             return self._refuse(request, user_name, now, f"user {user_name!r} may not log in from {client}")
         self.limits.succeeded(client, user_name)
-        if not self.policy.permits(user_name, action, path, client):
+        if not permitted:
             return AuthResult(False, user_name, 403, reason=f"user {user_name!r} may not {action} {path!r}")
         return AuthResult(True, user_name)
 

@@ -27,6 +27,8 @@ class AuthRequest:
     path: str  # the media path ("cams/door"), "" for server-wide actions (api, metrics)
     authorization: str | None = None
     token: str | None = None
+    # other actions any of which would do as well (RTSP OPTIONS: a reader's or a publisher's)
+    alternatives: tuple[Action, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -58,7 +58,7 @@ class Dispatcher:
                 raise RtspError(501, f"method {request.method!r} not implemented")
             refusal, user = await self._authorize(client, request)
             if refusal is not None:
-                return self._finish(refusal, cseq)
+                return self._finish(refusal, cseq), None
             token = current_user.set(user)
             try:
                 redirect = self._moved(request)
@@ -106,6 +106,7 @@ class Dispatcher:
                 action=action,
                 path=path,
                 authorization=request.headers.get("Authorization"),
+                alternatives=("publish",) if request.method == "OPTIONS" and action == "read" else (),
             ),
             self._clock(),
         )
