@@ -57,11 +57,18 @@ class Authenticator:
             ):
                 return AuthResult(False, status=403, reason=f"nobody may {action} {path!r} from {client}")
             return self._challenge(request, now, "no credentials")
+        credentials: Basic | Digest | None = None
         try:
             credentials = parse_authorization(request.authorization)
         except CredentialsError as exc:
-            return self._refuse(request, None, now, str(exc))
-        user_name = credentials.username if isinstance(credentials, Basic) else credentials.get("username")
+            malformed = str(exc)
+        user_name = (
+            credentials.username
+            if isinstance(credentials, Basic)
+            else credentials.get("username")
+            if credentials is not None
+            else None
+        )
         wait = self.limits.retry_after(client, user_name, now)
         if wait:
             return AuthResult(
@@ -70,6 +77,8 @@ class Authenticator:
                 headers={"Retry-After": retry_after_header(wait)},
                 reason="too many failed logins; backing off",
             )
+        if credentials is None:
+            return self._refuse(request, None, now, malformed)
         if isinstance(credentials, Basic):
             failure = self._basic(credentials)
         else:

@@ -1,6 +1,7 @@
 """Digest nonces: stateless to check, bounded to remember, and never valid after a restart.
 
-A nonce is ``<issue time, hex>.<HMAC-SHA256(secret, time|client)[:32]>`` under a per-process
+A nonce is ``<issue time, hex>.<random>.<HMAC-SHA256(secret, time|random|client)[:32]>`` (the
+random part keeps two challenges in the same millisecond apart) under a per-process
 random secret: one from another server or from before a restart fails the HMAC (a fresh
 challenge, not ``stale``); one that is authentic but older than ``lifetime`` is stale (RFC 7616
 3.3 ``stale=true``: the client retries with the new nonce without asking its user). Bound to the
@@ -44,12 +45,13 @@ class NonceBook:
         self._clients: OrderedDict[str, OrderedDict[str, int]] = OrderedDict()
         self.dropped = 0  # nonces forgotten because a client held too many (for metrics)
 
-    def _mac(self, stamp: str, client: str) -> str:
-        return hmac.new(self._secret, f"{stamp}|{client}".encode(), hashlib.sha256).hexdigest()[:32]
+    def _mac(self, stamp: str, salt: str, client: str) -> str:
+        return hmac.new(self._secret, f"{stamp}|{salt}|{client}".encode(), hashlib.sha256).hexdigest()[:32]
 
     def issue(self, client: str, now: float) -> str:
         stamp = f"{int(now * 1000):x}"
-        nonce = f"{stamp}.{self._mac(stamp, client)}"
+        salt = os.urandom(8).hex()
+        nonce = f"{stamp}.{salt}.{self._mac(stamp, salt, client)}"
         book = self._clients.pop(client, None) or OrderedDict()
         self._clients[client] = book  # most recently used last
         book[nonce] = 0
@@ -65,8 +67,11 @@ class NonceBook:
 
         Only call after the response was verified: counts advance here.
         """
-        stamp, dot, mac = nonce.partition(".")
-        if not dot or len(stamp) > 16 or not hmac.compare_digest(mac, self._mac(stamp, client)):
+        stamp, _, rest = nonce.partition(".")
+        salt, _, mac = rest.partition(".")
+        if len(stamp) > 16 or len(salt) != 16 or not mac.isascii():
+            return NonceState.FOREIGN
+        if not hmac.compare_digest(mac, self._mac(stamp, salt, client)):
             return NonceState.FOREIGN
         try:
             issued = int(stamp, 16) / 1000
