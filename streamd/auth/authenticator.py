@@ -97,7 +97,8 @@ class Authenticator:
         self.limits.succeeded(client, user_name)
         if not permitted:
             return AuthResult(False, user_name, 403, reason=f"user {user_name!r} may not {action} {path!r}")
-        return AuthResult(True, user_name)
+        how = "Basic" if isinstance(credentials, Basic) else f"Digest {credentials.get('algorithm') or 'MD5'}"
+        return AuthResult(True, user_name, reason=how)
 
     # --- checks ---------------------------------------------------------------------------------
 

@@ -112,6 +112,15 @@ class Dispatcher:
         )
         if result.allowed:
             self._authorized(client)
+            if result.reason:
+                log.debug(
+                    "%s: %s %s as %s (%s)",
+                    client.label,
+                    request.method,
+                    _short(request.uri),
+                    result.user,
+                    result.reason,
+                )
             return None, result.user
         (log.info if request.headers.get("Authorization") is None else log.warning)(
             "%s: %s %s -> %d %s (%s %r)",
