@@ -205,17 +205,19 @@ class RtspServer:
                 if not connection.sessions and now - connection.last_activity > idle_after:
                     log.info("%s: idle for %d s; closing", connection.label, idle_after)
                     connection.close()
-            deadline = self.config.auth_deadline
-            for connection, opened in list(self._unauthorized.items()):
-                if now - opened > deadline:
-                    log.info(
-                        "%s: no authorized request in %.0f s (auth_deadline); closing",
-                        connection.label,
-                        deadline,
-                    )
-                    self.auth_counters["auth_deadline_closes"] += 1
-                    self._unauthorized.pop(connection, None)
-                    connection.close()
+            self.close_unauthorized(now)
+
+    def close_unauthorized(self, now: float) -> None:
+        """Close connections that sent no authorized request within ``auth_deadline`` of opening."""
+        deadline = self.config.auth_deadline
+        for connection, opened in list(self._unauthorized.items()):
+            if now - opened > deadline:
+                log.info(
+                    "%s: no authorized request in %.0f s (auth_deadline); closing", connection.label, deadline
+                )
+                self.auth_counters["auth_deadline_closes"] += 1
+                del self._unauthorized[connection]
+                connection.close()
 
     # --- what connections ask (streamd.connection.ConnectionOwner) ----------------------------
 

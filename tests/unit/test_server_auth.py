@@ -123,3 +123,16 @@ async def test_options_star_and_defaults(media: Path) -> None:
         assert (await h.request(local, "ANNOUNCE", "live/cam", sdp, ANNOUNCED.encode())).status == 200
     finally:
         await h.close()
+
+
+async def test_connections_without_an_authorized_request_are_closed_after_the_deadline(h: Harness) -> None:
+    idle, refused, good = h.connect(), h.connect(), h.connect()
+    assert (await h.request(refused, "DESCRIBE", "clip.mp4")).status == 401
+    assert (await Login(h, good, "alice", "a").request("DESCRIBE", "clip.mp4")).status == 200
+    h.clock.advance(h.server.config.auth_deadline - 1)
+    h.server.close_unauthorized(h.clock())
+    assert not (idle.closed or refused.closed)
+    h.clock.advance(2)
+    h.server.close_unauthorized(h.clock())
+    assert idle.closed and refused.closed and not good.closed
+    assert h.server.auth_metrics()["auth_deadline_closes"] == 2
