@@ -340,3 +340,20 @@ def test_basic_only_where_allowed_and_networks() -> None:
 def test_nonce_check_never_raises(nonce: str, nc: int | None) -> None:
     book = NonceBook(secret=b"k" * 32)
     assert book.check(nonce, "10.0.0.1", 0.0, nc) in (NonceState.FOREIGN, NonceState.STALE)
+
+
+def test_streamd_passwd_prints_one_string(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import io
+
+    from streamd.cli import main
+
+    monkeypatch.setattr("sys.stdin", io.StringIO("s3cret pw\n"))
+    assert main(["passwd", "viewer", "--realm", "cams"]) == 0
+    [line] = capsys.readouterr().out.splitlines()
+    parsed = parse_secret(line)
+    assert parsed.realm == "cams" and parsed.check_password("s3cret pw")
+    assert parsed.ha1("SHA-256") == ha1("SHA-256", "viewer", "cams", "s3cret pw")
+    monkeypatch.setattr("sys.stdin", io.StringIO("\n"))
+    assert main(["passwd", "viewer"]) == 1
