@@ -13,10 +13,14 @@ from pathlib import Path
 import av
 import pytest
 
-from streamd.auth.secrets import make_secret
+from streamd.auth.digest import expected_response
+from streamd.auth.nonces import NonceBook
+from streamd.auth.secrets import ha1, make_secret
+from streamd.rtsp.client import ClientProtocol
 from tests import mediagen
 from tests.integration.conftest import ServerProcess, need, start_server, stop_all
 from tests.integration.gst import rtspsrc_shutdown_race
+from tests.rtsp_client import RawRtspClient
 
 pytestmark = pytest.mark.integration
 
@@ -163,3 +167,47 @@ def test_relay_logs_in_upstream_with_digest_sha256(
         assert refused.returncode != 0
     finally:
         stop_all(relay)
+
+
+async def test_replays_foreign_nonces_and_borrowed_sessions_over_real_sockets(server: ServerProcess) -> None:
+    """What an attacker on the path could try with a captured request, over real connections."""
+    url = server.url("cams/door.mp4")
+    login = ClientProtocol(with_user(server, "viewer", "v pw", "cams/door.mp4"))
+    a = await RawRtspClient("127.0.0.1", server.port).connect()
+    b = await RawRtspClient("127.0.0.1", server.port).connect()
+    try:
+        first = await a.request("DESCRIBE", url)
+        assert first.status == 401 and login.authenticate(first)
+
+        def auth(method: str, uri: str = url) -> dict[str, str]:
+            return {"Authorization": login.request(method, uri).headers["Authorization"]}
+
+        captured = auth("DESCRIBE")
+        assert (await a.request("DESCRIBE", url, captured)).status == 200
+        assert (await a.request("DESCRIBE", url, captured)).status == 401, "the same nonce count again"
+        assert (await b.request("DESCRIBE", url, captured)).status == 401, "replayed from another connection"
+        transport = {"Transport": "RTP/AVP;unicast;client_port=47000-47001"}
+        setup = await a.request(
+            "SETUP", url + "/trackID=0", {**transport, **auth("SETUP", url + "/trackID=0")}
+        )
+        assert setup.status == 200
+        session = {"Session": setup.headers["Session"].split(";")[0]}
+        assert (await b.request("PLAY", url, session)).status == 401, "a session id alone opens nothing"
+        assert (await b.request("PLAY", url, {**session, **auth("PLAY")})).status == 200, "its user may"
+        # a nonce this server never issued (another server's, or from before a restart)
+        foreign = NonceBook().issue("127.0.0.1", 0.0)
+        h = ha1("SHA-256", "viewer", "streamd", "v pw")
+        response = expected_response(
+            "SHA-256", h, nonce=foreign, method="DESCRIBE", uri=url, qop=None, nc=None, cnonce=None
+        )
+        header = (
+            f'Digest username="viewer", realm="streamd", nonce="{foreign}", uri="{url}", '
+            f'response="{response}", algorithm=SHA-256'
+        )
+        refused = await b.request("DESCRIBE", url, {"Authorization": header})
+        assert refused.status == 401 and "stale" not in refused.headers["WWW-Authenticate"]
+        wrong_uri = auth("DESCRIBE", server.url("cams/other.mp4"))
+        assert (await b.request("DESCRIBE", url, wrong_uri)).status == 401, "Digest uri is not the request's"
+    finally:
+        await a.close()
+        await b.close()
