@@ -4,11 +4,14 @@ reader may not publish."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 import pytest_asyncio
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from streamd.auth.secrets import make_secret
 from streamd.auth.users import parse_users
@@ -136,3 +139,27 @@ async def test_connections_without_an_authorized_request_are_closed_after_the_de
     h.server.close_unauthorized(h.clock())
     assert idle.closed and refused.closed and not good.closed
     assert h.server.auth_metrics()["auth_deadline_closes"] == 2
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    st.one_of(
+        st.text(max_size=300),
+        st.builds(lambda rest: "Digest " + rest, st.text(max_size=300)),
+        st.builds(lambda rest: "Basic " + rest, st.text(max_size=100)),
+    )
+)
+def test_any_authorization_header_gets_a_clean_401(media: Path, header: str) -> None:
+    async def run() -> int:
+        h = Harness(media, users=users())
+        try:
+            header_ok = "\r" not in header and "\n" not in header and "\0" not in header
+            return (
+                await h.request(
+                    h.connect(), "DESCRIBE", "clip.mp4", {"Authorization": header} if header_ok else {}
+                )
+            ).status
+        finally:
+            await h.close()
+
+    assert asyncio.run(run()) == 401
