@@ -17,9 +17,13 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import os
 from collections import OrderedDict
 from enum import Enum
+
+
+log = logging.getLogger("streamd")
 
 
 class NonceState(Enum):
@@ -43,6 +47,7 @@ class NonceBook:
         self._secret = secret if secret is not None else os.urandom(32)
         # client -> nonce -> highest nonce count seen (0: issued, not used with qop yet)
         self._clients: OrderedDict[str, OrderedDict[str, int]] = OrderedDict()
+        self._logged: set[str] = set()
         self.dropped = 0  # nonces forgotten because a client held too many (for metrics)
 
     def _mac(self, stamp: str, salt: str, client: str) -> str:
@@ -58,6 +63,13 @@ class NonceBook:
         while len(book) > self.max_per_client:
             book.popitem(last=False)
             self.dropped += 1
+            if client not in self._logged and len(self._logged) < self.max_clients:
+                self._logged.add(client)  # once per client (bounded): a flood is one line each
+                log.warning(
+                    "client %s: more than %d Digest nonces; forgetting the oldest",
+                    client,
+                    self.max_per_client,
+                )
         while len(self._clients) > self.max_clients:
             self._clients.popitem(last=False)
         return nonce
