@@ -22,7 +22,6 @@ import os
 from collections import OrderedDict
 from enum import Enum
 
-
 log = logging.getLogger("streamd")
 
 
