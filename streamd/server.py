@@ -144,7 +144,7 @@ class RtspServer:
             authorizer or self.authenticator,
             self.sessions.get,
             clock,
-            authorized=lambda client: self._unauthorized.pop(client, None),  # type: ignore[call-overload]
+            authorized=lambda client: self._unauthorized.pop(client, None),  # type: ignore[arg-type]
         )
         self._servers: list[asyncio.AbstractServer] = []
         self._reaper: asyncio.Task[None] | None = None
