@@ -88,23 +88,24 @@ def test_ffprobe_reads_what_the_viewer_may(server: ServerProcess, transport: str
     assert "403" in ffprobe(with_user(server, "cam", "c-pw", "cams/door.mp4"), *options).stderr
 
 
-def test_ffmpeg_publishes_only_as_the_publisher(server: ServerProcess, media: Path) -> None:
+@pytest.mark.parametrize("transport", ["tcp", "udp"])
+def test_ffmpeg_publishes_only_as_the_publisher(server: ServerProcess, media: Path, transport: str) -> None:
     need("ffmpeg")
 
     def publish(url: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             ["ffmpeg", "-nostdin", "-v", "error", "-re", "-i", str(media / "cams" / "door.mp4"), "-c", "copy",
-             "-f", "rtsp", "-rtsp_transport", "tcp", url],
+             "-f", "rtsp", "-rtsp_transport", transport, url],
             capture_output=True, text=True, timeout=60,
         )  # fmt: skip
 
-    done = publish(with_user(server, "cam", "c-pw", "live/ffmpeg"))
+    done = publish(with_user(server, "cam", "c-pw", f"live/ffmpeg-{transport}"))
     assert done.returncode == 0, done.stderr
-    wait_for_log(server, "RECORD: live/ffmpeg is live")
-    refused = publish(with_user(server, "viewer", "v pw", "live/viewer"))
+    wait_for_log(server, f"RECORD: live/ffmpeg-{transport} is live")
+    refused = publish(with_user(server, "viewer", "v pw", f"live/viewer-{transport}"))
     assert refused.returncode != 0 and "403" in refused.stderr
-    assert "live/viewer is live" not in server.log()
-    assert "401" in publish(server.url("live/anonymous")).stderr
+    assert f"live/viewer-{transport} is live" not in server.log()
+    assert "401" in publish(server.url(f"live/anonymous-{transport}")).stderr
 
 
 def gst(*elements: str, timeout: float = 60) -> tuple[bool, str]:
