@@ -88,12 +88,41 @@ def build_parser() -> argparse.ArgumentParser:
     )
     move.add_argument("--api", default=None, help=api_help)
 
+    passwd = commands.add_parser(
+        "passwd",
+        help="read a password from stdin, print what the config's [[users]] password holds",
+        description="Prints one string (Digest HA1 for MD5 and SHA-256 in the realm, and an scrypt "
+        'hash for Basic) for `password = "..."` in [[users]]; the password itself is never stored.',
+    )
+    passwd.add_argument("user", help="the user's name (Digest hashes include it)")
+    passwd.add_argument("--realm", default=ServerConfig.realm, help="the server's realm (default: streamd)")
+
     bench = commands.add_parser(
         "bench", help="run a benchmark from a source checkout (see benchmarks/README.md)"
     )
     bench.add_argument("benchmark", choices=["jitter", "load"])
     bench.add_argument("options", nargs=argparse.REMAINDER, help="passed on to the benchmark")
     return parser
+
+
+def _passwd(user: str, realm: str) -> int:
+    from streamd.auth.secrets import SecretError, make_secret
+
+    if sys.stdin.isatty():
+        import getpass
+
+        password = getpass.getpass("password: ")
+    else:
+        password = sys.stdin.readline().rstrip("\r\n")
+    if not password:
+        print("streamd: empty password", file=sys.stderr)
+        return 1
+    try:
+        print(make_secret(user, password, realm))
+    except SecretError as exc:
+        print(f"streamd: {exc}", file=sys.stderr)
+        return 1
+    return 0
 
 
 def _port_range(text: str) -> tuple[int, int]:
@@ -112,6 +141,8 @@ def main(argv: list[str] | None = None) -> int:
         return _bench(args.benchmark, args.options)
     if args.command in ("drain", "move"):
         return _admin(args)
+    if args.command == "passwd":
+        return _passwd(args.user, args.realm)
     configure_logging("warning")
     from streamd.probe_report import describe_file, print_probe
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from streamd.auth.users import User, UsersError, parse_users
 from streamd.live.multicast_groups import MulticastRange
 
 
@@ -136,9 +137,22 @@ class ServerConfig:
     max_tunnel_pending_per_client: int = 8  # unpaired GET halves per client address
     admin_token: str | None = None  # if set, admin endpoints also need "Authorization: Bearer <it>"
     serve_dotfiles: bool = False  # files and folders whose name starts with "." are never served
+    # --- who may do what (issue 14; README "Security") ------------------------------------------
+    users: tuple[User, ...] = ()  # [[users]]; none: reading open, publishing/api/metrics from loopback
+    realm: str = "streamd"  # the Digest realm (passwords from `streamd passwd` are made for it)
+    # how RTSP clients may log in: "digest" (SHA-256 and MD5) and/or "basic" (the password in clear
+    # on the wire; off by default over plain RTSP)
+    auth_methods: tuple[str, ...] | list[str] = ("digest",)
+    nonce_lifetime: float = 300.0  # seconds a Digest nonce is fresh (then stale=true, the client retries)
+    max_nonces_per_client: int = 16  # Digest nonces remembered per client address (oldest forgotten)
+    auth_deadline: float = 30.0  # seconds a connection may stay without one authorized request
+    login_free_failures: int = 5  # failed logins in a row per address or user before backing off
+    login_backoff: float = 1.0  # first back-off (503 + Retry-After), doubling per failure after
+    login_max_backoff: float = 300.0  # the longest back-off
     paths: dict[str, PathSettings] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        self._check_auth()
         for name in ("rtsp_port", "http_port", "rtp_port"):
             port = getattr(self, name)
             if not 0 <= port <= 65535:
@@ -191,6 +205,27 @@ class ServerConfig:
             raise ConfigError(str(exc)) from None
         _check_recording(self.record_format, self.record_segment)
 
+    def _check_auth(self) -> None:
+        if isinstance(self.auth_methods, str) or not isinstance(self.auth_methods, tuple | list):
+            raise ConfigError('auth_methods must be a list, e.g. ["digest", "basic"]')
+        methods = tuple(m.lower() if isinstance(m, str) else m for m in self.auth_methods)
+        if not methods or any(m not in ("digest", "basic") for m in methods):
+            raise ConfigError(f"auth_methods must name digest and/or basic, not {list(self.auth_methods)}")
+        object.__setattr__(self, "auth_methods", methods)
+        if not isinstance(self.realm, str) or not self.realm or any(c in self.realm for c in '$"\\\r\n'):
+            raise ConfigError("realm must be a non-empty string without $, quotes or backslashes")
+        if not isinstance(self.users, tuple | list) or not all(isinstance(u, User) for u in self.users):
+            raise ConfigError("users must come from [[users]] tables")
+        object.__setattr__(self, "users", tuple(self.users))
+        for name in ("nonce_lifetime", "auth_deadline", "login_backoff", "login_max_backoff"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value <= 86400:
+                raise ConfigError(f"{name} must be a number of seconds between 0 and 86400, not {value!r}")
+        for name in ("max_nonces_per_client", "login_free_failures"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError(f"{name} must be a whole number of at least 1, not {value!r}")
+
     def allows_admin(self, address: str) -> bool:
         """Whether a client at ``address`` may drain the server or move paths."""
         try:
@@ -235,7 +270,7 @@ def _check_recording(record_format: str | None, record_segment: float | None) ->
         raise ConfigError(f"record_segment must be between 1 and 86400 seconds, not {record_segment!r}")
 
 
-_SIMPLE = {f.name: f for f in fields(ServerConfig) if f.name != "paths"}
+_SIMPLE = {f.name: f for f in fields(ServerConfig) if f.name not in ("paths", "users")}
 
 
 def load_config(file: Path | None, overrides: dict[str, Any]) -> ServerConfig:
@@ -265,10 +300,18 @@ def _from_toml(data: dict[str, Any], file: Path) -> dict[str, Any]:
         key = raw_key.replace("-", "_")
         if key == "paths":
             values["paths"] = _paths(value, file)
+        elif key == "users":
+            continue  # below, once the realm is known
         elif key in _SIMPLE:
             values[key] = value
         else:
             raise ConfigError(f"{file}: unknown setting {raw_key!r}")
+    if "users" in data:
+        realm = values.get("realm", ServerConfig.realm)
+        try:
+            values["users"] = parse_users(data["users"], realm if isinstance(realm, str) else "")
+        except UsersError as exc:
+            raise ConfigError(f"{file}: {exc}") from None
     return values
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from sdp import SdpParseError
 from sdp import parse as parse_sdp
+from streamd.auth.context import current_user
 from streamd.catalog import Resolved
 from streamd.config import ServerConfig
 from streamd.handlers.common import Clock, LivePaths, Reply, session_of
@@ -89,6 +90,7 @@ class Publishing:
             client_host=client.peer[0],
             label=f"{client.label} {path}",
             owner=client,
+            user=current_user.get(),
             publishing=LivePath.from_announce(path, description, tracks, rtsp.id),
         )
         session.publishing.on_overload = lambda why: self._overloaded(session, why)

@@ -23,6 +23,11 @@ from collections.abc import Callable
 from typing import Any
 
 from media.unit_cache import UnitCache
+from streamd.auth.authenticator import Authenticator
+from streamd.auth.limits import LoginLimits
+from streamd.auth.model import Authorizer
+from streamd.auth.nonces import NonceBook
+from streamd.auth.users import Policy
 from streamd.catalog import Catalog, Resolved
 from streamd.config import ServerConfig
 from streamd.connection import RtspConnection
@@ -53,9 +58,15 @@ log = logging.getLogger("streamd")
 
 class RtspServer:
     def __init__(
-        self, config: ServerConfig, catalog: Catalog, *, clock: Callable[[], float] = loop_clock
+        self,
+        config: ServerConfig,
+        catalog: Catalog,
+        *,
+        clock: Callable[[], float] = loop_clock,
+        authorizer: Authorizer | None = None,
     ) -> None:
-        """``clock``: monotonic seconds for session activity and timeouts (tests pass a fake one)."""
+        """``clock``: monotonic seconds for session activity and timeouts (tests pass a fake one);
+        ``authorizer``: who may do what (default: the config's ``[[users]]``, :attr:`authenticator`)."""
         self.config = config
         self.clock = clock
         self.catalog = catalog
@@ -116,8 +127,24 @@ class RtspServer:
                 clock=clock,
             )
         )
+        self.authenticator = Authenticator(
+            Policy(config.users),
+            realm=config.realm,
+            methods=tuple(config.auth_methods),
+            nonces=NonceBook(config.nonce_lifetime, config.max_nonces_per_client),
+            limits=LoginLimits(config.login_free_failures, config.login_backoff, config.login_max_backoff),
+        )
+        # connections without an authorized request yet, and when they opened (auth_deadline)
+        self._unauthorized: dict[RtspConnection, float] = {}
+        self.auth_counters: dict[str, int] = {"auth_deadline_closes": 0}
         self.dispatcher = Dispatcher(
-            self.server_header, method_table(self.player, self.publishing), self.relocator.moved
+            self.server_header,
+            method_table(self.player, self.publishing),
+            self.relocator.moved,
+            authorizer or self.authenticator,
+            self.sessions.get,
+            clock,
+            authorized=lambda client: self._unauthorized.pop(client, None),  # type: ignore[arg-type]
         )
         self._servers: list[asyncio.AbstractServer] = []
         self._reaper: asyncio.Task[None] | None = None
@@ -178,15 +205,30 @@ class RtspServer:
                 if not connection.sessions and now - connection.last_activity > idle_after:
                     log.info("%s: idle for %d s; closing", connection.label, idle_after)
                     connection.close()
+            self.close_unauthorized(now)
+
+    def close_unauthorized(self, now: float) -> None:
+        """Close connections that sent no authorized request within ``auth_deadline`` of opening."""
+        deadline = self.config.auth_deadline
+        for connection, opened in list(self._unauthorized.items()):
+            if now - opened > deadline:
+                log.info(
+                    "%s: no authorized request in %.0f s (auth_deadline); closing", connection.label, deadline
+                )
+                self.auth_counters["auth_deadline_closes"] += 1
+                del self._unauthorized[connection]
+                connection.close()
 
     # --- what connections ask (streamd.connection.ConnectionOwner) ----------------------------
 
     def connection_opened(self, connection: RtspConnection) -> None:
         self.connections.add(connection)
+        self._unauthorized[connection] = self.clock()
         log.debug("%s: connected", connection.label)
 
     def connection_closed(self, connection: RtspConnection) -> None:
         self.connections.discard(connection)
+        self._unauthorized.pop(connection, None)
         self.connection_limits.release(connection.peer[0])
         self.lifecycle.connection_closed(connection)
         log.debug("%s: disconnected", connection.label)
@@ -232,6 +274,10 @@ class RtspServer:
     ) -> list[dict[str, object]]:
         """Sessions as plain data (the JSON API, metrics); ids and addresses only when ``private``."""
         return snapshot(self.sessions.values(), time.monotonic(), private=private, offset=offset, limit=limit)
+
+    def auth_metrics(self) -> dict[str, int]:
+        """Login limits' counters as plain numbers (for /metrics)."""
+        return {**self.authenticator.counters, **self.auth_counters}
 
     def session_count(self) -> int:
         return len(self.sessions)

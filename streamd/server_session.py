@@ -3,7 +3,8 @@
 A :class:`PlayerSession` sends a presentation (a file, or a live path's fan-out) to its client; a
 :class:`PublisherSession` feeds a live path. Both carry the protocol state
 (:class:`~streamd.rtsp.server_session.RtspServerSession`) and who owns them: the RTSP connection
-that made them and the client address (a UDP session may come back on a new connection).
+that made them, the client address (a UDP session may come back on a new connection) and the
+user they were made for.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ class ServerSession:
     client_host: str
     label: str
     owner: Client | None = None  # the RTSP connection that made it (or took it over, same client)
+    user: str | None = None  # the user it was made for (another connection must log in as it)
     connection: Client | None = None  # set when its packets travel on that connection (interleaved)
     last_activity: float = 0.0
     started: float = field(default_factory=time.monotonic)

@@ -2,8 +2,10 @@
 
 Plain data and pure questions (``expired(now)``, counts per client and per connection): the shell
 asks, and does the winding down itself. A session belongs to the RTSP connection that made it; a
-UDP session whose client reconnects may also be used from the same client address. Anyone else
-gets 454, as if the session did not exist (its id says nothing to them).
+UDP session whose client reconnects may also be used from the same client address, logged in as
+the same user (a session id replayed from another connection without the user's credentials is
+the live555 CVE class). Anyone else gets 454, as if the session did not exist (its id says
+nothing to them).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from streamd.auth.context import current_user
 from streamd.rtsp.errors import RtspError
 from streamd.rtsp.headers import parse_session
 from streamd.server_session import Client, PlayerSession, PublisherSession, ServerSession
@@ -94,6 +97,8 @@ class SessionRegistry:
             raise RtspError(454, f"no session {session_id!r} (expired or never existed)")
         if not may_use(session, client):
             raise RtspError(454, f"session {session_id!r} belongs to another client")
+        if session.owner is not client and session.user != current_user.get():
+            raise RtspError(454, f"session {session_id!r} belongs to another user")
         if session.owner is not client and session.connection is None:
             session.owner = client  # a UDP session's client came back on a new connection
         return session

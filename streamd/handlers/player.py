@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 
 from media.unit_cache import UnitCache
+from streamd.auth.context import current_user
 from streamd.config import ServerConfig
 from streamd.handlers.common import (
     Clock,
@@ -148,6 +149,7 @@ class PlayerHandlers:
                 client_host=client.peer[0],
                 label=f"{client.label} {path}",
                 owner=client,
+                user=current_user.get(),
                 live=self.c.paths.live.get(path) if is_live else None,
             )
         index = streamable.track.index

@@ -7,8 +7,9 @@ requests of their own, e.g. ``OPTIONS`` or ``REDIRECT``, which come out as :clas
 
 Authentication: credentials come from the URL's userinfo (``rtsp://user:pass@camera/stream``) and
 are never put in a request URI. After a 401 the caller asks :meth:`ClientProtocol.authenticate`;
-Digest (RFC 2617, MD5 and MD5-sess, with or without ``qop=auth``: what cameras use) is preferred
-over Basic, which is only sent when the server offers nothing else.
+Digest (RFC 7616: SHA-256 and MD5, their ``-sess`` forms, with or without ``qop=auth``) is
+preferred over Basic, which is only sent when the server offers nothing else; of several Digest
+challenges the first with an algorithm we know is taken (servers list their preferred first).
 """
 
 from __future__ import annotations
@@ -116,8 +117,16 @@ def control_url(base: str, control: str | None) -> str:
     return base.rstrip("/") + "/" + control.lstrip("/")
 
 
-def _md5(text: str) -> str:
-    return hashlib.md5(text.encode("utf-8")).hexdigest()  # RFC 2617 mandates MD5
+_DIGEST_ALGORITHMS = {"MD5": hashlib.md5, "MD5-SESS": hashlib.md5, "SHA-256": hashlib.sha256}
+_DIGEST_ALGORITHMS["SHA-256-SESS"] = hashlib.sha256
+
+
+def _known_algorithm(challenge: Challenge) -> bool:
+    return challenge.params.get("algorithm", "MD5").upper() in _DIGEST_ALGORITHMS
+
+
+def _hash(algorithm: str, text: str) -> str:
+    return _DIGEST_ALGORITHMS[algorithm.upper()](text.encode("utf-8")).hexdigest()
 
 
 def _quote(value: str) -> str:
@@ -214,7 +223,9 @@ class ClientProtocol:
         if response.status != 401 or self.username is None:
             return False
         challenges = parse_challenges(response.headers.getall("WWW-Authenticate", []))
-        digest = [c for c in challenges if c.scheme == "digest" and "nonce" in c.params]
+        digest = [
+            c for c in challenges if c.scheme == "digest" and "nonce" in c.params and _known_algorithm(c)
+        ]
         usable = digest or [c for c in challenges if c.scheme == "basic"]
         if not usable:
             return False
@@ -237,12 +248,12 @@ class ClientProtocol:
         p = challenge.params
         realm, nonce = p.get("realm", ""), p["nonce"]
         algorithm = p.get("algorithm", "MD5")
-        ha1 = _md5(f"{self.username}:{realm}:{password}")
+        ha1 = _hash(algorithm, f"{self.username}:{realm}:{password}")
         qops = [q.strip().lower() for q in p.get("qop", "").split(",")]
         cnonce = self._random(8).hex()
-        if algorithm.lower() == "md5-sess":
-            ha1 = _md5(f"{ha1}:{nonce}:{cnonce}")
-        ha2 = _md5(f"{method}:{uri}")
+        if algorithm.lower().endswith("-sess"):
+            ha1 = _hash(algorithm, f"{ha1}:{nonce}:{cnonce}")
+        ha2 = _hash(algorithm, f"{method}:{uri}")
         fields = [
             f"username={_quote(self.username)}",
             f"realm={_quote(realm)}",
@@ -252,10 +263,10 @@ class ClientProtocol:
         if "auth" in qops:
             self._nonce_count += 1
             nc = f"{self._nonce_count:08x}"
-            digest = _md5(f"{ha1}:{nonce}:{nc}:{cnonce}:auth:{ha2}")
+            digest = _hash(algorithm, f"{ha1}:{nonce}:{nc}:{cnonce}:auth:{ha2}")
             fields += [f"response={_quote(digest)}", "qop=auth", f"nc={nc}", f"cnonce={_quote(cnonce)}"]
         else:
-            fields.append(f"response={_quote(_md5(f'{ha1}:{nonce}:{ha2}'))}")
+            fields.append(f"response={_quote(_hash(algorithm, f'{ha1}:{nonce}:{ha2}'))}")
         if "algorithm" in p:
             fields.append(f"algorithm={algorithm}")
         if "opaque" in p:

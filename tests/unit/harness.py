@@ -17,6 +17,7 @@ from pathlib import Path
 from aiortc.rtp import RtcpReceiverInfo, RtcpRrPacket
 
 from media.testsrc import write_synthetic_media
+from streamd.auth.users import Permission, User
 from streamd.catalog import Catalog
 from streamd.config import ServerConfig
 from streamd.rtsp.message import InterleavedFrame, Request, Response
@@ -29,6 +30,9 @@ ANNOUNCED = (
     "a=fmtp:96 packetization-mode=1;sprop-parameter-sets=Z/QADZGWQFB+wEQAAAMABAAAAwDIPFCpIA==,aOvDxEhE\r\n"
     "a=control:streamid=0\r\n"
 )
+
+# anyone may read and publish anything (what the tests of other rules assume)
+OPEN = (User("any", permissions=(Permission("read"), Permission("publish"))),)
 
 
 def make_media(folder: Path) -> Path:
@@ -127,6 +131,8 @@ class FakeUdp:
 
 class Harness:
     def __init__(self, media: Path | None, **settings: object) -> None:
+        # the default policy publishes only from loopback; harness clients are on 10.0.0.x
+        settings.setdefault("users", OPEN)
         config = dataclasses.replace(
             ServerConfig(test_stream=False, session_timeout=60, multicast_range=""), **settings
         )
