@@ -23,6 +23,7 @@ from collections.abc import Callable
 from typing import Any
 
 from media.unit_cache import UnitCache
+from streamd.auth.defaults import DefaultAuthorizer
 from streamd.catalog import Catalog, Resolved
 from streamd.config import ServerConfig
 from streamd.connection import RtspConnection
@@ -58,6 +59,7 @@ class RtspServer:
         """``clock``: monotonic seconds for session activity and timeouts (tests pass a fake one)."""
         self.config = config
         self.clock = clock
+        self.authorizer = DefaultAuthorizer(config)  # who may read, publish, administer (streamd.auth)
         self.catalog = catalog
         self.server_header = f"streamd/{__version__}"
         self.cname_host = socket.gethostname() or "streamd"
