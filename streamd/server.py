@@ -24,6 +24,7 @@ from typing import Any
 
 from media.unit_cache import UnitCache
 from streamd.auth.defaults import DefaultAuthorizer
+from streamd.auth.external import with_external
 from streamd.catalog import Catalog, Resolved
 from streamd.config import ServerConfig
 from streamd.connection import RtspConnection
@@ -59,7 +60,8 @@ class RtspServer:
         """``clock``: monotonic seconds for session activity and timeouts (tests pass a fake one)."""
         self.config = config
         self.clock = clock
-        self.authorizer = DefaultAuthorizer(config)  # who may read, publish, administer (streamd.auth)
+        # who may read, publish, administer (streamd.auth); ConfigError for external settings that cannot work
+        self.authorizer = with_external(config, DefaultAuthorizer(config))
         self.catalog = catalog
         self.server_header = f"streamd/{__version__}"
         self.cname_host = socket.gethostname() or "streamd"
