@@ -1,0 +1,116 @@
+"""ffmpeg over both RTSP-over-HTTP tunnels (RTSP port and HTTP port) against a protected path: the
+GET half answers 401 with a Basic prompt, ffmpeg retries with the credentials from its URL, and
+the server's Authorizer (here an external hook) decides (issue 14, items 3 and 4)."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import shutil
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+
+from tests.integration.conftest import ServerProcess, need, start_server, stop_all
+
+pytestmark = pytest.mark.integration
+
+PATH = "cams/door.mp4"
+
+
+@pytest.fixture
+async def hooked(
+    media_dir: Path, tmp_path: Path
+) -> AsyncIterator[tuple[ServerProcess, list[dict[str, Any]]]]:
+    """A server whose decisions are a local hook's: alice/right may read cams/*, nobody else."""
+    calls: list[dict[str, Any]] = []
+
+    async def decide(request: web.Request) -> web.Response:
+        body = await request.json()
+        calls.append(body)
+        ok = (body["user"], body["password"]) == ("alice", "right") and body["path"].startswith("cams/")
+        return web.Response(status=200 if ok else 403)
+
+    app = web.Application()
+    app.router.add_post("/auth", decide)
+    async with TestServer(app) as hook:
+        media = tmp_path / "media"
+        (media / "cams").mkdir(parents=True)
+        shutil.copy(media_dir / "ten.mp4", media / PATH)
+        config = tmp_path / "streamd.toml"
+        config.write_text(f'auth_hook = "{hook.make_url("/auth")}"\n')
+        server = await asyncio.to_thread(start_server, media, tmp_path, "--config", str(config))
+        try:
+            yield server, calls
+        finally:
+            await asyncio.to_thread(stop_all, server)
+
+
+async def _ffmpeg(url: str) -> tuple[int, str]:
+    need("ffmpeg")
+    process = await asyncio.create_subprocess_exec(
+        *("ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error", "-rtsp_transport", "http"),
+        *("-i", url, "-t", "2", "-c", "copy", "-f", "null", "-"),
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    _, err = await asyncio.wait_for(process.communicate(), 90)
+    return process.returncode or 0, err.decode(errors="replace")
+
+
+@pytest.mark.parametrize("port", ["rtsp", "http"])
+async def test_ffmpeg_tunnel_with_basic_credentials(
+    hooked: tuple[ServerProcess, list[dict[str, Any]]], port: str
+) -> None:
+    server, calls = hooked
+    number = server.port if port == "rtsp" else server.http_port
+    code, err = await _ffmpeg(f"rtsp://alice:right@127.0.0.1:{number}/{PATH}")
+    assert code == 0, err
+    assert {"user": "alice", "action": "read", "path": PATH, "protocol": "http"}.items() <= calls[-1].items()
+    code, _ = await _ffmpeg(f"rtsp://127.0.0.1:{number}/{PATH}")  # no credentials: 401, nothing to retry
+    assert code != 0 and "RTSP-over-HTTP request refused: 401 auth hook answered 403" in server.log()
+    code, _ = await _ffmpeg(f"rtsp://alice:wrong@127.0.0.1:{number}/{PATH}")
+    assert code != 0 and "RTSP-over-HTTP request refused: 403 auth hook answered 403" in server.log()
+    assert "Traceback" not in server.log()
+
+
+@pytest.mark.skipif(
+    importlib.util.find_spec("streamd.auth.users") is None,
+    reason="needs the local [[users]] Authenticator (helper a1's streamd.auth.users) for RTSP in the tunnel",
+)
+async def test_ffmpeg_tunnel_with_local_users(media_dir: Path, tmp_path: Path) -> None:
+    """With ``[[users]]``: the tunnel's GET and every RTSP request inside it are authorized."""
+    media = tmp_path / "media"
+    (media / "cams").mkdir(parents=True)
+    shutil.copy(media_dir / "ten.mp4", media / PATH)
+    (media / "other.mp4").write_bytes((media_dir / "ten.mp4").read_bytes())
+    password = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "streamd.cli",
+        "passwd",
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+    )
+    hashed, _ = await password.communicate(b"vpass\n")
+    config = tmp_path / "streamd.toml"
+    config.write_text(
+        "[[users]]\n"
+        'name = "viewer"\n'
+        f'password = "{hashed.decode().strip()}"\n'
+        'permissions = [{ action = "read", path = "cams/*" }]\n'
+    )
+    server = await asyncio.to_thread(start_server, media, tmp_path, "--config", str(config))
+    try:
+        for number in (server.port, server.http_port):
+            code, err = await _ffmpeg(f"rtsp://viewer:vpass@127.0.0.1:{number}/{PATH}")
+            assert code == 0, err
+            assert (await _ffmpeg(f"rtsp://127.0.0.1:{number}/{PATH}"))[0] != 0
+            assert (await _ffmpeg(f"rtsp://viewer:vpass@127.0.0.1:{number}/other.mp4"))[0] != 0
+    finally:
+        await asyncio.to_thread(stop_all, server)
