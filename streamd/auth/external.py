@@ -8,7 +8,8 @@
   anything else (or no answer within ``auth_hook_timeout``) refuses. The hook can only check a
   password it is given, so with a hook the server asks for Basic (a Digest answer holds no
   password and counts as no credentials): put TLS in front of it.
-- Otherwise the local users decide (the ``inner`` Authorizer).
+- Otherwise the local users decide (the ``inner`` Authorizer): requests without a token when
+  only JWT is configured, and the ``admin_token`` (a bearer token, but no JWT).
 
 Decisions are remembered for ``auth_cache_ttl`` seconds (:mod:`streamd.auth.decisions`).
 """
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hmac
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -74,8 +76,10 @@ class ExternalAuthorizer:
         hook_timeout: float = 5.0,
         realm: str = "streamd",
         cache_ttl: float = 5.0,
+        admin_token: str | None = None,
     ) -> None:
         self.inner = inner
+        self.admin_token = admin_token  # a bearer token that is no JWT: the inner rules decide
         self.verifier = verifier
         self.hook = hook
         self.hook_timeout = hook_timeout
@@ -85,6 +89,12 @@ class ExternalAuthorizer:
 
     async def authorize(self, request: AuthRequest, now: float) -> AuthResult:
         token = request.token or bearer_token(request.authorization)
+        if (
+            token is not None
+            and self.admin_token
+            and hmac.compare_digest(token.encode(), self.admin_token.encode())
+        ):
+            return await self.inner.authorize(request, now)
         verifier = self.verifier
         if token is not None and verifier is not None:
             return await self._cached(
@@ -181,6 +191,7 @@ def with_external(config: ServerConfig, inner: Authorizer) -> Authorizer:
         hook_timeout=config.auth_hook_timeout,
         realm=str(getattr(config, "realm", "streamd")),
         cache_ttl=config.auth_cache_ttl,
+        admin_token=config.admin_token,
     )
 
 

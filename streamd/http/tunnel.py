@@ -139,7 +139,10 @@ class TunnelHub:
 def tunnel_target(uri: str) -> tuple[str, str | None]:
     """The media path a tunnel GET names (``/cams/door``, also as an absolute URL) and its
     ``?jwt=`` token, if any."""
-    parts = urlsplit(uri)
+    try:
+        parts = urlsplit(uri)
+    except ValueError:  # e.g. an unclosed IPv6 bracket: names no path
+        return "", None
     path = "/".join(p for p in unquote(parts.path).split("/") if p not in ("", "."))
     token = parse_qs(parts.query).get("jwt", [None])[0]
     return path, token

@@ -240,3 +240,14 @@ async def test_http_routes_take_tokens_in_the_query(media_dir: Path, tmp_path: P
         assert (
             await client.get("/sdp/cams/door.mp4", headers=basic("viewer", "vpass"))
         ).status == 200  # local users
+
+
+async def test_admin_token_is_no_jwt() -> None:
+    config = dataclasses.replace(
+        ServerConfig(), admin_token="sesame", jwt_key=SECRET, jwt_algorithms=["HS256"]
+    )
+    auth = with_external(config, DefaultAuthorizer(config))
+    result = await auth.authorize(ask("api", "", client="127.0.0.1", authorization="Bearer sesame"), 0.0)
+    assert result.allowed
+    wrong = await auth.authorize(ask("api", "", client="127.0.0.1", authorization="Bearer sesamf"), 0.0)
+    assert not wrong.allowed and wrong.status == 401

@@ -5,17 +5,21 @@ the server's Authorizer (here an external hook) decides (issue 14, items 3 and 4
 from __future__ import annotations
 
 import asyncio
+import base64
 import importlib.util
+import os
 import shutil
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
+from tests.integration.chromium import CHROMIUM, PLAYED_SECONDS, chromium_tab
 from tests.integration.conftest import ServerProcess, need, start_server, stop_all
 
 pytestmark = pytest.mark.integration
@@ -114,3 +118,38 @@ async def test_ffmpeg_tunnel_with_local_users(media_dir: Path, tmp_path: Path) -
             assert (await _ffmpeg(f"rtsp://viewer:vpass@127.0.0.1:{number}/other.mp4"))[0] != 0
     finally:
         await asyncio.to_thread(stop_all, server)
+
+
+async def test_pages_on_the_rtsp_port_are_authorized_too(
+    hooked: tuple[ServerProcess, list[dict[str, Any]]],
+) -> None:
+    """The RTSP port hands HTTP requests to the HTTP side, whose checks apply unchanged."""
+    server, _ = hooked
+    async with aiohttp.ClientSession() as session:
+        for number in (server.port, server.http_port):
+            async with session.get(f"http://127.0.0.1:{number}/sdp/{PATH}") as refused:
+                assert refused.status == 401 and refused.headers["WWW-Authenticate"].startswith("Basic")
+            auth = {"Authorization": "Basic " + base64.b64encode(b"alice:right").decode()}
+            async with session.get(f"http://127.0.0.1:{number}/sdp/{PATH}", headers=auth) as allowed:
+                assert allowed.status == 200
+            async with session.get(f"http://127.0.0.1:{number}/api/v1/paths") as listing:
+                assert (await listing.json())["paths"] == []  # anonymous: nothing readable
+
+
+async def test_chromium_logs_in_and_plays_a_protected_path(
+    hooked: tuple[ServerProcess, list[dict[str, Any]]], tmp_path: Path
+) -> None:
+    """A browser given the credentials in the URL: the watch page and its video both pass."""
+    if not os.access(CHROMIUM, os.X_OK):
+        pytest.skip("chromium is not installed (scripts/test installs it)")
+    server, calls = hooked
+    async with chromium_tab(tmp_path) as tab:
+        await tab.call("Page.navigate", url=f"http://alice:right@127.0.0.1:{server.http_port}/watch/{PATH}")
+        state = await tab.wait_for(PLAYED_SECONDS.format(1.0), timeout=60)
+        assert not state["error"] and state["w"] > 0, state
+        # the index only filters; /login makes the browser answer the prompt with what it knows
+        await tab.call("Page.navigate", url=f"http://127.0.0.1:{server.http_port}/")
+        await tab.wait_for("document.readyState === 'complete' && !!document.querySelector('a.login')")
+        await tab.evaluate("document.querySelector('a.login').click()")
+        await tab.wait_for(f"location.pathname === '/' && document.body.innerHTML.includes('>{PATH}</a>')")
+    assert any(c["path"] == PATH and c["user"] == "alice" for c in calls)

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import base64
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from streamd.auth.decisions import DecisionCache, decision_key
 from streamd.auth.external import basic_credentials, bearer_token, token_from_uri
 from streamd.auth.model import AuthResult
+from streamd.http.access import media_path
+from streamd.http.tunnel import tunnel_target
+from streamd.rtsp.errors import RtspError
 
 YES = AuthResult(True, "alice")
 
@@ -69,3 +73,24 @@ def test_header_and_uri_parsers_never_raise(text: str) -> None:
     basic_credentials("Basic " + text)
     bearer_token(text)
     token_from_uri(text)
+
+
+def test_tunnel_target_and_media_path() -> None:
+    assert tunnel_target("/cams/door.mp4") == ("cams/door.mp4", None)
+    assert tunnel_target("http://h:80/cams//./door%20x.mp4?jwt=abc") == ("cams/door x.mp4", "abc")
+    assert tunnel_target("http://[x/cams") == ("", None)
+    assert media_path("cams/./door.mp4") == "cams/door.mp4" and media_path("") == ""
+    for bad in ("cams/../secret", "..", "a\0b", "x" * 5000):
+        with pytest.raises(RtspError):
+            media_path(bad)
+
+
+@given(st.text(max_size=300))
+def test_path_parsers_never_leave_with_dot_dot(text: str) -> None:
+    tunnel_target(text)  # never raises
+    try:
+        checked = media_path(text)
+    except RtspError as exc:
+        assert exc.status in (400, 404)
+    else:
+        assert ".." not in checked.split("/") and not checked.startswith("/")
