@@ -115,7 +115,15 @@ class TunnelHub:
             authorization=request.headers.get("Authorization"),
             token=token,
         )
-        result = await self.authorizer.authorize(auth, asyncio.get_running_loop().time())
+        try:
+            result = await self.authorizer.authorize(auth, asyncio.get_running_loop().time())
+        except asyncio.CancelledError:  # the server stops
+            transport.close()
+            raise
+        except Exception:  # a bug in an authorizer: this client is refused, nobody else notices
+            log.exception("client %s: authorizing a tunnel failed", auth.client)
+            _refuse(transport, 500, "internal error")
+            return
         if transport.is_closing() or held.overflowed:
             transport.close()
             return
