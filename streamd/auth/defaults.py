@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hmac
 
-from streamd.auth.model import ANONYMOUS, AuthRequest, AuthResult
+from streamd.auth.model import ANONYMOUS, Authorizer, AuthRequest, AuthResult
 from streamd.config import ServerConfig
 
 ADMIN_CHALLENGE = 'Bearer realm="streamd admin"'
@@ -49,3 +49,19 @@ def unconfigured(config: ServerConfig) -> bool:
     shown to everyone (the address-free session list, the drain status) still is."""
     external = ("auth_hook", "jwt_key", "jwt_key_file", "jwt_jwks_url")
     return not getattr(config, "users", None) and not any(getattr(config, k, None) for k in external)
+
+
+class AdminRuleByDefault:
+    """``api`` by the pre-authentication rule (``admin_networks`` + ``admin_token``) while nothing
+    is configured, everything else by ``inner``: the HTTP admin endpoints and the session list
+    keep answering exactly as before for servers without ``[[users]]``, hook or tokens."""
+
+    def __init__(self, inner: Authorizer, config: ServerConfig) -> None:
+        self.inner = inner
+        self.config = config
+        self.default = DefaultAuthorizer(config)
+
+    async def authorize(self, request: AuthRequest, now: float) -> AuthResult:
+        if request.action == "api" and unconfigured(self.config):
+            return await self.default.authorize(request, now)
+        return await self.inner.authorize(request, now)

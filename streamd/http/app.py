@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
-from streamd.auth.defaults import unconfigured
+from streamd.auth.defaults import AdminRuleByDefault, unconfigured
 from streamd.http import fmp4, metrics
 from streamd.http.access import AUTHORIZER_KEY, authorize, check, reader, refuse
 from streamd.http.admin import add_admin_routes
@@ -54,7 +54,7 @@ def build_app(server: HttpBackend, catalog: Catalog, hub: TunnelHub | None = Non
     """The aiohttp application (without a listener: tests drive it with aiohttp's test client)."""
     app = web.Application(client_max_size=MAX_REQUEST_BODY, middlewares=[_errors, authorize])
     app[SERVER_KEY] = server
-    app[AUTHORIZER_KEY] = server.authorizer
+    app[AUTHORIZER_KEY] = AdminRuleByDefault(server.authorizer, server.config)
     app[CATALOG_KEY] = catalog
     limits = server.config
     app[REMUXES_KEY] = Admission(limits.max_remuxes, limits.max_remuxes_per_client, "/mp4 remuxes")
