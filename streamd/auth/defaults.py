@@ -32,7 +32,7 @@ class DefaultAuthorizer:
             return AuthResult(
                 False,
                 status=401,
-                headers={"WWW-Authenticate": ADMIN_CHALLENGE},
+                challenges=(ADMIN_CHALLENGE,),
                 reason="api needs Authorization: Bearer <admin_token>",
             )
         return AuthResult(True, "admin")

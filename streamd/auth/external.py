@@ -130,7 +130,7 @@ class ExternalAuthorizer:
             grant = await verifier.verify(token, now)
         except TokenError as exc:
             challenge = f'Bearer realm="{self.realm}", error="invalid_token"'
-            return AuthResult(False, status=401, headers={"WWW-Authenticate": challenge}, reason=str(exc)), 0
+            return AuthResult(False, status=401, challenges=(challenge,), reason=str(exc)), 0
         left = grant.expires - time.time()  # never remembered past the token's expiry
         if grant.permits(request.action, request.path):
             return AuthResult(True, grant.user or ANONYMOUS), left
@@ -171,8 +171,8 @@ class ExternalAuthorizer:
     ) -> AuthResult:
         """401 with a Basic prompt when no credentials were given (or the hook says 401), else 403."""
         if (credentials is None and token is None) or status == 401:
-            prompt = {"WWW-Authenticate": f'Basic realm="{self.realm}"'}
-            return AuthResult(False, status=401, headers=prompt, reason=reason)
+            prompt = (f'Basic realm="{self.realm}"',)
+            return AuthResult(False, status=401, challenges=prompt, reason=reason)
         user = credentials[0] if credentials else None
         return AuthResult(False, user, status=403, reason=reason)
 

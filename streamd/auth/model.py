@@ -27,6 +27,8 @@ class AuthRequest:
     path: str  # the media path ("cams/door"), "" for server-wide actions (api, metrics)
     authorization: str | None = None
     token: str | None = None
+    # other actions any of which would do as well (RTSP OPTIONS: a reader's or a publisher's)
+    alternatives: tuple[Action, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -41,6 +43,7 @@ class AuthResult:
     user: str | None = None  # the authenticated user, or ANONYMOUS
     status: int = 200
     headers: dict[str, str] = field(default_factory=dict)
+    challenges: tuple[str, ...] = ()  # WWW-Authenticate values, one header each, in this order
     reason: str = ""  # for the log line, never for the client
 
 

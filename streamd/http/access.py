@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Literal
 
 from aiohttp import web
+from multidict import CIMultiDict
 
 from streamd.auth.model import AuthRequest, AuthResult
 from streamd.rtsp.errors import RtspError
@@ -92,7 +93,10 @@ def refuse(request: web.Request, result: AuthResult, action: str, path: str) -> 
         result.reason or "no permission",
     )
     error = {401: web.HTTPUnauthorized, 403: web.HTTPForbidden, 503: web.HTTPServiceUnavailable}[status]
-    return error(text=f"{status}: {TEXTS[status]}\n", headers=result.headers or None)
+    headers = CIMultiDict(result.headers)
+    for challenge in result.challenges:  # one header each, in the Authorizer's order
+        headers.add("WWW-Authenticate", challenge)
+    return error(text=f"{status}: {TEXTS[status]}\n", headers=headers)
 
 
 async def require(request: web.Request, action: Action, path: str = "") -> AuthResult:

@@ -129,7 +129,7 @@ class TunnelHub:
             return
         if not result.allowed:
             status = result.status if result.status in REFUSALS else 403
-            _refuse(transport, status, REFUSALS[status], result.headers, result.reason)
+            _refuse(transport, status, REFUSALS[status], result.headers, result.reason, result.challenges)
             return
         cookie = request.headers.get("x-sessioncookie", "")
         if cookie in self.tunnels:  # another GET with this cookie was faster
@@ -181,10 +181,13 @@ def _refuse(
     reason: str,
     headers: dict[str, str] | None = None,
     why: str = "",
+    challenges: tuple[str, ...] = (),
 ) -> None:
     """Answer and close; ``why`` (for the log only) when it differs from what the client is told."""
     log.info("client %s: RTSP-over-HTTP request refused: %d %s", _client(transport), status, why or reason)
     response = Response(status, version="HTTP/1.0", body=(reason + "\n").encode())
+    for challenge in challenges:
+        response.headers.add("WWW-Authenticate", challenge)
     for name, value in (headers or {}).items():
         response.headers[name] = value
     response.headers["Content-Type"] = "text/plain; charset=utf-8"

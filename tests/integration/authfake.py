@@ -8,7 +8,7 @@ import fnmatch
 
 from streamd.auth.model import ANONYMOUS, AuthRequest, AuthResult
 
-CHALLENGE = {"WWW-Authenticate": 'Basic realm="streamd"'}
+CHALLENGE = ('Basic realm="streamd"',)
 # two users as the issue has them: one reads cams/* only, one administers and reads everything
 USERS: dict[str, tuple[str, list[tuple[str, str]]]] = {
     "viewer": ("vpass", [("read", "cams/*")]),
@@ -33,13 +33,13 @@ class TableAuthorizer:
             try:
                 name, _, password = base64.b64decode(value, validate=True).decode().partition(":")
             except (binascii.Error, UnicodeDecodeError):
-                return AuthResult(False, status=401, headers=CHALLENGE, reason="malformed")
+                return AuthResult(False, status=401, challenges=CHALLENGE, reason="malformed")
             if scheme.lower() != "basic" or name not in USERS or USERS[name][0] != password:
-                return AuthResult(False, status=401, headers=CHALLENGE, reason="wrong credentials")
+                return AuthResult(False, status=401, challenges=CHALLENGE, reason="wrong credentials")
             user = name
         for action, pattern in USERS[user][1]:
             if action == request.action and (not pattern or fnmatch.fnmatchcase(request.path, pattern)):
                 return AuthResult(True, user)
         if user == ANONYMOUS:
-            return AuthResult(False, status=401, headers=CHALLENGE, reason="login needed")
+            return AuthResult(False, status=401, challenges=CHALLENGE, reason="login needed")
         return AuthResult(False, user, status=403, reason="no permission")

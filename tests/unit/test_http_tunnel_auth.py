@@ -12,7 +12,7 @@ from streamd.http.tunnel import MAX_HELD, TunnelHub
 from streamd.server import RtspServer
 from tests.unit.test_http_tunnel import FakeTransport, _half
 
-CHALLENGE = {"WWW-Authenticate": 'Basic realm="streamd"'}
+CHALLENGE = ('Digest realm="streamd", nonce="n", algorithm=SHA-256', 'Basic realm="streamd"')
 
 
 class GatedAuthorizer:
@@ -27,7 +27,7 @@ class GatedAuthorizer:
         await self.gate.wait()
         if request.authorization == "Basic dmlld2VyOnZwYXNz":
             return AuthResult(True, "viewer")
-        return AuthResult(False, status=401, headers=CHALLENGE, reason="login needed")
+        return AuthResult(False, status=401, challenges=CHALLENGE, reason="login needed")
 
 
 def _hub() -> tuple[TunnelHub, GatedAuthorizer]:
@@ -77,7 +77,11 @@ async def test_a_refused_get_gets_the_challenge_and_no_tunnel() -> None:
     get = FakeTransport()
     hub.accept(get, _get(authorization=None), b"")
     await _settle()
-    assert get.data.startswith(b"HTTP/1.0 401 ") and b'WWW-Authenticate: Basic realm="streamd"' in get.data
+    assert get.data.startswith(b"HTTP/1.0 401 ")
+    assert (
+        b'WWW-Authenticate: Digest realm="streamd", nonce="n", algorithm=SHA-256\r\nWWW-Authenticate: Basic'
+        in get.data
+    )
     assert b"login needed" not in get.data and get.closed and not hub.tunnels and not hub.pending
 
 
