@@ -136,3 +136,23 @@ async def test_tunnel_get_half_is_authorized(rtsp: RtspServer) -> None:
         assert {(r.action, r.path) for r in asked} == {("read", CAM), ("read", OTHER)}
     finally:
         await service.stop()
+
+
+@pytest.mark.parametrize(
+    "authorization",
+    [
+        "Basic !!!",
+        "Basic",
+        "Digest garbage",
+        "Bearer",
+        "x" * 5000,
+        "Basic " + "QQ==" * 1000,
+        "basic dmlld2Vy",
+    ],
+)
+async def test_malformed_authorization_is_401_and_nothing_else(
+    client: TestClient, authorization: str
+) -> None:
+    response = await client.get("/sdp/" + CAM, headers={"Authorization": authorization})
+    assert response.status == 401 and response.headers.getall("WWW-Authenticate") == list(CHALLENGE)
+    assert (await client.get("/sdp/" + OPEN)).status == 200  # and everyone else carries on
