@@ -84,12 +84,8 @@ async def test_ffmpeg_tunnel_with_basic_credentials(
     assert "Traceback" not in server.log()
 
 
-@pytest.mark.skipif(
-    importlib.util.find_spec("streamd.auth.users") is None,
-    reason="needs the local [[users]] Authenticator (helper a1's streamd.auth.users) for RTSP in the tunnel",
-)
-async def test_ffmpeg_tunnel_with_local_users(media_dir: Path, tmp_path: Path) -> None:
-    """With ``[[users]]``: the tunnel's GET and every RTSP request inside it are authorized."""
+async def _local_users_server(media_dir: Path, tmp_path: Path) -> ServerProcess:
+    """A server with one user, viewer/vpass, who may read cams/* (made with ``streamd passwd``)."""
     media = tmp_path / "media"
     (media / "cams").mkdir(parents=True)
     shutil.copy(media_dir / "ten.mp4", media / PATH)
@@ -111,7 +107,19 @@ async def test_ffmpeg_tunnel_with_local_users(media_dir: Path, tmp_path: Path) -
         f'password = "{hashed.decode().strip()}"\n'
         'permissions = [{ action = "read", path = "cams/*" }]\n'
     )
-    server = await asyncio.to_thread(start_server, media, tmp_path, "--config", str(config))
+    return await asyncio.to_thread(start_server, media, tmp_path, "--config", str(config))
+
+
+NEEDS_USERS = pytest.mark.skipif(
+    importlib.util.find_spec("streamd.auth.users") is None,
+    reason="needs the local [[users]] Authenticator (helper a1's streamd.auth.users)",
+)
+
+
+@NEEDS_USERS
+async def test_ffmpeg_tunnel_with_local_users(media_dir: Path, tmp_path: Path) -> None:
+    """With ``[[users]]``: the tunnel's GET and every RTSP request inside it are authorized."""
+    server = await _local_users_server(media_dir, tmp_path)
     try:
         for number in (server.port, server.http_port):
             code, err = await _ffmpeg(f"rtsp://viewer:vpass@127.0.0.1:{number}/{PATH}")
@@ -155,3 +163,25 @@ async def test_chromium_logs_in_and_plays_a_protected_path(
         await tab.evaluate("document.querySelector('a.login').click()")
         await tab.wait_for(f"location.pathname === '/' && document.body.innerHTML.includes('>{PATH}</a>')")
     assert any(c["path"] == PATH and c["user"] == "alice" for c in calls)
+
+
+@NEEDS_USERS
+async def test_chromium_logs_in_with_local_users(media_dir: Path, tmp_path: Path) -> None:
+    """The local users' own challenges (Digest unless Basic is configured) in a real browser."""
+    if not os.access(CHROMIUM, os.X_OK):
+        pytest.skip("chromium is not installed (scripts/test installs it)")
+    server = await _local_users_server(media_dir, tmp_path)
+    try:
+        async with chromium_tab(tmp_path) as tab:
+            await tab.call(
+                "Page.navigate", url=f"http://viewer:vpass@127.0.0.1:{server.http_port}/watch/{PATH}"
+            )
+            state = await tab.wait_for(PLAYED_SECONDS.format(1.0), timeout=60)
+            assert not state["error"] and state["w"] > 0, state
+            await tab.call("Page.navigate", url=f"http://127.0.0.1:{server.http_port}/login")
+            await tab.wait_for(
+                f"location.pathname === '/' && document.body.innerHTML.includes('>{PATH}</a>')"
+            )
+            assert not await tab.evaluate("document.body.innerHTML.includes('>other.mp4</a>')")
+    finally:
+        await asyncio.to_thread(stop_all, server)
