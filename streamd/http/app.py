@@ -42,6 +42,7 @@ MAX_REQUEST_BODY = 64 * 1024  # nothing here takes uploads
 MAX_HEAD_BYTES = 16 * 1024
 MAX_START_SECONDS = 1e7
 HEAD_TIMEOUT = 30.0
+LOGIN_PROBES = 200  # paths /login may ask about to find a question that needs a login
 
 SERVER_KEY = web.AppKey("server", object)
 CATALOG_KEY = web.AppKey("catalog", object)
@@ -161,11 +162,17 @@ async def _index(request: web.Request) -> web.Response:
 
 async def _login(request: web.Request) -> web.Response:
     """Where a visitor who sees nothing yet gets the browser's login prompt (the index only
-    filters, so it never asks); with credentials the browser keeps sending, back to the index."""
+    filters, so it never asks); with credentials the browser keeps sending, back to the index.
+
+    The prompt is the first 401 among the questions someone could answer with a login: reading
+    a listed path, then ``api`` and ``metrics`` (a question nobody may answer is a 403)."""
     if request.headers.get("Authorization") is None and not request.query.get("jwt"):
-        result = await check(request, "read", "")
-        if result.status == 401:
-            raise refuse(request, result, "login", "")
+        names = _server(request).live_paths() + _catalog(request).list_paths(LOGIN_PROBES)
+        questions = [("read", name) for name in names] + [("api", ""), ("metrics", "")]
+        for action, path in questions[: LOGIN_PROBES + 2]:
+            result = await check(request, action, path)  # type: ignore[arg-type]
+            if result.status == 401:
+                raise refuse(request, result, "login", "")
     raise web.HTTPSeeOther("/")
 
 
