@@ -60,6 +60,8 @@ class AdminRuleByDefault:
         self.inner = inner
         self.config = config
         self.default = DefaultAuthorizer(config)
+        if hasattr(inner, "may"):  # a user's permissions without credentials (HTTP list filters)
+            self.may = inner.may
 
     async def authorize(self, request: AuthRequest, now: float) -> AuthResult:
         if request.action == "api" and unconfigured(self.config):

@@ -80,6 +80,8 @@ class ExternalAuthorizer:
     ) -> None:
         self.inner = inner
         self.admin_token = admin_token  # a bearer token that is no JWT: the inner rules decide
+        if hasattr(inner, "may"):  # a local user's permissions (only local users answer Digest)
+            self.may = inner.may
         self.verifier = verifier
         self.hook = hook
         self.hook_timeout = hook_timeout

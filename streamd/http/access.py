@@ -13,12 +13,12 @@ import asyncio
 import logging
 import posixpath
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Literal, Protocol, runtime_checkable
 
 from aiohttp import web
 from multidict import CIMultiDict
 
-from streamd.auth.model import AuthRequest, AuthResult
+from streamd.auth.model import ANONYMOUS, AuthRequest, AuthResult
 from streamd.rtsp.errors import RtspError
 
 if TYPE_CHECKING:
@@ -107,11 +107,30 @@ async def require(request: web.Request, action: Action, path: str = "") -> AuthR
     return result
 
 
+@runtime_checkable
+class PermissionView(Protocol):
+    """What an Authorizer may also offer: a user's permissions, without credentials."""
+
+    def may(self, user: str, action: Action, path: str, client: str) -> bool: ...
+
+
 def reader(request: web.Request) -> Callable[[str], Awaitable[bool]]:
-    """``await may_read(path)`` for filtering lists by what this request's user may read."""
+    """``await may_read(path)`` for filtering lists by what this request's user may read.
+
+    A Digest answer is good for one check only (a second use of its nonce count is a replay), so
+    once one check has named the user, an Authorizer that offers ``may`` (:class:`PermissionView`)
+    answers the rest by the user's permissions."""
+    authorizer = _authorizer(request)
+    digest = (request.headers.get("Authorization") or "").lower().startswith("digest ")
+    known: list[str] = []
 
     async def may_read(path: str) -> bool:
-        return (await check(request, "read", path)).allowed
+        if known and isinstance(authorizer, PermissionView):
+            return authorizer.may(known[0], "read", path, request.remote or "")
+        result = await check(request, "read", path)
+        if digest and result.user not in (None, ANONYMOUS) and result.status != 401:
+            known.append(result.user)  # type: ignore[arg-type]
+        return result.allowed
 
     return may_read
 

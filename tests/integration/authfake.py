@@ -24,11 +24,24 @@ def basic(user: str, password: str) -> dict[str, str]:
 class TableAuthorizer:
     def __init__(self) -> None:
         self.asked: list[AuthRequest] = []
+        self.used: set[str] = set()  # "Digest <user> <nonce>" answers, each good once (replays)
+
+    def may(self, user: str, action: str, path: str, client: str) -> bool:
+        return any(
+            a == action and (not p or fnmatch.fnmatchcase(path, p)) for a, p in USERS.get(user, ("", []))[1]
+        )
 
     async def authorize(self, request: AuthRequest, now: float) -> AuthResult:
         self.asked.append(request)
         user = ANONYMOUS
-        if request.authorization is not None:
+        if request.authorization is not None and request.authorization.startswith("Digest "):
+            if request.authorization in self.used:
+                return AuthResult(False, status=401, challenges=CHALLENGE, reason="replayed")
+            self.used.add(request.authorization)
+            user = request.authorization.split()[1]
+            if user not in USERS:
+                return AuthResult(False, status=401, challenges=CHALLENGE, reason="unknown user")
+        elif request.authorization is not None:
             scheme, _, value = request.authorization.partition(" ")
             try:
                 name, _, password = base64.b64decode(value, validate=True).decode().partition(":")

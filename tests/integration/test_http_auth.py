@@ -156,3 +156,11 @@ async def test_malformed_authorization_is_401_and_nothing_else(
     response = await client.get("/sdp/" + CAM, headers={"Authorization": authorization})
     assert response.status == 401 and response.headers.getall("WWW-Authenticate") == list(CHALLENGE)
     assert (await client.get("/sdp/" + OPEN)).status == 200  # and everyone else carries on
+
+
+async def test_lists_need_one_check_of_a_one_time_answer(client: TestClient) -> None:
+    """A Digest answer is good once: the filter asks once, then goes by the user's permissions."""
+    listed = await (await client.get("/api/v1/paths", headers={"Authorization": "Digest viewer n1"})).json()
+    assert [p["name"] for p in listed["paths"]] == [CAM]
+    page = await (await client.get("/", headers={"Authorization": "Digest admin n2"})).text()
+    assert all(f">{n}</a>" in page for n in (CAM, OTHER, OPEN))
