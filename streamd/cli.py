@@ -11,6 +11,7 @@ import signal
 import sys
 from pathlib import Path
 
+from streamd.auth.external import check_external
 from streamd.config import ConfigError, ServerConfig, load_config
 from streamd.limits import raise_open_files_limit
 from streamd.logs import configure_logging
@@ -230,6 +231,7 @@ def _serve(args: argparse.Namespace) -> int:
     }
     try:
         config = load_config(args.config, overrides)
+        check_external(config)  # auth hook and JWT settings (streamd.auth.external)
     except ConfigError as exc:
         print(f"streamd: {exc}", file=sys.stderr)
         return 2

@@ -149,6 +149,16 @@ class ServerConfig:
     login_free_failures: int = 5  # failed logins in a row per address or user before backing off
     login_backoff: float = 1.0  # first back-off (503 + Retry-After), doubling per failure after
     login_max_backoff: float = 300.0  # the longest back-off
+    # --- external authorization (streamd.auth.external): an HTTP hook, JWT bearer tokens -------
+    auth_hook: str | None = None  # POST each decision as JSON to this http(s):// URL; 2xx allows
+    auth_hook_timeout: float = 5.0  # seconds; no answer in time denies
+    jwt_key: str | None = None  # PEM public key (or HMAC secret) verifying bearer tokens
+    jwt_key_file: str | None = None  # the same, read from this file
+    jwt_jwks_url: str | None = None  # or the keys of this JWKS URL (fetched, cached)
+    jwt_algorithms: tuple[str, ...] | list[str] = ("RS256", "ES256", "EdDSA")
+    jwt_claim: str = "streamd_permissions"  # the claim listing [{action, path}] permissions
+    jwt_audience: str | None = None  # if set, tokens must carry it in "aud"
+    auth_cache_ttl: float = 5.0  # seconds an external decision is reused (0: never)
     paths: dict[str, PathSettings] = field(default_factory=dict)
 
     def __post_init__(self) -> None:

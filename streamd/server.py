@@ -24,6 +24,7 @@ from typing import Any
 
 from media.unit_cache import UnitCache
 from streamd.auth.authenticator import Authenticator
+from streamd.auth.external import with_external
 from streamd.auth.limits import LoginLimits
 from streamd.auth.model import Authorizer
 from streamd.auth.nonces import NonceBook
@@ -134,6 +135,8 @@ class RtspServer:
             nonces=NonceBook(config.nonce_lifetime, config.max_nonces_per_client),
             limits=LoginLimits(config.login_free_failures, config.login_backoff, config.login_max_backoff),
         )
+        # what RTSP, tunnels and HTTP ask: the local users, behind JWT / hook when configured
+        self.authorizer = authorizer or with_external(config, self.authenticator)
         # connections without an authorized request yet, and when they opened (auth_deadline)
         self._unauthorized: dict[RtspConnection, float] = {}
         self.auth_counters: dict[str, int] = {"auth_deadline_closes": 0}
@@ -141,7 +144,7 @@ class RtspServer:
             self.server_header,
             method_table(self.player, self.publishing),
             self.relocator.moved,
-            authorizer or self.authenticator,
+            self.authorizer,
             self.sessions.get,
             clock,
             authorized=lambda client: self._unauthorized.pop(client, None),  # type: ignore[arg-type]

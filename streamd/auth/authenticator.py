@@ -46,6 +46,11 @@ class Authenticator:
     async def authorize(self, request: AuthRequest, now: float) -> AuthResult:
         return self.check(request, now)
 
+    def may(self, user: str, action: str, path: str, client: str) -> bool:
+        """``user``'s permission without credentials: for lists filtered after one login (a Digest
+        answer counts once; using it again would be a replay)."""
+        return self.policy.permits(user, action, path, client)
+
     def check(self, request: AuthRequest, now: float) -> AuthResult:
         client, action, path = request.client, request.action, request.path
         actions = (action, *request.alternatives)

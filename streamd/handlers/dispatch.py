@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping
+from weakref import WeakKeyDictionary
 
 from streamd.auth.context import current_user
+from streamd.auth.external import token_from_uri
 from streamd.auth.model import Action, Authorizer, AuthRequest, AuthResult
 from streamd.handlers.common import Clock, Handler, Reply
 from streamd.rtsp.errors import RtspError
@@ -45,6 +47,7 @@ class Dispatcher:
         self._session = session
         self._clock = clock
         self._authorized = authorized
+        self._tokens: WeakKeyDictionary[Client, str] = WeakKeyDictionary()  # ?jwt= per connection
 
     async def handle(self, client: Client, request: Request) -> Reply:
         cseq = request.cseq  # only a valid number is echoed, never the raw text
@@ -97,6 +100,12 @@ class Dispatcher:
         if request.method == "OPTIONS" and not path and not named:
             self._authorized(client)
             return None, None  # "OPTIONS *": names no resource
+        authorization = request.headers.get("Authorization")
+        token = token_from_uri(request.uri)  # rtsp://host/path?jwt=... for players without headers
+        if token is not None:
+            self._tokens[client] = token  # our Content-Base drops the query: SETUP/PLAY reuse it
+        elif authorization is None:
+            token = self._tokens.get(client)
         result: AuthResult = await self._authorizer.authorize(
             AuthRequest(
                 protocol="rtsp",
@@ -105,7 +114,8 @@ class Dispatcher:
                 client=client.peer[0],
                 action=action,
                 path=path,
-                authorization=request.headers.get("Authorization"),
+                authorization=authorization,
+                token=token,
                 alternatives=("publish",) if request.method == "OPTIONS" and action == "read" else (),
             ),
             self._clock(),

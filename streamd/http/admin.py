@@ -5,7 +5,8 @@ They change what the server does for everyone, so only clients from ``admin_netw
 Being on loopback is not enough: any web page the admin's browser opens is too. So a change
 also needs a JSON body (a page cannot send one cross-origin without asking first), a ``Host``
 that names this server (a DNS-rebinding page sends its own name), no foreign ``Origin``, and,
-when ``admin_token`` is set, ``Authorization: Bearer <token>``.
+when ``admin_token`` is set, ``Authorization: Bearer <token>``. After these checks the request's
+user needs the ``api`` permission (``streamd.http.access``).
 """
 
 from __future__ import annotations
@@ -20,8 +21,10 @@ from urllib.parse import urlsplit
 
 from aiohttp import web
 
+from streamd.auth.defaults import unconfigured
+from streamd.http.access import require
+
 if TYPE_CHECKING:
-    from streamd.config import ServerConfig
     from streamd.http.backend import HttpBackend
 
 log = logging.getLogger(__name__)
@@ -44,11 +47,18 @@ def add_admin_routes(app: web.Application, server: HttpBackend) -> None:
             headers = {"WWW-Authenticate": 'Bearer realm="streamd admin"'} if status == 401 else None
             raise _ERRORS[status](text=f"{status}: {why}\n", headers=headers)
 
+    async def allowed_api(request: web.Request) -> None:
+        """The checks above, then the ``api`` permission of the request's user."""
+        allowed(request)
+        await require(request, "api")
+
     async def drain_status(request: web.Request) -> web.Response:
+        if not unconfigured(server.config):  # open as before when nobody configured users
+            await require(request, "api")
         return _json(server.relocator.status())
 
     async def drain(request: web.Request) -> web.Response:
-        allowed(request)
+        await allowed_api(request)
         body = await _body(request)
         grace = body.get("grace", 30)
         if isinstance(grace, bool) or not isinstance(grace, int | float) or not 0 <= grace <= MAX_GRACE:
@@ -60,12 +70,12 @@ def add_admin_routes(app: web.Application, server: HttpBackend) -> None:
         return _json({**server.relocator.status(), "redirected": told})
 
     async def stop_draining(request: web.Request) -> web.Response:
-        allowed(request)
+        await allowed_api(request)
         server.relocator.stop_draining()
         return _json(server.relocator.status())
 
     async def move(request: web.Request) -> web.Response:
-        allowed(request)
+        await allowed_api(request)
         path = request.match_info["path"].strip("/")
         if not path or len(path) > 4096 or "\0" in path:
             raise web.HTTPBadRequest(text="400: invalid path\n")
@@ -85,16 +95,6 @@ def add_admin_routes(app: web.Application, server: HttpBackend) -> None:
             web.post("/api/v1/move/{path:.+}", move),
         ]
     )
-
-
-def is_admin(request: web.Request, config: ServerConfig) -> bool:
-    """May this client see what only administrators see (session ids, client addresses)?
-
-    From ``admin_networks`` and, when an ``admin_token`` is configured, carrying it as a bearer token.
-    """
-    if not config.allows_admin(request.remote or ""):
-        return False
-    return config.admin_token is None or carries_token(request, config.admin_token)
 
 
 def carries_token(request: web.Request, token: str) -> bool:

@@ -16,8 +16,10 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
+from streamd.auth.defaults import AdminRuleByDefault, unconfigured
 from streamd.http import fmp4, metrics
-from streamd.http.admin import add_admin_routes, is_admin
+from streamd.http.access import AUTHORIZER_KEY, authorize, check, reader, refuse
+from streamd.http.admin import add_admin_routes
 from streamd.http.files import send_file
 from streamd.http.listing import PAGE_SIZE, describe, list_entries, public_reason, rtsp_base
 from streamd.http.live_mp4 import MAX_VIEWERS, serve_live_mp4
@@ -40,6 +42,7 @@ MAX_REQUEST_BODY = 64 * 1024  # nothing here takes uploads
 MAX_HEAD_BYTES = 16 * 1024
 MAX_START_SECONDS = 1e7
 HEAD_TIMEOUT = 30.0
+LOGIN_PROBES = 200  # paths /login may ask about to find a question that needs a login
 
 SERVER_KEY = web.AppKey("server", object)
 CATALOG_KEY = web.AppKey("catalog", object)
@@ -50,8 +53,9 @@ LIVE_VIEWS_KEY = web.AppKey("live_views", Admission)
 
 def build_app(server: HttpBackend, catalog: Catalog, hub: TunnelHub | None = None) -> web.Application:
     """The aiohttp application (without a listener: tests drive it with aiohttp's test client)."""
-    app = web.Application(client_max_size=MAX_REQUEST_BODY, middlewares=[_errors])
+    app = web.Application(client_max_size=MAX_REQUEST_BODY, middlewares=[_errors, authorize])
     app[SERVER_KEY] = server
+    app[AUTHORIZER_KEY] = AdminRuleByDefault(server.authorizer, server.config)
     app[CATALOG_KEY] = catalog
     limits = server.config
     app[REMUXES_KEY] = Admission(limits.max_remuxes, limits.max_remuxes_per_client, "/mp4 remuxes")
@@ -62,6 +66,7 @@ def build_app(server: HttpBackend, catalog: Catalog, hub: TunnelHub | None = Non
     app.add_routes(
         [
             web.get("/", _index),
+            web.get("/login", _login),
             web.get("/watch/{path:.+}", _watch),
             web.get("/sdp/{path:.+}", _sdp),
             web.get("/files/{path:.+}", _files),
@@ -109,6 +114,11 @@ def _path(request: web.Request) -> str:
     return path
 
 
+def _visible(request: web.Request) -> Callable[[str], Awaitable[bool]] | None:
+    """The filter for lists of paths (None: everyone may read everything, nothing to ask)."""
+    return None if unconfigured(_server(request).config) else reader(request)
+
+
 def _number(request: web.Request, name: str, default: float, low: float, high: float) -> float:
     raw = request.query.get(name)
     if raw is None or raw == "":
@@ -141,9 +151,29 @@ async def _errors(
 async def _index(request: web.Request) -> web.Response:
     page = int(_number(request, "page", 0, 0, 1e6))
     entries, more = await list_entries(
-        _catalog(request), _server(request), _rtsp_root(request), offset=page * PAGE_SIZE
+        _catalog(request),
+        _server(request),
+        _rtsp_root(request),
+        offset=page * PAGE_SIZE,
+        visible=_visible(request),
     )
     return web.Response(text=index_page(entries, page=page, more=more), content_type="text/html")
+
+
+async def _login(request: web.Request) -> web.Response:
+    """Where a visitor who sees nothing yet gets the browser's login prompt (the index only
+    filters, so it never asks); with credentials the browser keeps sending, back to the index.
+
+    The prompt is the first 401 among the questions someone could answer with a login: reading
+    a listed path, then ``api`` and ``metrics`` (a question nobody may answer is a 403)."""
+    if request.headers.get("Authorization") is None and not request.query.get("jwt"):
+        names = _server(request).live_paths() + _catalog(request).list_paths(LOGIN_PROBES)
+        questions = [("read", name) for name in names] + [("api", ""), ("metrics", "")]
+        for action, path in questions[: LOGIN_PROBES + 2]:
+            result = await check(request, action, path)  # type: ignore[arg-type]
+            if result.status == 401:
+                raise refuse(request, result, "login", "")
+    raise web.HTTPSeeOther("/")
 
 
 async def _watch(request: web.Request) -> web.Response:
@@ -208,24 +238,36 @@ async def _api_paths(request: web.Request) -> web.Response:
     offset = int(_number(request, "offset", 0, 0, 1e9))
     limit = int(_number(request, "limit", PAGE_SIZE, 1, 1000))
     entries, more = await list_entries(
-        _catalog(request), _server(request), _rtsp_root(request), offset=offset, limit=limit
+        _catalog(request),
+        _server(request),
+        _rtsp_root(request),
+        offset=offset,
+        limit=limit,
+        visible=_visible(request),
     )
     return _json({"paths": [e.as_dict() for e in entries], "more": more})
 
 
 async def _api_sessions(request: web.Request) -> web.Response:
-    """A page of sessions; ids and client addresses only for admin clients (they let one act on a
-    session, and addresses are nobody else's business)."""
+    """A page of sessions, an ``api`` action: ids and client addresses let one act on a session,
+    and addresses are nobody else's business. Without users or external authorization, everyone
+    still gets the list without them (as before authentication existed)."""
     offset = int(_number(request, "offset", 0, 0, 1e9))
     limit = int(_number(request, "limit", PAGE_SIZE, 1, 1000))
     server = _server(request)
-    private = is_admin(request, server.config)
+    result = await check(request, "api", "")
+    if not result.allowed and not unconfigured(server.config):
+        raise refuse(request, result, "api", "")
+    private = result.allowed
     rows = server.snapshot(private=private, offset=offset, limit=limit)
     return _json({"sessions": rows, "more": server.session_count() > offset + len(rows)})
 
 
 async def _api_multicast(request: web.Request) -> web.Response:
-    return _json({"groups": _server(request).multicast.snapshot()})
+    """The multicast groups of the paths this user may read."""
+    may_read = reader(request)
+    groups = [g for g in _server(request).multicast.snapshot() if await may_read(str(g.get("path", "")))]
+    return _json({"groups": groups})
 
 
 async def _openapi(request: web.Request) -> web.Response:
@@ -247,7 +289,7 @@ class HttpService:
         self.server = server
         self.host = host
         self.port = port
-        self.hub = TunnelHub(server)
+        self.hub = TunnelHub(server, server.authorizer)
         self.app = build_app(server, catalog, self.hub)
         self.runner = web.AppRunner(self.app, handler_cancellation=True, access_log=None)
         self._listener: asyncio.AbstractServer | None = None

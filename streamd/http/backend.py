@@ -6,6 +6,7 @@ from collections import Counter
 from collections.abc import Mapping
 from typing import Protocol
 
+from streamd.auth.model import Authorizer
 from streamd.catalog import Resolved
 from streamd.config import ServerConfig
 from streamd.connection import ConnectionOwner
@@ -50,6 +51,7 @@ class HttpBackend(PathsView, SessionView, ConnectionOwner, Protocol):
 
     config: ServerConfig
     relocator: Relocator
+    authorizer: Authorizer  # every HTTP route and tunnel asks it (streamd.http.access)
 
     @property
     def rtsp_port(self) -> int: ...

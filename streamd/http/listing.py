@@ -7,6 +7,7 @@ time limit, so a large folder or one slow file never stalls the page for long.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING
 from urllib.parse import quote
@@ -21,6 +22,8 @@ if TYPE_CHECKING:
 PROBE_CONCURRENCY = 4
 PROBE_TIMEOUT = 10.0
 PAGE_SIZE = 200
+MAX_SCAN = 10_000  # paths looked at for a filtered list (the catalog's own bound)
+FILTER_CONCURRENCY = 8
 
 
 @dataclass
@@ -60,10 +63,22 @@ def rtsp_base(host: str, port: int) -> str:
 
 
 async def list_entries(
-    catalog: Catalog, server: PathsView, rtsp_root: str, *, offset: int = 0, limit: int = PAGE_SIZE
+    catalog: Catalog,
+    server: PathsView,
+    rtsp_root: str,
+    *,
+    offset: int = 0,
+    limit: int = PAGE_SIZE,
+    visible: Callable[[str], Awaitable[bool]] | None = None,
 ) -> tuple[list[PathEntry], bool]:
-    """Entries ``offset`` to ``offset + limit`` and whether more paths follow."""
-    names = server.live_paths() + catalog.list_paths(offset + limit + 1)
+    """Entries ``offset`` to ``offset + limit`` and whether more paths follow.
+
+    With ``visible``, only the paths it allows count (the user's readable paths), out of the
+    first ``MAX_SCAN``; each is asked once, a few at a time (an external hook may answer)."""
+    if visible is None:
+        names = server.live_paths() + catalog.list_paths(offset + limit + 1)
+    else:
+        names = await _only(visible, server.live_paths() + catalog.list_paths(MAX_SCAN))
     more = len(names) > offset + limit
     names = names[offset : offset + limit]
     slots = asyncio.Semaphore(PROBE_CONCURRENCY)
@@ -73,6 +88,17 @@ async def list_entries(
             return await describe(catalog, server, rtsp_root, name)
 
     return list(await asyncio.gather(*(one(n) for n in names))), more
+
+
+async def _only(visible: Callable[[str], Awaitable[bool]], names: list[str]) -> list[str]:
+    slots = asyncio.Semaphore(FILTER_CONCURRENCY)
+
+    async def one(name: str) -> bool:
+        async with slots:
+            return await visible(name)
+
+    keep = await asyncio.gather(*(one(n) for n in names))
+    return [n for n, k in zip(names, keep, strict=True) if k]
 
 
 async def describe(catalog: Catalog, server: PathsView, rtsp_root: str, name: str) -> PathEntry:

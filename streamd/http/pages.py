@@ -32,7 +32,7 @@ def _page(title: str, body: str) -> str:
         '<meta name=viewport content="width=device-width,initial-scale=1">'
         f"<title>{escape(title)}</title><style>{STYLE}</style></head><body>\n{body}\n"
         f'<footer>streamd {escape(__version__)} · <a href="/api/v1/openapi.json">API</a> · '
-        '<a href="/metrics">metrics</a></footer></body></html>\n'
+        '<a href="/metrics">metrics</a> · <a class=login href="/login">log in</a></footer></body></html>\n'
     )
 
 

@@ -15,6 +15,11 @@ A GET waits at most ``tunnel_pairing_timeout`` for its POST, one client address 
 ``max_tunnel_pending_per_client`` such waiting GETs (so one client cannot use up the tunnels of
 everyone), and a POST joins only a GET from its own address (a cookie seen elsewhere takes no
 tunnel over).
+
+The GET half is authorized like any HTTP request (``read`` of the path in its URL, with its
+``Authorization`` header or ``?jwt=``): a 401 lets the client retry with credentials, as ffmpeg
+does. The POST half is write-only (clients read no answer to it) and joins only a GET that
+passed. The RTSP requests inside the tunnel go through the RTSP dispatcher, authorized there.
 """
 
 from __future__ import annotations
@@ -23,17 +28,24 @@ import asyncio
 import logging
 import re
 from collections import Counter
-from typing import Any
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qs, unquote, urlsplit
 
+from streamd.auth.model import AuthRequest
 from streamd.connection import ConnectionOwner, RtspConnection
 from streamd.http.b64stream import Base64Error, Base64Stream
 from streamd.rtsp.message import InterleavedFrame, Request, Response
 from streamd.rtsp.parser import MessageParser, ParseError
 
+if TYPE_CHECKING:
+    from streamd.auth.model import Authorizer
+
 log = logging.getLogger(__name__)
 
 TUNNEL_CONTENT_TYPE = "application/x-rtsp-tunnelled"
 MAX_TUNNELS = 1024
+REFUSALS = {401: "authentication required", 403: "not allowed", 503: "too many failed logins; try later"}
+MAX_HELD = 64 * 1024  # bytes a GET half may send while it is being authorized
 _COOKIE = re.compile(r"[\x21-\x7e]{1,128}")
 
 
@@ -45,9 +57,11 @@ def is_tunnel_request(request: Request) -> bool:
 class TunnelHub:
     """Pairs GET and POST halves by cookie; one per server."""
 
-    def __init__(self, server: ConnectionOwner) -> None:
+    def __init__(self, server: ConnectionOwner, authorizer: Authorizer | None = None) -> None:
         self.server = server
+        self.authorizer = authorizer  # None: every GET may open a tunnel
         self.tunnels: dict[str, Tunnel] = {}
+        self._checks: set[asyncio.Task[None]] = set()
         self.pending: Counter[str] = Counter()  # GETs still waiting for their POST, per client address
 
     def accept(self, transport: asyncio.Transport, request: Request, rest: bytes) -> None:
@@ -64,11 +78,14 @@ class TunnelHub:
                 _refuse(transport, 503, f"{client} has {limit} tunnels waiting for their POST already")
             elif len(self.tunnels) >= MAX_TUNNELS:
                 _refuse(transport, 503, "too many tunnels")
+            elif self.authorizer is None:
+                self._open(transport, request, cookie, rest)
             else:
-                tunnel = Tunnel(self, cookie, transport, request.version)
-                self.tunnels[cookie] = tunnel
-                if rest:
-                    tunnel.get_side.data_received(rest)
+                held = _Held(rest)
+                transport.set_protocol(held)
+                task = asyncio.get_running_loop().create_task(self._authorize(transport, request, held))
+                self._checks.add(task)
+                task.add_done_callback(self._checks.discard)
         else:
             tunnel = self.tunnels.get(cookie)
             if tunnel is None:
@@ -78,9 +95,79 @@ class TunnelHub:
             else:
                 tunnel.attach_post(transport, rest)
 
+    def _open(self, transport: asyncio.Transport, request: Request, cookie: str, rest: bytes) -> None:
+        tunnel = Tunnel(self, cookie, transport, request.version)
+        self.tunnels[cookie] = tunnel
+        if rest:
+            tunnel.get_side.data_received(rest)
+
+    async def _authorize(self, transport: asyncio.Transport, request: Request, held: _Held) -> None:
+        """Open the tunnel if the GET's user may read its path; else answer the refusal."""
+        assert self.authorizer is not None
+        path, token = tunnel_target(request.uri)
+        auth = AuthRequest(
+            protocol="http",
+            method=request.method,
+            uri=request.uri,
+            client=_client(transport),
+            action="read",
+            path=path,
+            authorization=request.headers.get("Authorization"),
+            token=token,
+        )
+        try:
+            result = await self.authorizer.authorize(auth, asyncio.get_running_loop().time())
+        except asyncio.CancelledError:  # the server stops
+            transport.close()
+            raise
+        except Exception:  # a bug in an authorizer: this client is refused, nobody else notices
+            log.exception("client %s: authorizing a tunnel failed", auth.client)
+            _refuse(transport, 500, "internal error")
+            return
+        if transport.is_closing() or held.overflowed:
+            transport.close()
+            return
+        if not result.allowed:
+            status = result.status if result.status in REFUSALS else 403
+            _refuse(transport, status, REFUSALS[status], result.headers, result.reason, result.challenges)
+            return
+        cookie = request.headers.get("x-sessioncookie", "")
+        if cookie in self.tunnels:  # another GET with this cookie was faster
+            _refuse(transport, 409, "x-sessioncookie already in use")
+        else:
+            self._open(transport, request, cookie, bytes(held.data))
+
     def close_all(self) -> None:
+        for task in list(self._checks):
+            task.cancel()
         for tunnel in list(self.tunnels.values()):
             tunnel.close()
+
+
+def tunnel_target(uri: str) -> tuple[str, str | None]:
+    """The media path a tunnel GET names (``/cams/door``, also as an absolute URL) and its
+    ``?jwt=`` token, if any."""
+    try:
+        parts = urlsplit(uri)
+    except ValueError:  # e.g. an unclosed IPv6 bracket: names no path
+        return "", None
+    path = "/".join(p for p in unquote(parts.path).split("/") if p not in ("", "."))
+    token = parse_qs(parts.query).get("jwt", [None])[0]
+    return path, token
+
+
+class _Held(asyncio.Protocol):
+    """Keeps what a GET half sends while it is being authorized (bounded; beyond, it closes)."""
+
+    def __init__(self, rest: bytes) -> None:
+        self.data = bytearray(rest)
+        self.overflowed = False
+
+    def data_received(self, data: bytes) -> None:
+        if len(self.data) + len(data) > MAX_HELD:
+            self.overflowed = True
+        else:
+            self.data += data
 
 
 def _client(transport: asyncio.Transport) -> str:
@@ -88,9 +175,21 @@ def _client(transport: asyncio.Transport) -> str:
     return str(peer[0]) if peer else "?"
 
 
-def _refuse(transport: asyncio.Transport, status: int, reason: str) -> None:
-    log.info("client %s: RTSP-over-HTTP request refused: %d %s", _client(transport), status, reason)
+def _refuse(
+    transport: asyncio.Transport,
+    status: int,
+    reason: str,
+    headers: dict[str, str] | None = None,
+    why: str = "",
+    challenges: tuple[str, ...] = (),
+) -> None:
+    """Answer and close; ``why`` (for the log only) when it differs from what the client is told."""
+    log.info("client %s: RTSP-over-HTTP request refused: %d %s", _client(transport), status, why or reason)
     response = Response(status, version="HTTP/1.0", body=(reason + "\n").encode())
+    for challenge in challenges:
+        response.headers.add("WWW-Authenticate", challenge)
+    for name, value in (headers or {}).items():
+        response.headers[name] = value
     response.headers["Content-Type"] = "text/plain; charset=utf-8"
     response.headers["Connection"] = "close"
     transport.set_protocol(asyncio.Protocol())  # ignore whatever else arrives

@@ -339,7 +339,7 @@ async def test_publisher_caps(media: Path) -> None:
 
 
 async def test_sessions_api_hides_ids_from_non_admins_and_pages(media: Path) -> None:
-    h = Harness(media, admin_token="sesame")
+    h = Harness(media, admin_token="sesame", users=())  # no [[users]]: the admin_networks rule
     client = TestClient(TestServer(build_app(h.server, h.server.catalog)))  # type: ignore[arg-type]
     await client.start_server()
     try:
