@@ -243,7 +243,7 @@ def load_config(file: Path | None, overrides: dict[str, Any]) -> ServerConfig:
             data = tomllib.loads(file.read_text(encoding="utf-8"))
         except OSError as exc:
             raise ConfigError(f"cannot read config file {file}: {exc.strerror}") from exc
-        except tomllib.TOMLDecodeError as exc:
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:  # not UTF-8: not TOML either
             raise ConfigError(f"{file}: {exc}") from exc
         values.update(_from_toml(data, file))
     values.update({k: v for k, v in overrides.items() if v is not None})
