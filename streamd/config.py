@@ -249,6 +249,8 @@ def load_config(file: Path | None, overrides: dict[str, Any]) -> ServerConfig:
     values.update({k: v for k, v in overrides.items() if v is not None})
     for key in ("media", "cache_dir", "record_dir"):
         if values.get(key) is not None:
+            if not isinstance(values[key], str | Path):
+                raise ConfigError(f"{key} must be a path (a string), not {values[key]!r}")
             values[key] = Path(values[key]).expanduser()
     try:
         return ServerConfig(**values)
