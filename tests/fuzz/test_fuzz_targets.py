@@ -1,5 +1,5 @@
 """Every fuzz target over its seeds and regression inputs, then a bounded, deterministic number of
-mutations of them (``FUZZ_MUTATIONS`` per target, default 2000; a seeded mutator, so a failure
+mutations of them (``FUZZ_MUTATIONS`` per target, default 5000; a seeded mutator, so a failure
 reproduces anywhere). Longer, random exploration: ``python -m tests.fuzz.run`` (README.md here)."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from tests.fuzz.corpus import CORPUS, KNOWN, REGRESSIONS, inputs
 from tests.fuzz.mutator import mutate
 from tests.fuzz.targets import TARGETS
 
-MUTATIONS = int(os.environ.get("FUZZ_MUTATIONS", "2000"))
+MUTATIONS = int(os.environ.get("FUZZ_MUTATIONS", "5000"))
 SEED = os.environ.get("FUZZ_SEED", "streamd")
 
 
@@ -50,3 +50,11 @@ def test_known_unfixed_findings(name: str, path: Path) -> None:
     """Crash inputs of bugs outside this suite's owner's reach, reported and waiting for a fix:
     once one passes (strict xfail turns that into a failure), move it to ``regressions/``."""
     TARGETS[name](path.read_bytes())
+
+
+def test_the_explorer_runs_a_target_with_hypothesis(capsys: pytest.CaptureFixture[str]) -> None:
+    from tests.fuzz import run
+
+    assert run.main(["--list", "--hypothesis"]) == 0
+    assert set(capsys.readouterr().out.split()) == set(TARGETS)
+    assert run.main(["session", "--hypothesis", "--examples", "50"]) == 0
