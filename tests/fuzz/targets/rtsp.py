@@ -19,6 +19,11 @@ from streamd.rtsp.url import request_path, split_control
 
 from .common import chunks, header_text, text
 
+try:  # issue 14's header parser arrives with another branch; its target is registered once it is here
+    from streamd.auth import credentials as _credentials
+except ImportError:
+    _credentials = None
+
 # Small limits so short inputs reach them; the memory bound is what the parser promises.
 _HEAD, _BODY = 2048, 4096
 
@@ -144,3 +149,16 @@ def fuzz_rtsp_client(data: bytes) -> None:
                     bytes(request)
     except RtspError as exc:
         assert exc.status in (502, 454), exc
+
+
+def fuzz_authorization(data: bytes) -> None:
+    """The ``Authorization`` header (issue 14, ``streamd.auth.credentials``): Basic or Digest
+    credentials, or CredentialsError (the server answers a fresh 401)."""
+    assert _credentials is not None, "streamd.auth.credentials is not there yet"
+    try:
+        credentials = _credentials.parse_authorization(header_text(data))
+    except _credentials.CredentialsError:
+        return
+    assert isinstance(credentials, _credentials.Basic | _credentials.Digest)
+    if isinstance(credentials, _credentials.Digest):
+        assert all(name == name.lower() for name in credentials.params)
