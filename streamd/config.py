@@ -291,12 +291,14 @@ def load_config(file: Path | None, overrides: dict[str, Any]) -> ServerConfig:
             data = tomllib.loads(file.read_text(encoding="utf-8"))
         except OSError as exc:
             raise ConfigError(f"cannot read config file {file}: {exc.strerror}") from exc
-        except tomllib.TOMLDecodeError as exc:
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:  # not UTF-8: not TOML either
             raise ConfigError(f"{file}: {exc}") from exc
         values.update(_from_toml(data, file))
     values.update({k: v for k, v in overrides.items() if v is not None})
     for key in ("media", "cache_dir", "record_dir"):
         if values.get(key) is not None:
+            if not isinstance(values[key], str | Path):
+                raise ConfigError(f"{key} must be a path (a string), not {values[key]!r}")
             values[key] = Path(values[key]).expanduser()
     try:
         return ServerConfig(**values)

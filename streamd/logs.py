@@ -27,6 +27,20 @@ class OneLineFormatter(logging.Formatter):
         return super().formatMessage(record)
 
 
+class MalformedHttpFilter(logging.Filter):
+    """aiohttp logs a malformed request after the first on a connection (a bad method, a broken
+    header) at ERROR with a traceback: any client could fill the log with them. Such a record
+    becomes one WARNING line with the reason, like the RTSP side's malformed requests."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if exc is not None and type(exc).__module__ == "aiohttp.http_exceptions":
+            record.msg, record.args = "%s: %s", (record.getMessage(), " ".join(str(exc).split()))
+            record.exc_info, record.exc_text = None, None
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+        return True
+
+
 def configure_logging(level: str = "info") -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(OneLineFormatter("%(asctime)s %(levelname)-7s %(message)s", "%Y-%m-%d %H:%M:%S"))
@@ -35,3 +49,4 @@ def configure_logging(level: str = "info") -> None:
     root.setLevel(level.upper())
     logging.getLogger("asyncio").setLevel(logging.WARNING)
     logging.getLogger("libav").setLevel(logging.ERROR)
+    logging.getLogger("aiohttp.server").addFilter(MalformedHttpFilter())

@@ -17,9 +17,10 @@ from streamd.rtsp.errors import RtspError
 
 __all__ = ["NptRange", "format_npt", "format_range", "parse_range"]
 
-# Digit counts are capped: huge numbers are never meaningful and int() of them is costly.
+# Digit counts are capped: huge numbers are never meaningful and int() of them is costly. Hours
+# stop at 11 digits so any h:mm:ss time, written back in seconds, still has at most 15.
 _SECONDS = re.compile(r"(\d{1,15})?(?:\.(\d{0,15}))?", re.ASCII)
-_HHMMSS = re.compile(r"(\d{1,12}):(\d{1,2}):(\d{1,2})(?:\.(\d{0,15}))?", re.ASCII)
+_HHMMSS = re.compile(r"(\d{1,11}):(\d{1,2}):(\d{1,2})(?:\.(\d{0,15}))?", re.ASCII)
 _OTHER_UNITS = ("clock", "smpte")
 
 
