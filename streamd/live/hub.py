@@ -108,6 +108,7 @@ class LivePath:
     # one, packets beyond the budget are dropped.
     on_overload: Callable[[str], None] | None = None
     overloaded: bool = False
+    clock: Callable[[], float] = time.monotonic  # what the budget refills by (tests stop it)
 
     @classmethod
     def from_announce(
@@ -143,7 +144,7 @@ class LivePath:
         """One RTP packet from the publisher."""
         if not self.online or self.overloaded:
             return
-        now = time.monotonic()
+        now = self.clock()
         if not self.budget.spend(0, now):  # overdrawn, and nobody to drop: shed packets meanwhile
             return
         work = 1 + self._on_rtp(track, data)
