@@ -61,7 +61,7 @@ def build_app(server: HttpBackend, catalog: Catalog, hub: TunnelHub | None = Non
     app[REMUXES_KEY] = Admission(limits.max_remuxes, limits.max_remuxes_per_client, "/mp4 remuxes")
     app[LIVE_VIEWS_KEY] = Admission(MAX_VIEWERS, limits.max_remuxes_per_client, "live /mp4 views")
     app[REGISTRY_KEY] = metrics.make_registry(
-        lambda: server.snapshot(private=False), lambda: len(hub.tunnels) if hub else 0
+        lambda: server.snapshot(private=False), lambda: len(hub.tunnels) if hub else 0, server.auth_metrics
     )
     app.add_routes(
         [

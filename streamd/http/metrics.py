@@ -19,10 +19,27 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 Snapshot = Callable[[], list[dict[str, Any]]]
 
 
+# what the login limits counted (streamd.auth: failures, back-offs, blocks, nonces dropped,
+# connections closed for sending no authorized request), each a counter since start
+AUTH_COUNTERS = {
+    "auth_failures": "Failed logins (wrong or missing credentials)",
+    "auth_backoffs": "Requests answered 503 while their client or user was backing off",
+    "auth_blocks": "Failed logins that started or lengthened a back-off",
+    "auth_nonces_dropped": "Digest nonces forgotten because a client held too many",
+    "auth_deadline_closes": "Connections closed for sending no authorized request in time",
+}
+
+
 class SessionCollector(Collector):
-    def __init__(self, snapshot: Snapshot, tunnels: Callable[[], int]) -> None:
+    def __init__(
+        self,
+        snapshot: Snapshot,
+        tunnels: Callable[[], int],
+        auth: Callable[[], dict[str, int]] = dict,
+    ) -> None:
         self.snapshot = snapshot
         self.tunnels = tunnels
+        self.auth = auth
 
     def collect(self) -> Iterator[Metric]:
         sessions = self.snapshot()
@@ -94,11 +111,16 @@ class SessionCollector(Collector):
         yield jitter
         yield rtt
         yield GaugeMetricFamily("streamd_http_tunnels", "Open RTSP-over-HTTP tunnels", value=self.tunnels())
+        counts = self.auth()
+        for name, text in AUTH_COUNTERS.items():
+            yield CounterMetricFamily(f"streamd_{name}", text, value=counts.get(name, 0))
 
 
-def make_registry(snapshot: Snapshot, tunnels: Callable[[], int]) -> CollectorRegistry:
+def make_registry(
+    snapshot: Snapshot, tunnels: Callable[[], int], auth: Callable[[], dict[str, int]] = dict
+) -> CollectorRegistry:
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(SessionCollector(snapshot, tunnels))
+    registry.register(SessionCollector(snapshot, tunnels, auth))
     return registry
 
 

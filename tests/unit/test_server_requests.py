@@ -494,3 +494,18 @@ async def test_the_reaper_sweeps_every_reap_interval(media: Path) -> None:
     finally:
         reaper.cancel()
         await h.close()
+
+
+async def test_metrics_count_what_the_login_limits_did(media: Path) -> None:
+    h = Harness(media, users=())  # no [[users]]: metrics are open to loopback
+    h.server.authenticator.limits.failed("10.0.0.9", "eve", 0.0)
+    h.server.auth_counters["auth_deadline_closes"] += 2
+    client = TestClient(TestServer(build_app(h.server, h.server.catalog)))  # type: ignore[arg-type]
+    await client.start_server()
+    try:
+        text = await (await client.get("/metrics")).text()
+    finally:
+        await client.close()
+    assert "streamd_auth_failures_total 1.0" in text
+    assert "streamd_auth_deadline_closes_total 2.0" in text
+    assert "streamd_auth_backoffs_total 0.0" in text
