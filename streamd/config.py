@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from streamd.auth.users import User, UsersError, parse_users
+from streamd.auth.users import User, UsersError, in_networks, parse_users
 from streamd.live.multicast_groups import MulticastRange
 
 
@@ -238,13 +238,7 @@ class ServerConfig:
 
     def allows_admin(self, address: str) -> bool:
         """Whether a client at ``address`` may drain the server or move paths."""
-        try:
-            ip = ipaddress.ip_address(address.split("%")[0])
-        except ValueError:
-            return False
-        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-            ip = ip.ipv4_mapped
-        return any(ip in ipaddress.ip_network(n) for n in self.admin_networks)
+        return in_networks(address, (ipaddress.ip_network(n) for n in self.admin_networks))
 
     def multicast_spec(self) -> MulticastRange | None:
         """The validated multicast range (None: multicast is off); ValueError if it is wrong."""
