@@ -22,6 +22,23 @@ def rtspsrc_shutdown_race(returncode: int, output: str) -> bool:
     )
 
 
+def rtspclientsink_shutdown_race(returncode: int, output: str) -> bool:
+    """True when rtspclientsink's only error is the same race on the publishing side.
+
+    At EOS it sends PAUSE and TEARDOWN, both answered (the server logs the session's end), and
+    closes; a last message it still tries to send then fails with "Received end-of-file" in
+    ``gst_rtsp_client_sink_try_send``. Callers check on the server that the publish happened.
+    """
+    errors = [line for line in output.splitlines() if line.startswith("ERROR")]
+    return (
+        returncode == 1
+        and bool(errors)
+        and all("Could not write to resource" in line for line in errors)
+        and "gst_rtsp_client_sink_try_send" in output
+        and "Received end-of-file" in output
+    )
+
+
 def run_pipeline(pipeline: str, timeout: float = 60) -> None:
     """Run ``pipeline`` to its end; fail with GStreamer's output on any error but the race."""
     result = subprocess.run(["gst-launch-1.0", "-q", *pipeline.split()], capture_output=True, timeout=timeout)

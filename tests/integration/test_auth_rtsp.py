@@ -19,7 +19,7 @@ from streamd.auth.secrets import ha1, make_secret
 from streamd.rtsp.client import ClientProtocol
 from tests import mediagen
 from tests.integration.conftest import ServerProcess, need, start_server, stop_all
-from tests.integration.gst import rtspsrc_shutdown_race
+from tests.integration.gst import rtspclientsink_shutdown_race, rtspsrc_shutdown_race
 from tests.rtsp_client import RawRtspClient
 
 pytestmark = pytest.mark.integration
@@ -115,7 +115,8 @@ def gst(*elements: str, timeout: float = 60) -> tuple[bool, str]:
     """Run a pipeline given as argv words (a password may hold a space); (success, output)."""
     result = subprocess.run(["gst-launch-1.0", "-q", *elements], capture_output=True, timeout=timeout)
     output = result.stdout.decode(errors="replace") + result.stderr.decode(errors="replace")
-    return result.returncode == 0 or rtspsrc_shutdown_race(result.returncode, output), output
+    ok = result.returncode == 0 or rtspsrc_shutdown_race(result.returncode, output)
+    return ok or rtspclientsink_shutdown_race(result.returncode, output), output
 
 
 def test_gstreamer_rtspsrc_and_rtspclientsink_with_credentials(server: ServerProcess, media: Path) -> None:
