@@ -19,7 +19,10 @@ import pytest
 
 
 def run_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The temporary directory of this run that all workers share (the parent of theirs)."""
+    """The temporary directory of this run that all workers share (the parent of theirs), or
+    ``STREAMD_TEST_SHARED`` (scripts/test's, shared by its parallel and its serial pytest run)."""
+    if os.environ.get("STREAMD_TEST_SHARED"):
+        return Path(os.environ["STREAMD_TEST_SHARED"])
     base = tmp_path_factory.getbasetemp()
     return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
 

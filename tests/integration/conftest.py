@@ -82,6 +82,25 @@ def free_udp_pair() -> int:
     raise RuntimeError("no free UDP port pair")
 
 
+def udp_pair() -> tuple[socket.socket, socket.socket]:
+    """A test client's RTP and RTCP sockets, bound to a free pair of this worker's ports (not the
+    kernel's choice, which may be a port another test's server is still sending to)."""
+    for _ in range(20):
+        port = free_udp_pair()
+        rtp, rtcp = (
+            socket.socket(socket.AF_INET, socket.SOCK_DGRAM),
+            socket.socket(socket.AF_INET, socket.SOCK_DGRAM),
+        )
+        try:
+            rtp.bind(("127.0.0.1", port))
+            rtcp.bind(("127.0.0.1", port + 1))
+            return rtp, rtcp
+        except OSError:
+            rtp.close()
+            rtcp.close()
+    raise RuntimeError("no free UDP port pair")
+
+
 @dataclass
 class ServerProcess:
     process: subprocess.Popen[bytes]
