@@ -18,7 +18,7 @@ from streamd.auth.nonces import NonceBook
 from streamd.auth.secrets import ha1, make_secret
 from streamd.rtsp.client import ClientProtocol
 from tests import mediagen
-from tests.integration.conftest import ServerProcess, need, start_server, stop_all
+from tests.integration.conftest import ServerProcess, free_udp_pair, need, start_server, stop_all
 from tests.integration.gst import rtspclientsink_shutdown_race, rtspsrc_shutdown_race
 from tests.rtsp_client import RawRtspClient
 
@@ -191,7 +191,8 @@ async def test_replays_foreign_nonces_and_borrowed_sessions_over_real_sockets(se
         assert (await a.request("DESCRIBE", url, captured)).status == 200
         assert (await a.request("DESCRIBE", url, captured)).status == 401, "the same nonce count again"
         assert (await b.request("DESCRIBE", url, captured)).status == 401, "replayed from another connection"
-        transport = {"Transport": "RTP/AVP;unicast;client_port=47000-47001"}
+        port = free_udp_pair()  # nobody's: the server sends there once b plays
+        transport = {"Transport": f"RTP/AVP;unicast;client_port={port}-{port + 1}"}
         setup = await a.request(
             "SETUP", url + "/trackID=0", {**transport, **auth("SETUP", url + "/trackID=0")}
         )
