@@ -177,6 +177,19 @@ async def test_interleaved_rtcp_is_a_keep_alive_and_closing_the_connection_ends_
     assert sid not in h.server.sessions
 
 
+async def test_get_parameter_is_a_keep_alive(h: Harness) -> None:
+    c = h.connect()
+    sid = await play_session(h, c, UDP)
+    assert (await h.request(c, "PLAY", "clip.mp4", session=sid)).status == 200
+    for _ in range(3):  # 150 s > the 60 s timeout, with a keep-alive every 50 s
+        h.clock.advance(50)
+        await h.reap()
+        assert (await h.request(c, "GET_PARAMETER", "clip.mp4", session=sid)).status == 200
+    h.clock.advance(61)
+    await h.reap()
+    assert sid not in h.server.sessions
+
+
 async def test_reaper_ends_silent_sessions_only(h: Harness) -> None:
     c = h.connect()
     quiet = await play_session(h, c, UDP)
