@@ -290,6 +290,8 @@ async def _run_server(config: ServerConfig, *, http: bool = True) -> None:
         log.info("RTSPS (TLS): rtsps://%s:%d/<path>", shown, server.rtsps_port)
     if server.http_port is not None:
         log.info("web page: http://%s:%d/", shown, server.http_port)
+    if server.https_port is not None:
+        log.info("web page over HTTPS: https://%s:%d/", shown, server.https_port)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

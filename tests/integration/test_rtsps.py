@@ -17,6 +17,7 @@ import pytest
 
 from tests.integration.conftest import ServerProcess, free_tcp_port, need, start_server, stop_all
 from tests.integration.gst import run_pipeline
+from tests.integration.source import ffmpeg_copy as ffmpeg_copy_for
 from tests.integration.source import (
     received_audio_frames,
     received_video_nals,
@@ -24,6 +25,7 @@ from tests.integration.source import (
     source_video_frame_count,
     source_video_nals,
 )
+from tests.mediagen import make_live_clip
 from tests.tlscerts import CertPair, make_pair
 from tests.waiting import wait_until
 
@@ -212,3 +214,47 @@ def test_certificate_reload_without_restart(tls_server: ServerProcess, tmp_path:
     wait_until(lambda: "TLS certificate" in tls_server.log() and "reloaded" in tls_server.log(), "log line")
     need("ffprobe")
     subprocess.run(["ffprobe", "-v", "error", rtsps(tls_server, "bframes.mp4")], check=True, timeout=60)
+
+
+def published(server: ServerProcess, path: str) -> bool:
+    return f"RECORD: {path} is live" in server.log() and f"{path} is offline" not in server.log()
+
+
+@pytest.fixture(scope="module")
+def live_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    need("ffmpeg")
+    return make_live_clip(tmp_path_factory.mktemp("rtsps-clip") / "clip.mp4", seconds=6)
+
+
+@pytest.mark.parametrize("publisher", ["ffmpeg", "gstreamer"])
+def test_publishing_over_rtsps_and_reading_it_bit_exact(
+    tls_server: ServerProcess, live_clip: Path, tmp_path: Path, publisher: str
+) -> None:
+    """ANNOUNCE/RECORD over RTSPS (TCP interleaved inside TLS), read back over RTSPS."""
+    path = f"live/rtsps-{publisher}"
+    if publisher == "ffmpeg":
+        command = ["ffmpeg", "-nostdin", "-loglevel", "error", "-re", "-i", str(live_clip)]
+        command += ["-c", "copy", "-f", "rtsp", rtsps(tls_server, path)]
+    else:
+        need("gst-launch-1.0")
+        pipeline = (
+            f"filesrc location={live_clip} ! qtdemux name=d d.video_0 ! queue ! h264parse "
+            f"! rtspclientsink name=s location={rtsps(tls_server, path)} protocols=tcp "
+            "tls-validation-flags=0 d.audio_0 ! queue ! aacparse ! s."
+        )
+        command = ["gst-launch-1.0", "-q", *pipeline.split()]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        wait_until(lambda: published(tls_server, path), f"{path} published over RTSPS")
+        video, audio = tmp_path / "v.h264", tmp_path / "a.aac"
+        ffmpeg_copy_for(["-i", rtsps(tls_server, path)], video, audio, 2)
+    finally:
+        process.terminate()
+        process.wait(10)
+    got = received_video_nals(video)
+    source = source_video_nals(live_clip)
+    assert len(got) >= 20 and any(source[i : i + len(got)] == got for i in range(len(source)))
+    frames = received_audio_frames(audio)
+    audio_source = source_audio_frames(live_clip)
+    assert len(frames) >= 40
+    assert any(audio_source[i : i + len(frames)] == frames for i in range(len(audio_source)))
