@@ -258,3 +258,37 @@ def test_publishing_over_rtsps_and_reading_it_bit_exact(
     audio_source = source_audio_frames(live_clip)
     assert len(frames) >= 40
     assert any(audio_source[i : i + len(frames)] == frames for i in range(len(audio_source)))
+
+
+def test_relay_pulls_an_rtsps_upstream(tls_server: ServerProcess, tmp_path: Path) -> None:
+    """A second streamd relays the first one's ``rtsps://`` path (a strict one: it only goes over
+    TLS); with ``upstream_tls_verify = false`` for the self-signed certificate, and refused
+    (certificate not verified) without it."""
+    need("ffmpeg")
+    source = rtsps(tls_server, "ten.mp4")
+    config = tmp_path / "relay.toml"
+    config.write_text(
+        f'[paths."relay/tls"]\nsource = "{source}"\nupstream_tls_verify = false\nsource_close_after = 1\n'
+        f'[paths."relay/verified"]\nsource = "{source}"\n'
+    )
+    relay = start_server(tmp_path / "no-media", tmp_path, "--config", str(config), "--no-http")
+    try:
+        video = tmp_path / "v.h264"
+        subprocess.run(
+            ["ffmpeg", "-nostdin", "-loglevel", "error", "-rtsp_transport", "tcp",
+             "-i", relay.url("relay/tls"), "-t", "2",
+             "-map", "0:v", "-c", "copy", "-f", "h264", "-y", str(video)],
+            check=True, capture_output=True, timeout=60,
+        )  # fmt: skip
+        got = received_video_nals(video)
+        expected = source_video_nals(tls_server.media / "ten.mp4")
+        assert len(got) >= 10 and any(expected[i : i + len(got)] == got for i in range(len(expected)))
+        refused = subprocess.run(
+            ["ffprobe", "-v", "error", "-rtsp_transport", "tcp", relay.url("relay/verified")],
+            capture_output=True,
+            timeout=60,
+        )
+        assert refused.returncode != 0
+        wait_until(lambda: "CERTIFICATE_VERIFY_FAILED" in relay.log(), "the relay's verification failure")
+    finally:
+        stop_all(relay)
