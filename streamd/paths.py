@@ -123,6 +123,7 @@ class Paths:
                 transport=settings.source_transport,
                 close_after=settings.source_close_after,
                 user_agent=self._user_agent,
+                tls_verify=settings.upstream_tls_verify,
             )
             self.relays[path] = relay
         return await relay.wait_online(RELAY_START_TIMEOUT)

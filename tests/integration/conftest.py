@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from tests.shared_files import made_once
+from tests.tlscerts import CertPair
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "tests" / "artifacts"
@@ -211,6 +212,14 @@ def test_stream_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
         ensure_test_stream(cache)
         return cache
     return made_once(tmp_path_factory, "testsrc", ensure_test_stream)
+
+
+@pytest.fixture(scope="session")
+def tls_pair(tmp_path_factory: pytest.TempPathFactory) -> CertPair:
+    """A self-signed certificate and key for 127.0.0.1/localhost (RTSPS, HTTPS tests)."""
+    from tests.tlscerts import make_pair
+
+    return make_pair(tmp_path_factory.mktemp("tls"))
 
 
 @pytest.fixture(scope="session")
