@@ -185,7 +185,7 @@ class PlayerHandlers:
             try:
                 their_key = client_key(request.headers["KeyMgmt"])
             except MikeyError as exc:
-                raise RtspError(400, f"unusable KeyMgmt: {exc}") from None
+                raise RtspError(466, f"unusable KeyMgmt: {exc}") from None
         if session is None:
             self.c.sessions.check_new_session(client)
             session = PlayerSession(

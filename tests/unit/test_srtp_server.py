@@ -15,9 +15,17 @@ from sdp import parse as parse_sdp
 from streamd.rtsp.headers import parse_transport
 from streamd.srtp.context import SRTP_STATS, Protector, Unprotector
 from streamd.srtp.mikey import CryptoSession, build_mikey, format_key_mgmt, parse_mikey_base64
-from streamd.srtp.sdes import parse_crypto
+from streamd.srtp.sdes import CryptoAttribute, format_crypto, parse_crypto
 from streamd.srtp.suites import MasterKey
-from tests.unit.harness import FakeConnection, Harness, make_media, receiver_report, session_id, until
+from tests.unit.harness import (
+    ANNOUNCED,
+    FakeConnection,
+    Harness,
+    make_media,
+    receiver_report,
+    session_id,
+    until,
+)
 
 SAVP_UDP = {"Transport": "RTP/SAVP;unicast;client_port=5000-5001"}
 AVP_UDP = {"Transport": "RTP/AVP;unicast;client_port=5000-5001"}
@@ -38,8 +46,9 @@ def media(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest_asyncio.fixture
 async def h(media: Path) -> AsyncIterator[Harness]:
     harness = Harness(media)
-    policies = {"clip.mp4": "optional"}
+    policies = {"clip.mp4": "optional", "live/cam": "optional"}
     harness.server.player.encryption = lambda path: policies.get(path, "no")  # type: ignore[method-assign]
+    harness.server.publishing._encryption = lambda path: policies.get(path, "no")  # type: ignore[method-assign]
     harness.policies = policies  # type: ignore[attr-defined]
     yield harness
     await harness.close()
@@ -148,7 +157,7 @@ async def test_refusals_with_a_status_and_a_log_line(h: Harness, caplog: pytest.
     assert refused.status == 461 and "needs RTSPS: SRTP keys never travel over plain RTSP" in caplog.text
     c = secure(h)
     bad = await h.request(c, "SETUP", "clip.mp4/trackID=0", {**SAVP_UDP, "KeyMgmt": 'prot=mikey;data="AQ=="'})
-    assert bad.status == 400 and "unusable KeyMgmt: MIKEY message ends inside" in caplog.text
+    assert bad.status == 466 and "unusable KeyMgmt: MIKEY message ends inside" in caplog.text
     h.policies["clip.mp4"] = "strict"  # type: ignore[attr-defined]
     refused = await h.request(c, "SETUP", "clip.mp4/trackID=0", AVP_UDP)
     assert refused.status == 461 and "plain RTP over UDP is refused on this path" in caplog.text
@@ -158,3 +167,66 @@ async def test_refusals_with_a_status_and_a_log_line(h: Harness, caplog: pytest.
     described = await h.request(c2, "DESCRIBE", "clip.mp4")
     assert b"a=crypto" not in described.body
     assert (await h.request(c2, "SETUP", "clip.mp4/trackID=0", SAVP_UDP)).status == 461
+
+
+# --- publishers -------------------------------------------------------------------------------------
+
+SDP = {"Content-Type": "application/sdp"}
+RECORD_SAVP_TCP = {"Transport": "RTP/SAVP/TCP;unicast;interleaved=0-1;mode=record"}
+
+
+def idr(seq: int) -> bytes:
+    """An RTP packet holding an IDR slice NAL unit, as a publisher sends it."""
+    return struct.pack("!BBHII", 0x80, 0x80 | 96, seq, 1000 * seq, 0x42) + bytes([0x65, 0x88, 0x84, 0x00])
+
+
+def with_crypto(key: MasterKey) -> bytes:
+    line = f"a=crypto:1 {format_crypto(CryptoAttribute(1, key)).split(' ', 1)[1]}\r\n"
+    return ANNOUNCED.replace("a=rtpmap:96", line + "a=rtpmap:96", 1).encode()
+
+
+async def test_publisher_srtp_from_announced_keys_and_keymgmt(h: Harness) -> None:
+    c = secure(h)
+    key = MasterKey.generate()
+    announce = await h.request(c, "ANNOUNCE", "live/cam", SDP, with_crypto(key))
+    assert announce.status == 200, announce
+    sid = session_id(announce)
+    setup = await h.request(c, "SETUP", "live/cam/streamid=0", RECORD_SAVP_TCP, session=sid)
+    assert setup.status == 200 and setup.headers["Transport"].startswith("RTP/SAVP/TCP")
+    assert (await h.request(c, "RECORD", "live/cam", session=sid)).status == 200
+    live = h.server.paths.live.get("live/cam")
+    sender = Protector(key)
+    before = SRTP_STATS.auth_failed
+    h.interleaved(c, 0, idr(1))  # plain RTP in an SRTP session: dropped
+    tampered = bytearray(sender.rtp(idr(2)))
+    tampered[-1] ^= 1
+    h.interleaved(c, 0, bytes(tampered))
+    assert live.units_in == 0 and SRTP_STATS.auth_failed >= before + 1  # type: ignore[union-attr]
+    for seq in range(3, 6):
+        h.interleaved(c, 0, sender.rtp(idr(seq)))
+    await until(lambda: live.units_in >= 2)  # type: ignore[union-attr]
+    # a second publisher gives its key in KeyMgmt at SETUP, as GStreamer's rtspclientsink does
+    c2 = secure(h)
+    h.policies["live/cam2"] = "strict"  # type: ignore[attr-defined]
+    announce = await h.request(c2, "ANNOUNCE", "live/cam2", SDP, ANNOUNCED.encode())
+    sid2 = session_id(announce)
+    refused = await h.request(c2, "SETUP", "live/cam2/streamid=0", RECORD_SAVP_TCP, session=sid2)
+    assert refused.status == 466
+    setup = await h.request(
+        c2, "SETUP", "live/cam2/streamid=0", {**RECORD_SAVP_TCP, **key_mgmt()}, session=sid2
+    )
+    assert setup.status == 200
+
+
+async def test_publisher_key_refusals(h: Harness, caplog: pytest.LogCaptureFixture) -> None:
+    bad = ANNOUNCED.replace("a=rtpmap:96", "a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:AAAA\r\na=rtpmap:96")
+    reply = await h.request(secure(h), "ANNOUNCE", "live/cam", SDP, bad.encode())
+    assert reply.status == 466 and "needs 30 bytes of key and salt" in caplog.text
+    bad = ANNOUNCED.replace("a=rtpmap:96", "a=key-mgmt:mikey AQID\r\na=rtpmap:96")
+    assert (await h.request(secure(h), "ANNOUNCE", "live/cam", SDP, bad.encode())).status == 466
+    reply = await h.request(h.connect(), "ANNOUNCE", "live/cam", SDP, with_crypto(MasterKey.generate()))
+    assert reply.status == 403 and "over plain RTSP are refused" in caplog.text
+    plain = h.connect()
+    sid = session_id(await h.request(plain, "ANNOUNCE", "live/cam", SDP, ANNOUNCED.encode()))
+    refused = await h.request(plain, "SETUP", "live/cam/streamid=0", RECORD_SAVP_TCP, session=sid)
+    assert refused.status == 461
