@@ -26,6 +26,8 @@ MODES = ("tracks", "mpegts")
 TRANSCODE_TARGETS = ("aac", "opus")
 SOURCE_TRANSPORTS = ("tcp", "udp")
 RECORD_FORMATS = ("mp4", "mkv")
+ENCRYPTION_MODES = ("no", "optional", "strict")
+RTSP_LISTEN = ("on", "loopback", "off")
 
 
 def _is_rtsp_url(url: str) -> bool:
@@ -34,7 +36,7 @@ def _is_rtsp_url(url: str) -> bool:
         _ = parts.port  # raises on a bad port
     except ValueError:
         return False
-    return parts.scheme == "rtsp" and bool(parts.hostname) and not any(c.isspace() for c in url)
+    return parts.scheme in ("rtsp", "rtsps") and bool(parts.hostname) and not any(c.isspace() for c in url)
 
 
 @dataclass(frozen=True)
@@ -63,8 +65,16 @@ class PathSettings:
     # send to the path's multicast group whenever it is online (players can join from the SDP
     # alone); without it the group send runs only while an RTSP multicast reader plays
     multicast: bool = False
+    # "no", "optional" or "strict" for this path (None: the server's encryption setting)
+    encryption: str | None = None
+    # relay from an rtsps:// source: verify its certificate (false accepts a self-signed one)
+    upstream_tls_verify: bool = True
 
     def __post_init__(self) -> None:
+        if self.encryption is not None and self.encryption not in ENCRYPTION_MODES:
+            raise ConfigError(f"encryption must be one of {', '.join(ENCRYPTION_MODES)}")
+        if not isinstance(self.upstream_tls_verify, bool):
+            raise ConfigError("upstream_tls_verify must be true or false")
         if self.mode not in MODES:
             raise ConfigError(f"mode must be one of {', '.join(MODES)}, not {self.mode!r}")
         if self.transcode_audio not in (None, *TRANSCODE_TARGETS):
@@ -74,7 +84,7 @@ class PathSettings:
         object.__setattr__(self, "redirect", tuple(self.redirect))  # hashable, and TOML gives a list
         for url in (*self.redirect, *([self.source] if self.source is not None else [])):
             if not isinstance(url, str) or not _is_rtsp_url(url):
-                raise ConfigError(f"{url!r} is not an rtsp:// URL with a host")
+                raise ConfigError(f"{url!r} is not an rtsp:// or rtsps:// URL with a host")
         if self.source_transport not in SOURCE_TRANSPORTS:
             raise ConfigError(f"source_transport must be one of {', '.join(SOURCE_TRANSPORTS)}")
         if not 0 <= self.source_close_after <= 3600:
@@ -159,11 +169,24 @@ class ServerConfig:
     jwt_claim: str = "streamd_permissions"  # the claim listing [{action, path}] permissions
     jwt_audience: str | None = None  # if set, tokens must carry it in "aud"
     auth_cache_ttl: float = 5.0  # seconds an external decision is reused (0: never)
+    # --- encryption (issue 15; README "Encryption"): RTSPS and HTTPS with one certificate --------
+    tls_cert: str | None = None  # PEM certificate chain; with tls_key, RTSPS (and HTTPS) listen
+    tls_key: str | None = None  # PEM private key (both files are reloaded when they change)
+    rtsps_port: int = 8322
+    https_port: int = 8443  # HTTPS, when TLS is configured and HTTP runs
+    # plain RTSP: "on", "loopback" (127.0.0.1 only, e.g. behind a local proxy) or "off" (RTSPS only)
+    rtsp_listen: str = "on"
+    https_redirect: bool = False  # the plain HTTP port answers 308 to the same URL over HTTPS
+    tls_handshake_timeout: float = 10.0  # seconds for a TLS handshake before it is dropped
+    # "no": clear and TLS alike; "optional": the same for RTSP (SRTP offered where asked);
+    # "strict": only over TLS (RTSPS, HTTPS); per path too ([paths] encryption)
+    encryption: str = "no"
     paths: dict[str, PathSettings] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self._check_auth()
-        for name in ("rtsp_port", "http_port", "rtp_port"):
+        self._check_tls()
+        for name in ("rtsp_port", "http_port", "rtp_port", "rtsps_port", "https_port"):
             port = getattr(self, name)
             if not 0 <= port <= 65535:
                 raise ConfigError(f"{name} must be a port number (0-65535), not {port}")
@@ -236,6 +259,35 @@ class ServerConfig:
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ConfigError(f"{name} must be a whole number of at least 1, not {value!r}")
 
+    def _check_tls(self) -> None:
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ConfigError("tls_cert and tls_key go together (PEM files): set both or neither")
+        if self.rtsp_listen not in RTSP_LISTEN:
+            raise ConfigError(
+                f"rtsp_listen must be one of {', '.join(RTSP_LISTEN)}, not {self.rtsp_listen!r}"
+            )
+        if self.rtsp_listen == "off" and not self.tls:
+            raise ConfigError('rtsp_listen = "off" needs tls_cert and tls_key (RTSPS would be all there is)')
+        if self.encryption not in ENCRYPTION_MODES:
+            raise ConfigError(
+                f"encryption must be one of {', '.join(ENCRYPTION_MODES)}, not {self.encryption!r}"
+            )
+        if not isinstance(self.https_redirect, bool):
+            raise ConfigError("https_redirect must be true or false")
+        timeout = self.tls_handshake_timeout
+        if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not 0 < timeout <= 3600:
+            raise ConfigError(f"tls_handshake_timeout must be seconds between 0 and 3600, not {timeout!r}")
+
+    @property
+    def tls(self) -> bool:
+        """Whether RTSPS (and HTTPS) are on: a certificate and its key are configured."""
+        return self.tls_cert is not None and self.tls_key is not None
+
+    def encryption_for(self, path: str) -> str:
+        """The encryption policy of ``path``: its own, else the server's."""
+        own = self.path_settings(path).encryption
+        return own if own is not None else self.encryption
+
     def allows_admin(self, address: str) -> bool:
         """Whether a client at ``address`` may drain the server or move paths."""
         return in_networks(address, (ipaddress.ip_network(n) for n in self.admin_networks))
@@ -289,6 +341,9 @@ def load_config(file: Path | None, overrides: dict[str, Any]) -> ServerConfig:
             raise ConfigError(f"{file}: {exc}") from exc
         values.update(_from_toml(data, file))
     values.update({k: v for k, v in overrides.items() if v is not None})
+    for key in ("tls_cert", "tls_key"):
+        if isinstance(values.get(key), Path):
+            values[key] = str(values[key].expanduser())
     for key in ("media", "cache_dir", "record_dir"):
         if values.get(key) is not None:
             if not isinstance(values[key], str | Path):

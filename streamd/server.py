@@ -48,8 +48,11 @@ from streamd.publishing import Publishing
 from streamd.relocator import Relocator
 from streamd.routing import PacketRoutes
 from streamd.rtsp.message import InterleavedFrame, Request, Response
+from streamd.security.gate import EncryptionGate
 from streamd.session_report import snapshot
 from streamd.sessions import Caps, SessionRegistry
+from streamd.tls.acceptor import Handshakes, TlsAcceptor
+from streamd.tls.certificates import Certificates
 from streamd.transport.multicast import multicast_interface
 from streamd.transport.udp import UdpPair
 from streamd.version import __version__
@@ -137,6 +140,8 @@ class RtspServer:
         )
         # what RTSP, tunnels and HTTP ask: the local users, behind JWT / hook when configured
         self.authorizer = authorizer or with_external(config, self.authenticator)
+        # strict encryption (per server or path) refuses what arrives in clear, before credentials
+        self.authorizer = EncryptionGate(self.authorizer, config.encryption_for)
         # connections without an authorized request yet, and when they opened (auth_deadline)
         self._unauthorized: dict[RtspConnection, float] = {}
         self.auth_counters: dict[str, int] = {"auth_deadline_closes": 0}
@@ -150,6 +155,11 @@ class RtspServer:
             authorized=lambda client: self._unauthorized.pop(client, None),  # type: ignore[arg-type]
         )
         self._servers: list[asyncio.AbstractServer] = []
+        self._rtsp_listener: asyncio.AbstractServer | None = None
+        self._rtsps_listener: asyncio.AbstractServer | None = None
+        # TLS (RTSPS here, HTTPS on the HTTP side): the certificate, reloaded when its files change
+        self.certificates: Certificates | None = None
+        self.rtsps: Handshakes | None = None
         self._reaper: asyncio.Task[None] | None = None
         # set by the HTTP side: takes over an RTSP-port connection whose first request is HTTP
         # (RTSP-over-HTTP tunnelling, or a browser pointed at the RTSP port)
@@ -166,15 +176,49 @@ class RtspServer:
             self.udp = UdpPair(self.inbound.rtcp_datagram, self.inbound.rtp_datagram)
             await self.udp.open(self.config.host, self.config.rtp_port)
             self.player.c.udp = self.udp
-        server = await loop.create_server(
-            lambda: RtspConnection(self), self.config.host, self.config.rtsp_port, reuse_address=True
-        )
-        self._servers.append(server)
+        if self.config.tls:
+            assert self.config.tls_cert is not None and self.config.tls_key is not None
+            self.certificates = Certificates(self.config.tls_cert, self.config.tls_key)
+            self.rtsps = self.handshakes("RTSPS")
+        if self.config.rtsp_listen != "off":
+            host = "127.0.0.1" if self.config.rtsp_listen == "loopback" else self.config.host
+            self._rtsp_listener = await loop.create_server(
+                lambda: RtspConnection(self), host, self.config.rtsp_port, reuse_address=True
+            )
+            self._servers.append(self._rtsp_listener)
+        if self.rtsps is not None:
+            rtsps = self.rtsps
+            self._rtsps_listener = await loop.create_server(
+                lambda: TlsAcceptor(rtsps, lambda: RtspConnection(self)),
+                self.config.host,
+                self.config.rtsps_port,
+                reuse_address=True,
+            )
+            self._servers.append(self._rtsps_listener)
         self._reaper = loop.create_task(self._reap(), name="session reaper")
+
+    def handshakes(self, what: str) -> Handshakes:
+        """TLS handshakes for one listener (RTSPS, HTTPS): this certificate, deadline and limits."""
+        assert self.certificates is not None
+        return Handshakes(
+            self.certificates.front_context(),
+            self.config.tls_handshake_timeout,
+            Admission(
+                self.config.max_connections, self.config.max_connections_per_client, f"{what} handshakes"
+            ),
+            what,
+        )
 
     @property
     def rtsp_port(self) -> int:
-        return self._servers[0].sockets[0].getsockname()[1] if self._servers else self.config.rtsp_port
+        listener = self._rtsp_listener
+        return listener.sockets[0].getsockname()[1] if listener is not None else self.config.rtsp_port
+
+    @property
+    def rtsps_port(self) -> int | None:
+        """The RTSPS port once it listens (None without TLS)."""
+        listener = self._rtsps_listener
+        return listener.sockets[0].getsockname()[1] if listener is not None else None
 
     async def stop(self) -> None:
         """Stop cleanly: every playing client gets RTCP BYE, then sockets close."""

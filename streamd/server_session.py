@@ -30,6 +30,7 @@ class Client(FrameWriter, Protocol):
     local: tuple[str, int]
     label: str
     sessions: set[str]  # ids of sessions set up on this connection
+    secure: bool  # it arrived over TLS (RTSPS, or a tunnel over HTTPS)
 
 
 @dataclass(kw_only=True)

@@ -117,6 +117,7 @@ class Dispatcher:
                 authorization=authorization,
                 token=token,
                 alternatives=("publish",) if request.method == "OPTIONS" and action == "read" else (),
+                secure=client.secure,
             ),
             self._clock(),
         )

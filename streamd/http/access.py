@@ -75,6 +75,7 @@ async def check(request: web.Request, action: Action, path: str) -> AuthResult:
         path=path,
         authorization=request.headers.get("Authorization"),
         token=request.query.get("jwt") or None,
+        secure=request.secure,
     )
     return await _authorizer(request).authorize(auth, asyncio.get_running_loop().time())
 

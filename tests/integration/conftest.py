@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.tlscerts import CertPair
+
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "tests" / "artifacts"
 BFRAMES_SECONDS = 2  # media_dir's bframes.mp4, which many tests play whole: short keeps them quick
@@ -159,6 +161,14 @@ def test_stream_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     ensure_test_stream(cache)
     return cache
+
+
+@pytest.fixture(scope="session")
+def tls_pair(tmp_path_factory: pytest.TempPathFactory) -> CertPair:
+    """A self-signed certificate and key for 127.0.0.1/localhost (RTSPS, HTTPS tests)."""
+    from tests.tlscerts import make_pair
+
+    return make_pair(tmp_path_factory.mktemp("tls"))
 
 
 @pytest.fixture(scope="session")
