@@ -131,7 +131,7 @@ class Publishing:
             raise RtspError(461, "SETUP without a Transport header")
         session.rtsp.check("SETUP")
         ports = self._udp_ports()
-        facts = TransportFacts(secure=_secure(client), encryption=self._encryption(live.name))
+        facts = TransportFacts(secure=client.secure, encryption=self._encryption(live.name))
         offer = choose_record_transport(parse_transport(header), udp=ports is not None, facts=facts)
         self._publisher_key(request, session, track.index, offer.profile.upper() in SRTP_PROFILES)
         if offer.lower_transport == "TCP":
@@ -189,8 +189,7 @@ class Publishing:
         return response, None
 
     def _encryption(self, path: str) -> str:
-        policy = getattr(self._config, "encryption_for", None)
-        return policy(path) if policy is not None else getattr(self._config, "encryption", "no")
+        return self._config.encryption_for(path)
 
     def _announced_keys(
         self, client: Client, path: str, description: SessionDescription
@@ -200,7 +199,7 @@ class Publishing:
             keys = announced_keys(description)
         except AnnouncedKeyError as exc:
             raise RtspError(466, f"announced SRTP keys: {exc}") from None
-        if keys and not _secure(client):
+        if keys and not client.secure:
             raise RtspError(403, "SRTP keys in an ANNOUNCE over plain RTSP are refused (use rtsps://)")
         if keys and self._encryption(path) == "no":
             raise RtspError(461, f"{path!r} does not offer SRTP (encryption = no)")
@@ -246,7 +245,3 @@ class Publishing:
         """The publisher's session ended: its path goes offline (its routes are forgotten with it)."""
         self._routes.forget_session(session.id)
         self._paths.remove_live(session.publishing, session.label)
-
-
-def _secure(client: Client) -> bool:
-    return bool(getattr(client, "secure", False))

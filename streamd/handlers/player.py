@@ -96,8 +96,7 @@ class PlayerHandlers:
 
     def encryption(self, path: str) -> str:
         """The path's encryption policy ("no", "optional", "strict")."""
-        policy = getattr(self.c.config, "encryption_for", None)
-        return policy(path) if policy is not None else getattr(self.c.config, "encryption", "no")
+        return self.c.config.encryption_for(path)
 
     @property
     def timeout(self) -> int:
@@ -121,7 +120,7 @@ class PlayerHandlers:
             raise RtspError(404, "DESCRIBE names a track, not a presentation")
         resolved = await self.c.paths.resolve(path)
         presentation = resolved.presentation
-        if _secure(client) and self.encryption(path) != "no":
+        if client.secure and self.encryption(path) != "no":
             # SRTP offered both ways clients read keys: SDES (ffmpeg) and MIKEY (GStreamer, live555)
             description = presentation.session_description(client.local[0])
             indexes = [t.track.index for t in presentation.tracks]
@@ -145,7 +144,7 @@ class PlayerHandlers:
             tcp=self.c.config.tcp,
             udp=self.c.udp is not None,
             multicast_refusal=refusal,
-            secure=client is not None and _secure(client),
+            secure=client is not None and client.secure,
             encryption=self.encryption(path),
             keys_offered=book is not None and book.has(path),
         )
@@ -478,11 +477,6 @@ class PlayerHandlers:
             playback.scale if playback else Fraction(1),
             playback.speed if playback else Fraction(1),
         )
-
-
-def _secure(client: Client) -> bool:
-    """The connection is RTSPS (or a tunnel over HTTPS): keys may travel on it."""
-    return bool(getattr(client, "secure", False))
 
 
 def _playback_ended(session: PlayerSession, reason: str) -> None:

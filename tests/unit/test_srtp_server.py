@@ -56,7 +56,7 @@ async def h(media: Path) -> AsyncIterator[Harness]:
 
 def secure(h: Harness) -> FakeConnection:
     c = h.connect()
-    c.secure = True  # type: ignore[attr-defined]
+    c.secure = True
     return c
 
 
