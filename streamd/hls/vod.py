@@ -28,6 +28,7 @@ from media.codec_string import video_codec_string
 from media.errors import MediaError, UnsupportedMedia
 from media.keyframe_index import KeyframeIndex
 from media.keyframe_index import build as build_index
+from media.probe import probe
 from media.segment_mux import SegmentJob, init_segment, make_segment
 from media.track import MediaInfo, Track
 from streamd import executors
@@ -83,8 +84,9 @@ class VodFile:
         return f"{', '.join(sorted(codecs - TS_CODECS))} cannot go in MPEG-TS; use the fMP4 playlist"
 
 
-def describe(file: Path, info: MediaInfo, target: Fraction) -> VodFile:
-    """Choose the tracks, read the keyframe index and cut (blocking: the probe pool)."""
+def describe(file: Path, target: Fraction) -> VodFile:
+    """Probe, choose the tracks, read the keyframe index and cut (blocking: the probe pool)."""
+    info = probe(file)
     videos = [t for t in info.tracks if t.kind == "video"]
     video = videos[0] if videos else None
     if video is not None and video.codec not in COPY_VIDEO:
@@ -118,14 +120,17 @@ class VodService:
         self.making = Admission(8 * config.max_remuxes, 4 * config.max_remuxes_per_client, "HLS segments")
 
     async def file(self, path: str) -> VodFile:
-        """The cut plan of ``path``'s current version (404/415/422 with the reason)."""
-        resolved = await self.catalog.resolve(path)
-        presentation = resolved.presentation
-        info = presentation.source_info or presentation.info
-        key = (str(resolved.file), info.mtime_ns, info.size)
+        """The cut plan of ``path``'s current version (404/415/422 with the reason). The file is
+        probed here, not through the RTSP catalog: HLS carries what RTP cannot and the reverse."""
+        file, _loop = self.catalog.locate(path)
+        try:
+            stat = file.stat()
+        except OSError as exc:
+            raise RtspError(404, f"cannot stat {path!r}: {exc.strerror}") from None
+        key = (str(file), stat.st_mtime_ns, stat.st_size)
         try:
             return await self.files.get_or_make(
-                key, lambda: executors.run("probe", describe, resolved.file, info, self.target)
+                key, lambda: executors.run("probe", describe, file, self.target)
             )
         except UnsupportedMedia as exc:
             raise RtspError(415, str(exc)) from None

@@ -4,6 +4,12 @@ Cuts fall on the reference track's keyframes (audio packets for audio-only files
 ends at the first cut point at least ``target`` seconds after its start, so segments last
 ``target`` up to ``target`` + one GOP; a tail shorter than a quarter of ``target`` joins the
 segment before it. Every segment is listed at once: players see the whole timeline.
+
+EXTINF durations run from keyframe to keyframe in presentation time; what the first segment
+holds before its keyframe (audio priming, the B-frame delay) is not counted. Players place segment
+n at first timestamp + the durations before it, and FFmpeg's HLS demuxer seeks backwards to that
+place and drops what precedes it: counting the lead-in put every segment start after its own
+keyframe's DTS, so seeks landed a whole segment late.
 """
 
 from __future__ import annotations
@@ -39,8 +45,7 @@ def cut(index: KeyframeIndex, target: Fraction) -> tuple[SegmentSpan, ...]:
         start = points[at]
         end = points[cuts[n + 1]] if n + 1 < len(cuts) else None
         stop = end.seconds if end is not None else max(index.end, start.seconds + Fraction(1, 1000))
-        origin = min(index.first_dts, start.seconds) if n == 0 else start.seconds
-        spans.append(SegmentSpan(n, None if n == 0 else start, end, stop - origin))
+        spans.append(SegmentSpan(n, None if n == 0 else start, end, stop - start.seconds))
     return tuple(spans)
 
 
