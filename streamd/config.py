@@ -181,11 +181,20 @@ class ServerConfig:
     # "no": clear and TLS alike; "optional": the same for RTSP (SRTP offered where asked);
     # "strict": only over TLS (RTSPS, HTTPS); per path too ([paths] encryption)
     encryption: str = "no"
+    # --- HLS for on-demand files (streamd/hls) ---------------------------------------------------
+    hls_segment_seconds: float = 4.0  # target segment length; cuts fall on keyframes at or after it
+    hls_cache_bytes: int = 256 * 1024 * 1024  # made segments kept in memory, least recently used out
     paths: dict[str, PathSettings] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self._check_auth()
         self._check_tls()
+        if isinstance(self.hls_segment_seconds, bool) or not 1 <= self.hls_segment_seconds <= 30:
+            raise ConfigError("hls_segment_seconds must be between 1 and 30 seconds")
+        if isinstance(self.hls_cache_bytes, bool) or not isinstance(self.hls_cache_bytes, int):
+            raise ConfigError("hls_cache_bytes must be a whole number of bytes")
+        if self.hls_cache_bytes < 0:
+            raise ConfigError("hls_cache_bytes must not be negative")
         for name in ("rtsp_port", "http_port", "rtp_port", "rtsps_port", "https_port"):
             port = getattr(self, name)
             if not 0 <= port <= 65535:

@@ -1,6 +1,6 @@
 """Who may see what on the HTTP side: each route asks the server's Authorizer (action, path).
 
-Media routes (``/watch``, ``/mp4``, ``/files``, ``/sdp``) are ``read`` of their path; ``/metrics``
+Media routes (``/watch``, ``/mp4``, ``/files``, ``/sdp``, ``/hls``) are ``read`` of their path; ``/metrics``
 is ``metrics``; the session list and the admin endpoints are ``api``; the index page and
 ``/api/v1/paths`` list only what the user may read (filtered, not refused); the OpenAPI document
 is open. A refusal carries the Authorizer's status and headers (a 401's ``WWW-Authenticate`` makes
@@ -33,6 +33,8 @@ RULES: dict[str, Rule] = {
     "/mp4/{path}": "read",
     "/files/{path}": "read",
     "/sdp/{path}": "read",
+    "/hls/{path}/index.m3u8": "read",  # streamd/hls/routes.py
+    "/hls/{path}/{rendition}/{name}": "read",
     "/metrics": "metrics",
     "/api/v1/openapi.json": "open",
     "/": "self",

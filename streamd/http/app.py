@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 
 from streamd.auth.defaults import AdminRuleByDefault, unconfigured
+from streamd.hls.routes import add_hls_routes
 from streamd.http import fmp4, metrics
 from streamd.http.access import AUTHORIZER_KEY, authorize, check, reader, refuse
 from streamd.http.admin import add_admin_routes
@@ -89,6 +90,7 @@ def build_app(
         ]
     )
     add_admin_routes(app, server)
+    add_hls_routes(app, server, catalog)  # /hls/<path>/... (streamd/hls)
     return app
 
 
