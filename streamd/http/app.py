@@ -80,7 +80,7 @@ def build_app(server: HttpBackend, catalog: Catalog, hub: TunnelHub | None = Non
         ]
     )
     add_admin_routes(app, server)
-    add_hls_routes(app, server, catalog)  # /hls/<path>/... (streamd/hls)
+    add_hls_routes(app, server, catalog, app[REGISTRY_KEY])  # type: ignore[arg-type]  # /hls/<path>/...
     return app
 
 
