@@ -6,6 +6,7 @@ offline answers every request still waiting; the m3u8 package parses every playl
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 import subprocess
 import time
@@ -18,7 +19,9 @@ import pytest
 from multidict import CIMultiDict
 
 from media.h264 import nal_type
-from tests.integration.conftest import ServerProcess, need, start_server
+from tests.integration.chromium import CHROMIUM, chromium_tab
+from tests.integration.conftest import ARTIFACTS, ServerProcess, need, start_server
+from tests.integration.hlsjs import PLAY_WITH_HLS_JS, PLAYED, hls_js_path, load_hls_js
 from tests.integration.source import (
     complete_adts_frames,
     received_audio_frames,
@@ -156,3 +159,43 @@ async def test_ending_path_answers_blocked_requests_with_endlist(hls_server: Ser
             assert any(p.is_endlist for p in ended)
     finally:
         publisher.stop()
+
+
+async def test_chromium_plays_a_live_path_with_hls_js_and_natively(
+    hls_server: ServerProcess, tmp_path: Path
+) -> None:
+    """hls.js (MSE) in low-latency mode, and Chromium's own HLS player where ``canPlayType`` says
+    it has one: ``currentTime`` advances in both."""
+    if not os.access(CHROMIUM, os.X_OK):
+        pytest.skip("chromium is not installed (scripts/test installs it)")
+    hls_js_path()
+    path = "live/hls-chromium"
+    publisher = await asyncio.to_thread(Publisher, hls_server, path, loop=True)
+    url = f"/hls/{path}/index.m3u8"
+    try:
+        async with chromium_tab(tmp_path) as tab:
+            await tab.call("Page.navigate", url=hls_server.http("login"))
+            await tab.wait_for("document.readyState === 'complete'")
+            await load_hls_js(tab)
+            await tab.evaluate(PLAY_WITH_HLS_JS.format(url=url))
+            first = await tab.wait_for(PLAYED.format(id="hlsjs", seconds=1), timeout=40)
+            later = await tab.wait_for(PLAYED.format(id="hlsjs", seconds=first["t"] + 2), timeout=30)
+            errors = await tab.evaluate("window.hlsErrors")
+            assert later["error"] is None and later["w"] == 320, (later, errors)
+            assert not [e for e in errors if "fatal" in e], errors
+            latency = await tab.evaluate("window.hls.latency")
+            assert latency is not None and latency < 10, latency
+            native = await tab.evaluate(
+                "document.createElement('video').canPlayType('application/vnd.apple.mpegurl')"
+            )
+            if native:
+                await tab.evaluate(
+                    "(() => { const v = document.createElement('video'); v.id = 'native'; v.muted = true;"
+                    f" v.autoplay = true; v.src = {url!r}; document.body.appendChild(v);"
+                    " v.play().catch(() => {}); return true })()"
+                )
+                state = await tab.wait_for(PLAYED.format(id="native", seconds=2), timeout=40)
+                assert state["error"] is None, state
+            await tab.screenshot(ARTIFACTS / "hls-live-chromium.png")
+    finally:
+        await asyncio.to_thread(publisher.stop)
