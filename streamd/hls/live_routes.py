@@ -35,6 +35,7 @@ LIVE_KEY = web.AppKey("hls_live", LiveHls)
 PLAYLIST_TYPE = "application/vnd.apple.mpegurl"
 IMMUTABLE = "public, max-age=31536000, immutable"
 RENDITION = "main"
+CORS = {"Access-Control-Allow-Origin": "*"}  # web players on other sites (hls.js fetches; no credentials)
 _OBJECT = re.compile(r"([0-9a-f]{8})-(?:(init)\.mp4|(0|[1-9][0-9]{0,9})(?:\.(0|[1-9][0-9]{0,4}))?\.m4s)")
 
 
@@ -99,7 +100,7 @@ def _unavailable(reason: str) -> web.Response:
 
 def _object(request: web.Request, data: bytes | memoryview, tag: str) -> web.Response:
     etag = f'"{tag}"'
-    headers = {"Cache-Control": IMMUTABLE, "ETag": etag}
+    headers = {"Cache-Control": IMMUTABLE, "ETag": etag, **CORS}
     if etag in request.headers.get("If-None-Match", ""):
         return web.Response(status=304, headers=headers)
     return web.Response(body=data, content_type="video/mp4", headers=headers)
@@ -149,7 +150,7 @@ async def _playlist(request: web.Request, hls: LiveHls, entry: Entry) -> web.Res
         cache = f"public, max-age={6 * segmenter.target_duration}"
     else:
         cache = "public, max-age=1"
-    return web.Response(body=body, headers={"Content-Type": PLAYLIST_TYPE, "Cache-Control": cache})
+    return web.Response(body=body, headers={"Content-Type": PLAYLIST_TYPE, "Cache-Control": cache, **CORS})
 
 
 async def _multivariant(request: web.Request, hls: LiveHls, entry: Entry) -> web.Response:
@@ -169,7 +170,8 @@ async def _multivariant(request: web.Request, hls: LiveHls, entry: Entry) -> web
         f"{RENDITION}/media.m3u8{query}\n"
     )
     return web.Response(
-        body=body.encode(), headers={"Content-Type": PLAYLIST_TYPE, "Cache-Control": "public, max-age=1"}
+        body=body.encode(),
+        headers={"Content-Type": PLAYLIST_TYPE, "Cache-Control": "public, max-age=1", **CORS},
     )
 
 
