@@ -125,6 +125,14 @@ class ServerConfig:
     record_dir: Path | None = None  # None: <media>/recordings, so the catalog serves the files
     record_format: str = "mp4"
     record_segment: float = 60.0
+    # live paths as LL-HLS (streamd/hls/live_*.py): segments cut at the first keyframe after
+    # hls_live_segment_seconds, parts of about hls_part_seconds, a DVR window per path in memory
+    hls_live_segment_seconds: float = 1.0
+    hls_part_seconds: float = 0.2
+    hls_dvr_seconds: float = 180.0
+    hls_dvr_bytes: int = 256 * 1024 * 1024  # per path
+    hls_idle_seconds: float = 30.0  # a path's HLS stream is let go after this long without a request
+    hls_max_blocked: int = 10_000  # blocking playlist/part requests waiting at once (503 beyond)
     # --- timing (the defaults are what clients expect; tests shorten them) ---------------------
     reap_interval: float = 1.0  # seconds between sweeps for sessions that timed out
     min_session_timeout: int = 5  # the floor under session_timeout (a guard against typos)
@@ -246,6 +254,7 @@ class ServerConfig:
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
         _check_recording(self.record_format, self.record_segment)
+        _check_hls(self)
 
     def _check_auth(self) -> None:
         if isinstance(self.auth_methods, str) or not isinstance(self.auth_methods, tuple | list):
@@ -322,6 +331,23 @@ class ServerConfig:
             if any(ch in pattern for ch in "*?[") and fnmatch.fnmatchcase(path, pattern):
                 return settings
         return PathSettings()
+
+
+def _check_hls(config: ServerConfig) -> None:
+    limits = {
+        "hls_live_segment_seconds": (0.5, 60.0),
+        "hls_part_seconds": (0.05, 5.0),
+        "hls_dvr_seconds": (10.0, 86400.0),
+        "hls_dvr_bytes": (1 << 20, 1 << 40),
+        "hls_idle_seconds": (1.0, 3600.0),
+        "hls_max_blocked": (1, 10_000_000),
+    }
+    for name, (low, high) in limits.items():
+        value = getattr(config, name)
+        if isinstance(value, bool) or not isinstance(value, int | float) or not low <= value <= high:
+            raise ConfigError(f"{name} must be between {low:g} and {high:g}, not {value!r}")
+    if config.hls_part_seconds > config.hls_live_segment_seconds:
+        raise ConfigError("hls_part_seconds must not be longer than hls_live_segment_seconds")
 
 
 def _check_recording(record_format: str | None, record_segment: float | None) -> None:

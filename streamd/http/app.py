@@ -90,7 +90,7 @@ def build_app(
         ]
     )
     add_admin_routes(app, server)
-    add_hls_routes(app, server, catalog)  # /hls/<path>/... (streamd/hls)
+    add_hls_routes(app, server, catalog, app[REGISTRY_KEY])  # type: ignore[arg-type]  # /hls/<path>/...
     return app
 
 
