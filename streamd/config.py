@@ -159,6 +159,14 @@ class ServerConfig:
     jwt_claim: str = "streamd_permissions"  # the claim listing [{action, path}] permissions
     jwt_audience: str | None = None  # if set, tokens must carry it in "aud"
     auth_cache_ttl: float = 5.0  # seconds an external decision is reused (0: never)
+    # --- WebRTC playback over WHEP (streamd/webrtc) --------------------------------------------
+    webrtc_ice_servers: tuple[str, ...] | list[str] = ()  # stun:/turn: URLs; none: host candidates only
+    webrtc_turn_username: str | None = None  # for the turn: URLs
+    webrtc_turn_password: str | None = None
+    webrtc_max_pending: int = 64  # sessions whose ICE/DTLS has not completed yet, in total (503 beyond)
+    webrtc_max_pending_per_client: int = 16  # per client address
+    webrtc_max_sessions: int = 1000  # WebRTC sessions in total
+    webrtc_connect_timeout: float = 15.0  # seconds for ICE + DTLS; then the session is freed
     paths: dict[str, PathSettings] = field(default_factory=dict)
 
     def __post_init__(self) -> None:

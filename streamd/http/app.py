@@ -31,6 +31,7 @@ from streamd.limits import Admission
 from streamd.rtsp.errors import RtspError
 from streamd.rtsp.message import Request
 from streamd.rtsp.parser import MessageParser
+from streamd.webrtc.routes import add_whep_routes
 
 if TYPE_CHECKING:
     from streamd.catalog import Catalog
@@ -79,6 +80,7 @@ def build_app(server: HttpBackend, catalog: Catalog, hub: TunnelHub | None = Non
         ]
     )
     add_admin_routes(app, server)
+    add_whep_routes(app, server)  # WebRTC playback (streamd/webrtc)
     return app
 
 
