@@ -19,6 +19,7 @@ from streamd.rtp.presentation import Presentation, StreamableTrack
 from streamd.webrtc.negotiate import BROWSER_ENCODINGS, Sendable
 
 PASSED_AUDIO = ("opus", "pcm_mulaw", "pcm_alaw")
+MAX_PAYLOAD = 1200  # bytes of a file's video packets over WebRTC: room for SRTP, TURN and tunnels
 
 
 def sendable(streamable: StreamableTrack, *, live: bool) -> Sendable:
@@ -49,7 +50,16 @@ def for_browsers(presentation: Presentation) -> Presentation:
     transcode = dict(presentation.transcode)
     tracks: list[StreamableTrack] = []
     infos = list(presentation.info.tracks)
+    changed = False
     for t in presentation.tracks:
+        if t.track.kind == "video" and t.payload_format.max_payload_size > MAX_PAYLOAD:
+            try:
+                smaller = payload_format_for(t.track, t.payload_format.payload_type, MAX_PAYLOAD)
+            except UnsupportedCodec:
+                smaller = t.payload_format
+            changed = changed or smaller is not t.payload_format
+            tracks.append(replace(t, payload_format=smaller))
+            continue
         if t.track.kind != "audio" or t.track.codec in PASSED_AUDIO:
             tracks.append(t)
             continue
@@ -64,7 +74,7 @@ def for_browsers(presentation: Presentation) -> Presentation:
         infos = [opus if i.index == opus.index else i for i in infos]
         tracks.append(StreamableTrack(opus, fmt, t.control))
     if transcode == dict(presentation.transcode):
-        return presentation
+        return replace(presentation, tracks=tuple(tracks)) if changed else presentation
     return replace(
         presentation,
         info=replace(presentation.info, tracks=tuple(infos)),

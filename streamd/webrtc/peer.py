@@ -22,6 +22,7 @@ from aiortc import RTCCertificate, RTCDtlsTransport, RTCIceGatherer, RTCIceServe
 from aiortc.rtcdtlstransport import RTCDtlsFingerprint, RTCDtlsParameters
 from aiortc.rtcicetransport import RTCIceParameters
 from aiortc.sdp import candidate_from_sdp, candidate_to_sdp
+from pylibsrtp._binding import ffi
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +52,7 @@ class Peer:
         self.dtls = RTCDtlsTransport(self.ice, [certificate()])
         self._write: Callable[[bytes], Any] | None = None
         self.closed = False
+        self.too_big = 0  # packets dropped because SRTP could not take them
 
     async def gather(self) -> None:
         await self.gatherer.gather()
@@ -100,6 +102,7 @@ class Peer:
         await self.dtls.start(remote)
         if self.dtls.state != "connected":
             raise ConnectionError("the DTLS handshake failed (or the fingerprint did not match)")
+        _roomier(self.dtls._tx_srtp)
         self._write = _datagram_writer(self.ice)
 
     def on_rtcp(self, ssrc: int, handler: Any) -> None:
@@ -108,11 +111,15 @@ class Peer:
         self.dtls._rtp_router.register_sender(handler, ssrc)
 
     def send_rtp(self, packet: bytes) -> bool:
-        """SRTP-protect one RTP packet and send it; False when not connected."""
+        """SRTP-protect one RTP packet and send it; False when not connected (or too big)."""
         write = self._write
         if write is None or self.closed:
             return False
-        write(self.dtls._tx_srtp.protect(packet))
+        try:
+            write(self.dtls._tx_srtp.protect(packet))
+        except ValueError:  # beyond SRTP_BUFFER: the path's packets are larger than any MTU
+            self.too_big += 1
+            return False
         return True
 
     def send_rtcp(self, packet: bytes) -> bool:
@@ -138,6 +145,16 @@ class Peer:
         except Exception as exc:  # a half-made handshake may fail to shut down: it is gone anyway
             log.debug("DTLS stop: %s", exc)
         await self.ice.stop()
+
+
+SRTP_BUFFER = 2048  # bytes; pylibsrtp's 1500 (minus 144 for its trailer) is less than RTSP's 1400 payloads
+
+
+def _roomier(session: Any) -> None:
+    """Let pylibsrtp protect packets up to ``SRTP_BUFFER`` bytes (its own buffer is 1,500 with room
+    for a 144-byte trailer, so 1,356: less than the 1,400-byte payloads live paths are cut into)."""
+    session._cdata = ffi.new("char[]", SRTP_BUFFER)
+    session._buffer = ffi.buffer(session._cdata)
 
 
 def _nominated(ice: RTCIceTransport) -> Any:
