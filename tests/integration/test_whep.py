@@ -39,7 +39,8 @@ def media(tmp_path_factory: pytest.TempPathFactory) -> Path:
     _ffmpeg(*lavfi, *h264, "-c:a", "libopus", "-ac", "2", "-b:a", "64k", "-y", str(root / "h264-opus.mkv"))
     _ffmpeg(*lavfi, "-c:v", "libx265", "-x265-params", "log-level=error", "-pix_fmt", "yuv420p",
             "-c:a", "aac", "-y", str(root / "hevc-aac.mp4"))  # fmt: skip
-    _ffmpeg(*lavfi, *h264, "-c:a", "aac", "-y", str(root / "h264-aac.mp4"))
+    long = [arg.replace(f"d={SECONDS}", "d=6") for arg in lavfi]  # Chromium watches it for seconds
+    _ffmpeg(*long, *h264, "-c:a", "aac", "-y", str(root / "h264-aac.mp4"))
     return root
 
 
@@ -319,3 +320,87 @@ def test_offers_that_never_connect_are_bounded_and_freed(whep_server: ServerProc
         await client.close()
 
     asyncio.run(real_viewer())
+
+
+# --- headless Chromium ---------------------------------------------------------------------------
+
+WHEP_PAGE_JS = """
+window.whep = {status: 0, error: null, samples: []};
+(async () => {
+  const pc = new RTCPeerConnection();
+  pc.addTransceiver('video', {direction: 'recvonly'});
+  pc.addTransceiver('audio', {direction: 'recvonly'});
+  const video = document.createElement('video');
+  video.muted = true; video.autoplay = true; document.body.appendChild(video);
+  pc.ontrack = (e) => { video.srcObject = e.streams[0]; };
+  await pc.setLocalDescription(await pc.createOffer());
+  await new Promise((done) => {
+    if (pc.iceGatheringState === 'complete') return done();
+    pc.onicegatheringstatechange = () => pc.iceGatheringState === 'complete' && done();
+    setTimeout(done, 3000);
+  });
+  const response = await fetch(%r, {method: 'POST', body: pc.localDescription.sdp,
+                                    headers: {'Content-Type': 'application/sdp'}});
+  whep.status = response.status;
+  whep.location = response.headers.get('Location');
+  const answer = await response.text();
+  if (response.status !== 201) { whep.error = answer; return; }
+  await pc.setRemoteDescription({type: 'answer', sdp: answer});
+  window.whepPc = pc;
+  setInterval(async () => {
+    const sample = {t: performance.now(), frames: 0, audio: 0, freezes: 0, width: 0};
+    (await pc.getStats()).forEach((r) => {
+      if (r.type !== 'inbound-rtp') return;
+      if (r.kind === 'video') {
+        sample.frames = r.framesDecoded || 0; sample.freezes = r.freezeCount || 0;
+        sample.width = r.frameWidth || 0;
+      } else { sample.audio = r.packetsReceived || 0; }
+    });
+    whep.samples.push(sample);
+  }, 250);
+})().catch((e) => { whep.error = String(e); });
+"""
+
+
+def _chromium_plays(url: str, tmp: Path, seconds: float = 3.0) -> dict:
+    """Chromium's WHEP viewer: samples of getStats every 250 ms once frames are decoded."""
+    need("chromium")
+    from tests.integration.chromium import chromium_tab
+
+    async def run() -> dict:
+        async with chromium_tab(tmp) as tab:
+            await tab.evaluate(WHEP_PAGE_JS % url)
+            first = await tab.wait_for(
+                "whep.error || (whep.samples.length && whep.samples[whep.samples.length - 1].frames > 0"
+                " && whep.samples.length)",
+                30,
+            )
+            assert isinstance(first, int), await tab.evaluate("JSON.stringify(whep)")
+            await asyncio.sleep(seconds)
+            return await tab.evaluate("JSON.parse(JSON.stringify(whep))")
+
+    return asyncio.run(run())
+
+
+def _assert_smooth(result: dict, fps: float) -> None:
+    samples = [s for s in result["samples"] if s["frames"] > 0]
+    assert result["status"] == 201 and result["error"] is None, result
+    assert len(samples) >= 8, samples
+    frames = [s["frames"] for s in samples]
+    # decoded frames keep rising: no half second passes without new pictures (no freeze)
+    assert all(b > a for a, b in zip(frames, frames[2:], strict=False)), frames
+    elapsed = (samples[-1]["t"] - samples[0]["t"]) / 1000
+    assert frames[-1] - frames[0] >= 0.6 * fps * elapsed, (frames, elapsed)
+    assert samples[-1]["freezes"] == 0, samples[-1]
+    assert samples[-1]["audio"] > samples[0]["audio"] > 0, samples
+    assert samples[-1]["width"] == 320
+
+
+def test_chromium_plays_a_live_path_published_by_ffmpeg(
+    whep_server: ServerProcess, live_path: str, tmp_path: Path
+) -> None:
+    _assert_smooth(_chromium_plays(whep_server.http(f"whep/{live_path}"), tmp_path), FPS)
+
+
+def test_chromium_plays_an_h264_file(whep_server: ServerProcess, media: Path, tmp_path: Path) -> None:
+    _assert_smooth(_chromium_plays(whep_server.http("whep/h264-aac.mp4"), tmp_path), FPS)
