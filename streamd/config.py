@@ -192,6 +192,14 @@ class ServerConfig:
     # --- HLS for on-demand files (streamd/hls) ---------------------------------------------------
     hls_segment_seconds: float = 4.0  # target segment length; cuts fall on keyframes at or after it
     hls_cache_bytes: int = 256 * 1024 * 1024  # made segments kept in memory, least recently used out
+    # --- WebRTC playback over WHEP (streamd/webrtc) --------------------------------------------
+    webrtc_ice_servers: tuple[str, ...] | list[str] = ()  # stun:/turn: URLs; none: host candidates only
+    webrtc_turn_username: str | None = None  # for the turn: URLs
+    webrtc_turn_password: str | None = None
+    webrtc_max_pending: int = 64  # sessions whose ICE/DTLS has not completed yet, in total (503 beyond)
+    webrtc_max_pending_per_client: int = 16  # per client address
+    webrtc_max_sessions: int = 1000  # WebRTC sessions in total
+    webrtc_connect_timeout: float = 15.0  # seconds for ICE + DTLS; then the session is freed
     paths: dict[str, PathSettings] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
