@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import fnmatch
 import ipaddress
+import os
 import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -159,10 +160,13 @@ class ServerConfig:
     jwt_claim: str = "streamd_permissions"  # the claim listing [{action, path}] permissions
     jwt_audience: str | None = None  # if set, tokens must carry it in "aud"
     auth_cache_ttl: float = 5.0  # seconds an external decision is reused (0: never)
+    # --- worker processes (streamd.workers): 1 is one process; "auto" one per core ------------
+    workers: int | str = 1
     paths: dict[str, PathSettings] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self._check_auth()
+        object.__setattr__(self, "workers", _worker_count(self.workers))
         for name in ("rtsp_port", "http_port", "rtp_port"):
             port = getattr(self, name)
             if not 0 <= port <= 65535:
@@ -261,6 +265,18 @@ class ServerConfig:
             if any(ch in pattern for ch in "*?[") and fnmatch.fnmatchcase(path, pattern):
                 return settings
         return PathSettings()
+
+
+def _worker_count(value: object) -> int:
+    """``workers`` as a number: "auto" is one per core this process may run on."""
+    if value == "auto":
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+        return max(1, cores or 1)
+    if isinstance(value, str) and value.isdigit():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 1024:
+        raise ConfigError(f'workers must be a whole number from 1 to 1024 or "auto", not {value!r}')
+    return value
 
 
 def _check_recording(record_format: str | None, record_segment: float | None) -> None:

@@ -16,7 +16,7 @@ import asyncio
 import contextlib
 import logging
 import socket
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from urllib.parse import urlsplit, urlunsplit
 
@@ -44,6 +44,10 @@ BACKOFF_FIRST, BACKOFF_MAX = 1.0, 30.0
 DEMAND_GRACE = 5.0
 
 
+# opens the connection to the upstream (reader, writer), when not TCP to the URL's host and port
+Opener = Callable[[], Awaitable[tuple[asyncio.StreamReader, asyncio.StreamWriter]]]
+
+
 def redacted(url: str) -> str:
     """The URL without its password, for logs."""
     clean, user, _ = split_credentials(url)
@@ -65,8 +69,15 @@ class UpstreamError(Exception):
 class UpstreamConnection:
     """One RTSP/TCP connection to the upstream: requests out, answers and interleaved frames in."""
 
-    def __init__(self, url: str, on_frame: Callable[[InterleavedFrame], None], user_agent: str) -> None:
+    def __init__(
+        self,
+        url: str,
+        on_frame: Callable[[InterleavedFrame], None],
+        user_agent: str,
+        opener: Opener | None = None,
+    ) -> None:
         self.protocol = ClientProtocol(url, user_agent=user_agent)
+        self.opener = opener  # None: TCP to the URL's host and port
         self.on_frame = on_frame
         self.closed = asyncio.Event()
         self.local_host = "0.0.0.0"
@@ -80,12 +91,13 @@ class UpstreamConnection:
         host, port = parts.hostname or "", parts.port or 554
         try:
             reader, self._writer = await asyncio.wait_for(
-                asyncio.open_connection(host, port), REQUEST_TIMEOUT
+                self.opener() if self.opener else asyncio.open_connection(host, port), REQUEST_TIMEOUT
             )
         except (OSError, TimeoutError) as exc:
             raise UpstreamError(503, f"cannot connect to {host}:{port}: {exc or 'timed out'}") from exc
-        self.local_host = self._writer.get_extra_info("sockname")[0]
-        self.peer_host = self._writer.get_extra_info("peername")[0]
+        if self.opener is None:
+            self.local_host = self._writer.get_extra_info("sockname")[0]
+            self.peer_host = self._writer.get_extra_info("peername")[0]
         self._reader_task = asyncio.get_running_loop().create_task(self._read(reader))
 
     async def _read(self, reader: asyncio.StreamReader) -> None:
@@ -198,8 +210,12 @@ class Relay:
         transport: str = "tcp",
         close_after: float = 10.0,
         user_agent: str = "streamd",
+        opener: Opener | None = None,
     ) -> None:
+        """``opener``: how to reach the upstream instead of TCP to the URL's host (a sibling
+        worker's private unix socket, :mod:`streamd.workers`)."""
         self.name, self.source, self.hooks = name, source, hooks
+        self.opener = opener
         self.transport = transport
         self.close_after = close_after
         self.user_agent = user_agent
@@ -306,7 +322,7 @@ class Relay:
             if (route := channels.get(frame.channel)) is not None:
                 self._data(*route, frame.payload)
 
-        upstream = UpstreamConnection(self.source, on_frame, self.user_agent)
+        upstream = UpstreamConnection(self.source, on_frame, self.user_agent, self.opener)
         try:
             live, aggregate = await self._start(upstream, channels, sockets)
             reason = "relay failed"
