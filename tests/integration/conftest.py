@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -28,21 +29,20 @@ def free_tcp_port() -> int:
         return s.getsockname()[1]
 
 
-def free_udp_pair() -> int:
-    """An even port whose successor is free too (RTP and RTCP)."""
+def free_udp_pair(pairs: int = 1) -> int:
+    """An even port whose successor is free too (RTP and RTCP); ``pairs`` such pairs in a row."""
     for _ in range(200):
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as a:
             a.bind(("127.0.0.1", 0))
             port = a.getsockname()[1]
-        if port % 2 or port > 65000:
+        if port % 2 or port > 65000 - 2 * pairs:
             continue
         try:
-            with (
-                socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as a,
-                socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as b,
-            ):
-                a.bind(("127.0.0.1", port))
-                b.bind(("127.0.0.1", port + 1))
+            with contextlib.ExitStack() as held:
+                for n in range(2 * pairs):
+                    held.enter_context(socket.socket(socket.AF_INET, socket.SOCK_DGRAM)).bind(
+                        ("127.0.0.1", port + n)
+                    )
         except OSError:
             continue
         return port
@@ -97,7 +97,11 @@ def start_server(
 ) -> ServerProcess:
     """``prefix`` goes before the command, e.g. ``ip netns exec <ns>`` (the caller must then be in
     that namespace too, for the free-port choice and the readiness check)."""
-    port, rtp_port = free_tcp_port(), free_udp_pair()
+    workers = os.environ.get("STREAMD_TEST_WORKERS", "")  # the suite against `--workers N` (issue 18)
+    if workers and "--workers" not in extra:
+        extra = (*extra, "--workers", workers)
+    pairs = int(extra[extra.index("--workers") + 1]) if "--workers" in extra else 1  # one per worker
+    port, rtp_port = free_tcp_port(), free_udp_pair(pairs)
     log_path = tmp / f"server-{port}.log"
     args = [
         *prefix,

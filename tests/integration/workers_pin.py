@@ -40,9 +40,9 @@ def exchange(sock: socket.socket, request: str) -> tuple[int, dict[str, str], by
     return int(lines[0].split()[1]), headers, body[:length]
 
 
-def worker_of(sock: socket.socket, port: int, rtp_base: int) -> int:
-    """Which worker this connection reached: its UDP port pair says."""
-    url = f"rtsp://127.0.0.1:{port}/{PROBE_FILE}"
+def worker_of(sock: socket.socket, port: int, rtp_base: int, probe: str = PROBE_FILE) -> int:
+    """Which worker this connection reached: its UDP port pair says (``probe``: a file served)."""
+    url = f"rtsp://127.0.0.1:{port}/{probe}"
     status, _, sdp = exchange(sock, f"DESCRIBE {url} RTSP/1.0\nCSeq: 1\n")
     assert status == 200, status
     control = re.search(rb"a=control:(trackID=\d+)", sdp)
@@ -60,12 +60,12 @@ def worker_of(sock: socket.socket, port: int, rtp_base: int) -> int:
     return (server_port - rtp_base) // 2
 
 
-def pinned(port: int, rtp_base: int, worker: int, tries: int = 200) -> socket.socket:
+def pinned(port: int, rtp_base: int, worker: int, probe: str = PROBE_FILE, tries: int = 200) -> socket.socket:
     """A connection to the server's RTSP port that landed on ``worker``."""
     for _ in range(tries):
         sock = socket.create_connection(("127.0.0.1", port), timeout=10)
         try:
-            if worker_of(sock, port, rtp_base) == worker:
+            if worker_of(sock, port, rtp_base, probe) == worker:
                 return sock
         except BaseException:
             sock.close()
