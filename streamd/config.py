@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import fnmatch
 import ipaddress
+import os
 import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -200,11 +201,14 @@ class ServerConfig:
     webrtc_max_pending_per_client: int = 16  # per client address
     webrtc_max_sessions: int = 1000  # WebRTC sessions in total
     webrtc_connect_timeout: float = 15.0  # seconds for ICE + DTLS; then the session is freed
+    # --- worker processes (streamd.workers): 1 is one process; "auto" one per core ------------
+    workers: int | str = 1
     paths: dict[str, PathSettings] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self._check_auth()
         self._check_tls()
+        object.__setattr__(self, "workers", _worker_count(self.workers))
         if isinstance(self.hls_segment_seconds, bool) or not 1 <= self.hls_segment_seconds <= 30:
             raise ConfigError("hls_segment_seconds must be between 1 and 30 seconds")
         if isinstance(self.hls_cache_bytes, bool) or not isinstance(self.hls_cache_bytes, int):
@@ -356,6 +360,18 @@ def _check_hls(config: ServerConfig) -> None:
             raise ConfigError(f"{name} must be between {low:g} and {high:g}, not {value!r}")
     if config.hls_part_seconds > config.hls_live_segment_seconds:
         raise ConfigError("hls_part_seconds must not be longer than hls_live_segment_seconds")
+
+
+def _worker_count(value: object) -> int:
+    """``workers`` as a number: "auto" is one per core this process may run on."""
+    if value == "auto":
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+        return max(1, cores or 1)
+    if isinstance(value, str) and value.isdigit():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 1024:
+        raise ConfigError(f'workers must be a whole number from 1 to 1024 or "auto", not {value!r}')
+    return value
 
 
 def _check_recording(record_format: str | None, record_segment: float | None) -> None:

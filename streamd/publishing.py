@@ -92,6 +92,7 @@ class Publishing:
         tracks = announced_tracks(description.media)
         keys = self._announced_keys(client, path, description)
         rtsp = RtspServerSession(path, self.timeout, role=Role.PUBLISHER)
+        await self._paths.claim(path, rtsp.id)  # one publisher per path across worker processes
         session = PublisherSession(
             rtsp=rtsp,
             resolved=Resolved(live_presentation(None, path, tracks), Path("")),
@@ -245,3 +246,4 @@ class Publishing:
         """The publisher's session ended: its path goes offline (its routes are forgotten with it)."""
         self._routes.forget_session(session.id)
         self._paths.remove_live(session.publishing, session.label)
+        self._paths.release(session.publishing.name, session.id)

@@ -19,7 +19,7 @@ import logging
 import socket
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from media.unit_cache import UnitCache
@@ -164,6 +164,9 @@ class RtspServer:
         # set by the HTTP side: takes over an RTSP-port connection whose first request is HTTP
         # (RTSP-over-HTTP tunnelling, or a browser pointed at the RTSP port)
         self.http_hand_over: Callable[..., None] | None = None
+        # set by streamd.workers: hands a connection to the sibling worker holding the session its
+        # request names (True: handed over, nothing to answer here)
+        self.session_elsewhere: Callable[[RtspConnection, Request], Awaitable[bool]] | None = None
 
     def _udp_ports(self) -> tuple[int, int] | None:
         return (self.udp.rtp_port, self.udp.rtcp_port) if self.udp is not None else None
@@ -176,6 +179,7 @@ class RtspServer:
             self.udp = UdpPair(self.inbound.rtcp_datagram, self.inbound.rtp_datagram)
             await self.udp.open(self.config.host, self.config.rtp_port)
             self.player.c.udp = self.udp
+        shared = int(self.config.workers) > 1  # worker processes share the listening ports
         if self.config.tls:
             assert self.config.tls_cert is not None and self.config.tls_key is not None
             self.certificates = Certificates(self.config.tls_cert, self.config.tls_key)
@@ -183,7 +187,11 @@ class RtspServer:
         if self.config.rtsp_listen != "off":
             host = "127.0.0.1" if self.config.rtsp_listen == "loopback" else self.config.host
             self._rtsp_listener = await loop.create_server(
-                lambda: RtspConnection(self), host, self.config.rtsp_port, reuse_address=True
+                lambda: RtspConnection(self),
+                host,
+                self.config.rtsp_port,
+                reuse_address=True,
+                reuse_port=shared or None,
             )
             self._servers.append(self._rtsp_listener)
         if self.rtsps is not None:
@@ -193,6 +201,7 @@ class RtspServer:
                 self.config.host,
                 self.config.rtsps_port,
                 reuse_address=True,
+                reuse_port=shared or None,
             )
             self._servers.append(self._rtsps_listener)
         self._reaper = loop.create_task(self._reap(), name="session reaper")
@@ -281,6 +290,8 @@ class RtspServer:
         log.debug("%s: disconnected", connection.label)
 
     async def handle(self, connection: RtspConnection, request: Request) -> tuple[Response, Any]:
+        if self.session_elsewhere is not None and await self.session_elsewhere(connection, request):
+            return Response(200), None  # goes nowhere: the connection is another worker's now
         return await self.dispatcher.handle(connection, request)
 
     def interleaved_received(self, connection: RtspConnection, frame: InterleavedFrame) -> None:

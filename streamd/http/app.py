@@ -314,7 +314,11 @@ class HttpService:
         await self.runner.setup()
         loop = asyncio.get_running_loop()
         self._listener = await loop.create_server(
-            lambda: HttpFront(self), self.host, self.port, reuse_address=True
+            lambda: HttpFront(self),
+            self.host,
+            self.port,
+            reuse_address=True,
+            reuse_port=int(self.server.config.workers) > 1 or None,  # worker processes share the port
         )
         if self.server.config.tls:
             handshakes = self.handshakes = self.server.handshakes("HTTPS")
@@ -323,6 +327,7 @@ class HttpService:
                 self.host,
                 self.server.config.https_port,
                 reuse_address=True,
+                reuse_port=int(self.server.config.workers) > 1 or None,
             )
         self.server.http_hand_over = self.take_over
 

@@ -75,10 +75,15 @@ def free_tcp_port() -> int:
     raise RuntimeError("no free TCP port")
 
 
-def free_udp_pair() -> int:
-    """An even port whose successor is free too (RTP and RTCP)."""
+def free_udp_pair(pairs: int = 1) -> int:
+    """An even port whose successors are free too (RTP and RTCP); ``pairs`` such pairs in a row."""
+    span = 2 * pairs
     for port in _candidates():
-        if port % 2 == 0 and port + 1 < _ports.stop and _bindable(socket.SOCK_DGRAM, port, port + 1):
+        if (
+            port % 2 == 0
+            and port + span <= _ports.stop
+            and _bindable(socket.SOCK_DGRAM, *range(port, port + span))
+        ):
             return port
     raise RuntimeError("no free UDP port pair")
 
@@ -148,6 +153,11 @@ def _start_server(
     media: Path, tmp: Path, *extra: str, cache_dir: Path | None, prefix: Sequence[str]
 ) -> ServerProcess:
     port, rtp_port = free_tcp_port(), free_udp_pair()
+    workers = os.environ.get("STREAMD_TEST_WORKERS", "")  # the suite against `--workers N` (issue 18)
+    if workers and "--workers" not in extra:
+        extra = (*extra, "--workers", workers)
+    pairs = int(extra[extra.index("--workers") + 1]) if "--workers" in extra else 1  # one per worker
+    port, rtp_port = free_tcp_port(), free_udp_pair(pairs)
     log_path = tmp / f"server-{port}.log"
     args = [
         *prefix,
