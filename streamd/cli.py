@@ -59,6 +59,8 @@ def build_parser() -> argparse.ArgumentParser:
         const=True,
         help="send nothing early: each access unit at its own time (pacer slack 0; more CPU)",
     )
+    serve.add_argument("--cluster", help="join a cluster: redis://host:6379/0 (docs/scaling.md)")
+    serve.add_argument("--node-address", help="rtsp://host:port other nodes and clients reach this one at")
     serve.add_argument("--config", type=Path, help="TOML configuration file (keys mirror these flags)")
     serve.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
 
@@ -227,6 +229,8 @@ def _serve(args: argparse.Namespace) -> int:
             "record_segment",
             "send_slack",
             "precise_pacing",
+            "cluster",
+            "node_address",
         )
     }
     try:

@@ -26,6 +26,7 @@ MODES = ("tracks", "mpegts")
 TRANSCODE_TARGETS = ("aac", "opus")
 SOURCE_TRANSPORTS = ("tcp", "udp")
 RECORD_FORMATS = ("mp4", "mkv")
+CLUSTER_MODES = ("relay", "redirect")
 
 
 def _is_rtsp_url(url: str) -> bool:
@@ -63,8 +64,13 @@ class PathSettings:
     # send to the path's multicast group whenever it is online (players can join from the SDP
     # alone); without it the group send runs only while an RTSP multicast reader plays
     multicast: bool = False
+    # in a cluster, a live path published on another node is pulled from it ("relay", shared by
+    # this node's readers) or its readers are sent there with 302 ("redirect")
+    cluster_mode: str = "relay"
 
     def __post_init__(self) -> None:
+        if self.cluster_mode not in CLUSTER_MODES:
+            raise ConfigError(f"cluster_mode must be one of {', '.join(CLUSTER_MODES)}")
         if self.mode not in MODES:
             raise ConfigError(f"mode must be one of {', '.join(MODES)}, not {self.mode!r}")
         if self.transcode_audio not in (None, *TRANSCODE_TARGETS):
@@ -159,10 +165,17 @@ class ServerConfig:
     jwt_claim: str = "streamd_permissions"  # the claim listing [{action, path}] permissions
     jwt_audience: str | None = None  # if set, tokens must carry it in "aud"
     auth_cache_ttl: float = 5.0  # seconds an external decision is reused (0: never)
+    # --- a cluster of nodes on Redis (streamd.cluster; docs/scaling.md) -------------------------
+    cluster: str | None = None  # redis://host:6379/0: register here, claim live paths, pull from peers
+    node_address: str | None = None  # rtsp://host:port others reach this node at (default: host, port)
+    cluster_heartbeat: float = 2.0  # seconds between registrations; a node is gone after 3 missed
+    cluster_balance: bool = False  # send new players (302) to the least-loaded node
+    cluster_balance_margin: int = 2  # ... when it holds at least this many sessions fewer than we do
     paths: dict[str, PathSettings] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self._check_auth()
+        self._check_cluster()
         for name in ("rtsp_port", "http_port", "rtp_port"):
             port = getattr(self, name)
             if not 0 <= port <= 65535:
@@ -235,6 +248,26 @@ class ServerConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ConfigError(f"{name} must be a whole number of at least 1, not {value!r}")
+
+    def _check_cluster(self) -> None:
+        if self.cluster is not None:
+            scheme = urlsplit(self.cluster).scheme if isinstance(self.cluster, str) else ""
+            if scheme not in ("redis", "rediss", "unix"):
+                raise ConfigError(
+                    f"cluster must be a redis://, rediss:// or unix:// URL, not {self.cluster!r}"
+                )
+        if self.node_address is not None and (
+            not isinstance(self.node_address, str)
+            or not _is_rtsp_url(self.node_address)
+            or urlsplit(self.node_address).path not in ("", "/")
+        ):
+            raise ConfigError(f"node_address must be rtsp://host:port, not {self.node_address!r}")
+        value = self.cluster_heartbeat
+        if isinstance(value, bool) or not isinstance(value, int | float) or not 0.05 <= value <= 60:
+            raise ConfigError(f"cluster_heartbeat must be between 0.05 and 60 seconds, not {value!r}")
+        margin = self.cluster_balance_margin
+        if isinstance(margin, bool) or not isinstance(margin, int) or margin < 1:
+            raise ConfigError(f"cluster_balance_margin must be a whole number of at least 1, not {margin!r}")
 
     def allows_admin(self, address: str) -> bool:
         """Whether a client at ``address`` may drain the server or move paths."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from pathlib import Path
+from typing import Protocol
 
 from sdp import SdpParseError
 from sdp import parse as parse_sdp
@@ -38,6 +39,15 @@ from streamd.sessions import SessionRegistry
 log = logging.getLogger("streamd")
 
 
+class PathClaims(Protocol):
+    """Who may publish a path across a cluster (:class:`streamd.cluster.node.ClusterNode`)."""
+
+    async def claim(self, path: str, holder: str) -> None:
+        """Own ``path`` for the session ``holder``, or RtspError (403 taken elsewhere, 503 unknown)."""
+
+    def release(self, path: str, holder: str) -> None: ...
+
+
 class Publishing:
     """Publishers' requests, with the collaborators they need."""
 
@@ -50,6 +60,7 @@ class Publishing:
         udp_ports: Callable[[], tuple[int, int] | None],
         clock: Clock,
         overloaded: Callable[[PublisherSession, str], object],
+        claims: PathClaims | None = None,
     ) -> None:
         """``overloaded(session, why)`` ends a publisher whose packets cost more than its path's
         work budget (``LivePath.on_overload``)."""
@@ -60,6 +71,7 @@ class Publishing:
         self._udp_ports = udp_ports  # the server's RTP/RTCP ports, None without UDP
         self._clock = clock
         self._overloaded = overloaded
+        self._claims = claims  # in a cluster: one publisher per path across the nodes
 
     @property
     def timeout(self) -> int:
@@ -95,6 +107,8 @@ class Publishing:
         )
         session.publishing.on_overload = lambda why: self._overloaded(session, why)
         session.last_activity = self._clock()
+        if self._claims is not None:
+            await self._claims.claim(path, session.id)
         self._sessions.add(session)
         client.sessions.add(session.id)
         log.info(
@@ -194,3 +208,5 @@ class Publishing:
         """The publisher's session ended: its path goes offline (its routes are forgotten with it)."""
         self._routes.forget_session(session.id)
         self._paths.remove_live(session.publishing, session.label)
+        if self._claims is not None:
+            self._claims.release(session.publishing.name, session.id)
