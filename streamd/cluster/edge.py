@@ -70,6 +70,8 @@ class Edge:
             return None
         relay = self.relays.get(path)
         if relay is None or relay.finished:
+            for name in [name for name, done in self.relays.items() if done.finished]:
+                del self.relays[name]  # origins gone (or pulled and let go): forget them
             owner = await self._node.owner(path)
             if owner is None or owner.node == self._node.id:
                 return None
@@ -105,7 +107,7 @@ class Edge:
             if owner is not None and owner.node != self._node.id:
                 location = f"{owner.node}/{quote(path)}"
         if location is None and (drained or self._config.cluster_balance):
-            margin = 0 if drained else self._config.cluster_balance_margin
+            margin = None if drained else self._config.cluster_balance_margin
             target = self._node.least_loaded(self._load(), margin)
             if target is not None:
                 location = f"{target.rtsp}/{quote(path)}"

@@ -151,14 +151,15 @@ class ClusterNode:
                 503, f"cannot tell who publishes {path!r}: cluster store unavailable ({exc})"
             ) from exc
 
-    def least_loaded(self, mine: int, margin: int) -> NodeInfo | None:
+    def least_loaded(self, mine: int, margin: int | None) -> NodeInfo | None:
         """The live peer with the fewest sessions, not draining, if it has ``margin`` fewer than
-        ``mine``; counted as one more at once, so a burst is not all sent to one node."""
+        ``mine`` (None: whatever its load); counted as one more at once, so a burst is not all
+        sent to one node."""
         peers = [p for p in self.peers if p.id != self.id and not p.draining]
         if not peers or not self.available:
             return None
         best = min(peers, key=lambda p: (p.load, p.id))
-        if best.load + margin > mine:
+        if margin is not None and best.load + margin > mine:
             return None
         self.peers = [replace(p, load=p.load + 1) if p is best else p for p in self.peers]
         return best

@@ -185,6 +185,7 @@ async def test_least_loaded_skips_draining_and_needs_a_margin() -> None:
     best = me.least_loaded(5, margin=2)
     assert best is not None and best.id == "rtsp://c:1"
     assert me.least_loaded(5, margin=2) is None  # counted as one more already
+    assert me.least_loaded(0, margin=None).id == "rtsp://c:1"  # draining: any node that is not
     store.available = False
     await me.beat()
     assert me.least_loaded(50, margin=1) is None  # stale peers are not obeyed
