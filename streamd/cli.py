@@ -73,6 +73,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--workers",
         help='server processes sharing the ports: a number, or "auto" (one per core); default 1',
     )
+    serve.add_argument("--cluster", help="join a cluster: redis://host:6379/0 (docs/scaling.md)")
+    serve.add_argument("--node-address", help="rtsp://host:port other nodes and clients reach this one at")
     serve.add_argument("--config", type=Path, help="TOML configuration file (keys mirror these flags)")
     serve.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
 
@@ -247,6 +249,8 @@ def _serve(args: argparse.Namespace, argv: list[str] | None = None) -> int:
             "tls_key",
             "rtsp_listen",
             "workers",
+            "cluster",
+            "node_address",
         )
     }
     try:

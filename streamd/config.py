@@ -29,6 +29,7 @@ SOURCE_TRANSPORTS = ("tcp", "udp")
 RECORD_FORMATS = ("mp4", "mkv")
 ENCRYPTION_MODES = ("no", "optional", "strict")
 RTSP_LISTEN = ("on", "loopback", "off")
+CLUSTER_MODES = ("relay", "redirect")
 
 
 def _is_rtsp_url(url: str) -> bool:
@@ -70,12 +71,17 @@ class PathSettings:
     encryption: str | None = None
     # relay from an rtsps:// source: verify its certificate (false accepts a self-signed one)
     upstream_tls_verify: bool = True
+    # in a cluster, a live path published on another node is pulled from it ("relay", shared by
+    # this node's readers) or its readers are sent there with 302 ("redirect")
+    cluster_mode: str = "relay"
 
     def __post_init__(self) -> None:
         if self.encryption is not None and self.encryption not in ENCRYPTION_MODES:
             raise ConfigError(f"encryption must be one of {', '.join(ENCRYPTION_MODES)}")
         if not isinstance(self.upstream_tls_verify, bool):
             raise ConfigError("upstream_tls_verify must be true or false")
+        if self.cluster_mode not in CLUSTER_MODES:
+            raise ConfigError(f"cluster_mode must be one of {', '.join(CLUSTER_MODES)}")
         if self.mode not in MODES:
             raise ConfigError(f"mode must be one of {', '.join(MODES)}, not {self.mode!r}")
         if self.transcode_audio not in (None, *TRANSCODE_TARGETS):
@@ -203,6 +209,12 @@ class ServerConfig:
     webrtc_connect_timeout: float = 15.0  # seconds for ICE + DTLS; then the session is freed
     # --- worker processes (streamd.workers): 1 is one process; "auto" one per core ------------
     workers: int | str = 1
+    # --- a cluster of nodes on Redis (streamd.cluster; docs/scaling.md) -------------------------
+    cluster: str | None = None  # redis://host:6379/0: register here, claim live paths, pull from peers
+    node_address: str | None = None  # rtsp://host:port others reach this node at (default: host, port)
+    cluster_heartbeat: float = 2.0  # seconds between registrations; a node is gone after 3 missed
+    cluster_balance: bool = False  # send new players (302) to the least-loaded node
+    cluster_balance_margin: int = 2  # ... when it holds at least this many sessions fewer than we do
     paths: dict[str, PathSettings] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -215,6 +227,7 @@ class ServerConfig:
             raise ConfigError("hls_cache_bytes must be a whole number of bytes")
         if self.hls_cache_bytes < 0:
             raise ConfigError("hls_cache_bytes must not be negative")
+        self._check_cluster()
         for name in ("rtsp_port", "http_port", "rtp_port", "rtsps_port", "https_port"):
             port = getattr(self, name)
             if not 0 <= port <= 65535:
@@ -317,6 +330,26 @@ class ServerConfig:
         """The encryption policy of ``path``: its own, else the server's."""
         own = self.path_settings(path).encryption
         return own if own is not None else self.encryption
+
+    def _check_cluster(self) -> None:
+        if self.cluster is not None:
+            scheme = urlsplit(self.cluster).scheme if isinstance(self.cluster, str) else ""
+            if scheme not in ("redis", "rediss", "unix"):
+                raise ConfigError(
+                    f"cluster must be a redis://, rediss:// or unix:// URL, not {self.cluster!r}"
+                )
+        if self.node_address is not None and (
+            not isinstance(self.node_address, str)
+            or not _is_rtsp_url(self.node_address)
+            or urlsplit(self.node_address).path not in ("", "/")
+        ):
+            raise ConfigError(f"node_address must be rtsp://host:port, not {self.node_address!r}")
+        value = self.cluster_heartbeat
+        if isinstance(value, bool) or not isinstance(value, int | float) or not 0.05 <= value <= 60:
+            raise ConfigError(f"cluster_heartbeat must be between 0.05 and 60 seconds, not {value!r}")
+        margin = self.cluster_balance_margin
+        if isinstance(margin, bool) or not isinstance(margin, int) or margin < 1:
+            raise ConfigError(f"cluster_balance_margin must be a whole number of at least 1, not {margin!r}")
 
     def allows_admin(self, address: str) -> bool:
         """Whether a client at ``address`` may drain the server or move paths."""

@@ -30,6 +30,7 @@ from streamd.auth.model import Authorizer
 from streamd.auth.nonces import NonceBook
 from streamd.auth.users import Policy
 from streamd.catalog import Catalog, Resolved
+from streamd.cluster.service import Cluster
 from streamd.config import ServerConfig
 from streamd.connection import RtspConnection
 from streamd.handlers.common import loop_clock
@@ -49,6 +50,7 @@ from streamd.relocator import Relocator
 from streamd.routing import PacketRoutes
 from streamd.rtsp.message import InterleavedFrame, Request, Response
 from streamd.security.gate import EncryptionGate
+from streamd.server_session import PublisherSession
 from streamd.session_report import snapshot
 from streamd.sessions import Caps, SessionRegistry
 from streamd.tls.acceptor import Handshakes, TlsAcceptor
@@ -102,6 +104,18 @@ class RtspServer:
         self.paths = Paths(
             config, catalog, self.multicast, self.recordings, self.sessions.on_path, self.server_header
         )
+        # a cluster of nodes on Redis (streamd.cluster): path claims, edge relays, balancing
+        self.cluster = (
+            Cluster(
+                config,
+                load=lambda: len(self.sessions),
+                draining=lambda: self.relocator.relocations.draining,
+                drain_targets=lambda: self.relocator.relocations.drain_to,
+                lost=self._path_lost,
+            )
+            if config.cluster is not None
+            else None
+        )
         self.publishing = Publishing(  # ANNOUNCE/RECORD
             config,
             self.sessions,
@@ -110,11 +124,22 @@ class RtspServer:
             self._udp_ports,
             clock,
             overloaded=lambda session, why: self.lifecycle.begin(session, why, send_bye=True),
+            claims=self.cluster.node if self.cluster is not None else None,
         )
         self.lifecycle = Lifecycle(
             self.sessions, self.routes, self.multicast, self.publishing.unpublish, lambda: self.connections
         )
         self.relocator = Relocator(config, self.sessions, lambda: self.connections, self.lifecycle)
+        moved = self.relocator.moved
+        if self.cluster is not None:
+            self.cluster.attach(
+                lambda path: self.paths.relay_hooks(path, "edge relay"),
+                lambda path: path in self.paths.live,
+                self.server_header,
+            )
+            assert self.cluster.edge is not None
+            self.paths.remote = self.cluster.edge.pull
+            moved = self.cluster.moved(self.relocator.moved)
         self.player = PlayerHandlers(
             PlayerContext(
                 config=config,
@@ -148,7 +173,7 @@ class RtspServer:
         self.dispatcher = Dispatcher(
             self.server_header,
             method_table(self.player, self.publishing),
-            self.relocator.moved,
+            moved,
             self.authorizer,
             self.sessions.get,
             clock,
@@ -205,6 +230,8 @@ class RtspServer:
             )
             self._servers.append(self._rtsps_listener)
         self._reaper = loop.create_task(self._reap(), name="session reaper")
+        if self.cluster is not None:
+            await self.cluster.start(self.rtsp_port)
 
     def handshakes(self, what: str) -> Handshakes:
         """TLS handshakes for one listener (RTSPS, HTTPS): this certificate, deadline and limits."""
@@ -241,6 +268,8 @@ class RtspServer:
         await self.lifecycle.wait()
         self.multicast.close()
         await self.paths.close()
+        if self.cluster is not None:
+            await self.cluster.close()  # release our claims, unregister
         for connection in list(self.connections):
             connection.close()
         await self.recordings.close()  # finish the files being written (MP4: the moov)
@@ -249,6 +278,12 @@ class RtspServer:
         if self.udp is not None:
             await asyncio.sleep(0.05)  # let the BYE datagrams leave
             self.udp.close()
+
+    def _path_lost(self, path: str, node: str) -> None:
+        """The cluster gave ``path`` to another node (we were cut off past the claim's TTL)."""
+        for session in self.sessions.values():
+            if isinstance(session, PublisherSession) and session.publishing.name == path:
+                self.lifecycle.begin(session, f"{path} is now published on {node}", send_bye=True)
 
     async def _reap(self) -> None:
         """Every ``reap_interval``: end timed-out sessions, close idle connections without any."""
