@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from tests.shared_files import made_once
+from tests.tlscerts import CertPair
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "tests" / "artifacts"
@@ -74,10 +75,15 @@ def free_tcp_port() -> int:
     raise RuntimeError("no free TCP port")
 
 
-def free_udp_pair() -> int:
-    """An even port whose successor is free too (RTP and RTCP)."""
+def free_udp_pair(pairs: int = 1) -> int:
+    """An even port whose successors are free too (RTP and RTCP); ``pairs`` such pairs in a row."""
+    span = 2 * pairs
     for port in _candidates():
-        if port % 2 == 0 and port + 1 < _ports.stop and _bindable(socket.SOCK_DGRAM, port, port + 1):
+        if (
+            port % 2 == 0
+            and port + span <= _ports.stop
+            and _bindable(socket.SOCK_DGRAM, *range(port, port + span))
+        ):
             return port
     raise RuntimeError("no free UDP port pair")
 
@@ -165,7 +171,11 @@ class PortTaken(RuntimeError):
 def _start_server(
     media: Path, tmp: Path, *extra: str, cache_dir: Path | None, prefix: Sequence[str]
 ) -> ServerProcess:
-    port, rtp_port = free_tcp_port(), free_udp_pair()
+    workers = os.environ.get("STREAMD_TEST_WORKERS", "")  # the suite against `--workers N` (issue 18)
+    if workers and "--workers" not in extra:
+        extra = (*extra, "--workers", workers)
+    pairs = int(extra[extra.index("--workers") + 1]) if "--workers" in extra else 1  # one per worker
+    port, rtp_port = free_tcp_port(), free_udp_pair(pairs)
     log_path = tmp / f"server-{port}.log"
     args = [
         *prefix,
@@ -230,6 +240,14 @@ def test_stream_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
         ensure_test_stream(cache)
         return cache
     return made_once(tmp_path_factory, "testsrc", ensure_test_stream)
+
+
+@pytest.fixture(scope="session")
+def tls_pair(tmp_path_factory: pytest.TempPathFactory) -> CertPair:
+    """A self-signed certificate and key for 127.0.0.1/localhost (RTSPS, HTTPS tests)."""
+    from tests.tlscerts import make_pair
+
+    return make_pair(tmp_path_factory.mktemp("tls"))
 
 
 @pytest.fixture(scope="session")
