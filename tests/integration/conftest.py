@@ -175,6 +175,11 @@ def _start_server(
     if workers and "--workers" not in extra:
         extra = (*extra, "--workers", workers)
     pairs = int(extra[extra.index("--workers") + 1]) if "--workers" in extra else 1  # one per worker
+    if "--tls-cert" in extra:  # TLS listeners' default ports (8322, 8443) would be every server's
+        if "--rtsps-port" not in extra:
+            extra = (*extra, "--rtsps-port", str(free_tcp_port()))
+        if "--https-port" not in extra and "--no-http" not in extra:
+            extra = (*extra, "--https-port", str(free_tcp_port()))
     port, rtp_port = free_tcp_port(), free_udp_pair(pairs)
     log_path = tmp / f"server-{port}.log"
     args = [
