@@ -5,6 +5,7 @@ headers, 304, 404/415/422)."""
 from __future__ import annotations
 
 import itertools
+import os
 import subprocess
 import urllib.error
 import urllib.request
@@ -18,7 +19,8 @@ import pytest
 
 from media import h264
 from tests import mediagen
-from tests.integration.conftest import ServerProcess, need, start_server, stop_all
+from tests.integration.chromium import CHROMIUM, PLAYED_SECONDS, chromium_tab
+from tests.integration.conftest import ARTIFACTS, ServerProcess, need, start_server, stop_all
 
 pytestmark = pytest.mark.integration
 
@@ -234,3 +236,54 @@ def test_segments_are_immutable_and_revalidate_with_304(hls: ServerProcess) -> N
 def test_bad_requests_get_a_clear_error(hls: ServerProcess, url: str, status: int, reason: str) -> None:
     got, _headers, body = get(hls.http(url))
     assert got == status and reason in body.decode(), body
+
+
+async def test_chromium_watch_page_plays_the_hls_playlist_and_seeks(
+    hls: ServerProcess, tmp_path: Path
+) -> None:
+    """The watch page picks native HLS when the browser says it plays it (Chromium 14x+ on Linux
+    does; hls.js is the live side's fallback for browsers that do not)."""
+    if not os.access(CHROMIUM, os.X_OK):
+        pytest.skip("chromium is not installed (scripts/test installs it)")
+    async with chromium_tab(tmp_path) as tab:
+        native = await tab.evaluate(
+            "document.createElement('video').canPlayType('application/vnd.apple.mpegurl')"
+        )
+        if not native:
+            pytest.skip(
+                "this Chromium has no native HLS (hls.js is installed by scripts/test for the live side)"
+            )
+        await tab.call("Page.navigate", url=hls.http("watch/clip.mp4"))
+        state = await tab.wait_for(PLAYED_SECONDS.format(1.0), timeout=60)
+        assert state["error"] is None and state["w"] == 320, state
+        source = await tab.evaluate("document.getElementById('player').currentSrc")
+        assert "/hls/clip.mp4/index.m3u8" in source, source
+        assert await tab.evaluate("document.getElementById('status').textContent") == ""
+        assert await tab.evaluate("document.getElementById('player').duration") == pytest.approx(
+            SECONDS, abs=0.2
+        )
+        await tab.evaluate(
+            "(() => { const v = document.getElementById('player'); window.seekedAt = null;"
+            " v.addEventListener('seeked', () => { window.seekedAt = v.currentTime }, {once: true});"
+            " v.currentTime = 3.0 })()"
+        )
+        seeked = await tab.wait_for("window.seekedAt", timeout=30)
+        assert 2.9 <= seeked <= 3.2, seeked
+        later = await tab.wait_for(
+            "(() => { const v = document.getElementById('player');"
+            " return (v.currentTime > 3.3 || v.ended) && v.currentTime })()",
+            timeout=30,
+        )
+        assert later > 3.3
+        await tab.screenshot(ARTIFACTS / "hls-vod-watch-page.png")
+
+
+def test_index_and_api_carry_the_hls_links(hls: ServerProcess) -> None:
+    paths = {p["name"]: p for p in hls.api("paths")["paths"]}
+    assert paths["clip.mp4"]["hls_url"] == "/hls/clip.mp4/index.m3u8"
+    assert paths["moov end.mp4"]["hls_url"] == "/hls/moov%20end.mp4/index.m3u8"
+    index = get(hls.http())[2].decode()
+    assert 'href="/hls/clip.mp4/index.m3u8">hls</a>' in index
+    watch = get(hls.http("watch/clip.mp4?start=2"))[2].decode()
+    assert '<a id=hls href="/hls/clip.mp4/index.m3u8" data-play=1 data-start="2">' in watch
+    assert 'src="/mp4/clip.mp4?start=2"' in watch  # without script, or without native HLS
