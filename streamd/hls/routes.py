@@ -7,11 +7,13 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
-from streamd.hls import live_routes
+from streamd.hls import live_routes, live_service
 from streamd.hls.vod import VodService
 from streamd.rtsp.errors import RtspError
 
 if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry
+
     from streamd.catalog import Catalog
     from streamd.http.backend import HttpBackend
 
@@ -24,10 +26,18 @@ OBJECT = "/hls/{path:.+}/{rendition:[a-z0-9_]+}/{name:[^/]+}"
 ROUTE_NAMES = ("/hls/{path}/index.m3u8", "/hls/{path}/{rendition}/{name}")
 
 
-def add_hls_routes(app: web.Application, server: HttpBackend, catalog: Catalog) -> None:
+def add_hls_routes(
+    app: web.Application, server: HttpBackend, catalog: Catalog, registry: CollectorRegistry | None = None
+) -> None:
     app[BACKEND_KEY] = server
     app[CATALOG_KEY] = catalog
     app[VOD_KEY] = VodService(catalog, server.config)
+    app[live_routes.LIVE_KEY] = live = live_service.from_config(
+        server.live, server.web_viewers, server.config
+    )
+    app.on_cleanup.append(lambda _app: live.close())
+    if registry is not None:  # streamd_hls_requests_total: what reached us (behind a cache: its misses)
+        registry.register(live_service.RequestCollector(live))
     app.add_routes([web.get(MULTIVARIANT, _multivariant), web.get(OBJECT, _object)])
 
 
