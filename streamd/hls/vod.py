@@ -70,12 +70,18 @@ class VodFile:
     def streams(self, rendition: str) -> tuple[int, ...]:
         """Stream indices of ``rendition``; 404 for a rendition this file has not."""
         if rendition == "main":
-            main = [t.index for t in (self.video, *self.audio[:1]) if t is not None]
-            return tuple(main)
+            audio = () if self.separate_audio else self.audio[:1]
+            return tuple(t.index for t in (self.video, *audio) if t is not None)
         index = urls.audio_index(rendition)
         if index is None or index not in {t.index for t in self.audio}:
             raise RtspError(404, f"no audio track {rendition!r} in this file")
         return (index,)
+
+    @property
+    def separate_audio(self) -> bool:
+        """Several audio tracks: the variant is video only and every track a rendition of its own
+        (hls.js cannot switch from audio muxed into the video to a separate rendition)."""
+        return self.video is not None and len(self.audio) > 1
 
     def ts_refusal(self, rendition: str) -> str | None:
         codecs = {self.info.track(i).codec for i in self.streams(rendition)}
@@ -195,6 +201,8 @@ class VodService:
         query = f"?{urlencode(carry)}" if carry else ""
         main = vod.streams("main")
         codecs = [_codec(vod.info.track(i)) for i in main]
+        if vod.separate_audio:  # CODECS names every codec the variant's renditions need too
+            codecs += sorted({_codec(t) for t in vod.audio} - set(codecs))
         duration = max(vod.index.end - vod.index.first_dts, Fraction(1))
         bandwidth = int(vod.info.size * 8 / duration * Fraction(3, 2)) + 1
         video = vod.video
@@ -207,7 +215,7 @@ class VodService:
         )
         audio = [
             playlists.AudioRendition(
-                uri=None if n == 0 else f"a{t.index}/{urls.playlist_name(fmt)}{query}",
+                uri=f"a{t.index}/{urls.playlist_name(fmt)}{query}",
                 name=t.language or f"audio {n + 1}",
                 language=t.language,
                 default=n == 0,
@@ -216,7 +224,7 @@ class VodService:
             for n, t in enumerate(vod.audio)
         ]
         version = playlists.FMP4_VERSION if fmt == "fmp4" else playlists.TS_VERSION
-        return playlists.multivariant(variant, audio if vod.video is not None else [], version)
+        return playlists.multivariant(variant, audio if vod.separate_audio else [], version)
 
     def media_playlist(self, vod: VodFile, target: urls.MediaPlaylist, carry: dict[str, str]) -> str:
         vod.streams(target.rendition)  # 404 for a rendition the file has not

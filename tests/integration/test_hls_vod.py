@@ -21,6 +21,7 @@ from media import h264
 from tests import mediagen
 from tests.integration.chromium import CHROMIUM, PLAYED_SECONDS, chromium_tab
 from tests.integration.conftest import ARTIFACTS, ServerProcess, need, start_server, stop_all
+from tests.integration.hlsjs import PLAY_WITH_HLS_JS, PLAYED, hls_js_path, load_hls_js
 
 pytestmark = pytest.mark.integration
 
@@ -119,10 +120,13 @@ def test_every_playlist_parses_and_lists_the_whole_file(hls: ServerProcess) -> N
 def test_audio_tracks_become_renditions_with_their_language(hls: ServerProcess) -> None:
     top = m3u8.loads(get(hls.http("hls/languages.mp4/index.m3u8"))[2].decode())
     assert [(m.type, m.language, m.default, m.uri) for m in top.media] == [
-        ("AUDIO", "eng", "YES", None),
+        ("AUDIO", "eng", "YES", "a1/media.m3u8"),
         ("AUDIO", "fra", "NO", "a2/media.m3u8"),
     ]
     assert top.playlists[0].stream_info.audio == "audio"
+    assert top.playlists[0].stream_info.codecs.count("mp4a.40.2") == 1
+    with av.open(hls.http(f"hls/languages.mp4/{top.playlists[0].uri}")) as main:
+        assert [s.type for s in main.streams] == ["video"]  # every audio track a rendition of its own
     french = m3u8.loads(get(hls.http("hls/languages.mp4/a2/media.m3u8"))[2].decode())
     assert len(french.segments) == SECONDS
     with av.open(hls.http("hls/languages.mp4/a2/media.m3u8")) as rendition:
@@ -287,3 +291,54 @@ def test_index_and_api_carry_the_hls_links(hls: ServerProcess) -> None:
     watch = get(hls.http("watch/clip.mp4?start=2"))[2].decode()
     assert '<a id=hls href="/hls/clip.mp4/index.m3u8" data-play=1 data-start="2">' in watch
     assert 'src="/mp4/clip.mp4?start=2"' in watch  # without script, or without native HLS
+
+
+async def test_hls_js_plays_seeks_and_switches_audio_renditions(hls: ServerProcess, tmp_path: Path) -> None:
+    """hls.js (MSE) in Chromium: the fMP4 playlist plays, a seek lands, and the file's second
+    audio track is offered with its language and plays when chosen."""
+    if not os.access(CHROMIUM, os.X_OK):
+        pytest.skip("chromium is not installed (scripts/test installs it)")
+    hls_js_path()
+    async with chromium_tab(tmp_path) as tab:
+        await tab.call("Page.navigate", url=hls.http())
+        await tab.wait_for("document.readyState === 'complete'")
+        await load_hls_js(tab)
+        await tab.evaluate(PLAY_WITH_HLS_JS.format(url="/hls/languages.mp4/index.m3u8"))
+        state = await tab.wait_for(PLAYED.format(id="hlsjs", seconds=1.0), timeout=60)
+        assert state["error"] is None and state["w"] == 320, state
+        tracks = await tab.evaluate("hls.audioTracks.map(t => t.lang)")
+        assert tracks == ["eng", "fra"], tracks
+        await tab.evaluate(
+            "(() => { const v = document.getElementById('hlsjs'); window.seekedAt = null;"
+            " v.addEventListener('seeked', () => { window.seekedAt = v.currentTime }, {once: true});"
+            " hls.audioTrack = 1; v.currentTime = 2.5 })()"
+        )
+        seeked = await tab.wait_for("window.seekedAt", timeout=30)
+        assert 2.4 <= seeked <= 2.7, seeked
+        await tab.wait_for(
+            "(() => { const v = document.getElementById('hlsjs'); return v.currentTime > 3.0 || v.ended })()",
+            timeout=30,
+        )
+        assert await tab.evaluate("hls.audioTrack") == 1
+        errors = await tab.evaluate("window.hlsErrors")
+        assert not [e for e in errors if "fatal" in e], errors
+
+
+@pytest.mark.parametrize(
+    "name", ["clip.mp4/index.m3u8?format=ts", "tone.m4a/index.m3u8", "clip.mkv/index.m3u8"]
+)
+async def test_hls_js_plays_the_ts_variant_audio_only_and_matroska(
+    hls: ServerProcess, tmp_path: Path, name: str
+) -> None:
+    if not os.access(CHROMIUM, os.X_OK):
+        pytest.skip("chromium is not installed (scripts/test installs it)")
+    hls_js_path()
+    async with chromium_tab(tmp_path) as tab:
+        await tab.call("Page.navigate", url=hls.http())
+        await tab.wait_for("document.readyState === 'complete'")
+        await load_hls_js(tab)
+        await tab.evaluate(PLAY_WITH_HLS_JS.format(url=f"/hls/{name}"))
+        state = await tab.wait_for(PLAYED.format(id="hlsjs", seconds=1.0), timeout=60)
+        assert state["error"] is None, state
+        errors = await tab.evaluate("window.hlsErrors")
+        assert not [e for e in errors if "fatal" in e], errors
