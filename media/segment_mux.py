@@ -16,6 +16,7 @@ one everything after.
 from __future__ import annotations
 
 import io
+import itertools
 import math
 import os
 import struct
@@ -27,6 +28,7 @@ from typing import Any, Literal
 import av
 
 from media import aac
+from media.audio_track import EncodedAudio, add_aac_stream, packets_between
 from media.errors import MediaError
 from media.keyframe_index import CutPoint
 from media.probe import open_container
@@ -64,15 +66,23 @@ class SegmentJob:
     end: CutPoint | None  # None: to its end
     shift: Fraction  # added to every timestamp
     container: Container = "mp4"
+    encoded: tuple[EncodedAudio, ...] = ()  # tracks re-encoded once, taken from here, not the file
+
+    @property
+    def demuxed(self) -> tuple[int, ...]:
+        """The streams read from the file (not re-encoded ones)."""
+        return tuple(i for i in self.streams if i not in {a.stream_index for a in self.encoded})
 
 
-def init_segment(path: str | os.PathLike[str], streams: tuple[int, ...]) -> bytes:
+def init_segment(
+    path: str | os.PathLike[str], streams: tuple[int, ...], encoded: tuple[EncodedAudio, ...] = ()
+) -> bytes:
     """``ftyp`` + ``moov`` for fragments of ``streams`` (blocking)."""
     source = open_container(path)
     try:
         sink = io.BytesIO()
         with av.open(sink, "w", format="mp4", options=dict(MP4_OPTIONS)) as output:  # type: ignore[call-overload]
-            _outputs(source, output, streams, _adts_configs(path, source, streams))
+            _outputs(source, output, streams, _adts_configs(path, source, streams), encoded)
             output.start_encoding()  # the header, although no packet follows
         return _boxes(sink.getvalue(), {b"ftyp", b"moov"})
     finally:
@@ -87,11 +97,14 @@ def make_segment(job: SegmentJob) -> bytes:
         sink = io.BytesIO()
         options = MP4_OPTIONS if job.container == "mp4" else TS_OPTIONS
         with av.open(sink, "w", format=job.container, options=dict(options)) as output:  # type: ignore[call-overload]
-            adts = _adts_configs(job.path, source, job.streams)
-            outputs = _outputs(source, output, job.streams, adts)
+            adts = _adts_configs(job.path, source, job.demuxed)
+            outputs = _outputs(source, output, job.streams, adts, job.encoded)
+            start = job.start.seconds if job.start is not None else None
+            end = job.end.seconds if job.end is not None else None
+            encoded = [(a.stream_index, p) for a in job.encoded for p in packets_between(a, start, end)]
+            demuxed = ((p.stream.index, p) for p in _packets(source, job)) if job.demuxed else iter(())
             count = 0
-            for packet in _packets(source, job):
-                index = packet.stream.index
+            for index, packet in itertools.chain(encoded, demuxed):  # the muxer interleaves them
                 if index in adts:
                     packet = _without_adts(packet)
                 shift = math.ceil(job.shift / packet.time_base)
@@ -155,10 +168,20 @@ def _without_adts(packet: Any) -> Any:
     return bare
 
 
-def _outputs(source: Any, output: Any, streams: tuple[int, ...], configs: dict[int, bytes]) -> dict[int, Any]:
+def _outputs(
+    source: Any,
+    output: Any,
+    streams: tuple[int, ...],
+    configs: dict[int, bytes],
+    encoded: tuple[EncodedAudio, ...] = (),
+) -> dict[int, Any]:
     by_index = {s.index: s for s in source.streams}
+    replaced = {a.stream_index: a for a in encoded}
     outputs = {}
     for index in streams:
+        if index in replaced:
+            outputs[index] = add_aac_stream(output, replaced[index])
+            continue
         stream = output.add_stream_from_template(by_index[index])
         if index in configs:
             stream.codec_context.extradata = configs[index]
@@ -170,7 +193,7 @@ def _outputs(source: Any, output: Any, streams: tuple[int, ...], configs: dict[i
 
 def _packets(source: Any, job: SegmentJob) -> Iterator[Any]:
     """The job's packets in file order, after a seek that lands before its start."""
-    streams = [s for s in source.streams if s.index in job.streams]
+    streams = [s for s in source.streams if s.index in job.demuxed]
     margins = SEEK_MARGINS if job.start is not None else (None,)
     for attempt, margin in enumerate(margins):
         last = attempt == len(margins) - 1
@@ -254,13 +277,13 @@ MAX_HELD = 4096  # packets of other tracks held until the reference track's star
 def _select(packets: Iterator[Any], job: SegmentJob, *, may_miss: bool) -> Iterator[Any]:
     """Filter demuxed packets to the segment's; yields ``_MISSED`` (and stops) if ``may_miss``
     and the start lies before where demuxing began."""
-    has_reference = job.reference in job.streams
+    has_reference = job.reference in job.demuxed
     start, end = job.start, job.end
     ref_in = start is None  # the reference track is between its start and end cut points
     started = ref_in or not has_reference  # held: other tracks' packets until the reference starts
     held: list[Any] = []
     done: set[int] = set()
-    wanted = set(job.streams)
+    wanted = set(job.demuxed)
     yielded = False
     for packet in packets:
         if packet.size == 0 or (packet.pts is None and packet.dts is None):

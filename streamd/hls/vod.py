@@ -1,5 +1,9 @@
 """On-demand files as HLS VOD: playlists from the keyframe index, segments remuxed on request.
 
+Video is copied (H.264, HEVC, AV1, VP9; other video is 415); audio is copied when HLS carries it
+(AAC, MP3, Opus, AC-3, E-AC-3) and otherwise re-encoded to AAC once per file version, whole
+(``media.audio_track``), kept in a byte-bounded cache like the segments.
+
 The first request for a file reads its keyframe index (``media.keyframe_index``, in the probe
 pool) and keeps the cut plan, keyed by the file's path, mtime and size. Segments and init
 segments are made by PyAV in the ``hls`` pool (``media.segment_mux``), one making per object
@@ -24,6 +28,7 @@ from urllib.parse import urlencode
 
 from aiohttp import web
 
+from media.audio_track import EncodedAudio, encode_aac
 from media.codec_string import video_codec_string
 from media.errors import MediaError, UnsupportedMedia
 from media.keyframe_index import KeyframeIndex
@@ -31,6 +36,7 @@ from media.keyframe_index import build as build_index
 from media.probe import probe
 from media.segment_mux import SegmentJob, init_segment, make_segment
 from media.track import MediaInfo, Track
+from media.transcode import transcoded_track
 from streamd import executors
 from streamd.hls import playlists, urls
 from streamd.hls.object_cache import ObjectCache
@@ -64,8 +70,13 @@ class VodFile:
     spans: tuple[SegmentSpan, ...]
     shift: Fraction
     video: Track | None
-    audio: tuple[Track, ...]  # the audio tracks served, the default one first
+    audio: tuple[Track, ...]  # the audio tracks served, in the file's order (the first is the default)
     version: str
+    encode: frozenset[int] = frozenset()  # audio tracks HLS cannot carry: re-encoded to AAC once
+
+    def codec(self, index: int) -> str:
+        """The RFC 6381 codecs value of a served track."""
+        return "mp4a.40.2" if index in self.encode else _codec(self.info.track(index))
 
     def streams(self, rendition: str) -> tuple[int, ...]:
         """Stream indices of ``rendition``; 404 for a rendition this file has not."""
@@ -84,7 +95,7 @@ class VodFile:
         return self.video is not None and len(self.audio) > 1
 
     def ts_refusal(self, rendition: str) -> str | None:
-        codecs = {self.info.track(i).codec for i in self.streams(rendition)}
+        codecs = {"aac" if i in self.encode else self.info.track(i).codec for i in self.streams(rendition)}
         if codecs <= TS_CODECS:
             return None
         return f"{', '.join(sorted(codecs - TS_CODECS))} cannot go in MPEG-TS; use the fMP4 playlist"
@@ -99,11 +110,9 @@ def describe(file: Path, target: Fraction) -> VodFile:
         raise UnsupportedMedia(
             f"{video.codec} video cannot be served as HLS (H.264, HEVC, AV1 and VP9 are; /mp4 converts it)"
         )
-    audio = tuple(t for t in info.tracks if t.kind == "audio" and t.codec in COPY_AUDIO)
+    audio = tuple(t for t in info.tracks if t.kind == "audio" and (t.codec in COPY_AUDIO or _encodable(t)))
     if video is None and not audio:
-        others = sorted({t.codec for t in info.tracks if t.kind == "audio"})
-        what = f"{', '.join(others)} audio" if others else "no audio or video track"
-        raise UnsupportedMedia(f"{what}: nothing HLS can carry without re-encoding")
+        raise UnsupportedMedia("no audio or video track HLS can carry")
     streams = [t.index for t in (video, *audio) if t is not None]
     index = build_index(file, streams)
     if video is not None and index.reference != video.index:
@@ -111,7 +120,16 @@ def describe(file: Path, target: Fraction) -> VodFile:
     spans = cut(index, target)
     identity = f"{FORMAT_VERSION}\0{file}\0{info.mtime_ns}\0{info.size}\0{target}"
     version = hashlib.sha256(identity.encode()).hexdigest()[:16]
-    return VodFile(file, info, index, spans, shift(index), video, audio, version)
+    encode = frozenset(t.index for t in audio if t.codec not in COPY_AUDIO)
+    return VodFile(file, info, index, spans, shift(index), video, audio, version, encode)
+
+
+def _encodable(track: Track) -> bool:
+    try:
+        transcoded_track(track, "aac")
+    except MediaError:
+        return False
+    return True
 
 
 class VodService:
@@ -122,6 +140,7 @@ class VodService:
         self.target = Fraction(config.hls_segment_seconds).limit_denominator(1000)
         self.files: ObjectCache[VodFile] = ObjectCache(MAX_FILES, lambda _file: 1)
         self.objects: ObjectCache[bytes] = ObjectCache(config.hls_cache_bytes, len)
+        self.encoded: ObjectCache[EncodedAudio] = ObjectCache(config.hls_cache_bytes, lambda a: a.size)
         # segments being made (or waited for) at once: the pool runs 4, the rest queue up to this
         self.making = Admission(8 * config.max_remuxes, 4 * config.max_remuxes_per_client, "HLS segments")
 
@@ -176,8 +195,9 @@ class VodService:
 
     async def _make(self, vod: VodFile, streams: tuple[int, ...], target: urls.Target) -> bytes:
         try:
+            encoded = tuple([await self._encoded(vod, i) for i in streams if i in vod.encode])
             if isinstance(target, urls.InitSegment):
-                return await executors.run("hls", init_segment, vod.file, streams)
+                return await executors.run("hls", init_segment, vod.file, streams, encoded)
             assert isinstance(target, urls.Segment)
             span = vod.spans[target.number]
             job = SegmentJob(
@@ -189,20 +209,27 @@ class VodService:
                 end=span.end,
                 shift=vod.shift,
                 container="mp4" if target.format == "fmp4" else "mpegts",
+                encoded=encoded,
             )
             return await executors.run("hls", make_segment, job)
         except MediaError as exc:
             log.warning("HLS %s: %s", vod.file.name, exc)
             raise RtspError(422, f"cannot make this segment: {exc}") from None
 
+    async def _encoded(self, vod: VodFile, index: int) -> EncodedAudio:
+        """Track ``index`` re-encoded to AAC, whole, once per file version (kept while it fits)."""
+        return await self.encoded.get_or_make(
+            (vod.version, index), lambda: executors.run("hls", encode_aac, vod.file, vod.info, index)
+        )
+
     def multivariant(self, vod: VodFile, fmt: urls.Format, carry: dict[str, str]) -> str:
         if fmt == "ts" and (refusal := vod.ts_refusal("main")):
             raise RtspError(415, refusal)
         query = f"?{urlencode(carry)}" if carry else ""
         main = vod.streams("main")
-        codecs = [_codec(vod.info.track(i)) for i in main]
+        codecs = [vod.codec(i) for i in main]
         if vod.separate_audio:  # CODECS names every codec the variant's renditions need too
-            codecs += sorted({_codec(t) for t in vod.audio} - set(codecs))
+            codecs += sorted({vod.codec(t.index) for t in vod.audio} - set(codecs))
         duration = max(vod.index.end - vod.index.first_dts, Fraction(1))
         bandwidth = int(vod.info.size * 8 / duration * Fraction(3, 2)) + 1
         video = vod.video

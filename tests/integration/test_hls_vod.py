@@ -45,19 +45,16 @@ def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
         check=True, timeout=60,
     )  # fmt: skip
     subprocess.run(
-        [
-            *ffmpeg,
-            "-f",
-            "lavfi",
-            "-i",
-            "testsrc=d=1:s=160x120:r=10",
-            "-c:v",
-            "mpeg4",
-            str(root / "mpeg4.mp4"),
-        ],
-        check=True,
-        timeout=60,
-    )
+        [*ffmpeg, "-i", str(clip), "-f", "lavfi", "-i", "sine=d=4", "-map", "0:v", "-map", "1:a",
+         "-c:v", "copy", "-c:a", "flac", "-t", str(SECONDS), str(root / "flac.mkv")],
+        check=True, timeout=60,
+    )  # fmt: skip
+    mediagen.make_audio(root / "tone.flac", "flac", seconds=3)
+    subprocess.run(
+        [*ffmpeg, "-f", "lavfi", "-i", "testsrc=d=1:s=160x120:r=10", "-c:v", "mpeg4",
+         str(root / "mpeg4.mp4")],
+        check=True, timeout=60,
+    )  # fmt: skip
     with av.open(str(clip)) as source, av.open(str(root / "no keyframes.ts"), "w") as sink:
         video = source.streams.video[0]
         out = sink.add_stream_from_template(video)
@@ -160,6 +157,25 @@ def test_ffprobe_sees_timestamps_continue_across_segments(hls: ServerProcess) ->
     dts = [int(line.split(",")[0]) for line in out.stdout.split()]
     assert len(dts) == 25 * SECONDS
     assert len({b - a for a, b in itertools.pairwise(dts)}) == 1  # one frame apart everywhere
+
+
+@pytest.mark.parametrize(("name", "fmt"), [("flac.mkv", ""), ("flac.mkv", "?format=ts"), ("tone.flac", "")])
+def test_audio_hls_cannot_carry_is_aac_encoded_once_without_gaps(
+    hls: ServerProcess, name: str, fmt: str
+) -> None:
+    """FLAC becomes one AAC stream made once per file: every segment join is seamless (a frame
+    of 1024 samples after the other) and the duration is the source's."""
+    top = m3u8.loads(get(hls.http(f"hls/{name}/index.m3u8{fmt}"))[2].decode())
+    assert "mp4a.40.2" in top.playlists[0].stream_info.codecs
+    with av.open(hls.http(f"hls/{name}/index.m3u8{fmt}")) as player:
+        audio = player.streams.audio[0]
+        assert audio.codec_context.name == "aac"
+        stamps = [p.pts for p in player.demux(audio) if p.size]
+    step = 1024 / audio.codec_context.sample_rate / audio.time_base
+    assert all(abs((b - a) - step) <= 1 for a, b in itertools.pairwise(stamps))
+    with av.open(str(hls.media / name)) as source:
+        seconds = float(source.duration / av.time_base)
+    assert len(stamps) * 1024 / audio.codec_context.sample_rate == pytest.approx(seconds, abs=0.1)
 
 
 def test_ffmpeg_copies_the_ts_playlist_with_every_frame(hls: ServerProcess, tmp_path: Path) -> None:
