@@ -50,6 +50,7 @@ TS_OPTIONS = {
     "avoid_negative_ts": "disabled",
     "fflags": "+bitexact",
 }
+FRAME_DESCRIBED = frozenset({"ac3", "eac3"})  # MP4 sample entries FFmpeg fills from the first frame
 SEEK_MARGINS = (Fraction(0), Fraction(1), Fraction(5), Fraction(30), None)  # None: from the start
 READ_PAST = Fraction(10)  # seconds read past the end of a track before the others are given up
 
@@ -74,17 +75,21 @@ class SegmentJob:
         return tuple(i for i in self.streams if i not in {a.stream_index for a in self.encoded})
 
 
-def init_segment(
-    path: str | os.PathLike[str], streams: tuple[int, ...], encoded: tuple[EncodedAudio, ...] = ()
-) -> bytes:
-    """``ftyp`` + ``moov`` for fragments of ``streams`` (blocking)."""
-    source = open_container(path)
+def init_segment(job: SegmentJob) -> bytes:
+    """``ftyp`` + ``moov`` for the fragments of ``job`` 's streams (blocking; ``job`` is any
+    segment's, the first is cheapest). AC-3 and E-AC-3 sample entries are made from a frame, so
+    for them the moov comes from muxing the segment; otherwise from the streams alone."""
+    source = open_container(job.path)
     try:
+        if _needs_frames(source, job):
+            return _boxes(_mux(source, job), {b"ftyp", b"moov"})
         sink = io.BytesIO()
         with av.open(sink, "w", format="mp4", options=dict(MP4_OPTIONS)) as output:  # type: ignore[call-overload]
-            _outputs(source, output, streams, _adts_configs(path, source, streams), encoded)
+            _outputs(source, output, job.streams, _adts_configs(job.path, source, job.demuxed), job.encoded)
             output.start_encoding()  # the header, although no packet follows
         return _boxes(sink.getvalue(), {b"ftyp", b"moov"})
+    except av.FFmpegError as exc:
+        raise MediaError(f"{job.path}: cannot make the init segment ({exc})") from exc
     finally:
         source.close()
 
@@ -94,36 +99,47 @@ def make_segment(job: SegmentJob) -> bytes:
     segment), a self-contained MPEG-TS otherwise."""
     source = open_container(job.path)
     try:
-        sink = io.BytesIO()
-        options = MP4_OPTIONS if job.container == "mp4" else TS_OPTIONS
-        with av.open(sink, "w", format=job.container, options=dict(options)) as output:  # type: ignore[call-overload]
-            adts = _adts_configs(job.path, source, job.demuxed)
-            outputs = _outputs(source, output, job.streams, adts, job.encoded)
-            start = job.start.seconds if job.start is not None else None
-            end = job.end.seconds if job.end is not None else None
-            encoded = [(a.stream_index, p) for a in job.encoded for p in packets_between(a, start, end)]
-            demuxed = ((p.stream.index, p) for p in _packets(source, job)) if job.demuxed else iter(())
-            count = 0
-            for index, packet in itertools.chain(encoded, demuxed):  # the muxer interleaves them
-                if index in adts:
-                    packet = _without_adts(packet)
-                shift = math.ceil(job.shift / packet.time_base)
-                packet.pts += shift
-                packet.dts += shift
-                packet.stream = outputs[index]
-                try:
-                    output.mux(packet)
-                except av.InvalidDataError:
-                    continue  # a packet cut short (a truncated file's last): players skip it too
-                count += 1
-        if count == 0:
-            raise MediaError(f"{job.path}: nothing to put in this segment (damaged or cut short)")
-        data = sink.getvalue()
+        data = _mux(source, job)
         return _boxes(data, {b"moof", b"mdat"}) if job.container == "mp4" else data
     except av.FFmpegError as exc:
         raise MediaError(f"{job.path}: cannot remux the segment ({exc})") from exc
     finally:
         source.close()
+
+
+def _needs_frames(source: Any, job: SegmentJob) -> bool:
+    return any(s.index in job.demuxed and s.codec_context.name in FRAME_DESCRIBED for s in source.streams)
+
+
+def _mux(source: Any, job: SegmentJob) -> bytes:
+    """The whole muxer output for ``job`` (MP4: ftyp, moov, moof, mdat, mfra)."""
+    sink = io.BytesIO()
+    options = dict(MP4_OPTIONS if job.container == "mp4" else TS_OPTIONS)
+    if job.container == "mp4" and _needs_frames(source, job):
+        options["movflags"] = options["movflags"].replace("empty_moov", "delay_moov")
+    with av.open(sink, "w", format=job.container, options=options) as output:  # type: ignore[call-overload]
+        adts = _adts_configs(job.path, source, job.demuxed)
+        outputs = _outputs(source, output, job.streams, adts, job.encoded)
+        start = job.start.seconds if job.start is not None else None
+        end = job.end.seconds if job.end is not None else None
+        encoded = [(a.stream_index, p) for a in job.encoded for p in packets_between(a, start, end)]
+        demuxed = ((p.stream.index, p) for p in _packets(source, job)) if job.demuxed else iter(())
+        count = 0
+        for index, packet in itertools.chain(encoded, demuxed):  # the muxer interleaves them
+            if index in adts:
+                packet = _without_adts(packet)
+            shift = math.ceil(job.shift / packet.time_base)
+            packet.pts += shift
+            packet.dts += shift
+            packet.stream = outputs[index]
+            try:
+                output.mux(packet)
+            except av.InvalidDataError:
+                continue  # a packet cut short (a truncated file's last): players skip it too
+            count += 1
+    if count == 0:
+        raise MediaError(f"{job.path}: nothing to put in this segment (damaged or cut short)")
+    return sink.getvalue()
 
 
 def _adts_configs(path: str | os.PathLike[str], source: Any, streams: tuple[int, ...]) -> dict[int, bytes]:
@@ -182,7 +198,10 @@ def _outputs(
         if index in replaced:
             outputs[index] = add_aac_stream(output, replaced[index])
             continue
-        stream = output.add_stream_from_template(by_index[index])
+        try:
+            stream = output.add_stream_from_template(by_index[index])
+        except av.codec.codec.UnknownCodecError:  # no encoder of the decoder's name (libdav1d)
+            stream = output.add_stream_from_template(by_index[index], opaque=True)
         if index in configs:
             stream.codec_context.extradata = configs[index]
         if stream.type == "video" and stream.codec_context.name == "hevc":

@@ -196,10 +196,8 @@ class VodService:
     async def _make(self, vod: VodFile, streams: tuple[int, ...], target: urls.Target) -> bytes:
         try:
             encoded = tuple([await self._encoded(vod, i) for i in streams if i in vod.encode])
-            if isinstance(target, urls.InitSegment):
-                return await executors.run("hls", init_segment, vod.file, streams, encoded)
-            assert isinstance(target, urls.Segment)
-            span = vod.spans[target.number]
+            number = target.number if isinstance(target, urls.Segment) else 0
+            span = vod.spans[number]
             job = SegmentJob(
                 path=str(vod.file),
                 streams=streams,
@@ -208,10 +206,11 @@ class VodService:
                 start=span.start,
                 end=span.end,
                 shift=vod.shift,
-                container="mp4" if target.format == "fmp4" else "mpegts",
+                container="mpegts" if isinstance(target, urls.Segment) and target.format == "ts" else "mp4",
                 encoded=encoded,
             )
-            return await executors.run("hls", make_segment, job)
+            make = init_segment if isinstance(target, urls.InitSegment) else make_segment
+            return await executors.run("hls", make, job)
         except MediaError as exc:
             log.warning("HLS %s: %s", vod.file.name, exc)
             raise RtspError(422, f"cannot make this segment: {exc}") from None

@@ -26,6 +26,24 @@ from tests.integration.hlsjs import PLAY_WITH_HLS_JS, PLAYED, hls_js_path, load_
 pytestmark = pytest.mark.integration
 
 SECONDS = 4  # 25 fps, a keyframe every second; hls_segment_seconds = 1: four segments
+# the codecs HLS carries as they are, beyond H.264 + AAC (2 s, a keyframe every second)
+CODECS = {
+    "hevc-mp3.mp4": ["-c:v", "libx265", "-x265-params", "keyint=25:log-level=error", "-c:a", "libmp3lame"],
+    "av1-opus.mp4": [
+        "-c:v",
+        "libsvtav1",
+        "-g",
+        "25",
+        "-preset",
+        "12",
+        "-svtav1-params",
+        "verbosity=0",
+        "-c:a",
+        "libopus",
+    ],
+    "h264-ac3.mp4": ["-c:v", "libx264", "-g", "25", "-c:a", "ac3"],
+    "h264-eac3.mkv": ["-c:v", "libx264", "-g", "25", "-c:a", "eac3"],
+}
 
 
 @pytest.fixture(scope="module")
@@ -50,6 +68,9 @@ def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
         check=True, timeout=60,
     )  # fmt: skip
     mediagen.make_audio(root / "tone.flac", "flac", seconds=3)
+    lavfi = ["-f", "lavfi", "-i", "testsrc=d=2:s=160x120:r=25", "-f", "lavfi", "-i", "sine=d=2"]
+    for name, codecs in CODECS.items():
+        subprocess.run([*ffmpeg, *lavfi, *codecs, str(root / name)], check=True, timeout=120)
     subprocess.run(
         [*ffmpeg, "-f", "lavfi", "-i", "testsrc=d=1:s=160x120:r=10", "-c:v", "mpeg4",
          str(root / "mpeg4.mp4")],
@@ -133,7 +154,9 @@ def test_audio_tracks_become_renditions_with_their_language(hls: ServerProcess) 
         assert got == [bytes(p) for p in source.demux(source.streams.audio[1]) if p.size]
 
 
-@pytest.mark.parametrize("name", ["clip.mp4", "moov end.mp4", "clip.mkv", "truncated.mp4", "tone.m4a"])
+@pytest.mark.parametrize(
+    "name", ["clip.mp4", "moov end.mp4", "clip.mkv", "truncated.mp4", "tone.m4a", *CODECS]
+)
 def test_ffmpeg_copies_the_fmp4_playlist_bit_exact(hls: ServerProcess, name: str, tmp_path: Path) -> None:
     out = tmp_path / "copy.mkv"
     url = hls.http(f"hls/{urllib.request.quote(name)}/index.m3u8")
@@ -190,6 +213,23 @@ def test_ffmpeg_copies_the_ts_playlist_with_every_frame(hls: ServerProcess, tmp_
         [d for _p, d in packets(source, "video")], False
     )
     assert len(packets(out, "audio")) == len(packets(source, "audio"))
+
+
+@pytest.mark.parametrize("name", ["hevc-mp3.mp4", "h264-ac3.mp4", "h264-eac3.mkv"])
+def test_ffmpeg_reads_every_frame_of_the_ts_variant(hls: ServerProcess, name: str, tmp_path: Path) -> None:
+    out = tmp_path / "copy.ts"
+    subprocess.run(
+        ["ffmpeg", "-nostdin", "-loglevel", "error", "-i", hls.http(f"hls/{name}/index.m3u8?format=ts"),
+         "-map", "0", "-c", "copy", "-y", str(out)],
+        check=True, timeout=60,
+    )  # fmt: skip
+    for kind in ("video", "audio"):
+        assert len(packets(out, kind)) == len(packets(hls.media / name, kind)), kind
+
+
+def test_av1_has_no_ts_variant(hls: ServerProcess) -> None:
+    status, _headers, body = get(hls.http("hls/av1-opus.mp4/index.m3u8?format=ts"))
+    assert status == 415 and b"av1 cannot go in MPEG-TS" in body
 
 
 @pytest.mark.parametrize("seconds", [0.5, 1.5, 2.5, 3.9])

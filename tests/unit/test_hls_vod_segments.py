@@ -45,18 +45,19 @@ def packets(path: Path | bytes) -> dict[str, list[tuple[int, int, bytes]]]:
     return out
 
 
-def segments(path: Path, container: str, target: Fraction = Fraction(1)) -> tuple[list[bytes], Fraction]:
-    streams = [s.index for s in av.open(str(path)).streams if s.type in ("video", "audio")]
-    index = build(path, streams)
-    spans = cut(index, target)
+def jobs(path: Path, container: str, target: Fraction = Fraction(1)) -> list[SegmentJob]:
+    with av.open(str(path)) as source:
+        streams = tuple(s.index for s in source.streams if s.type in ("video", "audio"))
+    index = build(path, list(streams))
     return [
-        make_segment(
-            SegmentJob(
-                str(path), tuple(streams), index.reference, index.by, s.start, s.end, shift(index), container
-            )  # type: ignore[arg-type]
-        )
-        for s in spans
-    ], shift(index)
+        SegmentJob(str(path), streams, index.reference, index.by, s.start, s.end, shift(index), container)  # type: ignore[arg-type]
+        for s in cut(index, target)
+    ]
+
+
+def segments(path: Path, container: str) -> tuple[list[bytes], Fraction]:
+    made = jobs(path, container)
+    return [make_segment(job) for job in made], made[0].shift
 
 
 @pytest.mark.parametrize("name", ["bframes.mp4", "moov-end.mp4", "bframes.mkv", "truncated.mp4", "tone.m4a"])
@@ -66,9 +67,8 @@ def test_fmp4_segments_join_into_the_source_bit_for_bit(
     path = files[name]
     parts, offset = segments(path, "mp4")
     assert len(parts) >= 2
-    streams = tuple(s.index for s in av.open(str(path)).streams if s.type in ("video", "audio"))
     joined = tmp_path / "joined.mp4"
-    joined.write_bytes(init_segment(path, streams) + b"".join(parts))
+    joined.write_bytes(init_segment(jobs(path, "mp4")[0]) + b"".join(parts))
     source, copy = packets(path), packets(joined)
     assert source.keys() == copy.keys()
     for kind in source:
