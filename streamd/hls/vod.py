@@ -57,6 +57,7 @@ FORMAT_VERSION = "1"  # part of every ETag: bump when the same file would give o
 MAX_FILES = 512  # cut plans kept
 IMMUTABLE = "public, max-age=31536000, immutable"
 PLAYLIST_CACHE = "public, max-age=5"
+CORS = {"Access-Control-Allow-Origin": "*"}  # web players on other sites (as the live side)
 TYPES = {"m3u8": "application/vnd.apple.mpegurl", "mp4": "video/mp4", "m4s": "video/mp4", "ts": "video/mp2t"}
 
 
@@ -183,7 +184,12 @@ class VodService:
             if target.format == "ts" and (refusal := vod.ts_refusal(target.rendition)):
                 raise RtspError(415, refusal)
         etag = f'"{vod.version}-{target.rendition}-{name}"'
-        headers = {"ETag": etag, "Cache-Control": IMMUTABLE, "Content-Type": TYPES[name.rsplit(".", 1)[1]]}
+        headers = {
+            "ETag": etag,
+            "Cache-Control": IMMUTABLE,
+            "Content-Type": TYPES[name.rsplit(".", 1)[1]],
+            **CORS,
+        }
         if _matches(request, etag):
             return web.Response(status=304, headers=headers)
         key = (vod.version, target.rendition, name)
@@ -282,7 +288,7 @@ def _matches(request: web.Request, etag: str) -> bool:
 
 def _text(request: web.Request, body: str) -> web.Response:
     etag = '"' + hashlib.sha256(body.encode()).hexdigest()[:24] + '"'
-    headers = {"ETag": etag, "Cache-Control": PLAYLIST_CACHE}
+    headers = {"ETag": etag, "Cache-Control": PLAYLIST_CACHE, **CORS}
     if _matches(request, etag):
         return web.Response(status=304, headers=headers)
     return web.Response(text=body, content_type=TYPES["m3u8"], headers=headers)

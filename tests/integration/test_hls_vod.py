@@ -269,6 +269,7 @@ def test_segments_are_immutable_and_revalidate_with_304(hls: ServerProcess) -> N
     status, headers, body = get(hls.http(f"hls/clip.mp4/main/{uri}"))
     assert status == 200 and body[4:8] == b"moof" and headers["Content-Type"] == "video/mp4"
     assert headers["Cache-Control"] == "public, max-age=31536000, immutable"
+    assert headers["Access-Control-Allow-Origin"] == "*"  # web players on other sites
     etag = headers["ETag"]
     assert etag.startswith('"') and not etag.startswith("W/")
     assert get(hls.http(f"hls/clip.mp4/main/{uri}"))[2] == body  # cached: the same bytes
@@ -398,3 +399,12 @@ async def test_hls_js_plays_the_ts_variant_audio_only_and_matroska(
         assert state["error"] is None, state
         errors = await tab.evaluate("window.hlsErrors")
         assert not [e for e in errors if "fatal" in e], errors
+
+
+def test_a_token_in_the_playlist_url_reaches_every_url_it_lists(hls: ServerProcess) -> None:
+    """Players do not carry a playlist's query to the URLs inside it: streamd writes it there."""
+    top = m3u8.loads(get(hls.http("hls/clip.mp4/index.m3u8?jwt=t0ken"))[2].decode())
+    assert top.playlists[0].uri == "main/media.m3u8?jwt=t0ken"
+    media = m3u8.loads(get(hls.http(f"hls/clip.mp4/{top.playlists[0].uri}"))[2].decode())
+    assert all(s.uri.endswith("&jwt=t0ken") for s in media.segments)
+    assert media.segment_map[0].uri.endswith("&jwt=t0ken")
