@@ -4,10 +4,11 @@ Video is copied (H.264, HEVC, AV1, VP9; other video is 415); audio is copied whe
 (AAC, MP3, Opus, AC-3, E-AC-3) and otherwise re-encoded to AAC once per file version, whole
 (``media.audio_track``), kept in a byte-bounded cache like the segments.
 
-The first request for a file reads its keyframe index (``media.keyframe_index``, in the probe
-pool) and keeps the cut plan, keyed by the file's path, mtime and size. Segments and init
-segments are made by PyAV in the ``hls`` pool (``media.segment_mux``), one making per object
-however many ask at once, and kept in a byte-bounded LRU (``hls_cache_bytes``).
+The first request for a file probes it and reads its keyframe index (``media.keyframe_index``)
+and keeps the cut plan, keyed by the file's path, mtime and size. That, and making segments and
+init segments (PyAV, ``media.segment_mux``), runs in the ``hls`` pool, so RTSP's probes and the
+``/mp4`` remuxes never queue behind it; one making per object however many ask at once; made
+objects are kept in a byte-bounded LRU (``hls_cache_bytes``).
 
 Caching: segments and init segments never change for a given file version, so they are
 ``immutable`` with a strong ETag made from the file's identity and the object's name; the
@@ -103,8 +104,11 @@ class VodFile:
 
 
 def describe(file: Path, target: Fraction) -> VodFile:
-    """Probe, choose the tracks, read the keyframe index and cut (blocking: the probe pool)."""
-    info = probe(file)
+    """Probe, choose the tracks, read the keyframe index and cut (blocking: the hls pool)."""
+    try:
+        info = probe(file)
+    except MediaError as exc:  # not a media file at all: 415, like the other routes
+        raise UnsupportedMedia(str(exc)) from None
     videos = [t for t in info.tracks if t.kind == "video"]
     video = videos[0] if videos else None
     if video is not None and video.codec not in COPY_VIDEO:
@@ -156,7 +160,7 @@ class VodService:
         key = (str(file), stat.st_mtime_ns, stat.st_size)
         try:
             return await self.files.get_or_make(
-                key, lambda: executors.run("probe", describe, file, self.target)
+                key, lambda: executors.run("hls", describe, file, self.target)
             )
         except UnsupportedMedia as exc:
             raise RtspError(415, str(exc)) from None

@@ -68,6 +68,7 @@ def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
         check=True, timeout=60,
     )  # fmt: skip
     mediagen.make_audio(root / "tone.flac", "flac", seconds=3)
+    (root / "notes.txt").write_text("not a media file\n")
     lavfi = ["-f", "lavfi", "-i", "testsrc=d=2:s=160x120:r=25", "-f", "lavfi", "-i", "sine=d=2"]
     for name, codecs in CODECS.items():
         subprocess.run([*ffmpeg, *lavfi, *codecs, str(root / name)], check=True, timeout=120)
@@ -290,6 +291,7 @@ def test_segments_are_immutable_and_revalidate_with_304(hls: ServerProcess) -> N
         ("hls/clip.mp4/a9/media.m3u8", 404, "no audio track"),
         ("hls/clip.mp4/main/0.m4s?v=0000", 404, "reload"),
         ("hls/mpeg4.mp4/index.m3u8", 415, "mpeg4 video cannot be served as HLS"),
+        ("hls/notes.txt/index.m3u8", 415, "not a media file"),
         ("hls/no%20keyframes.ts/index.m3u8", 422, "no keyframe"),
         ("hls/no%20keyframes.ts/main/0.m4s", 422, "no keyframe"),
     ],
