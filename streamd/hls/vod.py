@@ -284,7 +284,11 @@ def _codec(track: Track) -> str:
 
 
 def _matches(request: web.Request, etag: str) -> bool:
-    header = request.headers.get("If-None-Match")
+    return etag_matches(request.headers.get("If-None-Match"), etag)
+
+
+def etag_matches(header: str | None, etag: str) -> bool:
+    """Whether an ``If-None-Match`` value names ``etag`` (RFC 9110 13.1.2: weak comparison)."""
     if header is None:
         return False
     return header.strip() == "*" or etag in [t.strip().removeprefix("W/") for t in header.split(",")]
