@@ -56,6 +56,7 @@ COPY_AUDIO = frozenset({"aac", "mp3", "opus", "ac3", "eac3"})
 TS_CODECS = frozenset({"h264", "hevc", "aac", "mp3", "ac3", "eac3", "opus"})  # FFmpeg's TS muxer
 FORMAT_VERSION = "1"  # part of every ETag: bump when the same file would give other bytes
 MAX_FILES = 512  # cut plans kept
+PLAYLIST_BYTES = 16 * 1024 * 1024  # media playlists kept as written
 IMMUTABLE = "public, max-age=31536000, immutable"
 PLAYLIST_CACHE = "public, max-age=5"
 CORS = {"Access-Control-Allow-Origin": "*"}  # web players on other sites (as the live side)
@@ -145,6 +146,7 @@ class VodService:
         self.target = Fraction(config.hls_segment_seconds).limit_denominator(1000)
         self.files: ObjectCache[VodFile] = ObjectCache(MAX_FILES, lambda _file: 1)
         self.objects: ObjectCache[bytes] = ObjectCache(config.hls_cache_bytes, len)
+        self.playlists: ObjectCache[str] = ObjectCache(PLAYLIST_BYTES, len)
         self.encoded: ObjectCache[EncodedAudio] = ObjectCache(config.hls_cache_bytes, lambda a: a.size)
         # segments being made (or waited for) at once: the pool runs 4, the rest queue up to this
         self.making = Admission(8 * config.max_remuxes, 4 * config.max_remuxes_per_client, "HLS segments")
@@ -176,8 +178,13 @@ class VodService:
         if target is None:
             fmt: urls.Format = "ts" if request.query.get("format") == "ts" else "fmp4"
             return _text(request, self.multivariant(vod, fmt, carry))
-        if isinstance(target, urls.MediaPlaylist):
-            return _text(request, self.media_playlist(vod, target, carry))
+        if isinstance(target, urls.MediaPlaylist):  # kept: a 2-hour file's lists 1,800 segments
+            key = ("playlist", vod.version, target, tuple(carry.items()))
+            text = self.playlists.get(key)
+            if text is None:
+                text = self.media_playlist(vod, target, carry)
+                self.playlists.put(key, text)
+            return _text(request, text)
         asked = request.query.get("v")
         if asked is not None and asked != vod.version:
             raise RtspError(404, "the file has changed since this playlist was made; reload it")

@@ -233,6 +233,31 @@ def test_av1_has_no_ts_variant(hls: ServerProcess) -> None:
     assert status == 415 and b"av1 cannot go in MPEG-TS" in body
 
 
+def ffplay_clock(url: str, *options: str) -> list[float]:
+    """The master clock ffplay reports while it plays ``url`` headless to the end (nan dropped)."""
+    need("ffplay")
+    done = subprocess.run(
+        ["ffplay", "-nodisp", "-autoexit", "-loglevel", "warning", "-stats", *options, url],
+        capture_output=True, text=True, timeout=60, env={**os.environ, "SDL_AUDIODRIVER": "dummy"},
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    fields = [line.split() for line in done.stderr.replace("\r", "\n").splitlines() if "M-A" in line]
+    return [float(f[0]) for f in fields if f and f[0] != "nan"]
+
+
+@pytest.mark.parametrize("fmt", ["", "?format=ts"])
+def test_ffplay_plays_to_the_end(hls: ServerProcess, fmt: str) -> None:
+    clock = ffplay_clock(hls.http(f"hls/clip.mp4/index.m3u8{fmt}"))
+    assert clock and clock[0] < 0.5 and clock[-1] >= SECONDS - 0.2, clock[:3] + clock[-3:]
+
+
+def test_ffplay_seeks_in_the_ts_variant(hls: ServerProcess) -> None:
+    """``ffplay -ss 2.5``: from the keyframe at 2 s (Debian's ffmpeg 5.1 returns nothing after a
+    seek in fMP4 HLS, so the seek is checked with the TS variant, as the issue says)."""
+    clock = ffplay_clock(hls.http("hls/clip.mp4/index.m3u8?format=ts"), "-ss", "2.5")
+    assert clock and 1.9 <= clock[0] <= 2.6 and clock[-1] >= SECONDS - 0.2, clock[:3] + clock[-3:]
+
+
 @pytest.mark.parametrize("seconds", [0.5, 1.5, 2.5, 3.9])
 def test_pyav_seeks_in_fmp4_hls_land_on_the_keyframe_before(hls: ServerProcess, seconds: float) -> None:
     """Debian's ffmpeg 5.1 returns nothing after a seek in fMP4 HLS; PyAV's FFmpeg seeks
