@@ -2,7 +2,9 @@
 
 Video is copied (H.264, HEVC, AV1, VP9; other video is 415); audio is copied when HLS carries it
 (AAC, MP3, Opus, AC-3, E-AC-3) and otherwise re-encoded to AAC once per file version, whole
-(``media.audio_track``), kept in a byte-bounded cache like the segments.
+(``media.audio_track``), kept in a byte-bounded cache like the segments: started by the file's
+first request, its segments wait for the whole track (about 15x real time on a loaded 2-core
+machine: 40 s for 10 minutes); the init segment does not.
 
 The first request for a file probes it and reads its keyframe index (``media.keyframe_index``)
 and keeps the cut plan, keyed by the file's path, mtime and size. That, and making segments and
@@ -19,6 +21,7 @@ Playlists are short-lived. ``If-None-Match`` is answered 304 before anything is 
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 from dataclasses import dataclass
@@ -174,6 +177,9 @@ class VodService:
         if rendition is not None and target is None:
             raise RtspError(404, f"no HLS object {rendition}/{name} for {path!r}")
         vod = await self.file(path)
+        for index in vod.encode:  # started with the first request: segments wait for all of it
+            if self.encoded.get((vod.version, index)) is None:
+                asyncio.ensure_future(self._encoded(vod, index)).add_done_callback(_retrieved)
         carry = {k: v for k, v in request.query.items() if k == "jwt"}  # a token reaches every URL
         if target is None:
             fmt: urls.Format = "ts" if request.query.get("format") == "ts" else "fmp4"
@@ -212,7 +218,10 @@ class VodService:
 
     async def _make(self, vod: VodFile, streams: tuple[int, ...], target: urls.Target) -> bytes:
         try:
-            encoded = tuple([await self._encoded(vod, i) for i in streams if i in vod.encode])
+            if isinstance(target, urls.InitSegment):  # the init needs the encoder's settings only
+                encoded = tuple(_settings_only(vod, i) for i in streams if i in vod.encode)
+            else:
+                encoded = tuple([await self._encoded(vod, i) for i in streams if i in vod.encode])
             number = target.number if isinstance(target, urls.Segment) else 0
             span = vod.spans[number]
             job = SegmentJob(
@@ -282,6 +291,17 @@ class VodService:
             target_duration(vod.spans),
             playlists.FMP4_VERSION if fmp4 else playlists.TS_VERSION,
         )
+
+
+def _retrieved(task: asyncio.Future[EncodedAudio]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.info("HLS: re-encoding audio failed: %s", task.exception())
+
+
+def _settings_only(vod: VodFile, index: int) -> EncodedAudio:
+    """What an init segment needs of a re-encoded track: the encoder's settings, no packets."""
+    track = transcoded_track(vod.info.track(index), "aac")
+    return EncodedAudio(index, track.sample_rate or 48000, track.channels or 2, track.extradata, ())
 
 
 def _codec(track: Track) -> str:
