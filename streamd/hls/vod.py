@@ -2,9 +2,8 @@
 
 Video is copied (H.264, HEVC, AV1, VP9; other video is 415); audio is copied when HLS carries it
 (AAC, MP3, Opus, AC-3, E-AC-3) and otherwise re-encoded to AAC once per file version, whole
-(``media.audio_track``), kept in a byte-bounded cache like the segments: started by the file's
-first request, its segments wait for the whole track (about 15x real time on a loaded 2-core
-machine: 40 s for 10 minutes); the init segment does not.
+(``media.audio_track``), started by the file's first request: a segment waits until the encode
+has passed its end (10 s at most, then 503), so playing from the start begins at once.
 
 The first request for a file probes it and reads its keyframe index (``media.keyframe_index``)
 and keeps the cut plan, keyed by the file's path, mtime and size. That, and making segments and
@@ -21,7 +20,6 @@ Playlists are short-lived. ``If-None-Match`` is answered 304 before anything is 
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import logging
 from dataclasses import dataclass
@@ -32,7 +30,7 @@ from urllib.parse import urlencode
 
 from aiohttp import web
 
-from media.audio_track import EncodedAudio, encode_aac
+from media.audio_track import EncodedAudio, StillEncoding, settings, start_encoding
 from media.codec_string import video_codec_string
 from media.errors import MediaError, UnsupportedMedia
 from media.keyframe_index import KeyframeIndex
@@ -150,7 +148,10 @@ class VodService:
         self.files: ObjectCache[VodFile] = ObjectCache(MAX_FILES, lambda _file: 1)
         self.objects: ObjectCache[bytes] = ObjectCache(config.hls_cache_bytes, len)
         self.playlists: ObjectCache[str] = ObjectCache(PLAYLIST_BYTES, len)
-        self.encoded: ObjectCache[EncodedAudio] = ObjectCache(config.hls_cache_bytes, lambda a: a.size)
+        # re-encoded audio tracks, weighed by their expected size (they grow while being encoded)
+        self.encoded: ObjectCache[EncodedAudio] = ObjectCache(
+            config.hls_cache_bytes, lambda a: a.expected_bytes
+        )
         # segments being made (or waited for) at once: the pool runs 4, the rest queue up to this
         self.making = Admission(8 * config.max_remuxes, 4 * config.max_remuxes_per_client, "HLS segments")
 
@@ -177,9 +178,8 @@ class VodService:
         if rendition is not None and target is None:
             raise RtspError(404, f"no HLS object {rendition}/{name} for {path!r}")
         vod = await self.file(path)
-        for index in vod.encode:  # started with the first request: segments wait for all of it
-            if self.encoded.get((vod.version, index)) is None:
-                asyncio.ensure_future(self._encoded(vod, index)).add_done_callback(_retrieved)
+        for index in vod.encode:  # started by the file's first request
+            self._encoded(vod, index)
         carry = {k: v for k, v in request.query.items() if k == "jwt"}  # a token reaches every URL
         if target is None:
             fmt: urls.Format = "ts" if request.query.get("format") == "ts" else "fmp4"
@@ -219,9 +219,9 @@ class VodService:
     async def _make(self, vod: VodFile, streams: tuple[int, ...], target: urls.Target) -> bytes:
         try:
             if isinstance(target, urls.InitSegment):  # the init needs the encoder's settings only
-                encoded = tuple(_settings_only(vod, i) for i in streams if i in vod.encode)
+                encoded = tuple(settings(vod.info, i) for i in streams if i in vod.encode)
             else:
-                encoded = tuple([await self._encoded(vod, i) for i in streams if i in vod.encode])
+                encoded = tuple(self._encoded(vod, i) for i in streams if i in vod.encode)
             number = target.number if isinstance(target, urls.Segment) else 0
             span = vod.spans[number]
             job = SegmentJob(
@@ -237,15 +237,20 @@ class VodService:
             )
             make = init_segment if isinstance(target, urls.InitSegment) else make_segment
             return await executors.run("hls", make, job)
+        except StillEncoding as exc:
+            raise RtspError(503, f"{exc}; try again in a few seconds") from None
         except MediaError as exc:
             log.warning("HLS %s: %s", vod.file.name, exc)
             raise RtspError(422, f"cannot make this segment: {exc}") from None
 
-    async def _encoded(self, vod: VodFile, index: int) -> EncodedAudio:
-        """Track ``index`` re-encoded to AAC, whole, once per file version (kept while it fits)."""
-        return await self.encoded.get_or_make(
-            (vod.version, index), lambda: executors.run("hls", encode_aac, vod.file, vod.info, index)
-        )
+    def _encoded(self, vod: VodFile, index: int) -> EncodedAudio:
+        """Track ``index`` being re-encoded to AAC, whole, once per file version (kept while it fits)."""
+        key = (vod.version, index)
+        audio = self.encoded.get(key)
+        if audio is None:
+            audio = start_encoding(vod.file, vod.info, index)
+            self.encoded.put(key, audio)
+        return audio
 
     def multivariant(self, vod: VodFile, fmt: urls.Format, carry: dict[str, str]) -> str:
         if fmt == "ts" and (refusal := vod.ts_refusal("main")):
@@ -291,17 +296,6 @@ class VodService:
             target_duration(vod.spans),
             playlists.FMP4_VERSION if fmp4 else playlists.TS_VERSION,
         )
-
-
-def _retrieved(task: asyncio.Future[EncodedAudio]) -> None:
-    if not task.cancelled() and task.exception() is not None:
-        log.info("HLS: re-encoding audio failed: %s", task.exception())
-
-
-def _settings_only(vod: VodFile, index: int) -> EncodedAudio:
-    """What an init segment needs of a re-encoded track: the encoder's settings, no packets."""
-    track = transcoded_track(vod.info.track(index), "aac")
-    return EncodedAudio(index, track.sample_rate or 48000, track.channels or 2, track.extradata, ())
 
 
 def _codec(track: Track) -> str:
