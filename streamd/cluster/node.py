@@ -62,7 +62,10 @@ class ClusterNode:
     async def _run(self) -> None:
         while True:
             await asyncio.sleep(self.heartbeat)
-            await self.beat()
+            try:
+                await self.beat()
+            except Exception:  # a bug must not stop the heartbeat (the node would expire)
+                log.exception("cluster: heartbeat failed")
 
     async def beat(self) -> None:
         """One heartbeat: register, renew (or re-claim) every claim, refresh the list of nodes."""
