@@ -117,6 +117,19 @@ def gst_reader(node: ServerProcess, path: str, raw: Path, audio: Path) -> subpro
     )
 
 
+def check_video(input_args: list[str], source: Path, video: Path) -> None:
+    """ffmpeg reads ``input_args`` for 2 s: the video starts on a keyframe and is the source's, exactly."""
+    subprocess.run(
+        ["ffmpeg", "-nostdin", "-loglevel", "error", *input_args, "-t", "2",
+         "-map", "0:v", "-c", "copy", "-f", "h264", "-y", str(video)],
+        check=True, capture_output=True, timeout=60,
+    )  # fmt: skip
+    got = received_video_nals(video)
+    first_picture = next(n for n in got if nal_type(n) != 6)
+    assert nal_type(first_picture) == 5 and len(got) >= 30
+    assert is_subsequence_start(got, source_video_nals(source))
+
+
 def test_published_on_a_read_bit_exact_on_b_and_c(cluster: Cluster, tmp_path: Path) -> None:
     a, b, c = cluster.a, cluster.b, cluster.c
     source = a.media / "clip.mp4"
@@ -124,6 +137,9 @@ def test_published_on_a_read_bit_exact_on_b_and_c(cluster: Cluster, tmp_path: Pa
     try:
         graw, gaudio = tmp_path / "g.h264", tmp_path / "g.aac"
         gst = gst_reader(c, "live/one", graw, gaudio)
+
+        # a browser's /mp4 on B pulls the path from A like an RTSP reader would
+        check_video(["-i", b.http("mp4/live/one")], source, tmp_path / "http.h264")
 
         async def scenario() -> None:
             extra = await play(b, "live/one")  # a second reader on B: still one upstream session
