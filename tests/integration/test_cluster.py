@@ -205,6 +205,22 @@ async def _until_status(node: ServerProcess, path: str, status: int, what: str) 
         await asyncio.sleep(0.1)
 
 
+def test_three_nodes_announcing_one_path_at_once_one_wins(cluster: Cluster) -> None:
+    async def scenario() -> None:
+        for round_ in range(3):
+            path = f"live/race{round_}"
+            results = await asyncio.gather(
+                *(announce(node, path) for node in (cluster.a, cluster.b, cluster.c))
+            )
+            assert sorted(status for status, _ in results) == [200, 403, 403]
+            for status, client in results:
+                if status == 200:
+                    assert (await client.request("TEARDOWN", client.url(path))).status == 200
+                await client.close()
+
+    asyncio.run(scenario())
+
+
 def test_redirect_mode_sends_readers_to_the_owner(cluster: Cluster) -> None:
     a, c = cluster.a, cluster.c
 
