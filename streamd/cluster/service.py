@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import socket
 from collections.abc import Awaitable, Callable
+from dataclasses import asdict
 
 from streamd.cluster.edge import Edge
 from streamd.cluster.node import ClusterNode
@@ -78,6 +79,19 @@ class Cluster:
             return response or await self.edge.redirect(request)
 
         return moved
+
+    def status(self) -> dict[str, object]:
+        """This node's view, for ``GET /api/v1/cluster``."""
+        node = self.node
+        relays = self.edge.relays if self.edge is not None else {}
+        return {
+            "node": node.id,
+            "available": node.available,
+            "heartbeat": node.heartbeat,
+            "nodes": [asdict(peer) for peer in node.peers],
+            "claims": {path: claim.token for path, claim in sorted(node.claims.items())},
+            "edge_relays": sorted(path for path, relay in relays.items() if not relay.finished),
+        }
 
     async def close(self) -> None:
         if self.edge is not None:

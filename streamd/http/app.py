@@ -74,6 +74,7 @@ def build_app(server: HttpBackend, catalog: Catalog, hub: TunnelHub | None = Non
             web.get("/api/v1/paths", _api_paths),
             web.get("/api/v1/sessions", _api_sessions),
             web.get("/api/v1/multicast", _api_multicast),
+            web.get("/api/v1/cluster", _api_cluster),
             web.get("/api/v1/openapi.json", _openapi),
             web.get("/metrics", _metrics),
         ]
@@ -274,6 +275,14 @@ async def _api_multicast(request: web.Request) -> web.Response:
     may_read = reader(request)
     groups = [g for g in _server(request).multicast.snapshot() if await may_read(str(g.get("path", "")))]
     return _json({"groups": groups})
+
+
+async def _api_cluster(request: web.Request) -> web.Response:
+    """This node's view of its cluster (streamd.cluster); 404 when it is not in one."""
+    cluster = getattr(_server(request), "cluster", None)
+    if cluster is None:
+        raise web.HTTPNotFound(text="404: this server is not in a cluster (no cluster = in its config)\n")
+    return _json(cluster.status())
 
 
 async def _openapi(request: web.Request) -> web.Response:

@@ -130,6 +130,14 @@ def check_video(input_args: list[str], source: Path, video: Path) -> None:
     assert is_subsequence_start(got, source_video_nals(source))
 
 
+def test_every_node_sees_the_three(cluster: Cluster) -> None:
+    addresses = sorted(f"rtsp://127.0.0.1:{node.port}" for node in (cluster.a, cluster.b, cluster.c))
+    for node in (cluster.a, cluster.b, cluster.c):
+        wait_until(lambda n=node: [p["id"] for p in n.api("cluster")["nodes"]] == addresses, "three nodes")
+        view = node.api("cluster")
+        assert view["available"] and view["node"] == f"rtsp://127.0.0.1:{node.port}"
+
+
 def test_published_on_a_read_bit_exact_on_b_and_c(cluster: Cluster, tmp_path: Path) -> None:
     a, b, c = cluster.a, cluster.b, cluster.c
     source = a.media / "clip.mp4"
@@ -157,6 +165,10 @@ def test_published_on_a_read_bit_exact_on_b_and_c(cluster: Cluster, tmp_path: Pa
             assert len(got) >= 50 and is_subsequence_start(got, source_video_nals(source))
             frames = received_audio_frames(audio)
             assert len(frames) >= 100 and is_subsequence_start(frames, source_audio_frames(source))
+            # GET /api/v1/cluster: who owns the path, who pulls it
+            assert "live/one" in a.api("cluster")["claims"] and b.api("cluster")["edge_relays"] == [
+                "live/one"
+            ]
             await extra.close()
 
         asyncio.run(scenario())
