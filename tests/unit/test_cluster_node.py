@@ -198,3 +198,20 @@ async def test_close_releases_claims_and_unregisters() -> None:
     await a.close()
     b = await joined(make_node(store), "rtsp://b:1")
     assert [n.id for n in b.peers] == ["rtsp://b:1"] and await b.owner("live/x") is None
+
+
+async def test_a_drain_is_registered_at_once_not_at_the_next_heartbeat() -> None:
+    store = MemoryStore(Clock())
+    draining = False
+    node = ClusterNode(store, heartbeat=3600.0, load=lambda: 0, draining=lambda: draining, lost=print)
+    await node.start("rtsp://a:1")
+    try:
+        assert not (await store.nodes())[0].draining
+        draining = True
+        for _ in range(200):
+            if (await store.nodes())[0].draining:
+                break
+            await asyncio.sleep(0.01)
+        assert (await store.nodes())[0].draining
+    finally:
+        await node.close()
