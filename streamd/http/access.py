@@ -40,9 +40,9 @@ RULES: dict[str, Rule] = {
     "/api/v1/paths": "self",
     "/api/v1/sessions": "self",
     "/api/v1/multicast": "self",
+    "/api/v1/cluster": "api",  # streamd/cluster
     "/api/v1/drain": "self",
     "/api/v1/move/{path}": "self",
-    "/api/v1/cluster": "api",
 }
 TEXTS = {401: "authentication required", 403: "not allowed", 503: "too many failed logins; try later"}
 
