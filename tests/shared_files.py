@@ -32,7 +32,11 @@ def made_once(tmp_path_factory: pytest.TempPathFactory, key: str, make: Callable
 
     ``key`` names what is made and must change with the generator's parameters.
     """
-    root = run_root(tmp_path_factory)
+    return made_once_in(run_root(tmp_path_factory), key, make)
+
+
+def made_once_in(root: Path, key: str, make: Callable[[Path], object]) -> Path:
+    """``made_once`` under ``root``."""
     target = root / f"shared-{key}"
     with open(root / f"shared-{key}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # released when closed, or when a dying worker exits
