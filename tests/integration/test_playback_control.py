@@ -240,7 +240,7 @@ async def test_receiver_reports_become_statistics(server: ServerProcess) -> None
     ssrc = int(r.headers["Transport"].split("ssrc=")[1].split(";")[0], 16)
     await c.request("PLAY", c.url("ten.mp4"))
     loop = asyncio.get_running_loop()
-    sr_data = await asyncio.wait_for(loop.sock_recv(rtcp, 2000), 5)
+    sr_data = await asyncio.wait_for(loop.sock_recv(rtcp, 2000), 20)
     from streamd.rtp.rtcp import parse_compound
 
     sr = next(p for p in parse_compound(sr_data) if isinstance(p, RtcpSrPacket))
