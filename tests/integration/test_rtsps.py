@@ -9,6 +9,8 @@ import shutil
 import socket
 import ssl
 import subprocess
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -75,6 +77,12 @@ def rtsps(server: ServerProcess, path: str) -> str:
 def served_certificate(port: int) -> bytes:
     """The DER certificate a new TLS handshake on ``port`` gets."""
     return ssl.PEM_cert_to_DER_cert(ssl.get_server_certificate(("127.0.0.1", port), timeout=10))
+
+
+def metric(server: ServerProcess, name: str) -> float:
+    with urllib.request.urlopen(server.http("metrics"), timeout=10) as response:
+        lines = response.read().decode().splitlines()
+    return sum(float(line.split()[-1]) for line in lines if line.startswith(name + " "))
 
 
 def pem_to_der(path: Path) -> bytes:
@@ -158,6 +166,12 @@ def test_strict_path_refuses_plain_rtsp_and_plays_over_rtsps(tls_server: ServerP
     assert plain.returncode != 0
     assert b"403" in plain.stderr
     wait_until(lambda: "encryption required" in tls_server.log(), "the refusal's log line")
+    assert metric(tls_server, "streamd_encryption_refusals_total") >= 1
+    try:  # the web side in clear too (this server does not redirect HTTP to HTTPS)
+        urllib.request.urlopen(tls_server.http("files/ten.mp4"), timeout=10)
+        raise AssertionError("/files/ten.mp4 served in clear")
+    except urllib.error.HTTPError as error:
+        assert error.code == 403
     secure = subprocess.run(
         [
             "ffprobe",
@@ -199,6 +213,8 @@ def test_stalled_and_garbage_handshakes_are_dropped_while_others_play(
     log = tls_server.log()
     assert log.count(f"no TLS handshake in {HANDSHAKE_TIMEOUT:g} s; dropped") >= 6
     assert log.count("TLS handshake failed") >= 5
+    assert metric(tls_server, "streamd_tls_handshakes_timed_out_total") >= 6
+    assert metric(tls_server, "streamd_tls_handshakes_failed_total") >= 5
 
 
 def test_certificate_reload_without_restart(tls_server: ServerProcess, tmp_path: Path) -> None:
@@ -211,7 +227,7 @@ def test_certificate_reload_without_restart(tls_server: ServerProcess, tmp_path:
     os.replace(new.cert, folder / "server.crt")
     wanted = pem_to_der(folder / "server.crt")
     wait_until(lambda: served_certificate(port) == wanted, "the renewed certificate")
-    wait_until(lambda: "TLS certificate" in tls_server.log() and "reloaded" in tls_server.log(), "log line")
+    wait_until(lambda: metric(tls_server, "streamd_tls_certificate_reloads_total") >= 1, "the reload counted")
     need("ffprobe")
     subprocess.run(["ffprobe", "-v", "error", rtsps(tls_server, "bframes.mp4")], check=True, timeout=60)
 
