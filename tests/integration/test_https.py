@@ -75,6 +75,7 @@ class NoRedirect(urllib.request.HTTPRedirectHandler):
 def test_every_route_over_https(web: ServerProcess) -> None:
     status, body, _ = get(https(web))
     assert status == 200 and b"bframes.mp4" in body
+    assert f"rtsps://127.0.0.1:{_rtsps_port(web)}/".encode() in body  # links for players: over TLS too
     status, body, _ = get(https(web, "api/v1/paths"))
     assert status == 200 and any(p["name"] == "bframes.mp4" for p in json.loads(body)["paths"])
     status, body, _ = get(https(web, "files/bframes.mp4"))
