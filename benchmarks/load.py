@@ -296,6 +296,7 @@ def ramp(
     seconds: float,
     workers: int,
     tls: bool = False,
+    every_level: bool = False,
 ) -> list[dict]:
     rows = []
     label = f"{server.name} {'RTSPS' if tls else 'TCP' if tcp else 'UDP'}"
@@ -303,13 +304,14 @@ def ramp(
         row = run_level(server, n, tcp, seconds, workers, tls)
         rows.append(row)
         time.sleep(2)  # let the server end the sessions (generators closed their sockets)
-        if not row.get("ok", False):
+        if not row.get("ok", False) and not every_level:
             break
     return rows
 
 
 def run_all(levels: list[int], seconds: float, transports: list[str], peer: bool, workers: int,
-            profile: int | None, out: Path, server_args: tuple[str, ...] = ()) -> dict[str, Any]:  # fmt: skip
+            profile: int | None, out: Path, server_args: tuple[str, ...] = (),
+            every_level: bool = False) -> dict[str, Any]:  # fmt: skip
     with tempfile.TemporaryDirectory() as tmp:
         media = Path(tmp)
         from media.testsrc import write_synthetic_media
@@ -351,7 +353,13 @@ def run_all(levels: list[int], seconds: float, transports: list[str], peer: bool
                 server = start(transport)  # a fresh server per ramp: nothing left over from the last
                 try:
                     results.setdefault(name, {})[transport] = ramp(
-                        server, levels, transport != "udp", seconds, workers, transport == "rtsps"
+                        server,
+                        levels,
+                        transport != "udp",
+                        seconds,
+                        workers,
+                        transport == "rtsps",
+                        every_level,
                     )
                     if profile and name == "streamd" and transport == "udp":
                         profiles[name] = profile_server(server, profile, seconds, workers, out)
@@ -522,6 +530,11 @@ def main(argv: list[str] | None = None) -> int:
         default=[],
         help="an option for streamd serve, e.g. --server-arg=--precise-pacing (repeatable)",
     )
+    parser.add_argument(
+        "--every-level",
+        action="store_true",
+        help="measure every level even after one breaks (cost comparisons on a busy machine)",
+    )
     args = parser.parse_args(argv)
     out = args.out or report.results_dir()
     out.mkdir(parents=True, exist_ok=True)
@@ -534,6 +547,7 @@ def main(argv: list[str] | None = None) -> int:
         args.profile,
         out,
         tuple(args.server_arg),
+        args.every_level,
     )
     plots = plot(rep, out)
     (out / "load.json").write_text(json.dumps(rep, indent=1))
