@@ -4,11 +4,13 @@ encryption refusing plain RTSP."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
 import ssl
 import subprocess
+import threading
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -308,3 +310,68 @@ def test_relay_pulls_an_rtsps_upstream(tls_server: ServerProcess, tmp_path: Path
         wait_until(lambda: "CERTIFICATE_VERIFY_FAILED" in relay.log(), "the relay's verification failure")
     finally:
         stop_all(relay)
+
+
+class RecordingProxy:
+    """A TCP proxy in front of the server that keeps every byte the server sent (the wire)."""
+
+    def __init__(self, port: int) -> None:
+        self.upstream = port
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.wire = bytearray()
+        self._threads: list[threading.Thread] = []
+        self._accepting = threading.Thread(target=self._accept, daemon=True)
+        self._accepting.start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            server = socket.create_connection(("127.0.0.1", self.upstream))
+            for source, sink, record in ((client, server, False), (server, client, True)):
+                thread = threading.Thread(target=self._pump, args=(source, sink, record), daemon=True)
+                thread.start()
+                self._threads.append(thread)
+
+    def _pump(self, source: socket.socket, sink: socket.socket, record: bool) -> None:
+        try:
+            while data := source.recv(65536):
+                if record:
+                    self.wire += data
+                sink.sendall(data)
+        except OSError:
+            pass
+        finally:
+            with contextlib.suppress(OSError):
+                sink.shutdown(socket.SHUT_WR)
+
+    def close(self) -> None:
+        self.listener.close()
+        for thread in self._threads:
+            thread.join(10)
+
+
+@pytest.mark.parametrize("scheme", ["rtsp", "rtsps"])
+def test_no_media_byte_sequence_in_clear_on_the_wire(
+    tls_server: ServerProcess, tmp_path: Path, scheme: str
+) -> None:
+    """What crosses the wire for an RTSPS session holds none of the source's video NAL units
+    (each at least 64 bytes) in clear; the same proxy in front of plain RTSP sees them all."""
+    port = tls_server.rtsps_port if scheme == "rtsps" else tls_server.port  # type: ignore[attr-defined]
+    proxy = RecordingProxy(port)
+    try:
+        ffmpeg_copy(f"{scheme}://127.0.0.1:{proxy.port}/bframes.mp4", tmp_path, "-rtsp_transport", "tcp")
+    finally:
+        proxy.close()
+    wire = bytes(proxy.wire)
+    nals = [n for n in source_video_nals(tls_server.media / "bframes.mp4") if len(n) >= 64]
+    # a NAL unit is split over RTP packets (FU-A): look for a 48-byte run from inside each one
+    seen = sum(n[16:64] in wire for n in nals)
+    if scheme == "rtsps":
+        assert seen == 0
+        assert b"RTSP/1.0" not in wire and b"a=rtpmap" not in wire  # control in TLS too
+    else:
+        assert seen == len(nals) > 20
