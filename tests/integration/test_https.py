@@ -119,12 +119,12 @@ def test_ffmpeg_tunnels_rtsp_over_https_bit_exact(web: ServerProcess, tmp_path: 
     video = tmp_path / "v.h264"
     subprocess.run(
         ["ffmpeg", "-nostdin", "-loglevel", "error", "-rtsp_transport", "https",
-         "-i", f"rtsp://127.0.0.1:{number}/ten.mp4",
+         "-i", f"rtsp://127.0.0.1:{number}/bframes.mp4",
          "-map", "0:v", "-c", "copy", "-f", "h264", "-y", str(video)],
         check=True, capture_output=True, timeout=120,
     )  # fmt: skip
-    assert received_video_nals(video) == source_video_nals(web.media / "ten.mp4")
-    assert "(HTTP tunnel) ten.mp4" in web.log()
+    assert received_video_nals(video) == source_video_nals(web.media / "bframes.mp4")
+    assert "(HTTP tunnel) bframes.mp4" in web.log()
 
 
 def _rtsps_port(web: ServerProcess) -> int:
