@@ -155,3 +155,13 @@ async def test_chromium_plays_the_watch_page_over_https(web: ServerProcess, tmp_
         state = await tab.wait_for(PLAYED_SECONDS.format(1.0), timeout=30)
         assert state["error"] is None, state
         assert await tab.evaluate("location.protocol") == "https:"
+
+
+def test_pyav_tunnels_rtsp_over_https(web: ServerProcess) -> None:
+    """PyAV (its own FFmpeg) with ``rtsp_transport=https``: every frame decoded."""
+    import av
+
+    url = f"rtsp://127.0.0.1:{web.https_port}/bframes.mp4"  # type: ignore[attr-defined]
+    with av.open(url, options={"rtsp_transport": "https"}, timeout=10) as container:
+        frames = sum(1 for _ in container.decode(container.streams.video[0]))
+    assert frames == source_video_frame_count(web.media / "bframes.mp4")
