@@ -79,16 +79,6 @@ async def test_silent_udp_session_is_reaped(short_timeout_server: ServerProcess)
     sock.close()
 
 
-async def test_keepalive_keeps_session(short_timeout_server: ServerProcess) -> None:
-    server = short_timeout_server
-    c = await play_tcp(server, "ten.mp4")
-    for _ in range(4):  # 4 s > the 2 s timeout, kept by a keep-alive every second
-        await asyncio.sleep(1)
-        assert (await c.request("GET_PARAMETER", c.url("ten.mp4"))).status == 200
-    await c.request("TEARDOWN", c.url("ten.mp4"))
-    await c.close()
-
-
 async def test_teardown_then_hang_up_still_ends_each_session(short_timeout_server: ServerProcess) -> None:
     """ffmpeg sends TEARDOWN and closes the connection at once: closing cancels the request that
     is winding the session down, which must still finish (routes freed, end-of-session line)."""
@@ -116,7 +106,8 @@ async def test_closing_tcp_connection_ends_its_session(server: ServerProcess) ->
     session = c.session
     await c.close()
     await until(lambda: session not in server.session_ids(), "the session to end")
-    assert f"session {session} ended (connection closed)" in server.log()
+    line = f"session {session} ended (connection closed)"  # logged just after it left the registry
+    await until(lambda: line in server.log(), "the reason in the log")
 
 
 async def test_oversized_and_garbage_input_spares_other_clients(server: ServerProcess) -> None:
