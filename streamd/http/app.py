@@ -118,7 +118,13 @@ def _host(request: web.Request) -> str:
 
 
 def _rtsp_root(request: web.Request) -> str:
-    return rtsp_base(_host(request), _server(request).rtsp_port)
+    """Links for RTSP players: ``rtsps://`` to a page fetched over HTTPS, or when plain RTSP is not
+    reachable from outside (``rtsp_listen``); ``rtsp://`` otherwise, as before TLS."""
+    server = _server(request)
+    secure = server.rtsps_port is not None and (request.secure or server.config.rtsp_listen != "on")
+    if secure and server.rtsps_port is not None:
+        return rtsp_base(_host(request), server.rtsps_port).replace("rtsp://", "rtsps://", 1)
+    return rtsp_base(_host(request), server.rtsp_port)
 
 
 def _path(request: web.Request) -> str:
