@@ -2,8 +2,8 @@
 
 ``index.m3u8`` (multivariant: one variant), ``main/media.m3u8`` (the live media playlist, with
 blocking reloads and delta updates), ``main/<stream>-init.mp4``, ``main/<stream>-<msn>.m4s``
-(segments) and ``main/<stream>-<msn>.<part>.m4s`` (parts). ``<stream>`` changes each time the path
-is published anew, so every object URL names one content forever.
+(segments) and ``main/<stream>-part<n>.m4s`` (parts, numbered over the stream). ``<stream>``
+changes each time the path is published anew, so every object URL names one content forever.
 
 Made for caches in front: objects are immutable (``Cache-Control: public, max-age=31536000,
 immutable`` and a strong ``ETag``); the plain playlist lives one second (``max-age=1``), a
@@ -36,7 +36,7 @@ PLAYLIST_TYPE = "application/vnd.apple.mpegurl"
 IMMUTABLE = "public, max-age=31536000, immutable"
 RENDITION = "main"
 CORS = {"Access-Control-Allow-Origin": "*"}  # web players on other sites (hls.js fetches; no credentials)
-_OBJECT = re.compile(r"([0-9a-f]{8})-(?:(init)\.mp4|(0|[1-9][0-9]{0,9})(?:\.(0|[1-9][0-9]{0,4}))?\.m4s)")
+_OBJECT = re.compile(r"([0-9a-f]{8})-(?:(init)\.mp4|(0|[1-9][0-9]{0,9})\.m4s|part(0|[1-9][0-9]{0,11})\.m4s)")
 
 
 async def serve(
@@ -62,22 +62,22 @@ async def serve(
         if stream.init is None:
             raise RtspError(404, "no init segment yet")
         return _object(request, stream.init, f"{stream.names.stream}-init")
-    msn = int(match.group(3))
-    if match.group(4) is None:
+    segmenter = stream.segmenter
+    if match.group(3) is not None:
         hls.requests["segment"] += 1
-        segment = stream.segmenter.segment(msn)
+        msn = int(match.group(3))
+        segment = segmenter.segment(msn)
         if segment is None or not segment.complete:
             raise RtspError(404, f"segment {msn} is not available (not yet, or no longer)")
         return _object(request, segment.data, f"{stream.names.stream}-{msn}")
     hls.requests["part"] += 1
-    index = int(match.group(4))
-    segmenter = stream.segmenter
-    if segmenter.part(msn, index) is None and (msn, index) == segmenter.next_part:  # preload hint
-        await hls.wait(entry, lambda: segmenter.part(msn, index) is not None, _block_limit(entry))
-    part = segmenter.part(msn, index)
+    number = int(match.group(4))
+    if number == segmenter.parts_made and not segmenter.ended:  # the preload hint: wait until it is made
+        await hls.wait(entry, lambda: number in segmenter.by_number, _block_limit(entry))
+    part = segmenter.by_number.get(number)
     if part is None:
-        raise RtspError(404, f"part {msn}.{index} is not available (not yet, or no longer)")
-    return _object(request, part.data, f"{stream.names.stream}-{msn}.{index}")
+        raise RtspError(404, f"part {number} is not available (not yet, or no longer)")
+    return _object(request, part.data, f"{stream.names.stream}-part{number}")
 
 
 async def _entry(hls: LiveHls, server: HttpBackend, path: str) -> Entry:

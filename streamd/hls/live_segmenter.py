@@ -32,6 +32,7 @@ PART_SLACK = 0.001  # seconds of rounding a part may exceed its target by (times
 class Part:
     msn: int
     index: int
+    number: int  # counted over the whole stream: its URI, which a preload hint can name in advance
     duration: float  # seconds (main track)
     independent: bool  # begins with a keyframe of the main track
     data: bytes | memoryview
@@ -88,6 +89,8 @@ class LiveSegmenter:
         self.dropped = 0  # samples before the start or with decode times going back
         self.bytes = 0  # held by complete segments
         self._fragments = 0  # moof sequence numbers
+        self.parts_made = 0  # the next part's number
+        self.by_number: dict[int, Part] = {}  # the parts of the segments in the window
         self._next_msn = 0
         self._part_start: float | None = None  # seconds of the open part's first main sample
         self._part_main = 0  # main samples in the open part
@@ -180,7 +183,16 @@ class LiveSegmenter:
         data = fragment(self._fragments, runs)
         for t in self.tracks:
             t.open = []
-        part = Part(self.open.msn, len(self.open.parts), self._part_duration, self._part_independent, data)
+        part = Part(
+            self.open.msn,
+            len(self.open.parts),
+            self.parts_made,
+            self._part_duration,
+            self._part_independent,
+            data,
+        )
+        self.by_number[part.number] = part
+        self.parts_made += 1
         self.open.parts.append(part)
         self.open.duration += part.duration
         self._part_main, self._part_duration = 0, 0.0
@@ -213,6 +225,8 @@ class LiveSegmenter:
             if not over or total - oldest.duration < floor:
                 break
             self.segments.popleft()
+            for part in oldest.parts:
+                self.by_number.pop(part.number, None)
             self.bytes -= len(oldest.data)
             total -= oldest.duration
 
@@ -225,7 +239,8 @@ class LiveSegmenter:
 
     @property
     def next_part(self) -> tuple[int, int]:
-        """(MSN, part index) of the part being made: the one a preload hint names."""
+        """(MSN, part index) of the part being made, if it stays in the open segment (a keyframe may
+        end that segment first: then it is part 0 of the next). Its number is ``parts_made``."""
         if self.open is not None:
             return self.open.msn, len(self.open.parts)
         return self._next_msn, 0

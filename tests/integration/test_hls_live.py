@@ -46,6 +46,13 @@ def hls_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProce
     proc.stop()
 
 
+def next_part(playlist: m3u8.M3U8) -> tuple[int, int]:
+    """(MSN, part index) of the part being made, from the playlist as a player reads it."""
+    complete = [s for s in playlist.segments if s.uri]
+    trailing = playlist.segments[-1].parts if playlist.segments and not playlist.segments[-1].uri else []
+    return playlist.media_sequence + len(complete), len(trailing)
+
+
 def playlist_url(server: ServerProcess, path: str, query: str = "") -> str:
     return server.http(f"hls/{path}/main/media.m3u8") + query
 
@@ -100,7 +107,7 @@ async def test_blocking_reload_preload_hint_and_delta_update(hls_server: ServerP
             playlist = m3u8.loads(body.decode())
             assert playlist.server_control.can_block_reload == "YES"
             hint = playlist.preload_hint.uri
-            msn, part = map(int, re.fullmatch(r"[0-9a-f]{8}-([0-9]+)\.([0-9]+)\.m4s", hint).groups())  # type: ignore[union-attr]
+            msn, part = next_part(playlist)
             # the hinted part: the request waits until the part is complete, then it is immutable
             started = time.monotonic()
             status, data, headers = await get(session, hls_server.http(f"hls/{path}/main/{hint}"))
@@ -118,14 +125,16 @@ async def test_blocking_reload_preload_hint_and_delta_update(hls_server: ServerP
             assert headers["Cache-Control"].startswith("public, max-age=")
             blocked = m3u8.loads(body.decode())
             listed = {p.uri for s in blocked.segments for p in s.parts}
-            name = hint.split("-")[0]
-            assert f"{name}-{msn}.{part + 1}.m4s" in listed or f"{name}-{msn + 1}.0.m4s" in listed
+            name, number = re.fullmatch(r"([0-9a-f]{8})-part([0-9]+)\.m4s", hint).groups()  # type: ignore[union-attr]
+            assert f"{name}-part{int(number) + 1}.m4s" in listed
             # the rules for directives (RFC 8216bis 6.2.5.2)
             for bad in ("?_HLS_part=1", "?_HLS_msn=x", "?_HLS_msn=1&_HLS_part=-1", "?_HLS_skip=NO",
                         f"?_HLS_msn={msn + 3}", f"?_HLS_msn={msn}&_HLS_part={part + 40}"):  # fmt: skip
                 status, body, _ = await get(session, playlist_url(hls_server, path, bad))
                 assert status == 400, (bad, body)
-            status, _, _ = await get(session, hls_server.http(f"hls/{path}/main/{name}-{msn + 5}.0.m4s"))
+            status, _, _ = await get(
+                session, hls_server.http(f"hls/{path}/main/{name}-part{int(number) + 5}.m4s")
+            )
             assert status == 404
             status, _, _ = await get(session, hls_server.http(f"hls/{path}/main/00000000-0.m4s"))
             assert status == 404  # another publishing's object
@@ -144,7 +153,7 @@ async def test_ending_path_answers_blocked_requests_with_endlist(hls_server: Ser
             status, body, _ = await get(session, playlist_url(hls_server, path))
             assert status == 200
             playlist = m3u8.loads(body.decode())
-            msn = int(re.search(r"-([0-9]+)\.", playlist.preload_hint.uri).group(1))  # type: ignore[union-attr]
+            msn, _ = next_part(playlist)
             waiters = [
                 asyncio.ensure_future(
                     get(session, playlist_url(hls_server, path, f"?_HLS_msn={msn + 1}&_HLS_part=3"))

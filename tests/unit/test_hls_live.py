@@ -126,10 +126,14 @@ def test_playlist_low_latency_tags_and_plain_segments(source: Path) -> None:
     complete = [s for s in playlist.segments if s.uri]
     assert [s.uri for s in complete] == [f"0a1b2c3d-{n}.m4s" for n in range(segmenter.last_complete + 1)]
     assert all(s.program_date_time is not None for s in complete)
-    msn, index = segmenter.next_part
-    assert playlist.preload_hint.uri == f"0a1b2c3d-{msn}.{index}.m4s"
+    assert playlist.preload_hint.uri == f"0a1b2c3d-part{segmenter.parts_made}.m4s"
     trailing = playlist.segments[-1].parts  # the open segment's parts, after the last complete one
-    assert [p.uri for p in trailing] == [f"0a1b2c3d-{msn}.{i}.m4s" for i in range(index)]
+    assert segmenter.open is not None and len(segmenter.open.parts) > 1
+    assert [p.uri for p in trailing] == [f"0a1b2c3d-part{p.number}.m4s" for p in segmenter.open.parts]
+    numbers = [p.number for s in segmenter.segments for p in s.parts] + [
+        p.number for p in segmenter.open.parts
+    ]
+    assert numbers == list(range(segmenter.parts_made))
     assert "INDEPENDENT=YES" in text
     stream.finish()
     ended = m3u8.loads(render(segmenter, names, skip=True))
