@@ -33,6 +33,7 @@ if TYPE_CHECKING:
 
 LIVE_KEY = web.AppKey("hls_live", LiveHls)
 PLAYLIST_TYPE = "application/vnd.apple.mpegurl"
+MAX_CACHED_PLAYLISTS = 64  # rendered playlists kept per stream until the next part
 IMMUTABLE = "public, max-age=31536000, immutable"
 RENDITION = "main"
 CORS = {"Access-Control-Allow-Origin": "*"}  # web players on other sites (hls.js fetches; no credentials)
@@ -143,6 +144,8 @@ async def _playlist(request: web.Request, hls: LiveHls, entry: Entry) -> web.Res
     body = entry.playlists.get(key)
     if body is None:
         body = render(segmenter, names, skip=directives.skip).encode()
+        if len(entry.playlists) >= MAX_CACHED_PLAYLISTS:  # many ?jwt= tokens within one part
+            entry.playlists.clear()
         entry.playlists[key] = body
     if segmenter.ended:
         cache = f"public, max-age={segmenter.target_duration}"

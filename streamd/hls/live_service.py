@@ -80,8 +80,11 @@ class LiveHls:
         live = self.live.get(name)
         entry = self.entries.get(name)
         if entry is not None and (live is None or entry.stream.live is live):
-            entry.last_used = self.clock()
-            return entry  # also a finished one: its playlist has ENDLIST
+            ended_online = entry.stream.segmenter.ended and live is not None and live.online
+            if not ended_online:  # a finished stream of an offline path: its playlist has ENDLIST
+                entry.last_used = self.clock()
+                return entry
+            # ended while the path goes on (its video parameter sets changed): a new stream begins
         if live is None or not live.online:
             raise RtspError(404, f"nothing is being published on {name!r} (offline)")
         if entry is not None:
