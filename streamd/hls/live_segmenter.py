@@ -12,7 +12,8 @@ target, and as soon as it reaches the target. Other tracks' samples go into the 
 when their duration becomes known (each track has its own ``tfdt``, so a part need not cut every
 track at the same instant).
 
-The part target is the configured one rounded to whole frames of the main track (the spec wants
+The part target is the configured one rounded to whole frames of the main track (the median of
+its first three durations) (the spec wants
 every part but a segment's last to last at least 85 % of it and none longer). Segments older than
 the DVR window (seconds and bytes) are dropped, oldest first, never below three target durations.
 """
@@ -26,6 +27,7 @@ from dataclasses import dataclass, field
 from streamd.hls.live_fmp4 import Sample, fragment
 
 PART_SLACK = 0.001  # seconds of rounding a part may exceed its target by (timescale steps)
+FRAMES_FOR_TARGET = 3  # main-track durations the part target is rounded by (their median)
 
 
 @dataclass(slots=True)
@@ -81,7 +83,7 @@ class LiveSegmenter:
         self.main = self.tracks[main]
         self.segments: deque[Segment] = deque()  # complete ones (the DVR window), then the open one
         self.open: Segment | None = None
-        self.part_target: float | None = None  # fixed by the first main sample's duration
+        self.part_target: float | None = None  # fixed once the main track's frame length is known
         self.target_duration = max(1, math.ceil(settings.segment_seconds))
         self.longest = 0.0  # seconds, the longest segment so far
         self.started = False
@@ -97,6 +99,7 @@ class LiveSegmenter:
         self._part_duration = 0.0
         self._part_independent = False
         self._start_seconds = 0.0
+        self._first_lengths: list[float] = []  # the main track's first sample durations
 
     # --- input ----------------------------------------------------------------------------
 
@@ -130,6 +133,8 @@ class LiveSegmenter:
         """The path went offline: the held samples (as long as the ones before) end the last segment."""
         if self.ended:
             return []
+        if self.part_target is None:
+            self.part_target = self.settings.part_seconds
         completed: list[Part] = []
         for track in self.tracks:
             held = track.held
@@ -153,9 +158,13 @@ class LiveSegmenter:
         completed: list[Part] = []
         seconds = sample.dts / track.timescale
         length = sample.duration / track.timescale
-        if self.part_target is None:
-            target = self.settings.part_seconds
-            self.part_target = round(length * max(1, round(target / length)), 6) if length > 0 else target
+        if self.part_target is None and len(self._first_lengths) < FRAMES_FOR_TARGET:
+            self._first_lengths.append(length)
+            if len(self._first_lengths) == FRAMES_FOR_TARGET:  # the median: not a first odd frame's
+                frame = sorted(self._first_lengths)[FRAMES_FOR_TARGET // 2]
+                target = self.settings.part_seconds
+                self.part_target = round(frame * max(1, round(target / frame)), 6) if frame > 0 else target
+        limit = self.part_target if self.part_target is not None else math.inf
         if self.open is None or (
             sample.keyframe and seconds - self.open.start >= self.settings.segment_seconds - PART_SLACK
         ):
@@ -163,7 +172,7 @@ class LiveSegmenter:
             self._close_segment()
             self.open = Segment(self._next_msn, seconds, wall)
             self._next_msn += 1
-        elif self._part_main and self._part_duration + length > self.part_target + PART_SLACK:
+        elif self._part_main and self._part_duration + length > limit + PART_SLACK:
             completed += self._close_part()
         if not self._part_main:
             self._part_start = seconds
@@ -171,7 +180,7 @@ class LiveSegmenter:
         track.open.append(sample)
         self._part_main += 1
         self._part_duration += length
-        if self._part_duration >= self.part_target - PART_SLACK:
+        if self._part_duration >= limit - PART_SLACK:
             completed += self._close_part()
         return completed
 

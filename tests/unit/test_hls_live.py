@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import itertools
+import shutil
 from pathlib import Path
 
 import av
@@ -27,8 +28,8 @@ from streamd.hls.live_playlist import LiveNames, render
 from streamd.hls.live_segmenter import LiveSegmenter, Part, SegmenterSettings
 from streamd.hls.live_stream import LiveStream
 from streamd.live.hub import LivePath
-from tests.mediagen import make_h264_aac_mp4
-from tests.unit.test_recorder import as_live, comparable, file_units
+from tests.mediagen import make_audio, make_h264_aac_mp4
+from tests.unit.test_recorder import as_live, comparable, file_units, hevc_source
 
 WALL = 1_800_000_000.0  # the publisher's clock at tick 0
 
@@ -219,3 +220,34 @@ def test_blocking_decisions() -> None:
     assert decide(segmenter, Directives(msn=last, part=99)) is Decision.READY  # part 0 of the open one
     segmenter.finish()
     assert decide(segmenter, Directives(msn=last + 2, part=3)) is Decision.READY  # ENDLIST: ignored
+
+
+@pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="needs ffmpeg (libx265)")
+def test_hevc_with_b_frames_bit_exact(tmp_path: Path) -> None:
+    source = hevc_source(tmp_path / "src.mp4", open_gop=False)
+    live, units = as_live(source)
+    stream, _ = feed(live, units, SegmenterSettings(segment_seconds=1.0, part_seconds=0.2))
+    stream.finish()
+    segments = list(stream.segmenter.segments)
+    assert stream.init is not None and len(segments) == 3
+    whole = tmp_path / "live.mp4"
+    whole.write_bytes(stream.init + b"".join(s.data for s in segments))
+    got = [n for au in file_units(whole, "video") for n in au.nal_units]
+    want = [n for au in file_units(source, "video") for n in au.nal_units]
+    assert comparable(got, "hevc") == comparable(want, "hevc")
+    with av.open(str(whole)) as container:  # B-frames: decode times rebuilt, every picture decodes
+        assert sum(1 for _ in container.decode(video=0)) == len(file_units(source, "video"))
+
+
+def test_opus_audio_only_path(tmp_path: Path) -> None:
+    source = make_audio(tmp_path / "src.mka", "libopus", seconds=3.5)
+    live, units = as_live(source)
+    stream, _ = feed(live, units, SegmenterSettings(segment_seconds=1.0, part_seconds=0.2))
+    stream.finish()
+    segmenter = stream.segmenter
+    assert segmenter.part_target == pytest.approx(0.2)  # 10 Opus frames of 20 ms
+    assert [round(s.duration, 2) for s in segmenter.segments][:3] == [1.0, 1.0, 1.0]  # cut at any frame
+    whole = tmp_path / "live.mp4"
+    whole.write_bytes(stream.init + b"".join(s.data for s in segmenter.segments))  # type: ignore[operator]
+    assert [au.data for au in file_units(whole, "audio")] == [au.data for au in units]
+    assert m3u8.loads(render(segmenter, LiveNames("00000000"))).is_endlist
