@@ -28,6 +28,7 @@ import re
 import subprocess
 import tempfile
 import time
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -183,9 +184,44 @@ def idle_cpu(server: Server, seconds: float) -> float:
     return round(100 * (server.cpu_seconds() - cpu0) / (time.monotonic() - t0), 1)
 
 
+class Publisher:
+    """ffmpeg publishing the clip in a loop; started again if streamd dropped it (overload)."""
+
+    def __init__(self, clip: Path, server: Server, base: str) -> None:
+        self.clip, self.server, self.base = clip, server, base
+        self.process: subprocess.Popen[bytes] | None = None
+        self.restarts = -1
+
+    def ensure(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            return
+        self.restarts += 1
+        self.process = subprocess.Popen(
+            ["ffmpeg", "-nostdin", "-loglevel", "quiet", "-re", "-stream_loop", "-1", "-i", str(self.clip),
+             "-c", "copy", "-f", "rtsp", "-rtsp_transport", "tcp",
+             f"rtsp://127.0.0.1:{self.server.port}/{PATH}"],
+        )  # fmt: skip
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:  # the stream exists once a playlist is served
+            try:
+                urllib.request.urlopen(self.base + "media.m3u8", timeout=20).read()
+                return
+            except OSError:
+                time.sleep(0.5)
+
+    @property
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.terminate()
+            self.process.wait(10)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--viewers", type=int, default=1000)
+    parser.add_argument("--viewers", type=int, nargs="+", default=[200, 1000])
     parser.add_argument("--processes", type=int, default=4, help="load generator processes")
     parser.add_argument("--rtsp-readers", type=int, default=100)
     parser.add_argument("--modes", nargs="+", default=["ll", "plain"], choices=["ll", "plain"])
@@ -195,30 +231,31 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="hls-viewers-"))
     clip = make_clip(tmp)
     server = start(tmp / "media-none", tmp / "server.log")
-    publisher = subprocess.Popen(
-        ["ffmpeg", "-nostdin", "-loglevel", "error", "-re", "-stream_loop", "-1", "-i", str(clip),
-         "-c", "copy", "-f", "rtsp", "-rtsp_transport", "tcp", f"rtsp://127.0.0.1:{server.port}/{PATH}"],
-    )  # fmt: skip
     base = f"http://127.0.0.1:{server.http_port}/hls/{PATH}/main/"
-    results: dict[str, Any] = {"machine": machine(), "viewers": args.viewers, "seconds": args.seconds}
+    publisher = Publisher(clip, server, base)
+    results: dict[str, Any] = {"machine": machine(), "seconds": args.seconds, "runs": []}
     try:
-        import urllib.request
-
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:  # the stream exists once a playlist is served
-            try:
-                urllib.request.urlopen(base + "media.m3u8", timeout=20).read()
-                break
-            except OSError:
-                time.sleep(0.5)
+        publisher.ensure()
         results["publisher_only_cpu_percent"] = idle_cpu(server, 10)
-        for mode in args.modes:
-            per_process = args.viewers // args.processes
-            results[f"hls_{mode}"] = measure(
-                server, _viewers_process, (base, mode, per_process), args.processes, args.ramp, args.seconds
-            )
-            time.sleep(3)
+        for count in args.viewers:
+            for mode in args.modes:
+                publisher.ensure()
+                per_process = max(1, count // args.processes)
+                run = measure(
+                    server,
+                    _viewers_process,
+                    (base, mode, per_process),
+                    args.processes,
+                    args.ramp,
+                    args.seconds,
+                )
+                run.update(
+                    mode=mode, viewers=per_process * args.processes, publisher_dropped=not publisher.alive
+                )
+                results["runs"].append(run)
+                time.sleep(3)
         if args.rtsp_readers:
+            publisher.ensure()
             results["rtsp"] = measure(
                 server,
                 _rtsp_process,
@@ -228,12 +265,11 @@ def main() -> None:
                 args.seconds,
             )
     finally:
-        publisher.terminate()
-        publisher.wait(10)
+        publisher.stop()
         server.stop()
     base_cpu = results["publisher_only_cpu_percent"]
     lines = [
-        f"# {args.viewers} HLS viewers of one live path (640x360 25 fps H.264 800 kbit/s + AAC)",
+        "# HLS viewers of one live path (640x360 25 fps H.264 800 kbit/s + AAC)",
         "",
         machine_line(results["machine"]),
         "",
@@ -242,16 +278,17 @@ def main() -> None:
         "| clients | streamd CPU % | CPU ms per client-second | requests/s | what they got | errors |",
         "|---|---|---|---|---|---|",
     ]
-    for mode in args.modes:
-        r = results[f"hls_{mode}"]
-        count = args.processes * (args.viewers // args.processes)
+    for r in results["runs"]:
+        count, mode = r["viewers"], r["mode"]
         per = 10 * (r["cpu_percent"] - base_cpu) / count
         watched = count * (args.seconds + args.ramp / 2)  # viewer-seconds (viewers start over the ramp)
         if mode == "ll":
-            got = f"{r.get('parts', 0) / watched:.2f} parts/s each"
+            got = f"{r.get('parts', 0) / watched:.2f} parts/s each (5 made)"
         else:
-            got = f"{r.get('segments', 0) / watched:.2f} segments/s each"
+            got = f"{r.get('segments', 0) / watched:.2f} segments/s each (1 made)"
         errors = {k: v for k, v in r.items() if k.startswith("status") or k == "failed"}
+        if r["publisher_dropped"]:
+            errors["publisher dropped"] = 1
         rate = r.get("requests", 0) / (args.seconds + args.ramp / 2)
         cpu = r["cpu_percent"]
         lines.append(
@@ -261,6 +298,8 @@ def main() -> None:
         r = results["rtsp"]
         per = 10 * (r["cpu_percent"] - base_cpu) / max(1, r.get("readers", 1))
         lines.append(f"| {r.get('readers')} RTSP (TCP) | {r['cpu_percent']} | {per:.3f} | - | RTP | - |")
+    lines.append("")
+    lines.append(f"Publisher restarts (streamd dropped it under load): {publisher.restarts}.")
     folder = results_dir()
     name = f"hls-live-viewers-{time.strftime('%H%M%S')}"
     (folder / f"{name}.json").write_text(json.dumps(results, indent=2))
