@@ -54,6 +54,8 @@ class RtspConnection(asyncio.Protocol):
         self.label = "client ?"
         self.last_activity = 0.0
         self.sessions: set[str] = set()  # ids of sessions set up on this connection
+        # over TLS (RTSPS, or a tunnel whose halves are HTTPS): what the encryption policy reads
+        self.secure = False
         self._requests: asyncio.Queue[Request | ParseError | None] = asyncio.Queue(MAX_PIPELINED + 1)
         self._worker: asyncio.Task[None] | None = None
         self._writable = asyncio.Event()
@@ -66,6 +68,7 @@ class RtspConnection(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
+        self.secure = transport.get_extra_info("ssl_object") is not None
         peer = transport.get_extra_info("peername") or ("?", 0)
         local = transport.get_extra_info("sockname") or ("?", 0)
         self.peer = (str(peer[0]), int(peer[1]))
@@ -132,6 +135,29 @@ class RtspConnection(asyncio.Protocol):
         self.server.connection_closed(self)
         hand_over(transport, request, self.parser.detach())
         return True
+
+    def give_away(self, request: Request) -> tuple[asyncio.Transport, bytes] | None:
+        """Stop serving this connection (another worker process takes it over, ``request`` first):
+        its transport, paused, and the bytes to replay there (``request``, the requests queued
+        behind it, what is not parsed yet). None when it cannot be given away (a tunnel's)."""
+        transport = self.transport
+        if transport is None or transport.is_closing() or transport.get_extra_info("socket") is None:
+            return None
+        transport.pause_reading()
+        pending = [bytes(request)]
+        while not self._requests.empty():
+            queued = self._requests.get_nowait()
+            if isinstance(queued, Request):
+                pending.append(bytes(queued))
+        pending.append(self.parser.detach())
+        self.transport = None
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+        if self._worker is not None:
+            self._worker.cancel()
+        transport.set_protocol(asyncio.Protocol())
+        self.server.connection_closed(self)
+        return transport, b"".join(pending)
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self._head_timer is not None:

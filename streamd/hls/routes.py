@@ -1,5 +1,5 @@
 """The ``/hls/...`` routes (layout in :mod:`streamd.hls`): live paths go to
-:mod:`streamd.hls.live_routes`, files to :mod:`streamd.hls.vod`."""
+:mod:`streamd.hls.live_routes`, files to :class:`streamd.hls.vod.VodService`."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
-from streamd.hls import live_routes, live_service, urls
+from streamd.hls import live_routes, live_service
+from streamd.hls.vod import VodService
 from streamd.rtsp.errors import RtspError
 
 if TYPE_CHECKING:
@@ -18,6 +19,7 @@ if TYPE_CHECKING:
 
 BACKEND_KEY = web.AppKey("hls_backend", object)
 CATALOG_KEY = web.AppKey("hls_catalog", object)
+VOD_KEY = web.AppKey("hls_vod", VodService)
 MULTIVARIANT = "/hls/{path:.+}/index.m3u8"
 OBJECT = "/hls/{path:.+}/{rendition:[a-z0-9_]+}/{name:[^/]+}"
 # canonical route names (streamd/http/access.py RULES): every one reads its path
@@ -29,6 +31,7 @@ def add_hls_routes(
 ) -> None:
     app[BACKEND_KEY] = server
     app[CATALOG_KEY] = catalog
+    app[VOD_KEY] = VodService(catalog, server.config)
     app[live_routes.LIVE_KEY] = live = live_service.from_config(
         server.live, server.web_viewers, server.config
     )
@@ -63,7 +66,7 @@ async def _multivariant(request: web.Request) -> web.StreamResponse:
     path = _path(request)
     if await _is_live(server, catalog, path):
         return await live_routes.serve(request, server, path, None, "index.m3u8")
-    raise RtspError(404, f"on-demand HLS not yet: {path!r}")
+    return await request.app[VOD_KEY].serve(request, path, None, "index.m3u8")
 
 
 async def _object(request: web.Request) -> web.StreamResponse:
@@ -73,6 +76,4 @@ async def _object(request: web.Request) -> web.StreamResponse:
     rendition, name = request.match_info["rendition"], request.match_info["name"]
     if await _is_live(server, catalog, path):
         return await live_routes.serve(request, server, path, rendition, name)
-    if urls.parse(rendition, name) is None:
-        raise RtspError(404, f"no HLS object {rendition}/{name} for {path!r}")
-    raise RtspError(404, f"on-demand HLS not yet: {path!r}")
+    return await request.app[VOD_KEY].serve(request, path, rendition, name)

@@ -39,6 +39,10 @@ PATH_SCHEMA: dict[str, Any] = {
             "type": "string",
             "description": "RFC 6381 codecs value of the video track (e.g. hvc1.1.6.L93.B0); '' if none",
         },
+        "hls_url": {
+            "type": "string",
+            "description": "HLS multivariant playlist (files: VOD, ?format=ts for MPEG-TS segments)",
+        },
     },
 }
 
