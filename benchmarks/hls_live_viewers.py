@@ -22,8 +22,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import multiprocessing
+import queue
 import re
 import subprocess
 import tempfile
@@ -136,17 +138,21 @@ def _rtsp_process(host: str, port: int, count: int, ramp: float, seconds: float,
     from benchmarks.client import Session
 
     async def run() -> dict[str, int]:
-        sessions = []
+        sessions, failed = [], 0
         for _ in range(count):
-            session = await Session.open(host, port, PATH, tcp=True, live=True)
-            await session.play()
-            sessions.append(session)
+            try:
+                session = await Session.open(host, port, PATH, tcp=True, live=True)
+                await session.play()
+                sessions.append(session)
+            except (OSError, RuntimeError):
+                failed += 1
             await asyncio.sleep(ramp / count)
         await asyncio.sleep(seconds)
         packets = sum(len(t.arrivals) for s in sessions for t in s.tracks)
         for session in sessions:
-            await session.close()
-        return {"readers": len(sessions), "packets": packets}
+            with contextlib.suppress(OSError, RuntimeError):
+                await session.close(teardown=False)
+        return {"readers": len(sessions), "packets": packets, "failed": failed}
 
     out.put(asyncio.run(run()))
 
@@ -164,9 +170,16 @@ def measure(
     cpu0, t0 = server.cpu_seconds(), time.monotonic()
     time.sleep(seconds - 2.0)
     cpu1, t1 = server.cpu_seconds(), time.monotonic()
-    results = [out.get(timeout=seconds + ramp + 60) for _ in workers]
+    results = []
+    for _ in workers:
+        try:
+            results.append(out.get(timeout=seconds + ramp + 60))
+        except queue.Empty:
+            results.append({"workers_lost": 1})
     for worker in workers:
         worker.join(30)
+        if worker.is_alive():
+            worker.kill()
     total: dict[str, int] = {}
     for result in results:
         for key, value in result.items():
@@ -253,6 +266,8 @@ def main() -> None:
                     mode=mode, viewers=per_process * args.processes, publisher_dropped=not publisher.alive
                 )
                 results["runs"].append(run)
+                (tmp / "partial.json").write_text(json.dumps(results, indent=2))
+                print(f"{mode} x {run['viewers']}: {run}", flush=True)
                 time.sleep(3)
         if args.rtsp_readers:
             publisher.ensure()
