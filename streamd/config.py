@@ -74,8 +74,15 @@ class PathSettings:
     # in a cluster, a live path published on another node is pulled from it ("relay", shared by
     # this node's readers) or its readers are sent there with 302 ("redirect")
     cluster_mode: str = "relay"
+    # live HLS: this path's DVR window in seconds (None: the server's hls_dvr_seconds)
+    hls_dvr_seconds: float | None = None
 
     def __post_init__(self) -> None:
+        dvr = self.hls_dvr_seconds
+        if dvr is not None and (
+            isinstance(dvr, bool) or not isinstance(dvr, int | float) or not 10 <= dvr <= 86400
+        ):
+            raise ConfigError(f"hls_dvr_seconds must be between 10 and 86400, not {dvr!r}")
         if self.encryption is not None and self.encryption not in ENCRYPTION_MODES:
             raise ConfigError(f"encryption must be one of {', '.join(ENCRYPTION_MODES)}")
         if not isinstance(self.upstream_tls_verify, bool):

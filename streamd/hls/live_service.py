@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import time
 from collections import Counter
@@ -63,10 +64,12 @@ class LiveHls:
         idle_seconds: float = 30.0,
         max_blocked: int = 10_000,
         clock: Callable[[], float] = time.monotonic,
+        settings_for: Callable[[str], SegmenterSettings] | None = None,
     ) -> None:
         self.live = live
         self.web_viewers = web_viewers
         self.settings = settings
+        self.settings_for = settings_for or (lambda _name: settings)  # per path (its DVR window)
         self.idle_seconds = idle_seconds
         self.max_blocked = max_blocked
         self.clock = clock
@@ -89,7 +92,7 @@ class LiveHls:
             raise RtspError(404, f"nothing is being published on {name!r} (offline)")
         if entry is not None:
             self._release(name)
-        stream = LiveStream(live, self.settings)
+        stream = LiveStream(live, self.settings_for(name))
         if not stream.playable:
             raise RtspError(415, f"{name!r} has no track HLS can carry (H.264, H.265, AAC, Opus)")
         entry = Entry(stream, self.clock())
@@ -169,8 +172,18 @@ def from_config(live: Mapping[str, LivePath], web_viewers: Counter[str], config:
     settings = SegmenterSettings(
         config.hls_live_segment_seconds, config.hls_part_seconds, config.hls_dvr_seconds, config.hls_dvr_bytes
     )
+
+    def for_path(name: str) -> SegmenterSettings:
+        dvr = config.path_settings(name).hls_dvr_seconds  # [paths."..."] hls_dvr_seconds
+        return settings if dvr is None else dataclasses.replace(settings, dvr_seconds=float(dvr))
+
     return LiveHls(
-        live, web_viewers, settings, idle_seconds=config.hls_idle_seconds, max_blocked=config.hls_max_blocked
+        live,
+        web_viewers,
+        settings,
+        idle_seconds=config.hls_idle_seconds,
+        max_blocked=config.hls_max_blocked,
+        settings_for=for_path,
     )
 
 
