@@ -26,6 +26,7 @@ from media.track import AacConfig
 from streamd.hls.live_directives import Decision, DirectiveError, decide, parse
 from streamd.hls.live_playlist import LiveNames, render
 from streamd.hls.live_service import START_TIMEOUT, Entry, LiveHls
+from streamd.hls.live_stream import LiveStream
 from streamd.rtsp.errors import RtspError
 
 if TYPE_CHECKING:
@@ -178,9 +179,9 @@ async def _multivariant(request: web.Request, hls: LiveHls, entry: Entry) -> web
     )
 
 
-def _codec(stream: object, slot: int) -> str | None:
+def _codec(stream: LiveStream, slot: int) -> str | None:
     """The RFC 6381 string of a track, from its parameter sets or AudioSpecificConfig."""
-    item = stream.inputs[slot]  # type: ignore[attr-defined]
+    item = stream.inputs[slot]
     if item.codec == "h264":
         sps = item.params.get(7, b"")
         return f"avc1.{sps[1:4].hex().upper()}" if len(sps) >= 4 else "avc1.42E01E"
@@ -190,7 +191,6 @@ def _codec(stream: object, slot: int) -> str | None:
         except (ValueError, IndexError):
             return "hvc1.1.6.L93.B0"
     if item.codec == "aac":
-        track = stream.live.tracks[item.index].announced.track  # type: ignore[attr-defined]
-        config = track.config
+        config = stream.live.tracks[item.index].announced.track.config
         return f"mp4a.40.{config.object_type if isinstance(config, AacConfig) else 2}"
     return "opus"

@@ -20,11 +20,14 @@ the DVR window (seconds and bytes) are dropped, oldest first, never below three 
 
 from __future__ import annotations
 
+import logging
 import math
 from collections import deque
 from dataclasses import dataclass, field
 
 from streamd.hls.live_fmp4 import Sample, fragment
+
+log = logging.getLogger(__name__)
 
 PART_SLACK = 0.001  # seconds of rounding a part may exceed its target by (timescale steps)
 FRAMES_FOR_TARGET = 3  # main-track durations the part target is rounded by (their median)
@@ -85,7 +88,6 @@ class LiveSegmenter:
         self.open: Segment | None = None
         self.part_target: float | None = None  # fixed once the main track's frame length is known
         self.target_duration = max(1, math.ceil(settings.segment_seconds))
-        self.longest = 0.0  # seconds, the longest segment so far
         self.started = False
         self.ended = False
         self.dropped = 0  # samples before the start or with decode times going back
@@ -94,7 +96,6 @@ class LiveSegmenter:
         self.parts_made = 0  # the next part's number
         self.by_number: dict[int, Part] = {}  # the parts of the segments in the window
         self._next_msn = 0
-        self._part_start: float | None = None  # seconds of the open part's first main sample
         self._part_main = 0  # main samples in the open part
         self._part_duration = 0.0
         self._part_independent = False
@@ -175,7 +176,6 @@ class LiveSegmenter:
         elif self._part_main and self._part_duration + length > limit + PART_SLACK:
             completed += self._close_part()
         if not self._part_main:
-            self._part_start = seconds
             self._part_independent = sample.keyframe
         track.open.append(sample)
         self._part_main += 1
@@ -221,8 +221,15 @@ class LiveSegmenter:
         segment.complete = True
         self.segments.append(segment)
         self.bytes += len(segment.data)
-        self.longest = max(self.longest, segment.duration)
-        self.target_duration = max(self.target_duration, round(segment.duration + 1e-9))
+        longer = round(segment.duration + 1e-9)
+        if longer > self.target_duration:
+            if self.segments[0] is not segment:  # players may have read the old target duration
+                log.warning(
+                    "live HLS: a %.1f s segment (keyframes that far apart) makes the target duration %d s",
+                    segment.duration,
+                    longer,
+                )
+            self.target_duration = longer
         self._evict()
 
     def _evict(self) -> None:
