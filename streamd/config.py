@@ -145,6 +145,8 @@ class ServerConfig:
     hls_part_seconds: float = 0.2
     hls_dvr_seconds: float = 180.0
     hls_dvr_bytes: int = 256 * 1024 * 1024  # per path
+    # a recorded path's DVR: older segments stay listed this long, read back from its recording
+    hls_dvr_recorded_seconds: float = 3600.0
     hls_idle_seconds: float = 30.0  # a path's HLS stream is let go after this long without a request
     hls_max_blocked: int = 10_000  # blocking playlist/part requests waiting at once (503 beyond)
     # --- timing (the defaults are what clients expect; tests shorten them) ---------------------
@@ -391,6 +393,7 @@ def _check_hls(config: ServerConfig) -> None:
         "hls_part_seconds": (0.05, 5.0),
         "hls_dvr_seconds": (10.0, 86400.0),
         "hls_dvr_bytes": (1 << 20, 1 << 40),
+        "hls_dvr_recorded_seconds": (10.0, 7 * 86400.0),
         "hls_idle_seconds": (1.0, 3600.0),
         "hls_max_blocked": (1, 10_000_000),
     }

@@ -14,6 +14,7 @@ right answer to that query. Errors are never cached.
 
 from __future__ import annotations
 
+import asyncio
 import re
 from typing import TYPE_CHECKING
 from urllib.parse import quote
@@ -25,6 +26,8 @@ from media.codec_string import hevc_codec_string
 from media.track import AacConfig
 from streamd.hls.live_directives import Decision, DirectiveError, decide, parse
 from streamd.hls.live_playlist import LiveNames, render
+from streamd.hls.live_recorded import read_back
+from streamd.hls.live_segmenter import Segment
 from streamd.hls.live_service import START_TIMEOUT, Entry, LiveHls
 from streamd.hls.live_stream import LiveStream
 from streamd.rtsp.errors import RtspError
@@ -34,6 +37,7 @@ if TYPE_CHECKING:
 
 LIVE_KEY = web.AppKey("hls_live", LiveHls)
 PLAYLIST_TYPE = "application/vnd.apple.mpegurl"
+READ_BACK_KEPT = 16  # cold segments kept after reading them back (a cache in front keeps more)
 MAX_CACHED_PLAYLISTS = 64  # rendered playlists kept per stream until the next part
 IMMUTABLE = "public, max-age=31536000, immutable"
 RENDITION = "main"
@@ -71,7 +75,12 @@ async def serve(
         segment = segmenter.segment(msn)
         if segment is None or not segment.complete:
             raise RtspError(404, f"segment {msn} is not available (not yet, or no longer)")
-        return _object(request, segment.data, f"{stream.names.stream}-{msn}")
+        data: bytes | None = segment.data
+        if segment.cold:
+            data = await _from_recording(entry, segment)
+            if data is None:
+                raise RtspError(404, f"segment {msn} is no longer in memory nor found in the recording")
+        return _object(request, data, f"{stream.names.stream}-{msn}")
     hls.requests["part"] += 1
     number = int(match.group(4))
     if number == segmenter.parts_made and not segmenter.ended:  # the preload hint: wait until it is made
@@ -80,6 +89,23 @@ async def serve(
     if part is None:
         raise RtspError(404, f"part {number} is not available (not yet, or no longer)")
     return _object(request, part.data, f"{stream.names.stream}-part{number}")
+
+
+async def _from_recording(entry: Entry, segment: Segment) -> bytes | None:
+    """A cold segment, read back from the path's recording in a worker thread (a few kept)."""
+    if entry.recordings is None:
+        return None
+    cached = entry.read_back.get(segment.msn)
+    if cached is not None:
+        return cached
+    inputs = entry.stream.inputs
+    kinds = ["video" if i.video else "audio" for i in inputs]
+    data = await asyncio.to_thread(read_back, entry.recordings, segment, kinds, [i.clock for i in inputs])
+    if data is not None:
+        entry.read_back[segment.msn] = data
+        while len(entry.read_back) > READ_BACK_KEPT:
+            entry.read_back.popitem(last=False)
+    return data
 
 
 async def _entry(hls: LiveHls, server: HttpBackend, path: str) -> Entry:

@@ -20,6 +20,7 @@ the DVR window (seconds and bytes) are dropped, oldest first, never below three 
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
 from collections import deque
@@ -52,6 +53,11 @@ class Segment:
     duration: float = 0.0
     data: bytes = b""  # set when complete
     complete: bool = False
+    # per track: (decode time of its first sample, samples); the first main sample's SHA-1: what
+    # finds the segment again in a recording once its bytes left memory (``cold``)
+    runs: list[list[int]] = field(default_factory=list)
+    key: bytes = b""
+    cold: bool = False
 
     @property
     def size(self) -> int:
@@ -64,6 +70,9 @@ class SegmenterSettings:
     part_seconds: float = 0.2
     dvr_seconds: float = 180.0
     dvr_bytes: int = 256 * 1024 * 1024
+    # a recorded path: segments stay listed this long, their bytes read back from the recording
+    # once they left the in-memory window (0: not recorded)
+    recorded_seconds: float = 0.0
 
 
 @dataclass(slots=True)
@@ -171,7 +180,7 @@ class LiveSegmenter:
         ):
             completed += self._close_part()
             self._close_segment()
-            self.open = Segment(self._next_msn, seconds, wall)
+            self.open = Segment(self._next_msn, seconds, wall, runs=[[-1, 0] for _ in self.tracks])
             self._next_msn += 1
         elif self._part_main and self._part_duration + length > limit + PART_SLACK:
             completed += self._close_part()
@@ -188,6 +197,13 @@ class LiveSegmenter:
         if not self._part_main or self.open is None:
             return []  # other tracks' samples wait for the next part
         runs = [(t.track_id, t.open) for t in self.tracks]
+        for t, run in zip(self.tracks, self.open.runs, strict=True):
+            if t.open:
+                if run[0] < 0:
+                    run[0] = t.open[0].dts
+                    if t.main:
+                        self.open.key = hashlib.sha1(t.open[0].data).digest()
+                run[1] += len(t.open)
         self._fragments += 1
         data = fragment(self._fragments, runs)
         for t in self.tracks:
@@ -233,18 +249,33 @@ class LiveSegmenter:
         self._evict()
 
     def _evict(self) -> None:
-        floor = 3 * self.target_duration  # a live playlist never gets shorter than this
-        total = sum(s.duration for s in self.segments)
-        while len(self.segments) > 1:
-            oldest = self.segments[0]
-            over = total > self.settings.dvr_seconds or self.bytes > self.settings.dvr_bytes
-            if not over or total - oldest.duration < floor:
+        """The oldest segments leave memory past ``dvr_seconds``/``dvr_bytes``: gone, or (a recorded
+        path) listed on, cold, until ``recorded_seconds``. The playlist never gets shorter than three
+        target durations."""
+        floor = 3 * self.target_duration
+        settings = self.settings
+        listed = sum(s.duration for s in self.segments)
+        hot = [s for s in self.segments if not s.cold]
+        in_memory = sum(s.duration for s in hot)
+        kept = listed  # what stays listed if these go (a path not recorded)
+        for oldest in hot[:-1]:
+            if in_memory <= settings.dvr_seconds and self.bytes <= settings.dvr_bytes:
                 break
-            self.segments.popleft()
+            if not settings.recorded_seconds:
+                if kept - oldest.duration < floor:
+                    break
+                kept -= oldest.duration
+            in_memory -= oldest.duration
+            self.bytes -= len(oldest.data)
             for part in oldest.parts:
                 self.by_number.pop(part.number, None)
-            self.bytes -= len(oldest.data)
-            total -= oldest.duration
+            oldest.parts, oldest.data, oldest.cold = [], b"", True
+        while len(self.segments) > 1 and self.segments[0].cold:
+            oldest = self.segments[0]
+            if listed <= settings.recorded_seconds or listed - oldest.duration < floor:
+                break
+            self.segments.popleft()
+            listed -= oldest.duration
 
     # --- what the playlist and the requests see ----------------------------------------------
 

@@ -10,6 +10,7 @@ import os
 import re
 import subprocess
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -208,3 +209,43 @@ async def test_chromium_plays_a_live_path_with_hls_js_and_natively(
             await tab.screenshot(ARTIFACTS / "hls-live-chromium.png")
     finally:
         await asyncio.to_thread(publisher.stop)
+
+
+def test_recorded_path_serves_old_segments_from_its_recording(
+    tmp_path_factory: pytest.TempPathFactory, tmp_path: Path
+) -> None:
+    """A recorded path keeps its segments listed past the in-memory window (10 s here): the old
+    ones come back from the recorder's files, with the published NAL units."""
+    media = tmp_path_factory.mktemp("hls-recorded-media")
+    make_live_clip(media / "clip.mp4")
+    config = tmp_path / "streamd.toml"
+    config.write_text('hls_dvr_seconds = 10\n[paths."live/rec"]\nrecord = true\nrecord_segment = 2\n')
+    server = start_server(media, tmp_path, "--config", str(config))
+    try:
+        publisher = Publisher(server, "live/rec", loop=True)
+        try:
+            url = playlist_url(server, "live/rec")
+            m3u8.load(url)  # the HLS stream begins now
+            time.sleep(15)  # the first segments leave memory (10 s) and their recording is finished
+            playlist = m3u8.load(url)
+        finally:
+            publisher.stop()
+        complete = [s for s in playlist.segments if s.uri]
+        assert playlist.media_sequence == 0 and sum(s.duration for s in complete) > 12
+        init = urllib.request.urlopen(server.http(f"hls/live/rec/main/{playlist.segment_map[0].uri}")).read()
+        first = urllib.request.urlopen(server.http(f"hls/live/rec/main/{complete[0].uri}")).read()
+        assert b"moof" in first[:16]
+        path = tmp_path / "old.mp4"
+        path.write_bytes(init + first)
+        got = received_video_nals_mp4(path)
+        assert len(got) >= 25 and nal_type(got[0]) in (5, 7)
+        assert is_subsequence_start(got, source_video_nals(media / "clip.mp4") * 3)
+    finally:
+        server.stop()
+
+
+def received_video_nals_mp4(path: Path) -> list[bytes]:
+    from tests.integration.source import comparable
+    from tests.unit.test_recorder import file_units
+
+    return comparable([n for au in file_units(path, "video") for n in au.nal_units])

@@ -25,11 +25,12 @@ from streamd.hls.live_directives import (
 )
 from streamd.hls.live_fmp4 import Sample
 from streamd.hls.live_playlist import LiveNames, render
+from streamd.hls.live_recorded import read_back
 from streamd.hls.live_segmenter import LiveSegmenter, Part, SegmenterSettings
 from streamd.hls.live_stream import LiveStream
 from streamd.live.hub import LivePath
 from tests.mediagen import make_audio, make_h264_aac_mp4
-from tests.unit.test_recorder import as_live, comparable, file_units, hevc_source
+from tests.unit.test_recorder import as_live, comparable, file_units, hevc_source, record
 
 WALL = 1_800_000_000.0  # the publisher's clock at tick 0
 
@@ -251,3 +252,41 @@ def test_opus_audio_only_path(tmp_path: Path) -> None:
     whole.write_bytes(stream.init + b"".join(s.data for s in segmenter.segments))  # type: ignore[operator]
     assert [au.data for au in file_units(whole, "audio")] == [au.data for au in units]
     assert m3u8.loads(render(segmenter, LiveNames("00000000"))).is_endlist
+
+
+def test_recorded_path_reads_old_segments_back_from_its_recording(tmp_path: Path) -> None:
+    """Segments that left memory stay listed (cold) and come back from the recorder's files with
+    the same samples on the same timeline."""
+    source = make_h264_aac_mp4(tmp_path / "src.mp4", seconds=6, gop=25, bframes=True)
+    live, units = as_live(source)
+    for track in live.tracks.values():
+        track.sender_ntp, track.sender_ts = WALL, 0
+    short = LiveStream(live, SegmenterSettings(dvr_seconds=1.0, recorded_seconds=60.0), wall=lambda: WALL)
+    whole = LiveStream(live, SegmenterSettings(), wall=lambda: WALL)
+    short.attach()
+    whole.attach()
+    recorder = record(live, units, tmp_path / "rec", "mp4", 2)
+    assert len(recorder.files) >= 2
+    for stream in (short, whole):
+        stream.finish()
+    cold = [s for s in short.segmenter.segments if s.cold]
+    assert cold and [s.msn for s in short.segmenter.segments] == [s.msn for s in whole.segmenter.segments]
+    assert short.segmenter.bytes < whole.segmenter.bytes
+    listed = m3u8.loads(render(short.segmenter, LiveNames("00000000")))
+    assert [s.uri for s in listed.segments] == [f"00000000-{s.msn}.m4s" for s in whole.segmenter.segments]
+    kinds, scales = ["video", "audio"], [i.clock for i in short.inputs]
+    for segment in cold:
+        data = read_back(tmp_path / "rec" / "live" / "test", segment, kinds, scales)
+        assert data is not None, f"segment {segment.msn}"
+        original = whole.segmenter.segment(segment.msn)
+        assert original is not None
+        got, want = tmp_path / "got.mp4", tmp_path / "want.mp4"
+        got.write_bytes(short.init + data)  # type: ignore[operator]
+        want.write_bytes(whole.init + original.data)  # type: ignore[operator]
+        for kind in ("video", "audio"):
+            a, b = file_units(got, kind), file_units(want, kind)
+            # audio sent before the keyframe that began a recording's file went to the file before
+            missing = len(b) - len(a) if kind == "audio" else 0
+            assert 0 <= missing <= 5, (segment.msn, kind, missing)
+            assert [u.data for u in a] == [u.data for u in b[missing:]], (segment.msn, kind)
+            assert [(u.pts, u.dts) for u in a] == [(u.pts, u.dts) for u in b[missing:]], (segment.msn, kind)

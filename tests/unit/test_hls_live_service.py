@@ -91,3 +91,14 @@ async def test_dvr_window_per_path(source: Path) -> None:
     await hls.close()
     with pytest.raises(ConfigError):
         PathSettings(hls_dvr_seconds=5)
+
+
+async def test_recorded_path_lists_its_recording(source: Path, tmp_path: Path) -> None:
+    live, _ = as_live(source)  # live/test
+    config = ServerConfig(record_dir=tmp_path, paths={"live/test": PathSettings(record=True)})
+    hls = from_config({live.name: live}, Counter(), config)
+    entry = hls.entry(live.name)
+    assert entry.stream.segmenter.settings.recorded_seconds == 3600
+    assert entry.recordings == tmp_path / "live" / "test"
+    assert hls.settings_for("live/other").recorded_seconds == 0 and hls.recordings_for("live/other") is None
+    await hls.close()
