@@ -11,8 +11,10 @@ HLS timeline, written as one fragment. Blocking (PyAV): run it in a worker threa
 
 from __future__ import annotations
 
+import calendar
 import hashlib
 import logging
+import time
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -28,6 +30,7 @@ log = logging.getLogger(__name__)
 
 MAX_FILES = 64  # recordings searched for one segment, newest first
 MAX_PACKETS = 200_000  # packets read from one file
+SKEW_SECONDS = 5.0  # how far the publisher's clock (program date) may be from the recorder's names
 
 
 @dataclass(frozen=True)
@@ -43,11 +46,8 @@ def read_back(folder: Path, segment: Segment, kinds: list[str], timescales: list
     """The segment's ``moof`` + ``mdat`` from the recordings in ``folder``, or None if not found."""
     if not segment.key or not folder.is_dir():
         return None
-    files = sorted(
-        (f for f in folder.iterdir() if f.suffix == ".mp4" and not f.name.endswith(PARTIAL_SUFFIX)),
-        reverse=True,
-    )
-    for file in files[:MAX_FILES]:
+    files = [f for f in folder.iterdir() if f.suffix == ".mp4" and not f.name.endswith(PARTIAL_SUFFIX)]
+    for file in sorted(files, key=lambda f: _nearness(f, segment.wall))[:MAX_FILES]:
         try:
             data = _from_file(file, segment, kinds, timescales)
         except (av.FFmpegError, OSError, ValueError) as exc:
@@ -56,6 +56,18 @@ def read_back(folder: Path, segment: Segment, kinds: list[str], timescales: list
         if data is not None:
             return data
     return None
+
+
+def _nearness(file: Path, wall: float | None) -> tuple[int, float]:
+    """Search order: the file that began last before the segment (names are the UTC time the
+    recorder began them), then the others by distance; files of other names last."""
+    try:
+        began = calendar.timegm(time.strptime(file.stem[:19], "%Y-%m-%d_%H-%M-%S"))
+    except ValueError:
+        return (2, 0.0)
+    if wall is None:
+        return (1, -began)
+    return (0 if began <= wall + SKEW_SECONDS else 1, abs(wall - began))
 
 
 def _from_file(file: Path, segment: Segment, kinds: list[str], timescales: list[int]) -> bytes | None:

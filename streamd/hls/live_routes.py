@@ -98,9 +98,17 @@ async def _from_recording(entry: Entry, segment: Segment) -> bytes | None:
     cached = entry.read_back.get(segment.msn)
     if cached is not None:
         return cached
-    inputs = entry.stream.inputs
-    kinds = ["video" if i.video else "audio" for i in inputs]
-    data = await asyncio.to_thread(read_back, entry.recordings, segment, kinds, [i.clock for i in inputs])
+    pending = entry.reading.get(segment.msn)
+    if pending is None:  # one read per segment, however many viewers ask at once
+        inputs = entry.stream.inputs
+        kinds = ["video" if i.video else "audio" for i in inputs]
+        clocks = [i.clock for i in inputs]
+        pending = asyncio.ensure_future(
+            asyncio.to_thread(read_back, entry.recordings, segment, kinds, clocks)
+        )
+        entry.reading[segment.msn] = pending
+        pending.add_done_callback(lambda _: entry.reading.pop(segment.msn, None))
+    data = await asyncio.shield(pending)
     if data is not None:
         entry.read_back[segment.msn] = data
         while len(entry.read_back) > READ_BACK_KEPT:

@@ -47,6 +47,7 @@ class Entry:
     version: int = 0  # parts made so far: playlists are cached per version
     recordings: Path | None = None  # where a recorded path's files are (cold segments come from there)
     read_back: OrderedDict[int, bytes] = field(default_factory=OrderedDict)  # cold segments lately read
+    reading: dict[int, asyncio.Future[bytes | None]] = field(default_factory=dict)  # ... being read
     playlists: dict[tuple[int, bool, str], bytes] = field(default_factory=dict)
 
     def on_parts(self, parts: list[Part]) -> None:
