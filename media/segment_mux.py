@@ -28,7 +28,7 @@ from typing import Any, Literal
 import av
 
 from media import aac
-from media.audio_track import EncodedAudio, add_aac_stream, packets_between
+from media.audio_track import EncodedAudio, add_aac_stream
 from media.errors import MediaError
 from media.keyframe_index import CutPoint
 from media.probe import open_container
@@ -52,6 +52,7 @@ TS_OPTIONS = {
 }
 FRAME_DESCRIBED = frozenset({"ac3", "eac3"})  # MP4 sample entries FFmpeg fills from the first frame
 SEEK_MARGINS = (Fraction(0), Fraction(1), Fraction(5), Fraction(30), None)  # None: from the start
+ENCODE_WAIT = 10.0  # seconds a segment waits for re-encoded audio to reach its end (then 503)
 READ_PAST = Fraction(10)  # seconds read past the end of a track before the others are given up
 
 
@@ -122,7 +123,9 @@ def _mux(source: Any, job: SegmentJob) -> bytes:
         outputs = _outputs(source, output, job.streams, adts, job.encoded)
         start = job.start.seconds if job.start is not None else None
         end = job.end.seconds if job.end is not None else None
-        encoded = [(a.stream_index, p) for a in job.encoded for p in packets_between(a, start, end)]
+        encoded = [
+            (a.stream_index, p) for a in job.encoded for p in a.packets_between(start, end, ENCODE_WAIT)
+        ]
         demuxed = ((p.stream.index, p) for p in _packets(source, job)) if job.demuxed else iter(())
         count = 0
         for index, packet in itertools.chain(encoded, demuxed):  # the muxer interleaves them

@@ -2,7 +2,8 @@
 
 Video is copied (H.264, HEVC, AV1, VP9; other video is 415); audio is copied when HLS carries it
 (AAC, MP3, Opus, AC-3, E-AC-3) and otherwise re-encoded to AAC once per file version, whole
-(``media.audio_track``), kept in a byte-bounded cache like the segments.
+(``media.audio_track``), started by the file's first request: a segment waits until the encode
+has passed its end (10 s at most, then 503), so playing from the start begins at once.
 
 The first request for a file probes it and reads its keyframe index (``media.keyframe_index``)
 and keeps the cut plan, keyed by the file's path, mtime and size. That, and making segments and
@@ -29,7 +30,7 @@ from urllib.parse import urlencode
 
 from aiohttp import web
 
-from media.audio_track import EncodedAudio, encode_aac
+from media.audio_track import EncodedAudio, StillEncoding, settings, start_encoding
 from media.codec_string import video_codec_string
 from media.errors import MediaError, UnsupportedMedia
 from media.keyframe_index import KeyframeIndex
@@ -56,6 +57,7 @@ COPY_AUDIO = frozenset({"aac", "mp3", "opus", "ac3", "eac3"})
 TS_CODECS = frozenset({"h264", "hevc", "aac", "mp3", "ac3", "eac3", "opus"})  # FFmpeg's TS muxer
 FORMAT_VERSION = "1"  # part of every ETag: bump when the same file would give other bytes
 MAX_FILES = 512  # cut plans kept
+PLAYLIST_BYTES = 16 * 1024 * 1024  # media playlists kept as written
 IMMUTABLE = "public, max-age=31536000, immutable"
 PLAYLIST_CACHE = "public, max-age=5"
 CORS = {"Access-Control-Allow-Origin": "*"}  # web players on other sites (as the live side)
@@ -145,7 +147,11 @@ class VodService:
         self.target = Fraction(config.hls_segment_seconds).limit_denominator(1000)
         self.files: ObjectCache[VodFile] = ObjectCache(MAX_FILES, lambda _file: 1)
         self.objects: ObjectCache[bytes] = ObjectCache(config.hls_cache_bytes, len)
-        self.encoded: ObjectCache[EncodedAudio] = ObjectCache(config.hls_cache_bytes, lambda a: a.size)
+        self.playlists: ObjectCache[str] = ObjectCache(PLAYLIST_BYTES, len)
+        # re-encoded audio tracks, weighed by their expected size (they grow while being encoded)
+        self.encoded: ObjectCache[EncodedAudio] = ObjectCache(
+            config.hls_cache_bytes, lambda a: a.expected_bytes
+        )
         # segments being made (or waited for) at once: the pool runs 4, the rest queue up to this
         self.making = Admission(8 * config.max_remuxes, 4 * config.max_remuxes_per_client, "HLS segments")
 
@@ -172,12 +178,19 @@ class VodService:
         if rendition is not None and target is None:
             raise RtspError(404, f"no HLS object {rendition}/{name} for {path!r}")
         vod = await self.file(path)
+        for index in vod.encode:  # started by the file's first request
+            self._encoded(vod, index)
         carry = {k: v for k, v in request.query.items() if k == "jwt"}  # a token reaches every URL
         if target is None:
             fmt: urls.Format = "ts" if request.query.get("format") == "ts" else "fmp4"
             return _text(request, self.multivariant(vod, fmt, carry))
-        if isinstance(target, urls.MediaPlaylist):
-            return _text(request, self.media_playlist(vod, target, carry))
+        if isinstance(target, urls.MediaPlaylist):  # kept: a 2-hour file's lists 1,800 segments
+            key = ("playlist", vod.version, target, tuple(carry.items()))
+            text = self.playlists.get(key)
+            if text is None:
+                text = self.media_playlist(vod, target, carry)
+                self.playlists.put(key, text)
+            return _text(request, text)
         asked = request.query.get("v")
         if asked is not None and asked != vod.version:
             raise RtspError(404, "the file has changed since this playlist was made; reload it")
@@ -205,7 +218,10 @@ class VodService:
 
     async def _make(self, vod: VodFile, streams: tuple[int, ...], target: urls.Target) -> bytes:
         try:
-            encoded = tuple([await self._encoded(vod, i) for i in streams if i in vod.encode])
+            if isinstance(target, urls.InitSegment):  # the init needs the encoder's settings only
+                encoded = tuple(settings(vod.info, i) for i in streams if i in vod.encode)
+            else:
+                encoded = tuple(self._encoded(vod, i) for i in streams if i in vod.encode)
             number = target.number if isinstance(target, urls.Segment) else 0
             span = vod.spans[number]
             job = SegmentJob(
@@ -221,15 +237,20 @@ class VodService:
             )
             make = init_segment if isinstance(target, urls.InitSegment) else make_segment
             return await executors.run("hls", make, job)
+        except StillEncoding as exc:
+            raise RtspError(503, f"{exc}; try again in a few seconds") from None
         except MediaError as exc:
             log.warning("HLS %s: %s", vod.file.name, exc)
             raise RtspError(422, f"cannot make this segment: {exc}") from None
 
-    async def _encoded(self, vod: VodFile, index: int) -> EncodedAudio:
-        """Track ``index`` re-encoded to AAC, whole, once per file version (kept while it fits)."""
-        return await self.encoded.get_or_make(
-            (vod.version, index), lambda: executors.run("hls", encode_aac, vod.file, vod.info, index)
-        )
+    def _encoded(self, vod: VodFile, index: int) -> EncodedAudio:
+        """Track ``index`` being re-encoded to AAC, whole, once per file version (kept while it fits)."""
+        key = (vod.version, index)
+        audio = self.encoded.get(key)
+        if audio is None:
+            audio = start_encoding(vod.file, vod.info, index)
+            self.encoded.put(key, audio)
+        return audio
 
     def multivariant(self, vod: VodFile, fmt: urls.Format, carry: dict[str, str]) -> str:
         if fmt == "ts" and (refusal := vod.ts_refusal("main")):
@@ -284,7 +305,11 @@ def _codec(track: Track) -> str:
 
 
 def _matches(request: web.Request, etag: str) -> bool:
-    header = request.headers.get("If-None-Match")
+    return etag_matches(request.headers.get("If-None-Match"), etag)
+
+
+def etag_matches(header: str | None, etag: str) -> bool:
+    """Whether an ``If-None-Match`` value names ``etag`` (RFC 9110 13.1.2: weak comparison)."""
     if header is None:
         return False
     return header.strip() == "*" or etag in [t.strip().removeprefix("W/") for t in header.split(",")]

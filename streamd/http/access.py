@@ -42,6 +42,7 @@ RULES: dict[str, Rule] = {
     "/api/v1/paths": "self",
     "/api/v1/sessions": "self",
     "/api/v1/multicast": "self",
+    "/api/v1/cluster": "api",  # streamd/cluster
     "/api/v1/drain": "self",
     "/api/v1/move/{path}": "self",
     "/whep/{path}": "read",  # WebRTC playback (streamd/webrtc)

@@ -86,6 +86,7 @@ def build_app(
             web.get("/api/v1/paths", _api_paths),
             web.get("/api/v1/sessions", _api_sessions),
             web.get("/api/v1/multicast", _api_multicast),
+            web.get("/api/v1/cluster", _api_cluster),
             web.get("/api/v1/openapi.json", _openapi),
             web.get("/metrics", _metrics),
         ]
@@ -228,6 +229,12 @@ async def _mp4(request: web.Request) -> web.StreamResponse:
     server = _server(request)
     if server.config.path_settings(path).source is not None:
         await server.resolve(path)  # a relayed path: pulled now if it is not yet
+    elif (
+        server.config.cluster is not None
+        and path not in server.live
+        and server.config.accepts_publisher(path)
+    ):
+        await server.resolve(path)  # live on another node: pulled from it (streamd.cluster.edge)
     live = server.live.get(path)
     if live is not None and live.online:
         return await serve_live_mp4(request, live, server.web_viewers, request.app[LIVE_VIEWS_KEY])
@@ -282,6 +289,14 @@ async def _api_multicast(request: web.Request) -> web.Response:
     may_read = reader(request)
     groups = [g for g in _server(request).multicast.snapshot() if await may_read(str(g.get("path", "")))]
     return _json({"groups": groups})
+
+
+async def _api_cluster(request: web.Request) -> web.Response:
+    """This node's view of its cluster (streamd.cluster); 404 when it is not in one."""
+    cluster = getattr(_server(request), "cluster", None)
+    if cluster is None:
+        raise web.HTTPNotFound(text="404: this server is not in a cluster (no cluster = in its config)\n")
+    return _json(cluster.status())
 
 
 async def _openapi(request: web.Request) -> web.Response:

@@ -11,6 +11,7 @@ import av
 import pytest
 
 from media import h264
+from media.audio_track import EncodedAudio, StillEncoding
 from media.errors import MediaError
 from media.keyframe_index import build
 from media.segment_mux import SegmentJob, init_segment, make_segment
@@ -120,3 +121,21 @@ def test_a_file_without_keyframes_cannot_be_cut(tmp_path: Path) -> None:
                 sink.mux(packet)
     with pytest.raises(MediaError, match="no keyframe"):
         build(broken, [0])
+
+
+def test_re_encoded_audio_is_handed_out_once_the_encode_has_passed_the_segment() -> None:
+    audio = EncodedAudio(1, 1000, 2, b"")
+    for n in range(10):  # 10 packets of 100 ms
+        audio.add(n * 100, n * 100, 100, bytes([n]))
+    got = audio.packets_between(Fraction(3, 10), Fraction(6, 10), wait=0)
+    assert [bytes(p) for p in got] == [b"\x03", b"\x04", b"\x05"]
+    with pytest.raises(StillEncoding, match="still being re-encoded"):
+        audio.packets_between(Fraction(1), Fraction(2), wait=0)
+    audio.finish()
+    assert [bytes(p) for p in audio.packets_between(Fraction(1, 2), None, wait=0)] == [
+        bytes([n]) for n in range(5, 10)
+    ]
+    broken = EncodedAudio(1, 1000, 2, b"")
+    broken.finish(ValueError("decoder"))
+    with pytest.raises(MediaError, match="failed: decoder"):
+        broken.packets_between(None, None, wait=0)
