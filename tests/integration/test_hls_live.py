@@ -195,6 +195,18 @@ async def test_chromium_plays_a_live_path_with_hls_js_and_natively(
             assert not [e for e in errors if "fatal" in e], errors
             latency = await tab.evaluate("window.hls.latency")
             assert latency is not None and latency < 10, latency
+            # rewind within the DVR window: it plays on from there
+            back = await tab.evaluate(
+                "(() => { const v = document.getElementById('hlsjs'); const s = v.seekable;"
+                " const to = Math.max(s.start(0), v.currentTime - 3); v.currentTime = to; return to })()"
+            )
+            landed = await tab.wait_for(
+                "(() => { const v = document.getElementById('hlsjs');"
+                " return !v.seeking && v.readyState >= 3 && {t: v.currentTime} })()",
+                timeout=30,
+            )
+            assert back - 0.5 <= landed["t"] < back + 2.5, (back, landed)  # where it was asked to go
+            await tab.wait_for(PLAYED.format(id="hlsjs", seconds=landed["t"] + 1), timeout=30)
             native = await tab.evaluate(
                 "document.createElement('video').canPlayType('application/vnd.apple.mpegurl')"
             )
