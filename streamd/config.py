@@ -74,8 +74,15 @@ class PathSettings:
     # in a cluster, a live path published on another node is pulled from it ("relay", shared by
     # this node's readers) or its readers are sent there with 302 ("redirect")
     cluster_mode: str = "relay"
+    # live HLS: this path's DVR window in seconds (None: the server's hls_dvr_seconds)
+    hls_dvr_seconds: float | None = None
 
     def __post_init__(self) -> None:
+        dvr = self.hls_dvr_seconds
+        if dvr is not None and (
+            isinstance(dvr, bool) or not isinstance(dvr, int | float) or not 10 <= dvr <= 86400
+        ):
+            raise ConfigError(f"hls_dvr_seconds must be between 10 and 86400, not {dvr!r}")
         if self.encryption is not None and self.encryption not in ENCRYPTION_MODES:
             raise ConfigError(f"encryption must be one of {', '.join(ENCRYPTION_MODES)}")
         if not isinstance(self.upstream_tls_verify, bool):
@@ -138,6 +145,8 @@ class ServerConfig:
     hls_part_seconds: float = 0.2
     hls_dvr_seconds: float = 180.0
     hls_dvr_bytes: int = 256 * 1024 * 1024  # per path
+    # a recorded path's DVR: older segments stay listed this long, read back from its recording
+    hls_dvr_recorded_seconds: float = 3600.0
     hls_idle_seconds: float = 30.0  # a path's HLS stream is let go after this long without a request
     hls_max_blocked: int = 10_000  # blocking playlist/part requests waiting at once (503 beyond)
     # --- timing (the defaults are what clients expect; tests shorten them) ---------------------
@@ -384,6 +393,7 @@ def _check_hls(config: ServerConfig) -> None:
         "hls_part_seconds": (0.05, 5.0),
         "hls_dvr_seconds": (10.0, 86400.0),
         "hls_dvr_bytes": (1 << 20, 1 << 40),
+        "hls_dvr_recorded_seconds": (10.0, 7 * 86400.0),
         "hls_idle_seconds": (1.0, 3600.0),
         "hls_max_blocked": (1, 10_000_000),
     }
