@@ -192,6 +192,36 @@ def pick_codec(track: Sendable, offered: Sequence[OfferedCodec]) -> OfferedCodec
     return fits[0] if fits else None
 
 
+# what a WHIP publisher may send, in order of preference per kind: kept as sent
+PUBLISHED = {"video": ("H264", "VP8"), "audio": ("OPUS",)}
+
+
+def negotiate_publish(offer: Offer) -> Plan:
+    """For a WHIP offer: each sending m-line gets the first codec we keep as sent (H.264 with
+    packetization-mode 1, VP8, Opus); ``Choice.track`` is the m-line's position. 415 if none."""
+    choices: list[Choice] = []
+    left_out: list[str] = []
+    for position, section in enumerate(offer.sections):
+        if section.kind not in ("audio", "video") or section.direction not in ("sendonly", "sendrecv"):
+            continue
+        wanted = PUBLISHED[section.kind]
+        fits = [
+            c
+            for c in section.codecs
+            if c.encoding in wanted and (c.encoding != "H264" or c.params.get("packetization-mode") == "1")
+        ]
+        fits.sort(key=lambda c: wanted.index(c.encoding))
+        if fits:
+            choices.append(Choice(position, position, fits[0]))
+        else:
+            left_out.append(f"m-line {position} ({section.kind}): none of {', '.join(wanted)}")
+    if not choices:
+        raise RtspError(
+            415, "nothing to publish that is kept as sent: " + ("; ".join(left_out) or "no m-lines")
+        )
+    return Plan(offer, tuple(choices), tuple(left_out))
+
+
 def answer_sdp(
     plan: Plan,
     *,
@@ -202,8 +232,10 @@ def answer_sdp(
     ssrcs: dict[int, int],
     cname: str,
     session_id: int,
+    receive: bool = False,
 ) -> str:
-    """The SDP answer: chosen m-lines sendonly with their SSRC, the others rejected (port 0).
+    """The SDP answer: chosen m-lines sendonly with their SSRC (``receive``: recvonly, for WHIP),
+    the others rejected (port 0).
 
     We take the DTLS server role (``a=setup:passive``) unless the offerer insists on it itself."""
     setup = "active" if plan.offer.setup == "passive" else "passive"
@@ -229,21 +261,23 @@ def answer_sdp(
             "c=IN IP4 0.0.0.0",
             "a=rtcp:9 IN IP4 0.0.0.0",
             f"a=mid:{section.mid}",
-            "a=sendonly",
+            "a=recvonly" if receive else "a=sendonly",
             "a=rtcp-mux",
             f"a=ice-ufrag:{ice_ufrag}",
             f"a=ice-pwd:{ice_pwd}",
             f"a=fingerprint:{fingerprint[0]} {fingerprint[1]}",
             f"a=setup:{setup}",
-            f"a=msid:streamd {section.kind}{choice.track}",
         ]
+        if not receive:
+            lines.append(f"a=msid:streamd {section.kind}{choice.track}")
         channels = f"/{codec.channels}" if codec.channels else ""
         lines.append(f"a=rtpmap:{pt} {_rtpmap_name(codec.encoding)}/{codec.clock_rate}{channels}")
         if codec.fmtp:
             lines.append(f"a=fmtp:{pt} {codec.fmtp}")
         lines += [f"a=rtcp-fb:{pt} {fb}" for fb in FEEDBACK if fb in codec.feedback]
-        lines.append(f"a=ssrc:{ssrcs[choice.track]} cname:{cname}")
-        lines.append(f"a=ssrc:{ssrcs[choice.track]} msid:streamd {section.kind}{choice.track}")
+        if not receive:
+            lines.append(f"a=ssrc:{ssrcs[choice.track]} cname:{cname}")
+            lines.append(f"a=ssrc:{ssrcs[choice.track]} msid:streamd {section.kind}{choice.track}")
         lines += [f"a=candidate:{c}" for c in candidates]
         lines.append("a=end-of-candidates")
     return "\r\n".join(lines) + "\r\n"

@@ -7,7 +7,7 @@ import base64
 import contextlib
 import re
 import shutil
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -58,7 +58,7 @@ class DevTools:
             target.write_bytes(data)
 
 
-async def start_chromium(tmp: Path) -> tuple[asyncio.subprocess.Process, str]:
+async def start_chromium(tmp: Path, extra_args: Sequence[str] = ()) -> tuple[asyncio.subprocess.Process, str]:
     process = await asyncio.create_subprocess_exec(
         CHROMIUM,
         "--headless",
@@ -73,6 +73,7 @@ async def start_chromium(tmp: Path) -> tuple[asyncio.subprocess.Process, str]:
         "--window-size=1000,560",
         f"--user-data-dir={tmp / 'profile'}",
         "--remote-debugging-port=0",
+        *extra_args,
         "about:blank",
         stdout=asyncio.subprocess.DEVNULL,
         stderr=asyncio.subprocess.PIPE,
@@ -88,9 +89,9 @@ async def start_chromium(tmp: Path) -> tuple[asyncio.subprocess.Process, str]:
 
 
 @contextlib.asynccontextmanager
-async def chromium_tab(tmp: Path) -> AsyncIterator[DevTools]:
+async def chromium_tab(tmp: Path, extra_args: Sequence[str] = ()) -> AsyncIterator[DevTools]:
     """A headless Chromium with its first tab open to DevTools (Page domain enabled); killed after."""
-    process, browser_ws = await start_chromium(tmp)
+    process, browser_ws = await start_chromium(tmp, extra_args)
     try:
         devtools_http = browser_ws.split("/devtools/")[0].replace("ws://", "http://")
         async with aiohttp.ClientSession() as http:

@@ -404,3 +404,136 @@ def test_chromium_plays_a_live_path_published_by_ffmpeg(
 
 def test_chromium_plays_an_h264_file(whep_server: ServerProcess, media: Path, tmp_path: Path) -> None:
     _assert_smooth(_chromium_plays(whep_server.http("whep/h264-aac.mp4"), tmp_path), FPS)
+
+
+# --- WHIP ingest ---------------------------------------------------------------------------------
+
+
+def _ffprobe(url: str) -> str:
+    result = subprocess.run(
+        ["ffprobe", "-v", "error", "-rtsp_transport", "tcp", "-show_entries", "stream=codec_name",
+         "-of", "compact=p=0", url],
+        capture_output=True, text=True, timeout=30,
+    )  # fmt: skip
+    return result.stdout + result.stderr
+
+
+async def _whip_publish(url: str, video_codec: str = "H264") -> tuple[RTCPeerConnection, int, str | None]:
+    from aiortc import RTCRtpSender
+    from aiortc.mediastreams import AudioStreamTrack, VideoStreamTrack
+
+    pc = RTCPeerConnection()
+    video = pc.addTransceiver(VideoStreamTrack(), direction="sendonly")
+    video.setCodecPreferences(
+        [c for c in RTCRtpSender.getCapabilities("video").codecs if c.name == video_codec]
+    )
+    pc.addTransceiver(AudioStreamTrack(), direction="sendonly")
+    await pc.setLocalDescription(await pc.createOffer())
+    headers = {"Content-Type": "application/sdp"}
+    async with (
+        aiohttp.ClientSession() as http,
+        http.post(url, data=pc.localDescription.sdp, headers=headers) as r,
+    ):
+        status, answer, location = r.status, await r.text(), r.headers.get("Location")
+    if status == 201:
+        await pc.setRemoteDescription(RTCSessionDescription(answer, "answer"))
+    return pc, status, location
+
+
+def test_aiortc_publishes_over_whip_and_every_reader_reads_it(whep_server: ServerProcess) -> None:
+    async def run() -> None:
+        pc, status, location = await _whip_publish(whep_server.http("whip/live/whip"))
+        assert status == 201 and location and location.startswith("/whip-session/")
+        deadline = time.monotonic() + 20
+        while "live/whip is live" not in whep_server.log():
+            assert time.monotonic() < deadline, whep_server.log()
+            await asyncio.sleep(0.1)
+        # a second publisher of the same path is refused
+        other, status, _ = await _whip_publish(whep_server.http("whip/live/whip"))
+        assert status == 409
+        await other.close()
+        # RTSP: kept as sent (H.264 and Opus)
+        probe = await asyncio.to_thread(_ffprobe, whep_server.url("live/whip"))
+        assert "codec_name=h264" in probe and "codec_name=opus" in probe, probe
+        # WHEP viewer of the WHIP path
+        viewer = WhepClient(whep_server.http("whep/live/whip"))
+        await viewer.start()
+        assert viewer.status == 201, viewer.answer
+        assert await _wait(lambda: sum(p[2] for p in viewer.packets["video"]) >= 10, 20)
+        # /mp4: fragmented MP4 of it
+        async with aiohttp.ClientSession() as http, http.get(whep_server.http("mp4/live/whip")) as response:
+            assert response.status == 200
+            head = await response.content.read(4096)
+            assert b"ftyp" in head[:64]
+        # DELETE: the path goes offline, its viewers are ended
+        async with aiohttp.ClientSession() as http, http.delete(whep_server.http(location[1:])) as response:
+            assert response.status == 200
+        assert await _wait(lambda: "live/whip is offline" in whep_server.log(), 10)
+        assert await _wait(lambda: "the live path went offline" in whep_server.log(), 10)
+        await viewer.close()
+        await pc.close()
+
+    asyncio.run(run())
+
+
+def test_whip_publisher_vanishing_ends_rtsp_readers(whep_server: ServerProcess) -> None:
+    async def run() -> None:
+        pc, status, _ = await _whip_publish(whep_server.http("whip/live/vanish"), "VP8")
+        assert status == 201
+        assert await _wait(lambda: "live/vanish is live" in whep_server.log(), 20)
+        reader = await asyncio.create_subprocess_exec(
+            "ffmpeg", "-nostdin", "-v", "error", "-rtsp_transport", "tcp",
+            "-i", whep_server.url("live/vanish"), "-f", "null", "-",
+        )  # fmt: skip
+        await asyncio.sleep(1.5)
+        assert reader.returncode is None
+        await pc.close()  # no DELETE: the peer just goes (DTLS close notify / consent)
+        assert (
+            await asyncio.wait_for(reader.wait(), 30) is not None
+        )  # BYE ended it, as with an RTSP publisher
+        assert await _wait(lambda: "live/vanish is offline" in whep_server.log(), 10)
+
+    asyncio.run(run())
+
+
+CHROMIUM_WHIP_JS = """
+window.whip = {status: 0, error: null};
+(async () => {
+  const media = await navigator.mediaDevices.getUserMedia({video: {width: 320, height: 240}, audio: true});
+  const pc = new RTCPeerConnection();
+  for (const track of media.getTracks()) pc.addTransceiver(track, {direction: 'sendonly'});
+  await pc.setLocalDescription(await pc.createOffer());
+  await new Promise((done) => {
+    if (pc.iceGatheringState === 'complete') return done();
+    pc.onicegatheringstatechange = () => pc.iceGatheringState === 'complete' && done();
+    setTimeout(done, 3000);
+  });
+  const response = await fetch(%r, {method: 'POST', body: pc.localDescription.sdp,
+                                    headers: {'Content-Type': 'application/sdp'}});
+  whip.status = response.status;
+  const answer = await response.text();
+  if (response.status !== 201) { whip.error = answer; return; }
+  await pc.setRemoteDescription({type: 'answer', sdp: answer});
+  window.whipPc = pc;
+})().catch((e) => { whip.error = String(e); });
+"""
+
+
+def test_chromium_publishes_a_fake_camera_over_whip(whep_server: ServerProcess, tmp_path: Path) -> None:
+    need("chromium")
+    from tests.integration import chromium
+
+    async def run() -> None:
+        flags = ["--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream"]
+        async with chromium.chromium_tab(tmp_path, extra_args=flags) as tab:
+            # getUserMedia needs a secure context: a page from 127.0.0.1 is one, about:blank is not
+            await tab.call("Page.navigate", url=whep_server.http("api/v1/openapi.json"))
+            await tab.wait_for("document.readyState === 'complete' && location.protocol === 'http:'", 20)
+            await tab.evaluate(CHROMIUM_WHIP_JS % whep_server.http("whip/live/chrome"))
+            status = await tab.wait_for("whip.error || whip.status", 30)
+            assert status == 201, await tab.evaluate("JSON.stringify(whip)")
+            assert await _wait(lambda: "live/chrome is live" in whep_server.log(), 20), whep_server.log()
+            probe = await asyncio.to_thread(_ffprobe, whep_server.url("live/chrome"))
+            assert "codec_name=h264" in probe and "codec_name=opus" in probe, probe
+
+    asyncio.run(run())
