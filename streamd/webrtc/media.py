@@ -11,11 +11,13 @@ from dataclasses import replace
 
 from media.errors import MediaError
 from media.transcode import transcoded_track
+from streamd.live.announced import RelayedFormat
 from streamd.live.hub import LivePath
 from streamd.rtp.payload.base import UnsupportedCodec
 from streamd.rtp.payload.h264 import H264Format
 from streamd.rtp.payload.registry import payload_format_for
 from streamd.rtp.presentation import Presentation, StreamableTrack
+from streamd.webrtc.convert import convertible
 from streamd.webrtc.negotiate import BROWSER_ENCODINGS, Sendable
 
 PASSED_AUDIO = ("opus", "pcm_mulaw", "pcm_alaw")
@@ -36,10 +38,15 @@ def sendable(streamable: StreamableTrack, *, live: bool) -> Sendable:
 
 
 def live_sendables(live: LivePath) -> list[Sendable]:
+    """The path's tracks for browsers; audio they cannot take is offered as Opus (converted once
+    for the path by ``convert.AudioToOpus`` when a viewer takes it)."""
     out = []
     for t in live.tracks.values():
         a = t.announced
-        out.append(sendable(StreamableTrack(a.track, a.payload_format, a.control), live=True))
+        if convertible(a.track) and not isinstance(a.payload_format, RelayedFormat):
+            out.append(Sendable(a.track.index, "audio", "opus", 48000))
+        else:
+            out.append(sendable(StreamableTrack(a.track, a.payload_format, a.control), live=True))
     return out
 
 

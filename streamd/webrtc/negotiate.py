@@ -253,6 +253,9 @@ def answer_sdp(
         if choice is None:
             lines += [f"m={section.kind} 0 {section.proto} {' '.join(section.formats[:1]) or '0'}"]
             lines += ["c=IN IP4 0.0.0.0", f"a=mid:{section.mid}", "a=inactive"]
+            # ICE/DTLS lines too: aiortc refuses an answer with an m-line without them
+            lines += [f"a=ice-ufrag:{ice_ufrag}", f"a=ice-pwd:{ice_pwd}"]
+            lines += [f"a=fingerprint:{fingerprint[0]} {fingerprint[1]}", f"a=setup:{setup}"]
             continue
         codec = choice.codec
         pt = codec.payload_type

@@ -21,15 +21,18 @@ from fractions import Fraction
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from media.errors import MediaError
 from streamd.limits import Admission
 from streamd.live.hub import LivePath
 from streamd.live.live_presentation import live_presentation
-from streamd.live.reader import LiveReader
 from streamd.playback import Binding, Playback, PlayRequest
 from streamd.rtp.outgoing import OutgoingStream
 from streamd.rtp.pacing import PacingSettings
-from streamd.rtp.presentation import Presentation
+from streamd.rtp.payload.base import UnsupportedCodec
+from streamd.rtp.presentation import Presentation, StreamableTrack
 from streamd.rtsp.errors import RtspError
+from streamd.webrtc.convert import AudioToOpus, convertible
+from streamd.webrtc.live_reader import WebrtcLiveReader
 from streamd.webrtc.media import for_browsers, live_sendables, sendable
 from streamd.webrtc.negotiate import Plan, answer_sdp, negotiate, parse_offer
 from streamd.webrtc.peer import Peer, ice_servers
@@ -58,13 +61,14 @@ class WhepSession:
     file: Path | None = None
     connected: bool = False
     ended: bool = False
-    reader: LiveReader | None = None
+    reader: WebrtcLiveReader | None = None
     playback: Playback | None = None
     task: asyncio.Task[None] | None = None
     gone: asyncio.Event = field(default_factory=asyncio.Event)
     started: float = field(default_factory=time.monotonic)
     last_keyframe_request: float = 0.0
     pending: bool = True  # counted in the service's pending admission
+    converted: dict[int, AudioToOpus] = field(default_factory=dict)  # shared converters it holds
 
     @property
     def label(self) -> str:
@@ -91,6 +95,8 @@ class WhepService:
         )
         self.cname = f"streamd@{getattr(server, 'cname_host', 'streamd')}"
         self.sessions: dict[str, WhepSession] = {}
+        # (live path, track) -> its Opus converter and how many sessions hold it
+        self.converters: dict[tuple[int, int], tuple[AudioToOpus, int]] = {}
         self.settings = PacingSettings.from_config(config) if hasattr(config, "send_slack") else None
 
     # --- a POST --------------------------------------------------------------------------------
@@ -124,14 +130,25 @@ class WhepService:
         sinks: dict[int, WebrtcSink] = {}
         bindings: dict[int, Binding] = {}
         streamables = {t.track.index: t for t in presentation.tracks}
+        converted: dict[int, AudioToOpus] = {}
         for choice in plan.choices:
             streamable = streamables[choice.track]
+            if live is not None and convertible(streamable.track):
+                try:
+                    converter = converted[choice.track] = self._converter(live, choice.track)
+                except (MediaError, ValueError, UnsupportedCodec) as exc:
+                    self._release_converters(converted)
+                    self.pending.release(client)
+                    await peer.close()
+                    raise RtspError(415, f"track {choice.track} cannot be converted to Opus: {exc}") from None
+                streamable = StreamableTrack(converter.track, converter.payload_format, streamable.control)
             video = streamable.track.kind == "video"
             sink = WebrtcSink(peer, choice.codec.payload_type, video=video)
             stream = OutgoingStream(streamable.payload_format, streamable.track.time_base, self.cname)
             sinks[choice.track] = sink
             bindings[choice.track] = Binding(streamable, stream, sink)
         session = WhepSession(session_id, path, client, peer, plan, sinks, bindings, live, presentation, file)
+        session.converted = converted
         for sink in sinks.values():
             sink.on_keyframe_request = lambda s=session: self._keyframe_request(s)
         answer = answer_sdp(
@@ -152,6 +169,29 @@ class WhepService:
         left = f"; left out: {'; '.join(plan.left_out)}" if plan.left_out else ""
         log.info("%s: offer for %s answered (%s%s)", session.label, path, codecs, left)
         return session, answer
+
+    def _converter(self, live: LivePath, index: int) -> AudioToOpus:
+        """The path's converter of track ``index`` to Opus (made by its first viewer)."""
+        key = (id(live), index)
+        held = self.converters.get(key)
+        if held is None or held[0].live is not live:
+            held = (AudioToOpus(live, index), 0)
+            log.info("%s: track %d converted to Opus for WebRTC viewers", live.name, index)
+        self.converters[key] = (held[0], held[1] + 1)
+        return held[0]
+
+    def _release_converters(self, converted: dict[int, AudioToOpus]) -> None:
+        for index, converter in converted.items():
+            key = (id(converter.live), index)
+            held = self.converters.get(key)
+            if held is None or held[0] is not converter:
+                continue
+            if held[1] <= 1:
+                del self.converters[key]
+                converter.close()
+            else:
+                self.converters[key] = (converter, held[1] - 1)
+        converted.clear()
 
     async def _target(self, path: str) -> tuple[LivePath | None, Presentation | None, Path | None]:
         resolved = await self.server.resolve(path)  # 404/415, pulls a relay
@@ -247,8 +287,9 @@ class WhepService:
 
     async def _start_media(self, session: WhepSession) -> None:
         if session.live is not None:
-            session.reader = LiveReader(session.live, session.bindings, session.label)
-            session.reader.attach()
+            reader = WebrtcLiveReader(session.live, session.bindings, session.label, session.converted)
+            session.reader = reader
+            reader.attach()
             return
         assert session.presentation is not None and session.file is not None
         playback = session.playback = Playback(
@@ -304,6 +345,7 @@ class WhepService:
                 del viewers[session.path]
         if session.reader is not None:
             session.reader.detach(bye=True)
+        self._release_converters(session.converted)
         if session.playback is not None:
             await session.playback.stop()
         await session.peer.close()

@@ -537,3 +537,32 @@ def test_chromium_publishes_a_fake_camera_over_whip(whep_server: ServerProcess, 
             assert "codec_name=h264" in probe and "codec_name=opus" in probe, probe
 
     asyncio.run(run())
+
+
+def test_live_aac_is_converted_to_opus_once_for_all_viewers(whep_server: ServerProcess, media: Path) -> None:
+    publisher = subprocess.Popen(
+        ["ffmpeg", "-nostdin", "-loglevel", "error", "-re", "-stream_loop", "-1",
+         "-i", str(media / "h264-aac.mp4"), "-c", "copy", "-f", "rtsp", "-rtsp_transport", "tcp",
+         whep_server.url("live/aac")],
+    )  # fmt: skip
+
+    async def run() -> None:
+        assert await _wait(lambda: "live/aac is live" in whep_server.log(), 20)
+        viewers = [WhepClient(whep_server.http("whep/live/aac")) for _ in range(2)]
+        for viewer in viewers:
+            await viewer.start()
+            assert viewer.status == 201 and "opus/48000/2" in viewer.answer, viewer.answer
+        assert await _wait(lambda: all(len(v.packets["audio"]) >= 50 for v in viewers), 20)
+        assert all(sum(p[2] for p in v.packets["video"]) >= 10 for v in viewers)
+        # one conversion for the path, the same Opus payloads for both viewers
+        assert whep_server.log().count("live/aac: track 1 converted to Opus") == 1
+        common = {p[3] for p in viewers[0].packets["audio"]} & {p[3] for p in viewers[1].packets["audio"]}
+        assert len(common) >= 20
+        for viewer in viewers:
+            await viewer.close()
+
+    try:
+        asyncio.run(run())
+    finally:
+        publisher.terminate()
+        publisher.wait(10)
