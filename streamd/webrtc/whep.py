@@ -33,9 +33,10 @@ from streamd.rtp.presentation import Presentation, StreamableTrack
 from streamd.rtsp.errors import RtspError
 from streamd.webrtc.convert import AudioToOpus, convertible
 from streamd.webrtc.live_reader import WebrtcLiveReader
-from streamd.webrtc.media import for_browsers, live_sendables, sendable
+from streamd.webrtc.media import converted_video, for_browsers, live_sendables, sendable
 from streamd.webrtc.negotiate import Plan, answer_sdp, negotiate, parse_offer
 from streamd.webrtc.peer import Peer, ice_servers
+from streamd.webrtc.playback import WebrtcPlayback
 from streamd.webrtc.sink import WebrtcSink
 
 if TYPE_CHECKING:
@@ -292,7 +293,7 @@ class WhepService:
             reader.attach()
             return
         assert session.presentation is not None and session.file is not None
-        playback = session.playback = Playback(
+        playback = session.playback = WebrtcPlayback(
             session.file,
             session.presentation,
             session.bindings,
@@ -300,6 +301,7 @@ class WhepService:
             on_end=lambda reason: self._file_ended(session, reason),
             settings=self.settings,
         )
+        playback.video = converted_video(session.presentation)
         await playback.prepare(PlayRequest(Fraction(0)))
         playback.start()
 

@@ -37,9 +37,10 @@ def media(tmp_path_factory: pytest.TempPathFactory) -> Path:
              f"sine=f=440:d={SECONDS}:r=48000"]  # fmt: skip
     h264 = ["-c:v", "libx264", "-profile:v", "baseline", "-bf", "0", "-g", str(FPS), "-pix_fmt", "yuv420p"]
     _ffmpeg(*lavfi, *h264, "-c:a", "libopus", "-ac", "2", "-b:a", "64k", "-y", str(root / "h264-opus.mkv"))
-    _ffmpeg(*lavfi, "-c:v", "libx265", "-x265-params", "log-level=error", "-pix_fmt", "yuv420p",
+    long = [arg.replace(f"d={SECONDS}", "d=6") for arg in lavfi]  # Chromium watches them for seconds
+    _ffmpeg(*long, "-c:v", "libx265", "-x265-params", "log-level=error", "-pix_fmt", "yuv420p",
             "-c:a", "aac", "-y", str(root / "hevc-aac.mp4"))  # fmt: skip
-    long = [arg.replace(f"d={SECONDS}", "d=6") for arg in lavfi]  # Chromium watches it for seconds
+    _ffmpeg("-f", "lavfi", "-i", "sine=d=1", "-c:a", "flac", "-y", str(root / "tone.flac"))
     _ffmpeg(*long, *h264, "-c:a", "aac", "-y", str(root / "h264-aac.mp4"))
     return root
 
@@ -247,8 +248,8 @@ def test_bad_offers_get_clear_statuses(whep_server: ServerProcess) -> None:
     )
     status, _, text = _post(url, vp8_only.encode())
     assert status == 415 and "h264" in text and "VP8/90000" in text, text
-    status, _, text = _post(whep_server.http("whep/hevc-aac.mp4"), vp8_only.encode())
-    assert status == 415 and "hevc" in text, text
+    status, _, text = _post(whep_server.http("whep/tone.flac"), vp8_only.encode())
+    assert status == 415 and "flac" in text, text
     assert _post(whep_server.http("whep/nothing-here.mkv"), vp8_only.encode())[0] == 404
 
     async def preflight_and_unknown() -> None:
@@ -404,6 +405,11 @@ def test_chromium_plays_a_live_path_published_by_ffmpeg(
 
 def test_chromium_plays_an_h264_file(whep_server: ServerProcess, media: Path, tmp_path: Path) -> None:
     _assert_smooth(_chromium_plays(whep_server.http("whep/h264-aac.mp4"), tmp_path), FPS)
+
+
+def test_chromium_plays_an_hevc_aac_file_converted(whep_server: ServerProcess, tmp_path: Path) -> None:
+    """HEVC becomes constrained-baseline H.264 and AAC becomes Opus, for this viewer's playback."""
+    _assert_smooth(_chromium_plays(whep_server.http("whep/hevc-aac.mp4"), tmp_path), FPS)
 
 
 # --- WHIP ingest ---------------------------------------------------------------------------------
