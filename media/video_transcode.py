@@ -28,8 +28,11 @@ class VideoToH264:
 
     def __init__(self, source: Track, keyframe_interval: float = 1.0) -> None:
         if not source.width or not source.height:
+            source = replace(source, **_size_from_parameter_sets(source))
+        if not source.width or not source.height:
             raise MediaError(f"cannot convert {source.codec}: its picture size is unknown")
         self.source = source
+        self._force_keyframe = False
         self.width, self.height = source.width - source.width % 2, source.height - source.height % 2
         self.keyframe_interval = keyframe_interval
         self._parameter_sets = _annexb(_parameter_sets(source))
@@ -73,6 +76,10 @@ class VideoToH264:
         self._encoder = encoder
         self._last_pts: int | None = None
 
+    def force_keyframe(self) -> None:
+        """The next picture out is a keyframe (a viewer lost pictures, or just joined)."""
+        self._force_keyframe = True
+
     def reset(self) -> None:
         """After a seek: nothing buffered is wanted, timestamps may go back."""
         self._open()
@@ -104,7 +111,8 @@ class VideoToH264:
             self._last_pts = frame.pts
             picture = frame.reformat(width=self.width, height=self.height, format="yuv420p")
             picture.pts, picture.time_base = frame.pts, self.source.time_base
-            picture.pict_type = av.video.frame.PictureType.NONE
+            keyframe, self._force_keyframe = self._force_keyframe, False
+            picture.pict_type = av.video.frame.PictureType.I if keyframe else av.video.frame.PictureType.NONE
             out += self._packets(picture)
         return out
 
@@ -121,6 +129,21 @@ class VideoToH264:
                 AccessUnit(self.source.index, pts, pts, packet.is_keyframe, data, tuple(split_annexb(data)))
             )
         return units
+
+
+def _size_from_parameter_sets(track: Track) -> dict[str, int]:
+    """Width and height from a live track's parameter sets (FFmpeg's HEVC decoder reads Annex B
+    extradata when it opens; its H.264 decoder does not, so H.264 needs a size given)."""
+    nals = _parameter_sets(track)
+    if not nals:
+        return {}
+    try:
+        decoder: Any = av.CodecContext.create(track.codec, "r")
+        decoder.extradata = _annexb(nals)
+        decoder.open()
+    except (av.FFmpegError, ValueError):
+        return {}
+    return {"width": decoder.width, "height": decoder.height} if decoder.width and decoder.height else {}
 
 
 def _parameter_sets(track: Track) -> tuple[bytes, ...]:

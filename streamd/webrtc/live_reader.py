@@ -10,12 +10,12 @@ from streamd.live.hub import LivePath, Payloads
 from streamd.live.reader import LiveReader
 from streamd.playback import Binding
 from streamd.rtp.clock import unix_to_ntp
-from streamd.webrtc.convert import AudioToOpus
+from streamd.webrtc.convert import Converter
 
 
 class WebrtcLiveReader(LiveReader):
     def __init__(
-        self, path: LivePath, bindings: dict[int, Binding], label: str, converted: dict[int, AudioToOpus]
+        self, path: LivePath, bindings: dict[int, Binding], label: str, converted: dict[int, Converter]
     ) -> None:
         super().__init__(path, bindings, label)
         self.converted = converted

@@ -19,7 +19,7 @@ from streamd.rtp.payload.base import UnsupportedCodec
 from streamd.rtp.payload.h264 import H264Format
 from streamd.rtp.payload.registry import payload_format_for
 from streamd.rtp.presentation import Presentation, StreamableTrack
-from streamd.webrtc.convert import convertible
+from streamd.webrtc.convert import convertible, video_convertible
 from streamd.webrtc.negotiate import BROWSER_ENCODINGS, Sendable
 
 PASSED_AUDIO = ("opus", "pcm_mulaw", "pcm_alaw")
@@ -60,6 +60,8 @@ def live_sendables(live: LivePath) -> list[Sendable]:
         a = t.announced
         if convertible(a.track) and not isinstance(a.payload_format, RelayedFormat):
             out.append(Sendable(a.track.index, "audio", "opus", 48000))
+        elif video_convertible(a.track) and not isinstance(a.payload_format, RelayedFormat):
+            out.append(Sendable(a.track.index, "video", "h264", 90000, "42e01f"))
         else:
             out.append(sendable(StreamableTrack(a.track, a.payload_format, a.control), live=True))
     return out

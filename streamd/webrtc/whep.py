@@ -31,7 +31,7 @@ from streamd.rtp.pacing import PacingSettings
 from streamd.rtp.payload.base import UnsupportedCodec
 from streamd.rtp.presentation import Presentation, StreamableTrack
 from streamd.rtsp.errors import RtspError
-from streamd.webrtc.convert import AudioToOpus, convertible
+from streamd.webrtc.convert import Converter, convertible, make_converter, video_convertible
 from streamd.webrtc.live_reader import WebrtcLiveReader
 from streamd.webrtc.media import converted_video, for_browsers, live_sendables, sendable
 from streamd.webrtc.negotiate import Plan, answer_sdp, negotiate, parse_offer
@@ -69,7 +69,7 @@ class WhepSession:
     started: float = field(default_factory=time.monotonic)
     last_keyframe_request: float = 0.0
     pending: bool = True  # counted in the service's pending admission
-    converted: dict[int, AudioToOpus] = field(default_factory=dict)  # shared converters it holds
+    converted: dict[int, Converter] = field(default_factory=dict)  # shared converters it holds
 
     @property
     def label(self) -> str:
@@ -97,7 +97,7 @@ class WhepService:
         self.cname = f"streamd@{getattr(server, 'cname_host', 'streamd')}"
         self.sessions: dict[str, WhepSession] = {}
         # (live path, track) -> its Opus converter and how many sessions hold it
-        self.converters: dict[tuple[int, int], tuple[AudioToOpus, int]] = {}
+        self.converters: dict[tuple[int, int], tuple[Converter, int]] = {}
         self.settings = PacingSettings.from_config(config) if hasattr(config, "send_slack") else None
 
     # --- a POST --------------------------------------------------------------------------------
@@ -131,17 +131,17 @@ class WhepService:
         sinks: dict[int, WebrtcSink] = {}
         bindings: dict[int, Binding] = {}
         streamables = {t.track.index: t for t in presentation.tracks}
-        converted: dict[int, AudioToOpus] = {}
+        converted: dict[int, Converter] = {}
         for choice in plan.choices:
             streamable = streamables[choice.track]
-            if live is not None and convertible(streamable.track):
+            if live is not None and (convertible(streamable.track) or video_convertible(streamable.track)):
                 try:
                     converter = converted[choice.track] = self._converter(live, choice.track)
                 except (MediaError, ValueError, UnsupportedCodec) as exc:
                     self._release_converters(converted)
                     self.pending.release(client)
                     await peer.close()
-                    raise RtspError(415, f"track {choice.track} cannot be converted to Opus: {exc}") from None
+                    raise RtspError(415, f"track {choice.track} cannot be converted: {exc}") from None
                 streamable = StreamableTrack(converter.track, converter.payload_format, streamable.control)
             video = streamable.track.kind == "video"
             sink = WebrtcSink(peer, choice.codec.payload_type, video=video)
@@ -171,17 +171,18 @@ class WhepService:
         log.info("%s: offer for %s answered (%s%s)", session.label, path, codecs, left)
         return session, answer
 
-    def _converter(self, live: LivePath, index: int) -> AudioToOpus:
+    def _converter(self, live: LivePath, index: int) -> Converter:
         """The path's converter of track ``index`` to Opus (made by its first viewer)."""
         key = (id(live), index)
         held = self.converters.get(key)
         if held is None or held[0].live is not live:
-            held = (AudioToOpus(live, index), 0)
-            log.info("%s: track %d converted to Opus for WebRTC viewers", live.name, index)
+            held = (make_converter(live, index), 0)
+            what = "H.264" if held[0].track.kind == "video" else "Opus"
+            log.info("%s: track %d converted to %s for WebRTC viewers", live.name, index, what)
         self.converters[key] = (held[0], held[1] + 1)
         return held[0]
 
-    def _release_converters(self, converted: dict[int, AudioToOpus]) -> None:
+    def _release_converters(self, converted: dict[int, Converter]) -> None:
         for index, converter in converted.items():
             key = (id(converter.live), index)
             held = self.converters.get(key)
@@ -291,6 +292,8 @@ class WhepService:
             reader = WebrtcLiveReader(session.live, session.bindings, session.label, session.converted)
             session.reader = reader
             reader.attach()
+            for converter in session.converted.values():
+                converter.request_keyframe()  # a new viewer starts on a keyframe: make one now
             return
         assert session.presentation is not None and session.file is not None
         playback = session.playback = WebrtcPlayback(
@@ -317,6 +320,8 @@ class WhepService:
             return
         session.last_keyframe_request = now
         if session.live is not None:
+            for converter in session.converted.values():
+                converter.request_keyframe()
             request = getattr(session.live, "request_keyframe", None)
             if callable(request):
                 request()

@@ -572,3 +572,24 @@ def test_live_aac_is_converted_to_opus_once_for_all_viewers(whep_server: ServerP
     finally:
         publisher.terminate()
         publisher.wait(10)
+
+
+def test_chromium_plays_a_live_hevc_aac_path_converted_once(
+    whep_server: ServerProcess, media: Path, tmp_path: Path
+) -> None:
+    """A camera's HEVC + AAC: H.264 and Opus made once for the path, a browser plays them."""
+    publisher = subprocess.Popen(
+        ["ffmpeg", "-nostdin", "-loglevel", "error", "-re", "-stream_loop", "-1",
+         "-i", str(media / "hevc-aac.mp4"), "-c", "copy", "-f", "rtsp", "-rtsp_transport", "tcp",
+         whep_server.url("live/hevc")],
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 20
+        while "live/hevc is live" not in whep_server.log():
+            assert time.monotonic() < deadline and publisher.poll() is None, whep_server.log()
+            time.sleep(0.1)
+        _assert_smooth(_chromium_plays(whep_server.http("whep/live/hevc"), tmp_path), FPS)
+        assert whep_server.log().count("live/hevc: track 0 converted to H.264") == 1
+    finally:
+        publisher.terminate()
+        publisher.wait(10)
