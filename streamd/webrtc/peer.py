@@ -81,6 +81,11 @@ class Peer:
                 candidate = candidate_from_sdp(text)
             except (ValueError, IndexError):
                 continue
+            if candidate.ip.endswith(".local"):
+                # a browser's mDNS name for a host address: resolving it (aioice would ask by
+                # multicast) holds up the checks for seconds; the browser's own checks reach us
+                # and make it a peer-reflexive candidate anyway
+                continue
             candidate.sdpMid = "0"
             await self.ice.addRemoteCandidate(candidate)
             added += 1
