@@ -12,6 +12,7 @@ handed only to whoever made the session.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from aiohttp import web
@@ -51,6 +52,7 @@ def add_whep_routes(app: web.Application, server: HttpBackend) -> WhepService:
             web.delete(SESSION_PREFIX + "{id}", _delete),
             web.patch(SESSION_PREFIX + "{id}", _patch),
             web.route("OPTIONS", SESSION_PREFIX + "{id}", _options),
+            web.get("/webrtc/watch.js", _watch_js),
             web.post("/whip/{path:.+}", _whip_post),
             web.route("OPTIONS", "/whip/{path:.+}", _options),
             web.delete(WHIP_PREFIX + "{id}", _whip_delete),
@@ -65,6 +67,14 @@ def add_whep_routes(app: web.Application, server: HttpBackend) -> WhepService:
 
     app.on_shutdown.append(stop)
     return service
+
+
+WATCH_JS = (Path(__file__).parent / "watch.js").read_text(encoding="utf-8")
+
+
+async def _watch_js(request: web.Request) -> web.Response:
+    """The watch page's WebRTC player (``streamd/webrtc/watch.js``)."""
+    return web.Response(text=WATCH_JS, content_type="application/javascript")
 
 
 def _service(request: web.Request) -> WhepService:

@@ -593,3 +593,25 @@ def test_chromium_plays_a_live_hevc_aac_path_converted_once(
     finally:
         publisher.terminate()
         publisher.wait(10)
+
+
+def test_watch_page_plays_over_webrtc_and_shows_latency(
+    whep_server: ServerProcess, live_path: str, tmp_path: Path
+) -> None:
+    need("chromium")
+    from tests.integration.chromium import chromium_tab
+
+    async def run() -> None:
+        async with chromium_tab(tmp_path) as tab:
+            await tab.call("Page.navigate", url=whep_server.http(f"watch/{live_path}"))
+            state = await tab.wait_for(
+                "(() => { const i = document.getElementById('webrtc-info');"
+                " const v = document.getElementById('player');"
+                " return i && i.dataset.protocol && v.currentTime > 1 && {protocol: i.dataset.protocol,"
+                " text: i.textContent, stream: !!v.srcObject, w: v.videoWidth}; })()",
+                30,
+            )
+            assert state["protocol"] == "webrtc" and state["stream"] and state["w"] == 320, state
+            assert "latency ≈" in state["text"], state
+
+    asyncio.run(run())
