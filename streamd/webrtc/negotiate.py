@@ -66,6 +66,7 @@ class OfferedSection:
     formats: tuple[str, ...]
     direction: str
     codecs: tuple[OfferedCodec, ...]
+    sctp_port: int | None = None  # a data channel section's a=sctp-port
 
 
 @dataclass(frozen=True)
@@ -94,6 +95,7 @@ class Plan:
     offer: Offer
     choices: tuple[Choice, ...]
     left_out: tuple[str, ...] = field(default=())  # path tracks no m-line took, with the reason
+    data_section: int | None = None  # the m-line of the control data channel, when accepted
 
     def choice_for(self, section: int) -> Choice | None:
         return next((c for c in self.choices if c.section == section), None)
@@ -142,7 +144,7 @@ def parse_offer(text: str) -> Offer:
     )
 
 
-def negotiate(offer: Offer, tracks: Sequence[Sendable]) -> Plan:
+def negotiate(offer: Offer, tracks: Sequence[Sendable], *, data_channel: bool = False) -> Plan:
     """Give each path track the first m-line of its kind that can receive one of its codecs.
 
     RtspError(415) when no track finds a place: the reason names the path's codecs and the offer's.
@@ -173,7 +175,13 @@ def negotiate(offer: Offer, tracks: Sequence[Sendable]) -> Plan:
             + "; ".join(left_out)
             + f" (offered: {', '.join(offered) or 'no codecs'})",
         )
-    return Plan(offer, tuple(choices), left_out)
+    data = None
+    if data_channel:
+        data = next(
+            (i for i, s in enumerate(offer.sections) if s.kind == "application" and s.sctp_port is not None),
+            None,
+        )
+    return Plan(offer, tuple(choices), left_out, data)
 
 
 def pick_codec(track: Sendable, offered: Sequence[OfferedCodec]) -> OfferedCodec | None:
@@ -239,7 +247,10 @@ def answer_sdp(
 
     We take the DTLS server role (``a=setup:passive``) unless the offerer insists on it itself."""
     setup = "active" if plan.offer.setup == "passive" else "passive"
-    bundle = [plan.offer.sections[c.section].mid for c in plan.choices]
+    used = sorted(
+        [c.section for c in plan.choices] + ([plan.data_section] if plan.data_section is not None else [])
+    )
+    bundle = [plan.offer.sections[i].mid for i in used]
     lines = [
         "v=0",
         f"o=- {session_id} 1 IN IP4 0.0.0.0",
@@ -248,14 +259,24 @@ def answer_sdp(
         f"a=group:BUNDLE {' '.join(bundle)}",
         "a=msid-semantic: WMS streamd",
     ]
+    transport = [
+        f"a=ice-ufrag:{ice_ufrag}",
+        f"a=ice-pwd:{ice_pwd}",
+        f"a=fingerprint:{fingerprint[0]} {fingerprint[1]}",
+        f"a=setup:{setup}",
+    ]
     for position, section in enumerate(plan.offer.sections):
         choice = plan.choice_for(position)
+        if position == plan.data_section:
+            lines += [f"m=application 9 {section.proto} webrtc-datachannel", "c=IN IP4 0.0.0.0"]
+            lines += [f"a=mid:{section.mid}", *transport, "a=sctp-port:5000", "a=max-message-size:65536"]
+            lines += [f"a=candidate:{c}" for c in candidates]
+            lines.append("a=end-of-candidates")
+            continue
         if choice is None:
             lines += [f"m={section.kind} 0 {section.proto} {' '.join(section.formats[:1]) or '0'}"]
             lines += ["c=IN IP4 0.0.0.0", f"a=mid:{section.mid}", "a=inactive"]
-            # ICE/DTLS lines too: aiortc refuses an answer with an m-line without them
-            lines += [f"a=ice-ufrag:{ice_ufrag}", f"a=ice-pwd:{ice_pwd}"]
-            lines += [f"a=fingerprint:{fingerprint[0]} {fingerprint[1]}", f"a=setup:{setup}"]
+            lines += transport  # aiortc refuses an answer with an m-line without them
             continue
         codec = choice.codec
         pt = codec.payload_type
@@ -317,7 +338,13 @@ def _section(media: MediaDescription, position: int) -> OfferedSection:
             codec = _codec(media, int(fmt))
             if codec is not None:
                 codecs.append(codec)
-    return OfferedSection(media.media, mid, media.proto, tuple(media.formats), direction, tuple(codecs))
+    sctp_port = None
+    if media.media == "application" and "SCTP" in media.proto.upper() and media.port != 0:
+        raw = media.get("sctp-port") or (media.formats[0] if media.proto.upper() == "DTLS/SCTP" else "5000")
+        sctp_port = int(raw) if raw.isdigit() and 0 < int(raw) < 65536 else None
+    return OfferedSection(
+        media.media, mid, media.proto, tuple(media.formats), direction, tuple(codecs), sctp_port
+    )
 
 
 def _codec(media: MediaDescription, pt: int) -> OfferedCodec | None:

@@ -32,6 +32,7 @@ from streamd.rtp.payload.base import UnsupportedCodec
 from streamd.rtp.presentation import Presentation, StreamableTrack
 from streamd.rtsp.errors import RtspError
 from streamd.webrtc.convert import Converter, convertible, make_converter, video_convertible
+from streamd.webrtc.file_control import FileControl
 from streamd.webrtc.live_reader import WebrtcLiveReader
 from streamd.webrtc.media import converted_video, for_browsers, live_sendables, sendable
 from streamd.webrtc.negotiate import Plan, answer_sdp, negotiate, parse_offer
@@ -69,6 +70,7 @@ class WhepSession:
     started: float = field(default_factory=time.monotonic)
     last_keyframe_request: float = 0.0
     pending: bool = True  # counted in the service's pending admission
+    control: FileControl | None = None  # a file's data channel commands
     converted: dict[int, Converter] = field(default_factory=dict)  # shared converters it holds
 
     @property
@@ -113,7 +115,7 @@ class WhepService:
             assert presentation is not None
             presentation = for_browsers(presentation)
             tracks = [sendable(t, live=False) for t in presentation.tracks]
-        plan = negotiate(offer, tracks)
+        plan = negotiate(offer, tracks, data_channel=live is None)  # files take commands
         if len(self.sessions) >= self.max_sessions:
             raise RtspError(503, f"{self.max_sessions} WebRTC sessions already; try again later")
         refusal = self.pending.refusal(client)
@@ -307,6 +309,11 @@ class WhepService:
         playback.video = converted_video(session.presentation)
         await playback.prepare(PlayRequest(Fraction(0)))
         playback.start()
+        data = session.plan.data_section
+        if data is not None:
+            port = session.plan.offer.sections[data].sctp_port or 5000
+            session.control = FileControl(playback, session.presentation.duration, session.label)
+            await session.control.start(session.peer.dtls, port)
 
     def _file_ended(self, session: WhepSession, reason: str) -> None:
         asyncio.get_running_loop().create_task(self.end(session, f"the file ended ({reason})"))
@@ -326,16 +333,14 @@ class WhepService:
             if callable(request):
                 request()
             return
-        playback = session.playback
-        if playback is not None and playback.running:
-            asyncio.get_running_loop().create_task(self._restart_at_keyframe(session, playback))
+        if session.control is None and session.playback is not None:
+            session.control = FileControl(session.playback, None, session.label)  # no channel: the lock
+        if session.control is not None:
+            asyncio.get_running_loop().create_task(self._restart_at_keyframe(session, session.control))
 
-    async def _restart_at_keyframe(self, session: WhepSession, playback: Playback) -> None:
+    async def _restart_at_keyframe(self, session: WhepSession, control: FileControl) -> None:
         try:
-            npt = await playback.pause()
-            await playback.prepare(PlayRequest(npt))
-            if not session.ended:
-                playback.start()
+            await control.restart_at_keyframe()
         except Exception as exc:
             log.warning("%s: restarting at a keyframe failed: %s", session.label, exc)
 
@@ -353,6 +358,8 @@ class WhepService:
         if session.reader is not None:
             session.reader.detach(bye=True)
         self._release_converters(session.converted)
+        if session.control is not None:
+            await session.control.stop()
         if session.playback is not None:
             await session.playback.stop()
         await session.peer.close()

@@ -615,3 +615,38 @@ def test_watch_page_plays_over_webrtc_and_shows_latency(
             assert "latency ≈" in state["text"], state
 
     asyncio.run(run())
+
+
+def test_file_is_steered_over_the_data_channel(whep_server: ServerProcess) -> None:
+    """seek, pause and play over the WHEP session's data channel; positions come back."""
+    import json
+
+    async def run() -> None:
+        client = WhepClient(whep_server.http("whep/h264-aac.mp4"))
+        channel = client.pc.createDataChannel("control")
+        states: list[dict] = []
+        channel.on("message", lambda m: states.append(json.loads(m)))
+        await client.start()
+        assert client.status == 201 and "webrtc-datachannel" in client.answer, client.answer
+        assert await _wait(lambda: any(s.get("type") == "position" for s in states), 20), states
+        assert states[-1]["duration"] == pytest.approx(6, abs=0.2)
+
+        channel.send(json.dumps({"type": "seek", "position": 4}))
+        assert await _wait(lambda: any(s.get("position", 0) >= 4 for s in states), 10), states
+        channel.send(json.dumps({"type": "pause"}))
+        assert await _wait(lambda: states[-1].get("paused") is True, 10), states
+        await asyncio.sleep(0.3)
+        held, packets = states[-1]["position"], len(client.packets["video"])
+        await asyncio.sleep(1.2)
+        assert states[-1]["position"] == held and states[-1]["paused"]
+        assert len(client.packets["video"]) <= packets + 2  # nothing is sent while paused
+        channel.send(json.dumps({"type": "play"}))
+        assert await _wait(lambda: states[-1]["position"] > held + 0.3, 10), states
+        assert await _wait(lambda: len(client.packets["video"]) > packets + 10, 10)
+
+        channel.send("not json")
+        assert await _wait(lambda: any(s.get("type") == "error" for s in states), 10)
+        await client.delete()
+        await client.close()
+
+    asyncio.run(run())
