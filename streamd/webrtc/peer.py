@@ -108,6 +108,7 @@ class Peer:
         if self.dtls.state != "connected":
             raise ConnectionError("the DTLS handshake failed (or the fingerprint did not match)")
         _roomier(self.dtls._tx_srtp)
+        self._protect = self.dtls._tx_srtp.protect
         self._write = _datagram_writer(self.ice)
 
     def on_rtcp(self, ssrc: int, handler: Any) -> None:
@@ -118,10 +119,10 @@ class Peer:
     def send_rtp(self, packet: bytes) -> bool:
         """SRTP-protect one RTP packet and send it; False when not connected (or too big)."""
         write = self._write
-        if write is None or self.closed:
+        if write is None:
             return False
         try:
-            write(self.dtls._tx_srtp.protect(packet))
+            write(self._protect(packet))
         except ValueError:  # beyond SRTP_BUFFER: the path's packets are larger than any MTU
             self.too_big += 1
             return False
@@ -144,7 +145,7 @@ class Peer:
         if self.closed:
             return
         self.closed = True
-        self._write = None
+        self._write = None  # nothing is sent from now on
         try:
             await self.dtls.stop()
         except Exception as exc:  # a half-made handshake may fail to shut down: it is gone anyway

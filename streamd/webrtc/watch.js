@@ -36,6 +36,26 @@
     const pc = new RTCPeerConnection();
     pc.addTransceiver('video', {direction: 'recvonly'});
     pc.addTransceiver('audio', {direction: 'recvonly'});
+    // a file: seek/pause/play over a data channel (live paths have nothing to steer)
+    const control = me.dataset.file ? pc.createDataChannel('control') : null;
+    let position = '';
+    if (control) {
+      control.onmessage = (e) => {
+        const state = JSON.parse(e.data);
+        if (state.type === 'position') position = ` · ${state.position.toFixed(1)} s${state.paused ? ' (paused)' : ''}`;
+      };
+      const form = document.querySelector('form');
+      if (form) {
+        form.addEventListener('submit', (e) => {
+          if (control.readyState !== 'open') return; // not connected: the form reloads the fMP4 way
+          e.preventDefault();
+          control.send(JSON.stringify({type: 'seek', position: Number(form.elements.start.value) || 0}));
+        });
+      }
+      video.addEventListener('pause', () => control.readyState === 'open' && video.srcObject && control.send('{"type":"pause"}'));
+      video.addEventListener('play', () => control.readyState === 'open' && video.srcObject && control.send('{"type":"play"}'));
+      window.streamdControl = control;
+    }
     const stream = new MediaStream();
     pc.ontrack = (e) => stream.addTrack(e.track);
     await pc.setLocalDescription(await pc.createOffer());
@@ -53,11 +73,16 @@
     window.streamdWebrtc = pc;
     addEventListener('pagehide', () => fetch(resource, {method: 'DELETE', keepalive: true}));
     const update = async () => {
-      info.textContent = `protocol: WebRTC (WHEP) · latency ≈ ${await latency(pc)} ms`;
+      info.textContent = `protocol: WebRTC (WHEP) · latency ≈ ${await latency(pc)} ms${position}`;
       info.dataset.protocol = 'webrtc';
     };
     await update();
     setInterval(update, 1000);
+    const start = Number(new URLSearchParams(location.search).get('start'));
+    if (control && start > 0) {
+      const seek = () => control.send(JSON.stringify({type: 'seek', position: start}));
+      if (control.readyState === 'open') seek(); else control.addEventListener('open', seek);
+    }
   }
 
   play().catch((e) => {

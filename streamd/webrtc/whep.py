@@ -38,7 +38,7 @@ from streamd.webrtc.media import converted_video, for_browsers, live_sendables, 
 from streamd.webrtc.negotiate import Plan, answer_sdp, negotiate, parse_offer
 from streamd.webrtc.peer import Peer, ice_servers
 from streamd.webrtc.playback import WebrtcPlayback
-from streamd.webrtc.sink import WebrtcSink
+from streamd.webrtc.sink import Renumbered, WebrtcSink
 
 if TYPE_CHECKING:
     from streamd.http.backend import HttpBackend
@@ -71,6 +71,7 @@ class WhepSession:
     last_keyframe_request: float = 0.0
     pending: bool = True  # counted in the service's pending admission
     control: FileControl | None = None  # a file's data channel commands
+    relayed: bool = False  # counted as a browser viewer of a relayed path (keeps it pulled)
     converted: dict[int, Converter] = field(default_factory=dict)  # shared converters it holds
 
     @property
@@ -147,7 +148,8 @@ class WhepService:
                 streamable = StreamableTrack(converter.track, converter.payload_format, streamable.control)
             video = streamable.track.kind == "video"
             sink = WebrtcSink(peer, choice.codec.payload_type, video=video)
-            stream = OutgoingStream(streamable.payload_format, streamable.track.time_base, self.cname)
+            numbered = Renumbered(streamable.payload_format, choice.codec.payload_type)
+            stream = OutgoingStream(numbered, streamable.track.time_base, self.cname)  # type: ignore[arg-type]
             sinks[choice.track] = sink
             bindings[choice.track] = Binding(streamable, stream, sink)
         session = WhepSession(session_id, path, client, peer, plan, sinks, bindings, live, presentation, file)
@@ -165,8 +167,9 @@ class WhepService:
             session_id=secrets.randbits(62),
         )
         self.sessions[session_id] = session
-        if live is not None:
-            self.server.web_viewers[path] += 1  # keeps a relayed path pulled while we watch
+        session.relayed = live is not None and self.server.config.path_settings(path).source is not None
+        if session.relayed:
+            self.server.web_viewers[path] += 1  # keeps the relay pulled while we watch
         session.task = asyncio.get_running_loop().create_task(self._run(session))
         codecs = ", ".join(f"{c.codec.encoding}/{c.codec.payload_type}" for c in plan.choices)
         left = f"; left out: {'; '.join(plan.left_out)}" if plan.left_out else ""
@@ -350,7 +353,7 @@ class WhepService:
         session.ended = True
         self.sessions.pop(session.id, None)
         self._connected_or_not(session)
-        if session.live is not None:
+        if session.relayed:
             viewers = self.server.web_viewers
             viewers[session.path] -= 1
             if viewers[session.path] <= 0:

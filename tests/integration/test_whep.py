@@ -650,3 +650,77 @@ def test_file_is_steered_over_the_data_channel(whep_server: ServerProcess) -> No
         await client.close()
 
     asyncio.run(run())
+
+
+def test_watch_page_seeks_a_file_over_the_data_channel(whep_server: ServerProcess, tmp_path: Path) -> None:
+    need("chromium")
+    from tests.integration.chromium import chromium_tab
+
+    async def run() -> None:
+        async with chromium_tab(tmp_path) as tab:
+            await tab.call("Page.navigate", url=whep_server.http("watch/h264-aac.mp4"))
+            await tab.wait_for(
+                "(() => { const i = document.getElementById('webrtc-info');"
+                " return i && i.dataset.protocol === 'webrtc' && window.streamdControl"
+                " && streamdControl.readyState === 'open'; })()",
+                30,
+            )
+            await tab.evaluate(
+                "(() => { const f = document.querySelector('form'); f.elements.start.value = '4';"
+                " f.requestSubmit(); })()"
+            )
+            text = await tab.wait_for(
+                "(() => { const t = document.getElementById('webrtc-info').textContent;"
+                " const m = t.match(/· ([0-9.]+) s/); return m && Number(m[1]) >= 4 && t; })()",
+                20,
+            )
+            assert "WebRTC" in text
+            assert await tab.evaluate("location.search") == ""  # seeking did not reload the page
+
+    asyncio.run(run())
+
+
+def test_aiortc_plays_a_path_published_from_python() -> None:
+    """Frames from the numpy API (H.264 + AAC) to a WebRTC viewer: video as encoded, AAC as Opus."""
+    import threading
+
+    import numpy as np
+
+    import streamd
+    from tests.integration.conftest import free_tcp_port, free_udp_pair
+
+    with streamd.serve_in_thread(
+        host="127.0.0.1",
+        rtsp_port=free_tcp_port(),
+        rtp_port=free_udp_pair(),
+        http_port=free_tcp_port(),
+        http=True,
+    ) as server:
+        publisher = server.publish("live/py", 160, 120, 25, sample_rate=48000)
+        stop = threading.Event()
+
+        def feed() -> None:
+            n = 0
+            while not stop.wait(0.04) and not publisher.closed:
+                frame = np.zeros((120, 160, 3), np.uint8)
+                frame[:, (n * 4) % 160] = 255
+                publisher.send(frame)
+                publisher.send_audio(np.zeros((48000 // 25, 2), np.float32))
+                n += 1
+
+        feeder = threading.Thread(target=feed, daemon=True)
+        feeder.start()
+
+        async def run() -> None:
+            client = WhepClient(f"http://127.0.0.1:{server.server.http_port}/whep/live/py")
+            await client.start()
+            assert client.status == 201 and "H264/90000" in client.answer and "opus" in client.answer
+            assert await _wait(lambda: sum(p[2] for p in client.packets["video"]) >= 10, 20)
+            assert await _wait(lambda: len(client.packets["audio"]) >= 20, 10)
+            await client.close()
+
+        try:
+            asyncio.run(run())
+        finally:
+            stop.set()
+            feeder.join()
