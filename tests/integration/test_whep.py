@@ -724,3 +724,32 @@ def test_aiortc_plays_a_path_published_from_python() -> None:
         finally:
             stop.set()
             feeder.join()
+
+
+def test_dtls_failure_and_a_vanishing_viewer_are_logged_and_freed(whep_server: ServerProcess) -> None:
+    async def run() -> None:
+        # an offer whose fingerprint is not the certificate the viewer then shows: DTLS fails
+        bad = WhepClient(whep_server.http("whep/h264-opus.mkv"))
+        bad.pc.addTransceiver("video", direction="recvonly")
+        await bad.pc.setLocalDescription(await bad.pc.createOffer())
+        lines = bad.pc.localDescription.sdp.split("\r\n")
+        forged = "\r\n".join(
+            "a=fingerprint:sha-256 " + ":".join(["00"] * 32) if line.startswith("a=fingerprint:") else line
+            for line in lines
+        )
+        headers = {"Content-Type": "application/sdp"}
+        async with aiohttp.ClientSession() as http, http.post(bad.url, data=forged, headers=headers) as r:
+            assert r.status == 201
+            answer = await r.text()
+        await bad.pc.setRemoteDescription(RTCSessionDescription(answer, "answer"))
+        assert await _wait(lambda: "fingerprint did not match" in whep_server.log(), 20), whep_server.log()
+        await bad.close()
+
+        # a viewer that goes without DELETE: its session ends when DTLS closes
+        gone = WhepClient(whep_server.http("whep/h264-aac.mp4"))
+        await gone.start(("video",))
+        assert await _wait(lambda: len(gone.packets["video"]) > 10, 20)
+        await gone.close()
+        assert await _wait(lambda: "the viewer went away" in whep_server.log(), 40), whep_server.log()
+
+    asyncio.run(run())
