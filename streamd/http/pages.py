@@ -146,6 +146,6 @@ def watch_page(entry: PathEntry, start: float) -> str:
         f"</script>{choose}"
         # WebRTC (streamd/webrtc/watch.js): takes over the player once connected, else fMP4 goes on
         f'<script src="/webrtc/watch.js" data-whep="/whep/{escape(quote(entry.name))}"'
-        f'{" data-file=1" if entry.file_url else ""}></script>'
+        f"{' data-file=1' if entry.file_url else ''}></script>"
     )
     return _page(f"{entry.name} · streamd", body)

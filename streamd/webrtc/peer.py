@@ -173,6 +173,12 @@ def _datagram_writer(ice: RTCIceTransport) -> Callable[[bytes], Any]:
     transport = getattr(getattr(pair, "protocol", None), "transport", None)
     if pair is not None and transport is not None:
         address = pair.remote_addr
-        return lambda data: transport.sendto(data, address)
+        is_closing, sendto = transport.is_closing, transport.sendto
+
+        def write(data: bytes) -> None:
+            if not is_closing():  # closed under us (ICE ended): asyncio would warn per packet
+                sendto(data, address)
+
+        return write
     send = ice._send  # another aioice: its coroutine, scheduled
     return lambda data: asyncio.ensure_future(send(data))

@@ -393,7 +393,7 @@ def _assert_smooth(result: dict, fps: float) -> None:
     elapsed = (samples[-1]["t"] - samples[0]["t"]) / 1000
     assert frames[-1] - frames[0] >= 0.6 * fps * elapsed, (frames, elapsed)
     assert samples[-1]["freezes"] == 0, samples[-1]
-    assert samples[-1]["audio"] > samples[0]["audio"] > 0, samples
+    assert samples[-1]["audio"] > samples[0]["audio"], samples  # audio packets keep coming
     assert samples[-1]["width"] == 320
 
 
