@@ -753,3 +753,34 @@ def test_dtls_failure_and_a_vanishing_viewer_are_logged_and_freed(whep_server: S
         assert await _wait(lambda: "the viewer went away" in whep_server.log(), 40), whep_server.log()
 
     asyncio.run(run())
+
+
+def test_candidates_trickled_with_patch(whep_server: ServerProcess) -> None:
+    """An offer without candidates, then the candidates in a PATCH (trickle ICE): it plays."""
+
+    async def run() -> None:
+        client = WhepClient(whep_server.http("whep/h264-opus.mkv"))
+        transceiver = client.pc.addTransceiver("video", direction="recvonly")
+        client._record(transceiver.receiver, "video")
+        await client.pc.setLocalDescription(await client.pc.createOffer())
+        lines = client.pc.localDescription.sdp.split("\r\n")
+        bare = "\r\n".join(
+            line for line in lines if not line.startswith(("a=candidate", "a=end-of-candidates"))
+        )
+        candidates = [line for line in lines if line.startswith("a=candidate")]
+        headers = {"Content-Type": "application/sdp"}
+        async with aiohttp.ClientSession() as http:
+            async with http.post(client.url, data=bare, headers=headers) as response:
+                assert response.status == 201
+                answer, location = await response.text(), response.headers["Location"]
+            await client.pc.setRemoteDescription(RTCSessionDescription(answer, "answer"))
+            fragment = "\r\n".join([*candidates, "a=end-of-candidates", ""])
+            patch = {"Content-Type": "application/trickle-ice-sdpfrag"}
+            async with http.patch(whep_server.http(location[1:]), data=fragment, headers=patch) as response:
+                assert response.status == 204
+            async with http.patch(whep_server.http(location[1:]), data="x", headers=headers) as response:
+                assert response.status == 415
+        assert await _wait(lambda: len(client.packets["video"]) >= 20, 20)
+        await client.close()
+
+    asyncio.run(run())
