@@ -784,3 +784,28 @@ def test_candidates_trickled_with_patch(whep_server: ServerProcess) -> None:
         await client.close()
 
     asyncio.run(run())
+
+
+def test_aiortc_plays_a_relayed_path(
+    whep_server: ServerProcess, live_path: str, media: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """A second server relays the first one's live path on demand; WHEP pulls it."""
+    tmp = tmp_path_factory.mktemp("whep-relay")
+    config = tmp / "relay.toml"
+    config.write_text(
+        f'[paths."relay/cam"]\nsource = "{whep_server.url(live_path)}"\nsource_close_after = 1\n'
+    )
+    relay = start_server(media, tmp, "--config", str(config))
+    try:
+
+        async def run() -> None:
+            client = WhepClient(relay.http("whep/relay/cam"))
+            await client.start()
+            assert client.status == 201, client.answer
+            assert await _wait(lambda: sum(p[2] for p in client.packets["video"]) >= 10, 20)
+            assert await _wait(lambda: len(client.packets["audio"]) >= 10, 10)
+            await client.close()
+
+        asyncio.run(run())
+    finally:
+        stop_all(relay)
