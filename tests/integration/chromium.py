@@ -7,7 +7,7 @@ import base64
 import contextlib
 import re
 import shutil
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -58,7 +58,7 @@ class DevTools:
             target.write_bytes(data)
 
 
-async def start_chromium(tmp: Path, extra_args: Sequence[str] = ()) -> tuple[asyncio.subprocess.Process, str]:
+async def start_chromium(tmp: Path, *extra: str) -> tuple[asyncio.subprocess.Process, str]:
     process = await asyncio.create_subprocess_exec(
         CHROMIUM,
         "--headless",
@@ -72,8 +72,8 @@ async def start_chromium(tmp: Path, extra_args: Sequence[str] = ()) -> tuple[asy
         "--autoplay-policy=no-user-gesture-required",
         "--window-size=1000,560",
         f"--user-data-dir={tmp / 'profile'}",
+        *extra,
         "--remote-debugging-port=0",
-        *extra_args,
         "about:blank",
         stdout=asyncio.subprocess.DEVNULL,
         stderr=asyncio.subprocess.PIPE,
@@ -89,9 +89,11 @@ async def start_chromium(tmp: Path, extra_args: Sequence[str] = ()) -> tuple[asy
 
 
 @contextlib.asynccontextmanager
-async def chromium_tab(tmp: Path, extra_args: Sequence[str] = ()) -> AsyncIterator[DevTools]:
-    """A headless Chromium with its first tab open to DevTools (Page domain enabled); killed after."""
-    process, browser_ws = await start_chromium(tmp, extra_args)
+async def chromium_tab(tmp: Path, *extra: str) -> AsyncIterator[DevTools]:
+    """A headless Chromium with its first tab open to DevTools (Page domain enabled); killed after.
+
+    ``extra``: more command-line switches (``--ignore-certificate-errors`` for test certificates)."""
+    process, browser_ws = await start_chromium(tmp, *extra)
     try:
         devtools_http = browser_ws.split("/devtools/")[0].replace("ws://", "http://")
         async with aiohttp.ClientSession() as http:

@@ -531,7 +531,7 @@ def test_chromium_publishes_a_fake_camera_over_whip(whep_server: ServerProcess, 
 
     async def run() -> None:
         flags = ["--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream"]
-        async with chromium.chromium_tab(tmp_path, extra_args=flags) as tab:
+        async with chromium.chromium_tab(tmp_path, *flags) as tab:
             # getUserMedia needs a secure context: a page from 127.0.0.1 is one, about:blank is not
             await tab.call("Page.navigate", url=whep_server.http("api/v1/openapi.json"))
             await tab.wait_for("document.readyState === 'complete' && location.protocol === 'http:'", 20)
