@@ -4,7 +4,9 @@
 (() => {
   const me = document.currentScript;
   const video = document.getElementById('player');
-  if (!me || !video || !window.RTCPeerConnection) return;
+  // ?protocol=mp4 (or hls, or anything but webrtc) keeps the page's own player
+  const wanted = new URLSearchParams(location.search).get('protocol');
+  if (!me || !video || !window.RTCPeerConnection || (wanted && wanted !== 'webrtc')) return;
   const info = document.createElement('p');
   info.id = 'webrtc-info';
   info.textContent = 'protocol: fMP4 over HTTP (trying WebRTC…)';

@@ -809,3 +809,17 @@ def test_aiortc_plays_a_relayed_path(
         asyncio.run(run())
     finally:
         stop_all(relay)
+
+
+def test_watch_page_keeps_its_own_player_when_asked(whep_server: ServerProcess, tmp_path: Path) -> None:
+    need("chromium")
+    from tests.integration.chromium import chromium_tab
+
+    async def run() -> None:
+        async with chromium_tab(tmp_path) as tab:
+            await tab.call("Page.navigate", url=whep_server.http("watch/h264-aac.mp4?protocol=mp4"))
+            await tab.wait_for("document.getElementById('player').currentTime > 1", 30)
+            assert await tab.evaluate("document.getElementById('webrtc-info')") is None
+            assert await tab.evaluate("document.getElementById('player').srcObject") is None
+
+    asyncio.run(run())
