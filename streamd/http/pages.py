@@ -178,5 +178,8 @@ def watch_page(entry: PathEntry, start: float) -> str:
         "document.getElementById('status').textContent='cannot play: '+(v.error&&v.error.message||'error')})"
         f"</script>{choose}"
         f"<script>(()=>{{{_HLS}}})()</script>"
+        # WebRTC (streamd/webrtc/watch.js): takes over the player once connected, else fMP4 goes on
+        f'<script src="/webrtc/watch.js" data-whep="/whep/{escape(quote(entry.name))}"'
+        f"{' data-file=1' if entry.file_url else ''}></script>"
     )
     return _page(f"{entry.name} · streamd", body)

@@ -329,8 +329,9 @@ def test_bad_requests_get_a_clear_error(hls: ServerProcess, url: str, status: in
 async def test_chromium_watch_page_plays_the_hls_playlist_and_seeks(
     hls: ServerProcess, tmp_path: Path
 ) -> None:
-    """The watch page picks native HLS when the browser says it plays it (Chromium 14x+ on Linux
-    does; hls.js is the live side's fallback for browsers that do not)."""
+    """Under WebRTC (the default, streamd/webrtc/watch.js; ``?protocol=hls`` keeps the page's own
+    player), the watch page picks native HLS when the browser says it plays it (Chromium 14x+ on
+    Linux does; hls.js is the live side's fallback for browsers that do not)."""
     if not os.access(CHROMIUM, os.X_OK):
         pytest.skip("chromium is not installed (scripts/test installs it)")
     async with chromium_tab(tmp_path) as tab:
@@ -341,7 +342,7 @@ async def test_chromium_watch_page_plays_the_hls_playlist_and_seeks(
             pytest.skip(
                 "this Chromium has no native HLS (hls.js is installed by scripts/test for the live side)"
             )
-        await tab.call("Page.navigate", url=hls.http("watch/clip.mp4"))
+        await tab.call("Page.navigate", url=hls.http("watch/clip.mp4?protocol=hls"))
         state = await tab.wait_for(PLAYED_SECONDS.format(1.0), timeout=60)
         assert state["error"] is None and state["w"] == 320, state
         source = await tab.evaluate("document.getElementById('player').currentSrc")
@@ -462,7 +463,7 @@ async def test_chromium_watch_page_plays_audio_or_falls_back_to_mp4(
         ):
             pytest.skip("this Chromium has no native HLS")
         for name, played in cases:
-            await tab.call("Page.navigate", url=hls.http(f"watch/{name}"))
+            await tab.call("Page.navigate", url=hls.http(f"watch/{name}?protocol=hls"))
             await tab.wait_for(f"location.pathname === '/watch/{name}'")
             state = await tab.wait_for(PLAYED_SECONDS.format(1.0), timeout=60)
             assert state["error"] is None and state["w"] > 0, (name, state)
