@@ -63,7 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--precise-pacing-rate",
         type=float,
-        help="bit/s: precise pacing spreads an access unit's packets at this link rate (0: its bitrate x 4)",
+        help="bit/s of the slow link: precise pacing spreads an access unit's packets at this rate (0: no)",
     )
     serve.add_argument("--rtsps-port", type=int, help="RTSPS port, with --tls-cert/--tls-key (default: 8322)")
     serve.add_argument("--https-port", type=int, help="HTTPS port, with --tls-cert/--tls-key (default: 8443)")

@@ -9,11 +9,11 @@ import uvloop
 from aiortc.rtp import RtpPacket
 
 from streamd.playback import clock_tick
-from streamd.rtp.pacing import PRECISE_HEADROOM, SPREAD_SHARE, PacingSettings, Pumped
+from streamd.rtp.pacing import SPREAD_SHARE, PacingSettings, Pumped
 from tests.unit.test_pacing_core import au, make, run, sent_rtp, start
 
-PRECISE = PacingSettings(precise=True)
 PACKET = 12 + 10  # the test format's RTP packet: header + 10-byte chunk
+PRECISE = PacingSettings(precise=True, precise_rate=PACKET * 8 / 0.001)  # a packet per millisecond
 
 
 def precise_log(settings: PacingSettings = PRECISE, *, size: int = 100, dur: int = 40, frames: int = 3):
@@ -29,9 +29,7 @@ def test_packets_of_an_au_leave_spread_and_in_order_with_its_timestamp() -> None
     first = packets[:10]
     times = [t for t, _ in first]
     assert times[0] == 0.0 and times == sorted(times) and len(set(times)) == 10
-    # no rate set: the AU's own bitrate x PRECISE_HEADROOM, i.e. over a quarter of its 40 ms
-    spread = 0.04 / PRECISE_HEADROOM
-    assert abs(times[-1] - spread * 9 / 10) <= 0.0002
+    assert abs(times[-1] - 0.009) <= 0.0002  # nine packets after the first, 1 ms apart
     assert {p.timestamp for _, p in first} == {0}  # only the sending moves, never the RTP time
     seqs = [p.sequence_number for _, p in packets]
     assert all((b - a) % 65536 == 1 for a, b in itertools.pairwise(seqs))  # sequence order kept
@@ -40,7 +38,7 @@ def test_packets_of_an_au_leave_spread_and_in_order_with_its_timestamp() -> None
 
 
 def test_a_configured_link_rate_spaces_packets_by_their_size() -> None:
-    rate = 176_000.0  # bit/s: one 22-byte packet per millisecond
+    rate = 88_000.0  # bit/s: one 22-byte packet per 2 ms
     _, packets = precise_log(PacingSettings(precise=True, precise_rate=rate))
     times = [t for t, _ in packets[:10]]
     gaps = [b - a for a, b in itertools.pairwise(times)]
@@ -114,12 +112,13 @@ def test_pause_sends_what_is_held_at_once() -> None:
     assert sum(len(p) for _, p in rest.rtp) == 9
 
 
-def test_default_mode_still_sends_an_au_as_one_burst() -> None:
-    core, _ = make()
-    core.take([au(0, size=100, dur=40)], eof=True)
-    start(core)
-    out = core.pump(0.0)
-    assert [len(p) for _, p in out.rtp] == [10] and not core.held
+def test_default_mode_and_precise_mode_without_a_rate_send_an_au_as_one_burst() -> None:
+    for settings in (PacingSettings(), PacingSettings(precise=True)):
+        core, _ = make(settings=settings)
+        core.take([au(0, size=100, dur=40)], eof=True)
+        start(core)
+        out = core.pump(0.0)
+        assert [len(p) for _, p in out.rtp] == [10] and not core.held
 
 
 def test_the_rate_comes_from_the_server_config() -> None:
