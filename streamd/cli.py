@@ -58,7 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--precise-pacing",
         action="store_const",
         const=True,
-        help="send nothing early: each access unit at its own time (pacer slack 0; more CPU)",
+        help="send nothing early: each access unit at its own time (no pacer slack; more CPU)",
     )
     serve.add_argument(
         "--precise-pacing-rate",
