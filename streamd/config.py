@@ -155,6 +155,7 @@ class ServerConfig:
     rtcp_min_interval: float = 5.0  # RFC 3550 6.2 Tmin for sender reports (the first uses half)
     send_slack: float = 0.002  # what is due this soon is sent in the same pacer wake-up
     precise_pacing: bool = False  # nothing sent early: the pacer wakes for each due time (more CPU)
+    precise_pacing_rate: float = 0.0  # bit/s: precise pacing spreads an AU at this link rate (0: no)
     trick_play_all_frames_up_to: float = 4.0  # Scale up to this sends every video frame, beyond: keyframes
     # --- limits (hardening): every buffer, queue and count an outsider can grow is bounded ------
     max_connections: int = 2000  # RTSP connections in total
@@ -253,6 +254,8 @@ class ServerConfig:
                 raise ConfigError(f"{name} must be a number of seconds between 0 and 3600, not {value!r}")
         if not 0 <= self.send_slack <= 0.1:
             raise ConfigError("send_slack must be between 0 and 0.1 seconds")
+        if self.precise_pacing_rate < 0:
+            raise ConfigError("precise_pacing_rate must be 0 (no spreading) or a rate in bit/s")
         if not 1 <= self.trick_play_all_frames_up_to <= 1000:
             raise ConfigError("trick_play_all_frames_up_to must be a Scale between 1 and 1000")
         for name in (
