@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import re
 import socket
+import subprocess
 from collections.abc import Callable, Iterator
 
 import aiohttp
@@ -16,9 +17,9 @@ from aiortc.rtp import RTCP_PSFB_PLI, RtcpPsfbPacket, RtcpRrPacket, RtpPacket
 
 from streamd.rtp.rtcp import parse_compound
 from streamd.rtsp.message import InterleavedFrame
-from tests.integration.conftest import ServerProcess, start_server, stop_all
+from tests.integration.conftest import ServerProcess, need, start_server, stop_all
 from tests.rtsp_client import RawRtspClient
-from tests.waiting import until
+from tests.waiting import until, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -156,3 +157,80 @@ def test_viewer_pli_reaches_a_tcp_publisher(server: ServerProcess) -> None:
             await client.close()
 
     asyncio.run(run())
+
+
+def _has_idr(payload: bytes) -> bool:
+    """An RTP H.264 payload (RFC 6184) starts or carries an IDR picture."""
+    kind = payload[0] & 0x1F
+    if kind == 28:  # FU-A: its first fragment
+        return len(payload) > 1 and payload[1] & 0x80 != 0 and payload[1] & 0x1F == 5
+    if kind == 24:  # STAP-A
+        pos = 1
+        while pos + 3 <= len(payload):
+            size = int.from_bytes(payload[pos : pos + 2], "big")
+            if payload[pos + 2] & 0x1F == 5:
+                return True
+            pos += 2 + size
+        return False
+    return kind == 5
+
+
+def _keyframes_around_pli(server: ServerProcess, path: str) -> tuple[int, int]:
+    """A WHEP viewer of ``path``: IDR pictures it got before its PLI (one at most: the publisher's
+    first, as the stream has no other for minutes) and after it."""
+
+    async def run() -> tuple[int, int]:
+        pc = RTCPeerConnection()
+        transceiver = pc.addTransceiver("video", direction="recvonly")
+        idrs: list[int] = []
+        original = transceiver.receiver._handle_rtp_packet
+
+        async def handle(packet, arrival_time_ms):  # type: ignore[no-untyped-def]
+            if _has_idr(packet.payload):
+                idrs.append(packet.timestamp)
+            await original(packet, arrival_time_ms)
+
+        transceiver.receiver._handle_rtp_packet = handle  # type: ignore[method-assign]
+        try:
+            await pc.setLocalDescription(await pc.createOffer())
+            async with aiohttp.ClientSession() as http:
+                headers = {"Content-Type": "application/sdp"}
+                url = server.http(f"whep/{path}")
+                async with http.post(url, data=pc.localDescription.sdp, headers=headers) as r:
+                    assert r.status == 201, await r.text()
+                    answer = await r.text()
+            await pc.setRemoteDescription(RTCSessionDescription(answer, "answer"))
+            ours = int(re.search(r"a=ssrc:(\d+) ", answer).group(1))  # type: ignore[union-attr]
+            await until(lambda: pc.connectionState == "connected", "the viewer connected")
+            await asyncio.sleep(0.5)
+            before = len(set(idrs))
+            await transceiver.receiver._send_rtcp_pli(ours)
+            await until(lambda: len(set(idrs)) > before, "a keyframe after the PLI")
+            return before, len(set(idrs))
+        finally:
+            await pc.close()
+
+    return asyncio.run(run())
+
+
+def test_gstreamer_publisher_answers_the_relayed_pli_with_a_keyframe(server: ServerProcess) -> None:
+    """rtspclientsink's RTP session turns the PLI into a force-key-unit event for openh264enc,
+    which otherwise makes one keyframe in 10,000 frames. Over UDP only: over TCP rtspclientsink
+    reads the server's interleaved data and drops it ("ignoring data message", GStreamer 1.22)."""
+    need("gst-launch-1.0")
+    path = "live/gst-pli"
+    pipeline = (
+        "videotestsrc is-live=true ! video/x-raw,width=160,height=120,framerate=25/1 ! "
+        "openh264enc gop-size=10000 ! h264parse config-interval=-1 ! "
+        f"rtspclientsink protocols=udp location={server.url(path)}"
+    )
+    command = ["gst-launch-1.0", "-q", *pipeline.split()]
+    publisher = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        wait_until(lambda: f"{path} is live" in server.log() or publisher.poll() is not None, "the publisher")
+        assert publisher.poll() is None, publisher.stdout.read().decode(errors="replace")  # type: ignore[union-attr]
+        before, after = _keyframes_around_pli(server, path)
+        assert before <= 1 and after == before + 1
+    finally:
+        publisher.terminate()
+        publisher.wait(10)
