@@ -1,12 +1,13 @@
 """Packets from clients, delivered along the routing table: a reader's RTCP receiver reports update
-its senders' reception statistics; a publisher's RTP and RTCP feed its live path. Either keeps the
-session alive (RTCP is a keep-alive for players that send nothing else)."""
+its senders' reception statistics (and its PLI/FIR ask a live path's publisher for a keyframe); a
+publisher's RTP and RTCP feed its live path. Either keeps the session alive (RTCP is a keep-alive
+for players that send nothing else)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Hashable
 
-from aiortc.rtp import RtcpRrPacket, RtcpSrPacket
+from aiortc.rtp import RTCP_PSFB_FIR, RTCP_PSFB_PLI, RtcpPsfbPacket, RtcpRrPacket, RtcpSrPacket
 
 from streamd.routing import Address, PacketRoutes, Route
 from streamd.rtp.clock import unix_to_ntp
@@ -72,6 +73,10 @@ class Inbound:
                         stream.reception.update(
                             report, stream.clock_rate, now_ntp, stream.sr_sent_at(report.lsr)
                         )
+            elif isinstance(packet, RtcpPsfbPacket) and packet.fmt in (RTCP_PSFB_PLI, RTCP_PSFB_FIR):
+                live = session.live  # a reader of a live path: its publisher is asked (rate-limited)
+                if live is not None and live.request_keyframe is not None and packet.media_ssrc in streams:
+                    live.request_keyframe()
 
 
 def feed(session: PublisherSession, index: int, is_rtcp: bool, data: bytes) -> None:

@@ -7,6 +7,7 @@ The publisher's packets are routed by the ports or interleaved channels its SETU
 from __future__ import annotations
 
 import logging
+import secrets
 from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
@@ -20,11 +21,12 @@ from streamd.config import ServerConfig
 from streamd.handlers.common import Clock, LivePaths, Reply, session_of
 from streamd.live.announced import announced_tracks
 from streamd.live.hub import LivePath
+from streamd.live.keyframe_relay import ChannelBack, PublisherFeedback, UdpBack
 from streamd.live.live_presentation import live_presentation
 from streamd.routing import PacketRoutes, Route
 from streamd.rtsp.errors import RtspError
 from streamd.rtsp.headers import TransportSpec, format_transport, parse_transport
-from streamd.rtsp.message import Request, Response
+from streamd.rtsp.message import InterleavedFrame, Request, Response
 from streamd.rtsp.server_session import (
     SRTP_PROFILES,
     GoOnline,
@@ -68,9 +70,12 @@ class Publishing:
         clock: Clock,
         overloaded: Callable[[PublisherSession, str], object],
         claims: PathClaims | None = None,
+        send_rtcp: Callable[[bytes, tuple[str, int]], None] | None = None,
+        cname: str = "streamd",
     ) -> None:
         """``overloaded(session, why)`` ends a publisher whose packets cost more than its path's
-        work budget (``LivePath.on_overload``)."""
+        work budget (``LivePath.on_overload``); ``send_rtcp(data, address)`` sends from the
+        server's RTCP port (keyframe requests to UDP publishers)."""
         self._config = config
         self._sessions = sessions
         self._routes = routes
@@ -79,6 +84,8 @@ class Publishing:
         self._clock = clock
         self._overloaded = overloaded
         self._claims = claims  # in a cluster: one publisher per path across the nodes
+        self._send_rtcp = send_rtcp
+        self._cname = cname
 
     @property
     def timeout(self) -> int:
@@ -125,6 +132,8 @@ class Publishing:
             for index, key in keys.items():
                 session.srtp.receive_with(index, key)
         session.publishing.on_overload = lambda why: self._overloaded(session, why)
+        session.feedback = PublisherFeedback(session.publishing, secrets.randbits(32), self._cname)
+        session.publishing.request_keyframe = lambda: self._request_keyframe(session)
         session.last_activity = self._clock()
         self._sessions.add(session)
         client.sessions.add(session.id)
@@ -172,6 +181,8 @@ class Publishing:
                 client, channels[1], Route(session.id, track.index, True, publisher=True)
             )
             session.connection = client
+            if session.feedback is not None:
+                session.feedback.route(track.index, ChannelBack(channels[1]))
             how = f"TCP interleaved {channels[0]}-{channels[1]}"
         else:
             assert ports is not None and offer.client_port is not None
@@ -193,6 +204,8 @@ class Publishing:
             self._routes.add_udp(
                 (host, offer.client_port[1]), Route(session.id, track.index, True, publisher=True)
             )
+            if session.feedback is not None:
+                session.feedback.route(track.index, UdpBack((host, offer.client_port[1])))
             how = f"UDP {host}:{offer.client_port[0]}-{offer.client_port[1]}"
         log.info(
             "%s: session %s SETUP record %s (%s) over %s",
@@ -206,6 +219,24 @@ class Publishing:
         response.headers["Transport"] = format_transport(reply)
         response.headers["Session"] = session.rtsp.session_header
         return response, None
+
+    def _request_keyframe(self, session: PublisherSession) -> None:
+        """A viewer asked for a keyframe: RTCP PLI to the publisher, the way its RTCP comes."""
+        if session.feedback is None:
+            return
+        for pli in session.feedback.request(self._clock()):
+            data: bytes | None = pli.packet
+            if session.srtp is not None:  # an SRTP publisher drops plain RTCP
+                data = session.srtp.rtcp_to_publisher(pli.index, pli.packet)
+                if data is None:
+                    continue
+            if isinstance(pli.way, ChannelBack):
+                connection = session.connection
+                if connection is not None and not connection.is_closing:
+                    connection.write_bytes(bytes(InterleavedFrame(pli.way.channel, data)))
+            elif self._send_rtcp is not None:
+                self._send_rtcp(data, pli.way.address)
+            log.debug("%s: PLI to the publisher of track %d", session.label, pli.index)
 
     def _encryption(self, path: str) -> str:
         return self._config.encryption_for(path)

@@ -125,6 +125,8 @@ class RtspServer:
             clock,
             overloaded=lambda session, why: self.lifecycle.begin(session, why, send_bye=True),
             claims=self.cluster.node if self.cluster is not None else None,
+            send_rtcp=self._send_rtcp,  # keyframe requests (PLI) to UDP publishers
+            cname=f"streamd@{self.cname_host}",
         )
         self.lifecycle = Lifecycle(
             self.sessions, self.routes, self.multicast, self.publishing.unpublish, lambda: self.connections
@@ -194,6 +196,10 @@ class RtspServer:
         # set by streamd.workers: hands a connection to the sibling worker holding the session its
         # request names (True: handed over, nothing to answer here)
         self.session_elsewhere: Callable[[RtspConnection, Request], Awaitable[bool]] | None = None
+
+    def _send_rtcp(self, data: bytes, address: tuple[str, int]) -> None:
+        if self.udp is not None:
+            self.udp.send_rtcp(data, address)
 
     def _udp_ports(self) -> tuple[int, int] | None:
         return (self.udp.rtp_port, self.udp.rtcp_port) if self.udp is not None else None

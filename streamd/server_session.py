@@ -15,6 +15,7 @@ from typing import Protocol
 
 from streamd.catalog import Resolved
 from streamd.live.hub import LivePath
+from streamd.live.keyframe_relay import PublisherFeedback
 from streamd.live.multicast import MulticastSink
 from streamd.live.reader import LiveReader
 from streamd.playback import Binding, Playback
@@ -72,6 +73,7 @@ class PublisherSession(ServerSession):
     """A publisher (ANNOUNCE, SETUP mode=record, RECORD) of a live path."""
 
     publishing: LivePath
+    feedback: PublisherFeedback | None = None  # where viewers' keyframe requests go (RTCP PLI)
 
 
 def session_stats(session: ServerSession) -> str:

@@ -61,6 +61,7 @@ class LiveTrack:
     sender_ts: int | None = None  # ... and the (unwrapped, rebased) timestamp it maps to
     early_sr: tuple[int, int] | None = None  # an SR that came before the first RTP packet
     packets: int = 0
+    ssrc: int | None = None  # the publisher's, from its latest RTP packet (a PLI names it)
 
     @property
     def index(self) -> int:
@@ -109,6 +110,9 @@ class LivePath:
     on_overload: Callable[[str], None] | None = None
     overloaded: bool = False
     clock: Callable[[], float] = time.monotonic  # what the budget refills by (tests stop it)
+    # asks the publisher for a keyframe (an RTSP publisher: RTCP PLI; WHIP: PLI on its peer
+    # connection); None when the source cannot be asked. Viewers' PLI/FIR end up here.
+    request_keyframe: Callable[[], None] | None = None
 
     @classmethod
     def from_announce(
@@ -162,6 +166,7 @@ class LivePath:
         except ValueError:
             return 0
         track.packets += 1
+        track.ssrc = packet.ssrc
         ticks = track.unwrap(packet.timestamp)
         if track.early_sr is not None:  # ffmpeg sends its first SR just before its first packet
             early, track.early_sr = track.early_sr, None

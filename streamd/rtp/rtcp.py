@@ -1,4 +1,4 @@
-"""RTCP compound packets we send (SR + SDES, BYE; a relay's RR + SDES) and lenient parsing.
+"""RTCP compound packets we send (SR + SDES, BYE; a relay's RR + SDES; RR + PLI) and lenient parsing.
 
 Packet layouts come from aiortc's RTCP classes; this module only composes them and adds
 the leniency real clients need (e.g. SDES chunks without the END item).
@@ -10,9 +10,11 @@ import logging
 import struct
 
 from aiortc.rtp import (
+    RTCP_PSFB_PLI,
     AnyRtcpPacket,
     RtcpByePacket,
     RtcpPacket,
+    RtcpPsfbPacket,
     RtcpReceiverInfo,
     RtcpRrPacket,
     RtcpSdesPacket,
@@ -54,6 +56,13 @@ def receiver_report(ssrc: int, blocks: list[RtcpReceiverInfo], cname: str, *, by
     """RR + SDES(CNAME) (+ BYE): what a receiver (our relay, upstream) tells the sender."""
     report = bytes(RtcpRrPacket(ssrc=ssrc, reports=blocks[:31])) + _sdes(ssrc, cname)
     return report + bytes(RtcpByePacket(sources=[ssrc])) if bye else report
+
+
+def picture_loss(ssrc: int, media_ssrc: int, cname: str) -> bytes:
+    """RR + SDES(CNAME) + PSFB PLI (RFC 4585 6.3.1, FMT 1): asks the sender of ``media_ssrc``
+    for a keyframe. The RR (no blocks) comes first, as RFC 3550 6.1 wants of every compound."""
+    pli = RtcpPsfbPacket(fmt=RTCP_PSFB_PLI, ssrc=ssrc, media_ssrc=media_ssrc)
+    return receiver_report(ssrc, [], cname) + bytes(pli)
 
 
 def _sdes(ssrc: int, cname: str) -> bytes:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from streamd.srtp.context import SRTP_STATS, Unprotector
+from streamd.srtp.context import SRTP_STATS, Protector, Unprotector
 from streamd.srtp.mikey import MikeyError, parse_key_mgmt, parse_mikey_base64
 from streamd.srtp.offer import KeyOffer
 from streamd.srtp.suites import MasterKey
@@ -18,6 +18,7 @@ __all__ = ["SessionSrtp", "client_key"]
 class SessionSrtp:
     offer: KeyOffer = field(default_factory=KeyOffer)
     inbound: dict[int, Unprotector] = field(default_factory=dict)
+    feedback: dict[int, Protector] = field(default_factory=dict)  # RTCP to a publisher, by track
 
     def receive_with(self, index: int, key: MasterKey) -> None:
         self.inbound[index] = Unprotector(key)
@@ -29,6 +30,17 @@ class SessionSrtp:
             SRTP_STATS.unkeyed += 1
             return None
         return unprotector.rtcp(data)
+
+    def rtcp_to_publisher(self, index: int, data: bytes) -> bytes | None:
+        """Our RTCP (a PLI) to a publisher as SRTCP, under the key it gave for the track: the one
+        key both ends know (our SSRC differs from its own, RFC 3711 9.1); None without a key."""
+        protector = self.feedback.get(index)
+        if protector is None:
+            unprotector = self.inbound.get(index)
+            if unprotector is None:
+                return None
+            protector = self.feedback[index] = Protector(unprotector.key)
+        return protector.rtcp(data)
 
     def rtp_in(self, index: int, data: bytes) -> bytes | None:
         unprotector = self.inbound.get(index)

@@ -238,7 +238,7 @@ class WhipService:
         description = parse_sdp(_announce_sdp(session))
         tracks = announced_tracks(description.media)
         live = LivePath.from_announce(session.path, description, tracks, session.label)
-        live.request_keyframe = lambda: self._pli(session)  # type: ignore[attr-defined]
+        live.request_keyframe = lambda: self._pli(session)
         try:
             self.server.add_live(live)  # type: ignore[attr-defined]
         except ValueError as exc:

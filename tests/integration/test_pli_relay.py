@@ -1,0 +1,236 @@
+"""A WHEP viewer's PLI reaches an RTSP publisher as RTCP PLI naming its SSRC: a raw publisher
+over UDP (on its RTCP port) and over TCP (on its interleaved RTCP channel); aiortc as the viewer.
+A burst of 20 PLIs makes one."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import socket
+import subprocess
+from collections.abc import Callable, Iterator
+
+import aiohttp
+import pytest
+from aiortc import RTCPeerConnection, RTCSessionDescription
+from aiortc.rtp import RTCP_PSFB_PLI, RtcpPsfbPacket, RtcpRrPacket, RtpPacket
+
+from streamd.rtp.rtcp import parse_compound
+from streamd.rtsp.message import InterleavedFrame
+from tests.integration.conftest import ServerProcess, need, start_server, stop_all
+from tests.rtsp_client import RawRtspClient
+from tests.waiting import until, wait_until
+
+pytestmark = pytest.mark.integration
+
+SSRC = 0x5EED1234
+SDP = (
+    b"v=0\r\no=- 0 0 IN IP4 127.0.0.1\r\ns=cam\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
+    b"m=video 0 RTP/AVP 96\r\na=rtpmap:96 H264/90000\r\n"
+    b"a=fmtp:96 packetization-mode=1;profile-level-id=42C00A;"
+    b"sprop-parameter-sets=Z0LACtkChH5cBEAAAAMAQAAABQPEiZI=,aMuDyyA=\r\n"
+    b"a=control:streamid=0\r\n"
+)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    tmp = tmp_path_factory.mktemp("pli")
+    media = tmp / "media"
+    media.mkdir()
+    config = tmp / "streamd.toml"
+    config.write_text("webrtc_connect_timeout = 10\n")
+    proc = start_server(media, tmp, "--config", str(config))
+    yield proc
+    stop_all(proc)
+
+
+def _rtp(seq: int) -> bytes:
+    packet = RtpPacket(payload_type=96, marker=1, sequence_number=seq, timestamp=9000 * seq, ssrc=SSRC)
+    packet.payload = bytes([0x65, 0x88, 0x84, 0x00])  # an IDR slice (never decoded: no viewer gets it)
+    return packet.serialize()
+
+
+def _plis(data: bytes) -> list[RtcpPsfbPacket]:
+    packets = parse_compound(data)
+    assert packets and isinstance(packets[0], RtcpRrPacket)  # compound: RR first
+    return [p for p in packets if isinstance(p, RtcpPsfbPacket) and p.fmt == RTCP_PSFB_PLI]
+
+
+class _Datagrams(asyncio.DatagramProtocol):
+    def __init__(self) -> None:
+        self.received: list[bytes] = []
+
+    def datagram_received(self, data: bytes, addr: tuple) -> None:
+        self.received.append(data)
+
+
+def _udp_pair() -> tuple[socket.socket, socket.socket]:
+    """Two bound UDP sockets on consecutive ports (RTP even, RTCP next)."""
+    for _ in range(50):
+        rtp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        rtp.bind(("127.0.0.1", 0))
+        port = rtp.getsockname()[1]
+        if port % 2 == 0:
+            rtcp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            try:
+                rtcp.bind(("127.0.0.1", port + 1))
+                return rtp, rtcp
+            except OSError:
+                rtcp.close()
+        rtp.close()
+    raise AssertionError("no free UDP port pair")
+
+
+async def _view_and_burst(server: ServerProcess, path: str) -> None:
+    """A WHEP viewer of ``path`` that connects and sends 20 PLIs about its video at once."""
+    pc = RTCPeerConnection()
+    transceiver = pc.addTransceiver("video", direction="recvonly")
+    try:
+        await pc.setLocalDescription(await pc.createOffer())
+        async with aiohttp.ClientSession() as http:
+            headers = {"Content-Type": "application/sdp"}
+            async with http.post(
+                server.http(f"whep/{path}"), data=pc.localDescription.sdp, headers=headers
+            ) as r:
+                assert r.status == 201, await r.text()
+                answer = await r.text()
+        await pc.setRemoteDescription(RTCSessionDescription(answer, "answer"))
+        ours = int(re.search(r"a=ssrc:(\d+) ", answer).group(1))  # type: ignore[union-attr]
+        await until(lambda: pc.connectionState == "connected", "the viewer connected")
+        await asyncio.gather(*(transceiver.receiver._send_rtcp_pli(ours) for _ in range(20)))
+    finally:
+        await pc.close()
+
+
+async def _announce(client: RawRtspClient, path: str, transport: str) -> None:
+    headers = {"Content-Type": "application/sdp"}
+    assert (await client.request("ANNOUNCE", client.url(path), headers, SDP)).status == 200
+    setup = await client.request("SETUP", client.url(f"{path}/streamid=0"), {"Transport": transport})
+    assert setup.status == 200, setup
+    assert (await client.request("RECORD", client.url(path))).status == 200
+
+
+async def _one_pli(received: Callable[[], list[bytes]]) -> None:
+    await until(lambda: any(_plis(d) for d in received()), "a PLI at the publisher")
+    await asyncio.sleep(0.3)  # a second PLI would come now if the burst were not limited
+    plis = [p for d in received() for p in _plis(d)]
+    assert len(plis) == 1 and plis[0].media_ssrc == SSRC
+
+
+def test_viewer_pli_reaches_a_udp_publisher(server: ServerProcess) -> None:
+    async def run() -> None:
+        rtp_sock, rtcp_sock = _udp_pair()
+        loop = asyncio.get_running_loop()
+        rtcp_t, rtcp = await loop.create_datagram_endpoint(_Datagrams, sock=rtcp_sock)
+        rtp_t, _ = await loop.create_datagram_endpoint(asyncio.DatagramProtocol, sock=rtp_sock)
+        client = await RawRtspClient("127.0.0.1", server.port).connect()
+        try:
+            port = rtp_sock.getsockname()[1]
+            await _announce(
+                client, "live/pli-udp", f"RTP/AVP;unicast;client_port={port}-{port + 1};mode=record"
+            )
+            for seq in range(3):
+                rtp_t.sendto(_rtp(seq), ("127.0.0.1", server.rtp_port))
+            await _view_and_burst(server, "live/pli-udp")
+            await _one_pli(lambda: rtcp.received)
+        finally:
+            await client.close()
+            rtp_t.close()
+            rtcp_t.close()
+
+    asyncio.run(run())
+
+
+def test_viewer_pli_reaches_a_tcp_publisher(server: ServerProcess) -> None:
+    async def run() -> None:
+        client = await RawRtspClient("127.0.0.1", server.port).connect()
+        try:
+            await _announce(client, "live/pli-tcp", "RTP/AVP/TCP;unicast;interleaved=0-1;mode=record")
+            for seq in range(3):
+                await client.send_raw(bytes(InterleavedFrame(0, _rtp(seq))))
+            await _view_and_burst(server, "live/pli-tcp")
+            frames = client.received.frames
+            await _one_pli(lambda: [d for _, c, d in frames if c == 1])
+            assert all(c == 1 for _, c, _ in frames)  # nothing else came on the publisher's connection
+        finally:
+            await client.close()
+
+    asyncio.run(run())
+
+
+def _has_idr(payload: bytes) -> bool:
+    """An RTP H.264 payload (RFC 6184) starts or carries an IDR picture."""
+    kind = payload[0] & 0x1F
+    if kind == 28:  # FU-A: its first fragment
+        return len(payload) > 1 and payload[1] & 0x80 != 0 and payload[1] & 0x1F == 5
+    if kind == 24:  # STAP-A
+        pos = 1
+        while pos + 3 <= len(payload):
+            size = int.from_bytes(payload[pos : pos + 2], "big")
+            if payload[pos + 2] & 0x1F == 5:
+                return True
+            pos += 2 + size
+        return False
+    return kind == 5
+
+
+def _keyframes_around_pli(server: ServerProcess, path: str) -> tuple[int, int]:
+    """A WHEP viewer of ``path``: IDR pictures it got before its PLI (one at most: the publisher's
+    first, as the stream has no other for minutes) and after it."""
+
+    async def run() -> tuple[int, int]:
+        pc = RTCPeerConnection()
+        transceiver = pc.addTransceiver("video", direction="recvonly")
+        idrs: list[int] = []
+        original = transceiver.receiver._handle_rtp_packet
+
+        async def handle(packet, arrival_time_ms):  # type: ignore[no-untyped-def]
+            if _has_idr(packet.payload):
+                idrs.append(packet.timestamp)
+            await original(packet, arrival_time_ms)
+
+        transceiver.receiver._handle_rtp_packet = handle  # type: ignore[method-assign]
+        try:
+            await pc.setLocalDescription(await pc.createOffer())
+            async with aiohttp.ClientSession() as http:
+                headers = {"Content-Type": "application/sdp"}
+                url = server.http(f"whep/{path}")
+                async with http.post(url, data=pc.localDescription.sdp, headers=headers) as r:
+                    assert r.status == 201, await r.text()
+                    answer = await r.text()
+            await pc.setRemoteDescription(RTCSessionDescription(answer, "answer"))
+            ours = int(re.search(r"a=ssrc:(\d+) ", answer).group(1))  # type: ignore[union-attr]
+            await until(lambda: pc.connectionState == "connected", "the viewer connected")
+            await asyncio.sleep(0.5)
+            before = len(set(idrs))
+            await transceiver.receiver._send_rtcp_pli(ours)
+            await until(lambda: len(set(idrs)) > before, "a keyframe after the PLI")
+            return before, len(set(idrs))
+        finally:
+            await pc.close()
+
+    return asyncio.run(run())
+
+
+def test_gstreamer_publisher_answers_the_relayed_pli_with_a_keyframe(server: ServerProcess) -> None:
+    """rtspclientsink's RTP session turns the PLI into a force-key-unit event for openh264enc,
+    which otherwise makes one keyframe in 10,000 frames. Over UDP only: over TCP rtspclientsink
+    reads the server's interleaved data and drops it ("ignoring data message", GStreamer 1.22)."""
+    need("gst-launch-1.0")
+    path = "live/gst-pli"
+    pipeline = (
+        "videotestsrc is-live=true ! video/x-raw,width=160,height=120,framerate=25/1 ! "
+        "openh264enc gop-size=10000 ! h264parse config-interval=-1 ! "
+        f"rtspclientsink protocols=udp location={server.url(path)}"
+    )
+    command = ["gst-launch-1.0", "-q", *pipeline.split()]
+    publisher = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        wait_until(lambda: f"{path} is live" in server.log() or publisher.poll() is not None, "the publisher")
+        assert publisher.poll() is None, publisher.stdout.read().decode(errors="replace")  # type: ignore[union-attr]
+        before, after = _keyframes_around_pli(server, path)
+        assert before <= 1 and after == before + 1
+    finally:
+        publisher.terminate()
+        publisher.wait(10)
