@@ -77,6 +77,8 @@ def test_ffmpeg_through_relay_bit_exact_then_upstream_closed(
     assert f"online (2 tracks over {upstream.upper()})" in b.log()
     # the reader has left: one second later B tears its upstream session down
     wait_until(lambda: not a.session_ids(), "B to let go of its upstream session at A")
+    # A logs the end just after the session leaves its registry
+    wait_until(lambda: "ended (TEARDOWN)" in a.log(), "A to log the upstream session's TEARDOWN")
     ended = [line for line in a.log().splitlines() if "ended (TEARDOWN)" in line]
     # the relay reported upstream like any receiver: A logs the loss and jitter its RRs gave
     assert ended and "loss 0.0% (0 total), jitter" in ended[-1], ended

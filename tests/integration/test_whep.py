@@ -400,16 +400,19 @@ def _assert_smooth(result: dict, fps: float, max_freezes: int = 0) -> None:
     assert samples[-1]["width"] == 320
 
 
+@pytest.mark.serial  # no freezes: real-time playback, which parallel load disturbs
 def test_chromium_plays_a_live_path_published_by_ffmpeg(
     whep_server: ServerProcess, live_path: str, tmp_path: Path
 ) -> None:
     _assert_smooth(_chromium_plays(whep_server.http(f"whep/{live_path}"), tmp_path), FPS)
 
 
+@pytest.mark.serial  # no freezes: real-time playback, which parallel load disturbs
 def test_chromium_plays_an_h264_file(whep_server: ServerProcess, media: Path, tmp_path: Path) -> None:
     _assert_smooth(_chromium_plays(whep_server.http("whep/h264-aac.mp4"), tmp_path), FPS)
 
 
+@pytest.mark.serial  # no freezes: real-time playback, which parallel load disturbs
 def test_chromium_plays_an_hevc_aac_file_converted(whep_server: ServerProcess, tmp_path: Path) -> None:
     """HEVC becomes constrained-baseline H.264 and AAC becomes Opus, for this viewer's playback."""
     _assert_smooth(_chromium_plays(whep_server.http("whep/hevc-aac.mp4"), tmp_path), FPS, max_freezes=1)
@@ -577,6 +580,7 @@ def test_live_aac_is_converted_to_opus_once_for_all_viewers(whep_server: ServerP
         publisher.wait(10)
 
 
+@pytest.mark.serial  # no freezes: real-time playback, which parallel load disturbs
 def test_chromium_plays_a_live_hevc_aac_path_converted_once(
     whep_server: ServerProcess, media: Path, tmp_path: Path
 ) -> None:
