@@ -175,6 +175,8 @@ class Publishing:
                 (host, offer.client_port[1]), Route(session.id, track.index, True, publisher=True)
             )
             how = f"UDP {host}:{offer.client_port[0]}-{offer.client_port[1]}"
+        if session.srtp is not None and track.index in session.srtp.inbound:
+            how += f" SRTP {session.srtp.inbound[track.index].key.suite.name}"
         log.info(
             "%s: session %s SETUP record %s (%s) over %s",
             session.label,

@@ -12,6 +12,7 @@ from streamd.srtp.suites import MasterKey
 __all__ = ["SRTP_STATS", "Protector", "SrtpStats", "Unprotector"]
 
 REPLAY_WINDOW = 1024  # packets; UDP reorders, and live readers may lag behind a keyframe burst
+MAX_PACKET = 65536 + pylibsrtp.SRTP_MAX_SRTCP_TRAILER_LEN  # a UDP datagram and the longest trailer
 
 
 @dataclass
@@ -41,7 +42,13 @@ SRTP_STATS = SrtpStats()
 def _session(key: MasterKey, ssrc_type: int) -> pylibsrtp.Session:
     policy = pylibsrtp.Policy(key=key.material, ssrc_type=ssrc_type, srtp_profile=key.suite.profile)
     policy.window_size = REPLAY_WINDOW
-    return pylibsrtp.Session(policy)
+    session = pylibsrtp.Session(policy)
+    # pylibsrtp 1.0 works in a 1500-byte buffer and keeps 144 bytes of it for a trailer with the
+    # longest MKI, so it refuses packets over 1356 bytes; ours reach 12 + max_payload_size (1400
+    # by default, up to 65000). A larger buffer of the same kind lifts that limit.
+    session._cdata = pylibsrtp.ffi.new("char[]", MAX_PACKET)
+    session._buffer = pylibsrtp.ffi.buffer(session._cdata)
+    return session
 
 
 class Protector:

@@ -233,3 +233,10 @@ def test_protect_unprotect_and_what_is_dropped(name: str) -> None:
     other = Unprotector(key_of(name, fill=8), stats)
     assert other.rtp(sender.rtp(RTP[:2] + b"\x00\x03" + RTP[4:])) is None  # another key
     assert receiver.dropped == 4 and stats.protected == 3
+
+
+@pytest.mark.parametrize("size", [1412, 9000, 65000])
+def test_packets_larger_than_pylibsrtps_default_buffer(size: int) -> None:
+    key = key_of("AES_CM_128_HMAC_SHA1_80")
+    big = RTP[:12] + bytes(size - 12)
+    assert Unprotector(key).rtp(Protector(key).rtp(big)) == big
