@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import re
 import socket
+import ssl
 import struct
 import time
 from array import array
@@ -205,15 +206,24 @@ class Session:
         playout_delay: float = 0.1,
         url_port: int | None = None,
         local_host: str = "127.0.0.1",
+        tls: bool = False,
+        srtp: bool = False,
     ) -> Session:
         """DESCRIBE and SETUP every track. ``relay`` (a ``UdpRelay``) carries UDP through impairment.
 
         ``url_port``: the port named in URLs when connecting through a TCP relay on another port.
         ``local_host``: where the RTP/RTCP sockets listen (this side of a kernel link).
+        ``tls``: RTSPS (the certificate is not checked); ``srtp``: ask RTP/SAVP (the packets are
+        counted by their headers, which SRTP leaves in clear; nothing is decrypted).
         """
         loop = asyncio.get_running_loop()
-        control = Control(*await asyncio.open_connection(host, port))
-        url = f"rtsp://{host}:{url_port or port}/{path}"
+        context = None
+        if tls:
+            context = ssl.create_default_context()
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+        control = Control(*await asyncio.open_connection(host, port, ssl=context))
+        url = f"{'rtsps' if tls else 'rtsp'}://{host}:{url_port or port}/{path}"
         described = await control.request("DESCRIBE", url, Accept="application/sdp")
         if described.status != 200:
             raise RuntimeError(f"DESCRIBE {url}: {described.status}")
@@ -238,7 +248,8 @@ class Session:
                         a.transport.get_extra_info("sockname")[1],
                         b.transport.get_extra_info("sockname")[1],
                     )
-                spec = f"RTP/AVP;unicast;client_port={ports[0]}-{ports[1]}"
+                profile = "RTP/SAVP" if srtp else "RTP/AVP"
+                spec = f"{profile};unicast;client_port={ports[0]}-{ports[1]}"
             response = await control.request("SETUP", track.control_url, Transport=spec)
             if response.status != 200:
                 raise RuntimeError(f"SETUP {track.control_url}: {response.status}")

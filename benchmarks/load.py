@@ -50,7 +50,9 @@ GENERATOR_NICE = 10  # UDP generator processes run at this niceness
 # --- the generator process --------------------------------------------------------------------
 
 
-def _worker(conn: Connection, port: int, path: str, sessions: int, tcp: bool, seconds: float) -> None:
+def _worker(
+    conn: Connection, port: int, path: str, sessions: int, tcp: bool, seconds: float, mode: str = ""
+) -> None:
     """Open ``sessions`` sessions, wait for the go, PLAY them one after another, measure, report."""
     _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
@@ -64,16 +66,18 @@ def _worker(conn: Connection, port: int, path: str, sessions: int, tcp: bool, se
 
         asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
     try:
-        result = asyncio.run(_generate(conn, port, path, sessions, tcp, seconds))
+        result = asyncio.run(_generate(conn, port, path, sessions, tcp, seconds, mode))
     except Exception as exc:
         result = {"error": f"{exc.__class__.__name__}: {exc}"}
     conn.send(result)
 
 
 async def _generate(
-    conn: Connection, port: int, path: str, n: int, tcp: bool, seconds: float
+    conn: Connection, port: int, path: str, n: int, tcp: bool, seconds: float, mode: str = ""
 ) -> dict[str, Any]:
-    opened = [await Session.open("127.0.0.1", port, path, tcp=tcp) for _ in range(n)]
+    """``mode``: "srtp" (RTP/SAVP over plain RTSP, gst-rtsp-server's way) or "srtp-tls" (over RTSPS)."""
+    tls, srtp = mode == "srtp-tls", mode.startswith("srtp")
+    opened = [await Session.open("127.0.0.1", port, path, tcp=tcp, tls=tls, srtp=srtp) for _ in range(n)]
     conn.send("ready")
     loop = asyncio.get_running_loop()
     await loop.run_in_executor(None, conn.recv)  # go
@@ -148,8 +152,13 @@ def _percentile(hist: Counter[int], q: float) -> float:
     return max(hist) / 10
 
 
-def run_level(server: server_process.Server, sessions: int, tcp: bool, seconds: float, workers: int) -> dict:
+def run_level(
+    server: server_process.Server, sessions: int, tcp: bool, seconds: float, workers: int, srtp: bool = False
+) -> dict:
     ctx = mp.get_context("spawn")
+    # SRTP: streamd gives keys over RTSPS only; gst-rtsp-server over plain RTSP
+    tls = srtp and server.rtsps_port != 0
+    port, mode = (server.rtsps_port if tls else server.port), ("srtp-tls" if tls else "srtp" if srtp else "")
     rss0 = server.rss_bytes()
     shares = [sessions // workers + (1 if i < sessions % workers else 0) for i in range(workers)]
     procs, pipes = [], []
@@ -157,7 +166,7 @@ def run_level(server: server_process.Server, sessions: int, tcp: bool, seconds: 
         if not share:
             continue
         parent, child = ctx.Pipe()
-        proc = ctx.Process(target=_worker, args=(child, server.port, server.path, share, tcp, seconds))
+        proc = ctx.Process(target=_worker, args=(child, port, server.path, share, tcp, seconds, mode))
         proc.start()
         procs.append(proc)
         pipes.append(parent)
@@ -277,12 +286,12 @@ def _frame(frame: str) -> str:
 
 
 def ramp(
-    server: server_process.Server, levels: list[int], tcp: bool, seconds: float, workers: int
+    server: server_process.Server, levels: list[int], transport: str, seconds: float, workers: int
 ) -> list[dict]:
     rows = []
-    label = f"{server.name} {'TCP' if tcp else 'UDP'}"
+    label = f"{server.name} {transport.upper()}"
     for n in report.progress(levels, len(levels), label):
-        row = run_level(server, n, tcp, seconds, workers)
+        row = run_level(server, n, transport == "tcp", seconds, workers, srtp=transport == "srtp")
         rows.append(row)
         time.sleep(2)  # let the server end the sessions (generators closed their sockets)
         if not row.get("ok", False):
@@ -300,25 +309,33 @@ def run_all(levels: list[int], seconds: float, transports: list[str], peer: bool
         write_synthetic_media(
             media / "clip.mp4", seconds=seconds + 30, size=(640, 360), fps=25, gop=25, bframes=False
         )
-        starts = [
-            (
-                "streamd",
-                lambda: server_process.start(media, out / "load-streamd.log", "--no-http", *server_args),
-            )
-        ]
+        tls_args = _srtp_server_args(media) if "srtp" in transports else ()
+
+        def streamd(transport: str) -> server_process.Server:
+            if transport != "srtp":
+                return server_process.start(media, out / "load-streamd.log", "--no-http", *server_args)
+            port = server_process.free_port()
+            args = ("--no-http", "--rtsps-port", str(port), *tls_args, *server_args)
+            server = server_process.start(media, out / "load-streamd-srtp.log", *args)
+            server.rtsps_port = port
+            return server
+
+        def peer_server(transport: str) -> server_process.Server:
+            extra = ("--srtp",) if transport == "srtp" else ()
+            return server_process.start_peer(media / "clip.mp4", out / f"peer-{transport}.log", *extra)
+
+        starts = [("streamd", streamd)]
         peer_note = server_process.peer_available() if peer else "not run"
         if peer and peer_note is None:
-            starts.append(
-                ("gst-rtsp-server", lambda: server_process.start_peer(media / "clip.mp4", out / "peer.log"))
-            )
+            starts.append(("gst-rtsp-server", peer_server))
         results: dict[str, dict[str, list[dict]]] = {}
         profiles = {}
         for name, start in starts:
             for transport in transports:
-                server = start()  # a fresh server per ramp: nothing left over from the last
+                server = start(transport)  # a fresh server per ramp: nothing left over from the last
                 try:
                     results.setdefault(name, {})[transport] = ramp(
-                        server, levels, transport == "tcp", seconds, workers
+                        server, levels, transport, seconds, workers
                     )
                     if profile and name == "streamd" and transport == "udp":
                         profiles[name] = profile_server(server, profile, seconds, workers, out)
@@ -337,6 +354,45 @@ def run_all(levels: list[int], seconds: float, transports: list[str], peer: bool
         "results": results,
         "profiles": profiles,
     }
+
+
+def _srtp_server_args(folder: Path) -> tuple[str, ...]:
+    """streamd's options for the SRTP ramp: a throw-away certificate, encryption offered."""
+    cert, key, config = folder / "bench.crt", folder / "bench.key", folder / "srtp.toml"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+         "-keyout", str(key), "-out", str(cert), "-days", "1", "-subj", "/CN=127.0.0.1"],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    config.write_text('encryption = "optional"\n')
+    return ("--tls-cert", str(cert), "--tls-key", str(key), "--config", str(config))
+
+
+def srtp_cost(rep: dict[str, Any]) -> list[str]:
+    """SRTP against plain UDP at each level both ran, per server: the issue's 1.5x bound."""
+    lines = []
+    for name, by_transport in rep["results"].items():
+        plain = {r["sessions"]: r for r in by_transport.get("udp", []) if "error" not in r}
+        for r in by_transport.get("srtp", []):
+            p = plain.get(r["sessions"])
+            if p is None or "error" in r:
+                continue
+            ratio = r["cpu_percent_per_stream"] / p["cpu_percent_per_stream"]
+            plain_cpu, srtp_cpu = p["cpu_percent_per_stream"], r["cpu_percent_per_stream"]
+            verdict = "✅" if ratio <= 1.5 else "❌"
+            lines.append(
+                f"| {name} | {r['sessions']} | {plain_cpu:.3f} | {srtp_cpu:.3f} | {ratio:.2f}x | {verdict} |"
+            )
+    if not lines:
+        return []
+    return [
+        "",
+        "## SRTP against plain RTP over UDP (CPU % per stream, same run)",
+        "",
+        "| server | sessions | UDP | SRTP | SRTP / UDP | ≤ 1.5x |",
+        "|---|---:|---:|---:|---:|---|",
+        *lines,
+    ]
 
 
 # --- the report -------------------------------------------------------------------------------
@@ -406,6 +462,7 @@ def markdown(rep: dict[str, Any], plots: list[str]) -> str:
         lines += [f"| `{fn}` | {pct} |" for fn, pct in prof["self_top"]]
         lines += ["", "| function (inclusive) | % |", "|---|---:|"]
         lines += [f"| `{fn}` | {pct} |" for fn, pct in prof["inclusive_top"]]
+    lines += srtp_cost(rep)
     lines += ["", *[f"![{p}]({p})" for p in plots]]
     return "\n".join(lines) + "\n"
 
@@ -441,7 +498,13 @@ def main(argv: list[str] | None = None) -> int:
         "--sessions", type=int, nargs="+", default=[50, 100, 200, 300, 400], help="ramp levels"
     )
     parser.add_argument("--seconds", type=float, default=12, help="measurement window per level")
-    parser.add_argument("--transports", nargs="+", choices=["udp", "tcp"], default=["udp", "tcp"])
+    parser.add_argument(
+        "--transports",
+        nargs="+",
+        choices=["udp", "tcp", "srtp"],
+        default=["udp", "tcp"],
+        help="srtp: UDP with RTP/SAVP (streamd over RTSPS with MIKEY/SDES keys; the peer over RTSP)",
+    )
     parser.add_argument("--workers", type=int, default=2, help="load generator processes")
     parser.add_argument("--no-peer", dest="peer", action="store_false", help="skip gst-rtsp-server")
     parser.add_argument(

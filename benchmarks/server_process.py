@@ -44,6 +44,7 @@ class Server:
     name: str = "streamd"
     path: str = "clip.mp4"  # where the clip is served
     host: str = "127.0.0.1"  # where it listens (a namespace's address behind a kernel link)
+    rtsps_port: int = 0  # RTSPS, when started with it (the SRTP ramp)
 
     def rss_bytes(self) -> int:
         """Resident memory of the server process now."""
@@ -117,7 +118,9 @@ def peer_available() -> str | None:
     return None
 
 
-def start_peer(clip: Path, log_path: Path, *, host: str = "127.0.0.1", prefix: Sequence[str] = ()) -> Server:
+def start_peer(
+    clip: Path, log_path: Path, *extra: str, host: str = "127.0.0.1", prefix: Sequence[str] = ()
+) -> Server:
     """gst-rtsp-server serving ``clip`` with passthrough payloaders at rtsp://HOST:PORT/clip."""
     port = free_port()
     args = [
@@ -130,6 +133,7 @@ def start_peer(clip: Path, log_path: Path, *, host: str = "127.0.0.1", prefix: S
         host,
         "--file",
         str(clip),
+        *extra,
     ]
     peer = Server(_spawn(args, log_path), port, name="gst-rtsp-server", path="clip", host=host)
     return wait_listening(peer, log_path)
