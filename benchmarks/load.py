@@ -310,12 +310,22 @@ def run_all(levels: list[int], seconds: float, transports: list[str], peer: bool
             media / "clip.mp4", seconds=seconds + 30, size=(640, 360), fps=25, gop=25, bframes=False
         )
         tls_args = _srtp_server_args(media) if "srtp" in transports else ()
+        # the generator is one client address: lift the per-client caps (issue 14) above the levels
+        caps = (
+            f"max_connections_per_client = {4 * max(levels)}\nmax_sessions_per_client = {4 * max(levels)}\n"
+        )
+        (media / "plain.toml").write_text(caps)
+        (media / "srtp.toml").write_text(caps + 'encryption = "optional"\n')
 
         def streamd(transport: str) -> server_process.Server:
             if transport != "srtp":
-                return server_process.start(media, out / "load-streamd.log", "--no-http", *server_args)
+                config = ("--config", str(media / "plain.toml"))
+                return server_process.start(
+                    media, out / "load-streamd.log", "--no-http", *config, *server_args
+                )
             port = server_process.free_port()
-            args = ("--no-http", "--rtsps-port", str(port), *tls_args, *server_args)
+            config = ("--config", str(media / "srtp.toml"))
+            args = ("--no-http", "--rtsps-port", str(port), *tls_args, *config, *server_args)
             server = server_process.start(media, out / "load-streamd-srtp.log", *args)
             server.rtsps_port = port
             return server
@@ -357,15 +367,14 @@ def run_all(levels: list[int], seconds: float, transports: list[str], peer: bool
 
 
 def _srtp_server_args(folder: Path) -> tuple[str, ...]:
-    """streamd's options for the SRTP ramp: a throw-away certificate, encryption offered."""
-    cert, key, config = folder / "bench.crt", folder / "bench.key", folder / "srtp.toml"
+    """streamd's TLS options for the SRTP ramp: a throw-away certificate."""
+    cert, key = folder / "bench.crt", folder / "bench.key"
     subprocess.run(
         ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
          "-keyout", str(key), "-out", str(cert), "-days", "1", "-subj", "/CN=127.0.0.1"],
         check=True, capture_output=True,
     )  # fmt: skip
-    config.write_text('encryption = "optional"\n')
-    return ("--tls-cert", str(cert), "--tls-key", str(key), "--config", str(config))
+    return ("--tls-cert", str(cert), "--tls-key", str(key))
 
 
 def srtp_cost(rep: dict[str, Any]) -> list[str]:
