@@ -310,10 +310,13 @@ def run_all(levels: list[int], seconds: float, transports: list[str], peer: bool
             media / "clip.mp4", seconds=seconds + 30, size=(640, 360), fps=25, gop=25, bframes=False
         )
         tls_args = _srtp_server_args(media) if "srtp" in transports else ()
-        # the generator is one client address: lift the per-client caps (issue 14) above the levels
+        # the generator is one client address: lift the per-client caps (issue 14) above the levels;
+        # it sends no keep-alive between SETUP and PLAY, and setting up hundreds of sessions (over
+        # TLS for SRTP) on a busy machine can take longer than the default session timeout
         caps = (
             f"max_connections_per_client = {4 * max(levels)}\nmax_sessions_per_client = {4 * max(levels)}\n"
         )
+        caps += "session_timeout = 600\n"
         (media / "plain.toml").write_text(caps)
         (media / "srtp.toml").write_text(caps + 'encryption = "optional"\n')
 
