@@ -342,3 +342,25 @@ def test_no_key_leaves_in_clear(srtp_server: ServerProcess) -> None:
     keys = re.findall(rb"inline:(\S+)", body)
     assert len(keys) == 2 and all(len(base64.b64decode(k)) == 30 for k in keys)
     assert body.count(b"RTP/SAVP") == 2
+
+
+def test_pyav_and_gstreamer_tcp_srtp_inside_rtsps(srtp_server: ServerProcess, tmp_path: Path) -> None:
+    """PyAV (its own FFmpeg) reads a=crypto like ffmpeg; GStreamer with protocols=tcp asks
+    RTP/SAVP/TCP with its MIKEY key: both decode every frame of SRTP carried inside TLS."""
+    import av
+
+    source = srtp_server.media / "bframes.mp4"
+    frames = source_video_frame_count(source)
+    before = srtp_server.log().count("over TCP interleaved")
+    with av.open(rtsps(srtp_server, "bframes.mp4"), timeout=10) as container:
+        assert sum(1 for _ in container.decode(container.streams.video[0])) == frames
+    need("gst-launch-1.0")
+    video = tmp_path / "v.yuv"
+    run_pipeline(
+        f"rtspsrc location={rtsps(srtp_server, 'bframes.mp4')} protocols=tcp tls-validation-flags=0 "
+        f"! rtph264depay ! h264parse ! avdec_h264 ! videoconvert ! video/x-raw,format=I420 "
+        f"! filesink location={video}"
+    )
+    assert video.stat().st_size == 320 * 240 * 3 // 2 * frames
+    lines = [line for line in srtp_server.log().splitlines() if "over TCP interleaved" in line]
+    assert len(lines) >= before + 4 and all("SRTP AES_CM_128_HMAC_SHA1_80" in line for line in lines[before:])
