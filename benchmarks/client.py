@@ -206,23 +206,18 @@ class Session:
         playout_delay: float = 0.1,
         url_port: int | None = None,
         local_host: str = "127.0.0.1",
-        tls: bool = False,
+        tls: ssl.SSLContext | None = None,
         srtp: bool = False,
     ) -> Session:
         """DESCRIBE and SETUP every track. ``relay`` (a ``UdpRelay``) carries UDP through impairment.
 
         ``url_port``: the port named in URLs when connecting through a TCP relay on another port.
         ``local_host``: where the RTP/RTCP sockets listen (this side of a kernel link).
-        ``tls``: RTSPS (the certificate is not checked); ``srtp``: ask RTP/SAVP (the packets are
-        counted by their headers, which SRTP leaves in clear; nothing is decrypted).
+        ``tls``: RTSPS (the control connection, and interleaved media with ``tcp``, inside TLS).
+        ``srtp``: ask RTP/SAVP (packets are counted by their headers, which SRTP leaves in clear).
         """
         loop = asyncio.get_running_loop()
-        context = None
-        if tls:
-            context = ssl.create_default_context()
-            context.check_hostname = False
-            context.verify_mode = ssl.CERT_NONE
-        control = Control(*await asyncio.open_connection(host, port, ssl=context))
+        control = Control(*await asyncio.open_connection(host, port, ssl=tls))
         url = f"{'rtsps' if tls else 'rtsp'}://{host}:{url_port or port}/{path}"
         described = await control.request("DESCRIBE", url, Accept="application/sdp")
         if described.status != 200:

@@ -27,6 +27,7 @@ import json
 import multiprocessing as mp
 import os
 import resource
+import ssl
 import statistics
 import subprocess
 import sys
@@ -51,7 +52,14 @@ GENERATOR_NICE = 10  # UDP generator processes run at this niceness
 
 
 def _worker(
-    conn: Connection, port: int, path: str, sessions: int, tcp: bool, seconds: float, mode: str = ""
+    conn: Connection,
+    port: int,
+    path: str,
+    sessions: int,
+    tcp: bool,
+    seconds: float,
+    tls: bool = False,
+    srtp: bool = False,
 ) -> None:
     """Open ``sessions`` sessions, wait for the go, PLAY them one after another, measure, report."""
     _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -66,18 +74,28 @@ def _worker(
 
         asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
     try:
-        result = asyncio.run(_generate(conn, port, path, sessions, tcp, seconds, mode))
+        result = asyncio.run(_generate(conn, port, path, sessions, tcp, seconds, tls, srtp))
     except Exception as exc:
         result = {"error": f"{exc.__class__.__name__}: {exc}"}
     conn.send(result)
 
 
 async def _generate(
-    conn: Connection, port: int, path: str, n: int, tcp: bool, seconds: float, mode: str = ""
+    conn: Connection,
+    port: int,
+    path: str,
+    n: int,
+    tcp: bool,
+    seconds: float,
+    tls: bool = False,
+    srtp: bool = False,
 ) -> dict[str, Any]:
-    """``mode``: "srtp" (RTP/SAVP over plain RTSP, gst-rtsp-server's way) or "srtp-tls" (over RTSPS)."""
-    tls, srtp = mode == "srtp-tls", mode.startswith("srtp")
-    opened = [await Session.open("127.0.0.1", port, path, tcp=tcp, tls=tls, srtp=srtp) for _ in range(n)]
+    context = None
+    if tls:  # the benchmark's own self-signed certificate
+        context = ssl.create_default_context()
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    opened = [await Session.open("127.0.0.1", port, path, tcp=tcp, tls=context, srtp=srtp) for _ in range(n)]
     conn.send("ready")
     loop = asyncio.get_running_loop()
     await loop.run_in_executor(None, conn.recv)  # go
@@ -153,12 +171,15 @@ def _percentile(hist: Counter[int], q: float) -> float:
 
 
 def run_level(
-    server: server_process.Server, sessions: int, tcp: bool, seconds: float, workers: int, srtp: bool = False
+    server: server_process.Server,
+    sessions: int,
+    tcp: bool,
+    seconds: float,
+    workers: int,
+    tls: bool = False,
+    srtp: bool = False,
 ) -> dict:
     ctx = mp.get_context("spawn")
-    # SRTP: streamd gives keys over RTSPS only; gst-rtsp-server over plain RTSP
-    tls = srtp and server.rtsps_port != 0
-    port, mode = (server.rtsps_port if tls else server.port), ("srtp-tls" if tls else "srtp" if srtp else "")
     rss0 = server.rss_bytes()
     shares = [sessions // workers + (1 if i < sessions % workers else 0) for i in range(workers)]
     procs, pipes = [], []
@@ -166,7 +187,8 @@ def run_level(
         if not share:
             continue
         parent, child = ctx.Pipe()
-        proc = ctx.Process(target=_worker, args=(child, port, server.path, share, tcp, seconds, mode))
+        port = server.tls_port if tls else server.port
+        proc = ctx.Process(target=_worker, args=(child, port, server.path, share, tcp, seconds, tls, srtp))
         proc.start()
         procs.append(proc)
         pipes.append(parent)
@@ -206,6 +228,8 @@ def run_level(
         "cpu_percent_per_stream": 100 * cpu / wall / sessions,
         "loss_percent": 100 * sum(r["lost"] for r in results) / expected if expected else 100.0,
         "packets": sum(r["packets"] for r in results),
+        # CPU per packet delivered: comparable even when a starved server sent less than due
+        "cpu_us_per_packet": 1e6 * cpu / max(1, sum(r["packets"] for r in results)) * window / wall,
         "late_p50_ms": _percentile(hist, 0.5),
         "late_p99_ms": _percentile(hist, 0.99),
         "late_max_ms": max(hist) / 10 if hist else 0.0,
@@ -286,21 +310,29 @@ def _frame(frame: str) -> str:
 
 
 def ramp(
-    server: server_process.Server, levels: list[int], transport: str, seconds: float, workers: int
+    server: server_process.Server,
+    levels: list[int],
+    tcp: bool,
+    seconds: float,
+    workers: int,
+    tls: bool = False,
+    every_level: bool = False,
+    srtp: bool = False,
 ) -> list[dict]:
     rows = []
-    label = f"{server.name} {transport.upper()}"
+    label = f"{server.name} {'SRTP' if srtp else 'RTSPS' if tls else 'TCP' if tcp else 'UDP'}"
     for n in report.progress(levels, len(levels), label):
-        row = run_level(server, n, transport == "tcp", seconds, workers, srtp=transport == "srtp")
+        row = run_level(server, n, tcp, seconds, workers, tls, srtp)
         rows.append(row)
         time.sleep(2)  # let the server end the sessions (generators closed their sockets)
-        if not row.get("ok", False):
+        if not row.get("ok", False) and not every_level:
             break
     return rows
 
 
 def run_all(levels: list[int], seconds: float, transports: list[str], peer: bool, workers: int,
-            profile: int | None, out: Path, server_args: tuple[str, ...] = ()) -> dict[str, Any]:  # fmt: skip
+            profile: int | None, out: Path, server_args: tuple[str, ...] = (),
+            every_level: bool = False) -> dict[str, Any]:  # fmt: skip
     with tempfile.TemporaryDirectory() as tmp:
         media = Path(tmp)
         from media.testsrc import write_synthetic_media
@@ -309,38 +341,37 @@ def run_all(levels: list[int], seconds: float, transports: list[str], peer: bool
         write_synthetic_media(
             media / "clip.mp4", seconds=seconds + 30, size=(640, 360), fps=25, gop=25, bframes=False
         )
-        tls_args = _srtp_server_args(media) if "srtp" in transports else ()
-        # the generator is one client address: lift the per-client caps (issue 14) above the levels;
-        # it sends no keep-alive between SETUP and PLAY, and setting up hundreds of sessions (over
-        # TLS for SRTP) on a busy machine can take longer than the default session timeout
-        caps = (
-            f"max_connections_per_client = {4 * max(levels)}\nmax_sessions_per_client = {4 * max(levels)}\n"
-        )
-        caps += "session_timeout = 600\n"
-        (media / "plain.toml").write_text(caps)
-        (media / "srtp.toml").write_text(caps + 'encryption = "optional"\n')
+        # RTSPS (TCP interleaved inside TLS) needs a certificate: a self-signed one made here
+        tls = _certificate(media) if {"rtsps", "srtp"} & set(transports) else None
+        # every generated session comes from 127.0.0.1: one client address, far above the
+        # per-client caps that protect a real server (100 connections, 200 sessions)
+        limits = media / "limits.toml"
+        most = 2 * max(levels) + 100
+        limits.write_text(f"max_connections_per_client = {most}\nmax_sessions_per_client = {most}\n")
+        # SRTP (UDP with RTP/SAVP, keys over RTSPS): encryption offered; setting up hundreds of
+        # sessions over TLS on a busy machine can outlast the default session timeout before PLAY
+        srtp_config = media / "srtp.toml"
+        srtp_config.write_text(limits.read_text() + 'encryption = "optional"\nsession_timeout = 600\n')
 
         def streamd(transport: str) -> server_process.Server:
-            if transport != "srtp":
-                config = ("--config", str(media / "plain.toml"))
-                return server_process.start(
-                    media, out / "load-streamd.log", "--no-http", *config, *server_args
-                )
-            port = server_process.free_port()
-            config = ("--config", str(media / "srtp.toml"))
-            args = ("--no-http", "--rtsps-port", str(port), *tls_args, *config, *server_args)
-            server = server_process.start(media, out / "load-streamd-srtp.log", *args)
-            server.rtsps_port = port
-            return server
-
-        def peer_server(transport: str) -> server_process.Server:
-            extra = ("--srtp",) if transport == "srtp" else ()
-            return server_process.start_peer(media / "clip.mp4", out / f"peer-{transport}.log", *extra)
+            config = ("--config", str(srtp_config if transport == "srtp" else limits))
+            log = out / f"load-streamd{'-srtp' if transport == 'srtp' else ''}.log"
+            return server_process.start(media, log, "--no-http", *config, *server_args, tls=tls)
 
         starts = [("streamd", streamd)]
         peer_note = server_process.peer_available() if peer else "not run"
         if peer and peer_note is None:
-            starts.append(("gst-rtsp-server", peer_server))
+            starts.append(
+                (
+                    "gst-rtsp-server",  # its RTSPS port speaks only TLS: started per transport
+                    lambda transport: server_process.start_peer(
+                        media / "clip.mp4",
+                        out / "peer.log",
+                        tls=tls if transport == "rtsps" else None,
+                        srtp=transport == "srtp",  # gst-rtsp-server gives keys over plain RTSP
+                    ),
+                )
+            )
         results: dict[str, dict[str, list[dict]]] = {}
         profiles = {}
         for name, start in starts:
@@ -348,7 +379,14 @@ def run_all(levels: list[int], seconds: float, transports: list[str], peer: bool
                 server = start(transport)  # a fresh server per ramp: nothing left over from the last
                 try:
                     results.setdefault(name, {})[transport] = ramp(
-                        server, levels, transport, seconds, workers
+                        server,
+                        levels,
+                        transport in ("tcp", "rtsps"),
+                        seconds,
+                        workers,
+                        transport == "rtsps" or (transport == "srtp" and name == "streamd"),
+                        every_level,
+                        srtp=transport == "srtp",
                     )
                     if profile and name == "streamd" and transport == "udp":
                         profiles[name] = profile_server(server, profile, seconds, workers, out)
@@ -369,15 +407,15 @@ def run_all(levels: list[int], seconds: float, transports: list[str], peer: bool
     }
 
 
-def _srtp_server_args(folder: Path) -> tuple[str, ...]:
-    """streamd's TLS options for the SRTP ramp: a throw-away certificate."""
+def _certificate(folder: Path) -> tuple[Path, Path]:
+    """A self-signed P-256 certificate and key for 127.0.0.1, made with openssl."""
     cert, key = folder / "bench.crt", folder / "bench.key"
     subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
          "-keyout", str(key), "-out", str(cert), "-days", "1", "-subj", "/CN=127.0.0.1"],
-        check=True, capture_output=True,
+        check=True, capture_output=True, timeout=60,
     )  # fmt: skip
-    return ("--tls-cert", str(cert), "--tls-key", str(key))
+    return cert, key
 
 
 def srtp_cost(rep: dict[str, Any]) -> list[str]:
@@ -467,6 +505,24 @@ def markdown(rep: dict[str, Any], plots: list[str]) -> str:
                     f"| {report.ratio(r['late_p99_ms'], p['late_p99_ms'])} "
                     f"| {report.ratio(r['first_packet_p50_ms'], p['first_packet_p50_ms'])} |"
                 )
+    ours = rep["results"].get("streamd", {})
+    if "rtsps" in ours and "tcp" in ours:  # what TLS costs: RTSPS against plain TCP, same run
+        plain = {r["sessions"]: r for r in ours["tcp"] if "error" not in r}
+        lines += ["", "RTSPS / plain TCP interleaved, streamd, same run:", ""]
+        lines += [
+            "| sessions | CPU % / stream (RTSPS / TCP) | ratio | CPU µs / packet (RTSPS / TCP) | ratio |",
+            "|---:|---:|---:|---:|---:|",
+        ]
+        for r in ours["rtsps"]:
+            p = plain.get(r["sessions"])
+            if p is not None and "error" not in r:
+                ours_cpu, plain_cpu = r["cpu_percent_per_stream"], p["cpu_percent_per_stream"]
+                ours_pkt, plain_pkt = r.get("cpu_us_per_packet", 0.0), p.get("cpu_us_per_packet", 0.0)
+                lines.append(
+                    f"| {r['sessions']} | {ours_cpu:.3f} / {plain_cpu:.3f} "
+                    f"| {report.ratio(ours_cpu, plain_cpu)} "
+                    f"| {ours_pkt:.1f} / {plain_pkt:.1f} | {report.ratio(ours_pkt, plain_pkt)} |"
+                )
     for name, prof in rep.get("profiles", {}).items():
         lines += ["", f"## Where {name}'s CPU goes at {prof.get('sessions')} UDP sessions (py-spy)", ""]
         if "error" in prof:
@@ -515,9 +571,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--transports",
         nargs="+",
-        choices=["udp", "tcp", "srtp"],
+        choices=["udp", "tcp", "rtsps", "srtp"],
         default=["udp", "tcp"],
-        help="srtp: UDP with RTP/SAVP (streamd over RTSPS with MIKEY/SDES keys; the peer over RTSP)",
+        help="rtsps: TCP interleaved inside TLS; srtp: UDP with RTP/SAVP (streamd: keys over RTSPS)",
     )
     parser.add_argument("--workers", type=int, default=2, help="load generator processes")
     parser.add_argument("--no-peer", dest="peer", action="store_false", help="skip gst-rtsp-server")
@@ -531,6 +587,11 @@ def main(argv: list[str] | None = None) -> int:
         default=[],
         help="an option for streamd serve, e.g. --server-arg=--precise-pacing (repeatable)",
     )
+    parser.add_argument(
+        "--every-level",
+        action="store_true",
+        help="measure every level even after one breaks (cost comparisons on a busy machine)",
+    )
     args = parser.parse_args(argv)
     out = args.out or report.results_dir()
     out.mkdir(parents=True, exist_ok=True)
@@ -543,6 +604,7 @@ def main(argv: list[str] | None = None) -> int:
         args.profile,
         out,
         tuple(args.server_arg),
+        args.every_level,
     )
     plots = plot(rep, out)
     (out / "load.json").write_text(json.dumps(rep, indent=1))

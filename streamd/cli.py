@@ -16,6 +16,7 @@ from streamd.config import ConfigError, ServerConfig, load_config
 from streamd.limits import raise_open_files_limit
 from streamd.logs import configure_logging
 from streamd.version import __version__
+from streamd.workers.worker import Identity
 
 log = logging.getLogger("streamd")
 
@@ -68,6 +69,12 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["on", "loopback", "off"],
         help="plain RTSP: on, loopback (127.0.0.1 only) or off (RTSPS only) (default: on)",
     )
+    serve.add_argument(
+        "--workers",
+        help='server processes sharing the ports: a number, or "auto" (one per core); default 1',
+    )
+    serve.add_argument("--cluster", help="join a cluster: redis://host:6379/0 (docs/scaling.md)")
+    serve.add_argument("--node-address", help="rtsp://host:port other nodes and clients reach this one at")
     serve.add_argument("--config", type=Path, help="TOML configuration file (keys mirror these flags)")
     serve.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
 
@@ -146,7 +153,7 @@ def _port_range(text: str) -> tuple[int, int]:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "serve":
-        return _serve(args)
+        return _serve(args, argv)
     if args.command == "bench":
         return _bench(args.benchmark, args.options)
     if args.command in ("drain", "move"):
@@ -212,7 +219,7 @@ def _bench(name: str, options: list[str]) -> int:
     return run(options)
 
 
-def _serve(args: argparse.Namespace) -> int:
+def _serve(args: argparse.Namespace, argv: list[str] | None = None) -> int:
     overrides = {
         key: getattr(args, key)
         for key in (
@@ -241,6 +248,9 @@ def _serve(args: argparse.Namespace) -> int:
             "tls_cert",
             "tls_key",
             "rtsp_listen",
+            "workers",
+            "cluster",
+            "node_address",
         )
     }
     try:
@@ -251,12 +261,17 @@ def _serve(args: argparse.Namespace) -> int:
         return 2
     configure_logging(config.log_level)
     raise_open_files_limit()
+    worker = Identity.from_env()
+    if worker is None and int(config.workers) > 1:  # the parent of the workers: serves nobody itself
+        from streamd.workers.supervisor import Supervisor
+
+        return asyncio.run(Supervisor(int(config.workers), argv or sys.argv[1:]).run())
     with contextlib.suppress(ImportError):
         import uvloop
 
         asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
     try:
-        asyncio.run(_run_server(config, http=args.http))
+        asyncio.run(_run_server(config, http=args.http, worker=worker))
     except OSError as exc:
         log.error("cannot start: %s", exc)
         return 1
@@ -265,12 +280,21 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
-async def _run_server(config: ServerConfig, *, http: bool = True) -> None:
+async def _run_server(config: ServerConfig, *, http: bool = True, worker: Identity | None = None) -> None:
     from streamd.embed import Server
 
-    server = Server(config, http=http)
+    runtime = None
+    if worker is not None:  # one of `--workers N` (streamd.workers)
+        from streamd.workers.worker import WorkerRuntime, tag_logs
+
+        config = worker.config(config)
+        runtime = WorkerRuntime(worker)
+        tag_logs(worker.index)
+    server = Server(config, http=http, extension=runtime)
     await server.start()
     assert server.rtsp is not None
+    if runtime is not None:
+        await runtime.ready()
     # what is alive now (modules, classes, configuration) lives as long as the server: keep it out
     # of the cyclic collector's full passes, which otherwise stall every session's pacing for
     # tens of milliseconds (they scanned ~60,000 start-up objects each time)

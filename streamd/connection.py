@@ -136,6 +136,29 @@ class RtspConnection(asyncio.Protocol):
         hand_over(transport, request, self.parser.detach())
         return True
 
+    def give_away(self, request: Request) -> tuple[asyncio.Transport, bytes] | None:
+        """Stop serving this connection (another worker process takes it over, ``request`` first):
+        its transport, paused, and the bytes to replay there (``request``, the requests queued
+        behind it, what is not parsed yet). None when it cannot be given away (a tunnel's)."""
+        transport = self.transport
+        if transport is None or transport.is_closing() or transport.get_extra_info("socket") is None:
+            return None
+        transport.pause_reading()
+        pending = [bytes(request)]
+        while not self._requests.empty():
+            queued = self._requests.get_nowait()
+            if isinstance(queued, Request):
+                pending.append(bytes(queued))
+        pending.append(self.parser.detach())
+        self.transport = None
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+        if self._worker is not None:
+            self._worker.cancel()
+        transport.set_protocol(asyncio.Protocol())
+        self.server.connection_closed(self)
+        return transport, b"".join(pending)
+
     def connection_lost(self, exc: Exception | None) -> None:
         if self._head_timer is not None:
             self._head_timer.cancel()

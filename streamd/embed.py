@@ -19,7 +19,7 @@ import dataclasses
 import logging
 import threading
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from streamd.catalog import Catalog
 from streamd.config import ServerConfig
@@ -32,6 +32,24 @@ __all__ = ["Server", "ServerThread", "serve_in_thread"]
 log = logging.getLogger("streamd")
 
 
+class Extension(Protocol):
+    """What a worker process adds to the server (:class:`streamd.workers.worker.WorkerRuntime`)."""
+
+    async def built(self, rtsp: RtspServer) -> None:
+        """The server is composed, not yet listening: hook in."""
+        ...
+
+    def http_backend(self, rtsp: RtspServer) -> Any:
+        """What the HTTP side shows and acts on (the whole server, not one worker)."""
+        ...
+
+    def http_built(self, service: Any) -> None: ...
+
+    async def stop(self) -> None:
+        """Before the server stops."""
+        ...
+
+
 class Server:
     """The RTSP server (and optionally HTTP) running on the current event loop."""
 
@@ -41,9 +59,11 @@ class Server:
         *,
         media: str | Path | None = None,
         http: bool = False,
+        extension: Extension | None = None,
         **settings: Any,
     ) -> None:
-        """``settings`` are :class:`ServerConfig` fields (``rtsp_port``, ``rtp_port``, ``host``, ...);
+        """``extension``: what a worker process adds (:mod:`streamd.workers.worker`);
+        ``settings`` are :class:`ServerConfig` fields (``rtsp_port``, ``rtp_port``, ``host``, ...);
         the built-in test stream is off unless ``test_stream=True``."""
         base = config if config is not None else ServerConfig(test_stream=False)
         if media is not None:
@@ -55,6 +75,7 @@ class Server:
         self.rtsp: RtspServer | None = None
         self._web: Any = None
         self._publishers: list[FramePublisher] = []
+        self._extension = extension
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
@@ -75,11 +96,16 @@ class Server:
             serve_dotfiles=self.config.serve_dotfiles,
         )
         rtsp = RtspServer(self.config, catalog)
+        if self._extension is not None:
+            await self._extension.built(rtsp)
         await rtsp.start()
         if self._http:
             from streamd.http import HttpService
 
-            self._web = HttpService(rtsp, catalog, self.config.host, self.config.http_port)
+            backend = self._extension.http_backend(rtsp) if self._extension is not None else rtsp
+            self._web = HttpService(backend, catalog, self.config.host, self.config.http_port)
+            if self._extension is not None:
+                self._extension.http_built(self._web)
             try:
                 await self._web.start()
             except OSError:
@@ -91,6 +117,8 @@ class Server:
         """Close every publisher (readers get BYE), then stop serving."""
         for publisher in list(self._publishers):
             publisher.close()
+        if self._extension is not None:
+            await self._extension.stop()
         if self.rtsp is not None:
             await self.rtsp.stop()
             self.rtsp = None

@@ -9,8 +9,9 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Protocol
 
 from streamd.catalog import Catalog, Resolved
 from streamd.config import ServerConfig
@@ -21,8 +22,16 @@ from streamd.live.reader import LiveReader
 from streamd.live.recorder import Recordings
 from streamd.live.relay import Relay, RelayHooks
 from streamd.rtsp.errors import RtspError
+from streamd.workers.ownership import LocalOwners, PathOwners
 
 log = logging.getLogger("streamd")
+
+
+class SiblingPaths(Protocol):
+    async def pull(self, path: str) -> LivePath | None:
+        """``path`` relayed from the sibling worker that publishes it, online (None: nobody does)."""
+        ...
+
 
 RELAY_START_TIMEOUT = 10.0  # a reader's DESCRIBE waits this long for a relayed upstream to play
 
@@ -46,12 +55,27 @@ class Paths:
         self.live: dict[str, LivePath] = {}
         self.relays: dict[str, Relay] = {}  # paths with a configured source, pulled on demand
         self.web_viewers: Counter[str] = Counter()  # browsers watching a live path over HTTP
+        # who publishes which path across processes (streamd.workers; one process: every claim holds)
+        self.owners: PathOwners = LocalOwners()
+        # live paths published in a sibling worker process, relayed here (streamd.workers)
+        self.siblings: SiblingPaths | None = None
+        # in a cluster: a live path published on another node, pulled from it (streamd.cluster.edge)
+        self.remote: Callable[[str], Awaitable[LivePath | None]] | None = None
 
     async def resolve(self, path: str) -> Resolved:
         """A live path being published, else a file (or the test stream) from the catalog."""
         live = self.live.get(path)
         if self.config.path_settings(path).source is not None:
             live = await self._pull(path)  # also tells the relay a reader is coming
+        if (live is None or not live.online) and self.siblings is not None:
+            live = await self.siblings.pull(path) or live  # published in a sibling worker
+        if (
+            self.remote is not None
+            and self.config.path_settings(path).source is None
+            and (live is None or not live.online)
+            and self.config.accepts_publisher(path)
+        ):
+            live = await self.remote(path) or live  # published on another node of the cluster
         if live is not None and live.online:
             return Resolved(live_presentation(live), Path(""))
         on_disk = self.catalog.media_dir is not None and (self.catalog.media_dir / path).is_file()
@@ -75,6 +99,14 @@ class Paths:
         if existing is None or existing is besides:
             return False
         return existing.online or publisher_alive(existing.publisher)
+
+    async def claim(self, path: str, holder: str) -> None:
+        """Take ``path`` for a publisher across processes (403 when another process has it)."""
+        if await self.owners.claim(path, holder) is not None:
+            raise RtspError(403, f"{path!r} is already being published by another client", body="busy\n")
+
+    def release(self, path: str, holder: str) -> None:
+        self.owners.release(path, holder)
 
     def add_live(self, live: LivePath) -> None:
         """Serve ``live`` (a publisher's RECORD, a relay, ``streamd.embed``); ValueError when busy."""
@@ -105,24 +137,28 @@ class Paths:
                 reader.detach(bye=True)
         log.info("%s: %s is offline (%d units relayed)", label or live.publisher, live.name, live.units_in)
 
+    def relay_hooks(self, path: str, kind: str = "relay") -> RelayHooks:
+        """How a relay of ``path`` tells these paths who reads and when it goes on or offline."""
+        return RelayHooks(
+            viewers=lambda: self.viewers(path),
+            online=self.add_live,
+            offline=lambda live, reason: self.remove_live(live, f"{kind} ({reason})"),
+        )
+
     async def _pull(self, path: str) -> LivePath:
         """The relayed path, online: its upstream is pulled now if it is not yet (503/404 if it fails)."""
         relay = self.relays.get(path)
         if relay is None:
             settings = self.config.path_settings(path)
             assert settings.source is not None
-            hooks = RelayHooks(
-                viewers=lambda: self.viewers(path),
-                online=self.add_live,
-                offline=lambda live, reason: self.remove_live(live, f"relay ({reason})"),
-            )
             relay = Relay(
                 path,
                 settings.source,
-                hooks,
+                self.relay_hooks(path),
                 transport=settings.source_transport,
                 close_after=settings.source_close_after,
                 user_agent=self._user_agent,
+                tls_verify=settings.upstream_tls_verify,
             )
             self.relays[path] = relay
         return await relay.wait_online(RELAY_START_TIMEOUT)

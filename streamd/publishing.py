@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from pathlib import Path
+from typing import Protocol
 
 from sdp import SdpParseError
 from sdp import parse as parse_sdp
@@ -45,6 +46,15 @@ from streamd.srtp.suites import MasterKey
 log = logging.getLogger("streamd")
 
 
+class PathClaims(Protocol):
+    """Who may publish a path across a cluster (:class:`streamd.cluster.node.ClusterNode`)."""
+
+    async def claim(self, path: str, holder: str) -> None:
+        """Own ``path`` for the session ``holder``, or RtspError (403 taken elsewhere, 503 unknown)."""
+
+    def release(self, path: str, holder: str) -> None: ...
+
+
 class Publishing:
     """Publishers' requests, with the collaborators they need."""
 
@@ -57,6 +67,7 @@ class Publishing:
         udp_ports: Callable[[], tuple[int, int] | None],
         clock: Clock,
         overloaded: Callable[[PublisherSession, str], object],
+        claims: PathClaims | None = None,
     ) -> None:
         """``overloaded(session, why)`` ends a publisher whose packets cost more than its path's
         work budget (``LivePath.on_overload``)."""
@@ -67,6 +78,7 @@ class Publishing:
         self._udp_ports = udp_ports  # the server's RTP/RTCP ports, None without UDP
         self._clock = clock
         self._overloaded = overloaded
+        self._claims = claims  # in a cluster: one publisher per path across the nodes
 
     @property
     def timeout(self) -> int:
@@ -92,6 +104,13 @@ class Publishing:
         tracks = announced_tracks(description.media)
         keys = self._announced_keys(client, path, description)
         rtsp = RtspServerSession(path, self.timeout, role=Role.PUBLISHER)
+        await self._paths.claim(path, rtsp.id)  # one publisher per path across worker processes
+        if self._claims is not None:  # ... and across the cluster's nodes
+            try:
+                await self._claims.claim(path, rtsp.id)
+            except BaseException:
+                self._paths.release(path, rtsp.id)
+                raise
         session = PublisherSession(
             rtsp=rtsp,
             resolved=Resolved(live_presentation(None, path, tracks), Path("")),
@@ -247,3 +266,6 @@ class Publishing:
         """The publisher's session ended: its path goes offline (its routes are forgotten with it)."""
         self._routes.forget_session(session.id)
         self._paths.remove_live(session.publishing, session.label)
+        self._paths.release(session.publishing.name, session.id)
+        if self._claims is not None:
+            self._claims.release(session.publishing.name, session.id)

@@ -19,7 +19,7 @@ import logging
 import socket
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from media.unit_cache import UnitCache
@@ -30,6 +30,7 @@ from streamd.auth.model import Authorizer
 from streamd.auth.nonces import NonceBook
 from streamd.auth.users import Policy
 from streamd.catalog import Catalog, Resolved
+from streamd.cluster.service import Cluster
 from streamd.config import ServerConfig
 from streamd.connection import RtspConnection
 from streamd.handlers.common import loop_clock
@@ -49,6 +50,7 @@ from streamd.relocator import Relocator
 from streamd.routing import PacketRoutes
 from streamd.rtsp.message import InterleavedFrame, Request, Response
 from streamd.security.gate import EncryptionGate
+from streamd.server_session import PublisherSession
 from streamd.session_report import snapshot
 from streamd.sessions import Caps, SessionRegistry
 from streamd.tls.acceptor import Handshakes, TlsAcceptor
@@ -103,6 +105,18 @@ class RtspServer:
         self.paths = Paths(
             config, catalog, self.multicast, self.recordings, self.sessions.on_path, self.server_header
         )
+        # a cluster of nodes on Redis (streamd.cluster): path claims, edge relays, balancing
+        self.cluster = (
+            Cluster(
+                config,
+                load=lambda: len(self.sessions),
+                draining=lambda: self.relocator.relocations.draining,
+                drain_targets=lambda: self.relocator.relocations.drain_to,
+                lost=self._path_lost,
+            )
+            if config.cluster is not None
+            else None
+        )
         self.publishing = Publishing(  # ANNOUNCE/RECORD
             config,
             self.sessions,
@@ -111,11 +125,22 @@ class RtspServer:
             self._udp_ports,
             clock,
             overloaded=lambda session, why: self.lifecycle.begin(session, why, send_bye=True),
+            claims=self.cluster.node if self.cluster is not None else None,
         )
         self.lifecycle = Lifecycle(
             self.sessions, self.routes, self.multicast, self.publishing.unpublish, lambda: self.connections
         )
         self.relocator = Relocator(config, self.sessions, lambda: self.connections, self.lifecycle)
+        moved = self.relocator.moved
+        if self.cluster is not None:
+            self.cluster.attach(
+                lambda path: self.paths.relay_hooks(path, "edge relay"),
+                lambda path: path in self.paths.live,
+                self.server_header,
+            )
+            assert self.cluster.edge is not None
+            self.paths.remote = self.cluster.edge.pull
+            moved = self.cluster.moved(self.relocator.moved)
         self.player = PlayerHandlers(
             PlayerContext(
                 config=config,
@@ -142,14 +167,15 @@ class RtspServer:
         # what RTSP, tunnels and HTTP ask: the local users, behind JWT / hook when configured
         self.authorizer = authorizer or with_external(config, self.authenticator)
         # strict encryption (per server or path) refuses what arrives in clear, before credentials
-        self.authorizer = EncryptionGate(self.authorizer, config.encryption_for)
+        self.encryption = EncryptionGate(self.authorizer, config.encryption_for)
+        self.authorizer = self.encryption
         # connections without an authorized request yet, and when they opened (auth_deadline)
         self._unauthorized: dict[RtspConnection, float] = {}
         self.auth_counters: dict[str, int] = {"auth_deadline_closes": 0}
         self.dispatcher = Dispatcher(
             self.server_header,
             method_table(self.player, self.publishing),
-            self.relocator.moved,
+            moved,
             self.authorizer,
             self.sessions.get,
             clock,
@@ -161,10 +187,14 @@ class RtspServer:
         # TLS (RTSPS here, HTTPS on the HTTP side): the certificate, reloaded when its files change
         self.certificates: Certificates | None = None
         self.rtsps: Handshakes | None = None
+        self._handshakes: list[Handshakes] = []  # every TLS listener's (RTSPS, HTTPS): for metrics
         self._reaper: asyncio.Task[None] | None = None
         # set by the HTTP side: takes over an RTSP-port connection whose first request is HTTP
         # (RTSP-over-HTTP tunnelling, or a browser pointed at the RTSP port)
         self.http_hand_over: Callable[..., None] | None = None
+        # set by streamd.workers: hands a connection to the sibling worker holding the session its
+        # request names (True: handed over, nothing to answer here)
+        self.session_elsewhere: Callable[[RtspConnection, Request], Awaitable[bool]] | None = None
 
     def _udp_ports(self) -> tuple[int, int] | None:
         return (self.udp.rtp_port, self.udp.rtcp_port) if self.udp is not None else None
@@ -177,6 +207,7 @@ class RtspServer:
             self.udp = UdpPair(self.inbound.rtcp_datagram, self.inbound.rtp_datagram)
             await self.udp.open(self.config.host, self.config.rtp_port)
             self.player.c.udp = self.udp
+        shared = int(self.config.workers) > 1  # worker processes share the listening ports
         if self.config.tls:
             assert self.config.tls_cert is not None and self.config.tls_key is not None
             self.certificates = Certificates(self.config.tls_cert, self.config.tls_key)
@@ -184,7 +215,11 @@ class RtspServer:
         if self.config.rtsp_listen != "off":
             host = "127.0.0.1" if self.config.rtsp_listen == "loopback" else self.config.host
             self._rtsp_listener = await loop.create_server(
-                lambda: RtspConnection(self), host, self.config.rtsp_port, reuse_address=True
+                lambda: RtspConnection(self),
+                host,
+                self.config.rtsp_port,
+                reuse_address=True,
+                reuse_port=shared or None,
             )
             self._servers.append(self._rtsp_listener)
         if self.rtsps is not None:
@@ -194,14 +229,17 @@ class RtspServer:
                 self.config.host,
                 self.config.rtsps_port,
                 reuse_address=True,
+                reuse_port=shared or None,
             )
             self._servers.append(self._rtsps_listener)
         self._reaper = loop.create_task(self._reap(), name="session reaper")
+        if self.cluster is not None:
+            await self.cluster.start(self.rtsp_port)
 
     def handshakes(self, what: str) -> Handshakes:
         """TLS handshakes for one listener (RTSPS, HTTPS): this certificate, deadline and limits."""
         assert self.certificates is not None
-        return Handshakes(
+        handshakes = Handshakes(
             self.certificates.front_context(),
             self.config.tls_handshake_timeout,
             Admission(
@@ -209,6 +247,8 @@ class RtspServer:
             ),
             what,
         )
+        self._handshakes.append(handshakes)
+        return handshakes
 
     @property
     def rtsp_port(self) -> int:
@@ -233,6 +273,8 @@ class RtspServer:
         await self.lifecycle.wait()
         self.multicast.close()
         await self.paths.close()
+        if self.cluster is not None:
+            await self.cluster.close()  # release our claims, unregister
         for connection in list(self.connections):
             connection.close()
         await self.recordings.close()  # finish the files being written (MP4: the moov)
@@ -241,6 +283,12 @@ class RtspServer:
         if self.udp is not None:
             await asyncio.sleep(0.05)  # let the BYE datagrams leave
             self.udp.close()
+
+    def _path_lost(self, path: str, node: str) -> None:
+        """The cluster gave ``path`` to another node (we were cut off past the claim's TTL)."""
+        for session in self.sessions.values():
+            if isinstance(session, PublisherSession) and session.publishing.name == path:
+                self.lifecycle.begin(session, f"{path} is now published on {node}", send_bye=True)
 
     async def _reap(self) -> None:
         """Every ``reap_interval``: end timed-out sessions, close idle connections without any."""
@@ -282,6 +330,8 @@ class RtspServer:
         log.debug("%s: disconnected", connection.label)
 
     async def handle(self, connection: RtspConnection, request: Request) -> tuple[Response, Any]:
+        if self.session_elsewhere is not None and await self.session_elsewhere(connection, request):
+            return Response(200), None  # goes nowhere: the connection is another worker's now
         return await self.dispatcher.handle(connection, request)
 
     def interleaved_received(self, connection: RtspConnection, frame: InterleavedFrame) -> None:
@@ -325,7 +375,13 @@ class RtspServer:
 
     def auth_metrics(self) -> dict[str, int]:
         """Login limits' counters as plain numbers (for /metrics)."""
-        return {**self.authenticator.counters, **self.auth_counters}
+        tls = {
+            "encryption_refusals": self.encryption.refused,
+            "tls_handshakes_failed": sum(h.counters["failed"] for h in self._handshakes),
+            "tls_handshakes_timed_out": sum(h.counters["timed_out"] for h in self._handshakes),
+            "tls_certificate_reloads": self.certificates.reloads if self.certificates else 0,
+        }
+        return {**self.authenticator.counters, **self.auth_counters, **tls}
 
     def session_count(self) -> int:
         return len(self.sessions)

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 
 from streamd.auth.defaults import AdminRuleByDefault, unconfigured
+from streamd.hls.routes import add_hls_routes
 from streamd.http import fmp4, metrics
 from streamd.http.access import AUTHORIZER_KEY, authorize, check, reader, refuse
 from streamd.http.admin import add_admin_routes
@@ -33,6 +34,7 @@ from streamd.rtsp.errors import RtspError
 from streamd.rtsp.message import Request
 from streamd.rtsp.parser import MessageParser
 from streamd.tls.acceptor import Handshakes, TlsAcceptor
+from streamd.webrtc.routes import add_whep_routes
 
 if TYPE_CHECKING:
     from streamd.catalog import Catalog
@@ -84,11 +86,14 @@ def build_app(
             web.get("/api/v1/paths", _api_paths),
             web.get("/api/v1/sessions", _api_sessions),
             web.get("/api/v1/multicast", _api_multicast),
+            web.get("/api/v1/cluster", _api_cluster),
             web.get("/api/v1/openapi.json", _openapi),
             web.get("/metrics", _metrics),
         ]
     )
     add_admin_routes(app, server)
+    add_hls_routes(app, server, catalog, app[REGISTRY_KEY])  # type: ignore[arg-type]  # /hls/<path>/...
+    add_whep_routes(app, server)  # WebRTC playback (streamd/webrtc)
     return app
 
 
@@ -113,7 +118,13 @@ def _host(request: web.Request) -> str:
 
 
 def _rtsp_root(request: web.Request) -> str:
-    return rtsp_base(_host(request), _server(request).rtsp_port)
+    """Links for RTSP players: ``rtsps://`` to a page fetched over HTTPS, or when plain RTSP is not
+    reachable from outside (``rtsp_listen``); ``rtsp://`` otherwise, as before TLS."""
+    server = _server(request)
+    secure = server.rtsps_port is not None and (request.secure or server.config.rtsp_listen != "on")
+    if secure and server.rtsps_port is not None:
+        return rtsp_base(_host(request), server.rtsps_port).replace("rtsp://", "rtsps://", 1)
+    return rtsp_base(_host(request), server.rtsp_port)
 
 
 def _path(request: web.Request) -> str:
@@ -224,6 +235,12 @@ async def _mp4(request: web.Request) -> web.StreamResponse:
     server = _server(request)
     if server.config.path_settings(path).source is not None:
         await server.resolve(path)  # a relayed path: pulled now if it is not yet
+    elif (
+        server.config.cluster is not None
+        and path not in server.live
+        and server.config.accepts_publisher(path)
+    ):
+        await server.resolve(path)  # live on another node: pulled from it (streamd.cluster.edge)
     live = server.live.get(path)
     if live is not None and live.online:
         return await serve_live_mp4(request, live, server.web_viewers, request.app[LIVE_VIEWS_KEY])
@@ -280,6 +297,14 @@ async def _api_multicast(request: web.Request) -> web.Response:
     return _json({"groups": groups})
 
 
+async def _api_cluster(request: web.Request) -> web.Response:
+    """This node's view of its cluster (streamd.cluster); 404 when it is not in one."""
+    cluster = getattr(_server(request), "cluster", None)
+    if cluster is None:
+        raise web.HTTPNotFound(text="404: this server is not in a cluster (no cluster = in its config)\n")
+    return _json(cluster.status())
+
+
 async def _openapi(request: web.Request) -> web.Response:
     return _json(OPENAPI)
 
@@ -310,7 +335,11 @@ class HttpService:
         await self.runner.setup()
         loop = asyncio.get_running_loop()
         self._listener = await loop.create_server(
-            lambda: HttpFront(self), self.host, self.port, reuse_address=True
+            lambda: HttpFront(self),
+            self.host,
+            self.port,
+            reuse_address=True,
+            reuse_port=int(self.server.config.workers) > 1 or None,  # worker processes share the port
         )
         if self.server.config.tls:
             handshakes = self.handshakes = self.server.handshakes("HTTPS")
@@ -319,6 +348,7 @@ class HttpService:
                 self.host,
                 self.server.config.https_port,
                 reuse_address=True,
+                reuse_port=int(self.server.config.workers) > 1 or None,
             )
         self.server.http_hand_over = self.take_over
 

@@ -250,6 +250,13 @@ OPENAPI: dict[str, Any] = {
                 ),
             }
         },
+        "/api/v1/cluster": {
+            "get": {
+                "summary": "This node in its cluster: its id, whether Redis answers, the nodes it sees, "
+                "the live paths it owns, its edge relays (404 when not in a cluster)",
+                "responses": _json_response("cluster", {"type": "object"}),
+            }
+        },
     },
     "components": {
         "schemas": {

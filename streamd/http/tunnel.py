@@ -28,6 +28,7 @@ import asyncio
 import logging
 import re
 from collections import Counter
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -63,6 +64,8 @@ class TunnelHub:
         self.tunnels: dict[str, Tunnel] = {}
         self._checks: set[asyncio.Task[None]] = set()
         self.pending: Counter[str] = Counter()  # GETs still waiting for their POST, per client address
+        # set by streamd.workers: hands a POST whose GET is on a sibling worker over to it (True: done)
+        self.elsewhere: Callable[[asyncio.Transport, Request, bytes], Awaitable[bool]] | None = None
 
     def accept(self, transport: asyncio.Transport, request: Request, rest: bytes) -> None:
         """Take over ``transport``, whose first request was ``request`` (``rest``: bytes after it)."""
@@ -88,7 +91,12 @@ class TunnelHub:
                 task.add_done_callback(self._checks.discard)
         else:
             tunnel = self.tunnels.get(cookie)
-            if tunnel is None:
+            if tunnel is None and self.elsewhere is not None:  # its GET may be on a sibling worker
+                transport.pause_reading()
+                task = asyncio.get_running_loop().create_task(self._post_elsewhere(transport, request, rest))
+                self._checks.add(task)
+                task.add_done_callback(self._checks.discard)
+            elif tunnel is None:
                 _refuse(transport, 404, "no tunnel with this x-sessioncookie (send the GET first)")
             elif _client(transport) != tunnel.client:
                 _refuse(transport, 403, "this tunnel's GET came from another client address")
@@ -96,6 +104,12 @@ class TunnelHub:
                 _refuse(transport, 403, "this tunnel's GET and POST differ in TLS (both HTTPS or neither)")
             else:
                 tunnel.attach_post(transport, rest)
+
+    async def _post_elsewhere(self, transport: asyncio.Transport, request: Request, rest: bytes) -> None:
+        assert self.elsewhere is not None
+        if not await self.elsewhere(transport, request, rest):
+            transport.resume_reading()
+            _refuse(transport, 404, "no tunnel with this x-sessioncookie (send the GET first)")
 
     def _open(self, transport: asyncio.Transport, request: Request, cookie: str, rest: bytes) -> None:
         tunnel = Tunnel(self, cookie, transport, request.version)
@@ -291,6 +305,8 @@ class TunnelTransport(asyncio.Transport):
         self._tunnel = tunnel
 
     def get_extra_info(self, name: str, default: Any = None) -> Any:
+        if name == "socket":  # two sockets, not one (RtspConnection.give_away must not take the GET's)
+            return default
         return self._tunnel.get.get_extra_info(name, default)
 
     def write(self, data: bytes | bytearray | memoryview) -> None:

@@ -16,7 +16,8 @@ import asyncio
 import contextlib
 import logging
 import socket
-from collections.abc import Callable
+import ssl
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from urllib.parse import urlsplit, urlunsplit
 
@@ -33,6 +34,7 @@ from streamd.rtsp.client import Answered, ClientProtocol, ServerRequest, control
 from streamd.rtsp.errors import RtspError, reason_phrase
 from streamd.rtsp.headers import TransportSpec, format_transport, parse_transport
 from streamd.rtsp.message import InterleavedFrame, Response
+from streamd.tls.client import RTSPS_DEFAULT_PORT, client_context, is_secure_url
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +44,10 @@ BACKOFF_FIRST, BACKOFF_MAX = 1.0, 30.0
 # a DESCRIBE keeps the upstream wanted at least this long, so its SETUP and PLAY find it still there
 # (even with source_close_after = 0), and a failed start is retried meanwhile
 DEMAND_GRACE = 5.0
+
+
+# opens the connection to the upstream (reader, writer), when not TCP to the URL's host and port
+Opener = Callable[[], Awaitable[tuple[asyncio.StreamReader, asyncio.StreamWriter]]]
 
 
 def redacted(url: str) -> str:
@@ -65,8 +71,18 @@ class UpstreamError(Exception):
 class UpstreamConnection:
     """One RTSP/TCP connection to the upstream: requests out, answers and interleaved frames in."""
 
-    def __init__(self, url: str, on_frame: Callable[[InterleavedFrame], None], user_agent: str) -> None:
+    def __init__(
+        self,
+        url: str,
+        on_frame: Callable[[InterleavedFrame], None],
+        user_agent: str,
+        *,
+        tls_verify: bool = True,
+        opener: Opener | None = None,
+    ) -> None:
         self.protocol = ClientProtocol(url, user_agent=user_agent)
+        self.tls_verify = tls_verify  # rtsps:// only: check the upstream's certificate and name
+        self.opener = opener  # None: TCP (or TLS) to the URL's host and port
         self.on_frame = on_frame
         self.closed = asyncio.Event()
         self.local_host = "0.0.0.0"
@@ -77,15 +93,21 @@ class UpstreamConnection:
 
     async def connect(self) -> None:
         parts = urlsplit(self.protocol.url)
-        host, port = parts.hostname or "", parts.port or 554
+        secure = is_secure_url(self.protocol.url)
+        host, port = parts.hostname or "", parts.port or (RTSPS_DEFAULT_PORT if secure else 554)
+        tls = {"ssl": client_context(self.tls_verify)} if secure else {}
         try:
             reader, self._writer = await asyncio.wait_for(
-                asyncio.open_connection(host, port), REQUEST_TIMEOUT
+                self.opener() if self.opener else asyncio.open_connection(host, port, **tls),
+                REQUEST_TIMEOUT,
             )
+        except ssl.SSLError as exc:
+            raise UpstreamError(502, f"TLS with {host}:{port} failed: {exc.reason or exc}") from exc
         except (OSError, TimeoutError) as exc:
             raise UpstreamError(503, f"cannot connect to {host}:{port}: {exc or 'timed out'}") from exc
-        self.local_host = self._writer.get_extra_info("sockname")[0]
-        self.peer_host = self._writer.get_extra_info("peername")[0]
+        if self.opener is None:
+            self.local_host = self._writer.get_extra_info("sockname")[0]
+            self.peer_host = self._writer.get_extra_info("peername")[0]
         self._reader_task = asyncio.get_running_loop().create_task(self._read(reader))
 
     async def _read(self, reader: asyncio.StreamReader) -> None:
@@ -198,8 +220,15 @@ class Relay:
         transport: str = "tcp",
         close_after: float = 10.0,
         user_agent: str = "streamd",
+        tls_verify: bool = True,
+        opener: Opener | None = None,
     ) -> None:
+        """``tls_verify``: for an ``rtsps://`` source, whether its certificate must verify.
+        ``opener``: how to reach the upstream instead of TCP to the URL's host (a sibling
+        worker's private unix socket, :mod:`streamd.workers`)."""
         self.name, self.source, self.hooks = name, source, hooks
+        self.tls_verify = tls_verify
+        self.opener = opener
         self.transport = transport
         self.close_after = close_after
         self.user_agent = user_agent
@@ -306,7 +335,9 @@ class Relay:
             if (route := channels.get(frame.channel)) is not None:
                 self._data(*route, frame.payload)
 
-        upstream = UpstreamConnection(self.source, on_frame, self.user_agent)
+        upstream = UpstreamConnection(
+            self.source, on_frame, self.user_agent, tls_verify=self.tls_verify, opener=self.opener
+        )
         try:
             live, aggregate = await self._start(upstream, channels, sockets)
             reason = "relay failed"

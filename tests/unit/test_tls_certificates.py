@@ -130,3 +130,13 @@ def handshake_certificate(server_context: ssl.SSLContext) -> bytes:
     der = client.getpeercert(binary_form=True)
     assert der is not None
     return der
+
+
+def test_client_context_verifies_unless_told_not_to() -> None:
+    from streamd.tls.client import client_context, is_secure_url
+
+    strict, lenient = client_context(True), client_context(False)
+    assert strict.verify_mode == ssl.CERT_REQUIRED and strict.check_hostname
+    assert lenient.verify_mode == ssl.CERT_NONE and not lenient.check_hostname
+    assert strict.minimum_version == lenient.minimum_version == ssl.TLSVersion.TLSv1_2
+    assert is_secure_url("RTSPS://cam/x") and not is_secure_url("rtsp://cam/x")

@@ -1,0 +1,242 @@
+"""The parent of ``streamd serve --workers N``: starts N full servers, keeps them running, stops them.
+
+Each worker is ``streamd serve`` with the same arguments, told its place by the environment
+(:mod:`.worker`), with one end of a ``SOCK_SEQPACKET`` pair as its control channel. The parent
+serves no client; it is the coordinator the workers ask:
+
+- ``claim`` / ``release`` / ``owner``: who publishes which path (:class:`.ownership.OwnerTable`);
+  everything a worker held is released when it exits;
+- ``find``: which sibling holds a session or a tunnel (asks the others, first yes wins);
+- ``gather``: the other workers' state, for pages, the API and metrics;
+- ``broadcast``: an admin action for every other worker, kept and replayed to a restarted one;
+- ``handover``: a client's socket, passed on to the worker named (``SCM_RIGHTS`` both ways).
+
+A worker that exits is logged and started again (after 0.5 s, doubling up to 10 s while it keeps
+dying young); the others carry on. SIGTERM or SIGINT stops every worker with SIGTERM (each ends
+its sessions with RTCP BYE, as a single server does) and waits for them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import shutil
+import signal
+import socket
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from streamd.workers.channel import Channel, ChannelError
+from streamd.workers.ownership import OwnerTable
+from streamd.workers.worker import ENV
+
+log = logging.getLogger("streamd")
+
+STOP_TIMEOUT = 30.0  # seconds the workers get to end their sessions before they are killed
+ASK_TIMEOUT = 3.0
+FIRST_DELAY, MAX_DELAY = 0.5, 10.0
+STABLE_AFTER = 30.0  # a worker that ran this long before it died is restarted without delay growth
+
+
+@dataclass
+class Worker:
+    index: int
+    process: asyncio.subprocess.Process
+    channel: Channel
+    ready: bool = False
+
+
+@dataclass
+class AdminState:
+    """The admin actions in force, for a worker started later."""
+
+    drain: dict[str, Any] | None = None
+    moves: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def note(self, action: dict[str, Any]) -> None:
+        kind = action.get("kind")
+        if kind == "drain":
+            self.drain = action
+        elif kind == "stop_draining":
+            self.drain = None
+        elif kind == "move":
+            path = str(action.get("path"))
+            if action.get("to"):
+                self.moves[path] = action
+            else:
+                self.moves.pop(path, None)
+
+    def replay(self) -> list[dict[str, Any]]:
+        return [*self.moves.values(), *([self.drain] if self.drain else [])]
+
+
+class Supervisor:
+    def __init__(self, count: int, argv: list[str], python: str = sys.executable) -> None:
+        self.count = count
+        self.argv = argv
+        self.python = python
+        self.workers: dict[int, Worker] = {}
+        self.owners = OwnerTable()
+        self.admin = AdminState()
+        self.restarts = 0
+        self.failed = False
+        self._stopping = asyncio.Event()
+        self._all_ready = False
+        self.run_dir = Path(tempfile.mkdtemp(prefix="streamd-workers-"))  # 0700: only we reach it
+
+    async def run(self) -> int:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, self._stopping.set)
+        log.info("starting %d worker processes", self.count)
+        keepers = [loop.create_task(self._keep(i), name=f"worker {i}") for i in range(self.count)]
+        try:
+            await self._stopping.wait()
+            log.info("stopping %d worker processes", len(self.workers))
+            await self._stop_all()
+        finally:
+            for keeper in keepers:
+                keeper.cancel()
+            await asyncio.gather(*keepers, return_exceptions=True)
+            shutil.rmtree(self.run_dir, ignore_errors=True)
+        log.info("stopped")
+        return 1 if self.failed else 0
+
+    async def _keep(self, index: int) -> None:
+        loop = asyncio.get_running_loop()
+        delay = FIRST_DELAY
+        while not self._stopping.is_set():
+            started = loop.time()
+            code, was_ready = await self._run_worker(index)
+            if self._stopping.is_set():
+                return
+            if not was_ready and not self._all_ready:  # cannot start at all (a port in use, ...)
+                log.error("worker %d could not start (code %d); stopping", index, code)
+                self.failed = True
+                self._stopping.set()
+                return
+            if loop.time() - started > STABLE_AFTER:
+                delay = FIRST_DELAY
+            how = f"killed by signal {-code}" if code < 0 else f"exited with code {code}"
+            log.error("worker %d %s; starting it again in %.1f s", index, how, delay)
+            self.restarts += 1
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), delay)
+            delay = min(delay * 2, MAX_DELAY)
+
+    async def _run_worker(self, index: int) -> tuple[int, bool]:
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        env = {**os.environ, ENV: f"{index},{self.count},{theirs.fileno()},{self.run_dir}"}
+        try:
+            process = await asyncio.create_subprocess_exec(
+                self.python, "-m", "streamd.cli", *self.argv, env=env, pass_fds=[theirs.fileno()]
+            )
+        finally:
+            theirs.close()
+        channel = Channel(ours, lambda message, fds: self._handle(index, message, fds), f"worker {index}")
+        worker = self.workers[index] = Worker(index, process, channel)
+        try:
+            return await process.wait(), worker.ready
+        finally:
+            channel.close()
+            if self.workers.get(index) is not None and self.workers[index].process is process:
+                del self.workers[index]
+            released = self.owners.release_worker(index)
+            if released:
+                log.info("worker %d held %s: free for a new publisher", index, ", ".join(sorted(released)))
+
+    async def _stop_all(self) -> None:
+        workers = list(self.workers.values())
+        for worker in workers:
+            with contextlib.suppress(ProcessLookupError):
+                worker.process.send_signal(signal.SIGTERM)
+        waits = [asyncio.create_task(w.process.wait()) for w in workers]
+        if not waits:
+            return
+        _, late = await asyncio.wait(waits, timeout=STOP_TIMEOUT)
+        for worker in workers:
+            if worker.process.returncode is None:
+                log.error("worker %d did not stop in %.0f s; killing it", worker.index, STOP_TIMEOUT)
+                with contextlib.suppress(ProcessLookupError):
+                    worker.process.kill()
+        if late:
+            await asyncio.wait(late)
+
+    # --- what the workers ask --------------------------------------------------------------------
+
+    async def _handle(self, index: int, message: dict[str, Any], fds: list[int]) -> Any:
+        op = message.get("op")
+        if op == "handover":
+            return await self._handover(index, message, fds)
+        for fd in fds:
+            os.close(fd)
+        if op == "hello":
+            return self._hello(index, int(message.get("pid", 0)))
+        if op == "claim":
+            held = self.owners.claim(str(message["path"]), index, str(message["holder"]))
+            return None if held is None else {"worker": held.worker, "holder": held.holder}
+        if op == "release":
+            self.owners.release(str(message["path"]), index, str(message["holder"]))
+            return None
+        if op == "owner":
+            held = self.owners.owner(str(message["path"]))
+            return None if held is None else {"worker": held.worker, "holder": held.holder}
+        if op == "find":
+            return await self._find(index, str(message.get("kind")), str(message.get("key")))
+        if op == "gather":
+            return await self._gather(index)
+        if op == "broadcast":
+            action = message.get("action") or {}
+            self.admin.note(action)
+            return await self._ask_others(index, "admin", action=action)
+        raise ChannelError(f"unknown op {op!r}")
+
+    def _hello(self, index: int, pid: int) -> None:
+        worker = self.workers.get(index)
+        if worker is None:
+            return
+        worker.ready = True
+        log.info("worker %d (pid %d) ready", index, pid)
+        for action in self.admin.replay():
+            worker.channel.send({"op": "admin", "action": action})
+        everyone = len(self.workers) == self.count and all(w.ready for w in self.workers.values())
+        if not self._all_ready and everyone:
+            self._all_ready = True
+            log.info("all %d workers ready", self.count)
+
+    def _others(self, index: int) -> list[Worker]:
+        return [w for i, w in sorted(self.workers.items()) if i != index and w.ready]
+
+    async def _ask_others(self, index: int, op: str, **args: Any) -> list[Any]:
+        others = self._others(index)
+        answers = await asyncio.gather(
+            *(w.channel.request(op, timeout=ASK_TIMEOUT, **args) for w in others), return_exceptions=True
+        )
+        return [a for a in answers if not isinstance(a, BaseException)]
+
+    async def _find(self, index: int, kind: str, key: str) -> int | None:
+        others = self._others(index)
+        answers = await asyncio.gather(
+            *(w.channel.request("has", timeout=ASK_TIMEOUT, kind=kind, key=key) for w in others),
+            return_exceptions=True,
+        )
+        return next((w.index for w, yes in zip(others, answers, strict=True) if yes is True), None)
+
+    async def _gather(self, index: int) -> list[Any]:
+        return await self._ask_others(index, "state")
+
+    async def _handover(self, index: int, message: dict[str, Any], fds: list[int]) -> bool:
+        try:
+            target = self.workers.get(int(message.get("to", -1)))
+            if target is None or not target.ready:
+                raise ChannelError(f"worker {message.get('to')} is not running")
+            args = {k: v for k, v in message.items() if k in ("kind", "data")}
+            return bool(await target.channel.request("take", fds=fds, timeout=ASK_TIMEOUT, **args))
+        finally:
+            for fd in fds:
+                os.close(fd)
