@@ -48,8 +48,13 @@ def srtp_server(
 ) -> Iterator[ServerProcess]:
     folder = tmp_path_factory.mktemp("srtp")
     config = folder / "streamd.toml"
-    config.write_text('encryption = "optional"\n[paths."ten.mp4"]\nencryption = "strict"\n')
     rtsps_port = free_tcp_port()
+    relay = f'source = "rtsps://127.0.0.1:{rtsps_port}/bframes.mp4"\nupstream_tls_verify = false\n'
+    config.write_text(
+        'encryption = "optional"\n[paths."ten.mp4"]\nencryption = "strict"\n'
+        f'[paths."relay/udp"]\n{relay}source_transport = "udp"\nencryption = "no"\n'
+        f'[paths."relay/tcp"]\n{relay}source_transport = "tcp"\nencryption = "no"\n'
+    )
     proc = start_server(
         media_dir,
         folder,
@@ -364,3 +369,24 @@ def test_pyav_and_gstreamer_tcp_srtp_inside_rtsps(srtp_server: ServerProcess, tm
     assert video.stat().st_size == 320 * 240 * 3 // 2 * frames
     lines = [line for line in srtp_server.log().splitlines() if "over TCP interleaved" in line]
     assert len(lines) >= before + 4 and all("SRTP AES_CM_128_HMAC_SHA1_80" in line for line in lines[before:])
+
+
+@pytest.mark.parametrize("transport", ["udp", "tcp"])
+def test_the_relay_pulls_srtp_from_an_rtsps_upstream(
+    srtp_server: ServerProcess, tmp_path: Path, transport: str
+) -> None:
+    """The relay reads the upstream's keys from its SDP, SETUPs RTP/SAVP with a key of its own in
+    KeyMgmt, decrypts what arrives and serves it to a plain reader."""
+    need("ffmpeg")
+    video = tmp_path / "v.h264"
+    subprocess.run(
+        ["ffmpeg", "-nostdin", "-loglevel", "error", "-rtsp_transport", "tcp",
+         "-i", srtp_server.url(f"relay/{transport}"), "-t", "1.5",
+         "-map", "0:v", "-c", "copy", "-f", "h264", "-y", str(video)],
+        check=True, capture_output=True, timeout=60,
+    )  # fmt: skip
+    got = received_video_nals(video)
+    expected = source_video_nals(srtp_server.media / "bframes.mp4")
+    assert len(got) >= 10 and any(expected[i : i + len(got)] == got for i in range(len(expected)))
+    over = "UDP" if transport == "udp" else "TCP interleaved"
+    assert re.search(rf"SETUP trackID=0 \(h264\) over {over} \S+ SRTP", srtp_server.log())
