@@ -207,12 +207,14 @@ class Session:
         url_port: int | None = None,
         local_host: str = "127.0.0.1",
         tls: ssl.SSLContext | None = None,
+        srtp: bool = False,
     ) -> Session:
         """DESCRIBE and SETUP every track. ``relay`` (a ``UdpRelay``) carries UDP through impairment.
 
         ``url_port``: the port named in URLs when connecting through a TCP relay on another port.
         ``local_host``: where the RTP/RTCP sockets listen (this side of a kernel link).
         ``tls``: RTSPS (the control connection, and interleaved media with ``tcp``, inside TLS).
+        ``srtp``: ask RTP/SAVP (packets are counted by their headers, which SRTP leaves in clear).
         """
         loop = asyncio.get_running_loop()
         control = Control(*await asyncio.open_connection(host, port, ssl=tls))
@@ -241,7 +243,8 @@ class Session:
                         a.transport.get_extra_info("sockname")[1],
                         b.transport.get_extra_info("sockname")[1],
                     )
-                spec = f"RTP/AVP;unicast;client_port={ports[0]}-{ports[1]}"
+                profile = "RTP/SAVP" if srtp else "RTP/AVP"
+                spec = f"{profile};unicast;client_port={ports[0]}-{ports[1]}"
             response = await control.request("SETUP", track.control_url, Transport=spec)
             if response.status != 200:
                 raise RuntimeError(f"SETUP {track.control_url}: {response.status}")

@@ -52,7 +52,14 @@ GENERATOR_NICE = 10  # UDP generator processes run at this niceness
 
 
 def _worker(
-    conn: Connection, port: int, path: str, sessions: int, tcp: bool, seconds: float, tls: bool = False
+    conn: Connection,
+    port: int,
+    path: str,
+    sessions: int,
+    tcp: bool,
+    seconds: float,
+    tls: bool = False,
+    srtp: bool = False,
 ) -> None:
     """Open ``sessions`` sessions, wait for the go, PLAY them one after another, measure, report."""
     _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -67,21 +74,28 @@ def _worker(
 
         asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
     try:
-        result = asyncio.run(_generate(conn, port, path, sessions, tcp, seconds, tls))
+        result = asyncio.run(_generate(conn, port, path, sessions, tcp, seconds, tls, srtp))
     except Exception as exc:
         result = {"error": f"{exc.__class__.__name__}: {exc}"}
     conn.send(result)
 
 
 async def _generate(
-    conn: Connection, port: int, path: str, n: int, tcp: bool, seconds: float, tls: bool = False
+    conn: Connection,
+    port: int,
+    path: str,
+    n: int,
+    tcp: bool,
+    seconds: float,
+    tls: bool = False,
+    srtp: bool = False,
 ) -> dict[str, Any]:
     context = None
     if tls:  # the benchmark's own self-signed certificate
         context = ssl.create_default_context()
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE
-    opened = [await Session.open("127.0.0.1", port, path, tcp=tcp, tls=context) for _ in range(n)]
+    opened = [await Session.open("127.0.0.1", port, path, tcp=tcp, tls=context, srtp=srtp) for _ in range(n)]
     conn.send("ready")
     loop = asyncio.get_running_loop()
     await loop.run_in_executor(None, conn.recv)  # go
@@ -157,7 +171,13 @@ def _percentile(hist: Counter[int], q: float) -> float:
 
 
 def run_level(
-    server: server_process.Server, sessions: int, tcp: bool, seconds: float, workers: int, tls: bool = False
+    server: server_process.Server,
+    sessions: int,
+    tcp: bool,
+    seconds: float,
+    workers: int,
+    tls: bool = False,
+    srtp: bool = False,
 ) -> dict:
     ctx = mp.get_context("spawn")
     rss0 = server.rss_bytes()
@@ -168,7 +188,7 @@ def run_level(
             continue
         parent, child = ctx.Pipe()
         port = server.tls_port if tls else server.port
-        proc = ctx.Process(target=_worker, args=(child, port, server.path, share, tcp, seconds, tls))
+        proc = ctx.Process(target=_worker, args=(child, port, server.path, share, tcp, seconds, tls, srtp))
         proc.start()
         procs.append(proc)
         pipes.append(parent)
@@ -297,11 +317,12 @@ def ramp(
     workers: int,
     tls: bool = False,
     every_level: bool = False,
+    srtp: bool = False,
 ) -> list[dict]:
     rows = []
-    label = f"{server.name} {'RTSPS' if tls else 'TCP' if tcp else 'UDP'}"
+    label = f"{server.name} {'SRTP' if srtp else 'RTSPS' if tls else 'TCP' if tcp else 'UDP'}"
     for n in report.progress(levels, len(levels), label):
-        row = run_level(server, n, tcp, seconds, workers, tls)
+        row = run_level(server, n, tcp, seconds, workers, tls, srtp)
         rows.append(row)
         time.sleep(2)  # let the server end the sessions (generators closed their sockets)
         if not row.get("ok", False) and not every_level:
@@ -321,28 +342,33 @@ def run_all(levels: list[int], seconds: float, transports: list[str], peer: bool
             media / "clip.mp4", seconds=seconds + 30, size=(640, 360), fps=25, gop=25, bframes=False
         )
         # RTSPS (TCP interleaved inside TLS) needs a certificate: a self-signed one made here
-        tls = _certificate(media) if "rtsps" in transports else None
+        tls = _certificate(media) if {"rtsps", "srtp"} & set(transports) else None
         # every generated session comes from 127.0.0.1: one client address, far above the
         # per-client caps that protect a real server (100 connections, 200 sessions)
         limits = media / "limits.toml"
         most = 2 * max(levels) + 100
         limits.write_text(f"max_connections_per_client = {most}\nmax_sessions_per_client = {most}\n")
-        server_args = ("--config", str(limits), *server_args)
-        starts = [
-            (
-                "streamd",
-                lambda _transport: server_process.start(
-                    media, out / "load-streamd.log", "--no-http", *server_args, tls=tls
-                ),
-            )
-        ]
+        # SRTP (UDP with RTP/SAVP, keys over RTSPS): encryption offered; setting up hundreds of
+        # sessions over TLS on a busy machine can outlast the default session timeout before PLAY
+        srtp_config = media / "srtp.toml"
+        srtp_config.write_text(limits.read_text() + 'encryption = "optional"\nsession_timeout = 600\n')
+
+        def streamd(transport: str) -> server_process.Server:
+            config = ("--config", str(srtp_config if transport == "srtp" else limits))
+            log = out / f"load-streamd{'-srtp' if transport == 'srtp' else ''}.log"
+            return server_process.start(media, log, "--no-http", *config, *server_args, tls=tls)
+
+        starts = [("streamd", streamd)]
         peer_note = server_process.peer_available() if peer else "not run"
         if peer and peer_note is None:
             starts.append(
                 (
                     "gst-rtsp-server",  # its RTSPS port speaks only TLS: started per transport
                     lambda transport: server_process.start_peer(
-                        media / "clip.mp4", out / "peer.log", tls=tls if transport == "rtsps" else None
+                        media / "clip.mp4",
+                        out / "peer.log",
+                        tls=tls if transport == "rtsps" else None,
+                        srtp=transport == "srtp",  # gst-rtsp-server gives keys over plain RTSP
                     ),
                 )
             )
@@ -355,11 +381,12 @@ def run_all(levels: list[int], seconds: float, transports: list[str], peer: bool
                     results.setdefault(name, {})[transport] = ramp(
                         server,
                         levels,
-                        transport != "udp",
+                        transport in ("tcp", "rtsps"),
                         seconds,
                         workers,
-                        transport == "rtsps",
+                        transport == "rtsps" or (transport == "srtp" and name == "streamd"),
                         every_level,
+                        srtp=transport == "srtp",
                     )
                     if profile and name == "streamd" and transport == "udp":
                         profiles[name] = profile_server(server, profile, seconds, workers, out)
@@ -389,6 +416,35 @@ def _certificate(folder: Path) -> tuple[Path, Path]:
         check=True, capture_output=True, timeout=60,
     )  # fmt: skip
     return cert, key
+
+
+def srtp_cost(rep: dict[str, Any]) -> list[str]:
+    """SRTP against plain UDP at each level both ran, per server: the issue's 1.5x bound."""
+    lines = []
+    for name, by_transport in rep["results"].items():
+        plain = {r["sessions"]: r for r in by_transport.get("udp", []) if "error" not in r}
+        for r in by_transport.get("srtp", []):
+            p = plain.get(r["sessions"])
+            if p is None or "error" in r:
+                continue
+            ratio = r["cpu_percent_per_stream"] / p["cpu_percent_per_stream"]
+            plain_cpu, srtp_cpu = p["cpu_percent_per_stream"], r["cpu_percent_per_stream"]
+            verdict = "✅" if ratio <= 1.5 else "❌"
+            # per packet received: the same comparison where a starved level lost packets (a
+            # server that sends less also spends less); the windows are equally long
+            per_packet = (r["cpu_percent"] / max(r["packets"], 1)) / (p["cpu_percent"] / max(p["packets"], 1))
+            cells = f"{plain_cpu:.3f} | {srtp_cpu:.3f} | {ratio:.2f}x | {per_packet:.2f}x | {verdict}"
+            lines.append(f"| {name} | {r['sessions']} | {cells} |")
+    if not lines:
+        return []
+    return [
+        "",
+        "## SRTP against plain RTP over UDP (CPU % per stream, same run)",
+        "",
+        "| server | sessions | UDP | SRTP | SRTP / UDP | per packet received | ≤ 1.5x |",
+        "|---|---:|---:|---:|---:|---:|---|",
+        *lines,
+    ]
 
 
 # --- the report -------------------------------------------------------------------------------
@@ -476,6 +532,7 @@ def markdown(rep: dict[str, Any], plots: list[str]) -> str:
         lines += [f"| `{fn}` | {pct} |" for fn, pct in prof["self_top"]]
         lines += ["", "| function (inclusive) | % |", "|---|---:|"]
         lines += [f"| `{fn}` | {pct} |" for fn, pct in prof["inclusive_top"]]
+    lines += srtp_cost(rep)
     lines += ["", *[f"![{p}]({p})" for p in plots]]
     return "\n".join(lines) + "\n"
 
@@ -514,9 +571,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--transports",
         nargs="+",
-        choices=["udp", "tcp", "rtsps"],
+        choices=["udp", "tcp", "rtsps", "srtp"],
         default=["udp", "tcp"],
-        help="rtsps: TCP interleaved inside TLS",
+        help="rtsps: TCP interleaved inside TLS; srtp: UDP with RTP/SAVP (streamd: keys over RTSPS)",
     )
     parser.add_argument("--workers", type=int, default=2, help="load generator processes")
     parser.add_argument("--no-peer", dest="peer", action="store_false", help="skip gst-rtsp-server")

@@ -135,9 +135,11 @@ def start_peer(
     host: str = "127.0.0.1",
     prefix: Sequence[str] = (),
     tls: tuple[Path, Path] | None = None,
+    srtp: bool = False,
 ) -> Server:
     """gst-rtsp-server serving ``clip`` with passthrough payloaders at rtsp://HOST:PORT/clip;
-    with ``tls`` (certificate, key) it serves rtsps:// on that port instead."""
+    with ``tls`` (certificate, key) it serves rtsps:// on that port instead; with ``srtp`` it
+    offers RTP/SAVP only."""
     port = free_port()
     args = [
         *prefix,
@@ -152,6 +154,8 @@ def start_peer(
     ]
     if tls:
         args += ["--tls-cert", str(tls[0]), "--tls-key", str(tls[1])]
+    if srtp:
+        args.append("--srtp")
     peer = Server(
         _spawn(args, log_path),
         port,

@@ -207,6 +207,8 @@ class Publishing:
             if session.feedback is not None:
                 session.feedback.route(track.index, UdpBack((host, offer.client_port[1])))
             how = f"UDP {host}:{offer.client_port[0]}-{offer.client_port[1]}"
+        if session.srtp is not None and track.index in session.srtp.inbound:
+            how += f" SRTP {session.srtp.inbound[track.index].key.suite.name}"
         log.info(
             "%s: session %s SETUP record %s (%s) over %s",
             session.label,

@@ -99,6 +99,7 @@ class RtspServer:
             multicast_interface(config.multicast_interface, config.host),
             lambda path: self.config.path_settings(path).multicast,
             self.cname_host,
+            lambda path: self.config.encryption_for(path) != "no",  # the group is SRTP (issue 15)
         )
         self.recordings = Recordings(config)  # live paths with record = true, written to files
         self.paths = Paths(

@@ -14,7 +14,8 @@ import gi
 
 gi.require_version("Gst", "1.0")
 gi.require_version("GstRtspServer", "1.0")
-from gi.repository import GLib, Gst, GstRtspServer  # noqa: E402
+gi.require_version("GstRtsp", "1.0")
+from gi.repository import GLib, Gst, GstRtsp, GstRtspServer  # noqa: E402
 
 
 def main() -> None:
@@ -25,6 +26,7 @@ def main() -> None:
     parser.add_argument("--mount", default="/clip")
     parser.add_argument("--tls-cert", help="PEM certificate: serve RTSPS (TLS) on --port instead")
     parser.add_argument("--tls-key", help="PEM key of --tls-cert")
+    parser.add_argument("--srtp", action="store_true", help="offer RTP/SAVP only (random keys per stream)")
     args = parser.parse_args()
     Gst.init(None)
     server = GstRtspServer.RTSPServer()
@@ -38,6 +40,8 @@ def main() -> None:
         "d.audio_0 ! queue ! aacparse ! rtpmp4gpay name=pay1 pt=97 )"
     )
     factory.set_shared(False)
+    if args.srtp:  # srtpenc with a random key per stream, given in the SDP's a=key-mgmt:mikey
+        factory.set_profiles(GstRtsp.RTSPProfile.SAVP)
     if args.tls_cert:
         _serve_tls(server, factory, args.tls_cert, args.tls_key)
     server.get_mount_points().add_factory(args.mount, factory)

@@ -62,7 +62,7 @@ from streamd.server_session import Client, PlayerSession, PublisherSession, Serv
 from streamd.sessions import SessionRegistry
 from streamd.srtp.context import Protector
 from streamd.srtp.mikey import MikeyError, format_key_mgmt
-from streamd.srtp.offer import OfferBook, add_keys_to_sdp
+from streamd.srtp.offer import OfferBook, TrackKey, add_keys_to_sdp
 from streamd.srtp.session import SessionSrtp, client_key
 from streamd.srtp.sink import protect_sink
 from streamd.transport.interleaved import InterleavedSink
@@ -177,8 +177,9 @@ class PlayerHandlers:
             facts = replace(facts, keys_offered=True)  # the session's keys bind its later tracks too
         wanted = choose_transport(offers, session.rtsp if session else None, facts)
         srtp = uses_srtp(wanted, facts)
-        if srtp and wanted.cast == "multicast":
-            raise RtspError(461, "SRTP over multicast is not offered yet")
+        if wanted.cast == "multicast" and srtp != (self.encryption(path) != "no"):
+            how = "SRTP: ask RTP/SAVP over rtsps://" if not srtp else "plain RTP (encryption = no)"
+            raise RtspError(461, f"this path's multicast group is sent as {how}")
         their_key = None
         if srtp and "KeyMgmt" in request.headers:
             try:
@@ -218,14 +219,17 @@ class PlayerHandlers:
             )
         )
         reply, sink = self._make_sink(wanted, client, session, index, stream)
-        if track_key is not None and session.srtp is not None:
+        if isinstance(sink, MulticastSink):
+            stream = sink.sender.tracks[index].stream  # the shared send's, not one of our own
+            session.rtsp.multicast = True
+            group_key = sink.sender.group_key()
+            if group_key is not None:  # the group's key and SSRC, in the SETUP reply's KeyMgmt
+                track_key = TrackKey(group_key, stream.ssrc)
+        elif track_key is not None and session.srtp is not None:
             sink = protect_sink(sink, Protector(track_key.key))
             reply.profile = wanted.profile.upper()
             if their_key is not None:
                 session.srtp.receive_with(index, their_key)
-        if isinstance(sink, MulticastSink):
-            stream = sink.sender.tracks[index].stream  # the shared send's, not one of our own
-            session.rtsp.multicast = True
         session.rtsp.setup(TrackSetup(index, streamable.control, reply))
         if session.id not in self.c.sessions:
             self.c.sessions.add(session)

@@ -212,7 +212,7 @@ async def _sdp(request: web.Request) -> web.Response:
     body = absolute_sdp(resolved.presentation, _rtsp_root(request), host)
     if request.query.get("multicast", "0") not in ("", "0"):
         path = resolved.presentation.name
-        body = _server(request).multicast.sdp(path, resolved.presentation, body)
+        body = _server(request).multicast.sdp(path, resolved.presentation, body, secure=request.secure)
         if body is None:
             raise RtspError(
                 404,

@@ -126,6 +126,11 @@ class SessionCollector(Collector):
         yield CounterMetricFamily(
             "streamd_srtp_packets_protected", "RTP packets sent as SRTP", value=srtp.protected
         )
+        yield CounterMetricFamily(
+            "streamd_srtp_packets_authenticated",
+            "SRTP/SRTCP packets from clients that passed authentication",
+            value=srtp.unprotected,
+        )
         dropped = CounterMetricFamily(
             "streamd_srtp_dropped", "SRTP/SRTCP packets from clients dropped", labels=["reason"]
         )

@@ -35,6 +35,9 @@ from streamd.rtp.rtcp import parse_compound
 from streamd.rtp.rtcp_interval import rtcp_interval
 from streamd.rtsp.errors import RtspError
 from streamd.rtsp.headers.transport import TransportSpec
+from streamd.srtp.context import Protector, Unprotector
+from streamd.srtp.sdes import CryptoAttribute, format_crypto
+from streamd.srtp.suites import MasterKey
 from streamd.transport.multicast import Address, GroupSockets
 
 log = logging.getLogger(__name__)
@@ -71,9 +74,21 @@ class GroupSender:
     """The one send of ``live`` to its group; a ``Listener`` of the path while it runs."""
 
     def __init__(
-        self, live: LivePath, allocation: Allocation, ttl: int, interface: str, cname: str, *, always: bool
+        self,
+        live: LivePath,
+        allocation: Allocation,
+        ttl: int,
+        interface: str,
+        cname: str,
+        *,
+        always: bool,
+        encrypted: bool = False,
     ) -> None:
         self.live = live
+        self.encrypted = encrypted  # SRTP: one key for the group, shared by its readers
+        self.key: MasterKey | None = None
+        self._protect: Protector | None = None
+        self._reports_in: Unprotector | None = None
         self.allocation = allocation
         self.ttl = ttl
         self.interface = interface
@@ -107,6 +122,20 @@ class GroupSender:
         port = self.tracks[index].port
         return f"UDP multicast {self.allocation.group}:{port}-{port + 1} ttl {self.ttl}"
 
+    # --- SRTP ---------------------------------------------------------------------------------
+
+    def group_key(self) -> MasterKey | None:
+        """The group's SRTP key (None for a plain group), made when first needed: at the first
+        SETUP or start. It changes when the send restarts after every session that knew it left."""
+        if self.encrypted and self.key is None:
+            self.key = MasterKey.generate()
+            self._protect = Protector(self.key)
+            self._reports_in = Unprotector(self.key)
+        return self.key
+
+    def _rtcp_out(self, packet: bytes) -> bytes:
+        return self._protect.rtcp(packet) if self._protect is not None else packet
+
     # --- the send ---------------------------------------------------------------------------
 
     def start(self) -> None:
@@ -133,6 +162,7 @@ class GroupSender:
                 track.sockets = None
             raise
         self.running = True
+        self.group_key()
         self.gate = KeyframeGate(self._has_video)  # each send begins on a keyframe
         self._began = time.time()
         self._reported = False
@@ -159,7 +189,8 @@ class GroupSender:
             if sockets is None:
                 continue
             if track.stream.packet_count:
-                sockets.send_rtcp(track.stream.goodbye(ntp, self._media_now(track.index, now)))
+                bye = track.stream.goodbye(ntp, self._media_now(track.index, now))
+                sockets.send_rtcp(self._rtcp_out(bye))
             sockets.close()
             track.sockets = None
             log.info(
@@ -174,6 +205,8 @@ class GroupSender:
             )
             track.stream.renew()  # after a BYE the SSRC is gone: a later send is a new source
             track.receivers.clear()
+        if not self.setups:  # nobody knows the key any more: the next send gets a new one
+            self.key = self._protect = self._reports_in = None
 
     def __call__(self, index: int, ticks: int, payloads: Payloads, keyframe: bool, leading: bool) -> None:
         track = self.tracks.get(index)
@@ -189,7 +222,10 @@ class GroupSender:
             # mapping from the start instead of re-basing the track's timestamps later on
             self._send_report(track, now, unix_to_ntp(now))
         send = track.sockets.send_rtp
-        for packet in stream.pack(ticks, payloads):
+        packets = stream.pack(ticks, payloads)
+        if self._protect is not None:
+            packets = self._protect.rtp_many(packets)  # once per packet for the whole group
+        for packet in packets:
             send(packet)
         if now >= self._next_report:
             self._send_reports(now)
@@ -223,13 +259,18 @@ class GroupSender:
         ticks = live_track.now_ticks(now) if live_track else None
         if ticks is None or track.sockets is None:
             return
-        report = track.stream.sender_report(ntp, Fraction(ticks, track.stream.clock_rate))
+        report = self._rtcp_out(track.stream.sender_report(ntp, Fraction(ticks, track.stream.clock_rate)))
         self._avg_rtcp_size += (len(report) + UDP_IP_OVERHEAD - self._avg_rtcp_size) / 16
         track.sockets.send_rtcp(report)
 
     # --- what the receivers report ------------------------------------------------------------
 
     def _rtcp_received(self, track: GroupTrack, data: bytes, source: Address) -> None:
+        if self.encrypted:  # only reports under the group's key count (ours come back looped too)
+            clear = self._reports_in.rtcp(data) if self._reports_in is not None else None
+            if clear is None:
+                return
+            data = clear
         now = time.time()
         self._avg_rtcp_size += (len(data) + UDP_IP_OVERHEAD - self._avg_rtcp_size) / 16
         ours = track.stream.ssrc
@@ -331,9 +372,15 @@ class MulticastService:
     """Every path's group and shared send; what the RTSP server and the web side ask about multicast."""
 
     def __init__(
-        self, spec: MulticastRange | None, interface: str, always: Callable[[str], bool], cname_host: str
+        self,
+        spec: MulticastRange | None,
+        interface: str,
+        always: Callable[[str], bool],
+        cname_host: str,
+        encrypted: Callable[[str], bool] = lambda path: False,
     ) -> None:
         self.spec = spec
+        self.encrypted = encrypted  # whether a path's group is sent as SRTP (its encryption policy)
         self.interface = interface
         self.always = always
         self.cname_host = cname_host
@@ -375,7 +422,7 @@ class MulticastService:
         track = sender.tracks[index]
         source = self.interface if self.interface != "0.0.0.0" else None
         reply = TransportSpec(
-            profile="RTP/AVP",
+            profile="RTP/SAVP" if sender.group_key() is not None else "RTP/AVP",
             lower_transport="UDP",
             cast="multicast",
             destination=sender.allocation.group,
@@ -477,7 +524,9 @@ class MulticastService:
     def snapshot(self) -> list[dict[str, object]]:
         return [s.as_dict() for s in sorted(self.senders.values(), key=lambda s: s.live.name)]
 
-    def sdp(self, path: str, presentation: Presentation, unicast_sdp: str) -> str | None:
+    def sdp(
+        self, path: str, presentation: Presentation, unicast_sdp: str, *, secure: bool = False
+    ) -> str | None:
         """The path's SDP (``unicast_sdp``, the web side's) with the group in ``c=`` and each track's
         port in its ``m=`` line; None when nothing is sent to the group now.
 
@@ -488,6 +537,9 @@ class MulticastService:
         sender = self.senders.get(path)
         if allocation is None or sender is None:
             return None
+        key = sender.group_key()
+        if key is not None and not secure:
+            raise RtspError(403, f"{path!r} is sent as SRTP: its SDP (with the key) is given over HTTPS only")
         description = parse_sdp(unicast_sdp)
         description.connection = Connection(addrtype="IP4", address=allocation.group, ttl=sender.ttl)
         description.set("type", "broadcast")
@@ -498,6 +550,9 @@ class MulticastService:
                 continue
             media.port = port
             media.connection = None
+            if key is not None:  # SDES for players that join from the SDP alone (ffmpeg)
+                media.proto = "RTP/SAVP"
+                media.add("crypto", format_crypto(CryptoAttribute(1, key)))
         return write_sdp(description)
 
     # --- internals -------------------------------------------------------------------------------
@@ -521,6 +576,7 @@ class MulticastService:
             self.interface,
             f"streamd-{live.name}@{self.cname_host}",
             always=self.always(live.name),
+            encrypted=self.encrypted(live.name),
         )
         self.senders[live.name] = sender
         return sender

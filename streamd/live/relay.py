@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import secrets
 import socket
 import ssl
 from collections.abc import Awaitable, Callable
@@ -34,6 +35,10 @@ from streamd.rtsp.client import Answered, ClientProtocol, ServerRequest, control
 from streamd.rtsp.errors import RtspError, reason_phrase
 from streamd.rtsp.headers import TransportSpec, format_transport, parse_transport
 from streamd.rtsp.message import InterleavedFrame, Response
+from streamd.srtp.announce import AnnouncedKeyError, announced_keys
+from streamd.srtp.context import Protector, Unprotector
+from streamd.srtp.mikey import CryptoSession, build_mikey, format_key_mgmt
+from streamd.srtp.suites import MasterKey
 from streamd.tls.client import RTSPS_DEFAULT_PORT, client_context, is_secure_url
 
 log = logging.getLogger(__name__)
@@ -248,6 +253,7 @@ class Relay:
         self._keepalives: set[asyncio.Task[None]] = set()
         self._reports = UpstreamReports(f"streamd@{socket.gethostname() or 'relay'}")
         self._report_to: dict[int, Callable[[bytes], None]] = {}  # track index -> send upstream
+        self._srtp_in: dict[int, Unprotector] = {}  # track index -> the upstream's SRTP key (SDES/MIKEY)
 
     # --- what the server calls ------------------------------------------------------------
 
@@ -369,7 +375,8 @@ class Relay:
         try:
             description = parse_sdp(describe.body)
             tracks = announced_tracks(description.media)
-        except (SdpParseError, RtspError) as exc:
+            keys = announced_keys(description)
+        except (SdpParseError, RtspError, AnnouncedKeyError) as exc:
             raise UpstreamError(503, f"unusable SDP from upstream: {exc}") from exc
         base = (
             describe.headers.get("Content-Base")
@@ -380,12 +387,17 @@ class Relay:
         live = LivePath.from_announce(self.name, description, tracks, f"relay:{self.name}")
         self._reports = UpstreamReports(self._reports.cname)
         self._report_to = {}
+        # an upstream that gives SRTP keys (streamd over RTSPS, gst-rtsp-server with SAVP): its
+        # packets are checked and decrypted here; our receiver reports go back under a key of ours
+        self._srtp_in = {i: Unprotector(k) for i, k in keys.items()}
+        ours = Protector(MasterKey.generate()) if keys else None
         for number, announced in enumerate(tracks):
             track = live.tracks[announced.index]
             url = control_url(base, description.media[announced.index].control)
+            profile = "RTP/SAVP" if announced.index in keys else "RTP/AVP"
             if self.transport == "tcp":
                 wanted = (2 * number, 2 * number + 1)
-                spec = TransportSpec("RTP/AVP", "TCP", "unicast", interleaved=wanted)
+                spec = TransportSpec(profile, "TCP", "unicast", interleaved=wanted)
                 self._reports.add_track(track.index, track.clock_rate)
             else:
                 self._reports.add_track(track.index, track.clock_rate)
@@ -395,8 +407,13 @@ class Relay:
                     lambda data, t=track: self._data(live, t, True, data),
                 )
                 sockets += pair
-                spec = TransportSpec("RTP/AVP", "UDP", "unicast", client_port=(port, port + 1))
-            setup = await upstream.request("SETUP", url, {"Transport": format_transport(spec)})
+                spec = TransportSpec(profile, "UDP", "unicast", client_port=(port, port + 1))
+            headers = {"Transport": format_transport(spec)}
+            if ours is not None and announced.index in keys:
+                reporter = [CryptoSession(0, self._reports.ssrc)]  # GStreamer's servers want one
+                mikey = build_mikey(ours.key, reporter, secrets.randbits(32), 0, secrets.token_bytes(16))
+                headers["KeyMgmt"] = format_key_mgmt(url, mikey)
+            setup = await upstream.request("SETUP", url, headers)
             _check(setup, f"SETUP {announced.control}")
             replies = parse_transport(setup.headers.get("Transport", ""))
             if spec.is_tcp:
@@ -406,6 +423,9 @@ class Relay:
             elif replies and replies[0].server_port and upstream.peer_host:
                 rtcp_socket, to = sockets[-1], (upstream.peer_host, replies[0].server_port[1])
                 self._report_to[track.index] = lambda data, s=rtcp_socket, a=to: s.sendto(data, a)
+            send = self._report_to.get(track.index)
+            if ours is not None and send is not None and announced.index in keys:
+                self._report_to[track.index] = lambda data, f=send, p=ours: f(p.rtcp(data))
         live.online = True  # before PLAY: the packets right behind its answer start with a keyframe
         self._last_packet = asyncio.get_running_loop().time()
         _check(await upstream.request("PLAY", aggregate, {"Range": "npt=0.000-"}), "PLAY")
@@ -482,6 +502,12 @@ class Relay:
             await upstream.request(method)
 
     def _data(self, live: LivePath, track: LiveTrack, is_rtcp: bool, data: bytes) -> None:
+        srtp = self._srtp_in.get(track.index)
+        if srtp is not None:
+            clear = srtp.rtcp(data) if is_rtcp else srtp.rtp(data)
+            if clear is None:
+                return  # not from the upstream (bad tag, replay): dropped and counted
+            data = clear
         now = self._last_packet = asyncio.get_running_loop().time()
         if not is_rtcp:
             self._reports.on_rtp(track.index, data, now)

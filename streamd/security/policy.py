@@ -18,6 +18,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from streamd.rtsp.errors import RtspError
+from streamd.rtsp.headers.transport import parse_transport
+from streamd.rtsp.server_session import TransportFacts, profile_refusal
+
 Encryption = Literal["no", "optional", "strict"]
 
 ENCRYPTION_REQUIRED = 403
@@ -34,10 +38,20 @@ def decide(policy: str, secure: bool, profile: str | None = None) -> Refusal | N
 
     ``secure``: the request arrived over TLS. ``profile``: the transport profile a SETUP asks
     for (e.g. "RTP/AVP", "RTP/AVP/TCP", "RTP/SAVP"), None for other requests. Media interleaved
-    in a secure connection is encrypted by TLS whatever its profile.
+    in a secure connection is encrypted by TLS whatever its profile; over UDP a strict path takes
+    SRTP only, and SRTP keys are given on secure connections only (461 otherwise).
     """
-    if policy != "strict" or secure:
+    if policy == "strict" and not secure:
+        return Refusal(
+            ENCRYPTION_REQUIRED,
+            "encryption required: plain connections are refused (use rtsps:// or https://)",
+        )
+    if profile is None:
         return None
-    return Refusal(
-        ENCRYPTION_REQUIRED, "encryption required: plain connections are refused (use rtsps:// or https://)"
-    )
+    # the media's way (SRTP): one rule, the transport choice's (streamd.rtsp.server_session)
+    try:
+        (offer,) = parse_transport(profile)[:1]
+    except RtspError as exc:
+        return Refusal(461, exc.reason)
+    refused = profile_refusal(offer, TransportFacts(secure=secure, encryption=policy))
+    return Refusal(461, refused) if refused is not None else None

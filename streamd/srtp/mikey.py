@@ -20,6 +20,7 @@ import binascii
 import struct
 from dataclasses import dataclass
 
+from streamd.rtsp.headers.transport import split_unquoted, unquote
 from streamd.srtp.suites import SUITES, MasterKey, Suite
 
 __all__ = [
@@ -265,8 +266,6 @@ class KeyMgmt:
 
 def parse_key_mgmt(value: str) -> list[KeyMgmt]:
     """``prot=mikey;uri="...";data="..."`` entries, comma-separated. MikeyError when malformed."""
-    from streamd.rtsp.headers.transport import split_unquoted, unquote
-
     entries = []
     for spec in split_unquoted(value, ","):
         if not spec.strip():

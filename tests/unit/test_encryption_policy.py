@@ -26,6 +26,24 @@ def test_strict_refuses_clear_connections_only() -> None:
     assert decide("strict", secure=True, profile="RTP/AVP/TCP") is None  # inside TLS
 
 
+@pytest.mark.parametrize(
+    ("policy", "secure", "profile", "status"),
+    [
+        ("strict", True, "RTP/AVP", 461),  # plain RTP over UDP on a strict path
+        ("strict", True, "RTP/AVP/UDP;multicast", 461),
+        ("strict", True, "RTP/SAVP", None),
+        ("strict", True, "RTP/SAVPF", None),
+        ("optional", True, "RTP/AVP", None),
+        ("optional", False, "RTP/SAVP", 461),  # keys never over plain RTSP
+        ("no", True, "RTP/SAVP", 461),  # SRTP not offered on the path
+        ("strict", False, "RTP/SAVP", 403),
+    ],
+)
+def test_the_media_way_srtp(policy: str, secure: bool, profile: str, status: int | None) -> None:
+    refusal = decide(policy, secure, profile)
+    assert (refusal.status if refusal is not None else None) == status
+
+
 class Allow:
     def __init__(self) -> None:
         self.asked: list[AuthRequest] = []

@@ -22,6 +22,7 @@ from streamd.srtp.mikey import (
     parse_mikey,
     parse_mikey_base64,
 )
+from streamd.srtp.offer import MAX_OFFERS_PER_CONNECTION, OfferBook
 from streamd.srtp.sdes import CryptoAttribute, SdesError, format_crypto, parse_crypto
 from streamd.srtp.session import client_key
 from streamd.srtp.suites import SUITES, MasterKey
@@ -233,3 +234,22 @@ def test_protect_unprotect_and_what_is_dropped(name: str) -> None:
     other = Unprotector(key_of(name, fill=8), stats)
     assert other.rtp(sender.rtp(RTP[:2] + b"\x00\x03" + RTP[4:])) is None  # another key
     assert receiver.dropped == 4 and stats.protected == 3
+
+
+@pytest.mark.parametrize("size", [1412, 9000, 65000])
+def test_packets_larger_than_pylibsrtps_default_buffer(size: int) -> None:
+    key = key_of("AES_CM_128_HMAC_SHA1_80")
+    big = RTP[:12] + bytes(size - 12)
+    assert Unprotector(key).rtp(Protector(key).rtp(big)) == big
+
+
+def test_offers_per_connection_are_bounded_and_taken_once() -> None:
+    book = OfferBook()
+    first = book.offer("a", [0, 1])
+    assert set(first.tracks) == {0, 1} and first.tracks[0].key != first.tracks[1].key
+    for i in range(MAX_OFFERS_PER_CONNECTION):
+        book.offer(f"p{i}", [0])
+    assert not book.has("a"), "the oldest offer is forgotten past the bound"
+    again = book.offer("b", [0])
+    assert book.take("b") is again and book.take("b") is None
+    assert again.key_for(5).key != again.key_for(0).key  # a track it did not offer: a fresh key

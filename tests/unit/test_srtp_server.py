@@ -230,3 +230,29 @@ async def test_publisher_key_refusals(h: Harness, caplog: pytest.LogCaptureFixtu
     sid = session_id(await h.request(plain, "ANNOUNCE", "live/cam", SDP, ANNOUNCED.encode()))
     refused = await h.request(plain, "SETUP", "live/cam/streamid=0", RECORD_SAVP_TCP, session=sid)
     assert refused.status == 461
+
+
+async def test_multicast_setup_follows_the_groups_encryption(media: Path) -> None:
+    h = Harness(media, multicast_range="239.255.42.0/28", multicast_ports=(41000, 41099))
+    try:
+        h.server.player.encryption = lambda path: "optional"  # type: ignore[method-assign]
+        h.server.multicast.encrypted = lambda path: True
+        publisher = h.connect()
+        sid = session_id(await h.request(publisher, "ANNOUNCE", "live/cam", SDP, ANNOUNCED.encode()))
+        tcp = {"Transport": "RTP/AVP/TCP;unicast;interleaved=0-1;mode=record"}
+        assert (await h.request(publisher, "SETUP", "live/cam/streamid=0", tcp, session=sid)).status == 200
+        assert (await h.request(publisher, "RECORD", "live/cam", session=sid)).status == 200
+        plain = await h.request(
+            h.connect(), "SETUP", "live/cam/trackID=0", {"Transport": "RTP/AVP;multicast"}
+        )
+        assert plain.status == 461
+        keys = []
+        for _ in range(2):
+            c = secure(h)
+            reply = await h.request(c, "SETUP", "live/cam/trackID=0", {"Transport": "RTP/SAVP;multicast"})
+            assert reply.status == 200 and reply.headers["Transport"].startswith("RTP/SAVP;multicast")
+            keys.append(parse_mikey_base64(reply.headers["KeyMgmt"].split('data="')[1].rstrip('"')))
+        assert keys[0].key == keys[1].key, "one key for the group, shared by its readers"
+        assert keys[0].sessions == keys[1].sessions
+    finally:
+        await h.close()
