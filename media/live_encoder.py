@@ -145,19 +145,7 @@ class LiveVideoEncoder:
         return self._units(None)
 
     def _units(self, picture: Any) -> list[AccessUnit]:
-        try:
-            packets = self._encoder.encode(picture)
-        except (av.FFmpegError, ValueError) as exc:
-            raise MediaError(f"H.264 encoder failed: {exc}") from exc
-        units = []
-        for packet in packets:
-            data = bytes(packet)
-            pts = packet.pts if packet.pts is not None else 0
-            dts = packet.dts if packet.dts is not None else pts
-            units.append(
-                AccessUnit(self.track.index, pts, dts, packet.is_keyframe, data, tuple(split_annexb(data)))
-            )
-        return units
+        return encode_h264(self._encoder, picture, self.track.index)
 
     def _shape(self) -> tuple[int, ...]:
         if self.pixel_format == "gray":
@@ -165,6 +153,21 @@ class LiveVideoEncoder:
         if self.pixel_format == "yuv420p":
             return (self.height * 3 // 2, self.width)
         return (self.height, self.width, 4 if self.pixel_format in ("rgba", "bgra") else 3)
+
+
+def encode_h264(encoder: Any, picture: Any, stream_index: int) -> list[AccessUnit]:
+    """Encode ``picture`` (None flushes) with a PyAV H.264 encoder into Annex B access units."""
+    try:
+        packets = encoder.encode(picture)
+    except (av.FFmpegError, ValueError) as exc:
+        raise MediaError(f"H.264 encoder failed: {exc}") from exc
+    units = []
+    for packet in packets:
+        data = bytes(packet)
+        pts = packet.pts if packet.pts is not None else 0
+        dts = packet.dts if packet.dts is not None else pts
+        units.append(AccessUnit(stream_index, pts, dts, packet.is_keyframe, data, tuple(split_annexb(data))))
+    return units
 
 
 class LiveAudioEncoder:

@@ -17,7 +17,8 @@ import av
 
 from media.access_unit import AccessUnit
 from media.errors import MediaError
-from media.h264 import config_from_annexb, split_annexb
+from media.h264 import config_from_annexb
+from media.live_encoder import encode_h264
 from media.track import H264Config, H265Config, Track
 
 START = b"\x00\x00\x00\x01"
@@ -117,18 +118,7 @@ class VideoToH264:
         return out
 
     def _packets(self, picture: Any) -> list[AccessUnit]:
-        try:
-            packets = self._encoder.encode(picture)
-        except (av.FFmpegError, ValueError) as exc:
-            raise MediaError(f"H.264 encoder failed: {exc}") from exc
-        units = []
-        for packet in packets:
-            data = bytes(packet)
-            pts = packet.pts if packet.pts is not None else 0
-            units.append(
-                AccessUnit(self.source.index, pts, pts, packet.is_keyframe, data, tuple(split_annexb(data)))
-            )
-        return units
+        return encode_h264(self._encoder, picture, self.source.index)
 
 
 def _size_from_parameter_sets(track: Track) -> dict[str, int]:
