@@ -134,11 +134,11 @@ def _hls_line(entry: PathEntry, start: float) -> str:
     if not entry.hls_url:
         return ""
     url = escape(entry.hls_url)
-    play = " data-play=1" if entry.file_url else ""  # live paths: the MP4 stream until LL-HLS plays
+    # live paths are LL-HLS in fMP4 only (streamd/hls/live_*); files have an MPEG-TS variant too
+    ts = f' (<a href="{url}?format=ts">MPEG-TS</a> for older players)' if entry.file_url else ""
     return (
-        f'<p>HLS: <a id=hls href="{url}"{play} data-start="{start:g}">{url}</a> '
-        "for VLC, ffplay, Safari, iOS and smart TVs "
-        f'(<a href="{url}?format=ts">MPEG-TS</a> for older players)</p>\n'
+        f'<p>HLS: <a id=hls href="{url}" data-play=1 data-start="{start:g}">{url}</a> '
+        f"for VLC, ffplay, Safari, iOS and smart TVs{ts}</p>\n"
     )
 
 

@@ -231,6 +231,12 @@ async def test_chromium_plays_a_live_path_with_hls_js_and_natively(
                 )
                 state = await tab.wait_for(PLAYED.format(id="native", seconds=2), timeout=40)
                 assert state["error"] is None, state
+                # the watch page plays it natively too (``?protocol=hls``: WebRTC is its default)
+                await tab.call("Page.navigate", url=hls_server.http(f"watch/{path}?protocol=hls"))
+                await tab.wait_for(f"location.pathname === '/watch/{path}'")
+                state = await tab.wait_for(PLAYED.format(id="player", seconds=2), timeout=40)
+                assert state["error"] is None, state
+                assert (await tab.evaluate("document.getElementById('player').currentSrc")).endswith(url)
             await tab.screenshot(ARTIFACTS / "hls-live-chromium.png")
     finally:
         await asyncio.to_thread(publisher.stop)
