@@ -64,6 +64,22 @@ def next_part(playlist: m3u8.M3U8) -> tuple[int, int]:
     return playlist.media_sequence + len(complete), len(trailing)
 
 
+def part_number(uri: str) -> int:
+    """A part's number in the stream, from its URI (``<stream>-part<n>.m4s``)."""
+    match = re.fullmatch(r"[0-9a-f]{8}-part([0-9]+)\.m4s", uri)
+    assert match, uri
+    return int(match.group(1))
+
+
+def reaches_part(playlist: m3u8.M3U8, number: int) -> bool:
+    """Whether ``playlist`` lists part ``number`` or a later one: what a blocking reload for that part
+    is owed (RFC 8216bis 6.2.5.2, "or later"). Not "lists that part": parts are listed for the last
+    three target durations only, and a loaded machine may send the reload after the part left them
+    (a publisher that fell behind catches up in a burst of parts)."""
+    listed = [part_number(p.uri) for s in playlist.segments for p in s.parts]
+    return bool(listed) and max(listed) >= number
+
+
 def playlist_url(server: ServerProcess, path: str, query: str = "") -> str:
     return server.http(f"hls/{path}/main/media.m3u8") + query
 
