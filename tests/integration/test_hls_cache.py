@@ -19,7 +19,7 @@ import m3u8
 import pytest
 
 from tests.integration.conftest import ROOT, ServerProcess, free_tcp_port, need, start_server
-from tests.integration.test_hls_live import next_part
+from tests.integration.test_hls_live import next_part, part_number, reaches_part
 from tests.integration.test_live import Publisher
 from tests.mediagen import make_live_clip
 from tests.waiting import wait_until
@@ -139,8 +139,10 @@ async def test_two_hundred_players_cause_one_origin_request_per_object(
             for answers in results:
                 assert {status for status, _ in answers} == {200}
                 assert len({body for _, body in answers}) == 1, "every player got the same bytes"
+            # answered once the hinted part was made: it lists that part, or later ones if the stream
+            # moved on before the players' requests went out (a loaded machine)
             hinted = m3u8.loads(results[1][0][1].decode())
-            assert hint in {p.uri for s in hinted.segments for p in s.parts}
+            assert reaches_part(hinted, part_number(hint)), (hint, results[1][0][1].decode())
             grew = {
                 kind: after.get(kind, 0) - before.get(kind, 0)
                 for kind in ("init", "segment", "part", "playlist")
