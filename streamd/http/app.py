@@ -214,6 +214,8 @@ async def _mp4(request: web.Request) -> web.StreamResponse:
     server = _server(request)
     if server.config.path_settings(path).source is not None:
         await server.resolve(path)  # a relayed path: pulled now if it is not yet
+    elif int(server.config.workers) > 1 and path not in server.live and server.config.accepts_publisher(path):
+        await server.resolve(path)  # published in a sibling worker process: relayed here now
     live = server.live.get(path)
     if live is not None and live.online:
         return await serve_live_mp4(request, live, server.web_viewers, request.app[LIVE_VIEWS_KEY])

@@ -127,6 +127,8 @@ class WorkerRuntime:
         rtsp.session_elsewhere = self._session_elsewhere
         rtsp.dispatcher._authorizer = internal.TrustSiblings(rtsp.dispatcher._authorizer)
         self._listener = await internal.listen(rtsp, internal.socket_path(self.identity.run_dir, self.index))
+        for action in await self.channel.request("attach"):  # drains and moves in force: obey them first
+            apply(rtsp.relocator, action)
 
     def http_backend(self, rtsp: Any) -> WholeServer:
         self.whole = WholeServer(rtsp, self.index, self.gather, self.broadcast)
