@@ -21,6 +21,7 @@ import re
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,8 +31,11 @@ CORES_PROJECTED = 32
 CLIP_BITS_PER_SECOND = 1_000_000  # load.CLIP: about 1 Mbit/s per session
 
 
+@dataclass
 class TreeServer(server_process.Server):
     """A server whose CPU and memory are those of its process and every descendant (workers)."""
+
+    rtp_port: int = 0  # the first worker's; worker i has rtp_port + 2 i
 
     def _pids(self) -> list[int]:
         pids, todo = [], [self.process.pid]
@@ -74,7 +78,7 @@ def start(media: Path, log_path: Path, workers: int) -> TreeServer:
         "--rtp-port", str(rtp), "--no-http", "--media", str(media), "--no-test-stream",
         "--workers", str(workers),
     ]  # fmt: skip
-    server = TreeServer(server_process._spawn(args, log_path), port, http_port)
+    server = TreeServer(server_process._spawn(args, log_path), port, http_port, rtp_port=rtp)
     deadline = time.monotonic() + 120
     ready = "all 2 workers ready" if workers > 1 else "serving files under"
     while ready.replace("2", str(workers)) not in log_path.read_text(errors="replace"):

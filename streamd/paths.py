@@ -32,6 +32,10 @@ class SiblingPaths(Protocol):
         """``path`` relayed from the sibling worker that publishes it, online (None: nobody does)."""
         ...
 
+    def is_relay(self, live: LivePath) -> bool:
+        """Whether ``live`` is a sibling's path relayed here (not a publisher of ours)."""
+        ...
+
 
 RELAY_START_TIMEOUT = 10.0  # a reader's DESCRIBE waits this long for a relayed upstream to play
 
@@ -89,6 +93,8 @@ class Paths:
         existing = self.live.get(path)
         if existing is None or existing is besides:
             return False
+        if self.siblings is not None and self.siblings.is_relay(existing):
+            return False  # a sibling worker's path, relayed here: the claim across workers decides
         return existing.online or publisher_alive(existing.publisher)
 
     async def claim(self, path: str, holder: str) -> None:

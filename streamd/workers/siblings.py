@@ -50,7 +50,8 @@ class SiblingRelays:
         if owner is None or owner.worker == self.me or owner.worker < 0:
             return None
         current = self.relays.get(path)
-        if current is not None and current[0] != owner.worker:  # published elsewhere now
+        if current is not None and (current[0] != owner.worker or current[1].retrying):
+            # published elsewhere now, or back after a pause: pull again at once, not after back-off
             await current[1].stop()
             current = None
         if current is None:
@@ -72,7 +73,13 @@ class SiblingRelays:
             current = self.relays[path] = (owner.worker, relay)
         return await current[1].wait_online(START_TIMEOUT)
 
+    def is_relay(self, live: LivePath) -> bool:
+        return any(relay.live is live for _, relay in self.relays.values())
+
     def _online(self, live: LivePath) -> None:
+        existing = self.live.get(live.name)
+        if existing is not None and existing.online and not self.is_relay(existing):
+            return  # a publisher of ours took the path meanwhile: it is served, not the relay
         live.online = True
         self.live[live.name] = live
 

@@ -211,10 +211,13 @@ class WorkerRuntime:
         self._broadcasts.add(task)
         task.add_done_callback(self._broadcasts.discard)
 
-    async def settle(self) -> None:
-        """Wait for the admin actions sent to the siblings to be applied there."""
-        if self._broadcasts:
-            await asyncio.gather(*self._broadcasts, return_exceptions=True)
+    async def settle(self) -> int:
+        """Wait for the admin actions sent to the siblings to be applied there: how many clients
+        they told (REDIRECT)."""
+        if not self._broadcasts:
+            return 0
+        answers = await asyncio.gather(*self._broadcasts, return_exceptions=True)
+        return sum(int(n) for a in answers if isinstance(a, list) for n in a if isinstance(n, int))
 
     # --- handing sockets over -------------------------------------------------------------------
 
