@@ -60,10 +60,21 @@ def build_parser() -> argparse.ArgumentParser:
         const=True,
         help="send nothing early: each access unit at its own time (pacer slack 0; more CPU)",
     )
+    serve.add_argument("--rtsps-port", type=int, help="RTSPS port, with --tls-cert/--tls-key (default: 8322)")
+    serve.add_argument("--https-port", type=int, help="HTTPS port, with --tls-cert/--tls-key (default: 8443)")
+    serve.add_argument("--tls-cert", type=Path, help="PEM certificate (chain): turns on RTSPS and HTTPS")
+    serve.add_argument("--tls-key", type=Path, help="PEM private key of --tls-cert")
+    serve.add_argument(
+        "--rtsp-listen",
+        choices=["on", "loopback", "off"],
+        help="plain RTSP: on, loopback (127.0.0.1 only) or off (RTSPS only) (default: on)",
+    )
     serve.add_argument(
         "--workers",
         help='server processes sharing the ports: a number, or "auto" (one per core); default 1',
     )
+    serve.add_argument("--cluster", help="join a cluster: redis://host:6379/0 (docs/scaling.md)")
+    serve.add_argument("--node-address", help="rtsp://host:port other nodes and clients reach this one at")
     serve.add_argument("--config", type=Path, help="TOML configuration file (keys mirror these flags)")
     serve.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
 
@@ -232,7 +243,14 @@ def _serve(args: argparse.Namespace, argv: list[str] | None = None) -> int:
             "record_segment",
             "send_slack",
             "precise_pacing",
+            "rtsps_port",
+            "https_port",
+            "tls_cert",
+            "tls_key",
+            "rtsp_listen",
             "workers",
+            "cluster",
+            "node_address",
         )
     }
     try:
@@ -292,8 +310,12 @@ async def _run_server(config: ServerConfig, *, http: bool = True, worker: Identi
             shown,
             server.rtsp_port,
         )
+    if server.rtsps_port is not None:
+        log.info("RTSPS (TLS): rtsps://%s:%d/<path>", shown, server.rtsps_port)
     if server.http_port is not None:
         log.info("web page: http://%s:%d/", shown, server.http_port)
+    if server.https_port is not None:
+        log.info("web page over HTTPS: https://%s:%d/", shown, server.https_port)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

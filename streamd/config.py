@@ -27,6 +27,9 @@ MODES = ("tracks", "mpegts")
 TRANSCODE_TARGETS = ("aac", "opus")
 SOURCE_TRANSPORTS = ("tcp", "udp")
 RECORD_FORMATS = ("mp4", "mkv")
+ENCRYPTION_MODES = ("no", "optional", "strict")
+RTSP_LISTEN = ("on", "loopback", "off")
+CLUSTER_MODES = ("relay", "redirect")
 
 
 def _is_rtsp_url(url: str) -> bool:
@@ -35,7 +38,7 @@ def _is_rtsp_url(url: str) -> bool:
         _ = parts.port  # raises on a bad port
     except ValueError:
         return False
-    return parts.scheme == "rtsp" and bool(parts.hostname) and not any(c.isspace() for c in url)
+    return parts.scheme in ("rtsp", "rtsps") and bool(parts.hostname) and not any(c.isspace() for c in url)
 
 
 @dataclass(frozen=True)
@@ -64,8 +67,21 @@ class PathSettings:
     # send to the path's multicast group whenever it is online (players can join from the SDP
     # alone); without it the group send runs only while an RTSP multicast reader plays
     multicast: bool = False
+    # "no", "optional" or "strict" for this path (None: the server's encryption setting)
+    encryption: str | None = None
+    # relay from an rtsps:// source: verify its certificate (false accepts a self-signed one)
+    upstream_tls_verify: bool = True
+    # in a cluster, a live path published on another node is pulled from it ("relay", shared by
+    # this node's readers) or its readers are sent there with 302 ("redirect")
+    cluster_mode: str = "relay"
 
     def __post_init__(self) -> None:
+        if self.encryption is not None and self.encryption not in ENCRYPTION_MODES:
+            raise ConfigError(f"encryption must be one of {', '.join(ENCRYPTION_MODES)}")
+        if not isinstance(self.upstream_tls_verify, bool):
+            raise ConfigError("upstream_tls_verify must be true or false")
+        if self.cluster_mode not in CLUSTER_MODES:
+            raise ConfigError(f"cluster_mode must be one of {', '.join(CLUSTER_MODES)}")
         if self.mode not in MODES:
             raise ConfigError(f"mode must be one of {', '.join(MODES)}, not {self.mode!r}")
         if self.transcode_audio not in (None, *TRANSCODE_TARGETS):
@@ -75,7 +91,7 @@ class PathSettings:
         object.__setattr__(self, "redirect", tuple(self.redirect))  # hashable, and TOML gives a list
         for url in (*self.redirect, *([self.source] if self.source is not None else [])):
             if not isinstance(url, str) or not _is_rtsp_url(url):
-                raise ConfigError(f"{url!r} is not an rtsp:// URL with a host")
+                raise ConfigError(f"{url!r} is not an rtsp:// or rtsps:// URL with a host")
         if self.source_transport not in SOURCE_TRANSPORTS:
             raise ConfigError(f"source_transport must be one of {', '.join(SOURCE_TRANSPORTS)}")
         if not 0 <= self.source_close_after <= 3600:
@@ -116,6 +132,14 @@ class ServerConfig:
     record_dir: Path | None = None  # None: <media>/recordings, so the catalog serves the files
     record_format: str = "mp4"
     record_segment: float = 60.0
+    # live paths as LL-HLS (streamd/hls/live_*.py): segments cut at the first keyframe after
+    # hls_live_segment_seconds, parts of about hls_part_seconds, a DVR window per path in memory
+    hls_live_segment_seconds: float = 1.0
+    hls_part_seconds: float = 0.2
+    hls_dvr_seconds: float = 180.0
+    hls_dvr_bytes: int = 256 * 1024 * 1024  # per path
+    hls_idle_seconds: float = 30.0  # a path's HLS stream is let go after this long without a request
+    hls_max_blocked: int = 10_000  # blocking playlist/part requests waiting at once (503 beyond)
     # --- timing (the defaults are what clients expect; tests shorten them) ---------------------
     reap_interval: float = 1.0  # seconds between sweeps for sessions that timed out
     min_session_timeout: int = 5  # the floor under session_timeout (a guard against typos)
@@ -160,14 +184,51 @@ class ServerConfig:
     jwt_claim: str = "streamd_permissions"  # the claim listing [{action, path}] permissions
     jwt_audience: str | None = None  # if set, tokens must carry it in "aud"
     auth_cache_ttl: float = 5.0  # seconds an external decision is reused (0: never)
+    # --- encryption (issue 15; README "Encryption"): RTSPS and HTTPS with one certificate --------
+    tls_cert: str | None = None  # PEM certificate chain; with tls_key, RTSPS (and HTTPS) listen
+    tls_key: str | None = None  # PEM private key (both files are reloaded when they change)
+    rtsps_port: int = 8322
+    https_port: int = 8443  # HTTPS, when TLS is configured and HTTP runs
+    # plain RTSP: "on", "loopback" (127.0.0.1 only, e.g. behind a local proxy) or "off" (RTSPS only)
+    rtsp_listen: str = "on"
+    https_redirect: bool = False  # the plain HTTP port answers 308 to the same URL over HTTPS
+    tls_handshake_timeout: float = 10.0  # seconds for a TLS handshake before it is dropped
+    # "no": clear and TLS alike; "optional": the same for RTSP (SRTP offered where asked);
+    # "strict": only over TLS (RTSPS, HTTPS); per path too ([paths] encryption)
+    encryption: str = "no"
+    # --- HLS for on-demand files (streamd/hls) ---------------------------------------------------
+    hls_segment_seconds: float = 4.0  # target segment length; cuts fall on keyframes at or after it
+    hls_cache_bytes: int = 256 * 1024 * 1024  # made segments kept in memory, least recently used out
+    # --- WebRTC playback over WHEP (streamd/webrtc) --------------------------------------------
+    webrtc_ice_servers: tuple[str, ...] | list[str] = ()  # stun:/turn: URLs; none: host candidates only
+    webrtc_turn_username: str | None = None  # for the turn: URLs
+    webrtc_turn_password: str | None = None
+    webrtc_max_pending: int = 64  # sessions whose ICE/DTLS has not completed yet, in total (503 beyond)
+    webrtc_max_pending_per_client: int = 16  # per client address
+    webrtc_max_sessions: int = 1000  # WebRTC sessions in total
+    webrtc_connect_timeout: float = 15.0  # seconds for ICE + DTLS; then the session is freed
     # --- worker processes (streamd.workers): 1 is one process; "auto" one per core ------------
     workers: int | str = 1
+    # --- a cluster of nodes on Redis (streamd.cluster; docs/scaling.md) -------------------------
+    cluster: str | None = None  # redis://host:6379/0: register here, claim live paths, pull from peers
+    node_address: str | None = None  # rtsp://host:port others reach this node at (default: host, port)
+    cluster_heartbeat: float = 2.0  # seconds between registrations; a node is gone after 3 missed
+    cluster_balance: bool = False  # send new players (302) to the least-loaded node
+    cluster_balance_margin: int = 2  # ... when it holds at least this many sessions fewer than we do
     paths: dict[str, PathSettings] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self._check_auth()
+        self._check_tls()
         object.__setattr__(self, "workers", _worker_count(self.workers))
-        for name in ("rtsp_port", "http_port", "rtp_port"):
+        if isinstance(self.hls_segment_seconds, bool) or not 1 <= self.hls_segment_seconds <= 30:
+            raise ConfigError("hls_segment_seconds must be between 1 and 30 seconds")
+        if isinstance(self.hls_cache_bytes, bool) or not isinstance(self.hls_cache_bytes, int):
+            raise ConfigError("hls_cache_bytes must be a whole number of bytes")
+        if self.hls_cache_bytes < 0:
+            raise ConfigError("hls_cache_bytes must not be negative")
+        self._check_cluster()
+        for name in ("rtsp_port", "http_port", "rtp_port", "rtsps_port", "https_port"):
             port = getattr(self, name)
             if not 0 <= port <= 65535:
                 raise ConfigError(f"{name} must be a port number (0-65535), not {port}")
@@ -218,6 +279,7 @@ class ServerConfig:
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
         _check_recording(self.record_format, self.record_segment)
+        _check_hls(self)
 
     def _check_auth(self) -> None:
         if isinstance(self.auth_methods, str) or not isinstance(self.auth_methods, tuple | list):
@@ -239,6 +301,55 @@ class ServerConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ConfigError(f"{name} must be a whole number of at least 1, not {value!r}")
+
+    def _check_tls(self) -> None:
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ConfigError("tls_cert and tls_key go together (PEM files): set both or neither")
+        if self.rtsp_listen not in RTSP_LISTEN:
+            raise ConfigError(
+                f"rtsp_listen must be one of {', '.join(RTSP_LISTEN)}, not {self.rtsp_listen!r}"
+            )
+        if self.rtsp_listen == "off" and not self.tls:
+            raise ConfigError('rtsp_listen = "off" needs tls_cert and tls_key (RTSPS would be all there is)')
+        if self.encryption not in ENCRYPTION_MODES:
+            raise ConfigError(
+                f"encryption must be one of {', '.join(ENCRYPTION_MODES)}, not {self.encryption!r}"
+            )
+        if not isinstance(self.https_redirect, bool):
+            raise ConfigError("https_redirect must be true or false")
+        timeout = self.tls_handshake_timeout
+        if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not 0 < timeout <= 3600:
+            raise ConfigError(f"tls_handshake_timeout must be seconds between 0 and 3600, not {timeout!r}")
+
+    @property
+    def tls(self) -> bool:
+        """Whether RTSPS (and HTTPS) are on: a certificate and its key are configured."""
+        return self.tls_cert is not None and self.tls_key is not None
+
+    def encryption_for(self, path: str) -> str:
+        """The encryption policy of ``path``: its own, else the server's."""
+        own = self.path_settings(path).encryption
+        return own if own is not None else self.encryption
+
+    def _check_cluster(self) -> None:
+        if self.cluster is not None:
+            scheme = urlsplit(self.cluster).scheme if isinstance(self.cluster, str) else ""
+            if scheme not in ("redis", "rediss", "unix"):
+                raise ConfigError(
+                    f"cluster must be a redis://, rediss:// or unix:// URL, not {self.cluster!r}"
+                )
+        if self.node_address is not None and (
+            not isinstance(self.node_address, str)
+            or not _is_rtsp_url(self.node_address)
+            or urlsplit(self.node_address).path not in ("", "/")
+        ):
+            raise ConfigError(f"node_address must be rtsp://host:port, not {self.node_address!r}")
+        value = self.cluster_heartbeat
+        if isinstance(value, bool) or not isinstance(value, int | float) or not 0.05 <= value <= 60:
+            raise ConfigError(f"cluster_heartbeat must be between 0.05 and 60 seconds, not {value!r}")
+        margin = self.cluster_balance_margin
+        if isinstance(margin, bool) or not isinstance(margin, int) or margin < 1:
+            raise ConfigError(f"cluster_balance_margin must be a whole number of at least 1, not {margin!r}")
 
     def allows_admin(self, address: str) -> bool:
         """Whether a client at ``address`` may drain the server or move paths."""
@@ -265,6 +376,23 @@ class ServerConfig:
             if any(ch in pattern for ch in "*?[") and fnmatch.fnmatchcase(path, pattern):
                 return settings
         return PathSettings()
+
+
+def _check_hls(config: ServerConfig) -> None:
+    limits = {
+        "hls_live_segment_seconds": (0.5, 60.0),
+        "hls_part_seconds": (0.05, 5.0),
+        "hls_dvr_seconds": (10.0, 86400.0),
+        "hls_dvr_bytes": (1 << 20, 1 << 40),
+        "hls_idle_seconds": (1.0, 3600.0),
+        "hls_max_blocked": (1, 10_000_000),
+    }
+    for name, (low, high) in limits.items():
+        value = getattr(config, name)
+        if isinstance(value, bool) or not isinstance(value, int | float) or not low <= value <= high:
+            raise ConfigError(f"{name} must be between {low:g} and {high:g}, not {value!r}")
+    if config.hls_part_seconds > config.hls_live_segment_seconds:
+        raise ConfigError("hls_part_seconds must not be longer than hls_live_segment_seconds")
 
 
 def _worker_count(value: object) -> int:
@@ -305,6 +433,9 @@ def load_config(file: Path | None, overrides: dict[str, Any]) -> ServerConfig:
             raise ConfigError(f"{file}: {exc}") from exc
         values.update(_from_toml(data, file))
     values.update({k: v for k, v in overrides.items() if v is not None})
+    for key in ("tls_cert", "tls_key"):
+        if isinstance(values.get(key), Path):
+            values[key] = str(values[key].expanduser())
     for key in ("media", "cache_dir", "record_dir"):
         if values.get(key) is not None:
             if not isinstance(values[key], str | Path):

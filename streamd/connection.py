@@ -54,6 +54,8 @@ class RtspConnection(asyncio.Protocol):
         self.label = "client ?"
         self.last_activity = 0.0
         self.sessions: set[str] = set()  # ids of sessions set up on this connection
+        # over TLS (RTSPS, or a tunnel whose halves are HTTPS): what the encryption policy reads
+        self.secure = False
         self._requests: asyncio.Queue[Request | ParseError | None] = asyncio.Queue(MAX_PIPELINED + 1)
         self._worker: asyncio.Task[None] | None = None
         self._writable = asyncio.Event()
@@ -66,6 +68,7 @@ class RtspConnection(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
+        self.secure = transport.get_extra_info("ssl_object") is not None
         peer = transport.get_extra_info("peername") or ("?", 0)
         local = transport.get_extra_info("sockname") or ("?", 0)
         self.peer = (str(peer[0]), int(peer[1]))

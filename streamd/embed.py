@@ -138,6 +138,16 @@ class Server:
         return self.rtsp.rtsp_port if self.rtsp is not None else self.config.rtsp_port
 
     @property
+    def rtsps_port(self) -> int | None:
+        """The RTSPS port once it listens (None without tls_cert and tls_key)."""
+        return self.rtsp.rtsps_port if self.rtsp is not None else None
+
+    @property
+    def https_port(self) -> int | None:
+        """The HTTPS port once it listens (None without HTTP or without TLS)."""
+        return self._web.https_port if self._web is not None else None
+
+    @property
     def http_port(self) -> int | None:
         """The HTTP side's port once it listens (None without HTTP)."""
         return self._web.bound_port if self._web is not None else None

@@ -16,7 +16,7 @@ from typing import TypeVar
 T = TypeVar("T")
 
 # workers per pool: remux steps are short (they park when the client is slow), probes open files
-SIZES: dict[str, int] = {"remux": 4, "probe": 2}
+SIZES: dict[str, int] = {"remux": 4, "probe": 2, "hls": 4}  # hls: segments made on request
 
 _pools: dict[str, ThreadPoolExecutor] = {}
 _lock = threading.Lock()

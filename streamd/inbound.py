@@ -48,6 +48,12 @@ class Inbound:
 
     def _deliver(self, route: Route, data: bytes) -> None:
         session = self._sessions.get(route.session_id)
+        if session is not None and session.srtp is not None:  # authenticated before it counts
+            srtp = session.srtp
+            clear = srtp.rtcp_in(route.track, data) if route.is_rtcp else srtp.rtp_in(route.track, data)
+            if clear is None:
+                return  # bad tag, replay, or no key of the client's: dropped and counted
+            data = clear
         if isinstance(session, PublisherSession):
             session.last_activity = self._monotonic()
             feed(session, route.track, route.is_rtcp, data)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Protocol
 
@@ -63,6 +63,8 @@ class Paths:
         self.owners: PathOwners = LocalOwners()
         # live paths published in a sibling worker process, relayed here (streamd.workers)
         self.siblings: SiblingPaths | None = None
+        # in a cluster: a live path published on another node, pulled from it (streamd.cluster.edge)
+        self.remote: Callable[[str], Awaitable[LivePath | None]] | None = None
 
     async def resolve(self, path: str) -> Resolved:
         """A live path being published, else a file (or the test stream) from the catalog."""
@@ -71,6 +73,13 @@ class Paths:
             live = await self._pull(path)  # also tells the relay a reader is coming
         if (live is None or not live.online) and self.siblings is not None:
             live = await self.siblings.pull(path) or live  # published in a sibling worker
+        if (
+            self.remote is not None
+            and self.config.path_settings(path).source is None
+            and (live is None or not live.online)
+            and self.config.accepts_publisher(path)
+        ):
+            live = await self.remote(path) or live  # published on another node of the cluster
         if live is not None and live.online:
             return Resolved(live_presentation(live), Path(""))
         on_disk = self.catalog.media_dir is not None and (self.catalog.media_dir / path).is_file()
@@ -134,24 +143,28 @@ class Paths:
                 reader.detach(bye=True)
         log.info("%s: %s is offline (%d units relayed)", label or live.publisher, live.name, live.units_in)
 
+    def relay_hooks(self, path: str, kind: str = "relay") -> RelayHooks:
+        """How a relay of ``path`` tells these paths who reads and when it goes on or offline."""
+        return RelayHooks(
+            viewers=lambda: self.viewers(path),
+            online=self.add_live,
+            offline=lambda live, reason: self.remove_live(live, f"{kind} ({reason})"),
+        )
+
     async def _pull(self, path: str) -> LivePath:
         """The relayed path, online: its upstream is pulled now if it is not yet (503/404 if it fails)."""
         relay = self.relays.get(path)
         if relay is None:
             settings = self.config.path_settings(path)
             assert settings.source is not None
-            hooks = RelayHooks(
-                viewers=lambda: self.viewers(path),
-                online=self.add_live,
-                offline=lambda live, reason: self.remove_live(live, f"relay ({reason})"),
-            )
             relay = Relay(
                 path,
                 settings.source,
-                hooks,
+                self.relay_hooks(path),
                 transport=settings.source_transport,
                 close_after=settings.source_close_after,
                 user_agent=self._user_agent,
+                tls_verify=settings.upstream_tls_verify,
             )
             self.relays[path] = relay
         return await relay.wait_online(RELAY_START_TIMEOUT)

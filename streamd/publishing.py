@@ -9,9 +9,11 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from pathlib import Path
+from typing import Protocol
 
 from sdp import SdpParseError
 from sdp import parse as parse_sdp
+from sdp.model import SessionDescription
 from streamd.auth.context import current_user
 from streamd.catalog import Resolved
 from streamd.config import ServerConfig
@@ -24,9 +26,11 @@ from streamd.rtsp.errors import RtspError
 from streamd.rtsp.headers import TransportSpec, format_transport, parse_transport
 from streamd.rtsp.message import Request, Response
 from streamd.rtsp.server_session import (
+    SRTP_PROFILES,
     GoOnline,
     RtspServerSession,
     TrackSetup,
+    TransportFacts,
     choose_record_transport,
     free_channels,
 )
@@ -34,8 +38,21 @@ from streamd.rtsp.transitions import Role
 from streamd.rtsp.url import request_path
 from streamd.server_session import Client, PublisherSession
 from streamd.sessions import SessionRegistry
+from streamd.srtp.announce import AnnouncedKeyError, announced_keys
+from streamd.srtp.mikey import MikeyError
+from streamd.srtp.session import SessionSrtp, client_key
+from streamd.srtp.suites import MasterKey
 
 log = logging.getLogger("streamd")
+
+
+class PathClaims(Protocol):
+    """Who may publish a path across a cluster (:class:`streamd.cluster.node.ClusterNode`)."""
+
+    async def claim(self, path: str, holder: str) -> None:
+        """Own ``path`` for the session ``holder``, or RtspError (403 taken elsewhere, 503 unknown)."""
+
+    def release(self, path: str, holder: str) -> None: ...
 
 
 class Publishing:
@@ -50,6 +67,7 @@ class Publishing:
         udp_ports: Callable[[], tuple[int, int] | None],
         clock: Clock,
         overloaded: Callable[[PublisherSession, str], object],
+        claims: PathClaims | None = None,
     ) -> None:
         """``overloaded(session, why)`` ends a publisher whose packets cost more than its path's
         work budget (``LivePath.on_overload``)."""
@@ -60,6 +78,7 @@ class Publishing:
         self._udp_ports = udp_ports  # the server's RTP/RTCP ports, None without UDP
         self._clock = clock
         self._overloaded = overloaded
+        self._claims = claims  # in a cluster: one publisher per path across the nodes
 
     @property
     def timeout(self) -> int:
@@ -83,8 +102,15 @@ class Publishing:
         except SdpParseError as exc:
             raise RtspError(400, f"announced SDP: {exc}") from exc
         tracks = announced_tracks(description.media)
+        keys = self._announced_keys(client, path, description)
         rtsp = RtspServerSession(path, self.timeout, role=Role.PUBLISHER)
         await self._paths.claim(path, rtsp.id)  # one publisher per path across worker processes
+        if self._claims is not None:  # ... and across the cluster's nodes
+            try:
+                await self._claims.claim(path, rtsp.id)
+            except BaseException:
+                self._paths.release(path, rtsp.id)
+                raise
         session = PublisherSession(
             rtsp=rtsp,
             resolved=Resolved(live_presentation(None, path, tracks), Path("")),
@@ -94,6 +120,10 @@ class Publishing:
             user=current_user.get(),
             publishing=LivePath.from_announce(path, description, tracks, rtsp.id),
         )
+        if keys:
+            session.srtp = SessionSrtp()
+            for index, key in keys.items():
+                session.srtp.receive_with(index, key)
         session.publishing.on_overload = lambda why: self._overloaded(session, why)
         session.last_activity = self._clock()
         self._sessions.add(session)
@@ -120,12 +150,18 @@ class Publishing:
             raise RtspError(461, "SETUP without a Transport header")
         session.rtsp.check("SETUP")
         ports = self._udp_ports()
-        offer = choose_record_transport(parse_transport(header), udp=ports is not None)
+        facts = TransportFacts(secure=client.secure, encryption=self._encryption(live.name))
+        offer = choose_record_transport(parse_transport(header), udp=ports is not None, facts=facts)
+        self._publisher_key(request, session, track.index, offer.profile.upper() in SRTP_PROFILES)
         if offer.lower_transport == "TCP":
             used = self._routes.used_channels(client, besides=(session.id, track.index))
             channels = offer.interleaved or free_channels(used)
             reply = TransportSpec(
-                profile="RTP/AVP", lower_transport="TCP", cast="unicast", interleaved=channels, mode="RECORD"
+                profile=offer.profile.upper(),
+                lower_transport="TCP",
+                cast="unicast",
+                interleaved=channels,
+                mode="RECORD",
             )
             session.rtsp.setup(TrackSetup(track.index, control, reply))
             self._routes.forget_track(session.id, track.index)
@@ -141,7 +177,7 @@ class Publishing:
             assert ports is not None and offer.client_port is not None
             host = client.peer[0]
             reply = TransportSpec(
-                profile="RTP/AVP",
+                profile=offer.profile.upper(),
                 lower_transport="UDP",
                 cast="unicast",
                 client_port=offer.client_port,
@@ -171,6 +207,39 @@ class Publishing:
         response.headers["Session"] = session.rtsp.session_header
         return response, None
 
+    def _encryption(self, path: str) -> str:
+        return self._config.encryption_for(path)
+
+    def _announced_keys(
+        self, client: Client, path: str, description: SessionDescription
+    ) -> dict[int, MasterKey]:
+        """The publisher's SRTP keys in its SDP: only over RTSPS, where the path offers encryption."""
+        try:
+            keys = announced_keys(description)
+        except AnnouncedKeyError as exc:
+            raise RtspError(466, f"announced SRTP keys: {exc}") from None
+        if keys and not client.secure:
+            raise RtspError(403, "SRTP keys in an ANNOUNCE over plain RTSP are refused (use rtsps://)")
+        if keys and self._encryption(path) == "no":
+            raise RtspError(461, f"{path!r} does not offer SRTP (encryption = no)")
+        return keys
+
+    def _publisher_key(self, request: Request, session: PublisherSession, index: int, savp: bool) -> None:
+        """The key a publisher's SETUP gives in ``KeyMgmt`` (GStreamer's rtspclientsink), if any;
+        an RTP/SAVP track needs one, from there or from the ANNOUNCE. A track with a key is
+        SRTP whatever profile its SETUP names (the SDP said so)."""
+        if "KeyMgmt" in request.headers:
+            try:
+                key = client_key(request.headers["KeyMgmt"])
+            except MikeyError as exc:
+                raise RtspError(466, f"unusable KeyMgmt: {exc}") from None
+            if session.srtp is None:
+                session.srtp = SessionSrtp()
+            session.srtp.receive_with(index, key)
+        has_key = session.srtp is not None and index in session.srtp.inbound
+        if savp and not has_key:
+            raise RtspError(466, "RTP/SAVP publishing needs the publisher's key (KeyMgmt or the ANNOUNCE)")
+
     async def record(self, client: Client, request: Request) -> Reply:
         session = session_of(self._sessions, request, client, self._clock, required=True)
         assert session is not None
@@ -196,3 +265,5 @@ class Publishing:
         self._routes.forget_session(session.id)
         self._paths.remove_live(session.publishing, session.label)
         self._paths.release(session.publishing.name, session.id)
+        if self._claims is not None:
+            self._claims.release(session.publishing.name, session.id)

@@ -30,6 +30,7 @@ from streamd.auth.model import Authorizer
 from streamd.auth.nonces import NonceBook
 from streamd.auth.users import Policy
 from streamd.catalog import Catalog, Resolved
+from streamd.cluster.service import Cluster
 from streamd.config import ServerConfig
 from streamd.connection import RtspConnection
 from streamd.handlers.common import loop_clock
@@ -48,8 +49,12 @@ from streamd.publishing import Publishing
 from streamd.relocator import Relocator
 from streamd.routing import PacketRoutes
 from streamd.rtsp.message import InterleavedFrame, Request, Response
+from streamd.security.gate import EncryptionGate
+from streamd.server_session import PublisherSession
 from streamd.session_report import snapshot
 from streamd.sessions import Caps, SessionRegistry
+from streamd.tls.acceptor import Handshakes, TlsAcceptor
+from streamd.tls.certificates import Certificates
 from streamd.transport.multicast import multicast_interface
 from streamd.transport.udp import UdpPair
 from streamd.version import __version__
@@ -99,6 +104,18 @@ class RtspServer:
         self.paths = Paths(
             config, catalog, self.multicast, self.recordings, self.sessions.on_path, self.server_header
         )
+        # a cluster of nodes on Redis (streamd.cluster): path claims, edge relays, balancing
+        self.cluster = (
+            Cluster(
+                config,
+                load=lambda: len(self.sessions),
+                draining=lambda: self.relocator.relocations.draining,
+                drain_targets=lambda: self.relocator.relocations.drain_to,
+                lost=self._path_lost,
+            )
+            if config.cluster is not None
+            else None
+        )
         self.publishing = Publishing(  # ANNOUNCE/RECORD
             config,
             self.sessions,
@@ -107,11 +124,22 @@ class RtspServer:
             self._udp_ports,
             clock,
             overloaded=lambda session, why: self.lifecycle.begin(session, why, send_bye=True),
+            claims=self.cluster.node if self.cluster is not None else None,
         )
         self.lifecycle = Lifecycle(
             self.sessions, self.routes, self.multicast, self.publishing.unpublish, lambda: self.connections
         )
         self.relocator = Relocator(config, self.sessions, lambda: self.connections, self.lifecycle)
+        moved = self.relocator.moved
+        if self.cluster is not None:
+            self.cluster.attach(
+                lambda path: self.paths.relay_hooks(path, "edge relay"),
+                lambda path: path in self.paths.live,
+                self.server_header,
+            )
+            assert self.cluster.edge is not None
+            self.paths.remote = self.cluster.edge.pull
+            moved = self.cluster.moved(self.relocator.moved)
         self.player = PlayerHandlers(
             PlayerContext(
                 config=config,
@@ -137,19 +165,26 @@ class RtspServer:
         )
         # what RTSP, tunnels and HTTP ask: the local users, behind JWT / hook when configured
         self.authorizer = authorizer or with_external(config, self.authenticator)
+        # strict encryption (per server or path) refuses what arrives in clear, before credentials
+        self.authorizer = EncryptionGate(self.authorizer, config.encryption_for)
         # connections without an authorized request yet, and when they opened (auth_deadline)
         self._unauthorized: dict[RtspConnection, float] = {}
         self.auth_counters: dict[str, int] = {"auth_deadline_closes": 0}
         self.dispatcher = Dispatcher(
             self.server_header,
             method_table(self.player, self.publishing),
-            self.relocator.moved,
+            moved,
             self.authorizer,
             self.sessions.get,
             clock,
             authorized=lambda client: self._unauthorized.pop(client, None),  # type: ignore[arg-type]
         )
         self._servers: list[asyncio.AbstractServer] = []
+        self._rtsp_listener: asyncio.AbstractServer | None = None
+        self._rtsps_listener: asyncio.AbstractServer | None = None
+        # TLS (RTSPS here, HTTPS on the HTTP side): the certificate, reloaded when its files change
+        self.certificates: Certificates | None = None
+        self.rtsps: Handshakes | None = None
         self._reaper: asyncio.Task[None] | None = None
         # set by the HTTP side: takes over an RTSP-port connection whose first request is HTTP
         # (RTSP-over-HTTP tunnelling, or a browser pointed at the RTSP port)
@@ -169,19 +204,57 @@ class RtspServer:
             self.udp = UdpPair(self.inbound.rtcp_datagram, self.inbound.rtp_datagram)
             await self.udp.open(self.config.host, self.config.rtp_port)
             self.player.c.udp = self.udp
-        server = await loop.create_server(
-            lambda: RtspConnection(self),
-            self.config.host,
-            self.config.rtsp_port,
-            reuse_address=True,
-            reuse_port=int(self.config.workers) > 1 or None,  # worker processes share the port
-        )
-        self._servers.append(server)
+        shared = int(self.config.workers) > 1  # worker processes share the listening ports
+        if self.config.tls:
+            assert self.config.tls_cert is not None and self.config.tls_key is not None
+            self.certificates = Certificates(self.config.tls_cert, self.config.tls_key)
+            self.rtsps = self.handshakes("RTSPS")
+        if self.config.rtsp_listen != "off":
+            host = "127.0.0.1" if self.config.rtsp_listen == "loopback" else self.config.host
+            self._rtsp_listener = await loop.create_server(
+                lambda: RtspConnection(self),
+                host,
+                self.config.rtsp_port,
+                reuse_address=True,
+                reuse_port=shared or None,
+            )
+            self._servers.append(self._rtsp_listener)
+        if self.rtsps is not None:
+            rtsps = self.rtsps
+            self._rtsps_listener = await loop.create_server(
+                lambda: TlsAcceptor(rtsps, lambda: RtspConnection(self)),
+                self.config.host,
+                self.config.rtsps_port,
+                reuse_address=True,
+                reuse_port=shared or None,
+            )
+            self._servers.append(self._rtsps_listener)
         self._reaper = loop.create_task(self._reap(), name="session reaper")
+        if self.cluster is not None:
+            await self.cluster.start(self.rtsp_port)
+
+    def handshakes(self, what: str) -> Handshakes:
+        """TLS handshakes for one listener (RTSPS, HTTPS): this certificate, deadline and limits."""
+        assert self.certificates is not None
+        return Handshakes(
+            self.certificates.front_context(),
+            self.config.tls_handshake_timeout,
+            Admission(
+                self.config.max_connections, self.config.max_connections_per_client, f"{what} handshakes"
+            ),
+            what,
+        )
 
     @property
     def rtsp_port(self) -> int:
-        return self._servers[0].sockets[0].getsockname()[1] if self._servers else self.config.rtsp_port
+        listener = self._rtsp_listener
+        return listener.sockets[0].getsockname()[1] if listener is not None else self.config.rtsp_port
+
+    @property
+    def rtsps_port(self) -> int | None:
+        """The RTSPS port once it listens (None without TLS)."""
+        listener = self._rtsps_listener
+        return listener.sockets[0].getsockname()[1] if listener is not None else None
 
     async def stop(self) -> None:
         """Stop cleanly: every playing client gets RTCP BYE, then sockets close."""
@@ -195,6 +268,8 @@ class RtspServer:
         await self.lifecycle.wait()
         self.multicast.close()
         await self.paths.close()
+        if self.cluster is not None:
+            await self.cluster.close()  # release our claims, unregister
         for connection in list(self.connections):
             connection.close()
         await self.recordings.close()  # finish the files being written (MP4: the moov)
@@ -203,6 +278,12 @@ class RtspServer:
         if self.udp is not None:
             await asyncio.sleep(0.05)  # let the BYE datagrams leave
             self.udp.close()
+
+    def _path_lost(self, path: str, node: str) -> None:
+        """The cluster gave ``path`` to another node (we were cut off past the claim's TTL)."""
+        for session in self.sessions.values():
+            if isinstance(session, PublisherSession) and session.publishing.name == path:
+                self.lifecycle.begin(session, f"{path} is now published on {node}", send_bye=True)
 
     async def _reap(self) -> None:
         """Every ``reap_interval``: end timed-out sessions, close idle connections without any."""

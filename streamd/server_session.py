@@ -19,6 +19,7 @@ from streamd.live.multicast import MulticastSink
 from streamd.live.reader import LiveReader
 from streamd.playback import Binding, Playback
 from streamd.rtsp.server_session import RtspServerSession
+from streamd.srtp.session import SessionSrtp
 from streamd.transport.interleaved import FrameWriter
 
 
@@ -29,6 +30,7 @@ class Client(FrameWriter, Protocol):
     local: tuple[str, int]
     label: str
     sessions: set[str]  # ids of sessions set up on this connection
+    secure: bool  # it arrived over TLS (RTSPS, or a tunnel over HTTPS)
 
 
 @dataclass(kw_only=True)
@@ -42,6 +44,7 @@ class ServerSession:
     owner: Client | None = None  # the RTSP connection that made it (or took it over, same client)
     user: str | None = None  # the user it was made for (another connection must log in as it)
     connection: Client | None = None  # set when its packets travel on that connection (interleaved)
+    srtp: SessionSrtp | None = None  # its media travels as SRTP (RTP/SAVP): keys and SRTCP checks
     last_activity: float = 0.0
     started: float = field(default_factory=time.monotonic)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 
+import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis.database import DirectoryBasedExampleDatabase
 
@@ -31,3 +32,22 @@ settings.register_profile(
     suppress_health_check=[HealthCheck.too_slow],
 )
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE") or "ci")
+
+
+# --- parallel runs (pytest-xdist, what scripts/test does) ------------------------------------------
+#
+# scripts/test runs the tests on several workers, a test module at a time (``--dist loadfile``: a
+# module's server and media fixtures are made once). A test whose assertions load can break
+# (rates, lateness, elapsed time) is marked ``@pytest.mark.serial``: a parallel run leaves it out
+# and scripts/test runs it afterwards, alone (``-m serial``).
+
+
+def _parallel(config: pytest.Config) -> bool:
+    return bool(os.environ.get("PYTEST_XDIST_WORKER")) or config.getoption("dist", "no") != "no"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    serial = [item for item in items if item.get_closest_marker("serial")]
+    if serial and _parallel(config):
+        config.hook.pytest_deselected(items=serial)
+        items[:] = [item for item in items if not item.get_closest_marker("serial")]

@@ -29,6 +29,7 @@ class AuthRequest:
     token: str | None = None
     # other actions any of which would do as well (RTSP OPTIONS: a reader's or a publisher's)
     alternatives: tuple[Action, ...] = ()
+    secure: bool = False  # arrived over TLS (RTSPS, HTTPS, a tunnel over HTTPS): issue 15's policy
 
 
 @dataclass(frozen=True)

@@ -9,8 +9,9 @@ handler runs, so sessions are bound to it."""
 
 from __future__ import annotations
 
+import inspect
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from weakref import WeakKeyDictionary
 
 from streamd.auth.context import current_user
@@ -32,7 +33,7 @@ class Dispatcher:
         self,
         server_header: str,
         handlers: Mapping[str, Handler],
-        moved: Callable[[Request], Response | None],
+        moved: Callable[[Request], Response | Awaitable[Response | None] | None],
         authorizer: Authorizer,
         session: Callable[[str], ServerSession | None],
         clock: Clock,
@@ -65,6 +66,8 @@ class Dispatcher:
             token = current_user.set(user)
             try:
                 redirect = self._moved(request)
+                if inspect.isawaitable(redirect):  # a cluster asks its store (streamd.cluster)
+                    redirect = await redirect
                 response, after = (redirect, None) if redirect else await handler(client, request)
             finally:
                 current_user.reset(token)
@@ -117,6 +120,7 @@ class Dispatcher:
                 authorization=authorization,
                 token=token,
                 alternatives=("publish",) if request.method == "OPTIONS" and action == "read" else (),
+                secure=client.secure,
             ),
             self._clock(),
         )

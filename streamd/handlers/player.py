@@ -5,10 +5,13 @@ performs what they decide: sinks, routes, playback, live readers, multicast memb
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+import time
+import weakref
+from dataclasses import dataclass, replace
 from fractions import Fraction
 
 from media.unit_cache import UnitCache
+from sdp import write as write_sdp
 from streamd.auth.context import current_user
 from streamd.config import ServerConfig
 from streamd.handlers.common import (
@@ -23,6 +26,7 @@ from streamd.live.multicast import MulticastService, MulticastSink
 from streamd.live.reader import LiveReader
 from streamd.playback import Binding, Playback, PlayRequest
 from streamd.routing import PacketRoutes, Route
+from streamd.rtp.clock import unix_to_ntp
 from streamd.rtp.outgoing import OutgoingStream
 from streamd.rtp.pacing import PacingSettings
 from streamd.rtsp.errors import RtspError
@@ -50,11 +54,17 @@ from streamd.rtsp.server_session import (
     rtp_info_header,
     session_parameters,
     set_parameters,
+    uses_srtp,
 )
 from streamd.rtsp.transitions import PUBLIC_METHODS, State
 from streamd.rtsp.url import base_url, request_path, split_control
 from streamd.server_session import Client, PlayerSession, PublisherSession, ServerSession
 from streamd.sessions import SessionRegistry
+from streamd.srtp.context import Protector
+from streamd.srtp.mikey import MikeyError, format_key_mgmt
+from streamd.srtp.offer import OfferBook, add_keys_to_sdp
+from streamd.srtp.session import SessionSrtp, client_key
+from streamd.srtp.sink import protect_sink
 from streamd.transport.interleaved import InterleavedSink
 from streamd.transport.udp import UdpPair, UdpSink
 
@@ -82,6 +92,11 @@ class PlayerContext:
 class PlayerHandlers:
     def __init__(self, context: PlayerContext) -> None:
         self.c = context
+        self._offers: weakref.WeakKeyDictionary[Client, OfferBook] = weakref.WeakKeyDictionary()
+
+    def encryption(self, path: str) -> str:
+        """The path's encryption policy ("no", "optional", "strict")."""
+        return self.c.config.encryption_for(path)
 
     @property
     def timeout(self) -> int:
@@ -104,7 +119,16 @@ class PlayerHandlers:
         if control is not None:
             raise RtspError(404, "DESCRIBE names a track, not a presentation")
         resolved = await self.c.paths.resolve(path)
-        body = resolved.presentation.sdp(client.local[0]).encode()
+        presentation = resolved.presentation
+        if client.secure and self.encryption(path) != "no":
+            # SRTP offered both ways clients read keys: SDES (ffmpeg) and MIKEY (GStreamer, live555)
+            description = presentation.session_description(client.local[0])
+            indexes = [t.track.index for t in presentation.tracks]
+            offer = self._offers.setdefault(client, OfferBook()).offer(path, indexes)
+            add_keys_to_sdp(description, offer, indexes, unix_to_ntp(time.time()))
+            body = write_sdp(description).encode()
+        else:
+            body = presentation.sdp(client.local[0]).encode()
         response = Response(200, body=body)
         response.headers["Content-Type"] = "application/sdp"
         response.headers["Content-Base"] = base_url(request.uri)
@@ -113,9 +137,17 @@ class PlayerHandlers:
 
     # --- SETUP ------------------------------------------------------------------------------
 
-    def transport_facts(self, live: bool) -> TransportFacts:
+    def transport_facts(self, live: bool, client: Client | None = None, path: str = "") -> TransportFacts:
         refusal = "UDP is disabled" if self.c.udp is None else self.c.multicast.refusal(live)
-        return TransportFacts(tcp=self.c.config.tcp, udp=self.c.udp is not None, multicast_refusal=refusal)
+        book = self._offers.get(client) if client is not None else None
+        return TransportFacts(
+            tcp=self.c.config.tcp,
+            udp=self.c.udp is not None,
+            multicast_refusal=refusal,
+            secure=client is not None and client.secure,
+            encryption=self.encryption(path),
+            keys_offered=book is not None and book.has(path),
+        )
 
     async def setup(self, client: Client, request: Request, session: ServerSession | None) -> Reply:
         assert session is None or isinstance(session, PlayerSession)
@@ -140,7 +172,19 @@ class PlayerHandlers:
             raise RtspError(461, "SETUP without a Transport header")
         is_live = presentation.info.format_name == "live"
         offers = parse_transport(header)
-        wanted = choose_transport(offers, session.rtsp if session else None, self.transport_facts(is_live))
+        facts = self.transport_facts(is_live, client, path)
+        if session is not None and session.srtp is not None:
+            facts = replace(facts, keys_offered=True)  # the session's keys bind its later tracks too
+        wanted = choose_transport(offers, session.rtsp if session else None, facts)
+        srtp = uses_srtp(wanted, facts)
+        if srtp and wanted.cast == "multicast":
+            raise RtspError(461, "SRTP over multicast is not offered yet")
+        their_key = None
+        if srtp and "KeyMgmt" in request.headers:
+            try:
+                their_key = client_key(request.headers["KeyMgmt"])
+            except MikeyError as exc:
+                raise RtspError(466, f"unusable KeyMgmt: {exc}") from None
         if session is None:
             self.c.sessions.check_new_session(client)
             session = PlayerSession(
@@ -156,6 +200,13 @@ class PlayerHandlers:
         previous = session.bindings.get(index)
         if previous is None and session.playback is not None:
             raise RtspError(455, "cannot add a track to a session that has played; start a new session")
+        if srtp and session.srtp is None:
+            book = self._offers.get(client)
+            offered = book.take(path) if book is not None else None
+            session.srtp = SessionSrtp(offered) if offered is not None else SessionSrtp()
+        elif not srtp and session.srtp is not None:
+            raise RtspError(461, "this session's tracks travel as SRTP: all of them must")
+        track_key = session.srtp.offer.key_for(index) if session.srtp is not None else None
         stream = (
             previous.stream
             if previous is not None
@@ -163,9 +214,15 @@ class PlayerHandlers:
                 streamable.payload_format,
                 streamable.track.time_base,
                 cname=f"streamd-{session.id}@{self.c.cname_host}",
+                **({"ssrc": track_key.ssrc} if track_key is not None else {}),
             )
         )
         reply, sink = self._make_sink(wanted, client, session, index, stream)
+        if track_key is not None and session.srtp is not None:
+            sink = protect_sink(sink, Protector(track_key.key))
+            reply.profile = wanted.profile.upper()
+            if their_key is not None:
+                session.srtp.receive_with(index, their_key)
         if isinstance(sink, MulticastSink):
             stream = sink.sender.tracks[index].stream  # the shared send's, not one of our own
             session.rtsp.multicast = True
@@ -175,13 +232,14 @@ class PlayerHandlers:
         if previous is not None:
             self.c.routes.forget_track(session.id, index)
         session.bindings[index] = Binding(streamable, stream, sink)
-        if isinstance(sink, UdpSink):
-            self.c.routes.add_udp(sink.rtcp_addr, Route(session.id, index, True))
+        inner = getattr(sink, "inner", sink)
+        if isinstance(inner, UdpSink):
+            self.c.routes.add_udp(inner.rtcp_addr, Route(session.id, index, True))
         else:
             session.connection = client
-            if isinstance(sink, InterleavedSink):
-                self.c.routes.add_channel(client, sink.rtp_channel, Route(session.id, index, False))
-                self.c.routes.add_channel(client, sink.rtcp_channel, Route(session.id, index, True))
+            if isinstance(inner, InterleavedSink):
+                self.c.routes.add_channel(client, inner.rtp_channel, Route(session.id, index, False))
+                self.c.routes.add_channel(client, inner.rtcp_channel, Route(session.id, index, True))
         client.sessions.add(session.id)
         session.last_activity = self.c.clock()
         log.info(
@@ -195,6 +253,9 @@ class PlayerHandlers:
         response = Response(200)
         response.headers["Transport"] = format_transport(reply)
         response.headers["Session"] = session.rtsp.session_header
+        if track_key is not None:  # our key again, for a client that did not DESCRIBE on this connection
+            mikey = track_key.mikey(unix_to_ntp(time.time()))
+            response.headers["KeyMgmt"] = format_key_mgmt(request.uri, mikey)
         return response, None
 
     def _make_sink(

@@ -1,6 +1,6 @@
 """Who may see what on the HTTP side: each route asks the server's Authorizer (action, path).
 
-Media routes (``/watch``, ``/mp4``, ``/files``, ``/sdp``) are ``read`` of their path; ``/metrics``
+Media routes (``/watch``, ``/mp4``, ``/files``, ``/sdp``, ``/hls``) are ``read`` of their path; ``/metrics``
 is ``metrics``; the session list and the admin endpoints are ``api``; the index page and
 ``/api/v1/paths`` list only what the user may read (filtered, not refused); the OpenAPI document
 is open. A refusal carries the Authorizer's status and headers (a 401's ``WWW-Authenticate`` makes
@@ -33,6 +33,8 @@ RULES: dict[str, Rule] = {
     "/mp4/{path}": "read",
     "/files/{path}": "read",
     "/sdp/{path}": "read",
+    "/hls/{path}/index.m3u8": "read",  # streamd/hls/routes.py
+    "/hls/{path}/{rendition}/{name}": "read",
     "/metrics": "metrics",
     "/api/v1/openapi.json": "open",
     "/": "self",
@@ -42,6 +44,8 @@ RULES: dict[str, Rule] = {
     "/api/v1/multicast": "self",
     "/api/v1/drain": "self",
     "/api/v1/move/{path}": "self",
+    "/whep/{path}": "read",  # WebRTC playback (streamd/webrtc)
+    "/whep-session/{id}": "open",  # the session's resource: its unguessable id is the key
 }
 TEXTS = {401: "authentication required", 403: "not allowed", 503: "too many failed logins; try later"}
 
@@ -75,6 +79,7 @@ async def check(request: web.Request, action: Action, path: str) -> AuthResult:
         path=path,
         authorization=request.headers.get("Authorization"),
         token=request.query.get("jwt") or None,
+        secure=request.secure,
     )
     return await _authorizer(request).authorize(auth, asyncio.get_running_loop().time())
 
@@ -140,6 +145,8 @@ async def authorize(
     request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
 ) -> web.StreamResponse:
     """Checks the routes whose rule is an action before their handler runs."""
+    if request.method == "OPTIONS":  # a CORS preflight: never carries credentials, answers nothing
+        return await handler(request)
     route = request.match_info.route
     rule = RULES.get(route.resource.canonical if route.resource is not None else "", "open")
     if rule in ("read", "metrics", "api"):

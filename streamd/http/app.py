@@ -17,10 +17,12 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 
 from streamd.auth.defaults import AdminRuleByDefault, unconfigured
+from streamd.hls.routes import add_hls_routes
 from streamd.http import fmp4, metrics
 from streamd.http.access import AUTHORIZER_KEY, authorize, check, reader, refuse
 from streamd.http.admin import add_admin_routes
 from streamd.http.files import send_file
+from streamd.http.https import redirect_middleware
 from streamd.http.listing import PAGE_SIZE, describe, list_entries, public_reason, rtsp_base
 from streamd.http.live_mp4 import MAX_VIEWERS, serve_live_mp4
 from streamd.http.openapi import OPENAPI
@@ -31,6 +33,8 @@ from streamd.limits import Admission
 from streamd.rtsp.errors import RtspError
 from streamd.rtsp.message import Request
 from streamd.rtsp.parser import MessageParser
+from streamd.tls.acceptor import Handshakes, TlsAcceptor
+from streamd.webrtc.routes import add_whep_routes
 
 if TYPE_CHECKING:
     from streamd.catalog import Catalog
@@ -51,9 +55,17 @@ REMUXES_KEY = web.AppKey("remuxes", Admission)
 LIVE_VIEWS_KEY = web.AppKey("live_views", Admission)
 
 
-def build_app(server: HttpBackend, catalog: Catalog, hub: TunnelHub | None = None) -> web.Application:
-    """The aiohttp application (without a listener: tests drive it with aiohttp's test client)."""
-    app = web.Application(client_max_size=MAX_REQUEST_BODY, middlewares=[_errors, authorize])
+def build_app(
+    server: HttpBackend,
+    catalog: Catalog,
+    hub: TunnelHub | None = None,
+    https_port: Callable[[], int | None] | None = None,
+) -> web.Application:
+    """The aiohttp application (without a listener: tests drive it with aiohttp's test client).
+
+    ``https_port``: with ``https_redirect``, where requests that arrive in clear are sent."""
+    redirect = [redirect_middleware(https_port)] if https_port and server.config.https_redirect else []
+    app = web.Application(client_max_size=MAX_REQUEST_BODY, middlewares=[*redirect, _errors, authorize])
     app[SERVER_KEY] = server
     app[AUTHORIZER_KEY] = AdminRuleByDefault(server.authorizer, server.config)
     app[CATALOG_KEY] = catalog
@@ -79,6 +91,8 @@ def build_app(server: HttpBackend, catalog: Catalog, hub: TunnelHub | None = Non
         ]
     )
     add_admin_routes(app, server)
+    add_hls_routes(app, server, catalog, app[REGISTRY_KEY])  # type: ignore[arg-type]  # /hls/<path>/...
+    add_whep_routes(app, server)  # WebRTC playback (streamd/webrtc)
     return app
 
 
@@ -292,9 +306,11 @@ class HttpService:
         self.host = host
         self.port = port
         self.hub = TunnelHub(server, server.authorizer)
-        self.app = build_app(server, catalog, self.hub)
+        self.app = build_app(server, catalog, self.hub, lambda: self.https_port)
         self.runner = web.AppRunner(self.app, handler_cancellation=True, access_log=None)
         self._listener: asyncio.AbstractServer | None = None
+        self._https: asyncio.AbstractServer | None = None  # the same front behind TLS (tls_cert)
+        self.handshakes: Handshakes | None = None
 
     async def start(self) -> None:
         await self.runner.setup()
@@ -306,11 +322,25 @@ class HttpService:
             reuse_address=True,
             reuse_port=int(self.server.config.workers) > 1 or None,  # worker processes share the port
         )
+        if self.server.config.tls:
+            handshakes = self.handshakes = self.server.handshakes("HTTPS")
+            self._https = await loop.create_server(
+                lambda: TlsAcceptor(handshakes, lambda: HttpFront(self)),
+                self.host,
+                self.server.config.https_port,
+                reuse_address=True,
+                reuse_port=int(self.server.config.workers) > 1 or None,
+            )
         self.server.http_hand_over = self.take_over
 
     @property
     def bound_port(self) -> int:
         return self._listener.sockets[0].getsockname()[1] if self._listener else self.port
+
+    @property
+    def https_port(self) -> int | None:
+        """The HTTPS port once it listens (None without TLS)."""
+        return self._https.sockets[0].getsockname()[1] if self._https else None
 
     def take_over(self, transport: asyncio.Transport, request: Request, rest: bytes) -> None:
         """Serve a connection whose first request (already parsed) is HTTP."""
@@ -329,6 +359,8 @@ class HttpService:
             handler.data_received(data)
 
     async def stop(self) -> None:
+        if self._https is not None:
+            self._https.close()
         if self._listener is not None:
             self._listener.close()
         self.server.http_hand_over = None
@@ -336,6 +368,8 @@ class HttpService:
         await self.runner.cleanup()
         if self._listener is not None:
             await self._listener.wait_closed()
+        if self._https is not None:
+            await self._https.wait_closed()
 
 
 class HttpFront(asyncio.Protocol):

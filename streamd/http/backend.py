@@ -14,6 +14,7 @@ from streamd.live.hub import LivePath
 from streamd.live.multicast import MulticastService
 from streamd.live.recorder import Recordings
 from streamd.relocator import Relocator
+from streamd.tls.acceptor import Handshakes
 
 
 class PathsView(Protocol):
@@ -57,3 +58,7 @@ class HttpBackend(PathsView, SessionView, ConnectionOwner, Protocol):
     def rtsp_port(self) -> int: ...
 
     def auth_metrics(self) -> dict[str, int]: ...
+
+    def handshakes(self, what: str) -> Handshakes:
+        """TLS handshakes for a listener with the server's certificate (only when config.tls)."""
+        ...

@@ -14,6 +14,8 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from streamd.srtp.context import SRTP_STATS
+
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 Snapshot = Callable[[], list[dict[str, Any]]]
@@ -114,6 +116,22 @@ class SessionCollector(Collector):
         counts = self.auth()
         for name, text in AUTH_COUNTERS.items():
             yield CounterMetricFamily(f"streamd_{name}", text, value=counts.get(name, 0))
+        # SRTP (issue 15): packets protected, and what clients sent that failed its checks
+        srtp = SRTP_STATS
+        yield CounterMetricFamily(
+            "streamd_srtp_packets_protected", "RTP packets sent as SRTP", value=srtp.protected
+        )
+        dropped = CounterMetricFamily(
+            "streamd_srtp_dropped", "SRTP/SRTCP packets from clients dropped", labels=["reason"]
+        )
+        for reason, value in (
+            ("auth", srtp.auth_failed),
+            ("replay", srtp.replayed),
+            ("malformed", srtp.malformed),
+            ("no_client_key", srtp.unkeyed),
+        ):
+            dropped.add_metric([reason], value)
+        yield dropped
 
 
 def make_registry(

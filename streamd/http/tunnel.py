@@ -100,6 +100,8 @@ class TunnelHub:
                 _refuse(transport, 404, "no tunnel with this x-sessioncookie (send the GET first)")
             elif _client(transport) != tunnel.client:
                 _refuse(transport, 403, "this tunnel's GET came from another client address")
+            elif _secure(transport) != _secure(tunnel.get):  # RTSP requests travel on the POST
+                _refuse(transport, 403, "this tunnel's GET and POST differ in TLS (both HTTPS or neither)")
             else:
                 tunnel.attach_post(transport, rest)
 
@@ -128,6 +130,7 @@ class TunnelHub:
             path=path,
             authorization=request.headers.get("Authorization"),
             token=token,
+            secure=_secure(transport),
         )
         try:
             result = await self.authorizer.authorize(auth, asyncio.get_running_loop().time())
@@ -187,6 +190,10 @@ class _Held(asyncio.Protocol):
 def _client(transport: asyncio.Transport) -> str:
     peer = transport.get_extra_info("peername")
     return str(peer[0]) if peer else "?"
+
+
+def _secure(transport: asyncio.BaseTransport) -> bool:
+    return transport.get_extra_info("ssl_object") is not None
 
 
 def _refuse(

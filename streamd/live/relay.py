@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import logging
 import socket
+import ssl
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from urllib.parse import urlsplit, urlunsplit
@@ -33,6 +34,7 @@ from streamd.rtsp.client import Answered, ClientProtocol, ServerRequest, control
 from streamd.rtsp.errors import RtspError, reason_phrase
 from streamd.rtsp.headers import TransportSpec, format_transport, parse_transport
 from streamd.rtsp.message import InterleavedFrame, Response
+from streamd.tls.client import RTSPS_DEFAULT_PORT, client_context, is_secure_url
 
 log = logging.getLogger(__name__)
 
@@ -74,10 +76,13 @@ class UpstreamConnection:
         url: str,
         on_frame: Callable[[InterleavedFrame], None],
         user_agent: str,
+        *,
+        tls_verify: bool = True,
         opener: Opener | None = None,
     ) -> None:
         self.protocol = ClientProtocol(url, user_agent=user_agent)
-        self.opener = opener  # None: TCP to the URL's host and port
+        self.tls_verify = tls_verify  # rtsps:// only: check the upstream's certificate and name
+        self.opener = opener  # None: TCP (or TLS) to the URL's host and port
         self.on_frame = on_frame
         self.closed = asyncio.Event()
         self.local_host = "0.0.0.0"
@@ -88,11 +93,16 @@ class UpstreamConnection:
 
     async def connect(self) -> None:
         parts = urlsplit(self.protocol.url)
-        host, port = parts.hostname or "", parts.port or 554
+        secure = is_secure_url(self.protocol.url)
+        host, port = parts.hostname or "", parts.port or (RTSPS_DEFAULT_PORT if secure else 554)
+        tls = {"ssl": client_context(self.tls_verify)} if secure else {}
         try:
             reader, self._writer = await asyncio.wait_for(
-                self.opener() if self.opener else asyncio.open_connection(host, port), REQUEST_TIMEOUT
+                self.opener() if self.opener else asyncio.open_connection(host, port, **tls),
+                REQUEST_TIMEOUT,
             )
+        except ssl.SSLError as exc:
+            raise UpstreamError(502, f"TLS with {host}:{port} failed: {exc.reason or exc}") from exc
         except (OSError, TimeoutError) as exc:
             raise UpstreamError(503, f"cannot connect to {host}:{port}: {exc or 'timed out'}") from exc
         if self.opener is None:
@@ -210,11 +220,14 @@ class Relay:
         transport: str = "tcp",
         close_after: float = 10.0,
         user_agent: str = "streamd",
+        tls_verify: bool = True,
         opener: Opener | None = None,
     ) -> None:
-        """``opener``: how to reach the upstream instead of TCP to the URL's host (a sibling
+        """``tls_verify``: for an ``rtsps://`` source, whether its certificate must verify.
+        ``opener``: how to reach the upstream instead of TCP to the URL's host (a sibling
         worker's private unix socket, :mod:`streamd.workers`)."""
         self.name, self.source, self.hooks = name, source, hooks
+        self.tls_verify = tls_verify
         self.opener = opener
         self.transport = transport
         self.close_after = close_after
@@ -322,7 +335,9 @@ class Relay:
             if (route := channels.get(frame.channel)) is not None:
                 self._data(*route, frame.payload)
 
-        upstream = UpstreamConnection(self.source, on_frame, self.user_agent, self.opener)
+        upstream = UpstreamConnection(
+            self.source, on_frame, self.user_agent, tls_verify=self.tls_verify, opener=self.opener
+        )
         try:
             live, aggregate = await self._start(upstream, channels, sockets)
             reason = "relay failed"

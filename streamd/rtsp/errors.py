@@ -32,6 +32,7 @@ STATUS_REASONS: dict[int, str] = {
     460: "Only Aggregate Operation Allowed",
     461: "Unsupported Transport",
     462: "Destination Unreachable",
+    466: "Key Management Error",  # RFC 7826 17.4.30: MIKEY/SDES keys that cannot be used
     500: "Internal Server Error",
     501: "Not Implemented",
     503: "Service Unavailable",

@@ -190,6 +190,38 @@ class TransportFacts:
     tcp: bool = True
     udp: bool = True
     multicast_refusal: str | None = "multicast is not offered"  # None: a multicast SETUP may proceed
+    secure: bool = False  # the request came over TLS (RTSPS): SRTP keys may be given
+    encryption: str = "no"  # the path's policy: "no", "optional" or "strict"
+    keys_offered: bool = False  # this connection's DESCRIBE gave SDES/MIKEY keys for the path
+
+
+SRTP_PROFILES = ("RTP/SAVP", "RTP/SAVPF")
+
+
+def uses_srtp(offer: TransportSpec, facts: TransportFacts) -> bool:
+    """Whether the media of a chosen offer travels as SRTP.
+
+    ``RTP/SAVP(F)`` says so. ffmpeg reads ``a=crypto`` from the SDP but always asks ``RTP/AVP``,
+    so an SDP that offered keys on this (secure) connection binds the session to SRTP too; a
+    client that wants plain RTP on an "optional" path asks over plain RTSP, whose SDP has no keys.
+    """
+    return offer.profile.upper() in SRTP_PROFILES or (facts.secure and facts.keys_offered)
+
+
+def profile_refusal(offer: TransportSpec, facts: TransportFacts) -> str | None:
+    """Why the offer's profile cannot be honoured under the encryption policy, or None."""
+    profile = offer.profile.upper()
+    if profile in SRTP_PROFILES:
+        if not facts.secure:
+            return f"{profile} needs RTSPS: SRTP keys never travel over plain RTSP"
+        if facts.encryption == "no":
+            return f"{profile} is not offered on this path (encryption = no)"
+        return None
+    if profile != "RTP/AVP":
+        return f"profile {offer.profile} not supported"
+    if facts.encryption == "strict" and not offer.is_tcp and not uses_srtp(offer, facts):
+        return "plain RTP over UDP is refused on this path (encryption = strict): ask RTP/SAVP"
+    return None
 
 
 def choose_transport(
@@ -203,8 +235,9 @@ def choose_transport(
     multicast = session is not None and session.multicast
     reasons = []
     for offer in offers:
-        if offer.profile.upper() not in ("RTP/AVP",):
-            reasons.append(f"profile {offer.profile} not supported")
+        refused = profile_refusal(offer, facts)
+        if refused is not None:
+            reasons.append(refused)
             continue
         if offer.mode.upper() != "PLAY":
             reasons.append(f"mode {offer.mode} not supported")
@@ -233,12 +266,18 @@ def choose_transport(
     raise RtspError(461, "; ".join(reasons) or "no usable transport")
 
 
-def choose_record_transport(offers: Iterable[TransportSpec], *, udp: bool) -> TransportSpec:
-    """The first ``mode=record`` offer of a publisher's SETUP (461 when there is none, or UDP can't)."""
+def choose_record_transport(
+    offers: Iterable[TransportSpec], *, udp: bool, facts: TransportFacts | None = None
+) -> TransportSpec:
+    """The first ``mode=record`` offer of a publisher's SETUP (461 when there is none, or UDP can't,
+    or the encryption policy refuses its profile)."""
     records = [o for o in offers if o.mode.upper() == "RECORD"]
     if not records:
         raise RtspError(461, "a publisher's SETUP must say mode=record")
     offer = records[0]
+    refused = profile_refusal(offer, facts or TransportFacts())
+    if refused is not None:
+        raise RtspError(461, refused)
     if offer.lower_transport != "TCP" and (not udp or offer.client_port is None):
         raise RtspError(461, "UDP publishing needs client_port (and UDP enabled)")
     return offer

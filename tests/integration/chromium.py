@@ -58,7 +58,7 @@ class DevTools:
             target.write_bytes(data)
 
 
-async def start_chromium(tmp: Path) -> tuple[asyncio.subprocess.Process, str]:
+async def start_chromium(tmp: Path, *extra: str) -> tuple[asyncio.subprocess.Process, str]:
     process = await asyncio.create_subprocess_exec(
         CHROMIUM,
         "--headless",
@@ -72,6 +72,7 @@ async def start_chromium(tmp: Path) -> tuple[asyncio.subprocess.Process, str]:
         "--autoplay-policy=no-user-gesture-required",
         "--window-size=1000,560",
         f"--user-data-dir={tmp / 'profile'}",
+        *extra,
         "--remote-debugging-port=0",
         "about:blank",
         stdout=asyncio.subprocess.DEVNULL,
@@ -88,9 +89,11 @@ async def start_chromium(tmp: Path) -> tuple[asyncio.subprocess.Process, str]:
 
 
 @contextlib.asynccontextmanager
-async def chromium_tab(tmp: Path) -> AsyncIterator[DevTools]:
-    """A headless Chromium with its first tab open to DevTools (Page domain enabled); killed after."""
-    process, browser_ws = await start_chromium(tmp)
+async def chromium_tab(tmp: Path, *extra: str) -> AsyncIterator[DevTools]:
+    """A headless Chromium with its first tab open to DevTools (Page domain enabled); killed after.
+
+    ``extra``: more command-line switches (``--ignore-certificate-errors`` for test certificates)."""
+    process, browser_ws = await start_chromium(tmp, *extra)
     try:
         devtools_http = browser_ws.split("/devtools/")[0].replace("ws://", "http://")
         async with aiohttp.ClientSession() as http:

@@ -9,6 +9,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from tests.shared_files import locked
+
 MATRIX = Path(__file__).resolve().parents[1] / "artifacts" / "codec-matrix.json"
 CLIENTS = ("ffmpeg", "gstreamer", "pyav")
 TRANSPORTS = ("udp", "tcp")
@@ -25,8 +27,8 @@ def record(codec: str, client: str, transport: str, outcome: str) -> None:
 def flush() -> None:
     if not _results:
         return
-    MATRIX.parent.mkdir(parents=True, exist_ok=True)
-    merged: dict[str, dict[str, str]] = json.loads(MATRIX.read_text()) if MATRIX.exists() else {}
-    for codec, cells in _results.items():
-        merged.setdefault(codec, {}).update(cells)
-    MATRIX.write_text(json.dumps(merged, indent=2, sort_keys=True))
+    with locked(MATRIX):  # each pytest-xdist worker merges its own results
+        merged: dict[str, dict[str, str]] = json.loads(MATRIX.read_text()) if MATRIX.exists() else {}
+        for codec, cells in _results.items():
+            merged.setdefault(codec, {}).update(cells)
+        MATRIX.write_text(json.dumps(merged, indent=2, sort_keys=True))

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import contextlib
+import itertools
 import json
 import os
+import random
 import shutil
 import signal
 import socket
@@ -18,34 +19,72 @@ from pathlib import Path
 
 import pytest
 
+from tests.shared_files import made_once
+from tests.tlscerts import CertPair
+
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "tests" / "artifacts"
 BFRAMES_SECONDS = 2  # media_dir's bframes.mp4, which many tests play whole: short keeps them quick
 
 
+# Ports for servers come from below the kernel's ephemeral range, where no client's outgoing
+# connection or kernel-chosen port lands, and each pytest-xdist worker takes them from its own
+# slice, so two workers never pick the same port; start_server still retries if one was taken.
+_PORT_LOW, _PORT_HIGH, _SLICES = 12000, 32000, 9  # slice 0: a run without workers; gwN: N + 1
+
+
+def _port_slice() -> range:
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            high = min(_PORT_HIGH, int(f.read().split()[0]))
+    except (OSError, ValueError, IndexError):
+        high = _PORT_HIGH
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    index = int(worker[2:]) % (_SLICES - 1) + 1 if worker[2:].isdigit() else 0
+    size = (high - _PORT_LOW) // _SLICES
+    return range(_PORT_LOW + index * size, _PORT_LOW + (index + 1) * size)
+
+
+_ports = _port_slice()
+_cursor = itertools.count(random.Random(os.getpid()).randrange(len(_ports)))
+
+
+def _candidates() -> Iterator[int]:
+    """Every port of this process's slice once, going on from where the last call stopped."""
+    for _ in range(len(_ports)):
+        yield _ports[next(_cursor) % len(_ports)]
+
+
+def _bindable(kind: socket.SocketKind, *ports: int) -> bool:
+    sockets = [socket.socket(socket.AF_INET, kind) for _ in ports]
+    try:
+        for sock, port in zip(sockets, ports, strict=True):
+            sock.bind(("127.0.0.1", port))
+        return True
+    except OSError:
+        return False
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
 def free_tcp_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    for port in _candidates():
+        if _bindable(socket.SOCK_STREAM, port):
+            return port
+    raise RuntimeError("no free TCP port")
 
 
 def free_udp_pair(pairs: int = 1) -> int:
-    """An even port whose successor is free too (RTP and RTCP); ``pairs`` such pairs in a row."""
-    for _ in range(200):
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as a:
-            a.bind(("127.0.0.1", 0))
-            port = a.getsockname()[1]
-        if port % 2 or port > 65000 - 2 * pairs:
-            continue
-        try:
-            with contextlib.ExitStack() as held:
-                for n in range(2 * pairs):
-                    held.enter_context(socket.socket(socket.AF_INET, socket.SOCK_DGRAM)).bind(
-                        ("127.0.0.1", port + n)
-                    )
-        except OSError:
-            continue
-        return port
+    """An even port whose successors are free too (RTP and RTCP); ``pairs`` such pairs in a row."""
+    span = 2 * pairs
+    for port in _candidates():
+        if (
+            port % 2 == 0
+            and port + span <= _ports.stop
+            and _bindable(socket.SOCK_DGRAM, *range(port, port + span))
+        ):
+            return port
     raise RuntimeError("no free UDP port pair")
 
 
@@ -97,6 +136,23 @@ def start_server(
 ) -> ServerProcess:
     """``prefix`` goes before the command, e.g. ``ip netns exec <ns>`` (the caller must then be in
     that namespace too, for the free-port choice and the readiness check)."""
+    for attempt in range(3):
+        try:
+            return _start_server(media, tmp, *extra, cache_dir=cache_dir, prefix=prefix)
+        except PortTaken:  # another process bound a port between our check and the server's bind
+            if attempt == 2:
+                raise
+    raise AssertionError("unreachable")
+
+
+class PortTaken(RuntimeError):
+    pass
+
+
+def _start_server(
+    media: Path, tmp: Path, *extra: str, cache_dir: Path | None, prefix: Sequence[str]
+) -> ServerProcess:
+    port, rtp_port = free_tcp_port(), free_udp_pair()
     workers = os.environ.get("STREAMD_TEST_WORKERS", "")  # the suite against `--workers N` (issue 18)
     if workers and "--workers" not in extra:
         extra = (*extra, "--workers", workers)
@@ -133,7 +189,8 @@ def start_server(
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise RuntimeError(f"server exited early:\n{server.log()}")
+            failure = PortTaken if "Address already in use" in server.log() else RuntimeError
+            raise failure(f"server exited early:\n{server.log()}")
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=0.2):
                 pass
@@ -158,19 +215,32 @@ def stop_all(*procs: ServerProcess) -> None:
 @pytest.fixture(scope="session")
 def test_stream_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The built-in test stream's cache, shared by all tests (made once per run)."""
-    cache = Path(os.environ.get("STREAMD_TEST_CACHE", tmp_path_factory.mktemp("cache")))
     from media.testsrc import ensure_test_stream
 
-    ensure_test_stream(cache)
-    return cache
+    if "STREAMD_TEST_CACHE" in os.environ:
+        cache = Path(os.environ["STREAMD_TEST_CACHE"])
+        ensure_test_stream(cache)
+        return cache
+    return made_once(tmp_path_factory, "testsrc", ensure_test_stream)
+
+
+@pytest.fixture(scope="session")
+def tls_pair(tmp_path_factory: pytest.TempPathFactory) -> CertPair:
+    """A self-signed certificate and key for 127.0.0.1/localhost (RTSPS, HTTPS tests)."""
+    from tests.tlscerts import make_pair
+
+    return make_pair(tmp_path_factory.mktemp("tls"))
 
 
 @pytest.fixture(scope="session")
 def media_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Test media, generated once per run (small, a few seconds each)."""
+    return made_once(tmp_path_factory, "media", _make_media)
+
+
+def _make_media(root: Path) -> None:
     from tests import mediagen
 
-    root = tmp_path_factory.mktemp("media")
     mediagen.make_h264_aac_mp4(root / "bframes.mp4", seconds=BFRAMES_SECONDS, bframes=True)
     mediagen.make_h264_aac_mp4(root / "ten.mp4", seconds=10, bframes=False, size=(160, 120))
     (root / "sub dir").mkdir()
@@ -192,7 +262,6 @@ def media_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
                 check=True,
                 timeout=60,
             )
-    return root
 
 
 @pytest.fixture(scope="module")

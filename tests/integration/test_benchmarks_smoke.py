@@ -14,7 +14,7 @@ from benchmarks.impair.kernel import available_qdiscs
 
 ROOT = Path(__file__).resolve().parents[2]
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.serial]  # measures jitter and loss
 
 
 def test_jitter_loss_benchmark_agrees_with_the_server(tmp_path: Path) -> None:

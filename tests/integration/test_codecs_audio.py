@@ -27,7 +27,9 @@ from tests.integration.conftest import ARTIFACTS, ServerProcess, start_server
 from tests.integration.gst import run_pipeline
 from tests.rtsp_client import RawRtspClient
 
-pytestmark = pytest.mark.integration
+# serial: GStreamer over UDP loses a stream's last packets when the machine is loaded (its jitter
+# buffer's clock puts them past the Range end); the other clients here share the run with it
+pytestmark = [pytest.mark.integration, pytest.mark.serial]
 
 CLIENTS = ("ffmpeg", "pyav", "gstreamer")
 TRANSPORTS = ("udp", "tcp")

@@ -28,7 +28,9 @@ from tests.integration.codec_matrix import record
 from tests.integration.conftest import ARTIFACTS, ServerProcess, need, start_server
 from tests.integration.gst import run_pipeline
 
-pytestmark = pytest.mark.integration
+# serial: GStreamer over UDP loses a stream's last packets when the machine is loaded (its jitter
+# buffer's clock puts them past the Range end); the other clients here share the run with it
+pytestmark = [pytest.mark.integration, pytest.mark.serial]
 
 SIZE = (160, 120)
 TRANSPORTS = ("udp", "tcp")

@@ -15,6 +15,7 @@ from tests.integration.source import source_audio_frames, source_video_frame_cou
 pytestmark = pytest.mark.integration
 
 
+@pytest.mark.serial  # GStreamer over UDP loses the last packets when loaded (see test_codecs_audio)
 @pytest.mark.parametrize("transport", ["udp", "tcp"])
 def test_gstreamer_rtspsrc_decodes_every_frame(server: ServerProcess, tmp_path: Path, transport: str) -> None:
     need("gst-launch-1.0")

@@ -94,6 +94,7 @@ def socks() -> Iterator[list[socket.socket]]:
         sock.close()
 
 
+@pytest.mark.serial  # asserts on playing time
 def test_non_reading_mp4_clients_leave_rtsp_playback_alone(
     folder: Path, tmp_path: Path, socks: list[socket.socket]
 ) -> None:

@@ -87,6 +87,7 @@ def test_one_bit_au_sizes_are_refused_at_announce(live_server: ServerProcess) ->
     asyncio.run(scenario())
 
 
+@pytest.mark.serial  # OPTIONS answered within 2 s
 def test_packets_with_thousands_of_aus_are_dropped_not_fanned_out(live_server: ServerProcess) -> None:
     """Each packet's 4,095 AUs would be 4,095 RTP packets to every reader: the packet is dropped."""
     path = "live/many-aus"
@@ -109,6 +110,7 @@ def test_packets_with_thousands_of_aus_are_dropped_not_fanned_out(live_server: S
     asyncio.run(scenario())
 
 
+@pytest.mark.serial  # OPTIONS answered within 2 s
 def test_a_publisher_beyond_its_work_budget_is_dropped(live_server: ServerProcess) -> None:
     path = "live/flood"
 

@@ -18,7 +18,7 @@ from tests.integration.conftest import ServerProcess, start_server, stop_all
 from tests.mediagen_runs import make_fragmented_mp4, make_grouped_mkv
 from tests.rtsp_client import RawRtspClient
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.serial]  # asserts on each packet's lateness
 
 MAX_BEHIND = 0.25  # s audio may trail the video of its media time (before: ~0.9 s; quiet machine: ~5 ms)
 MAX_LATENESS = 0.4  # seconds late against the typical arrival offset: loose, load may delay a moment

@@ -155,6 +155,7 @@ async def test_small_payload_size_is_honoured_and_exact(media_dir: Path, tmp_pat
         proc.stop()
 
 
+@pytest.mark.serial  # compares two start-up times
 def test_ten_thousand_files_do_not_slow_startup(tmp_path: Path) -> None:
     import time
 

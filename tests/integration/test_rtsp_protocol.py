@@ -144,6 +144,7 @@ async def test_rtp_info_matches_first_packets_and_bye_at_end(server: ServerProce
     await c.close()
 
 
+@pytest.mark.serial  # the first packet after PLAY within the pacer's slack
 async def test_pause_resume_continues_without_gaps(server: ServerProcess) -> None:
     c = await client(server)
     await setup_both_tcp(c, "ten.mp4")
@@ -184,6 +185,7 @@ async def test_pause_resume_continues_without_gaps(server: ServerProcess) -> Non
     await c.close()
 
 
+@pytest.mark.serial  # asserts on arrival times
 async def test_precise_pacing_with_raw_client(server: ServerProcess) -> None:
     """Packets leave at their media time: arrival spread is the media span (3 s of it), not less."""
     c = await client(server)

@@ -63,6 +63,7 @@ class FakeConnection:
         self.local = ("10.0.0.254", 554)
         self.label = f"client {host}:{self.peer[1]}"
         self.sessions: set[str] = set()
+        self.secure = False  # RTSPS (issue 15)
         self.last_activity = 0.0
         self.written = bytearray()
         self.closed = False

@@ -119,6 +119,7 @@ def test_h264_config_from_first_keyframe(files: dict[str, Path], monkeypatch: py
         assert any("first keyframe" in note for note in info.tracks[0].notes)
 
 
+@pytest.mark.serial  # asserts on elapsed time
 def test_probe_is_fast(files: dict[str, Path]) -> None:
     for path in files.values():
         begin = time.perf_counter()

@@ -3,6 +3,7 @@ transport, channel, PLAY and parameter rules. No sockets, no clock: milliseconds
 
 from __future__ import annotations
 
+from dataclasses import replace
 from fractions import Fraction
 
 import pytest
@@ -33,6 +34,7 @@ from streamd.rtsp.server_session import (
     range_header,
     rtp_info_header,
     set_parameters,
+    uses_srtp,
 )
 from streamd.rtsp.transitions import PUBLIC_METHODS, TRANSITIONS, Refusal, Role, State, outcome
 
@@ -189,12 +191,65 @@ def test_the_first_offer_that_can_be_honoured_wins() -> None:
 
 
 def test_461_says_why_every_offer_failed() -> None:
-    reason = refusal("RTP/SAVP;unicast,RTP/AVP;unicast;mode=record,RTP/AVP;unicast")
-    assert reason == "profile RTP/SAVP not supported; mode RECORD not supported; UDP without client_port"
+    reason = refusal("RTP/XAVP;unicast,RTP/AVP;unicast;mode=record,RTP/AVP;unicast")
+    assert reason == "profile RTP/XAVP not supported; mode RECORD not supported; UDP without client_port"
     assert refusal("RTP/AVP/TCP", TransportFacts(tcp=False)) == "TCP is disabled"
     assert refusal("RTP/AVP;unicast;client_port=1-2", TransportFacts(udp=False)) == "UDP is disabled"
     assert refusal("RTP/AVP;multicast", TransportFacts(udp=False)) == "UDP is disabled"
     assert refusal("RTP/AVP;multicast", TransportFacts(multicast_refusal="no group")) == "no group"
+
+
+SECURE = replace(ALL, secure=True, encryption="optional")
+STRICT = replace(SECURE, encryption="strict")
+UDP_SAVP = "RTP/SAVP;unicast;client_port=6000-6001"
+UDP_AVP = "RTP/AVP;unicast;client_port=6000-6001"
+
+
+@pytest.mark.parametrize(
+    ("header", "facts", "expected"),
+    [
+        # SRTP keys only inside RTSPS, and only where the path's policy offers encryption
+        (UDP_SAVP, ALL, "RTP/SAVP needs RTSPS: SRTP keys never travel over plain RTSP"),
+        ("RTP/SAVPF;unicast;client_port=6000-6001", ALL, "RTP/SAVPF needs RTSPS"),
+        (UDP_SAVP, replace(ALL, encryption="strict"), "RTP/SAVP needs RTSPS"),
+        (UDP_SAVP, replace(SECURE, encryption="no"), "not offered on this path (encryption = no)"),
+        (UDP_SAVP, SECURE, "srtp"),
+        ("RTP/SAVPF;unicast;client_port=6000-6001", SECURE, "srtp"),
+        ("RTP/SAVP/TCP;interleaved=0-1", SECURE, "srtp"),
+        (UDP_SAVP, STRICT, "srtp"),
+        # plain RTP: as before, except over UDP on a strict path
+        (UDP_AVP, SECURE, "plain"),
+        (UDP_AVP, replace(ALL, encryption="optional"), "plain"),
+        (UDP_AVP, STRICT, "plain RTP over UDP is refused on this path (encryption = strict)"),
+        ("RTP/AVP;multicast", STRICT, "plain RTP over UDP is refused"),
+        ("RTP/AVP/TCP;interleaved=0-1", STRICT, "plain"),  # inside TLS
+        # ffmpeg reads a=crypto but asks RTP/AVP: the keys its DESCRIBE got make it SRTP
+        (UDP_AVP, replace(STRICT, keys_offered=True), "srtp"),
+        ("RTP/AVP/TCP;interleaved=0-1", replace(SECURE, keys_offered=True), "srtp"),
+        (UDP_AVP, replace(ALL, keys_offered=True), "plain"),  # never over plain RTSP
+        # the first usable alternative wins, the 461 lists every reason
+        (f"{UDP_SAVP},{UDP_AVP}", ALL, "plain"),
+        (f"{UDP_AVP},{UDP_SAVP}", STRICT, "srtp"),
+    ],
+)
+def test_srtp_by_profile_policy_and_connection(header: str, facts: TransportFacts, expected: str) -> None:
+    if expected in ("srtp", "plain"):
+        chosen = choose_transport(offers(header), None, facts)
+        assert uses_srtp(chosen, facts) is (expected == "srtp")
+    else:
+        assert expected in refusal(header, facts)
+
+
+def test_publishers_srtp_profile_follows_the_same_policy() -> None:
+    savp = offers("RTP/SAVP;unicast;client_port=2-3;mode=record")
+    with pytest.raises(RtspError) as err:
+        choose_record_transport(savp, udp=True)
+    assert err.value.status == 461 and "needs RTSPS" in err.value.reason
+    assert choose_record_transport(savp, udp=True, facts=SECURE).profile == "RTP/SAVP"
+    with pytest.raises(RtspError) as err:
+        choose_record_transport(offers("RTP/AVP;unicast;client_port=2-3;mode=record"), udp=True, facts=STRICT)
+    assert "encryption = strict" in err.value.reason
+    assert choose_record_transport(offers("RTP/AVP/TCP;mode=record"), udp=True, facts=STRICT).is_tcp
 
 
 def test_a_session_keeps_its_lower_transport_and_cast() -> None:

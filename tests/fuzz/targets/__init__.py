@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from . import media, rtp, rtsp, text
+from . import media, rtp, rtsp, srtp, text
 
 Target = Callable[[bytes], None]
 
@@ -50,6 +50,10 @@ TARGETS: dict[str, Target] = {
     "adts": media.fuzz_adts,
     "h264_nals": media.fuzz_h264_nals,
     "h265_nals": media.fuzz_h265_nals,
+    # SRTP key exchange (streamd/srtp/): MIKEY, the KeyMgmt header, SDES a=crypto
+    "mikey": srtp.fuzz_mikey,
+    "key_mgmt": srtp.fuzz_key_mgmt,
+    "crypto": srtp.fuzz_crypto,
 }
 
 # AUTHORIZATION: the header parser of issue 14 (streamd/auth/credentials.py) comes with another

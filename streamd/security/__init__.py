@@ -1,0 +1,1 @@
+"""Encryption policy: what may travel in clear, decided in one pure place (issue 15)."""

@@ -1,0 +1,84 @@
+"""What of a path a browser can take over WebRTC, and the file presentation it gets.
+
+Live tracks go as the hub packetized them (the browser gets the publisher's codec or nothing);
+a file's audio that browsers cannot decode over WebRTC (AAC, MP3, AC-3, ...) is re-encoded to
+Opus as it is read, by the same transcoding reader RTSP's ``transcode_audio`` uses.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from media.errors import MediaError
+from media.transcode import transcoded_track
+from streamd.live.hub import LivePath
+from streamd.rtp.payload.base import UnsupportedCodec
+from streamd.rtp.payload.h264 import H264Format
+from streamd.rtp.payload.registry import payload_format_for
+from streamd.rtp.presentation import Presentation, StreamableTrack
+from streamd.webrtc.negotiate import BROWSER_ENCODINGS, Sendable
+
+PASSED_AUDIO = ("opus", "pcm_mulaw", "pcm_alaw")
+MAX_PAYLOAD = 1200  # bytes of a file's video packets over WebRTC: room for SRTP, TURN and tunnels
+
+
+def sendable(streamable: StreamableTrack, *, live: bool) -> Sendable:
+    track, fmt = streamable.track, streamable.payload_format
+    profile = fmt.config.sps[0][1:4].hex() if isinstance(fmt, H264Format) else None
+    why_not = None
+    if track.codec not in BROWSER_ENCODINGS:
+        why_not = f"browsers take no {track.codec} over WebRTC"
+        if track.codec == "hevc":
+            why_not += " (conversion to H.264 is not done yet)"
+    elif track.codec == "h264" and track.has_b_frames and not live:
+        why_not = "H.264 with B-frames (browsers' WebRTC decoders drop reordered frames)"
+    return Sendable(track.index, track.kind, track.codec, fmt.clock_rate, profile, why_not)
+
+
+def live_sendables(live: LivePath) -> list[Sendable]:
+    out = []
+    for t in live.tracks.values():
+        a = t.announced
+        out.append(sendable(StreamableTrack(a.track, a.payload_format, a.control), live=True))
+    return out
+
+
+def for_browsers(presentation: Presentation) -> Presentation:
+    """``presentation`` with audio that browsers cannot take re-encoded to Opus (once per viewer:
+    each viewer of a file has its own position)."""
+    source = presentation.source_info or presentation.info
+    transcode = dict(presentation.transcode)
+    tracks: list[StreamableTrack] = []
+    infos = list(presentation.info.tracks)
+    changed = False
+    for t in presentation.tracks:
+        if t.track.kind == "video" and t.payload_format.max_payload_size > MAX_PAYLOAD:
+            try:
+                smaller = payload_format_for(t.track, t.payload_format.payload_type, MAX_PAYLOAD)
+            except UnsupportedCodec:
+                smaller = t.payload_format
+            changed = changed or smaller is not t.payload_format
+            tracks.append(replace(t, payload_format=smaller))
+            continue
+        if t.track.kind != "audio" or t.track.codec in PASSED_AUDIO:
+            tracks.append(t)
+            continue
+        original = source.track(t.track.index)
+        try:
+            opus = transcoded_track(original, "opus")
+            fmt = payload_format_for(opus, t.payload_format.payload_type, t.payload_format.max_payload_size)
+        except (MediaError, UnsupportedCodec):
+            tracks.append(t)  # negotiation leaves it out with the reason
+            continue
+        transcode[t.track.index] = "opus"
+        infos = [opus if i.index == opus.index else i for i in infos]
+        tracks.append(StreamableTrack(opus, fmt, t.control))
+    if transcode == dict(presentation.transcode):
+        return replace(presentation, tracks=tuple(tracks)) if changed else presentation
+    return replace(
+        presentation,
+        info=replace(presentation.info, tracks=tuple(infos)),
+        tracks=tuple(tracks),
+        source_info=source,
+        transcode=tuple(transcode.items()),
+    )

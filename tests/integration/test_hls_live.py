@@ -1,0 +1,201 @@
+"""Live paths as LL-HLS with real players: ffmpeg publishes over RTSP, ffmpeg reads the HLS
+playlist and gets the published NAL units and AAC frames unchanged; blocking playlist reloads,
+preload hints, delta updates and the 400/404 rules with an HTTP client (aiohttp); the path going
+offline answers every request still waiting; the m3u8 package parses every playlist."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import aiohttp
+import m3u8
+import pytest
+from multidict import CIMultiDict
+
+from media.h264 import nal_type
+from tests.integration.chromium import CHROMIUM, chromium_tab
+from tests.integration.conftest import ARTIFACTS, ServerProcess, need, start_server
+from tests.integration.hlsjs import PLAY_WITH_HLS_JS, PLAYED, hls_js_path, load_hls_js
+from tests.integration.source import (
+    complete_adts_frames,
+    received_audio_frames,
+    received_video_nals,
+    source_audio_frames,
+    source_video_nals,
+)
+from tests.integration.test_live import Publisher, is_subsequence_start
+from tests.mediagen import make_live_clip
+from tests.waiting import wait_until
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def hls_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    need("ffmpeg")
+    media = tmp_path_factory.mktemp("hls-live-media")
+    make_live_clip(media / "clip.mp4")
+    proc = start_server(media, tmp_path_factory.mktemp("hls-live-server"))
+    yield proc
+    proc.stop()
+
+
+def playlist_url(server: ServerProcess, path: str, query: str = "") -> str:
+    return server.http(f"hls/{path}/main/media.m3u8") + query
+
+
+def test_ffmpeg_reads_the_live_playlist_bit_exact(hls_server: ServerProcess, tmp_path: Path) -> None:
+    path = "live/hls-ffmpeg"
+    publisher = Publisher(hls_server, path, loop=True)
+    try:
+        index = m3u8.load(hls_server.http(f"hls/{path}/index.m3u8"))
+        assert index.is_variant and index.playlists[0].uri == "main/media.m3u8"
+        assert index.playlists[0].stream_info.codecs.startswith("avc1.")
+        video, audio = tmp_path / "v.h264", tmp_path / "a.aac"
+        reader = subprocess.Popen(
+            ["ffmpeg", "-nostdin", "-loglevel", "error", "-i", hls_server.http(f"hls/{path}/index.m3u8"),
+             "-map", "0:v", "-c", "copy", "-f", "h264", "-y", str(video),
+             "-map", "0:a", "-c", "copy", "-f", "adts", "-y", str(audio)],
+            stderr=subprocess.PIPE,
+        )  # fmt: skip
+        try:
+            wait_until(lambda: complete_adts_frames(audio) >= 150, "150 AAC frames through HLS", timeout=60)
+        finally:
+            reader.terminate()
+            _, errors = reader.communicate(timeout=15)
+        assert reader.returncode in (0, 255, -15), errors.decode(errors="replace")
+    finally:
+        publisher.stop()
+    source = hls_server.media / "clip.mp4"
+    got = received_video_nals(video)
+    assert nal_type(got[0]) in (5, 7), "starts on a keyframe"
+    looped = source_video_nals(source) * 3  # the publisher loops the clip
+    assert len(got) >= 50 and is_subsequence_start(got[: len(got) // 2], looped)
+    aac = received_audio_frames(audio)
+    assert len(aac) >= 100 and is_subsequence_start(aac[:100], source_audio_frames(source) * 3)
+
+
+async def get(
+    session: aiohttp.ClientSession, url: str, **headers: str
+) -> tuple[int, bytes, CIMultiDict[str]]:
+    async with session.get(url, headers=headers) as response:
+        return response.status, await response.read(), CIMultiDict(response.headers)
+
+
+async def test_blocking_reload_preload_hint_and_delta_update(hls_server: ServerProcess) -> None:
+    path = "live/hls-blocking"
+    publisher = await asyncio.to_thread(Publisher, hls_server, path, loop=True)
+    try:
+        async with aiohttp.ClientSession() as session:
+            status, body, headers = await get(session, playlist_url(hls_server, path))
+            assert status == 200, body
+            assert headers["Content-Type"] == "application/vnd.apple.mpegurl"
+            assert headers["Cache-Control"] == "public, max-age=1"
+            playlist = m3u8.loads(body.decode())
+            assert playlist.server_control.can_block_reload == "YES"
+            hint = playlist.preload_hint.uri
+            msn, part = map(int, re.fullmatch(r"[0-9a-f]{8}-([0-9]+)\.([0-9]+)\.m4s", hint).groups())  # type: ignore[union-attr]
+            # the hinted part: the request waits until the part is complete, then it is immutable
+            started = time.monotonic()
+            status, data, headers = await get(session, hls_server.http(f"hls/{path}/main/{hint}"))
+            assert status == 200 and data[4:8] == b"moof"
+            assert headers["Cache-Control"] == "public, max-age=31536000, immutable"
+            etag = headers["ETag"]
+            status, _, _ = await get(
+                session, hls_server.http(f"hls/{path}/main/{hint}"), **{"If-None-Match": etag}
+            )
+            assert status == 304
+            # a blocking reload for the part after it returns a playlist listing that part
+            query = f"?_HLS_msn={msn}&_HLS_part={part + 1}"
+            status, body, headers = await get(session, playlist_url(hls_server, path, query))
+            assert status == 200 and time.monotonic() - started < 10
+            assert headers["Cache-Control"].startswith("public, max-age=")
+            blocked = m3u8.loads(body.decode())
+            listed = {p.uri for s in blocked.segments for p in s.parts}
+            name = hint.split("-")[0]
+            assert f"{name}-{msn}.{part + 1}.m4s" in listed or f"{name}-{msn + 1}.0.m4s" in listed
+            # the rules for directives (RFC 8216bis 6.2.5.2)
+            for bad in ("?_HLS_part=1", "?_HLS_msn=x", "?_HLS_msn=1&_HLS_part=-1", "?_HLS_skip=NO",
+                        f"?_HLS_msn={msn + 3}", f"?_HLS_msn={msn}&_HLS_part={part + 40}"):  # fmt: skip
+                status, body, _ = await get(session, playlist_url(hls_server, path, bad))
+                assert status == 400, (bad, body)
+            status, _, _ = await get(session, hls_server.http(f"hls/{path}/main/{name}-{msn + 5}.0.m4s"))
+            assert status == 404
+            status, _, _ = await get(session, hls_server.http(f"hls/{path}/main/00000000-0.m4s"))
+            assert status == 404  # another publishing's object
+            # a delta update parses and skips nothing yet (the stream is younger than 6 target durations)
+            status, body, _ = await get(session, playlist_url(hls_server, path, "?_HLS_skip=YES"))
+            assert status == 200 and m3u8.loads(body.decode()).segments
+    finally:
+        publisher.stop()
+
+
+async def test_ending_path_answers_blocked_requests_with_endlist(hls_server: ServerProcess) -> None:
+    path = "live/hls-offline"
+    publisher = await asyncio.to_thread(Publisher, hls_server, path, loop=True)
+    try:
+        async with aiohttp.ClientSession() as session:
+            status, body, _ = await get(session, playlist_url(hls_server, path))
+            assert status == 200
+            playlist = m3u8.loads(body.decode())
+            msn = int(re.search(r"-([0-9]+)\.", playlist.preload_hint.uri).group(1))  # type: ignore[union-attr]
+            waiters = [
+                asyncio.ensure_future(
+                    get(session, playlist_url(hls_server, path, f"?_HLS_msn={msn + 1}&_HLS_part=3"))
+                )
+                for _ in range(20)
+            ]
+            await asyncio.to_thread(publisher.stop)
+            answers = await asyncio.wait_for(asyncio.gather(*waiters), 15)
+            for status, body, _ in answers:
+                assert status == 200, body
+            ended = [m3u8.loads(body.decode()) for _, body, _ in answers]
+            assert any(p.is_endlist for p in ended)
+    finally:
+        publisher.stop()
+
+
+async def test_chromium_plays_a_live_path_with_hls_js_and_natively(
+    hls_server: ServerProcess, tmp_path: Path
+) -> None:
+    """hls.js (MSE) in low-latency mode, and Chromium's own HLS player where ``canPlayType`` says
+    it has one: ``currentTime`` advances in both."""
+    if not os.access(CHROMIUM, os.X_OK):
+        pytest.skip("chromium is not installed (scripts/test installs it)")
+    hls_js_path()
+    path = "live/hls-chromium"
+    publisher = await asyncio.to_thread(Publisher, hls_server, path, loop=True)
+    url = f"/hls/{path}/index.m3u8"
+    try:
+        async with chromium_tab(tmp_path) as tab:
+            await tab.call("Page.navigate", url=hls_server.http("login"))
+            await tab.wait_for("document.readyState === 'complete'")
+            await load_hls_js(tab)
+            await tab.evaluate(PLAY_WITH_HLS_JS.format(url=url))
+            first = await tab.wait_for(PLAYED.format(id="hlsjs", seconds=1), timeout=40)
+            later = await tab.wait_for(PLAYED.format(id="hlsjs", seconds=first["t"] + 2), timeout=30)
+            errors = await tab.evaluate("window.hlsErrors")
+            assert later["error"] is None and later["w"] == 320, (later, errors)
+            assert not [e for e in errors if "fatal" in e], errors
+            latency = await tab.evaluate("window.hls.latency")
+            assert latency is not None and latency < 10, latency
+            native = await tab.evaluate(
+                "document.createElement('video').canPlayType('application/vnd.apple.mpegurl')"
+            )
+            if native:
+                await tab.evaluate(
+                    "(() => { const v = document.createElement('video'); v.id = 'native'; v.muted = true;"
+                    f" v.autoplay = true; v.src = {url!r}; document.body.appendChild(v);"
+                    " v.play().catch(() => {}); return true })()"
+                )
+                state = await tab.wait_for(PLAYED.format(id="native", seconds=2), timeout=40)
+                assert state["error"] is None, state
+            await tab.screenshot(ARTIFACTS / "hls-live-chromium.png")
+    finally:
+        await asyncio.to_thread(publisher.stop)

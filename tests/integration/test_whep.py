@@ -1,0 +1,406 @@
+"""WHEP playback with real peers: aiortc (bit-exact payloads) and headless Chromium (getStats),
+for a file and a live path published by ffmpeg; bad offers, the pending limit, CORS."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import aiohttp
+import av
+import pytest
+from aiortc import RTCPeerConnection, RTCRtpCodecParameters, RTCSessionDescription
+from aiortc.codecs import depayload
+from aiortc.rtcrtpreceiver import RTCRtpReceiver
+
+from tests.integration.conftest import ServerProcess, need, start_server, stop_all
+
+pytestmark = pytest.mark.integration
+
+CONFIG = "webrtc_connect_timeout = 2\nwebrtc_max_pending = 40\nwebrtc_max_pending_per_client = 40\n"
+SECONDS, FPS = 2, 25
+
+
+def _ffmpeg(*args: str) -> None:
+    subprocess.run(["ffmpeg", "-nostdin", "-loglevel", "error", *args], check=True, timeout=120)
+
+
+@pytest.fixture(scope="module")
+def media(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    need("ffmpeg")
+    root = tmp_path_factory.mktemp("whep-media")
+    lavfi = ["-f", "lavfi", "-i", f"testsrc2=d={SECONDS}:s=320x240:r={FPS}", "-f", "lavfi", "-i",
+             f"sine=f=440:d={SECONDS}:r=48000"]  # fmt: skip
+    h264 = ["-c:v", "libx264", "-profile:v", "baseline", "-bf", "0", "-g", str(FPS), "-pix_fmt", "yuv420p"]
+    _ffmpeg(*lavfi, *h264, "-c:a", "libopus", "-ac", "2", "-b:a", "64k", "-y", str(root / "h264-opus.mkv"))
+    _ffmpeg(*lavfi, "-c:v", "libx265", "-x265-params", "log-level=error", "-pix_fmt", "yuv420p",
+            "-c:a", "aac", "-y", str(root / "hevc-aac.mp4"))  # fmt: skip
+    long = [arg.replace(f"d={SECONDS}", "d=6") for arg in lavfi]  # Chromium watches it for seconds
+    _ffmpeg(*long, *h264, "-c:a", "aac", "-y", str(root / "h264-aac.mp4"))
+    return root
+
+
+@pytest.fixture(scope="module")
+def whep_server(media: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    tmp = tmp_path_factory.mktemp("whep-server")
+    config = tmp / "streamd.toml"
+    config.write_text(CONFIG)
+    proc = start_server(media, tmp, "--config", str(config))
+    yield proc
+    stop_all(proc)
+
+
+class WhepClient:
+    """aiortc as a WHEP viewer that keeps every RTP packet it receives, before its jitter buffer."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.pc = RTCPeerConnection()
+        self.packets: dict[str, list[tuple[int, int, bool, bytes]]] = {"video": [], "audio": []}
+        self.location: str | None = None
+        self.status = 0
+        self.answer = ""
+
+    async def start(self, kinds: tuple[str, ...] = ("video", "audio")) -> None:
+        for kind in kinds:
+            transceiver = self.pc.addTransceiver(kind, direction="recvonly")
+            self._record(transceiver.receiver, kind)
+        await self.pc.setLocalDescription(await self.pc.createOffer())
+        async with aiohttp.ClientSession() as http:
+            headers = {"Content-Type": "application/sdp"}
+            async with http.post(self.url, data=self.pc.localDescription.sdp, headers=headers) as response:
+                self.status, self.answer = response.status, await response.text()
+                self.location = response.headers.get("Location")
+        if self.status == 201:
+            await self.pc.setRemoteDescription(RTCSessionDescription(self.answer, "answer"))
+
+    def _record(self, receiver: RTCRtpReceiver, kind: str) -> None:
+        original = receiver._handle_rtp_packet
+        packets = self.packets[kind]
+
+        async def handle(packet, arrival_time_ms):  # type: ignore[no-untyped-def]
+            packets.append((packet.sequence_number, packet.timestamp, bool(packet.marker), packet.payload))
+            await original(packet, arrival_time_ms)
+
+        receiver._handle_rtp_packet = handle  # type: ignore[method-assign]
+
+    async def delete(self) -> int:
+        assert self.location is not None
+        base = self.url.split("/whep/")[0]
+        async with aiohttp.ClientSession() as http, http.delete(base + self.location) as response:
+            return response.status
+
+    async def close(self) -> None:
+        await self.pc.close()
+
+
+async def _wait(predicate, timeout: float = 30) -> bool:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        await asyncio.sleep(0.05)
+    return False
+
+
+def _h264_units(packets: list[tuple[int, int, bool, bytes]]) -> list[list[bytes]]:
+    """Access units as aiortc depacketizes them (RFC 6184), NAL units without start codes."""
+    codec = RTCRtpCodecParameters(mimeType="video/H264", clockRate=90000, payloadType=96)
+    units: list[list[bytes]] = []
+    current = b""
+    for _seq, _ts, marker, payload in sorted(packets, key=lambda p: p[0]):
+        current += depayload(codec, payload)
+        if marker:
+            units.append([n for n in current.split(b"\x00\x00\x00\x01") if n])
+            current = b""
+    return units
+
+
+def _file_packets(path: Path) -> tuple[list[list[bytes]], list[bytes]]:
+    """The file's H.264 NAL units per frame (length-prefixed in Matroska) and Opus packets."""
+    video: list[list[bytes]] = []
+    audio: list[bytes] = []
+    with av.open(str(path)) as container:
+        for packet in container.demux():
+            data = bytes(packet)
+            if not data:
+                continue
+            if packet.stream.type == "video":
+                nals, at = [], 0
+                while at + 4 <= len(data):
+                    size = int.from_bytes(data[at : at + 4], "big")
+                    nals.append(data[at + 4 : at + 4 + size])
+                    at += 4 + size
+                video.append(nals)
+            else:
+                audio.append(data)
+    return video, audio
+
+
+def _without_parameter_sets(units: list[list[bytes]]) -> list[list[bytes]]:
+    """SPS/PPS (repeated in front of keyframes) and SEI are not part of the comparison."""
+    return [[n for n in unit if n[0] & 0x1F not in (6, 7, 8, 9)] for unit in units]
+
+
+def test_aiortc_receives_a_file_bit_exact(whep_server: ServerProcess, media: Path) -> None:
+    async def run() -> None:
+        client = WhepClient(whep_server.http("whep/h264-opus.mkv"))
+        await client.start()
+        assert client.status == 201, client.answer
+        assert client.location and client.location.startswith("/whep-session/")
+        assert (
+            "a=rtpmap:" in client.answer and "H264/90000" in client.answer and "opus/48000/2" in client.answer
+        )
+        frames = SECONDS * FPS
+        got_all = await _wait(lambda: sum(p[2] for p in client.packets["video"]) >= frames, 30)
+        await _wait(lambda: len(client.packets["audio"]) >= SECONDS * 50 - 2, 5)
+        assert got_all, f"{sum(p[2] for p in client.packets['video'])} frames"
+        video, audio = _file_packets(media / "h264-opus.mkv")
+        received = _h264_units(client.packets["video"])
+        assert _without_parameter_sets(received)[:frames] == _without_parameter_sets(video)[:frames]
+        assert all(any(n[0] & 0x1F == 7 for n in u) for u, f in zip(received, video, strict=False) if
+                   any(n[0] & 0x1F == 5 for n in f))  # fmt: skip
+        received_audio = [p[3] for p in sorted(client.packets["audio"])]
+        assert received_audio[:90] == audio[:90]
+        await client.close()
+
+    asyncio.run(run())
+
+
+@pytest.fixture(scope="module")
+def live_path(whep_server: ServerProcess, media: Path) -> Iterator[str]:
+    """``live/cam``: the H.264 + Opus file published in a loop by ffmpeg over RTSP, as a camera."""
+    publisher = subprocess.Popen(
+        ["ffmpeg", "-nostdin", "-loglevel", "error", "-re", "-stream_loop", "-1",
+         "-i", str(media / "h264-opus.mkv"), "-c", "copy", "-f", "rtsp", "-rtsp_transport", "tcp",
+         whep_server.url("live/cam")],
+    )  # fmt: skip
+    deadline = time.monotonic() + 20
+    while "live/cam" not in whep_server.log() or " is live" not in whep_server.log():
+        assert time.monotonic() < deadline and publisher.poll() is None, whep_server.log()
+        time.sleep(0.1)
+    yield "live/cam"
+    publisher.terminate()
+    publisher.wait(10)
+
+
+def test_aiortc_receives_a_live_path_as_published(
+    whep_server: ServerProcess, live_path: str, media: Path
+) -> None:
+    async def run() -> None:
+        client = WhepClient(whep_server.http(f"whep/{live_path}"))
+        await client.start()
+        assert client.status == 201, client.answer
+        assert await _wait(lambda: sum(p[2] for p in client.packets["video"]) >= 30, 30)
+        received = _without_parameter_sets(_h264_units(client.packets["video"]))
+        source = _without_parameter_sets(_file_packets(media / "h264-opus.mkv")[0])
+        assert received[0][0][0] & 0x1F == 5  # the viewer begins on a keyframe
+        start = next(i for i, unit in enumerate(source) if unit == received[0])
+        looped = source + source
+        assert received[:25] == looped[start : start + 25]
+        assert await _wait(lambda: len(client.packets["audio"]) >= 25, 10)
+        assert await client.delete() == 200
+        await client.close()
+
+    asyncio.run(run())
+
+
+def test_h264_with_aac_file_gets_opus(whep_server: ServerProcess) -> None:
+    async def run() -> None:
+        client = WhepClient(whep_server.http("whep/h264-aac.mp4"))
+        await client.start()
+        assert client.status == 201, client.answer
+        assert "opus/48000/2" in client.answer
+        assert await _wait(lambda: len(client.packets["audio"]) >= 25 and len(client.packets["video"]) >= 25)
+        await client.close()
+
+    asyncio.run(run())
+
+
+# --- bad input -----------------------------------------------------------------------------------
+
+
+def _post(url: str, body: bytes, content_type: str = "application/sdp") -> tuple[int, dict[str, str], str]:
+    async def run() -> tuple[int, dict[str, str], str]:
+        headers = {"Content-Type": content_type}
+        async with aiohttp.ClientSession() as http, http.post(url, data=body, headers=headers) as response:
+            return response.status, dict(response.headers), await response.text()
+
+    return asyncio.run(run())
+
+
+def test_bad_offers_get_clear_statuses(whep_server: ServerProcess) -> None:
+    url = whep_server.http("whep/h264-opus.mkv")
+    status, headers, text = _post(url, b"v=0\r\nthis is not sdp")
+    assert status == 400 and "m-lines" in text
+    assert headers["Access-Control-Allow-Origin"] == "*"
+    assert _post(url, b"v=0\r\n", "text/plain")[0] == 415
+    vp8_only = (
+        "v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\n"
+        "a=ice-ufrag:abcd\r\na=ice-pwd:0123456789abcdefghijkl\r\n"
+        "a=fingerprint:sha-256 AB:CD\r\na=setup:actpass\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\na=mid:0\r\n"
+        "a=recvonly\r\na=rtpmap:96 VP8/90000\r\n"
+    )
+    status, _, text = _post(url, vp8_only.encode())
+    assert status == 415 and "h264" in text and "VP8/90000" in text, text
+    status, _, text = _post(whep_server.http("whep/hevc-aac.mp4"), vp8_only.encode())
+    assert status == 415 and "hevc" in text, text
+    assert _post(whep_server.http("whep/nothing-here.mkv"), vp8_only.encode())[0] == 404
+
+    async def preflight_and_unknown() -> None:
+        async with aiohttp.ClientSession() as http:
+            headers = {"Origin": "http://elsewhere.example", "Access-Control-Request-Method": "POST"}
+            async with http.options(url, headers=headers) as response:
+                assert response.status == 204
+                assert "Location" in response.headers["Access-Control-Expose-Headers"]
+                assert "POST" in response.headers["Access-Control-Allow-Methods"]
+            async with http.delete(whep_server.http("whep-session/unknown")) as response:
+                assert response.status == 404
+
+    asyncio.run(preflight_and_unknown())
+    assert "Traceback" not in whep_server.log()
+
+
+def _open_files(pid: int) -> int:
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def test_offers_that_never_connect_are_bounded_and_freed(whep_server: ServerProcess) -> None:
+    """1,000 POSTs whose ICE never completes: 503 beyond the pending limit, all freed after the
+    connect timeout (sockets included), and a real viewer plays afterwards."""
+    url = whep_server.http("whep/h264-opus.mkv")
+
+    async def offer_text() -> str:
+        pc = RTCPeerConnection()
+        pc.addTransceiver("video", direction="recvonly")
+        await pc.setLocalDescription(await pc.createOffer())
+        sdp = pc.localDescription.sdp
+        await pc.close()
+        # no candidates and no end of them: ICE waits for a trickle that never comes
+        return "\r\n".join(
+            line for line in sdp.split("\r\n") if not line.startswith(("a=candidate", "a=end-of-candidates"))
+        )
+
+    async def flood() -> list[int]:
+        text = await offer_text()
+        statuses: list[int] = []
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=20)) as http:
+
+            async def one() -> None:
+                async with http.post(url, data=text, headers={"Content-Type": "application/sdp"}) as r:
+                    statuses.append(r.status)
+
+            await asyncio.gather(*(one() for _ in range(1000)))
+        return statuses
+
+    before = _open_files(whep_server.process.pid)
+    statuses = asyncio.run(flood())
+    assert set(statuses) <= {201, 503}, set(statuses)
+    # at most 40 wait at once; slots come free again every 2 s while the flood lasts
+    assert statuses.count(201) >= 40 and statuses.count(503) >= 500, (
+        statuses.count(201),
+        statuses.count(503),
+    )
+
+    deadline = time.monotonic() + 20
+    while _open_files(whep_server.process.pid) > before + 5:
+        assert time.monotonic() < deadline, f"{_open_files(whep_server.process.pid)} open vs {before}"
+        time.sleep(0.2)
+    assert "did not complete within 2 s" in whep_server.log()
+
+    async def real_viewer() -> None:
+        client = WhepClient(url)
+        await client.start(("video",))
+        assert client.status == 201, client.answer
+        assert await _wait(lambda: len(client.packets["video"]) >= 20)
+        await client.close()
+
+    asyncio.run(real_viewer())
+
+
+# --- headless Chromium ---------------------------------------------------------------------------
+
+WHEP_PAGE_JS = """
+window.whep = {status: 0, error: null, samples: []};
+(async () => {
+  const pc = new RTCPeerConnection();
+  pc.addTransceiver('video', {direction: 'recvonly'});
+  pc.addTransceiver('audio', {direction: 'recvonly'});
+  const video = document.createElement('video');
+  video.muted = true; video.autoplay = true; document.body.appendChild(video);
+  pc.ontrack = (e) => { video.srcObject = e.streams[0]; };
+  await pc.setLocalDescription(await pc.createOffer());
+  await new Promise((done) => {
+    if (pc.iceGatheringState === 'complete') return done();
+    pc.onicegatheringstatechange = () => pc.iceGatheringState === 'complete' && done();
+    setTimeout(done, 3000);
+  });
+  const response = await fetch(%r, {method: 'POST', body: pc.localDescription.sdp,
+                                    headers: {'Content-Type': 'application/sdp'}});
+  whep.status = response.status;
+  whep.location = response.headers.get('Location');
+  const answer = await response.text();
+  if (response.status !== 201) { whep.error = answer; return; }
+  await pc.setRemoteDescription({type: 'answer', sdp: answer});
+  window.whepPc = pc;
+  setInterval(async () => {
+    const sample = {t: performance.now(), frames: 0, audio: 0, freezes: 0, width: 0};
+    (await pc.getStats()).forEach((r) => {
+      if (r.type !== 'inbound-rtp') return;
+      if (r.kind === 'video') {
+        sample.frames = r.framesDecoded || 0; sample.freezes = r.freezeCount || 0;
+        sample.width = r.frameWidth || 0;
+      } else { sample.audio = r.packetsReceived || 0; }
+    });
+    whep.samples.push(sample);
+  }, 250);
+})().catch((e) => { whep.error = String(e); });
+"""
+
+
+def _chromium_plays(url: str, tmp: Path, seconds: float = 3.0) -> dict:
+    """Chromium's WHEP viewer: samples of getStats every 250 ms once frames are decoded."""
+    need("chromium")
+    from tests.integration.chromium import chromium_tab
+
+    async def run() -> dict:
+        async with chromium_tab(tmp) as tab:
+            await tab.evaluate(WHEP_PAGE_JS % url)
+            first = await tab.wait_for(
+                "whep.error || (whep.samples.length && whep.samples[whep.samples.length - 1].frames > 0"
+                " && whep.samples.length)",
+                30,
+            )
+            assert isinstance(first, int), await tab.evaluate("JSON.stringify(whep)")
+            await asyncio.sleep(seconds)
+            return await tab.evaluate("JSON.parse(JSON.stringify(whep))")
+
+    return asyncio.run(run())
+
+
+def _assert_smooth(result: dict, fps: float) -> None:
+    samples = [s for s in result["samples"] if s["frames"] > 0]
+    assert result["status"] == 201 and result["error"] is None, result
+    assert len(samples) >= 8, samples
+    frames = [s["frames"] for s in samples]
+    # decoded frames keep rising: no half second passes without new pictures (no freeze)
+    assert all(b > a for a, b in zip(frames, frames[2:], strict=False)), frames
+    elapsed = (samples[-1]["t"] - samples[0]["t"]) / 1000
+    assert frames[-1] - frames[0] >= 0.6 * fps * elapsed, (frames, elapsed)
+    assert samples[-1]["freezes"] == 0, samples[-1]
+    assert samples[-1]["audio"] > samples[0]["audio"] > 0, samples
+    assert samples[-1]["width"] == 320
+
+
+def test_chromium_plays_a_live_path_published_by_ffmpeg(
+    whep_server: ServerProcess, live_path: str, tmp_path: Path
+) -> None:
+    _assert_smooth(_chromium_plays(whep_server.http(f"whep/{live_path}"), tmp_path), FPS)
+
+
+def test_chromium_plays_an_h264_file(whep_server: ServerProcess, media: Path, tmp_path: Path) -> None:
+    _assert_smooth(_chromium_plays(whep_server.http("whep/h264-aac.mp4"), tmp_path), FPS)
