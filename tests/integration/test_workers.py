@@ -111,11 +111,13 @@ def test_live_path_published_on_one_worker_is_read_bit_exact_on_the_other(
             video, audio = tmp_path / "v.h264", tmp_path / "a.aac"
             ffmpeg_copy(["-rtsp_transport", "tcp", "-i", reader.url(path)], video, audio, 3)
         # one publisher per path over all workers: the other worker refuses a second one
+        sdp = "v=0\no=- 0 0 IN IP4 127.0.0.1\ns=x\nc=IN IP4 127.0.0.1\nt=0 0\nm=video 0 RTP/AVP 96\n"
+        sdp += "a=rtpmap:96 H264/90000\na=control:streamid=0\n"
         with pin(workers, 1) as sock:
             status, _, body = exchange(
                 sock,
-                f"ANNOUNCE {workers.url(path)} RTSP/1.0\nCSeq: 9\nContent-Type: application/sdp\n"
-                "Content-Length: 0\n",
+                f"ANNOUNCE {workers.url(path)} RTSP/1.0\nCSeq: 9\nContent-Type: application/sdp\n",
+                sdp.replace("\n", "\r\n").encode(),
             )
         assert (status, body) == (403, b"busy\n")
     finally:
