@@ -85,6 +85,9 @@ class Supervisor:
         self.owners = OwnerTable()
         self.admin = AdminState()
         self.restarts = 0
+        # one Digest nonce secret for every worker: a client answers a challenge on a new
+        # connection (a tunnel's next GET), which may land on another worker
+        self.nonce_secret = os.urandom(32).hex()
         self.failed = False
         self._stopping = asyncio.Event()
         self._all_ready = False
@@ -199,13 +202,13 @@ class Supervisor:
             return await self._ask_others(index, "admin", action=action)
         raise ChannelError(f"unknown op {op!r}")
 
-    def _attach(self, index: int) -> list[dict[str, Any]]:
+    def _attach(self, index: int) -> dict[str, Any]:
         """A worker composed its server: siblings may ask it now; the admin actions in force."""
         worker = self.workers.get(index)
         if worker is None:
-            return []
+            return {}
         worker.attached = True
-        return self.admin.replay()
+        return {"admin": self.admin.replay(), "nonce_secret": self.nonce_secret}
 
     def _hello(self, index: int, pid: int) -> None:
         worker = self.workers.get(index)

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from streamd.auth.nonces import NonceBook
 from streamd.config import ServerConfig
 from streamd.connection import RtspConnection
 from streamd.rtsp.errors import RtspError
@@ -127,8 +128,16 @@ class WorkerRuntime:
         rtsp.session_elsewhere = self._session_elsewhere
         rtsp.dispatcher._authorizer = internal.TrustSiblings(rtsp.dispatcher._authorizer)
         self._listener = await internal.listen(rtsp, internal.socket_path(self.identity.run_dir, self.index))
-        for action in await self.channel.request("attach"):  # drains and moves in force: obey them first
+        attached = await self.channel.request("attach")
+        for action in attached.get("admin", []):  # drains and moves in force: obey them first
             apply(rtsp.relocator, action)
+        config = rtsp.config
+        rtsp.authenticator.nonces = NonceBook(
+            config.nonce_lifetime,
+            config.max_nonces_per_client,
+            secret=bytes.fromhex(attached["nonce_secret"]),
+            adopt=True,
+        )
 
     def http_backend(self, rtsp: Any) -> WholeServer:
         self.whole = WholeServer(rtsp, self.index, self.gather, self.broadcast)

@@ -227,3 +227,19 @@ def test_the_whole_server_is_this_worker_plus_what_the_siblings_said() -> None:
     other = _Relocator()
     assert [apply(other, action) for action in sent] == [1, 2, 0]
     assert other.calls == [("drain", ["rtsp://b"], 5.0), ("move", "x", ["rtsp://c/x"]), ("stop",)]
+
+
+def test_workers_share_digest_nonces_but_each_catches_replays() -> None:
+    from streamd.auth.nonces import NonceBook, NonceState
+
+    secret = os.urandom(32)
+    first, second = NonceBook(secret=secret, adopt=True), NonceBook(secret=secret, adopt=True)
+    nonce = first.issue("10.0.0.1", 100.0)
+    assert second.check(nonce, "10.0.0.1", 101.0, 1) is NonceState.FRESH  # answered on another worker
+    assert second.check(nonce, "10.0.0.1", 102.0, 1) is NonceState.REPLAYED
+    assert second.check(nonce, "10.0.0.2", 102.0, 2) is NonceState.FOREIGN  # bound to its client
+    assert second.check(nonce, "10.0.0.1", 100.0 + 301, 2) is NonceState.STALE  # expired
+    assert (
+        NonceBook(secret=os.urandom(32), adopt=True).check(nonce, "10.0.0.1", 101.0, 1) is NonceState.FOREIGN
+    )
+    assert NonceBook(secret=secret).check(nonce, "10.0.0.1", 101.0, 1) is NonceState.STALE  # one process
