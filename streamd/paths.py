@@ -71,8 +71,10 @@ class Paths:
         live = self.live.get(path)
         if self.config.path_settings(path).source is not None:
             live = await self._pull(path)  # also tells the relay a reader is coming
-        if (live is None or not live.online) and self.siblings is not None:
-            live = await self.siblings.pull(path) or live  # published in a sibling worker
+        if self.siblings is not None and (live is None or not live.online or self.siblings.is_relay(live)):
+            # published in a sibling worker (a relay here is checked: its publisher may have changed)
+            pulled = await self.siblings.pull(path)
+            live = pulled or (None if live is not None and self.siblings.is_relay(live) else live)
         if (
             self.remote is not None
             and self.config.path_settings(path).source is None

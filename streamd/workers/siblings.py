@@ -19,7 +19,7 @@ from streamd.live.hub import LivePath
 from streamd.live.reader import LiveReader
 from streamd.live.relay import Relay, RelayHooks
 from streamd.workers.internal import socket_path
-from streamd.workers.ownership import PathOwners
+from streamd.workers.ownership import Owner, PathOwners
 
 log = logging.getLogger("streamd")
 
@@ -43,15 +43,16 @@ class SiblingRelays:
         self.live = live  # the server's live paths (Paths.live)
         self.viewers = viewers
         self.user_agent = user_agent
-        self.relays: dict[str, tuple[int, Relay]] = {}  # path -> (owning worker, relay)
+        self.relays: dict[str, tuple[Owner, Relay]] = {}  # path -> (whom it pulls from, relay)
 
     async def pull(self, path: str) -> LivePath | None:
         owner = await self.owners.owner(path)
         if owner is None or owner.worker == self.me or owner.worker < 0:
             return None
         current = self.relays.get(path)
-        if current is not None and (current[0] != owner.worker or current[1].retrying):
-            # published elsewhere now, or back after a pause: pull again at once, not after back-off
+        if current is not None and (current[0] != owner or current[1].retrying):
+            # another publisher now (its relay here may not have seen the old one's BYE yet), or
+            # back after a pause: pull again at once, not after back-off
             await current[1].stop()
             current = None
         if current is None:
@@ -70,7 +71,7 @@ class SiblingRelays:
                 opener=_unix(sock),
             )
             relay.label = f"relay {path} <- worker {owner.worker}"
-            current = self.relays[path] = (owner.worker, relay)
+            current = self.relays[path] = (owner, relay)
         return await current[1].wait_online(START_TIMEOUT)
 
     def is_relay(self, live: LivePath) -> bool:
