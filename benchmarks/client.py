@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import re
 import socket
+import ssl
 import struct
 import time
 from array import array
@@ -205,15 +206,17 @@ class Session:
         playout_delay: float = 0.1,
         url_port: int | None = None,
         local_host: str = "127.0.0.1",
+        tls: ssl.SSLContext | None = None,
     ) -> Session:
         """DESCRIBE and SETUP every track. ``relay`` (a ``UdpRelay``) carries UDP through impairment.
 
         ``url_port``: the port named in URLs when connecting through a TCP relay on another port.
         ``local_host``: where the RTP/RTCP sockets listen (this side of a kernel link).
+        ``tls``: RTSPS (the control connection, and interleaved media with ``tcp``, inside TLS).
         """
         loop = asyncio.get_running_loop()
-        control = Control(*await asyncio.open_connection(host, port))
-        url = f"rtsp://{host}:{url_port or port}/{path}"
+        control = Control(*await asyncio.open_connection(host, port, ssl=tls))
+        url = f"{'rtsps' if tls else 'rtsp'}://{host}:{url_port or port}/{path}"
         described = await control.request("DESCRIBE", url, Accept="application/sdp")
         if described.status != 200:
             raise RuntimeError(f"DESCRIBE {url}: {described.status}")

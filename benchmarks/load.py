@@ -27,6 +27,7 @@ import json
 import multiprocessing as mp
 import os
 import resource
+import ssl
 import statistics
 import subprocess
 import sys
@@ -50,7 +51,9 @@ GENERATOR_NICE = 10  # UDP generator processes run at this niceness
 # --- the generator process --------------------------------------------------------------------
 
 
-def _worker(conn: Connection, port: int, path: str, sessions: int, tcp: bool, seconds: float) -> None:
+def _worker(
+    conn: Connection, port: int, path: str, sessions: int, tcp: bool, seconds: float, tls: bool = False
+) -> None:
     """Open ``sessions`` sessions, wait for the go, PLAY them one after another, measure, report."""
     _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
@@ -64,16 +67,21 @@ def _worker(conn: Connection, port: int, path: str, sessions: int, tcp: bool, se
 
         asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
     try:
-        result = asyncio.run(_generate(conn, port, path, sessions, tcp, seconds))
+        result = asyncio.run(_generate(conn, port, path, sessions, tcp, seconds, tls))
     except Exception as exc:
         result = {"error": f"{exc.__class__.__name__}: {exc}"}
     conn.send(result)
 
 
 async def _generate(
-    conn: Connection, port: int, path: str, n: int, tcp: bool, seconds: float
+    conn: Connection, port: int, path: str, n: int, tcp: bool, seconds: float, tls: bool = False
 ) -> dict[str, Any]:
-    opened = [await Session.open("127.0.0.1", port, path, tcp=tcp) for _ in range(n)]
+    context = None
+    if tls:  # the benchmark's own self-signed certificate
+        context = ssl.create_default_context()
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    opened = [await Session.open("127.0.0.1", port, path, tcp=tcp, tls=context) for _ in range(n)]
     conn.send("ready")
     loop = asyncio.get_running_loop()
     await loop.run_in_executor(None, conn.recv)  # go
@@ -148,7 +156,9 @@ def _percentile(hist: Counter[int], q: float) -> float:
     return max(hist) / 10
 
 
-def run_level(server: server_process.Server, sessions: int, tcp: bool, seconds: float, workers: int) -> dict:
+def run_level(
+    server: server_process.Server, sessions: int, tcp: bool, seconds: float, workers: int, tls: bool = False
+) -> dict:
     ctx = mp.get_context("spawn")
     rss0 = server.rss_bytes()
     shares = [sessions // workers + (1 if i < sessions % workers else 0) for i in range(workers)]
@@ -157,7 +167,8 @@ def run_level(server: server_process.Server, sessions: int, tcp: bool, seconds: 
         if not share:
             continue
         parent, child = ctx.Pipe()
-        proc = ctx.Process(target=_worker, args=(child, server.port, server.path, share, tcp, seconds))
+        port = server.tls_port if tls else server.port
+        proc = ctx.Process(target=_worker, args=(child, port, server.path, share, tcp, seconds, tls))
         proc.start()
         procs.append(proc)
         pipes.append(parent)
@@ -197,6 +208,8 @@ def run_level(server: server_process.Server, sessions: int, tcp: bool, seconds: 
         "cpu_percent_per_stream": 100 * cpu / wall / sessions,
         "loss_percent": 100 * sum(r["lost"] for r in results) / expected if expected else 100.0,
         "packets": sum(r["packets"] for r in results),
+        # CPU per packet delivered: comparable even when a starved server sent less than due
+        "cpu_us_per_packet": 1e6 * cpu / max(1, sum(r["packets"] for r in results)) * window / wall,
         "late_p50_ms": _percentile(hist, 0.5),
         "late_p99_ms": _percentile(hist, 0.99),
         "late_max_ms": max(hist) / 10 if hist else 0.0,
@@ -277,21 +290,28 @@ def _frame(frame: str) -> str:
 
 
 def ramp(
-    server: server_process.Server, levels: list[int], tcp: bool, seconds: float, workers: int
+    server: server_process.Server,
+    levels: list[int],
+    tcp: bool,
+    seconds: float,
+    workers: int,
+    tls: bool = False,
+    every_level: bool = False,
 ) -> list[dict]:
     rows = []
-    label = f"{server.name} {'TCP' if tcp else 'UDP'}"
+    label = f"{server.name} {'RTSPS' if tls else 'TCP' if tcp else 'UDP'}"
     for n in report.progress(levels, len(levels), label):
-        row = run_level(server, n, tcp, seconds, workers)
+        row = run_level(server, n, tcp, seconds, workers, tls)
         rows.append(row)
         time.sleep(2)  # let the server end the sessions (generators closed their sockets)
-        if not row.get("ok", False):
+        if not row.get("ok", False) and not every_level:
             break
     return rows
 
 
 def run_all(levels: list[int], seconds: float, transports: list[str], peer: bool, workers: int,
-            profile: int | None, out: Path, server_args: tuple[str, ...] = ()) -> dict[str, Any]:  # fmt: skip
+            profile: int | None, out: Path, server_args: tuple[str, ...] = (),
+            every_level: bool = False) -> dict[str, Any]:  # fmt: skip
     with tempfile.TemporaryDirectory() as tmp:
         media = Path(tmp)
         from media.testsrc import write_synthetic_media
@@ -300,25 +320,46 @@ def run_all(levels: list[int], seconds: float, transports: list[str], peer: bool
         write_synthetic_media(
             media / "clip.mp4", seconds=seconds + 30, size=(640, 360), fps=25, gop=25, bframes=False
         )
+        # RTSPS (TCP interleaved inside TLS) needs a certificate: a self-signed one made here
+        tls = _certificate(media) if "rtsps" in transports else None
+        # every generated session comes from 127.0.0.1: one client address, far above the
+        # per-client caps that protect a real server (100 connections, 200 sessions)
+        limits = media / "limits.toml"
+        most = 2 * max(levels) + 100
+        limits.write_text(f"max_connections_per_client = {most}\nmax_sessions_per_client = {most}\n")
+        server_args = ("--config", str(limits), *server_args)
         starts = [
             (
                 "streamd",
-                lambda: server_process.start(media, out / "load-streamd.log", "--no-http", *server_args),
+                lambda _transport: server_process.start(
+                    media, out / "load-streamd.log", "--no-http", *server_args, tls=tls
+                ),
             )
         ]
         peer_note = server_process.peer_available() if peer else "not run"
         if peer and peer_note is None:
             starts.append(
-                ("gst-rtsp-server", lambda: server_process.start_peer(media / "clip.mp4", out / "peer.log"))
+                (
+                    "gst-rtsp-server",  # its RTSPS port speaks only TLS: started per transport
+                    lambda transport: server_process.start_peer(
+                        media / "clip.mp4", out / "peer.log", tls=tls if transport == "rtsps" else None
+                    ),
+                )
             )
         results: dict[str, dict[str, list[dict]]] = {}
         profiles = {}
         for name, start in starts:
             for transport in transports:
-                server = start()  # a fresh server per ramp: nothing left over from the last
+                server = start(transport)  # a fresh server per ramp: nothing left over from the last
                 try:
                     results.setdefault(name, {})[transport] = ramp(
-                        server, levels, transport == "tcp", seconds, workers
+                        server,
+                        levels,
+                        transport != "udp",
+                        seconds,
+                        workers,
+                        transport == "rtsps",
+                        every_level,
                     )
                     if profile and name == "streamd" and transport == "udp":
                         profiles[name] = profile_server(server, profile, seconds, workers, out)
@@ -337,6 +378,17 @@ def run_all(levels: list[int], seconds: float, transports: list[str], peer: bool
         "results": results,
         "profiles": profiles,
     }
+
+
+def _certificate(folder: Path) -> tuple[Path, Path]:
+    """A self-signed P-256 certificate and key for 127.0.0.1, made with openssl."""
+    cert, key = folder / "bench.crt", folder / "bench.key"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+         "-keyout", str(key), "-out", str(cert), "-days", "1", "-subj", "/CN=127.0.0.1"],
+        check=True, capture_output=True, timeout=60,
+    )  # fmt: skip
+    return cert, key
 
 
 # --- the report -------------------------------------------------------------------------------
@@ -397,6 +449,24 @@ def markdown(rep: dict[str, Any], plots: list[str]) -> str:
                     f"| {report.ratio(r['late_p99_ms'], p['late_p99_ms'])} "
                     f"| {report.ratio(r['first_packet_p50_ms'], p['first_packet_p50_ms'])} |"
                 )
+    ours = rep["results"].get("streamd", {})
+    if "rtsps" in ours and "tcp" in ours:  # what TLS costs: RTSPS against plain TCP, same run
+        plain = {r["sessions"]: r for r in ours["tcp"] if "error" not in r}
+        lines += ["", "RTSPS / plain TCP interleaved, streamd, same run:", ""]
+        lines += [
+            "| sessions | CPU % / stream (RTSPS / TCP) | ratio | CPU µs / packet (RTSPS / TCP) | ratio |",
+            "|---:|---:|---:|---:|---:|",
+        ]
+        for r in ours["rtsps"]:
+            p = plain.get(r["sessions"])
+            if p is not None and "error" not in r:
+                ours_cpu, plain_cpu = r["cpu_percent_per_stream"], p["cpu_percent_per_stream"]
+                ours_pkt, plain_pkt = r.get("cpu_us_per_packet", 0.0), p.get("cpu_us_per_packet", 0.0)
+                lines.append(
+                    f"| {r['sessions']} | {ours_cpu:.3f} / {plain_cpu:.3f} "
+                    f"| {report.ratio(ours_cpu, plain_cpu)} "
+                    f"| {ours_pkt:.1f} / {plain_pkt:.1f} | {report.ratio(ours_pkt, plain_pkt)} |"
+                )
     for name, prof in rep.get("profiles", {}).items():
         lines += ["", f"## Where {name}'s CPU goes at {prof.get('sessions')} UDP sessions (py-spy)", ""]
         if "error" in prof:
@@ -441,7 +511,13 @@ def main(argv: list[str] | None = None) -> int:
         "--sessions", type=int, nargs="+", default=[50, 100, 200, 300, 400], help="ramp levels"
     )
     parser.add_argument("--seconds", type=float, default=12, help="measurement window per level")
-    parser.add_argument("--transports", nargs="+", choices=["udp", "tcp"], default=["udp", "tcp"])
+    parser.add_argument(
+        "--transports",
+        nargs="+",
+        choices=["udp", "tcp", "rtsps"],
+        default=["udp", "tcp"],
+        help="rtsps: TCP interleaved inside TLS",
+    )
     parser.add_argument("--workers", type=int, default=2, help="load generator processes")
     parser.add_argument("--no-peer", dest="peer", action="store_false", help="skip gst-rtsp-server")
     parser.add_argument(
@@ -453,6 +529,11 @@ def main(argv: list[str] | None = None) -> int:
         action="append",
         default=[],
         help="an option for streamd serve, e.g. --server-arg=--precise-pacing (repeatable)",
+    )
+    parser.add_argument(
+        "--every-level",
+        action="store_true",
+        help="measure every level even after one breaks (cost comparisons on a busy machine)",
     )
     args = parser.parse_args(argv)
     out = args.out or report.results_dir()
@@ -466,6 +547,7 @@ def main(argv: list[str] | None = None) -> int:
         args.profile,
         out,
         tuple(args.server_arg),
+        args.every_level,
     )
     plots = plot(rep, out)
     (out / "load.json").write_text(json.dumps(rep, indent=1))

@@ -44,6 +44,7 @@ class Server:
     name: str = "streamd"
     path: str = "clip.mp4"  # where the clip is served
     host: str = "127.0.0.1"  # where it listens (a namespace's address behind a kernel link)
+    tls_port: int = 0  # RTSPS, when started with a certificate
 
     def rss_bytes(self) -> int:
         """Resident memory of the server process now."""
@@ -67,10 +68,19 @@ class Server:
 
 
 def start(
-    media: Path, log_path: Path, *extra: str, host: str = "127.0.0.1", prefix: Sequence[str] = ()
+    media: Path,
+    log_path: Path,
+    *extra: str,
+    host: str = "127.0.0.1",
+    prefix: Sequence[str] = (),
+    tls: tuple[Path, Path] | None = None,
 ) -> Server:
-    """``prefix`` (e.g. ``ip netns exec NAME``) goes before the command; ``host`` is where it listens."""
+    """``prefix`` (e.g. ``ip netns exec NAME``) goes before the command; ``host`` is where it listens;
+    ``tls`` (certificate, key): RTSPS too, on ``Server.tls_port``."""
     port, http_port = free_port(), free_port()
+    tls_port = free_port() if tls else 0
+    if tls:
+        extra = (*extra, "--tls-cert", str(tls[0]), "--tls-key", str(tls[1]), "--rtsps-port", str(tls_port))
     args = [
         *prefix, sys.executable, "-m", "streamd.cli", "serve", "--host", host, "--rtsp-port", str(port),
         "--rtp-port", str(free_even_udp_pair()), "--http-port", str(http_port), "--media", str(media),
@@ -79,7 +89,8 @@ def start(
     env = (
         {**os.environ, "STREAMD_UDP_GSO": "0"} if prefix else None
     )  # qdiscs count datagrams, not GSO batches
-    return wait_listening(Server(_spawn(args, log_path, env), port, http_port, host=host), log_path)
+    server = Server(_spawn(args, log_path, env), port, http_port, host=host, tls_port=tls_port)
+    return wait_listening(server, log_path)
 
 
 def _spawn(args: list[str], log_path: Path, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
@@ -117,8 +128,16 @@ def peer_available() -> str | None:
     return None
 
 
-def start_peer(clip: Path, log_path: Path, *, host: str = "127.0.0.1", prefix: Sequence[str] = ()) -> Server:
-    """gst-rtsp-server serving ``clip`` with passthrough payloaders at rtsp://HOST:PORT/clip."""
+def start_peer(
+    clip: Path,
+    log_path: Path,
+    *,
+    host: str = "127.0.0.1",
+    prefix: Sequence[str] = (),
+    tls: tuple[Path, Path] | None = None,
+) -> Server:
+    """gst-rtsp-server serving ``clip`` with passthrough payloaders at rtsp://HOST:PORT/clip;
+    with ``tls`` (certificate, key) it serves rtsps:// on that port instead."""
     port = free_port()
     args = [
         *prefix,
@@ -131,5 +150,14 @@ def start_peer(clip: Path, log_path: Path, *, host: str = "127.0.0.1", prefix: S
         "--file",
         str(clip),
     ]
-    peer = Server(_spawn(args, log_path), port, name="gst-rtsp-server", path="clip", host=host)
+    if tls:
+        args += ["--tls-cert", str(tls[0]), "--tls-key", str(tls[1])]
+    peer = Server(
+        _spawn(args, log_path),
+        port,
+        name="gst-rtsp-server",
+        path="clip",
+        host=host,
+        tls_port=port if tls else 0,
+    )
     return wait_listening(peer, log_path)

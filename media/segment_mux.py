@@ -16,6 +16,7 @@ one everything after.
 from __future__ import annotations
 
 import io
+import itertools
 import math
 import os
 import struct
@@ -27,6 +28,7 @@ from typing import Any, Literal
 import av
 
 from media import aac
+from media.audio_track import EncodedAudio, add_aac_stream
 from media.errors import MediaError
 from media.keyframe_index import CutPoint
 from media.probe import open_container
@@ -48,7 +50,9 @@ TS_OPTIONS = {
     "avoid_negative_ts": "disabled",
     "fflags": "+bitexact",
 }
+FRAME_DESCRIBED = frozenset({"ac3", "eac3"})  # MP4 sample entries FFmpeg fills from the first frame
 SEEK_MARGINS = (Fraction(0), Fraction(1), Fraction(5), Fraction(30), None)  # None: from the start
+ENCODE_WAIT = 10.0  # seconds a segment waits for re-encoded audio to reach its end (then 503)
 READ_PAST = Fraction(10)  # seconds read past the end of a track before the others are given up
 
 
@@ -64,17 +68,29 @@ class SegmentJob:
     end: CutPoint | None  # None: to its end
     shift: Fraction  # added to every timestamp
     container: Container = "mp4"
+    encoded: tuple[EncodedAudio, ...] = ()  # tracks re-encoded once, taken from here, not the file
+
+    @property
+    def demuxed(self) -> tuple[int, ...]:
+        """The streams read from the file (not re-encoded ones)."""
+        return tuple(i for i in self.streams if i not in {a.stream_index for a in self.encoded})
 
 
-def init_segment(path: str | os.PathLike[str], streams: tuple[int, ...]) -> bytes:
-    """``ftyp`` + ``moov`` for fragments of ``streams`` (blocking)."""
-    source = open_container(path)
+def init_segment(job: SegmentJob) -> bytes:
+    """``ftyp`` + ``moov`` for the fragments of ``job`` 's streams (blocking; ``job`` is any
+    segment's, the first is cheapest). AC-3 and E-AC-3 sample entries are made from a frame, so
+    for them the moov comes from muxing the segment; otherwise from the streams alone."""
+    source = open_container(job.path)
     try:
+        if _needs_frames(source, job):
+            return _boxes(_mux(source, job), {b"ftyp", b"moov"})
         sink = io.BytesIO()
         with av.open(sink, "w", format="mp4", options=dict(MP4_OPTIONS)) as output:  # type: ignore[call-overload]
-            _outputs(source, output, streams, _adts_configs(path, source, streams))
+            _outputs(source, output, job.streams, _adts_configs(job.path, source, job.demuxed), job.encoded)
             output.start_encoding()  # the header, although no packet follows
         return _boxes(sink.getvalue(), {b"ftyp", b"moov"})
+    except av.FFmpegError as exc:
+        raise MediaError(f"{job.path}: cannot make the init segment ({exc})") from exc
     finally:
         source.close()
 
@@ -84,33 +100,49 @@ def make_segment(job: SegmentJob) -> bytes:
     segment), a self-contained MPEG-TS otherwise."""
     source = open_container(job.path)
     try:
-        sink = io.BytesIO()
-        options = MP4_OPTIONS if job.container == "mp4" else TS_OPTIONS
-        with av.open(sink, "w", format=job.container, options=dict(options)) as output:  # type: ignore[call-overload]
-            adts = _adts_configs(job.path, source, job.streams)
-            outputs = _outputs(source, output, job.streams, adts)
-            count = 0
-            for packet in _packets(source, job):
-                index = packet.stream.index
-                if index in adts:
-                    packet = _without_adts(packet)
-                shift = math.ceil(job.shift / packet.time_base)
-                packet.pts += shift
-                packet.dts += shift
-                packet.stream = outputs[index]
-                try:
-                    output.mux(packet)
-                except av.InvalidDataError:
-                    continue  # a packet cut short (a truncated file's last): players skip it too
-                count += 1
-        if count == 0:
-            raise MediaError(f"{job.path}: nothing to put in this segment (damaged or cut short)")
-        data = sink.getvalue()
+        data = _mux(source, job)
         return _boxes(data, {b"moof", b"mdat"}) if job.container == "mp4" else data
     except av.FFmpegError as exc:
         raise MediaError(f"{job.path}: cannot remux the segment ({exc})") from exc
     finally:
         source.close()
+
+
+def _needs_frames(source: Any, job: SegmentJob) -> bool:
+    return any(s.index in job.demuxed and s.codec_context.name in FRAME_DESCRIBED for s in source.streams)
+
+
+def _mux(source: Any, job: SegmentJob) -> bytes:
+    """The whole muxer output for ``job`` (MP4: ftyp, moov, moof, mdat, mfra)."""
+    sink = io.BytesIO()
+    options = dict(MP4_OPTIONS if job.container == "mp4" else TS_OPTIONS)
+    if job.container == "mp4" and _needs_frames(source, job):
+        options["movflags"] = options["movflags"].replace("empty_moov", "delay_moov")
+    with av.open(sink, "w", format=job.container, options=options) as output:  # type: ignore[call-overload]
+        adts = _adts_configs(job.path, source, job.demuxed)
+        outputs = _outputs(source, output, job.streams, adts, job.encoded)
+        start = job.start.seconds if job.start is not None else None
+        end = job.end.seconds if job.end is not None else None
+        encoded = [
+            (a.stream_index, p) for a in job.encoded for p in a.packets_between(start, end, ENCODE_WAIT)
+        ]
+        demuxed = ((p.stream.index, p) for p in _packets(source, job)) if job.demuxed else iter(())
+        count = 0
+        for index, packet in itertools.chain(encoded, demuxed):  # the muxer interleaves them
+            if index in adts:
+                packet = _without_adts(packet)
+            shift = math.ceil(job.shift / packet.time_base)
+            packet.pts += shift
+            packet.dts += shift
+            packet.stream = outputs[index]
+            try:
+                output.mux(packet)
+            except av.InvalidDataError:
+                continue  # a packet cut short (a truncated file's last): players skip it too
+            count += 1
+    if count == 0:
+        raise MediaError(f"{job.path}: nothing to put in this segment (damaged or cut short)")
+    return sink.getvalue()
 
 
 def _adts_configs(path: str | os.PathLike[str], source: Any, streams: tuple[int, ...]) -> dict[int, bytes]:
@@ -155,11 +187,24 @@ def _without_adts(packet: Any) -> Any:
     return bare
 
 
-def _outputs(source: Any, output: Any, streams: tuple[int, ...], configs: dict[int, bytes]) -> dict[int, Any]:
+def _outputs(
+    source: Any,
+    output: Any,
+    streams: tuple[int, ...],
+    configs: dict[int, bytes],
+    encoded: tuple[EncodedAudio, ...] = (),
+) -> dict[int, Any]:
     by_index = {s.index: s for s in source.streams}
+    replaced = {a.stream_index: a for a in encoded}
     outputs = {}
     for index in streams:
-        stream = output.add_stream_from_template(by_index[index])
+        if index in replaced:
+            outputs[index] = add_aac_stream(output, replaced[index])
+            continue
+        try:
+            stream = output.add_stream_from_template(by_index[index])
+        except av.codec.codec.UnknownCodecError:  # no encoder of the decoder's name (libdav1d)
+            stream = output.add_stream_from_template(by_index[index], opaque=True)
         if index in configs:
             stream.codec_context.extradata = configs[index]
         if stream.type == "video" and stream.codec_context.name == "hevc":
@@ -170,7 +215,7 @@ def _outputs(source: Any, output: Any, streams: tuple[int, ...], configs: dict[i
 
 def _packets(source: Any, job: SegmentJob) -> Iterator[Any]:
     """The job's packets in file order, after a seek that lands before its start."""
-    streams = [s for s in source.streams if s.index in job.streams]
+    streams = [s for s in source.streams if s.index in job.demuxed]
     margins = SEEK_MARGINS if job.start is not None else (None,)
     for attempt, margin in enumerate(margins):
         last = attempt == len(margins) - 1
@@ -254,13 +299,13 @@ MAX_HELD = 4096  # packets of other tracks held until the reference track's star
 def _select(packets: Iterator[Any], job: SegmentJob, *, may_miss: bool) -> Iterator[Any]:
     """Filter demuxed packets to the segment's; yields ``_MISSED`` (and stops) if ``may_miss``
     and the start lies before where demuxing began."""
-    has_reference = job.reference in job.streams
+    has_reference = job.reference in job.demuxed
     start, end = job.start, job.end
     ref_in = start is None  # the reference track is between its start and end cut points
     started = ref_in or not has_reference  # held: other tracks' packets until the reference starts
     held: list[Any] = []
     done: set[int] = set()
-    wanted = set(job.streams)
+    wanted = set(job.demuxed)
     yielded = False
     for packet in packets:
         if packet.size == 0 or (packet.pts is None and packet.dts is None):

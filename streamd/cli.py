@@ -58,7 +58,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--precise-pacing",
         action="store_const",
         const=True,
-        help="send nothing early: each access unit at its own time (pacer slack 0; more CPU)",
+        help="send nothing early: each access unit at its own time (no pacer slack; more CPU)",
+    )
+    serve.add_argument(
+        "--precise-pacing-rate",
+        type=float,
+        help="bit/s of the slow link: precise pacing spreads an access unit's packets at this rate (0: no)",
     )
     serve.add_argument("--rtsps-port", type=int, help="RTSPS port, with --tls-cert/--tls-key (default: 8322)")
     serve.add_argument("--https-port", type=int, help="HTTPS port, with --tls-cert/--tls-key (default: 8443)")
@@ -243,6 +248,7 @@ def _serve(args: argparse.Namespace, argv: list[str] | None = None) -> int:
             "record_segment",
             "send_slack",
             "precise_pacing",
+            "precise_pacing_rate",
             "rtsps_port",
             "https_port",
             "tls_cert",

@@ -74,8 +74,15 @@ class PathSettings:
     # in a cluster, a live path published on another node is pulled from it ("relay", shared by
     # this node's readers) or its readers are sent there with 302 ("redirect")
     cluster_mode: str = "relay"
+    # live HLS: this path's DVR window in seconds (None: the server's hls_dvr_seconds)
+    hls_dvr_seconds: float | None = None
 
     def __post_init__(self) -> None:
+        dvr = self.hls_dvr_seconds
+        if dvr is not None and (
+            isinstance(dvr, bool) or not isinstance(dvr, int | float) or not 10 <= dvr <= 86400
+        ):
+            raise ConfigError(f"hls_dvr_seconds must be between 10 and 86400, not {dvr!r}")
         if self.encryption is not None and self.encryption not in ENCRYPTION_MODES:
             raise ConfigError(f"encryption must be one of {', '.join(ENCRYPTION_MODES)}")
         if not isinstance(self.upstream_tls_verify, bool):
@@ -138,6 +145,8 @@ class ServerConfig:
     hls_part_seconds: float = 0.2
     hls_dvr_seconds: float = 180.0
     hls_dvr_bytes: int = 256 * 1024 * 1024  # per path
+    # a recorded path's DVR: older segments stay listed this long, read back from its recording
+    hls_dvr_recorded_seconds: float = 3600.0
     hls_idle_seconds: float = 30.0  # a path's HLS stream is let go after this long without a request
     hls_max_blocked: int = 10_000  # blocking playlist/part requests waiting at once (503 beyond)
     # --- timing (the defaults are what clients expect; tests shorten them) ---------------------
@@ -146,6 +155,7 @@ class ServerConfig:
     rtcp_min_interval: float = 5.0  # RFC 3550 6.2 Tmin for sender reports (the first uses half)
     send_slack: float = 0.002  # what is due this soon is sent in the same pacer wake-up
     precise_pacing: bool = False  # nothing sent early: the pacer wakes for each due time (more CPU)
+    precise_pacing_rate: float = 0.0  # bit/s: precise pacing spreads an AU at this link rate (0: no)
     trick_play_all_frames_up_to: float = 4.0  # Scale up to this sends every video frame, beyond: keyframes
     # --- limits (hardening): every buffer, queue and count an outsider can grow is bounded ------
     max_connections: int = 2000  # RTSP connections in total
@@ -244,6 +254,8 @@ class ServerConfig:
                 raise ConfigError(f"{name} must be a number of seconds between 0 and 3600, not {value!r}")
         if not 0 <= self.send_slack <= 0.1:
             raise ConfigError("send_slack must be between 0 and 0.1 seconds")
+        if self.precise_pacing_rate < 0:
+            raise ConfigError("precise_pacing_rate must be 0 (no spreading) or a rate in bit/s")
         if not 1 <= self.trick_play_all_frames_up_to <= 1000:
             raise ConfigError("trick_play_all_frames_up_to must be a Scale between 1 and 1000")
         for name in (
@@ -384,6 +396,7 @@ def _check_hls(config: ServerConfig) -> None:
         "hls_part_seconds": (0.05, 5.0),
         "hls_dvr_seconds": (10.0, 86400.0),
         "hls_dvr_bytes": (1 << 20, 1 << 40),
+        "hls_dvr_recorded_seconds": (10.0, 7 * 86400.0),
         "hls_idle_seconds": (1.0, 3600.0),
         "hls_max_blocked": (1, 10_000_000),
     }

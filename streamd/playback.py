@@ -50,6 +50,13 @@ _reads = ThreadPoolExecutor(max_workers=READ_WORKERS, thread_name_prefix="playba
 _cache_loads = ThreadPoolExecutor(max_workers=2, thread_name_prefix="playback-cache")
 
 
+def clock_tick(loop: asyncio.AbstractEventLoop) -> float:
+    """The granularity of ``loop.time()``: uvloop's clock and timers count whole milliseconds, so
+    a pacer slack below that (precise pacing: 0) would see a timer fire before the clock reaches
+    its due time and spin on empty wake-ups until the millisecond ticks."""
+    return 0.001 if type(loop).__module__.startswith("uvloop") else 0.0
+
+
 @dataclass
 class Binding:
     """One set-up track: what it is, its sender state, and where its packets go."""
@@ -185,7 +192,7 @@ class Playback:
         """Begin sending now, from ``position``."""
         loop = asyncio.get_running_loop()
         if self._pacer is None:
-            self._pacer = loop_pacer(self.settings.pacer_slack)
+            self._pacer = loop_pacer(max(self.settings.pacer_slack, clock_tick(loop)))
         now = loop.time()
         self._unit_at_a_time = any(
             isinstance(getattr(type(b.sink), "writable", None), property) for b in self.bindings.values()

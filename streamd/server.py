@@ -166,7 +166,8 @@ class RtspServer:
         # what RTSP, tunnels and HTTP ask: the local users, behind JWT / hook when configured
         self.authorizer = authorizer or with_external(config, self.authenticator)
         # strict encryption (per server or path) refuses what arrives in clear, before credentials
-        self.authorizer = EncryptionGate(self.authorizer, config.encryption_for)
+        self.encryption = EncryptionGate(self.authorizer, config.encryption_for)
+        self.authorizer = self.encryption
         # connections without an authorized request yet, and when they opened (auth_deadline)
         self._unauthorized: dict[RtspConnection, float] = {}
         self.auth_counters: dict[str, int] = {"auth_deadline_closes": 0}
@@ -185,6 +186,7 @@ class RtspServer:
         # TLS (RTSPS here, HTTPS on the HTTP side): the certificate, reloaded when its files change
         self.certificates: Certificates | None = None
         self.rtsps: Handshakes | None = None
+        self._handshakes: list[Handshakes] = []  # every TLS listener's (RTSPS, HTTPS): for metrics
         self._reaper: asyncio.Task[None] | None = None
         # set by the HTTP side: takes over an RTSP-port connection whose first request is HTTP
         # (RTSP-over-HTTP tunnelling, or a browser pointed at the RTSP port)
@@ -244,7 +246,7 @@ class RtspServer:
     def handshakes(self, what: str) -> Handshakes:
         """TLS handshakes for one listener (RTSPS, HTTPS): this certificate, deadline and limits."""
         assert self.certificates is not None
-        return Handshakes(
+        handshakes = Handshakes(
             self.certificates.front_context(),
             self.config.tls_handshake_timeout,
             Admission(
@@ -252,6 +254,8 @@ class RtspServer:
             ),
             what,
         )
+        self._handshakes.append(handshakes)
+        return handshakes
 
     @property
     def rtsp_port(self) -> int:
@@ -378,7 +382,13 @@ class RtspServer:
 
     def auth_metrics(self) -> dict[str, int]:
         """Login limits' counters as plain numbers (for /metrics)."""
-        return {**self.authenticator.counters, **self.auth_counters}
+        tls = {
+            "encryption_refusals": self.encryption.refused,
+            "tls_handshakes_failed": sum(h.counters["failed"] for h in self._handshakes),
+            "tls_handshakes_timed_out": sum(h.counters["timed_out"] for h in self._handshakes),
+            "tls_certificate_reloads": self.certificates.reloads if self.certificates else 0,
+        }
+        return {**self.authenticator.counters, **self.auth_counters, **tls}
 
     def session_count(self) -> int:
         return len(self.sessions)

@@ -47,7 +47,12 @@ def _parallel(config: pytest.Config) -> bool:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if not _parallel(config):
+        return
     serial = [item for item in items if item.get_closest_marker("serial")]
-    if serial and _parallel(config):
+    if serial:
         config.hook.pytest_deselected(items=serial)
         items[:] = [item for item in items if not item.get_closest_marker("serial")]
+    # modules are handed out in this order (scripts/test: --no-loadscope-reorder): the long integration
+    # modules first, the many short unit modules last, where they fill the workers' idle ends
+    items.sort(key=lambda item: item.nodeid.startswith("tests/unit/"))

@@ -19,7 +19,10 @@ import pytest
 
 
 def run_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The temporary directory of this run that all workers share (the parent of theirs)."""
+    """The temporary directory of this run that all workers share (the parent of theirs), or
+    ``STREAMD_TEST_SHARED`` (scripts/test's, shared by its parallel and its serial pytest run)."""
+    if os.environ.get("STREAMD_TEST_SHARED"):
+        return Path(os.environ["STREAMD_TEST_SHARED"])
     base = tmp_path_factory.getbasetemp()
     return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
 
@@ -29,7 +32,11 @@ def made_once(tmp_path_factory: pytest.TempPathFactory, key: str, make: Callable
 
     ``key`` names what is made and must change with the generator's parameters.
     """
-    root = run_root(tmp_path_factory)
+    return made_once_in(run_root(tmp_path_factory), key, make)
+
+
+def made_once_in(root: Path, key: str, make: Callable[[Path], object]) -> Path:
+    """``made_once`` under ``root``."""
     target = root / f"shared-{key}"
     with open(root / f"shared-{key}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # released when closed, or when a dying worker exits

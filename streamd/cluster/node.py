@@ -23,6 +23,7 @@ from streamd.rtsp.errors import RtspError
 log = logging.getLogger("streamd")
 
 CLOSE_TIMEOUT = 2.0  # seconds to release claims and unregister when the server stops
+DRAIN_CHECK = 0.25  # seconds between looks at whether the node began (or stopped) draining
 
 
 class ClusterNode:
@@ -49,9 +50,11 @@ class ClusterNode:
         self._load, self._draining, self._lost, self._clock = load, draining, lost, clock
         self._task: asyncio.Task[None] | None = None
         self._releases: set[asyncio.Task[None]] = set()
+        self._told_draining = False  # what the last registration said
 
     def info(self) -> NodeInfo:
-        return NodeInfo(self.id, self.id, self._load(), self._draining(), self._clock())
+        self._told_draining = self._draining()
+        return NodeInfo(self.id, self.id, self._load(), self._told_draining, self._clock())
 
     async def start(self, address: str) -> None:
         """Join as ``address`` (rtsp://host:port); an unreachable store is logged, not fatal."""
@@ -60,9 +63,16 @@ class ClusterNode:
         self._task = asyncio.get_running_loop().create_task(self._run(), name="cluster heartbeat")
 
     async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
         while True:
-            await asyncio.sleep(self.heartbeat)
-            await self.beat()
+            due = loop.time() + self.heartbeat
+            # a drain (or its end) is told at once, so other nodes stop balancing players here
+            while (left := due - loop.time()) > 0 and self._draining() == self._told_draining:
+                await asyncio.sleep(min(left, DRAIN_CHECK))
+            try:
+                await self.beat()
+            except Exception:  # a bug must not stop the heartbeat (the node would expire)
+                log.exception("cluster: heartbeat failed")
 
     async def beat(self) -> None:
         """One heartbeat: register, renew (or re-claim) every claim, refresh the list of nodes."""

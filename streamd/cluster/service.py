@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import socket
 from collections.abc import Awaitable, Callable
+from dataclasses import asdict
 
 from streamd.cluster.edge import Edge
 from streamd.cluster.node import ClusterNode
@@ -17,6 +18,7 @@ from streamd.cluster.redis_store import RedisStore
 from streamd.cluster.store import ClusterStore
 from streamd.config import ServerConfig
 from streamd.live.relay import RelayHooks
+from streamd.rtsp.errors import RtspError
 from streamd.rtsp.message import Request, Response
 
 log = logging.getLogger("streamd")
@@ -36,7 +38,8 @@ class Cluster:
         assert config.cluster is not None
         self.config = config
         self.node = ClusterNode(
-            store or RedisStore(config.cluster),
+            # a slow answer is not an outage: wait up to a heartbeat (a loaded machine answers late)
+            store or RedisStore(config.cluster, timeout=min(5.0, max(0.5, config.cluster_heartbeat))),
             heartbeat=config.cluster_heartbeat,
             load=load,
             draining=draining,
@@ -59,19 +62,36 @@ class Cluster:
     def moved(
         self, local: Callable[[Request], Response | None]
     ) -> Callable[[Request], Awaitable[Response | None]]:
-        """The dispatcher's redirect check: a drain to nowhere sends new sessions to the least-loaded
-        node; then ``local`` (configured redirects, moves, drains); then the cluster's own 302s."""
+        """The dispatcher's redirect check: ``local`` first (configured redirects, moves, drains),
+        where a drain to nowhere (503) sends new players to the least-loaded node instead; then
+        the cluster's own 302s (to a path's owner, balancing)."""
 
         async def moved(request: Request) -> Response | None:
             assert self.edge is not None
-            drain_to = self._drain_targets()
-            if drain_to is not None and not drain_to:
+            try:
+                response = local(request)
+            except RtspError as exc:
+                if exc.status != 503 or self._drain_targets() != ():
+                    raise
                 response = await self.edge.redirect(request, drained=True)
-                if response is not None:
-                    return response
-            return local(request) or await self.edge.redirect(request)
+                if response is None:
+                    raise  # no node to send it to (or a publisher): 503 as without a cluster
+            return response or await self.edge.redirect(request)
 
         return moved
+
+    def status(self) -> dict[str, object]:
+        """This node's view, for ``GET /api/v1/cluster``."""
+        node = self.node
+        relays = self.edge.relays if self.edge is not None else {}
+        return {
+            "node": node.id,
+            "available": node.available,
+            "heartbeat": node.heartbeat,
+            "nodes": [asdict(peer) for peer in node.peers],
+            "claims": {path: claim.token for path, claim in sorted(node.claims.items())},
+            "edge_relays": sorted(path for path, relay in relays.items() if not relay.finished),
+        }
 
     async def close(self) -> None:
         if self.edge is not None:

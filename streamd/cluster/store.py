@@ -43,6 +43,8 @@ class NodeInfo:
         """None for anything that is not a registration we wrote (the store is shared)."""
         try:
             data = json.loads(text)
+            if not isinstance(data, dict):
+                return None
             return cls(
                 str(data["id"]),
                 str(data["rtsp"]),
@@ -50,7 +52,7 @@ class NodeInfo:
                 bool(data["draining"]),
                 float(data["clock"]),
             )
-        except (ValueError, TypeError, KeyError):
+        except (ValueError, TypeError, KeyError, OverflowError):
             return None
 
 
@@ -71,9 +73,9 @@ class Claim:
     def parse(cls, path: str, value: str | bytes | None) -> Claim | None:
         if value is None:
             return None
-        text = value.decode() if isinstance(value, bytes) else value
+        text = value.decode("utf-8", "replace") if isinstance(value, bytes) else value
         token, _, node = text.partition(" ")
-        if not token.isdigit() or not node:
+        if not (token.isascii() and token.isdigit()) or not node:
             return None
         return cls(path, node, int(token))
 

@@ -3,13 +3,15 @@
 URL layout (``<path>`` is the media path, as in ``/mp4/<path>``; it may contain slashes):
 
 ``/hls/<path>/index.m3u8``
-    The multivariant playlist. For a file: one variant (video + its default audio, muxed), plus an
-    ``#EXT-X-MEDIA:TYPE=AUDIO`` rendition per audio track with its LANGUAGE. ``?format=ts``: the
-    same pointing at the MPEG-TS media playlists, for players without fMP4 support.
+    The multivariant playlist. For a file: one variant (video and its audio track, muxed); with
+    several audio tracks the variant is video only and each track an ``#EXT-X-MEDIA:TYPE=AUDIO``
+    rendition with its LANGUAGE. ``?format=ts``: the same pointing at the MPEG-TS media
+    playlists, for players without fMP4 support.
 ``/hls/<path>/<rendition>/media.m3u8``
     A media playlist of CMAF fragmented-MP4 segments with an ``#EXT-X-MAP`` init segment.
-    ``<rendition>`` is ``main`` (video + default audio; audio only for audio files) or ``a<N>``
-    (the audio track with stream index N alone).
+    ``<rendition>`` is ``main`` (the variant: video, with its audio unless the file has several
+    audio tracks; audio only for audio files) or ``a<N>`` (the audio track with stream index N
+    alone). Segment URLs in playlists carry ``?v=<file version>``.
 ``/hls/<path>/<rendition>/init.mp4``
     The init segment (``ftyp`` + ``moov``) of the rendition.
 ``/hls/<path>/<rendition>/<n>.m4s``

@@ -39,8 +39,10 @@ class LiveNames:
     def segment(self, msn: int) -> str:
         return f"{self.stream}-{msn}.m4s{self.query}"
 
-    def part(self, msn: int, index: int) -> str:
-        return f"{self.stream}-{msn}.{index}.m4s{self.query}"
+    def part(self, number: int) -> str:
+        """Parts go by their number in the stream, not (segment, index): the preload hint names the
+        next part before anyone knows whether a keyframe will make it begin a new segment."""
+        return f"{self.stream}-part{number}.m4s{self.query}"
 
 
 def _seconds(value: float) -> str:
@@ -97,8 +99,7 @@ def render(segmenter: LiveSegmenter, names: LiveNames, *, skip: bool = False) ->
     if segmenter.ended:
         lines.append("#EXT-X-ENDLIST")
     else:
-        msn, index = segmenter.next_part
-        lines.append(f'#EXT-X-PRELOAD-HINT:TYPE=PART,URI="{names.part(msn, index)}"')
+        lines.append(f'#EXT-X-PRELOAD-HINT:TYPE=PART,URI="{names.part(segmenter.parts_made)}"')
     return "\n".join(lines) + "\n"
 
 
@@ -108,7 +109,7 @@ def _segment_lines(lines: list[str], segment: Segment, names: LiveNames, *, with
     if with_parts:
         for part in segment.parts:
             independent = ",INDEPENDENT=YES" if part.independent else ""
-            uri = names.part(part.msn, part.index)
+            uri = names.part(part.number)
             lines.append(f'#EXT-X-PART:DURATION={_seconds(part.duration)},URI="{uri}"{independent}')
     if segment.complete:
         lines.append(f"#EXTINF:{_seconds(segment.duration)},")

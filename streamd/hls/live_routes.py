@@ -2,8 +2,8 @@
 
 ``index.m3u8`` (multivariant: one variant), ``main/media.m3u8`` (the live media playlist, with
 blocking reloads and delta updates), ``main/<stream>-init.mp4``, ``main/<stream>-<msn>.m4s``
-(segments) and ``main/<stream>-<msn>.<part>.m4s`` (parts). ``<stream>`` changes each time the path
-is published anew, so every object URL names one content forever.
+(segments) and ``main/<stream>-part<n>.m4s`` (parts, numbered over the stream). ``<stream>``
+changes each time the path is published anew, so every object URL names one content forever.
 
 Made for caches in front: objects are immutable (``Cache-Control: public, max-age=31536000,
 immutable`` and a strong ``ETag``); the plain playlist lives one second (``max-age=1``), a
@@ -14,6 +14,7 @@ right answer to that query. Errors are never cached.
 
 from __future__ import annotations
 
+import asyncio
 import re
 from typing import TYPE_CHECKING
 from urllib.parse import quote
@@ -25,7 +26,10 @@ from media.codec_string import hevc_codec_string
 from media.track import AacConfig
 from streamd.hls.live_directives import Decision, DirectiveError, decide, parse
 from streamd.hls.live_playlist import LiveNames, render
+from streamd.hls.live_recorded import read_back
+from streamd.hls.live_segmenter import Segment
 from streamd.hls.live_service import START_TIMEOUT, Entry, LiveHls
+from streamd.hls.live_stream import LiveStream
 from streamd.rtsp.errors import RtspError
 
 if TYPE_CHECKING:
@@ -33,10 +37,12 @@ if TYPE_CHECKING:
 
 LIVE_KEY = web.AppKey("hls_live", LiveHls)
 PLAYLIST_TYPE = "application/vnd.apple.mpegurl"
+READ_BACK_KEPT = 16  # cold segments kept after reading them back (a cache in front keeps more)
+MAX_CACHED_PLAYLISTS = 64  # rendered playlists kept per stream until the next part
 IMMUTABLE = "public, max-age=31536000, immutable"
 RENDITION = "main"
 CORS = {"Access-Control-Allow-Origin": "*"}  # web players on other sites (hls.js fetches; no credentials)
-_OBJECT = re.compile(r"([0-9a-f]{8})-(?:(init)\.mp4|(0|[1-9][0-9]{0,9})(?:\.(0|[1-9][0-9]{0,4}))?\.m4s)")
+_OBJECT = re.compile(r"([0-9a-f]{8})-(?:(init)\.mp4|(0|[1-9][0-9]{0,9})\.m4s|part(0|[1-9][0-9]{0,11})\.m4s)")
 
 
 async def serve(
@@ -62,22 +68,52 @@ async def serve(
         if stream.init is None:
             raise RtspError(404, "no init segment yet")
         return _object(request, stream.init, f"{stream.names.stream}-init")
-    msn = int(match.group(3))
-    if match.group(4) is None:
+    segmenter = stream.segmenter
+    if match.group(3) is not None:
         hls.requests["segment"] += 1
-        segment = stream.segmenter.segment(msn)
+        msn = int(match.group(3))
+        segment = segmenter.segment(msn)
         if segment is None or not segment.complete:
             raise RtspError(404, f"segment {msn} is not available (not yet, or no longer)")
-        return _object(request, segment.data, f"{stream.names.stream}-{msn}")
+        data: bytes | None = segment.data
+        if segment.cold:
+            data = await _from_recording(entry, segment)
+            if data is None:
+                raise RtspError(404, f"segment {msn} is no longer in memory nor found in the recording")
+        return _object(request, data, f"{stream.names.stream}-{msn}")
     hls.requests["part"] += 1
-    index = int(match.group(4))
-    segmenter = stream.segmenter
-    if segmenter.part(msn, index) is None and (msn, index) == segmenter.next_part:  # preload hint
-        await hls.wait(entry, lambda: segmenter.part(msn, index) is not None, _block_limit(entry))
-    part = segmenter.part(msn, index)
+    number = int(match.group(4))
+    if number == segmenter.parts_made and not segmenter.ended:  # the preload hint: wait until it is made
+        await hls.wait(entry, lambda: number in segmenter.by_number, _block_limit(entry))
+    part = segmenter.by_number.get(number)
     if part is None:
-        raise RtspError(404, f"part {msn}.{index} is not available (not yet, or no longer)")
-    return _object(request, part.data, f"{stream.names.stream}-{msn}.{index}")
+        raise RtspError(404, f"part {number} is not available (not yet, or no longer)")
+    return _object(request, part.data, f"{stream.names.stream}-part{number}")
+
+
+async def _from_recording(entry: Entry, segment: Segment) -> bytes | None:
+    """A cold segment, read back from the path's recording in a worker thread (a few kept)."""
+    if entry.recordings is None:
+        return None
+    cached = entry.read_back.get(segment.msn)
+    if cached is not None:
+        return cached
+    pending = entry.reading.get(segment.msn)
+    if pending is None:  # one read per segment, however many viewers ask at once
+        inputs = entry.stream.inputs
+        kinds = ["video" if i.video else "audio" for i in inputs]
+        clocks = [i.clock for i in inputs]
+        pending = asyncio.ensure_future(
+            asyncio.to_thread(read_back, entry.recordings, segment, kinds, clocks)
+        )
+        entry.reading[segment.msn] = pending
+        pending.add_done_callback(lambda _: entry.reading.pop(segment.msn, None))
+    data = await asyncio.shield(pending)
+    if data is not None:
+        entry.read_back[segment.msn] = data
+        while len(entry.read_back) > READ_BACK_KEPT:
+            entry.read_back.popitem(last=False)
+    return data
 
 
 async def _entry(hls: LiveHls, server: HttpBackend, path: str) -> Entry:
@@ -143,6 +179,8 @@ async def _playlist(request: web.Request, hls: LiveHls, entry: Entry) -> web.Res
     body = entry.playlists.get(key)
     if body is None:
         body = render(segmenter, names, skip=directives.skip).encode()
+        if len(entry.playlists) >= MAX_CACHED_PLAYLISTS:  # many ?jwt= tokens within one part
+            entry.playlists.clear()
         entry.playlists[key] = body
     if segmenter.ended:
         cache = f"public, max-age={segmenter.target_duration}"
@@ -175,9 +213,9 @@ async def _multivariant(request: web.Request, hls: LiveHls, entry: Entry) -> web
     )
 
 
-def _codec(stream: object, slot: int) -> str | None:
+def _codec(stream: LiveStream, slot: int) -> str | None:
     """The RFC 6381 string of a track, from its parameter sets or AudioSpecificConfig."""
-    item = stream.inputs[slot]  # type: ignore[attr-defined]
+    item = stream.inputs[slot]
     if item.codec == "h264":
         sps = item.params.get(7, b"")
         return f"avc1.{sps[1:4].hex().upper()}" if len(sps) >= 4 else "avc1.42E01E"
@@ -187,7 +225,6 @@ def _codec(stream: object, slot: int) -> str | None:
         except (ValueError, IndexError):
             return "hvc1.1.6.L93.B0"
     if item.codec == "aac":
-        track = stream.live.tracks[item.index].announced.track  # type: ignore[attr-defined]
-        config = track.config
+        config = stream.live.tracks[item.index].announced.track.config
         return f"mp4a.40.{config.object_type if isinstance(config, AacConfig) else 2}"
     return "opus"

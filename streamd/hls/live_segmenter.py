@@ -12,26 +12,33 @@ target, and as soon as it reaches the target. Other tracks' samples go into the 
 when their duration becomes known (each track has its own ``tfdt``, so a part need not cut every
 track at the same instant).
 
-The part target is the configured one rounded to whole frames of the main track (the spec wants
+The part target is the configured one rounded to whole frames of the main track (the median of
+its first three durations) (the spec wants
 every part but a segment's last to last at least 85 % of it and none longer). Segments older than
 the DVR window (seconds and bytes) are dropped, oldest first, never below three target durations.
 """
 
 from __future__ import annotations
 
+import hashlib
+import logging
 import math
 from collections import deque
 from dataclasses import dataclass, field
 
 from streamd.hls.live_fmp4 import Sample, fragment
 
+log = logging.getLogger(__name__)
+
 PART_SLACK = 0.001  # seconds of rounding a part may exceed its target by (timescale steps)
+FRAMES_FOR_TARGET = 3  # main-track durations the part target is rounded by (their median)
 
 
 @dataclass(slots=True)
 class Part:
     msn: int
     index: int
+    number: int  # counted over the whole stream: its URI, which a preload hint can name in advance
     duration: float  # seconds (main track)
     independent: bool  # begins with a keyframe of the main track
     data: bytes | memoryview
@@ -46,6 +53,11 @@ class Segment:
     duration: float = 0.0
     data: bytes = b""  # set when complete
     complete: bool = False
+    # per track: (decode time of its first sample, samples); the first main sample's SHA-1: what
+    # finds the segment again in a recording once its bytes left memory (``cold``)
+    runs: list[list[int]] = field(default_factory=list)
+    key: bytes = b""
+    cold: bool = False
 
     @property
     def size(self) -> int:
@@ -58,6 +70,9 @@ class SegmenterSettings:
     part_seconds: float = 0.2
     dvr_seconds: float = 180.0
     dvr_bytes: int = 256 * 1024 * 1024
+    # a recorded path: segments stay listed this long, their bytes read back from the recording
+    # once they left the in-memory window (0: not recorded)
+    recorded_seconds: float = 0.0
 
 
 @dataclass(slots=True)
@@ -80,20 +95,21 @@ class LiveSegmenter:
         self.main = self.tracks[main]
         self.segments: deque[Segment] = deque()  # complete ones (the DVR window), then the open one
         self.open: Segment | None = None
-        self.part_target: float | None = None  # fixed by the first main sample's duration
+        self.part_target: float | None = None  # fixed once the main track's frame length is known
         self.target_duration = max(1, math.ceil(settings.segment_seconds))
-        self.longest = 0.0  # seconds, the longest segment so far
         self.started = False
         self.ended = False
         self.dropped = 0  # samples before the start or with decode times going back
         self.bytes = 0  # held by complete segments
         self._fragments = 0  # moof sequence numbers
+        self.parts_made = 0  # the next part's number
+        self.by_number: dict[int, Part] = {}  # the parts of the segments in the window
         self._next_msn = 0
-        self._part_start: float | None = None  # seconds of the open part's first main sample
         self._part_main = 0  # main samples in the open part
         self._part_duration = 0.0
         self._part_independent = False
         self._start_seconds = 0.0
+        self._first_lengths: list[float] = []  # the main track's first sample durations
 
     # --- input ----------------------------------------------------------------------------
 
@@ -127,6 +143,8 @@ class LiveSegmenter:
         """The path went offline: the held samples (as long as the ones before) end the last segment."""
         if self.ended:
             return []
+        if self.part_target is None:
+            self.part_target = self.settings.part_seconds
         completed: list[Part] = []
         for track in self.tracks:
             held = track.held
@@ -150,25 +168,28 @@ class LiveSegmenter:
         completed: list[Part] = []
         seconds = sample.dts / track.timescale
         length = sample.duration / track.timescale
-        if self.part_target is None:
-            target = self.settings.part_seconds
-            self.part_target = round(length * max(1, round(target / length)), 6) if length > 0 else target
+        if self.part_target is None and len(self._first_lengths) < FRAMES_FOR_TARGET:
+            self._first_lengths.append(length)
+            if len(self._first_lengths) == FRAMES_FOR_TARGET:  # the median: not a first odd frame's
+                frame = sorted(self._first_lengths)[FRAMES_FOR_TARGET // 2]
+                target = self.settings.part_seconds
+                self.part_target = round(frame * max(1, round(target / frame)), 6) if frame > 0 else target
+        limit = self.part_target if self.part_target is not None else math.inf
         if self.open is None or (
             sample.keyframe and seconds - self.open.start >= self.settings.segment_seconds - PART_SLACK
         ):
             completed += self._close_part()
             self._close_segment()
-            self.open = Segment(self._next_msn, seconds, wall)
+            self.open = Segment(self._next_msn, seconds, wall, runs=[[-1, 0] for _ in self.tracks])
             self._next_msn += 1
-        elif self._part_main and self._part_duration + length > self.part_target + PART_SLACK:
+        elif self._part_main and self._part_duration + length > limit + PART_SLACK:
             completed += self._close_part()
         if not self._part_main:
-            self._part_start = seconds
             self._part_independent = sample.keyframe
         track.open.append(sample)
         self._part_main += 1
         self._part_duration += length
-        if self._part_duration >= self.part_target - PART_SLACK:
+        if self._part_duration >= limit - PART_SLACK:
             completed += self._close_part()
         return completed
 
@@ -176,11 +197,27 @@ class LiveSegmenter:
         if not self._part_main or self.open is None:
             return []  # other tracks' samples wait for the next part
         runs = [(t.track_id, t.open) for t in self.tracks]
+        for t, run in zip(self.tracks, self.open.runs, strict=True):
+            if t.open:
+                if run[0] < 0:
+                    run[0] = t.open[0].dts
+                    if t.main:
+                        self.open.key = hashlib.sha1(t.open[0].data).digest()
+                run[1] += len(t.open)
         self._fragments += 1
         data = fragment(self._fragments, runs)
         for t in self.tracks:
             t.open = []
-        part = Part(self.open.msn, len(self.open.parts), self._part_duration, self._part_independent, data)
+        part = Part(
+            self.open.msn,
+            len(self.open.parts),
+            self.parts_made,
+            self._part_duration,
+            self._part_independent,
+            data,
+        )
+        self.by_number[part.number] = part
+        self.parts_made += 1
         self.open.parts.append(part)
         self.open.duration += part.duration
         self._part_main, self._part_duration = 0, 0.0
@@ -200,21 +237,45 @@ class LiveSegmenter:
         segment.complete = True
         self.segments.append(segment)
         self.bytes += len(segment.data)
-        self.longest = max(self.longest, segment.duration)
-        self.target_duration = max(self.target_duration, round(segment.duration + 1e-9))
+        longer = round(segment.duration + 1e-9)
+        if longer > self.target_duration:
+            if self.segments[0] is not segment:  # players may have read the old target duration
+                log.warning(
+                    "live HLS: a %.1f s segment (keyframes that far apart) makes the target duration %d s",
+                    segment.duration,
+                    longer,
+                )
+            self.target_duration = longer
         self._evict()
 
     def _evict(self) -> None:
-        floor = 3 * self.target_duration  # a live playlist never gets shorter than this
-        total = sum(s.duration for s in self.segments)
-        while len(self.segments) > 1:
+        """The oldest segments leave memory past ``dvr_seconds``/``dvr_bytes``: gone, or (a recorded
+        path) listed on, cold, until ``recorded_seconds``. The playlist never gets shorter than three
+        target durations."""
+        floor = 3 * self.target_duration
+        settings = self.settings
+        listed = sum(s.duration for s in self.segments)
+        hot = [s for s in self.segments if not s.cold]
+        in_memory = sum(s.duration for s in hot)
+        kept = listed  # what stays listed if these go (a path not recorded)
+        for oldest in hot[:-1]:
+            if in_memory <= settings.dvr_seconds and self.bytes <= settings.dvr_bytes:
+                break
+            if not settings.recorded_seconds:
+                if kept - oldest.duration < floor:
+                    break
+                kept -= oldest.duration
+            in_memory -= oldest.duration
+            self.bytes -= len(oldest.data)
+            for part in oldest.parts:
+                self.by_number.pop(part.number, None)
+            oldest.parts, oldest.data, oldest.cold = [], b"", True
+        while len(self.segments) > 1 and self.segments[0].cold:
             oldest = self.segments[0]
-            over = total > self.settings.dvr_seconds or self.bytes > self.settings.dvr_bytes
-            if not over or total - oldest.duration < floor:
+            if listed <= settings.recorded_seconds or listed - oldest.duration < floor:
                 break
             self.segments.popleft()
-            self.bytes -= len(oldest.data)
-            total -= oldest.duration
+            listed -= oldest.duration
 
     # --- what the playlist and the requests see ----------------------------------------------
 
@@ -225,7 +286,8 @@ class LiveSegmenter:
 
     @property
     def next_part(self) -> tuple[int, int]:
-        """(MSN, part index) of the part being made: the one a preload hint names."""
+        """(MSN, part index) of the part being made, if it stays in the open segment (a keyframe may
+        end that segment first: then it is part 0 of the next). Its number is ``parts_made``."""
         if self.open is not None:
             return self.open.msn, len(self.open.parts)
         return self._next_msn, 0

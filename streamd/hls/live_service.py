@@ -15,11 +15,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import time
-from collections import Counter
+from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
@@ -28,6 +30,7 @@ from streamd.config import ServerConfig
 from streamd.hls.live_segmenter import Part, SegmenterSettings
 from streamd.hls.live_stream import LiveStream
 from streamd.live.hub import LivePath
+from streamd.live.recorder import record_settings
 from streamd.rtsp.errors import RtspError
 
 log = logging.getLogger(__name__)
@@ -42,6 +45,9 @@ class Entry:
     last_used: float
     changed: asyncio.Event = field(default_factory=asyncio.Event)
     version: int = 0  # parts made so far: playlists are cached per version
+    recordings: Path | None = None  # where a recorded path's files are (cold segments come from there)
+    read_back: OrderedDict[int, bytes] = field(default_factory=OrderedDict)  # cold segments lately read
+    reading: dict[int, asyncio.Future[bytes | None]] = field(default_factory=dict)  # ... being read
     playlists: dict[tuple[int, bool, str], bytes] = field(default_factory=dict)
 
     def on_parts(self, parts: list[Part]) -> None:
@@ -63,10 +69,14 @@ class LiveHls:
         idle_seconds: float = 30.0,
         max_blocked: int = 10_000,
         clock: Callable[[], float] = time.monotonic,
+        settings_for: Callable[[str], SegmenterSettings] | None = None,
+        recordings_for: Callable[[str], Path | None] | None = None,
     ) -> None:
         self.live = live
         self.web_viewers = web_viewers
         self.settings = settings
+        self.settings_for = settings_for or (lambda _name: settings)  # per path (its DVR window)
+        self.recordings_for = recordings_for or (lambda _name: None)  # a recorded path's folder
         self.idle_seconds = idle_seconds
         self.max_blocked = max_blocked
         self.clock = clock
@@ -80,16 +90,19 @@ class LiveHls:
         live = self.live.get(name)
         entry = self.entries.get(name)
         if entry is not None and (live is None or entry.stream.live is live):
-            entry.last_used = self.clock()
-            return entry  # also a finished one: its playlist has ENDLIST
+            ended_online = entry.stream.segmenter.ended and live is not None and live.online
+            if not ended_online:  # a finished stream of an offline path: its playlist has ENDLIST
+                entry.last_used = self.clock()
+                return entry
+            # ended while the path goes on (its video parameter sets changed): a new stream begins
         if live is None or not live.online:
             raise RtspError(404, f"nothing is being published on {name!r} (offline)")
         if entry is not None:
             self._release(name)
-        stream = LiveStream(live, self.settings)
+        stream = LiveStream(live, self.settings_for(name))
         if not stream.playable:
             raise RtspError(415, f"{name!r} has no track HLS can carry (H.264, H.265, AAC, Opus)")
-        entry = Entry(stream, self.clock())
+        entry = Entry(stream, self.clock(), recordings=self.recordings_for(name))
         stream.on_parts = entry.on_parts
         stream.attach()
         self.entries[name] = entry
@@ -166,8 +179,26 @@ def from_config(live: Mapping[str, LivePath], web_viewers: Counter[str], config:
     settings = SegmenterSettings(
         config.hls_live_segment_seconds, config.hls_part_seconds, config.hls_dvr_seconds, config.hls_dvr_bytes
     )
+
+    def for_path(name: str) -> SegmenterSettings:
+        dvr = config.path_settings(name).hls_dvr_seconds  # [paths."..."] hls_dvr_seconds
+        chosen = settings if dvr is None else dataclasses.replace(settings, dvr_seconds=float(dvr))
+        if record_settings(config, name) is not None:  # older segments come back from the recording
+            chosen = dataclasses.replace(chosen, recorded_seconds=config.hls_dvr_recorded_seconds)
+        return chosen
+
+    def recordings(name: str) -> Path | None:
+        recorded = record_settings(config, name)
+        return recorded.folder if recorded is not None else None
+
     return LiveHls(
-        live, web_viewers, settings, idle_seconds=config.hls_idle_seconds, max_blocked=config.hls_max_blocked
+        live,
+        web_viewers,
+        settings,
+        idle_seconds=config.hls_idle_seconds,
+        max_blocked=config.hls_max_blocked,
+        settings_for=for_path,
+        recordings_for=recordings,
     )
 
 

@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-Rule = Literal["read", "metrics", "api", "open", "self"]
+Rule = Literal["read", "publish", "metrics", "api", "open", "self"]
 # "self": the handler asks (it filters, or needs its own checks first)
 RULES: dict[str, Rule] = {
     "/watch/{path}": "read",
@@ -42,10 +42,13 @@ RULES: dict[str, Rule] = {
     "/api/v1/paths": "self",
     "/api/v1/sessions": "self",
     "/api/v1/multicast": "self",
+    "/api/v1/cluster": "api",  # streamd/cluster
     "/api/v1/drain": "self",
     "/api/v1/move/{path}": "self",
     "/whep/{path}": "read",  # WebRTC playback (streamd/webrtc)
     "/whep-session/{id}": "open",  # the session's resource: its unguessable id is the key
+    "/whip/{path}": "publish",  # WebRTC publishing (a bearer token works as for any route)
+    "/whip-session/{id}": "open",
 }
 TEXTS = {401: "authentication required", 403: "not allowed", 503: "too many failed logins; try later"}
 
@@ -149,7 +152,7 @@ async def authorize(
         return await handler(request)
     route = request.match_info.route
     rule = RULES.get(route.resource.canonical if route.resource is not None else "", "open")
-    if rule in ("read", "metrics", "api"):
-        path = media_path(request.match_info.get("path", "")) if rule == "read" else ""
+    if rule in ("read", "publish", "metrics", "api"):
+        path = media_path(request.match_info.get("path", "")) if rule in ("read", "publish") else ""
         await require(request, rule, path)
     return await handler(request)

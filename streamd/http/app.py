@@ -86,6 +86,7 @@ def build_app(
             web.get("/api/v1/paths", _api_paths),
             web.get("/api/v1/sessions", _api_sessions),
             web.get("/api/v1/multicast", _api_multicast),
+            web.get("/api/v1/cluster", _api_cluster),
             web.get("/api/v1/openapi.json", _openapi),
             web.get("/metrics", _metrics),
         ]
@@ -117,7 +118,13 @@ def _host(request: web.Request) -> str:
 
 
 def _rtsp_root(request: web.Request) -> str:
-    return rtsp_base(_host(request), _server(request).rtsp_port)
+    """Links for RTSP players: ``rtsps://`` to a page fetched over HTTPS, or when plain RTSP is not
+    reachable from outside (``rtsp_listen``); ``rtsp://`` otherwise, as before TLS."""
+    server = _server(request)
+    secure = server.rtsps_port is not None and (request.secure or server.config.rtsp_listen != "on")
+    if secure and server.rtsps_port is not None:
+        return rtsp_base(_host(request), server.rtsps_port).replace("rtsp://", "rtsps://", 1)
+    return rtsp_base(_host(request), server.rtsp_port)
 
 
 def _path(request: web.Request) -> str:
@@ -228,8 +235,12 @@ async def _mp4(request: web.Request) -> web.StreamResponse:
     server = _server(request)
     if server.config.path_settings(path).source is not None:
         await server.resolve(path)  # a relayed path: pulled now if it is not yet
-    elif int(server.config.workers) > 1 and path not in server.live and server.config.accepts_publisher(path):
-        await server.resolve(path)  # published in a sibling worker process: relayed here now
+    elif (
+        (int(server.config.workers) > 1 or server.config.cluster is not None)
+        and path not in server.live
+        and server.config.accepts_publisher(path)
+    ):
+        await server.resolve(path)  # live in a sibling worker or on another node: pulled now
     live = server.live.get(path)
     if live is not None and live.online:
         return await serve_live_mp4(request, live, server.web_viewers, request.app[LIVE_VIEWS_KEY])
@@ -284,6 +295,14 @@ async def _api_multicast(request: web.Request) -> web.Response:
     may_read = reader(request)
     groups = [g for g in _server(request).multicast.snapshot() if await may_read(str(g.get("path", "")))]
     return _json({"groups": groups})
+
+
+async def _api_cluster(request: web.Request) -> web.Response:
+    """This node's view of its cluster (streamd.cluster); 404 when it is not in one."""
+    cluster = getattr(_server(request), "cluster", None)
+    if cluster is None:
+        raise web.HTTPNotFound(text="404: this server is not in a cluster (no cluster = in its config)\n")
+    return _json(cluster.status())
 
 
 async def _openapi(request: web.Request) -> web.Response:

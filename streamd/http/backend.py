@@ -57,6 +57,11 @@ class HttpBackend(PathsView, SessionView, ConnectionOwner, Protocol):
     @property
     def rtsp_port(self) -> int: ...
 
+    @property
+    def rtsps_port(self) -> int | None:
+        """The RTSPS port (None without TLS)."""
+        ...
+
     def auth_metrics(self) -> dict[str, int]: ...
 
     def handshakes(self, what: str) -> Handshakes:

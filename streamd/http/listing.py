@@ -45,6 +45,7 @@ class PathEntry:
     multicast_sdp_url: str = ""  # SDP of the path's multicast group (paths with multicast = true)
     recording: bool = False  # a live path being written to files now (record = true)
     video_codec: str = ""  # RFC 6381 codecs value of the video track, for browsers to check support
+    hls_url: str = ""  # the HLS multivariant playlist (streamd/hls): Safari, iOS, TVs, VLC, ffplay
 
     def as_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -112,6 +113,7 @@ async def describe(catalog: Catalog, server: PathsView, rtsp_root: str, name: st
         mp4_url=f"/mp4/{quoted}",
         file_url=f"/files/{quoted}",
         viewers=server.viewers(name),
+        hls_url=f"/hls/{quoted}/index.m3u8",
     )
     try:
         resolved = await asyncio.wait_for(asyncio.shield(server.resolve(name)), PROBE_TIMEOUT)

@@ -29,6 +29,11 @@ AUTH_COUNTERS = {
     "auth_blocks": "Failed logins that started or lengthened a back-off",
     "auth_nonces_dropped": "Digest nonces forgotten because a client held too many",
     "auth_deadline_closes": "Connections closed for sending no authorized request in time",
+    # TLS and the encryption policy (issue 15)
+    "encryption_refusals": "Requests refused for arriving in clear for a path with strict encryption",
+    "tls_handshakes_failed": "TLS handshakes (RTSPS, HTTPS) that failed: not TLS, no common cipher, ...",
+    "tls_handshakes_timed_out": "TLS handshakes dropped for not finishing within tls_handshake_timeout",
+    "tls_certificate_reloads": "Times the certificate was reloaded after its files changed",
 }
 
 

@@ -39,6 +39,10 @@ PATH_SCHEMA: dict[str, Any] = {
             "type": "string",
             "description": "RFC 6381 codecs value of the video track (e.g. hvc1.1.6.L93.B0); '' if none",
         },
+        "hls_url": {
+            "type": "string",
+            "description": "HLS multivariant playlist (files: VOD, ?format=ts for MPEG-TS segments)",
+        },
     },
 }
 
@@ -248,6 +252,13 @@ OPENAPI: dict[str, Any] = {
                         },
                     },
                 ),
+            }
+        },
+        "/api/v1/cluster": {
+            "get": {
+                "summary": "This node in its cluster: its id, whether Redis answers, the nodes it sees, "
+                "the live paths it owns, its edge relays (404 when not in a cluster)",
+                "responses": _json_response("cluster", {"type": "object"}),
             }
         },
     },

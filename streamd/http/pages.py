@@ -1,7 +1,8 @@
 """The two HTML pages: the index of paths and the player. Plain HTML and CSS, no build step.
 
 The index works without JavaScript; the player page needs none either for H.264 (the ``<video>``
-element plays the fragmented MP4 by itself), a few lines of script report playback errors. For
+element plays the fragmented MP4 by itself), a few lines of script report playback errors and
+switch to the file's HLS playlist where the browser plays HLS natively. For
 video some browsers lack (HEVC, AV1, VP9) the script first asks the browser whether it plays the
 file's exact codec string and, if not, plays ``?video=h264``: a copy the server converts to H.264
 for this request. Without script that copy is what plays.
@@ -50,6 +51,8 @@ def _duration(seconds: float | None) -> str:
 def _row(entry: PathEntry) -> str:
     name = escape(entry.name)
     links = f'<a href="{escape(entry.rtsp_url)}">rtsp</a> · <a href="{escape(entry.sdp_url)}">sdp</a>'
+    if entry.hls_url:
+        links += f' · <a href="{escape(entry.hls_url)}">hls</a>'
     if entry.multicast_sdp_url:
         links += f' · <a href="{escape(entry.multicast_sdp_url)}">multicast sdp</a>'
     if entry.error is not None:
@@ -110,6 +113,35 @@ _CHOOSE = (
 )
 
 
+# Native HLS where the browser has it (Safari, iOS, Chromium 14x+): the whole timeline at once and
+# seeks without a new remux; the MP4 stream stays the fallback (no script, no native HLS, an error,
+# or a video codec the browser lacks, which the script above converts).
+_HLS = (
+    "const v=document.getElementById('player'),s=document.getElementById('status'),"
+    "a=document.getElementById('hls');"
+    "if(a&&a.dataset.play&&v.canPlayType('application/vnd.apple.mpegurl')!==''&&"
+    "!(v.dataset.converted&&v.src.endsWith(v.dataset.converted))){"
+    "const mp4=v.src,start=+a.dataset.start;v.src=a.href;"
+    "if(start)v.addEventListener('loadedmetadata',()=>{v.currentTime=start},{once:true});"
+    "v.addEventListener('error',()=>{if(v.src!==a.href)return;"
+    "s.textContent='HLS did not play here: playing the MP4 stream';s.className='note';"
+    "v.src=mp4})}"  # the MP4 URL starts at ?start= already
+)
+
+
+def _hls_line(entry: PathEntry, start: float) -> str:
+    """The playlist to copy into other players; the player page plays it itself where it can."""
+    if not entry.hls_url:
+        return ""
+    url = escape(entry.hls_url)
+    play = " data-play=1" if entry.file_url else ""  # live paths: the MP4 stream until LL-HLS plays
+    return (
+        f'<p>HLS: <a id=hls href="{url}"{play} data-start="{start:g}">{url}</a> '
+        "for VLC, ffplay, Safari, iOS and smart TVs "
+        f'(<a href="{url}?format=ts">MPEG-TS</a> for older players)</p>\n'
+    )
+
+
 def watch_page(entry: PathEntry, start: float) -> str:
     name = escape(entry.name)
     src = f"/mp4/{quote(entry.name)}"
@@ -140,9 +172,14 @@ def watch_page(entry: PathEntry, start: float) -> str:
         f"{seek}"
         f'<p>RTSP: <code>{escape(entry.rtsp_url)}</code> · <a href="{escape(entry.sdp_url)}">SDP</a>'
         f"{original}</p>\n"
+        f"{_hls_line(entry, start)}"
         "<p id=status></p>\n"
         "<script>const v=document.getElementById('player');v.addEventListener('error',()=>{"
         "document.getElementById('status').textContent='cannot play: '+(v.error&&v.error.message||'error')})"
         f"</script>{choose}"
+        f"<script>(()=>{{{_HLS}}})()</script>"
+        # WebRTC (streamd/webrtc/watch.js): takes over the player once connected, else fMP4 goes on
+        f'<script src="/webrtc/watch.js" data-whep="/whep/{escape(quote(entry.name))}"'
+        f"{' data-file=1' if entry.file_url else ''}></script>"
     )
     return _page(f"{entry.name} · streamd", body)

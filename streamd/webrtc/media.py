@@ -10,12 +10,16 @@ from __future__ import annotations
 from dataclasses import replace
 
 from media.errors import MediaError
+from media.track import Track
 from media.transcode import transcoded_track
+from media.video_transcode import VideoToH264
+from streamd.live.announced import RelayedFormat
 from streamd.live.hub import LivePath
 from streamd.rtp.payload.base import UnsupportedCodec
 from streamd.rtp.payload.h264 import H264Format
 from streamd.rtp.payload.registry import payload_format_for
 from streamd.rtp.presentation import Presentation, StreamableTrack
+from streamd.webrtc.convert import convertible, video_convertible
 from streamd.webrtc.negotiate import BROWSER_ENCODINGS, Sendable
 
 PASSED_AUDIO = ("opus", "pcm_mulaw", "pcm_alaw")
@@ -29,17 +33,37 @@ def sendable(streamable: StreamableTrack, *, live: bool) -> Sendable:
     if track.codec not in BROWSER_ENCODINGS:
         why_not = f"browsers take no {track.codec} over WebRTC"
         if track.codec == "hevc":
-            why_not += " (conversion to H.264 is not done yet)"
+            why_not += " (a live path's HEVC is not converted to H.264 yet; files' is)"
     elif track.codec == "h264" and track.has_b_frames and not live:
         why_not = "H.264 with B-frames (browsers' WebRTC decoders drop reordered frames)"
     return Sendable(track.index, track.kind, track.codec, fmt.clock_rate, profile, why_not)
 
 
+def needs_h264(track: Track) -> bool:
+    """Video browsers cannot take over WebRTC as it is, that a file's viewer gets converted."""
+    return track.kind == "video" and (track.codec == "hevc" or (track.codec == "h264" and track.has_b_frames))
+
+
+def converted_video(presentation: Presentation) -> frozenset[int]:
+    """The tracks :func:`for_browsers` turned into H.264 (their source is not H.264 as it is)."""
+    source = presentation.source_info
+    if source is None:
+        return frozenset()
+    return frozenset(t.track.index for t in presentation.tracks if needs_h264(source.track(t.track.index)))
+
+
 def live_sendables(live: LivePath) -> list[Sendable]:
+    """The path's tracks for browsers; audio they cannot take is offered as Opus (converted once
+    for the path by ``convert.AudioToOpus`` when a viewer takes it)."""
     out = []
     for t in live.tracks.values():
         a = t.announced
-        out.append(sendable(StreamableTrack(a.track, a.payload_format, a.control), live=True))
+        if convertible(a.track) and not isinstance(a.payload_format, RelayedFormat):
+            out.append(Sendable(a.track.index, "audio", "opus", 48000))
+        elif video_convertible(a.track) and not isinstance(a.payload_format, RelayedFormat):
+            out.append(Sendable(a.track.index, "video", "h264", 90000, "42e01f"))
+        else:
+            out.append(sendable(StreamableTrack(a.track, a.payload_format, a.control), live=True))
     return out
 
 
@@ -52,6 +76,17 @@ def for_browsers(presentation: Presentation) -> Presentation:
     infos = list(presentation.info.tracks)
     changed = False
     for t in presentation.tracks:
+        if needs_h264(t.track):
+            try:
+                h264 = VideoToH264(source.track(t.track.index)).track
+                fmt = payload_format_for(h264, t.payload_format.payload_type, MAX_PAYLOAD)
+            except (MediaError, UnsupportedCodec):
+                tracks.append(t)  # negotiation leaves it out with the reason
+                continue
+            changed = True
+            infos = [h264 if i.index == h264.index else i for i in infos]
+            tracks.append(StreamableTrack(h264, fmt, t.control))
+            continue
         if t.track.kind == "video" and t.payload_format.max_payload_size > MAX_PAYLOAD:
             try:
                 smaller = payload_format_for(t.track, t.payload_format.payload_type, MAX_PAYLOAD)
@@ -73,8 +108,8 @@ def for_browsers(presentation: Presentation) -> Presentation:
         transcode[t.track.index] = "opus"
         infos = [opus if i.index == opus.index else i for i in infos]
         tracks.append(StreamableTrack(opus, fmt, t.control))
-    if transcode == dict(presentation.transcode):
-        return replace(presentation, tracks=tuple(tracks)) if changed else presentation
+    if transcode == dict(presentation.transcode) and not changed:
+        return presentation
     return replace(
         presentation,
         info=replace(presentation.info, tracks=tuple(infos)),

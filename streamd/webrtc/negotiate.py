@@ -66,6 +66,7 @@ class OfferedSection:
     formats: tuple[str, ...]
     direction: str
     codecs: tuple[OfferedCodec, ...]
+    sctp_port: int | None = None  # a data channel section's a=sctp-port
 
 
 @dataclass(frozen=True)
@@ -94,6 +95,7 @@ class Plan:
     offer: Offer
     choices: tuple[Choice, ...]
     left_out: tuple[str, ...] = field(default=())  # path tracks no m-line took, with the reason
+    data_section: int | None = None  # the m-line of the control data channel, when accepted
 
     def choice_for(self, section: int) -> Choice | None:
         return next((c for c in self.choices if c.section == section), None)
@@ -142,7 +144,7 @@ def parse_offer(text: str) -> Offer:
     )
 
 
-def negotiate(offer: Offer, tracks: Sequence[Sendable]) -> Plan:
+def negotiate(offer: Offer, tracks: Sequence[Sendable], *, data_channel: bool = False) -> Plan:
     """Give each path track the first m-line of its kind that can receive one of its codecs.
 
     RtspError(415) when no track finds a place: the reason names the path's codecs and the offer's.
@@ -173,7 +175,13 @@ def negotiate(offer: Offer, tracks: Sequence[Sendable]) -> Plan:
             + "; ".join(left_out)
             + f" (offered: {', '.join(offered) or 'no codecs'})",
         )
-    return Plan(offer, tuple(choices), left_out)
+    data = None
+    if data_channel:
+        data = next(
+            (i for i, s in enumerate(offer.sections) if s.kind == "application" and s.sctp_port is not None),
+            None,
+        )
+    return Plan(offer, tuple(choices), left_out, data)
 
 
 def pick_codec(track: Sendable, offered: Sequence[OfferedCodec]) -> OfferedCodec | None:
@@ -192,6 +200,36 @@ def pick_codec(track: Sendable, offered: Sequence[OfferedCodec]) -> OfferedCodec
     return fits[0] if fits else None
 
 
+# what a WHIP publisher may send, in order of preference per kind: kept as sent
+PUBLISHED = {"video": ("H264", "VP8"), "audio": ("OPUS",)}
+
+
+def negotiate_publish(offer: Offer) -> Plan:
+    """For a WHIP offer: each sending m-line gets the first codec we keep as sent (H.264 with
+    packetization-mode 1, VP8, Opus); ``Choice.track`` is the m-line's position. 415 if none."""
+    choices: list[Choice] = []
+    left_out: list[str] = []
+    for position, section in enumerate(offer.sections):
+        if section.kind not in ("audio", "video") or section.direction not in ("sendonly", "sendrecv"):
+            continue
+        wanted = PUBLISHED[section.kind]
+        fits = [
+            c
+            for c in section.codecs
+            if c.encoding in wanted and (c.encoding != "H264" or c.params.get("packetization-mode") == "1")
+        ]
+        fits.sort(key=lambda c: wanted.index(c.encoding))
+        if fits:
+            choices.append(Choice(position, position, fits[0]))
+        else:
+            left_out.append(f"m-line {position} ({section.kind}): none of {', '.join(wanted)}")
+    if not choices:
+        raise RtspError(
+            415, "nothing to publish that is kept as sent: " + ("; ".join(left_out) or "no m-lines")
+        )
+    return Plan(offer, tuple(choices), tuple(left_out))
+
+
 def answer_sdp(
     plan: Plan,
     *,
@@ -202,12 +240,17 @@ def answer_sdp(
     ssrcs: dict[int, int],
     cname: str,
     session_id: int,
+    receive: bool = False,
 ) -> str:
-    """The SDP answer: chosen m-lines sendonly with their SSRC, the others rejected (port 0).
+    """The SDP answer: chosen m-lines sendonly with their SSRC (``receive``: recvonly, for WHIP),
+    the others rejected (port 0).
 
     We take the DTLS server role (``a=setup:passive``) unless the offerer insists on it itself."""
     setup = "active" if plan.offer.setup == "passive" else "passive"
-    bundle = [plan.offer.sections[c.section].mid for c in plan.choices]
+    used = sorted(
+        [c.section for c in plan.choices] + ([plan.data_section] if plan.data_section is not None else [])
+    )
+    bundle = [plan.offer.sections[i].mid for i in used]
     lines = [
         "v=0",
         f"o=- {session_id} 1 IN IP4 0.0.0.0",
@@ -216,11 +259,24 @@ def answer_sdp(
         f"a=group:BUNDLE {' '.join(bundle)}",
         "a=msid-semantic: WMS streamd",
     ]
+    transport = [
+        f"a=ice-ufrag:{ice_ufrag}",
+        f"a=ice-pwd:{ice_pwd}",
+        f"a=fingerprint:{fingerprint[0]} {fingerprint[1]}",
+        f"a=setup:{setup}",
+    ]
     for position, section in enumerate(plan.offer.sections):
         choice = plan.choice_for(position)
+        if position == plan.data_section:
+            lines += [f"m=application 9 {section.proto} webrtc-datachannel", "c=IN IP4 0.0.0.0"]
+            lines += [f"a=mid:{section.mid}", *transport, "a=sctp-port:5000", "a=max-message-size:65536"]
+            lines += [f"a=candidate:{c}" for c in candidates]
+            lines.append("a=end-of-candidates")
+            continue
         if choice is None:
             lines += [f"m={section.kind} 0 {section.proto} {' '.join(section.formats[:1]) or '0'}"]
             lines += ["c=IN IP4 0.0.0.0", f"a=mid:{section.mid}", "a=inactive"]
+            lines += transport  # aiortc refuses an answer with an m-line without them
             continue
         codec = choice.codec
         pt = codec.payload_type
@@ -229,21 +285,23 @@ def answer_sdp(
             "c=IN IP4 0.0.0.0",
             "a=rtcp:9 IN IP4 0.0.0.0",
             f"a=mid:{section.mid}",
-            "a=sendonly",
+            "a=recvonly" if receive else "a=sendonly",
             "a=rtcp-mux",
             f"a=ice-ufrag:{ice_ufrag}",
             f"a=ice-pwd:{ice_pwd}",
             f"a=fingerprint:{fingerprint[0]} {fingerprint[1]}",
             f"a=setup:{setup}",
-            f"a=msid:streamd {section.kind}{choice.track}",
         ]
+        if not receive:
+            lines.append(f"a=msid:streamd {section.kind}{choice.track}")
         channels = f"/{codec.channels}" if codec.channels else ""
         lines.append(f"a=rtpmap:{pt} {_rtpmap_name(codec.encoding)}/{codec.clock_rate}{channels}")
         if codec.fmtp:
             lines.append(f"a=fmtp:{pt} {codec.fmtp}")
         lines += [f"a=rtcp-fb:{pt} {fb}" for fb in FEEDBACK if fb in codec.feedback]
-        lines.append(f"a=ssrc:{ssrcs[choice.track]} cname:{cname}")
-        lines.append(f"a=ssrc:{ssrcs[choice.track]} msid:streamd {section.kind}{choice.track}")
+        if not receive:
+            lines.append(f"a=ssrc:{ssrcs[choice.track]} cname:{cname}")
+            lines.append(f"a=ssrc:{ssrcs[choice.track]} msid:streamd {section.kind}{choice.track}")
         lines += [f"a=candidate:{c}" for c in candidates]
         lines.append("a=end-of-candidates")
     return "\r\n".join(lines) + "\r\n"
@@ -280,7 +338,13 @@ def _section(media: MediaDescription, position: int) -> OfferedSection:
             codec = _codec(media, int(fmt))
             if codec is not None:
                 codecs.append(codec)
-    return OfferedSection(media.media, mid, media.proto, tuple(media.formats), direction, tuple(codecs))
+    sctp_port = None
+    if media.media == "application" and "SCTP" in media.proto.upper() and media.port != 0:
+        raw = media.get("sctp-port") or (media.formats[0] if media.proto.upper() == "DTLS/SCTP" else "5000")
+        sctp_port = int(raw) if raw.isdigit() and 0 < int(raw) < 65536 else None
+    return OfferedSection(
+        media.media, mid, media.proto, tuple(media.formats), direction, tuple(codecs), sctp_port
+    )
 
 
 def _codec(media: MediaDescription, pt: int) -> OfferedCodec | None:

@@ -81,6 +81,11 @@ class Peer:
                 candidate = candidate_from_sdp(text)
             except (ValueError, IndexError):
                 continue
+            if candidate.ip.endswith(".local"):
+                # a browser's mDNS name for a host address: resolving it (aioice would ask by
+                # multicast) holds up the checks for seconds; the browser's own checks reach us
+                # and make it a peer-reflexive candidate anyway
+                continue
             candidate.sdpMid = "0"
             await self.ice.addRemoteCandidate(candidate)
             added += 1
@@ -103,6 +108,7 @@ class Peer:
         if self.dtls.state != "connected":
             raise ConnectionError("the DTLS handshake failed (or the fingerprint did not match)")
         _roomier(self.dtls._tx_srtp)
+        self._protect = self.dtls._tx_srtp.protect
         self._write = _datagram_writer(self.ice)
 
     def on_rtcp(self, ssrc: int, handler: Any) -> None:
@@ -113,10 +119,10 @@ class Peer:
     def send_rtp(self, packet: bytes) -> bool:
         """SRTP-protect one RTP packet and send it; False when not connected (or too big)."""
         write = self._write
-        if write is None or self.closed:
+        if write is None:
             return False
         try:
-            write(self.dtls._tx_srtp.protect(packet))
+            write(self._protect(packet))
         except ValueError:  # beyond SRTP_BUFFER: the path's packets are larger than any MTU
             self.too_big += 1
             return False
@@ -139,7 +145,7 @@ class Peer:
         if self.closed:
             return
         self.closed = True
-        self._write = None
+        self._write = None  # nothing is sent from now on
         try:
             await self.dtls.stop()
         except Exception as exc:  # a half-made handshake may fail to shut down: it is gone anyway
@@ -167,6 +173,12 @@ def _datagram_writer(ice: RTCIceTransport) -> Callable[[bytes], Any]:
     transport = getattr(getattr(pair, "protocol", None), "transport", None)
     if pair is not None and transport is not None:
         address = pair.remote_addr
-        return lambda data: transport.sendto(data, address)
+        is_closing, sendto = transport.is_closing, transport.sendto
+
+        def write(data: bytes) -> None:
+            if not is_closing():  # closed under us (ICE ended): asyncio would warn per packet
+                sendto(data, address)
+
+        return write
     send = ice._send  # another aioice: its coroutine, scheduled
     return lambda data: asyncio.ensure_future(send(data))

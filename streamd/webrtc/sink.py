@@ -1,10 +1,10 @@
 """Where one viewer's track goes: the packet sink of live readers and file playback, over SRTP.
 
 Live readers and file playback build RTP packets with their own ``OutgoingStream`` (SSRC,
-sequence, timestamp on the path's shared payloads); the SSRC is the one our answer announced,
-so the only change here is the payload type byte (the browser's number for the codec). Then
-the peer's SRTP session protects it. The last packets of video are kept (bounded) to answer
-NACKs; PLI and FIR go to the session, which knows how to make a keyframe come.
+sequence, timestamp, and the browser's payload type, on the path's shared payloads); the SSRC
+is the one our answer announced. The peer's SRTP session protects each packet as it is. The
+last packets of video are kept (bounded) to answer NACKs; PLI and FIR go to the session, which
+knows how to make a keyframe come.
 """
 
 from __future__ import annotations
@@ -20,6 +20,18 @@ log = logging.getLogger(__name__)
 
 HISTORY = 512  # video packets kept per viewer and track for NACKs (~0.5 s at 4 Mbit/s)
 MAX_BACKLOG = 1 << 20  # bytes the socket may hold back before this viewer counts as congested
+
+
+class Renumbered:
+    """A path's payload format under the browser's payload type number: the viewer's
+    ``OutgoingStream`` writes that number in its header, so packets need no rewriting after."""
+
+    def __init__(self, inner: object, payload_type: int) -> None:
+        self._inner = inner
+        self.payload_type = payload_type
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._inner, name)
 
 
 class WebrtcSink:
@@ -47,9 +59,7 @@ class WebrtcSink:
     # --- PacketSink ---------------------------------------------------------------------------
 
     def send_rtp(self, packet: bytes) -> None:
-        if len(packet) < 12:
-            return
-        packet = b"%c%c%s" % (packet[0], (packet[1] & 0x80) | self.payload_type, packet[2:])
+        """One packet, already numbered with the browser's payload type (see :class:`Renumbered`)."""
         if self.peer.send_rtp(packet):
             self.sent += 1
             if self.video:

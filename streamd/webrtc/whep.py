@@ -21,19 +21,24 @@ from fractions import Fraction
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from media.errors import MediaError
 from streamd.limits import Admission
 from streamd.live.hub import LivePath
 from streamd.live.live_presentation import live_presentation
-from streamd.live.reader import LiveReader
 from streamd.playback import Binding, Playback, PlayRequest
 from streamd.rtp.outgoing import OutgoingStream
 from streamd.rtp.pacing import PacingSettings
-from streamd.rtp.presentation import Presentation
+from streamd.rtp.payload.base import UnsupportedCodec
+from streamd.rtp.presentation import Presentation, StreamableTrack
 from streamd.rtsp.errors import RtspError
-from streamd.webrtc.media import for_browsers, live_sendables, sendable
+from streamd.webrtc.convert import Converter, convertible, make_converter, video_convertible
+from streamd.webrtc.file_control import FileControl
+from streamd.webrtc.live_reader import WebrtcLiveReader
+from streamd.webrtc.media import converted_video, for_browsers, live_sendables, sendable
 from streamd.webrtc.negotiate import Plan, answer_sdp, negotiate, parse_offer
 from streamd.webrtc.peer import Peer, ice_servers
-from streamd.webrtc.sink import WebrtcSink
+from streamd.webrtc.playback import WebrtcPlayback
+from streamd.webrtc.sink import Renumbered, WebrtcSink
 
 if TYPE_CHECKING:
     from streamd.http.backend import HttpBackend
@@ -58,13 +63,16 @@ class WhepSession:
     file: Path | None = None
     connected: bool = False
     ended: bool = False
-    reader: LiveReader | None = None
+    reader: WebrtcLiveReader | None = None
     playback: Playback | None = None
     task: asyncio.Task[None] | None = None
     gone: asyncio.Event = field(default_factory=asyncio.Event)
     started: float = field(default_factory=time.monotonic)
     last_keyframe_request: float = 0.0
     pending: bool = True  # counted in the service's pending admission
+    control: FileControl | None = None  # a file's data channel commands
+    relayed: bool = False  # counted as a browser viewer of a relayed path (keeps it pulled)
+    converted: dict[int, Converter] = field(default_factory=dict)  # shared converters it holds
 
     @property
     def label(self) -> str:
@@ -91,6 +99,8 @@ class WhepService:
         )
         self.cname = f"streamd@{getattr(server, 'cname_host', 'streamd')}"
         self.sessions: dict[str, WhepSession] = {}
+        # (live path, track) -> its Opus converter and how many sessions hold it
+        self.converters: dict[tuple[int, int], tuple[Converter, int]] = {}
         self.settings = PacingSettings.from_config(config) if hasattr(config, "send_slack") else None
 
     # --- a POST --------------------------------------------------------------------------------
@@ -106,7 +116,7 @@ class WhepService:
             assert presentation is not None
             presentation = for_browsers(presentation)
             tracks = [sendable(t, live=False) for t in presentation.tracks]
-        plan = negotiate(offer, tracks)
+        plan = negotiate(offer, tracks, data_channel=live is None)  # files take commands
         if len(self.sessions) >= self.max_sessions:
             raise RtspError(503, f"{self.max_sessions} WebRTC sessions already; try again later")
         refusal = self.pending.refusal(client)
@@ -124,14 +134,26 @@ class WhepService:
         sinks: dict[int, WebrtcSink] = {}
         bindings: dict[int, Binding] = {}
         streamables = {t.track.index: t for t in presentation.tracks}
+        converted: dict[int, Converter] = {}
         for choice in plan.choices:
             streamable = streamables[choice.track]
+            if live is not None and (convertible(streamable.track) or video_convertible(streamable.track)):
+                try:
+                    converter = converted[choice.track] = self._converter(live, choice.track)
+                except (MediaError, ValueError, UnsupportedCodec) as exc:
+                    self._release_converters(converted)
+                    self.pending.release(client)
+                    await peer.close()
+                    raise RtspError(415, f"track {choice.track} cannot be converted: {exc}") from None
+                streamable = StreamableTrack(converter.track, converter.payload_format, streamable.control)
             video = streamable.track.kind == "video"
             sink = WebrtcSink(peer, choice.codec.payload_type, video=video)
-            stream = OutgoingStream(streamable.payload_format, streamable.track.time_base, self.cname)
+            numbered = Renumbered(streamable.payload_format, choice.codec.payload_type)
+            stream = OutgoingStream(numbered, streamable.track.time_base, self.cname)  # type: ignore[arg-type]
             sinks[choice.track] = sink
             bindings[choice.track] = Binding(streamable, stream, sink)
         session = WhepSession(session_id, path, client, peer, plan, sinks, bindings, live, presentation, file)
+        session.converted = converted
         for sink in sinks.values():
             sink.on_keyframe_request = lambda s=session: self._keyframe_request(s)
         answer = answer_sdp(
@@ -145,13 +167,38 @@ class WhepService:
             session_id=secrets.randbits(62),
         )
         self.sessions[session_id] = session
-        if live is not None:
-            self.server.web_viewers[path] += 1  # keeps a relayed path pulled while we watch
+        session.relayed = live is not None and self.server.config.path_settings(path).source is not None
+        if session.relayed:
+            self.server.web_viewers[path] += 1  # keeps the relay pulled while we watch
         session.task = asyncio.get_running_loop().create_task(self._run(session))
         codecs = ", ".join(f"{c.codec.encoding}/{c.codec.payload_type}" for c in plan.choices)
         left = f"; left out: {'; '.join(plan.left_out)}" if plan.left_out else ""
         log.info("%s: offer for %s answered (%s%s)", session.label, path, codecs, left)
         return session, answer
+
+    def _converter(self, live: LivePath, index: int) -> Converter:
+        """The path's converter of track ``index`` to Opus (made by its first viewer)."""
+        key = (id(live), index)
+        held = self.converters.get(key)
+        if held is None or held[0].live is not live:
+            held = (make_converter(live, index), 0)
+            what = "H.264" if held[0].track.kind == "video" else "Opus"
+            log.info("%s: track %d converted to %s for WebRTC viewers", live.name, index, what)
+        self.converters[key] = (held[0], held[1] + 1)
+        return held[0]
+
+    def _release_converters(self, converted: dict[int, Converter]) -> None:
+        for index, converter in converted.items():
+            key = (id(converter.live), index)
+            held = self.converters.get(key)
+            if held is None or held[0] is not converter:
+                continue
+            if held[1] <= 1:
+                del self.converters[key]
+                converter.close()
+            else:
+                self.converters[key] = (converter, held[1] - 1)
+        converted.clear()
 
     async def _target(self, path: str) -> tuple[LivePath | None, Presentation | None, Path | None]:
         resolved = await self.server.resolve(path)  # 404/415, pulls a relay
@@ -247,11 +294,14 @@ class WhepService:
 
     async def _start_media(self, session: WhepSession) -> None:
         if session.live is not None:
-            session.reader = LiveReader(session.live, session.bindings, session.label)
-            session.reader.attach()
+            reader = WebrtcLiveReader(session.live, session.bindings, session.label, session.converted)
+            session.reader = reader
+            reader.attach()
+            for converter in session.converted.values():
+                converter.request_keyframe()  # a new viewer starts on a keyframe: make one now
             return
         assert session.presentation is not None and session.file is not None
-        playback = session.playback = Playback(
+        playback = session.playback = WebrtcPlayback(
             session.file,
             session.presentation,
             session.bindings,
@@ -259,8 +309,14 @@ class WhepService:
             on_end=lambda reason: self._file_ended(session, reason),
             settings=self.settings,
         )
+        playback.video = converted_video(session.presentation)
         await playback.prepare(PlayRequest(Fraction(0)))
         playback.start()
+        data = session.plan.data_section
+        if data is not None:
+            port = session.plan.offer.sections[data].sctp_port or 5000
+            session.control = FileControl(playback, session.presentation.duration, session.label)
+            await session.control.start(session.peer.dtls, port)
 
     def _file_ended(self, session: WhepSession, reason: str) -> None:
         asyncio.get_running_loop().create_task(self.end(session, f"the file ended ({reason})"))
@@ -274,20 +330,20 @@ class WhepService:
             return
         session.last_keyframe_request = now
         if session.live is not None:
+            for converter in session.converted.values():
+                converter.request_keyframe()
             request = getattr(session.live, "request_keyframe", None)
             if callable(request):
                 request()
             return
-        playback = session.playback
-        if playback is not None and playback.running:
-            asyncio.get_running_loop().create_task(self._restart_at_keyframe(session, playback))
+        if session.control is None and session.playback is not None:
+            session.control = FileControl(session.playback, None, session.label)  # no channel: the lock
+        if session.control is not None:
+            asyncio.get_running_loop().create_task(self._restart_at_keyframe(session, session.control))
 
-    async def _restart_at_keyframe(self, session: WhepSession, playback: Playback) -> None:
+    async def _restart_at_keyframe(self, session: WhepSession, control: FileControl) -> None:
         try:
-            npt = await playback.pause()
-            await playback.prepare(PlayRequest(npt))
-            if not session.ended:
-                playback.start()
+            await control.restart_at_keyframe()
         except Exception as exc:
             log.warning("%s: restarting at a keyframe failed: %s", session.label, exc)
 
@@ -297,13 +353,16 @@ class WhepService:
         session.ended = True
         self.sessions.pop(session.id, None)
         self._connected_or_not(session)
-        if session.live is not None:
+        if session.relayed:
             viewers = self.server.web_viewers
             viewers[session.path] -= 1
             if viewers[session.path] <= 0:
                 del viewers[session.path]
         if session.reader is not None:
             session.reader.detach(bye=True)
+        self._release_converters(session.converted)
+        if session.control is not None:
+            await session.control.stop()
         if session.playback is not None:
             await session.playback.stop()
         await session.peer.close()

@@ -88,6 +88,25 @@ def free_udp_pair(pairs: int = 1) -> int:
     raise RuntimeError("no free UDP port pair")
 
 
+def udp_pair() -> tuple[socket.socket, socket.socket]:
+    """A test client's RTP and RTCP sockets, bound to a free pair of this worker's ports (not the
+    kernel's choice, which may be a port another test's server is still sending to)."""
+    for _ in range(20):
+        port = free_udp_pair()
+        rtp, rtcp = (
+            socket.socket(socket.AF_INET, socket.SOCK_DGRAM),
+            socket.socket(socket.AF_INET, socket.SOCK_DGRAM),
+        )
+        try:
+            rtp.bind(("127.0.0.1", port))
+            rtcp.bind(("127.0.0.1", port + 1))
+            return rtp, rtcp
+        except OSError:
+            rtp.close()
+            rtcp.close()
+    raise RuntimeError("no free UDP port pair")
+
+
 @dataclass
 class ServerProcess:
     process: subprocess.Popen[bytes]
@@ -152,11 +171,15 @@ class PortTaken(RuntimeError):
 def _start_server(
     media: Path, tmp: Path, *extra: str, cache_dir: Path | None, prefix: Sequence[str]
 ) -> ServerProcess:
-    port, rtp_port = free_tcp_port(), free_udp_pair()
     workers = os.environ.get("STREAMD_TEST_WORKERS", "")  # the suite against `--workers N` (issue 18)
     if workers and "--workers" not in extra:
         extra = (*extra, "--workers", workers)
     pairs = int(extra[extra.index("--workers") + 1]) if "--workers" in extra else 1  # one per worker
+    if "--tls-cert" in extra:  # TLS listeners' default ports (8322, 8443) would be every server's
+        if "--rtsps-port" not in extra:
+            extra = (*extra, "--rtsps-port", str(free_tcp_port()))
+        if "--https-port" not in extra and "--no-http" not in extra:
+            extra = (*extra, "--https-port", str(free_tcp_port()))
     port, rtp_port = free_tcp_port(), free_udp_pair(pairs)
     log_path = tmp / f"server-{port}.log"
     args = [

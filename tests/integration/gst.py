@@ -4,6 +4,12 @@ from __future__ import annotations
 
 import subprocess
 
+# Put right after a depayloader in a test pipeline that must keep every buffer. rtspsrc's segment
+# ends at the PLAY Range's end, and its jitter buffer times buffers by their arrival: on a loaded
+# machine the last ones arrive late, are timed past the end, and sinks and decoders drop them as
+# out of segment (bytes missing at the end of the stream). One open segment keeps them all.
+KEEP_ALL = "identity single-segment=true"
+
 
 def rtspsrc_shutdown_race(returncode: int, output: str) -> bool:
     """True when the only error is GStreamer 1.22's own race at the end of a stream.

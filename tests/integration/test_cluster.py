@@ -117,6 +117,27 @@ def gst_reader(node: ServerProcess, path: str, raw: Path, audio: Path) -> subpro
     )
 
 
+def check_video(input_args: list[str], source: Path, video: Path) -> None:
+    """ffmpeg reads ``input_args`` for 2 s: the video starts on a keyframe and is the source's, exactly."""
+    subprocess.run(
+        ["ffmpeg", "-nostdin", "-loglevel", "error", *input_args, "-t", "2",
+         "-map", "0:v", "-c", "copy", "-f", "h264", "-y", str(video)],
+        check=True, capture_output=True, timeout=60,
+    )  # fmt: skip
+    got = received_video_nals(video)
+    first_picture = next(n for n in got if nal_type(n) != 6)
+    assert nal_type(first_picture) == 5 and len(got) >= 30
+    assert is_subsequence_start(got, source_video_nals(source))
+
+
+def test_every_node_sees_the_three(cluster: Cluster) -> None:
+    addresses = sorted(f"rtsp://127.0.0.1:{node.port}" for node in (cluster.a, cluster.b, cluster.c))
+    for node in (cluster.a, cluster.b, cluster.c):
+        wait_until(lambda n=node: [p["id"] for p in n.api("cluster")["nodes"]] == addresses, "three nodes")
+        view = node.api("cluster")
+        assert view["available"] and view["node"] == f"rtsp://127.0.0.1:{node.port}"
+
+
 def test_published_on_a_read_bit_exact_on_b_and_c(cluster: Cluster, tmp_path: Path) -> None:
     a, b, c = cluster.a, cluster.b, cluster.c
     source = a.media / "clip.mp4"
@@ -124,6 +145,9 @@ def test_published_on_a_read_bit_exact_on_b_and_c(cluster: Cluster, tmp_path: Pa
     try:
         graw, gaudio = tmp_path / "g.h264", tmp_path / "g.aac"
         gst = gst_reader(c, "live/one", graw, gaudio)
+
+        # a browser's /mp4 on B pulls the path from A like an RTSP reader would
+        check_video(["-i", b.http("mp4/live/one")], source, tmp_path / "http.h264")
 
         async def scenario() -> None:
             extra = await play(b, "live/one")  # a second reader on B: still one upstream session
@@ -141,6 +165,10 @@ def test_published_on_a_read_bit_exact_on_b_and_c(cluster: Cluster, tmp_path: Pa
             assert len(got) >= 50 and is_subsequence_start(got, source_video_nals(source))
             frames = received_audio_frames(audio)
             assert len(frames) >= 100 and is_subsequence_start(frames, source_audio_frames(source))
+            # GET /api/v1/cluster: who owns the path, who pulls it
+            assert "live/one" in a.api("cluster")["claims"] and b.api("cluster")["edge_relays"] == [
+                "live/one"
+            ]
             await extra.close()
 
         asyncio.run(scenario())
@@ -174,8 +202,10 @@ def test_second_publisher_on_another_node_is_refused(cluster: Cluster) -> None:
 
 
 async def _status(node: ServerProcess, path: str) -> int:
-    """An ANNOUNCE's status (a 200 leaves a session that holds the claim until it times out)."""
+    """An ANNOUNCE's status; a session it made is torn down (which releases its claim)."""
     status, client = await announce(node, path)
+    if status == 200:
+        assert (await client.request("TEARDOWN", client.url(path))).status == 200
     await client.close()
     return status
 
@@ -185,6 +215,22 @@ async def _until_status(node: ServerProcess, path: str, status: int, what: str) 
     while (got := await _status(node, path)) != status:
         assert time.monotonic() < deadline, f"timed out waiting for {what} (last {got})"
         await asyncio.sleep(0.1)
+
+
+def test_three_nodes_announcing_one_path_at_once_one_wins(cluster: Cluster) -> None:
+    async def scenario() -> None:
+        for round_ in range(3):
+            path = f"live/race{round_}"
+            results = await asyncio.gather(
+                *(announce(node, path) for node in (cluster.a, cluster.b, cluster.c))
+            )
+            assert sorted(status for status, _ in results) == [200, 403, 403]
+            for status, client in results:
+                if status == 200:
+                    assert (await client.request("TEARDOWN", client.url(path))).status == 200
+                await client.close()
+
+    asyncio.run(scenario())
 
 
 def test_redirect_mode_sends_readers_to_the_owner(cluster: Cluster) -> None:
@@ -200,6 +246,7 @@ def test_redirect_mode_sends_readers_to_the_owner(cluster: Cluster) -> None:
             assert response.headers["Location"] == a.url("live/redirect")
             await reader.close()
         finally:
+            await publisher.request("TEARDOWN", publisher.url("live/redirect"))
             await publisher.close()
 
     asyncio.run(scenario())
@@ -274,7 +321,9 @@ def test_origin_killed_readers_end_and_the_path_is_free_anywhere(cluster: Cluste
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
         )  # fmt: skip
         gst = gst_reader(c, "live/gone", tmp_path / "g.h264", tmp_path / "g.aac")
-        wait_until(lambda: len(a.session_ids()) == 3, "edge relays of B and C on A")
+        for edge in (b, c):  # both edges pull from A, and a reader plays on each
+            wait_until(lambda e=edge: _relay_online(e, "live/gone"), "an edge relay online", timeout=60)
+            wait_until(lambda e=edge: len(e.session_ids()) == 1, "a reader playing on the edge", timeout=60)
         wait_until(
             lambda: (tmp_path / "g.h264").exists() and (tmp_path / "g.h264").stat().st_size, "gst data"
         )
@@ -283,10 +332,13 @@ def test_origin_killed_readers_end_and_the_path_is_free_anywhere(cluster: Cluste
         # the edges see their upstream connection close: their readers get RTCP BYE, and end
         ffmpeg.wait(30)
         gst.wait(30)
-        assert "live/gone" in b.log() and "edge relay" in b.log()
     finally:
         publisher.stop()
-    started = time.monotonic()
-    again = wait_until(lambda: asyncio.run(_status(c, "live/gone")) == 200, "the path free for C", timeout=20)
-    assert again and time.monotonic() - started < 10  # TTL 0.9 s, and the publisher's poll
+    # A's claim expires on Redis's clock (3 heartbeats): then C may publish the path
+    wait_until(lambda: asyncio.run(_status(c, "live/gone")) == 200, "the path free for C", timeout=30)
     assert cluster.registration(a) is None  # A's registration expired too
+    assert "edge relay live/gone" in b.log() and "offline (upstream closed the connection)" in b.log()
+
+
+def _relay_online(node: ServerProcess, path: str) -> bool:
+    return any(f"edge relay {path} <- " in line and "online" in line for line in node.log().splitlines())

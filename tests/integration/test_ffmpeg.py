@@ -87,6 +87,7 @@ def test_ffprobe_test_stream(server: ServerProcess, transport: str) -> None:
     assert sorted(s["codec_name"] for s in streams) == ["aac", "h264"]
 
 
+@pytest.mark.serial  # asserts ffmpeg took about the media's duration
 def test_ffmpeg_copy_is_bit_exact_with_bframes_and_paced(server: ServerProcess, tmp_path: Path) -> None:
     source = server.media / "bframes.mp4"
     video, audio, elapsed = ffmpeg_copy(server.url("bframes.mp4"), "tcp", tmp_path, "bframes")

@@ -9,22 +9,22 @@ import pytest
 
 from tests.integration.codec_matrix import record
 from tests.integration.conftest import BFRAMES_SECONDS, ServerProcess, need
-from tests.integration.gst import run_pipeline
+from tests.integration.gst import KEEP_ALL, run_pipeline
 from tests.integration.source import source_audio_frames, source_video_frame_count
 
 pytestmark = pytest.mark.integration
 
 
-@pytest.mark.serial  # GStreamer over UDP loses the last packets when loaded (see test_codecs_audio)
 @pytest.mark.parametrize("transport", ["udp", "tcp"])
 def test_gstreamer_rtspsrc_decodes_every_frame(server: ServerProcess, tmp_path: Path, transport: str) -> None:
     need("gst-launch-1.0")
     video, audio = tmp_path / "v.yuv", tmp_path / "a.raw"
     pipeline = (
         f"rtspsrc location={server.url('bframes.mp4')} protocols={transport} name=src "
-        f"src. ! rtph264depay ! h264parse ! avdec_h264 ! videoconvert ! video/x-raw,format=I420 "
+        f"src. ! rtph264depay ! {KEEP_ALL} ! h264parse ! avdec_h264 ! videoconvert ! video/x-raw,format=I420 "
         f"! filesink location={video} "
-        f"src. ! decodebin ! audioconvert ! audio/x-raw,format=S16LE,channels=2 ! filesink location={audio}"
+        f"src. ! rtpmp4gdepay ! {KEEP_ALL} ! decodebin ! audioconvert ! audio/x-raw,format=S16LE,channels=2 "
+        f"! filesink location={audio}"
     )
     run_pipeline(pipeline)
     frame_size = 320 * 240 * 3 // 2

@@ -19,6 +19,7 @@ import m3u8
 import pytest
 
 from tests.integration.conftest import ROOT, ServerProcess, free_tcp_port, need, start_server
+from tests.integration.test_hls_live import next_part
 from tests.integration.test_live import Publisher
 from tests.mediagen import make_live_clip
 from tests.waiting import wait_until
@@ -122,7 +123,7 @@ async def test_two_hundred_players_cause_one_origin_request_per_object(
             complete = [s for s in playlist.segments if s.uri]
             assert complete, "a complete segment"
             hint = playlist.preload_hint.uri
-            msn, part = map(int, re.search(r"-([0-9]+)\.([0-9]+)\.m4s$", hint).groups())  # type: ignore[union-attr]
+            msn, part = next_part(playlist)
             objects = [playlist.segment_map[0].uri, complete[-1].uri]
             objects += [p.uri for p in playlist.segments[-1].parts[:2]]
             before = await origin_counts(session, origin)

@@ -75,6 +75,7 @@ class NoRedirect(urllib.request.HTTPRedirectHandler):
 def test_every_route_over_https(web: ServerProcess) -> None:
     status, body, _ = get(https(web))
     assert status == 200 and b"bframes.mp4" in body
+    assert f"rtsps://127.0.0.1:{_rtsps_port(web)}/".encode() in body  # links for players: over TLS too
     status, body, _ = get(https(web, "api/v1/paths"))
     assert status == 200 and any(p["name"] == "bframes.mp4" for p in json.loads(body)["paths"])
     status, body, _ = get(https(web, "files/bframes.mp4"))
@@ -118,12 +119,12 @@ def test_ffmpeg_tunnels_rtsp_over_https_bit_exact(web: ServerProcess, tmp_path: 
     video = tmp_path / "v.h264"
     subprocess.run(
         ["ffmpeg", "-nostdin", "-loglevel", "error", "-rtsp_transport", "https",
-         "-i", f"rtsp://127.0.0.1:{number}/ten.mp4",
+         "-i", f"rtsp://127.0.0.1:{number}/bframes.mp4",
          "-map", "0:v", "-c", "copy", "-f", "h264", "-y", str(video)],
         check=True, capture_output=True, timeout=120,
     )  # fmt: skip
-    assert received_video_nals(video) == source_video_nals(web.media / "ten.mp4")
-    assert "(HTTP tunnel) ten.mp4" in web.log()
+    assert received_video_nals(video) == source_video_nals(web.media / "bframes.mp4")
+    assert "(HTTP tunnel) bframes.mp4" in web.log()
 
 
 def _rtsps_port(web: ServerProcess) -> int:
@@ -154,3 +155,13 @@ async def test_chromium_plays_the_watch_page_over_https(web: ServerProcess, tmp_
         state = await tab.wait_for(PLAYED_SECONDS.format(1.0), timeout=30)
         assert state["error"] is None, state
         assert await tab.evaluate("location.protocol") == "https:"
+
+
+def test_pyav_tunnels_rtsp_over_https(web: ServerProcess) -> None:
+    """PyAV (its own FFmpeg) with ``rtsp_transport=https``: every frame decoded."""
+    import av
+
+    url = f"rtsp://127.0.0.1:{web.https_port}/bframes.mp4"  # type: ignore[attr-defined]
+    with av.open(url, options={"rtsp_transport": "https"}, timeout=10) as container:
+        frames = sum(1 for _ in container.decode(container.streams.video[0]))
+    assert frames == source_video_frame_count(web.media / "bframes.mp4")

@@ -11,7 +11,6 @@ import itertools
 import json
 import random
 import shutil
-import socket
 import subprocess
 import time
 from fractions import Fraction
@@ -26,7 +25,14 @@ from media.probe import probe
 from media.reader import MediaReader
 from streamd.rtp.clock import ntp_middle32, ntp_to_unix
 from streamd.rtsp.headers import parse_rtp_info
-from tests.integration.conftest import BFRAMES_SECONDS, SHORT_TIMEOUT_TOML, ServerProcess, need, start_server
+from tests.integration.conftest import (
+    BFRAMES_SECONDS,
+    SHORT_TIMEOUT_TOML,
+    ServerProcess,
+    need,
+    start_server,
+    udp_pair,
+)
 from tests.integration.source import comparable, received_video_nals
 from tests.rtsp_client import RawRtspClient, ticks_after
 from tests.waiting import until
@@ -223,10 +229,7 @@ async def test_sender_reports_sync_audio_and_video(server: ServerProcess) -> Non
 
 async def test_receiver_reports_become_statistics(server: ServerProcess) -> None:
     """A client reporting known loss, jitter and delay: the server's figures match."""
-    rtp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    rtp.bind(("127.0.0.1", 0))
-    rtcp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    rtcp.bind(("127.0.0.1", 0))
+    rtp, rtcp = udp_pair()
     rtcp.setblocking(False)
     c = await RawRtspClient("127.0.0.1", server.port).connect()
     await c.request("DESCRIBE", c.url("ten.mp4"))
@@ -237,7 +240,7 @@ async def test_receiver_reports_become_statistics(server: ServerProcess) -> None
     ssrc = int(r.headers["Transport"].split("ssrc=")[1].split(";")[0], 16)
     await c.request("PLAY", c.url("ten.mp4"))
     loop = asyncio.get_running_loop()
-    sr_data = await asyncio.wait_for(loop.sock_recv(rtcp, 2000), 5)
+    sr_data = await asyncio.wait_for(loop.sock_recv(rtcp, 2000), 20)
     from streamd.rtp.rtcp import parse_compound
 
     sr = next(p for p in parse_compound(sr_data) if isinstance(p, RtcpSrPacket))
@@ -337,28 +340,6 @@ async def test_looping_path_plays_endlessly(loop_server: ServerProcess) -> None:
     assert all(0 < step <= 1024 for step in steps) and steps.count(1024) >= len(steps) - 2
     await c.request("TEARDOWN", c.url("bframes.mp4"))
     await c.close()
-
-
-async def test_rtcp_receiver_reports_keep_a_udp_session_alive(loop_server: ServerProcess) -> None:
-    rtp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    rtp.bind(("127.0.0.1", 0))
-    rtcp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    rtcp.bind(("127.0.0.1", 0))
-    c = await RawRtspClient("127.0.0.1", loop_server.port).connect()
-    await c.request("DESCRIBE", c.url("bframes.mp4"))
-    ports = f"{rtp.getsockname()[1]}-{rtcp.getsockname()[1]}"
-    await c.request(
-        "SETUP", c.url("bframes.mp4/trackID=1"), {"Transport": f"RTP/AVP;unicast;client_port={ports}"}
-    )
-    await c.request("PLAY", c.url("bframes.mp4"))
-    for _ in range(8):  # 4 s > the 2 s timeout, with only RTCP in between
-        rtcp.sendto(bytes(RtcpRrPacket(ssrc=1)), ("127.0.0.1", loop_server.rtp_port + 1))
-        await asyncio.sleep(0.5)
-    assert (await c.request("GET_PARAMETER", c.url("bframes.mp4"))).status == 200
-    await c.request("TEARDOWN", c.url("bframes.mp4"))
-    await c.close()
-    rtp.close()
-    rtcp.close()
 
 
 def test_ffmpeg_ss_starts_at_the_keyframe(server: ServerProcess, tmp_path: Path) -> None:

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import socket
 from fractions import Fraction
 
 import pytest
 
 from sdp import parse as parse_sdp
 from streamd.rtsp.headers import parse_rtp_info, parse_transport
-from tests.integration.conftest import BFRAMES_SECONDS, ServerProcess
+from tests.integration.conftest import BFRAMES_SECONDS, ServerProcess, udp_pair
 from tests.rtsp_client import RawRtspClient, ticks_after
 from tests.waiting import until
 
@@ -203,10 +202,7 @@ async def test_precise_pacing_with_raw_client(server: ServerProcess) -> None:
 
 
 async def test_udp_session_receives_and_ignores_punch_packets(server: ServerProcess) -> None:
-    rtp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    rtp.bind(("127.0.0.1", 0))
-    rtcp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    rtcp.bind(("127.0.0.1", rtp.getsockname()[1] + 1 if rtp.getsockname()[1] % 2 == 0 else 0))
+    rtp, rtcp = udp_pair()
     rtp.setblocking(False)
     c = await client(server)
     await describe(c, "bframes.mp4")
@@ -220,7 +216,7 @@ async def test_udp_session_receives_and_ignores_punch_packets(server: ServerProc
     rtcp.sendto(b"\x80\xc9\x00\x01" + bytes(4), ("127.0.0.1", server.rtp_port + 1))
     await c.request("PLAY", c.url("bframes.mp4"))
     loop = asyncio.get_running_loop()
-    data = await asyncio.wait_for(loop.sock_recv(rtp, 2000), 5)
+    data = await asyncio.wait_for(loop.sock_recv(rtp, 2000), 20)
     assert data[1] & 0x7F == 96
     await c.request("TEARDOWN", c.url("bframes.mp4"))
     await c.close()

@@ -198,3 +198,38 @@ async def test_close_releases_claims_and_unregisters() -> None:
     await a.close()
     b = await joined(make_node(store), "rtsp://b:1")
     assert [n.id for n in b.peers] == ["rtsp://b:1"] and await b.owner("live/x") is None
+
+
+async def test_a_drain_is_registered_at_once_not_at_the_next_heartbeat() -> None:
+    store = MemoryStore(Clock())
+    draining = False
+    node = ClusterNode(store, heartbeat=3600.0, load=lambda: 0, draining=lambda: draining, lost=print)
+    await node.start("rtsp://a:1")
+    try:
+        assert not (await store.nodes())[0].draining
+        draining = True
+        for _ in range(200):
+            if (await store.nodes())[0].draining:
+                break
+            await asyncio.sleep(0.01)
+        assert (await store.nodes())[0].draining
+    finally:
+        await node.close()
+
+
+async def test_a_node_started_without_its_store_serves_and_joins_later() -> None:
+    store = MemoryStore(Clock())
+    store.available = False
+    node = make_node(store)
+    await node.start("rtsp://a:1")  # not fatal: the server serves what needs no cluster
+    try:
+        assert not node.available
+        with pytest.raises(RtspError) as refused:
+            await node.claim("live/x", "s1")
+        assert refused.value.status == 503
+        store.available = True
+        await node.beat()
+        assert node.available and [n.id for n in await store.nodes()] == ["rtsp://a:1"]
+        await node.claim("live/x", "s1")
+    finally:
+        await node.close()

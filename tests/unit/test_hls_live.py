@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import itertools
+import shutil
 from pathlib import Path
 
 import av
@@ -24,11 +25,12 @@ from streamd.hls.live_directives import (
 )
 from streamd.hls.live_fmp4 import Sample
 from streamd.hls.live_playlist import LiveNames, render
+from streamd.hls.live_recorded import read_back
 from streamd.hls.live_segmenter import LiveSegmenter, Part, SegmenterSettings
 from streamd.hls.live_stream import LiveStream
 from streamd.live.hub import LivePath
-from tests.mediagen import make_h264_aac_mp4
-from tests.unit.test_recorder import as_live, comparable, file_units
+from tests.mediagen import make_audio, make_h264_aac_mp4
+from tests.unit.test_recorder import as_live, comparable, file_units, hevc_source, record
 
 WALL = 1_800_000_000.0  # the publisher's clock at tick 0
 
@@ -126,10 +128,14 @@ def test_playlist_low_latency_tags_and_plain_segments(source: Path) -> None:
     complete = [s for s in playlist.segments if s.uri]
     assert [s.uri for s in complete] == [f"0a1b2c3d-{n}.m4s" for n in range(segmenter.last_complete + 1)]
     assert all(s.program_date_time is not None for s in complete)
-    msn, index = segmenter.next_part
-    assert playlist.preload_hint.uri == f"0a1b2c3d-{msn}.{index}.m4s"
+    assert playlist.preload_hint.uri == f"0a1b2c3d-part{segmenter.parts_made}.m4s"
     trailing = playlist.segments[-1].parts  # the open segment's parts, after the last complete one
-    assert [p.uri for p in trailing] == [f"0a1b2c3d-{msn}.{i}.m4s" for i in range(index)]
+    assert segmenter.open is not None and len(segmenter.open.parts) > 1
+    assert [p.uri for p in trailing] == [f"0a1b2c3d-part{p.number}.m4s" for p in segmenter.open.parts]
+    numbers = [p.number for s in segmenter.segments for p in s.parts] + [
+        p.number for p in segmenter.open.parts
+    ]
+    assert numbers == list(range(segmenter.parts_made))
     assert "INDEPENDENT=YES" in text
     stream.finish()
     ended = m3u8.loads(render(segmenter, names, skip=True))
@@ -215,3 +221,72 @@ def test_blocking_decisions() -> None:
     assert decide(segmenter, Directives(msn=last, part=99)) is Decision.READY  # part 0 of the open one
     segmenter.finish()
     assert decide(segmenter, Directives(msn=last + 2, part=3)) is Decision.READY  # ENDLIST: ignored
+
+
+@pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="needs ffmpeg (libx265)")
+def test_hevc_with_b_frames_bit_exact(tmp_path: Path) -> None:
+    source = hevc_source(tmp_path / "src.mp4", open_gop=False)
+    live, units = as_live(source)
+    stream, _ = feed(live, units, SegmenterSettings(segment_seconds=1.0, part_seconds=0.2))
+    stream.finish()
+    segments = list(stream.segmenter.segments)
+    assert stream.init is not None and len(segments) == 3
+    whole = tmp_path / "live.mp4"
+    whole.write_bytes(stream.init + b"".join(s.data for s in segments))
+    got = [n for au in file_units(whole, "video") for n in au.nal_units]
+    want = [n for au in file_units(source, "video") for n in au.nal_units]
+    assert comparable(got, "hevc") == comparable(want, "hevc")
+    with av.open(str(whole)) as container:  # B-frames: decode times rebuilt, every picture decodes
+        assert sum(1 for _ in container.decode(video=0)) == len(file_units(source, "video"))
+
+
+def test_opus_audio_only_path(tmp_path: Path) -> None:
+    source = make_audio(tmp_path / "src.mka", "libopus", seconds=3.5)
+    live, units = as_live(source)
+    stream, _ = feed(live, units, SegmenterSettings(segment_seconds=1.0, part_seconds=0.2))
+    stream.finish()
+    segmenter = stream.segmenter
+    assert segmenter.part_target == pytest.approx(0.2)  # 10 Opus frames of 20 ms
+    assert [round(s.duration, 2) for s in segmenter.segments][:3] == [1.0, 1.0, 1.0]  # cut at any frame
+    whole = tmp_path / "live.mp4"
+    whole.write_bytes(stream.init + b"".join(s.data for s in segmenter.segments))  # type: ignore[operator]
+    assert [au.data for au in file_units(whole, "audio")] == [au.data for au in units]
+    assert m3u8.loads(render(segmenter, LiveNames("00000000"))).is_endlist
+
+
+def test_recorded_path_reads_old_segments_back_from_its_recording(tmp_path: Path) -> None:
+    """Segments that left memory stay listed (cold) and come back from the recorder's files with
+    the same samples on the same timeline."""
+    source = make_h264_aac_mp4(tmp_path / "src.mp4", seconds=6, gop=25, bframes=True)
+    live, units = as_live(source)
+    for track in live.tracks.values():
+        track.sender_ntp, track.sender_ts = WALL, 0
+    short = LiveStream(live, SegmenterSettings(dvr_seconds=1.0, recorded_seconds=60.0), wall=lambda: WALL)
+    whole = LiveStream(live, SegmenterSettings(), wall=lambda: WALL)
+    short.attach()
+    whole.attach()
+    recorder = record(live, units, tmp_path / "rec", "mp4", 2)
+    assert len(recorder.files) >= 2
+    for stream in (short, whole):
+        stream.finish()
+    cold = [s for s in short.segmenter.segments if s.cold]
+    assert cold and [s.msn for s in short.segmenter.segments] == [s.msn for s in whole.segmenter.segments]
+    assert short.segmenter.bytes < whole.segmenter.bytes
+    listed = m3u8.loads(render(short.segmenter, LiveNames("00000000")))
+    assert [s.uri for s in listed.segments] == [f"00000000-{s.msn}.m4s" for s in whole.segmenter.segments]
+    kinds, scales = ["video", "audio"], [i.clock for i in short.inputs]
+    for segment in cold:
+        data = read_back(tmp_path / "rec" / "live" / "test", segment, kinds, scales)
+        assert data is not None, f"segment {segment.msn}"
+        original = whole.segmenter.segment(segment.msn)
+        assert original is not None
+        got, want = tmp_path / "got.mp4", tmp_path / "want.mp4"
+        got.write_bytes(short.init + data)  # type: ignore[operator]
+        want.write_bytes(whole.init + original.data)  # type: ignore[operator]
+        for kind in ("video", "audio"):
+            a, b = file_units(got, kind), file_units(want, kind)
+            # audio sent before the keyframe that began a recording's file went to the file before
+            missing = len(b) - len(a) if kind == "audio" else 0
+            assert 0 <= missing <= 5, (segment.msn, kind, missing)
+            assert [u.data for u in a] == [u.data for u in b[missing:]], (segment.msn, kind)
+            assert [(u.pts, u.dts) for u in a] == [(u.pts, u.dts) for u in b[missing:]], (segment.msn, kind)

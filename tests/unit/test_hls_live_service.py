@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from streamd.config import ConfigError, PathSettings, ServerConfig
 from streamd.hls.live_segmenter import SegmenterSettings
-from streamd.hls.live_service import LiveHls
+from streamd.hls.live_service import LiveHls, from_config
 from streamd.rtsp.errors import RtspError
 from tests.mediagen import make_h264_aac_mp4
 from tests.unit.test_recorder import as_live
@@ -78,4 +79,26 @@ async def test_a_wait_times_out(source: Path) -> None:
     entry = hls.entry(live.name)
     assert await hls.wait(entry, lambda: False, 0.01) is False
     assert await hls.wait(entry, lambda: True, 0.01) is True
+    await hls.close()
+
+
+async def test_dvr_window_per_path(source: Path) -> None:
+    live, _ = as_live(source)  # live/test
+    config = ServerConfig(hls_dvr_seconds=120, paths={"live/*": PathSettings(hls_dvr_seconds=600)})
+    hls = from_config({live.name: live}, Counter(), config)
+    assert hls.entry(live.name).stream.segmenter.settings.dvr_seconds == 600
+    assert hls.settings_for("other").dvr_seconds == 120
+    await hls.close()
+    with pytest.raises(ConfigError):
+        PathSettings(hls_dvr_seconds=5)
+
+
+async def test_recorded_path_lists_its_recording(source: Path, tmp_path: Path) -> None:
+    live, _ = as_live(source)  # live/test
+    config = ServerConfig(record_dir=tmp_path, paths={"live/test": PathSettings(record=True)})
+    hls = from_config({live.name: live}, Counter(), config)
+    entry = hls.entry(live.name)
+    assert entry.stream.segmenter.settings.recorded_seconds == 3600
+    assert entry.recordings == tmp_path / "live" / "test"
+    assert hls.settings_for("live/other").recorded_seconds == 0 and hls.recordings_for("live/other") is None
     await hls.close()

@@ -11,6 +11,7 @@ import av
 import pytest
 
 from media import h264
+from media.audio_track import EncodedAudio, StillEncoding
 from media.errors import MediaError
 from media.keyframe_index import build
 from media.segment_mux import SegmentJob, init_segment, make_segment
@@ -45,18 +46,19 @@ def packets(path: Path | bytes) -> dict[str, list[tuple[int, int, bytes]]]:
     return out
 
 
-def segments(path: Path, container: str, target: Fraction = Fraction(1)) -> tuple[list[bytes], Fraction]:
-    streams = [s.index for s in av.open(str(path)).streams if s.type in ("video", "audio")]
-    index = build(path, streams)
-    spans = cut(index, target)
+def jobs(path: Path, container: str, target: Fraction = Fraction(1)) -> list[SegmentJob]:
+    with av.open(str(path)) as source:
+        streams = tuple(s.index for s in source.streams if s.type in ("video", "audio"))
+    index = build(path, list(streams))
     return [
-        make_segment(
-            SegmentJob(
-                str(path), tuple(streams), index.reference, index.by, s.start, s.end, shift(index), container
-            )  # type: ignore[arg-type]
-        )
-        for s in spans
-    ], shift(index)
+        SegmentJob(str(path), streams, index.reference, index.by, s.start, s.end, shift(index), container)  # type: ignore[arg-type]
+        for s in cut(index, target)
+    ]
+
+
+def segments(path: Path, container: str) -> tuple[list[bytes], Fraction]:
+    made = jobs(path, container)
+    return [make_segment(job) for job in made], made[0].shift
 
 
 @pytest.mark.parametrize("name", ["bframes.mp4", "moov-end.mp4", "bframes.mkv", "truncated.mp4", "tone.m4a"])
@@ -66,9 +68,8 @@ def test_fmp4_segments_join_into_the_source_bit_for_bit(
     path = files[name]
     parts, offset = segments(path, "mp4")
     assert len(parts) >= 2
-    streams = tuple(s.index for s in av.open(str(path)).streams if s.type in ("video", "audio"))
     joined = tmp_path / "joined.mp4"
-    joined.write_bytes(init_segment(path, streams) + b"".join(parts))
+    joined.write_bytes(init_segment(jobs(path, "mp4")[0]) + b"".join(parts))
     source, copy = packets(path), packets(joined)
     assert source.keys() == copy.keys()
     for kind in source:
@@ -120,3 +121,21 @@ def test_a_file_without_keyframes_cannot_be_cut(tmp_path: Path) -> None:
                 sink.mux(packet)
     with pytest.raises(MediaError, match="no keyframe"):
         build(broken, [0])
+
+
+def test_re_encoded_audio_is_handed_out_once_the_encode_has_passed_the_segment() -> None:
+    audio = EncodedAudio(1, 1000, 2, b"")
+    for n in range(10):  # 10 packets of 100 ms
+        audio.add(n * 100, n * 100, 100, bytes([n]))
+    got = audio.packets_between(Fraction(3, 10), Fraction(6, 10), wait=0)
+    assert [bytes(p) for p in got] == [b"\x03", b"\x04", b"\x05"]
+    with pytest.raises(StillEncoding, match="still being re-encoded"):
+        audio.packets_between(Fraction(1), Fraction(2), wait=0)
+    audio.finish()
+    assert [bytes(p) for p in audio.packets_between(Fraction(1, 2), None, wait=0)] == [
+        bytes([n]) for n in range(5, 10)
+    ]
+    broken = EncodedAudio(1, 1000, 2, b"")
+    broken.finish(ValueError("decoder"))
+    with pytest.raises(MediaError, match="failed: decoder"):
+        broken.packets_between(None, None, wait=0)

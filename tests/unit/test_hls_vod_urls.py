@@ -7,6 +7,7 @@ from hypothesis import strategies as st
 
 from streamd.hls import urls
 from streamd.hls.routes import ROUTE_NAMES
+from streamd.hls.vod import etag_matches
 from streamd.http.access import RULES
 
 
@@ -48,3 +49,14 @@ def test_any_name_parses_or_is_refused(rendition: str, name: str) -> None:
 def test_every_hls_route_reads_its_path() -> None:
     for name in ROUTE_NAMES:
         assert RULES[name] == "read"
+
+
+def test_if_none_match_compares_weakly_and_takes_lists_and_star() -> None:
+    tag = '"abc-main-0.m4s"'
+    assert etag_matches(tag, tag) and etag_matches(f"W/{tag}", tag) and etag_matches(f'"x", {tag}', tag)
+    assert etag_matches("*", tag) and not etag_matches(None, tag) and not etag_matches('"abc"', tag)
+
+
+@given(st.text(max_size=80))
+def test_any_if_none_match_value_is_answered(header: str) -> None:
+    assert etag_matches(header, '"v-main-1.m4s"') in (True, False)

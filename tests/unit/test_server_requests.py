@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 from aiohttp.test_utils import TestClient, TestServer
-from aiortc.rtp import RtpPacket
+from aiortc.rtp import RtcpRrPacket, RtpPacket
 
 from streamd.http.app import build_app
 from tests.unit.harness import (
@@ -174,6 +174,34 @@ async def test_interleaved_rtcp_is_a_keep_alive_and_closing_the_connection_ends_
     assert sid in h.server.sessions
     h.disconnect(c)
     await h.server.lifecycle.wait()
+    assert sid not in h.server.sessions
+
+
+async def test_an_rr_without_report_blocks_from_the_client_is_a_keep_alive(h: Harness) -> None:
+    """Players that receive nothing yet (or send bare RRs) still keep their UDP session by RTCP."""
+    c = h.connect()
+    sid = await play_session(h, c, UDP)
+    assert (await h.request(c, "PLAY", "clip.mp4", session=sid)).status == 200
+    for _ in range(3):  # 150 s > the 60 s timeout, an empty RR every 50 s from the client's RTCP port
+        h.clock.advance(50)
+        h.server.inbound.rtcp_datagram(bytes(RtcpRrPacket(ssrc=1)), ("10.0.0.1", 5001))
+        await h.reap()
+        assert sid in h.server.sessions
+    h.clock.advance(61)
+    await h.reap()
+    assert sid not in h.server.sessions
+
+
+async def test_get_parameter_is_a_keep_alive(h: Harness) -> None:
+    c = h.connect()
+    sid = await play_session(h, c, UDP)
+    assert (await h.request(c, "PLAY", "clip.mp4", session=sid)).status == 200
+    for _ in range(3):  # 150 s > the 60 s timeout, with a keep-alive every 50 s
+        h.clock.advance(50)
+        await h.reap()
+        assert (await h.request(c, "GET_PARAMETER", "clip.mp4", session=sid)).status == 200
+    h.clock.advance(61)
+    await h.reap()
     assert sid not in h.server.sessions
 
 

@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 from sdp import parse as parse_sdp
 from streamd.rtsp.errors import RtspError
-from streamd.webrtc.negotiate import Sendable, answer_sdp, negotiate, parse_offer
+from streamd.webrtc.negotiate import Sendable, answer_sdp, negotiate, negotiate_publish, parse_offer
 
 # the shape of Chromium's recvonly offer (two transceivers and a data channel), trimmed
 CHROME_OFFER = "\r\n".join(
@@ -216,3 +216,20 @@ def test_shuffled_offer_lines_are_an_offer_or_a_400(lines: list[str]) -> None:
         plan, ice_ufrag="u", ice_pwd="p", fingerprint=("sha-256", "AB"), candidates=[], ssrcs={0: 1, 1: 2},
         cname="c", session_id=1,
     )  # fmt: skip
+
+
+def test_whip_offer_keeps_h264_then_vp8_and_opus() -> None:
+    sending = CHROME_OFFER.replace("a=recvonly", "a=sendonly")
+    plan = negotiate_publish(parse_offer(sending))
+    assert [(c.section, c.codec.encoding, c.codec.payload_type) for c in plan.choices] == [
+        (0, "H264", 102),
+        (1, "OPUS", 111),
+    ]
+    answer = answer_sdp(
+        plan, ice_ufrag="u", ice_pwd="p", fingerprint=("sha-256", "AB"), candidates=[], ssrcs={}, cname="c",
+        session_id=1, receive=True,
+    )  # fmt: skip
+    assert answer.count("a=recvonly") == 2 and "a=ssrc" not in answer
+    with pytest.raises(RtspError) as info:
+        negotiate_publish(parse_offer(CHROME_OFFER))  # recvonly: nothing is sent to us
+    assert info.value.status == 415

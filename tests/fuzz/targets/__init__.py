@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from . import media, rtp, rtsp, srtp, text
+from . import hls, media, rtp, rtsp, srtp, text
 
 Target = Callable[[bytes], None]
 
@@ -27,6 +27,8 @@ TARGETS: dict[str, Target] = {
     "announce": text.fuzz_announce,
     "tunnel_base64": text.fuzz_tunnel_base64,
     "config": text.fuzz_config,
+    # live HLS requests (streamd/hls/live_directives.py, live_routes.py)
+    "hls_directives": hls.fuzz_hls_directives,
     # RTCP and RTP payload formats (streamd/rtp/)
     "rtcp": rtp.fuzz_rtcp,
     "rtp_h264": rtp.fuzz_rtp_h264,
