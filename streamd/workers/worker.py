@@ -43,6 +43,7 @@ log = logging.getLogger("streamd")
 
 ENV = "STREAMD_WORKER"
 FIND_TIMEOUT = 3.0
+MAX_HELD = 1024 * 1024  # bytes a handed-over socket may bring before its new owner takes it
 
 
 @dataclass(frozen=True)
@@ -290,21 +291,32 @@ class WorkerRuntime:
             if data:
                 connection.data_received(data)
             return True
-        transport, _ = await loop.connect_accepted_socket(_Idle, sock)
+        transport, idle = await loop.connect_accepted_socket(_Idle, sock)
         parser = MessageParser()
         events = parser.feed(data)
         if self.hub is None or not events or not isinstance(events[0], Request):
             transport.close()
             return False
-        self.hub.accept(transport, events[0], parser.detach())
+        self.hub.accept(transport, events[0], parser.detach() + bytes(idle.held))
         if not transport.is_closing():
             transport.resume_reading()
         return True
 
 
 class _Idle(asyncio.Protocol):
-    """Holds a socket between owners; reads are paused, nothing is expected."""
+    """Holds a socket between owners: reads are paused, and what the loop read anyway (it may
+    start reading a socket it was just given) is kept for the next owner, bounded."""
+
+    def __init__(self) -> None:
+        self.held = bytearray()
+        self.transport: asyncio.BaseTransport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport
         with contextlib.suppress(Exception):
             transport.pause_reading()  # type: ignore[attr-defined]
+
+    def data_received(self, data: bytes) -> None:
+        self.held += data
+        if len(self.held) > MAX_HELD and self.transport is not None:
+            self.transport.close()
