@@ -111,6 +111,7 @@ class Server:
             except OSError:
                 await rtsp.stop()
                 raise
+        await rtsp.serve()  # worker processes' shared ports: only now that HTTP is taken over too
         self.rtsp = rtsp
 
     async def stop(self) -> None:

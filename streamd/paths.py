@@ -32,6 +32,10 @@ class SiblingPaths(Protocol):
         """``path`` relayed from the sibling worker that publishes it, online (None: nobody does)."""
         ...
 
+    def is_relay(self, live: LivePath) -> bool:
+        """Whether ``live`` is a sibling's path relayed here (not a publisher of ours)."""
+        ...
+
 
 RELAY_START_TIMEOUT = 10.0  # a reader's DESCRIBE waits this long for a relayed upstream to play
 
@@ -67,8 +71,10 @@ class Paths:
         live = self.live.get(path)
         if self.config.path_settings(path).source is not None:
             live = await self._pull(path)  # also tells the relay a reader is coming
-        if (live is None or not live.online) and self.siblings is not None:
-            live = await self.siblings.pull(path) or live  # published in a sibling worker
+        if self.siblings is not None and (live is None or not live.online or self.siblings.is_relay(live)):
+            # published in a sibling worker (a relay here is checked: its publisher may have changed)
+            pulled = await self.siblings.pull(path)
+            live = pulled or (None if live is not None and self.siblings.is_relay(live) else live)
         if (
             self.remote is not None
             and self.config.path_settings(path).source is None
@@ -98,6 +104,8 @@ class Paths:
         existing = self.live.get(path)
         if existing is None or existing is besides:
             return False
+        if self.siblings is not None and self.siblings.is_relay(existing):
+            return False  # a sibling worker's path, relayed here: the claim across workers decides
         return existing.online or publisher_alive(existing.publisher)
 
     async def claim(self, path: str, holder: str) -> None:

@@ -226,6 +226,7 @@ class RtspServer:
                 self.config.rtsp_port,
                 reuse_address=True,
                 reuse_port=shared or None,
+                start_serving=not shared,  # a worker listens once its HTTP side is up (serve())
             )
             self._servers.append(self._rtsp_listener)
         if self.rtsps is not None:
@@ -236,11 +237,18 @@ class RtspServer:
                 self.config.rtsps_port,
                 reuse_address=True,
                 reuse_port=shared or None,
+                start_serving=not shared,  # a worker listens once its HTTP side is up (serve())
             )
             self._servers.append(self._rtsps_listener)
         self._reaper = loop.create_task(self._reap(), name="session reaper")
         if self.cluster is not None:
             await self.cluster.start(self.rtsp_port)
+
+    async def serve(self) -> None:
+        """Start accepting (worker processes: once the HTTP side takes over HTTP requests, since
+        the kernel sends connections to any worker that listens on the shared port)."""
+        for server in self._servers:
+            await server.start_serving()
 
     def handshakes(self, what: str) -> Handshakes:
         """TLS handshakes for one listener (RTSPS, HTTPS): this certificate, deadline and limits."""

@@ -39,7 +39,13 @@ class NonceBook:
         max_per_client: int = 16,
         max_clients: int = 4096,
         secret: bytes | None = None,
+        adopt: bool = False,
     ) -> None:
+        """``secret`` and ``adopt``: worker processes of one server share the secret, and a nonce
+        a sibling issued (authentic, not expired) is taken into this book on first use instead of
+        being stale: a client's next connection may land on another worker. Its counts are then
+        kept by each worker that saw it."""
+        self.adopt = adopt
         self.lifetime = lifetime
         self.max_per_client = max_per_client
         self.max_clients = max_clients
@@ -91,6 +97,11 @@ class NonceBook:
         if not issued - 5 <= now <= issued + self.lifetime:  # 5 s: clocks of a restarted loop
             return NonceState.STALE
         book = self._clients.get(client)
+        if (book is None or nonce not in book) and self.adopt:
+            book = self._clients.setdefault(client, OrderedDict())
+            book[nonce] = 0
+            while len(book) > self.max_per_client:
+                book.popitem(last=False)
         if book is None or nonce not in book:
             return NonceState.STALE
         if nc is not None:

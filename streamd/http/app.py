@@ -236,11 +236,11 @@ async def _mp4(request: web.Request) -> web.StreamResponse:
     if server.config.path_settings(path).source is not None:
         await server.resolve(path)  # a relayed path: pulled now if it is not yet
     elif (
-        server.config.cluster is not None
+        (int(server.config.workers) > 1 or server.config.cluster is not None)
         and path not in server.live
         and server.config.accepts_publisher(path)
     ):
-        await server.resolve(path)  # live on another node: pulled from it (streamd.cluster.edge)
+        await server.resolve(path)  # live in a sibling worker or on another node: pulled now
     live = server.live.get(path)
     if live is not None and live.online:
         return await serve_live_mp4(request, live, server.web_viewers, request.app[LIVE_VIEWS_KEY])

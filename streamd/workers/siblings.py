@@ -19,7 +19,7 @@ from streamd.live.hub import LivePath
 from streamd.live.reader import LiveReader
 from streamd.live.relay import Relay, RelayHooks
 from streamd.workers.internal import socket_path
-from streamd.workers.ownership import PathOwners
+from streamd.workers.ownership import Owner, PathOwners
 
 log = logging.getLogger("streamd")
 
@@ -43,14 +43,16 @@ class SiblingRelays:
         self.live = live  # the server's live paths (Paths.live)
         self.viewers = viewers
         self.user_agent = user_agent
-        self.relays: dict[str, tuple[int, Relay]] = {}  # path -> (owning worker, relay)
+        self.relays: dict[str, tuple[Owner, Relay]] = {}  # path -> (whom it pulls from, relay)
 
     async def pull(self, path: str) -> LivePath | None:
         owner = await self.owners.owner(path)
         if owner is None or owner.worker == self.me or owner.worker < 0:
             return None
         current = self.relays.get(path)
-        if current is not None and current[0] != owner.worker:  # published elsewhere now
+        if current is not None and (current[0] != owner or current[1].retrying):
+            # another publisher now (its relay here may not have seen the old one's BYE yet), or
+            # back after a pause: pull again at once, not after back-off
             await current[1].stop()
             current = None
         if current is None:
@@ -69,10 +71,16 @@ class SiblingRelays:
                 opener=_unix(sock),
             )
             relay.label = f"relay {path} <- worker {owner.worker}"
-            current = self.relays[path] = (owner.worker, relay)
+            current = self.relays[path] = (owner, relay)
         return await current[1].wait_online(START_TIMEOUT)
 
+    def is_relay(self, live: LivePath) -> bool:
+        return any(relay.live is live for _, relay in self.relays.values())
+
     def _online(self, live: LivePath) -> None:
+        existing = self.live.get(live.name)
+        if existing is not None and existing.online and not self.is_relay(existing):
+            return  # a publisher of ours took the path meanwhile: it is served, not the relay
         live.online = True
         self.live[live.name] = live
 

@@ -48,7 +48,8 @@ class Worker:
     index: int
     process: asyncio.subprocess.Process
     channel: Channel
-    ready: bool = False
+    attached: bool = False  # answers on its channel (its server is composed, maybe not listening yet)
+    ready: bool = False  # listening
 
 
 @dataclass
@@ -84,6 +85,9 @@ class Supervisor:
         self.owners = OwnerTable()
         self.admin = AdminState()
         self.restarts = 0
+        # one Digest nonce secret for every worker: a client answers a challenge on a new
+        # connection (a tunnel's next GET), which may land on another worker
+        self.nonce_secret = os.urandom(32).hex()
         self.failed = False
         self._stopping = asyncio.Event()
         self._all_ready = False
@@ -175,6 +179,8 @@ class Supervisor:
             return await self._handover(index, message, fds)
         for fd in fds:
             os.close(fd)
+        if op == "attach":
+            return self._attach(index)
         if op == "hello":
             return self._hello(index, int(message.get("pid", 0)))
         if op == "claim":
@@ -196,21 +202,27 @@ class Supervisor:
             return await self._ask_others(index, "admin", action=action)
         raise ChannelError(f"unknown op {op!r}")
 
+    def _attach(self, index: int) -> dict[str, Any]:
+        """A worker composed its server: siblings may ask it now; the admin actions in force."""
+        worker = self.workers.get(index)
+        if worker is None:
+            return {}
+        worker.attached = True
+        return {"admin": self.admin.replay(), "nonce_secret": self.nonce_secret}
+
     def _hello(self, index: int, pid: int) -> None:
         worker = self.workers.get(index)
         if worker is None:
             return
         worker.ready = True
         log.info("worker %d (pid %d) ready", index, pid)
-        for action in self.admin.replay():
-            worker.channel.send({"op": "admin", "action": action})
         everyone = len(self.workers) == self.count and all(w.ready for w in self.workers.values())
         if not self._all_ready and everyone:
             self._all_ready = True
             log.info("all %d workers ready", self.count)
 
     def _others(self, index: int) -> list[Worker]:
-        return [w for i, w in sorted(self.workers.items()) if i != index and w.ready]
+        return [w for i, w in sorted(self.workers.items()) if i != index and w.attached]
 
     async def _ask_others(self, index: int, op: str, **args: Any) -> list[Any]:
         others = self._others(index)
@@ -233,7 +245,7 @@ class Supervisor:
     async def _handover(self, index: int, message: dict[str, Any], fds: list[int]) -> bool:
         try:
             target = self.workers.get(int(message.get("to", -1)))
-            if target is None or not target.ready:
+            if target is None or not target.attached:
                 raise ChannelError(f"worker {message.get('to')} is not running")
             args = {k: v for k, v in message.items() if k in ("kind", "data")}
             return bool(await target.channel.request("take", fds=fds, timeout=ASK_TIMEOUT, **args))

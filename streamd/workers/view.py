@@ -9,6 +9,7 @@ Admin actions (drain, move) go to every worker: here at once, to the siblings th
 
 from __future__ import annotations
 
+import json
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
@@ -84,7 +85,8 @@ class WholeServer:
         return sum(len(state["public"]) for state in [self._mine(), *self._siblings])
 
     def live_paths(self) -> list[str]:
-        names = set(self._rtsp.live_paths())
+        """Paths published now, each counted where its publisher is (a relay here may lag behind it)."""
+        names = set(self._rtsp.live_paths()) - relayed(self._rtsp)
         for state in self._siblings:
             names.update(state["live"])
         return sorted(names)
@@ -143,9 +145,9 @@ def apply(relocator: Any, action: dict[str, Any]) -> int:
     return 0
 
 
-def middleware(whole: WholeServer, settle: Callable[[], Awaitable[None]]) -> Any:
+def middleware(whole: WholeServer, settle: Callable[[], Awaitable[int]]) -> Any:
     """Refresh the siblings' state before pages, API calls and scrapes; after an admin action,
-    wait until the siblings applied it."""
+    wait until the siblings applied it and count the clients they told."""
 
     @web.middleware
     async def whole_server(
@@ -154,7 +156,12 @@ def middleware(whole: WholeServer, settle: Callable[[], Awaitable[None]]) -> Any
         if request.path == "/" or request.path.startswith(REFRESHED[1:]):
             await whole.refresh()
         response = await handler(request)
-        await settle()
+        told = await settle()
+        if told and isinstance(response, web.Response) and response.content_type == "application/json":
+            data = json.loads(response.text or "{}")
+            if isinstance(data.get("redirected"), int):
+                data["redirected"] += told
+                response.text = json.dumps(data, indent=1) + "\n"
         return response
 
     return whole_server

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from streamd.auth.nonces import NonceBook
 from streamd.config import ServerConfig
 from streamd.connection import RtspConnection
 from streamd.rtsp.errors import RtspError
@@ -42,6 +43,7 @@ log = logging.getLogger("streamd")
 
 ENV = "STREAMD_WORKER"
 FIND_TIMEOUT = 3.0
+MAX_HELD = 1024 * 1024  # bytes a handed-over socket may bring before its new owner takes it
 
 
 @dataclass(frozen=True)
@@ -127,6 +129,16 @@ class WorkerRuntime:
         rtsp.session_elsewhere = self._session_elsewhere
         rtsp.dispatcher._authorizer = internal.TrustSiblings(rtsp.dispatcher._authorizer)
         self._listener = await internal.listen(rtsp, internal.socket_path(self.identity.run_dir, self.index))
+        attached = await self.channel.request("attach")
+        for action in attached.get("admin", []):  # drains and moves in force: obey them first
+            apply(rtsp.relocator, action)
+        config = rtsp.config
+        rtsp.authenticator.nonces = NonceBook(
+            config.nonce_lifetime,
+            config.max_nonces_per_client,
+            secret=bytes.fromhex(attached["nonce_secret"]),
+            adopt=True,
+        )
 
     def http_backend(self, rtsp: Any) -> WholeServer:
         self.whole = WholeServer(rtsp, self.index, self.gather, self.broadcast)
@@ -209,10 +221,13 @@ class WorkerRuntime:
         self._broadcasts.add(task)
         task.add_done_callback(self._broadcasts.discard)
 
-    async def settle(self) -> None:
-        """Wait for the admin actions sent to the siblings to be applied there."""
-        if self._broadcasts:
-            await asyncio.gather(*self._broadcasts, return_exceptions=True)
+    async def settle(self) -> int:
+        """Wait for the admin actions sent to the siblings to be applied there: how many clients
+        they told (REDIRECT)."""
+        if not self._broadcasts:
+            return 0
+        answers = await asyncio.gather(*self._broadcasts, return_exceptions=True)
+        return sum(int(n) for a in answers if isinstance(a, list) for n in a if isinstance(n, int))
 
     # --- handing sockets over -------------------------------------------------------------------
 
@@ -276,21 +291,32 @@ class WorkerRuntime:
             if data:
                 connection.data_received(data)
             return True
-        transport, _ = await loop.connect_accepted_socket(_Idle, sock)
+        transport, idle = await loop.connect_accepted_socket(_Idle, sock)
         parser = MessageParser()
         events = parser.feed(data)
         if self.hub is None or not events or not isinstance(events[0], Request):
             transport.close()
             return False
-        self.hub.accept(transport, events[0], parser.detach())
+        self.hub.accept(transport, events[0], parser.detach() + bytes(idle.held))
         if not transport.is_closing():
             transport.resume_reading()
         return True
 
 
 class _Idle(asyncio.Protocol):
-    """Holds a socket between owners; reads are paused, nothing is expected."""
+    """Holds a socket between owners: reads are paused, and what the loop read anyway (it may
+    start reading a socket it was just given) is kept for the next owner, bounded."""
+
+    def __init__(self) -> None:
+        self.held = bytearray()
+        self.transport: asyncio.BaseTransport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport
         with contextlib.suppress(Exception):
             transport.pause_reading()  # type: ignore[attr-defined]
+
+    def data_received(self, data: bytes) -> None:
+        self.held += data
+        if len(self.held) > MAX_HELD and self.transport is not None:
+            self.transport.close()

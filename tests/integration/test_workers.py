@@ -111,11 +111,13 @@ def test_live_path_published_on_one_worker_is_read_bit_exact_on_the_other(
             video, audio = tmp_path / "v.h264", tmp_path / "a.aac"
             ffmpeg_copy(["-rtsp_transport", "tcp", "-i", reader.url(path)], video, audio, 3)
         # one publisher per path over all workers: the other worker refuses a second one
+        sdp = "v=0\no=- 0 0 IN IP4 127.0.0.1\ns=x\nc=IN IP4 127.0.0.1\nt=0 0\nm=video 0 RTP/AVP 96\n"
+        sdp += "a=rtpmap:96 H264/90000\na=control:streamid=0\n"
         with pin(workers, 1) as sock:
             status, _, body = exchange(
                 sock,
-                f"ANNOUNCE {workers.url(path)} RTSP/1.0\nCSeq: 9\nContent-Type: application/sdp\n"
-                "Content-Length: 0\n",
+                f"ANNOUNCE {workers.url(path)} RTSP/1.0\nCSeq: 9\nContent-Type: application/sdp\n",
+                sdp.replace("\n", "\r\n").encode(),
             )
         assert (status, body) == (403, b"busy\n")
     finally:
@@ -261,3 +263,32 @@ def test_worker_killed_mid_stream(workers: ServerProcess, tmp_path: Path) -> Non
                 proc.kill()
         for steering in (publisher.steering, reader_steer, bystander_steer):
             steering.close()
+
+
+def test_workers_stop_when_their_parent_is_killed(tmp_path: Path) -> None:
+    """Nothing is left behind when the parent dies without a word (SIGKILL): each worker sees its
+    control channel close and stops, releasing the ports."""
+    media = tmp_path / "media"
+    media.mkdir()
+    proc = start_server(media, tmp_path, "--workers", "2", "--no-http")
+    try:
+        wait_until(lambda: "all 2 workers ready" in proc.log(), "both workers ready", timeout=120)
+        pids = worker_pids(proc)
+        proc.process.kill()
+        proc.process.wait(10)
+        wait_until(lambda: not any(_alive(pid) for pid in pids.values()),
+                   "workers gone", timeout=30)  # fmt: skip
+        assert "the parent process is gone; stopping" in proc.log()
+    finally:
+        for pid in worker_pids(proc).values():
+            if _alive(pid):
+                os.kill(pid, signal.SIGKILL)
+
+
+def _alive(pid: int) -> bool:
+    """Running (a zombie waiting for its dead parent's reaper counts as gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False

@@ -19,9 +19,11 @@ from collections.abc import Sequence
 PROBE_FILE = "bframes.mp4"
 
 
-def exchange(sock: socket.socket, request: str) -> tuple[int, dict[str, str], bytes]:
-    """Send one request (RTSP or HTTP, ``\\r\\n`` line ends added) and read its response."""
-    sock.sendall(request.replace("\n", "\r\n").encode() + b"\r\n")
+def exchange(sock: socket.socket, request: str, body: bytes = b"") -> tuple[int, dict[str, str], bytes]:
+    """Send one request (RTSP or HTTP head, ``\\r\\n`` line ends added; ``body`` after it) and
+    read its response."""
+    head = request + (f"Content-Length: {len(body)}\n" if body else "")
+    sock.sendall(head.replace("\n", "\r\n").encode() + b"\r\n" + body)
     data = b""
     while b"\r\n\r\n" not in data:
         chunk = sock.recv(65536)

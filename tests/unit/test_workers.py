@@ -138,3 +138,108 @@ def test_channel_requests_both_ways_with_a_socket_passed_along() -> None:
         y.close()
 
     asyncio.run(main())
+
+
+class _Relocator:
+    def __init__(self) -> None:
+        self.calls: list[tuple] = []
+
+    def drain(self, targets: list[str], grace: float) -> int:
+        self.calls.append(("drain", list(targets), grace))
+        return 1
+
+    def stop_draining(self) -> None:
+        self.calls.append(("stop",))
+
+    def move_path(self, path: str, targets: list[str]) -> int:
+        self.calls.append(("move", path, list(targets)))
+        return 2
+
+    def status(self) -> dict[str, object]:
+        return {"draining": False, "sessions": 0}
+
+
+class _Sessions(dict):
+    pass
+
+
+class _Rtsp:
+    """What the whole-server view reads of a worker's server (no sessions of its own here)."""
+
+    def __init__(self) -> None:
+        self.sessions = _Sessions()
+        self.relocator = _Relocator()
+        self.paths = type("P", (), {"siblings": None})()
+        self.http_hand_over = None
+
+    def live_paths(self) -> list[str]:
+        return ["live/here"]
+
+    def viewers(self, path: str) -> int:
+        return 3 if path == "live/here" else 0
+
+    def auth_metrics(self) -> dict[str, int]:
+        return {"auth_failures": 1}
+
+
+def test_the_whole_server_is_this_worker_plus_what_the_siblings_said() -> None:
+    from streamd.workers.view import WholeServer, apply
+
+    sibling = {
+        "worker": 1,
+        "private": [
+            {"id": "a", "path": "f.mp4", "worker": 1},
+            {"id": "b", "path": "live/there", "worker": 1},
+        ],
+        "public": [{"path": "f.mp4", "worker": 1}, {"path": "live/there", "worker": 1}],
+        "live": {"live/there": 2, "live/here": 1},
+        "auth": {"auth_failures": 4, "auth_blocks": 1},
+        "tunnels": 2,
+    }
+    sent: list[dict] = []
+
+    async def gather() -> list[dict]:
+        return [sibling]
+
+    rtsp = _Rtsp()
+    whole = WholeServer(rtsp, 0, gather, sent.append)
+    asyncio.run(whole.refresh())
+    assert whole.session_count() == 2
+    assert [r["id"] for r in whole.snapshot(private=True, offset=1, limit=5)] == ["b"]
+    assert all("id" not in r for r in whole.snapshot(private=False))
+    assert whole.live_paths() == ["live/here", "live/there"]
+    assert whole.viewers("live/here") == 4 and whole.viewers("live/there") == 2
+    assert whole.auth_metrics() == {"auth_failures": 5, "auth_blocks": 1}
+    assert whole.tunnel_count() == 2
+    whole.http_hand_over = "set"  # attributes the HTTP side sets go to the server itself
+    assert rtsp.http_hand_over == "set"
+    # admin actions: here, and to every sibling
+    assert whole.relocator.drain(["rtsp://b"], 5.0) == 1
+    assert whole.relocator.move_path("x", ["rtsp://c/x"]) == 2
+    whole.relocator.stop_draining()
+    assert sent == [
+        {"kind": "drain", "to": ["rtsp://b"], "grace": 5.0},
+        {"kind": "move", "path": "x", "to": ["rtsp://c/x"]},
+        {"kind": "stop_draining"},
+    ]
+    assert whole.relocator.status()["sessions"] == 2
+    # ... and what a sibling does with them
+    other = _Relocator()
+    assert [apply(other, action) for action in sent] == [1, 2, 0]
+    assert other.calls == [("drain", ["rtsp://b"], 5.0), ("move", "x", ["rtsp://c/x"]), ("stop",)]
+
+
+def test_workers_share_digest_nonces_but_each_catches_replays() -> None:
+    from streamd.auth.nonces import NonceBook, NonceState
+
+    secret = os.urandom(32)
+    first, second = NonceBook(secret=secret, adopt=True), NonceBook(secret=secret, adopt=True)
+    nonce = first.issue("10.0.0.1", 100.0)
+    assert second.check(nonce, "10.0.0.1", 101.0, 1) is NonceState.FRESH  # answered on another worker
+    assert second.check(nonce, "10.0.0.1", 102.0, 1) is NonceState.REPLAYED
+    assert second.check(nonce, "10.0.0.2", 102.0, 2) is NonceState.FOREIGN  # bound to its client
+    assert second.check(nonce, "10.0.0.1", 100.0 + 301, 2) is NonceState.STALE  # expired
+    assert (
+        NonceBook(secret=os.urandom(32), adopt=True).check(nonce, "10.0.0.1", 101.0, 1) is NonceState.FOREIGN
+    )
+    assert NonceBook(secret=secret).check(nonce, "10.0.0.1", 101.0, 1) is NonceState.STALE  # one process
