@@ -121,16 +121,26 @@ class VideoToH264:
         return encode_h264(self._encoder, picture, self.source.index)
 
 
+# the start of an IDR slice (first_mb 0, slice_type 7 = I, PPS 0): FFmpeg's H.264 parser sets the
+# picture size from the SPS once a slice refers to it, and parameter sets alone are not enough
+IDR_SLICE_START = b"\x65\x88\x84\x00"
+ACCESS_UNIT_DELIMITER = b"\x09\xf0"  # ends the parser's access unit
+
+
 def _size_from_parameter_sets(track: Track) -> dict[str, int]:
     """Width and height from a live track's parameter sets (FFmpeg's HEVC decoder reads Annex B
-    extradata when it opens; its H.264 decoder does not, so H.264 needs a size given)."""
+    extradata when it opens; its H.264 decoder does not, but its parser does, given a slice)."""
     nals = _parameter_sets(track)
     if not nals:
         return {}
     try:
         decoder: Any = av.CodecContext.create(track.codec, "r")
-        decoder.extradata = _annexb(nals)
-        decoder.open()
+        if track.codec == "h264":
+            decoder.parse(_annexb((*nals, IDR_SLICE_START)))
+            decoder.parse(_annexb((ACCESS_UNIT_DELIMITER,)))
+        else:
+            decoder.extradata = _annexb(nals)
+            decoder.open()
     except (av.FFmpegError, ValueError):
         return {}
     return {"width": decoder.width, "height": decoder.height} if decoder.width and decoder.height else {}

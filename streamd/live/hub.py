@@ -21,6 +21,7 @@ from media.access_unit import AccessUnit
 from sdp import SessionDescription
 from streamd.limits import WorkBudget
 from streamd.live.announced import AnnouncedTrack
+from streamd.live.reorder import ReorderDetector
 from streamd.rtp.clock import ntp_to_unix
 from streamd.rtp.payload.aac import AacDepacketizer, AacFormat, header_widths
 from streamd.rtp.payload.base import Depacketizer
@@ -62,6 +63,7 @@ class LiveTrack:
     early_sr: tuple[int, int] | None = None  # an SR that came before the first RTP packet
     packets: int = 0
     ssrc: int | None = None  # the publisher's, from its latest RTP packet (a PLI names it)
+    order: ReorderDetector = field(default_factory=ReorderDetector)  # B-frames (WebRTC converts)
 
     @property
     def index(self) -> int:
@@ -197,6 +199,7 @@ class LivePath:
 
     def _publish(self, track: LiveTrack, au: AccessUnit) -> int:
         """Packetize once, hand the same payloads to every reader; how many payloads."""
+        track.order.see(au.pts, au.keyframe)
         for listener in list(self.unit_listeners):
             listener(track, au)
         payloads = track.announced.payload_format.packetize(au)

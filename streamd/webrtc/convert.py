@@ -1,5 +1,5 @@
 """A live path's tracks that browsers cannot take, converted once for all its WebRTC viewers
-(audio to Opus on the loop, HEVC to H.264 in a thread of its own).
+(audio to Opus on the loop, HEVC and H.264 with B-frames to H.264 in a thread of its own).
 
 The converter taps the hub's access units of one track (``LivePath.unit_listeners``, where the
 recorder taps too), decodes and re-encodes them with the same ``AudioTranscoder`` files use, and
@@ -36,6 +36,18 @@ CONVERTED_PAYLOAD = 1200  # bytes per packet of converted video
 
 def video_convertible(track: Track) -> bool:
     return track.kind == "video" and track.codec == "hevc"
+
+
+def live_video_convertible(track: LiveTrack) -> bool:
+    """HEVC, or H.264 whose pictures the hub saw come out of order (B-frames: RTP cannot say
+    so up front, and the SPS need not)."""
+    codec = track.announced.track
+    return video_convertible(codec) or (codec.codec == "h264" and track.order.reordered)
+
+
+def live_convertible(track: LiveTrack) -> bool:
+    """A live track whose WebRTC viewers get it from a shared converter."""
+    return convertible(track.announced.track) or live_video_convertible(track)
 
 
 class AudioToOpus:
@@ -95,9 +107,10 @@ MAX_QUEUED_VIDEO = 120  # access units between the hub and the converting thread
 
 
 class VideoToH264Path:
-    """One live path's HEVC track as constrained-baseline H.264, made once for all its WebRTC
-    viewers: the hub's units go to a thread that decodes and encodes them (bounded queue: behind,
-    it drops until the next keyframe), the H.264 comes back to the loop and is packetized once."""
+    """One live path's HEVC (or H.264 with B-frames) track as constrained-baseline H.264, made
+    once for all its WebRTC viewers: the hub's units go to a thread that decodes and encodes them
+    (bounded queue: behind, it drops until the next keyframe), the H.264 comes back to the loop
+    and is packetized once."""
 
     def __init__(self, live: LivePath, index: int) -> None:
         self.live = live
@@ -170,5 +183,5 @@ Converter = AudioToOpus | VideoToH264Path
 
 
 def make_converter(live: LivePath, index: int) -> Converter:
-    track = live.tracks[index].announced.track
-    return VideoToH264Path(live, index) if video_convertible(track) else AudioToOpus(live, index)
+    video = live_video_convertible(live.tracks[index])
+    return VideoToH264Path(live, index) if video else AudioToOpus(live, index)

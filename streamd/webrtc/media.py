@@ -19,7 +19,7 @@ from streamd.rtp.payload.base import UnsupportedCodec
 from streamd.rtp.payload.h264 import H264Format
 from streamd.rtp.payload.registry import payload_format_for
 from streamd.rtp.presentation import Presentation, StreamableTrack
-from streamd.webrtc.convert import convertible, video_convertible
+from streamd.webrtc.convert import convertible, live_video_convertible
 from streamd.webrtc.negotiate import BROWSER_ENCODINGS, Sendable
 
 PASSED_AUDIO = ("opus", "pcm_mulaw", "pcm_alaw")
@@ -53,14 +53,15 @@ def converted_video(presentation: Presentation) -> frozenset[int]:
 
 
 def live_sendables(live: LivePath) -> list[Sendable]:
-    """The path's tracks for browsers; audio they cannot take is offered as Opus (converted once
-    for the path by ``convert.AudioToOpus`` when a viewer takes it)."""
+    """The path's tracks for browsers; audio they cannot take is offered as Opus, HEVC and H.264
+    with B-frames as constrained-baseline H.264 (converted once for the path by ``convert`` when
+    a viewer takes it)."""
     out = []
     for t in live.tracks.values():
         a = t.announced
         if convertible(a.track) and not isinstance(a.payload_format, RelayedFormat):
             out.append(Sendable(a.track.index, "audio", "opus", 48000))
-        elif video_convertible(a.track) and not isinstance(a.payload_format, RelayedFormat):
+        elif live_video_convertible(t) and not isinstance(a.payload_format, RelayedFormat):
             out.append(Sendable(a.track.index, "video", "h264", 90000, "42e01f"))
         else:
             out.append(sendable(StreamableTrack(a.track, a.payload_format, a.control), live=True))

@@ -31,7 +31,7 @@ from streamd.rtp.pacing import PacingSettings
 from streamd.rtp.payload.base import UnsupportedCodec
 from streamd.rtp.presentation import Presentation, StreamableTrack
 from streamd.rtsp.errors import RtspError
-from streamd.webrtc.convert import Converter, convertible, make_converter, video_convertible
+from streamd.webrtc.convert import Converter, live_convertible, make_converter
 from streamd.webrtc.file_control import FileControl
 from streamd.webrtc.live_reader import WebrtcLiveReader
 from streamd.webrtc.media import converted_video, for_browsers, live_sendables, sendable
@@ -137,7 +137,7 @@ class WhepService:
         converted: dict[int, Converter] = {}
         for choice in plan.choices:
             streamable = streamables[choice.track]
-            if live is not None and (convertible(streamable.track) or video_convertible(streamable.track)):
+            if live is not None and live_convertible(live.tracks[choice.track]):
                 try:
                     converter = converted[choice.track] = self._converter(live, choice.track)
                 except (MediaError, ValueError, UnsupportedCodec) as exc:
