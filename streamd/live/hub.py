@@ -199,7 +199,10 @@ class LivePath:
 
     def _publish(self, track: LiveTrack, au: AccessUnit) -> int:
         """Packetize once, hand the same payloads to every reader; how many payloads."""
-        track.order.see(au.pts, au.keyframe)
+        if not track.order.reordered:
+            track.order.see(au.pts, au.keyframe)
+            if track.order.reordered:
+                log.info("%s: track %d has pictures out of order (B-frames)", self.name, track.index)
         for listener in list(self.unit_listeners):
             listener(track, au)
         payloads = track.announced.payload_format.packetize(au)

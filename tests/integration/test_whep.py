@@ -830,3 +830,54 @@ def test_watch_page_keeps_its_own_player_when_asked(whep_server: ServerProcess, 
             assert await tab.evaluate("document.getElementById('player').srcObject") is None
 
     asyncio.run(run())
+
+
+def test_live_h264_with_b_frames_is_converted_once_for_webrtc(whep_server: ServerProcess) -> None:
+    """ffmpeg's libx264 with B-frames: the hub sees timestamps go back, and viewers get the path's
+    one constrained-baseline conversion, pictures in order, no B slices."""
+    publisher = subprocess.Popen(
+        ["ffmpeg", "-nostdin", "-loglevel", "error", "-re", "-f", "lavfi", "-i", "testsrc2=s=320x240:r=25",
+         "-t", "30", "-c:v", "libx264", "-preset", "veryfast", "-bf", "2", "-x264-params", "b-adapt=0",
+         "-g", "25", "-pix_fmt", "yuv420p", "-f", "rtsp", "-rtsp_transport", "tcp",
+         whep_server.url("live/bframes")],
+    )  # fmt: skip
+
+    async def run() -> None:
+        assert await _wait(lambda: "live/bframes: track 0 has pictures out of order" in whep_server.log(), 20)
+        viewers = [WhepClient(whep_server.http("whep/live/bframes")) for _ in range(2)]
+        for viewer in viewers:
+            await viewer.start(("video",))
+            assert viewer.status == 201 and "H264/90000" in viewer.answer, viewer.answer
+        assert await _wait(lambda: all(sum(p[2] for p in v.packets["video"]) >= 30 for v in viewers), 30)
+        assert whep_server.log().count("live/bframes: track 0 converted to H.264") == 1
+        for viewer in viewers:
+            packets = sorted(viewer.packets["video"])
+            stamps = [p[1] for p in packets if p[2]]
+            assert stamps == sorted(stamps) and len(set(stamps)) == len(stamps)  # presentation order
+            units = _h264_units(packets)
+            sps = next(n for unit in units for n in unit if n[0] & 0x1F == 7)
+            assert sps[1] == 66  # baseline: the converter's, not the publisher's High profile
+            decoder = av.CodecContext.create("h264", "r")
+            decoded = 0
+            for unit in units:
+                assert all(_slice_type(n) % 5 != 1 for n in unit if n[0] & 0x1F in (1, 5))  # no B
+                decoded += len(decoder.decode(av.Packet(b"".join(b"\x00\x00\x00\x01" + n for n in unit))))
+            assert decoded >= len(units) - 1  # no reorder delay: each unit is a picture out
+            await viewer.close()
+
+    try:
+        asyncio.run(run())
+    finally:
+        publisher.terminate()
+        publisher.wait(10)
+
+
+def _slice_type(nal: bytes) -> int:
+    """slice_type, the second Exp-Golomb number of a slice header."""
+    bits = "".join(f"{b:08b}" for b in nal[1:8])
+    pos, values = 0, []
+    for _ in range(2):
+        zeros = bits.index("1", pos) - pos
+        values.append(int(bits[pos + zeros : pos + 2 * zeros + 1], 2) - 1)
+        pos += 2 * zeros + 1
+    return values[1]
