@@ -38,6 +38,12 @@ _gathering: contextvars.ContextVar[_Gathering | None] = contextvars.ContextVar("
 _BUSY = (errno.EADDRINUSE, errno.EACCES)
 
 
+def _busy(exc: OSError) -> bool:
+    """The port is taken (uvloop raises a plain OSError "from" the one with the errno)."""
+    cause = exc.__cause__
+    return exc.errno in _BUSY or (isinstance(cause, OSError) and cause.errno in _BUSY)
+
+
 def _install(loop: asyncio.AbstractEventLoop) -> None:
     """Wrap this loop's ``create_datagram_endpoint`` once (calls outside a gathering pass through)."""
     original = loop.create_datagram_endpoint
@@ -53,7 +59,7 @@ def _install(loop: asyncio.AbstractEventLoop) -> None:
             try:
                 result = await original(protocol_factory, **{**kwargs, "local_addr": (local[0], port)})
             except OSError as exc:
-                if exc.errno in _BUSY:
+                if _busy(exc):
                     continue
                 raise
             gathering.picker.taken(port)

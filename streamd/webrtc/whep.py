@@ -131,6 +131,7 @@ class WhepService:
         try:
             await peer.gather()
         except PortsExhausted as exc:
+            log.warning("WHEP %s from %s refused: %s", path, client, exc)
             self.pending.release(client)
             await peer.close()
             raise RtspError(503, str(exc)) from None

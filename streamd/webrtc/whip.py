@@ -119,6 +119,7 @@ class WhipService:
         try:
             await peer.gather()
         except PortsExhausted as exc:
+            log.warning("WHIP %s from %s refused: %s", path, client, exc)
             await peer.close()
             raise RtspError(503, str(exc)) from None
         except BaseException:
