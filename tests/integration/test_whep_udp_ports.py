@@ -1,5 +1,5 @@
-"""``webrtc_udp_ports``: a WHEP viewer (aiortc) gets host candidates inside the configured range
-and receives media; more sessions than ports get 503 with the reason, and a freed port is reused."""
+"""``webrtc_udp_ports``: a WHEP viewer and a WHIP publisher (aiortc) get host candidates in the range;
+the viewer receives media; more sessions than ports get 503 with the reason, and a freed port is reused."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import pytest
 from aiortc import RTCPeerConnection
 
 from tests.integration.conftest import ServerProcess, need, start_server, stop_all
-from tests.integration.test_whep import WhepClient, _ffmpeg, _wait
+from tests.integration.test_whep import WhepClient, _ffmpeg, _wait, _whip_publish
 
 pytestmark = pytest.mark.integration
 
@@ -87,6 +87,22 @@ def test_viewer_gets_candidates_in_the_range_and_receives_media(server: tuple[Se
         assert await _wait(lambda: sum(p[2] for p in client.packets["video"]) >= 25, 30)
         assert await client.delete() == 200
         await client.close()
+
+    asyncio.run(run())
+
+
+def test_whip_publisher_gets_candidates_in_the_range(server: tuple[ServerProcess, range]) -> None:
+    proc, ports = server
+
+    async def run() -> None:
+        pc, status, location = await _whip_publish(proc.http("whip/live/cam"))
+        assert status == 201 and location
+        host_ports = _candidate_ports(pc.remoteDescription.sdp)
+        assert host_ports and all(p in ports for p in host_ports), (host_ports, ports)
+        assert await _wait(lambda: pc.iceConnectionState == "completed", 30), pc.iceConnectionState
+        async with aiohttp.ClientSession() as http, http.delete(proc.http(location.lstrip("/"))) as response:
+            assert response.status == 200
+        await pc.close()
 
     asyncio.run(run())
 
