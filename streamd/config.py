@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 
 from streamd.auth.users import User, UsersError, in_networks, parse_users
 from streamd.live.multicast_groups import MulticastRange
+from streamd.webrtc.port_range import parse_port_range
 
 
 class ConfigError(Exception):
@@ -217,6 +218,7 @@ class ServerConfig:
     webrtc_max_pending_per_client: int = 16  # per client address
     webrtc_max_sessions: int = 1000  # WebRTC sessions in total
     webrtc_connect_timeout: float = 15.0  # seconds for ICE + DTLS; then the session is freed
+    webrtc_udp_ports: str | list[int] | None = None  # "40000-40999": host candidates' ports; unset: ephemeral
     # --- worker processes (streamd.workers): 1 is one process; "auto" one per core ------------
     workers: int | str = 1
     # --- a cluster of nodes on Redis (streamd.cluster; docs/scaling.md) -------------------------
@@ -238,6 +240,10 @@ class ServerConfig:
         if self.hls_cache_bytes < 0:
             raise ConfigError("hls_cache_bytes must not be negative")
         self._check_cluster()
+        try:
+            parse_port_range(self.webrtc_udp_ports)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
         for name in ("rtsp_port", "http_port", "rtp_port", "rtsps_port", "https_port"):
             port = getattr(self, name)
             if not 0 <= port <= 65535:

@@ -24,6 +24,9 @@ from aiortc.rtcicetransport import RTCIceParameters
 from aiortc.sdp import candidate_from_sdp, candidate_to_sdp
 from pylibsrtp._binding import ffi
 
+from streamd.webrtc.ice_ports import bound_in
+from streamd.webrtc.port_range import PortPicker
+
 log = logging.getLogger(__name__)
 
 _certificate: RTCCertificate | None = None
@@ -45,7 +48,8 @@ def ice_servers(urls: Sequence[str], username: str | None, credential: str | Non
 class Peer:
     """ICE + DTLS to one remote peer. ``connect`` runs the checks and the handshake."""
 
-    def __init__(self, servers: list[RTCIceServer]) -> None:
+    def __init__(self, servers: list[RTCIceServer], ports: PortPicker | None = None) -> None:
+        self.ports = ports  # webrtc_udp_ports for the host candidates (None: ephemeral)
         # no servers means no STUN at all (aiortc would default to Google's: a wait offline)
         self.gatherer = RTCIceGatherer(iceServers=servers)
         self.ice = RTCIceTransport(self.gatherer)
@@ -55,7 +59,13 @@ class Peer:
         self.too_big = 0  # packets dropped because SRTP could not take them
 
     async def gather(self) -> None:
-        await self.gatherer.gather()
+        """Gather our candidates; PortsExhausted when ``webrtc_udp_ports`` has no free port."""
+
+        def host_ports() -> list[int]:
+            return [c.port for c in self.gatherer.getLocalCandidates() if c.type == "host"]
+
+        async with bound_in(self.ports, host_ports):
+            await self.gatherer.gather()
 
     @property
     def ice_ufrag(self) -> str:

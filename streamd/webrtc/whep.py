@@ -33,11 +33,13 @@ from streamd.rtp.presentation import Presentation, StreamableTrack
 from streamd.rtsp.errors import RtspError
 from streamd.webrtc.convert import Converter, live_convertible, make_converter
 from streamd.webrtc.file_control import FileControl
+from streamd.webrtc.ice_ports import PortsExhausted
 from streamd.webrtc.live_reader import WebrtcLiveReader
 from streamd.webrtc.media import converted_video, for_browsers, live_sendables, sendable
 from streamd.webrtc.negotiate import Plan, answer_sdp, negotiate, parse_offer
 from streamd.webrtc.peer import Peer, ice_servers
 from streamd.webrtc.playback import WebrtcPlayback
+from streamd.webrtc.port_range import PortPicker, parse_port_range
 from streamd.webrtc.sink import Renumbered, WebrtcSink
 
 if TYPE_CHECKING:
@@ -97,6 +99,8 @@ class WhepService:
             getattr(config, "webrtc_turn_username", None),
             getattr(config, "webrtc_turn_password", None),
         )
+        udp_ports = parse_port_range(getattr(config, "webrtc_udp_ports", None))
+        self.ports = PortPicker(udp_ports) if udp_ports is not None else None
         self.cname = f"streamd@{getattr(server, 'cname_host', 'streamd')}"
         self.sessions: dict[str, WhepSession] = {}
         # (live path, track) -> its Opus converter and how many sessions hold it
@@ -123,9 +127,14 @@ class WhepService:
         if refusal is not None:
             raise RtspError(503, refusal)
         self.pending.admit(client)
-        peer = Peer(self.servers)
+        peer = Peer(self.servers, self.ports)
         try:
             await peer.gather()
+        except PortsExhausted as exc:
+            log.warning("WHEP %s from %s refused: %s", path, client, exc)
+            self.pending.release(client)
+            await peer.close()
+            raise RtspError(503, str(exc)) from None
         except BaseException:
             self.pending.release(client)
             await peer.close()

@@ -30,8 +30,10 @@ from streamd.live.announced import announced_tracks
 from streamd.live.hub import LivePath
 from streamd.rtp.payload.h264 import H264Depacketizer
 from streamd.rtsp.errors import RtspError
+from streamd.webrtc.ice_ports import PortsExhausted
 from streamd.webrtc.negotiate import Choice, Plan, answer_sdp, negotiate_publish, parse_offer
 from streamd.webrtc.peer import Peer, ice_servers
+from streamd.webrtc.port_range import PortPicker, parse_port_range
 
 if TYPE_CHECKING:
     from streamd.http.backend import HttpBackend
@@ -97,6 +99,8 @@ class WhipService:
             getattr(config, "webrtc_turn_username", None),
             getattr(config, "webrtc_turn_password", None),
         )
+        udp_ports = parse_port_range(getattr(config, "webrtc_udp_ports", None))
+        self.ports = PortPicker(udp_ports) if udp_ports is not None else None
         self.sessions: dict[str, WhipSession] = {}
         self.max_sessions = int(getattr(config, "max_publishers", 200))
 
@@ -111,9 +115,13 @@ class WhipService:
             raise RtspError(503, f"{self.max_sessions} WHIP publishers already; try again later")
         offer = parse_offer(offer_text)
         plan = negotiate_publish(offer)
-        peer = Peer(self.servers)
+        peer = Peer(self.servers, self.ports)
         try:
             await peer.gather()
+        except PortsExhausted as exc:
+            log.warning("WHIP %s from %s refused: %s", path, client, exc)
+            await peer.close()
+            raise RtspError(503, str(exc)) from None
         except BaseException:
             await peer.close()
             raise
