@@ -56,7 +56,9 @@ def probe(path: str | os.PathLike[str]) -> MediaInfo:
         return MediaInfo(
             path=str(p),
             format_name=container.format.name,
-            duration=_seconds(container.duration, Fraction(1, _AV_TIME_BASE)),
+            duration=_whole_audio_frames(
+                _seconds(container.duration, Fraction(1, _AV_TIME_BASE)), streams, tracks
+            ),
             size=stat.st_size,
             mtime_ns=stat.st_mtime_ns,
             tracks=tuple(tracks),
@@ -205,6 +207,34 @@ def _nal_config(codec: str, nals: list[bytes], length_size: int | None) -> H264C
         return hevc if h265.complete(hevc) else None
     avc = h264.config_from_nals(nals, length_size)
     return avc if avc.sps and avc.pps else None
+
+
+def _whole_audio_frames(
+    duration: Fraction | None, streams: list[Any], tracks: list[Track]
+) -> Fraction | None:
+    """The duration of an audio-only file, made to cover its last packet's end (npt).
+
+    The container's duration is the audio's (gapless info trims the encoder's padding: an MP3's
+    LAME tag says 1 s), but every packet is a whole frame (MP3: 1152 samples), so the last one
+    runs past it (1.032 s of frames at 48 kHz) and a client timing by RTP timestamps (GStreamer
+    rtspsrc) drops what lies past the Range end. Reading the last packet would mean demuxing the
+    whole file (an MP3 seek is only a guess from the bit rate), so the end is rounded up to whole
+    frames on the frame grid, which starts at file time 0 (or the first packet, earlier), and
+    taken from the presentation's origin (its start time). Files with video: unchanged (frames
+    are not on such a grid, and the video usually ends last)."""
+    if duration is None or not tracks or any(t.kind != "audio" for t in tracks):
+        return duration
+    end = duration
+    for stream, track in zip(streams, tracks, strict=True):
+        frame_size = getattr(getattr(stream, "codec_context", None), "frame_size", 0) or 0
+        if frame_size <= 0 or not track.sample_rate:
+            continue
+        frame = Fraction(frame_size, track.sample_rate)
+        start = track.start_time or Fraction(0)
+        grid = min(start, Fraction(0))
+        frames = -((grid - start - duration) // frame)  # ceil
+        end = max(end, grid + frames * frame - max(start, Fraction(0)))
+    return end
 
 
 def _seconds(value: int | None, time_base: Fraction) -> Fraction | None:

@@ -171,11 +171,25 @@ class Pacing:
         self.active = True
 
     def halt(self, now: float) -> None:
-        """Stop sending (pause): ``position`` becomes where the next start resumes."""
+        """Stop sending (pause): ``position`` becomes where the next start resumes.
+
+        That is what was actually sent, not the wall clock: on a loaded machine the pump runs
+        late, so units due by ``now`` may still be queued; they go out after the resume, and the
+        PLAY's Range and RTP-Info must start at them (RFC 7826 18.40, 18.45)."""
         if self.active:
-            self.position = self.media_now(now)
+            self.position = self._next_unsent(now)
         self.active = False
         self._ending_at = None
+
+    def _next_unsent(self, now: float) -> Fraction:
+        """File time of the next unit to send: the first wanted queued one (its decoding time, the
+        pacing clock: equal to its PTS but for reordered video), else where the last sent frame
+        ends (nothing queued), else the wall clock's media instant (nothing sent yet, no queue)."""
+        for au in self.queue:
+            if au.stream_index in self.tracks and self.wanted(au):
+                return au.dts * self._time_base_exact[au.stream_index]
+        last_end = self.last_sent_end
+        return last_end if last_end is not None else self.media_now(now)
 
     def finish(self, now: float) -> None:
         """The end has come: ``position`` is where the last frame sent ends (not past the Range end)."""

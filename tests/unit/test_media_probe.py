@@ -201,3 +201,27 @@ def test_audio_codec_is_named_as_users_know_it(tmp_path: Path, encoder: str, suf
     """The codec's name (``mp3``), not the name of PyAV's decoder for it (``mp3float``)."""
     path = mediagen.make_audio(tmp_path / f"tone.{suffix}", encoder, sample_rate=44100)
     assert [t.codec for t in probe(path).tracks] == [name]
+
+
+@pytest.mark.parametrize("rate", [44100, 48000])
+@pytest.mark.parametrize("xing", ["1", "0"])
+def test_an_mp3s_duration_covers_its_last_frame(tmp_path: Path, rate: int, xing: str) -> None:
+    """The Range end (npt) reaches the end of the last packet, not only the gapless 1 s: a client
+    timing by RTP timestamps (GStreamer rtspsrc) would drop the last frame otherwise."""
+    import av
+
+    from streamd.rtsp.server_session import range_header
+
+    path = mediagen.make_audio(
+        tmp_path / "a.mp3", "libmp3lame", seconds=1, sample_rate=rate, muxer_options={"write_xing": xing}
+    )
+    info = probe(path)
+    with av.open(str(path)) as container:
+        stream = container.streams.audio[0]
+        last = [p for p in container.demux(stream) if p.size][-1]
+        last_end = (last.pts + last.duration) * Fraction(stream.time_base)
+    origin = info.tracks[0].start_time or Fraction(0)  # the presentation's npt 0
+    assert last_end - origin <= info.duration < last_end - origin + Fraction(1152, rate)
+    assert info.duration >= 1
+    end = Fraction(range_header(Fraction(0), None, info.duration).split("-")[1])
+    assert end >= last_end - origin - Fraction(1, 1000)  # npt is written to the millisecond

@@ -125,13 +125,62 @@ def test_pause_keeps_the_position_and_resume_continues_there() -> None:
     core.pump(10.0)
     core.pump(11.5)
     core.halt(11.5)
-    assert core.position == Fraction(3, 2)
+    assert core.position == Fraction(152, 100)  # the next frame not sent, not the wall clock
     assert not core.pump(12.0).rtp  # halted: nothing
     core.begin(20.0, WALL_TO_UNIX)
-    assert not core.pump(20.0).rtp
-    out = core.pump(20.02)
-    assert RtpPacket.parse(out.rtp[0][1][0]).timestamp == 1520 * 90  # the next frame, on time
-    assert core.media_now(21.0) == Fraction(5, 2)
+    out = core.pump(20.0)
+    assert RtpPacket.parse(out.rtp[0][1][0]).timestamp == 1520 * 90  # the next frame, at once
+    assert core.media_now(21.0) == Fraction(252, 100)
+
+
+def test_a_pause_on_a_late_machine_resumes_at_what_was_sent_not_the_wall_clock() -> None:
+    """The clock went on but the pump was late: the units due meanwhile were never sent, so the
+    resume starts with them; RTP-Info (timestamp of ``position``, next seq) is the first packet's."""
+    core, tracks = make(True, False)  # video + audio, interleaved
+    units = sorted(
+        [au(t, keyframe=t == 0) for t in range(0, 3000, 40)]
+        + [au(t, index=1, dur=21) for t in range(0, 3000, 21)],
+        key=lambda u: u.dts,
+    )
+    core.take(units, eof=True)
+    start(core, at=10.0)
+    sent = sent_rtp(run_from(core, 10.0, 11.0))
+    core.halt(11.63)  # 630 ms late: the pump never ran for what fell due since 11.0
+    assert Fraction(1) < core.position < Fraction(11, 10)
+    assert core.position == core.queue[0].dts * MS
+    head = core.queue[0].stream_index  # the track whose first unit is at the Range start
+    left_at = core.position
+    expected = {i: (t.stream.next_seq, t.stream.timeline.rtp_seconds(left_at)) for i, t in tracks.items()}
+    for track in tracks.values():  # what Playback.prepare does on a resume (no seek)
+        track.stream.timeline = track.stream.timeline.next_segment(left_at, core.position, Fraction(1))
+    rtp_info = {i: (t.stream.next_seq, t.stream.timestamp_at(core.position)) for i, t in tracks.items()}
+    assert {i: seq for i, (seq, _) in rtp_info.items()} == {i: seq for i, (seq, _) in expected.items()}
+    core.begin(50.0, WALL_TO_UNIX)
+    resumed = sent_rtp(run_from(core, 50.0, 53.0))
+    first = {}
+    for _, packet in resumed:
+        first.setdefault(packet.payload_type - 96, packet)
+    assert first[head].timestamp == rtp_info[head][1]
+    for index, packet in first.items():
+        assert packet.sequence_number == rtp_info[index][0]
+        assert packet.timestamp >= rtp_info[index][1]
+    # every unit exactly once, in order, across the pause
+    for index in tracks:
+        stamps = [p.timestamp for _, p in sent + resumed if p.payload_type - 96 == index]
+        want = [tracks[index].stream.timestamp_at(u.pts * MS) for u in units if u.stream_index == index]
+        assert stamps == want
+
+
+def run_from(core: Pacing, begin: float, until: float, step: float = 0.01) -> list[tuple[float, Pumped]]:
+    """Like ``run``, on a clock that starts at ``begin``."""
+    log = []
+    now = begin
+    while now <= until + 1e-9:
+        out = core.pump(now)
+        if out.rtp or out.rtcp or out.finished:
+            log.append((now, out))
+        now = round(now + step, 6)
+    return log
 
 
 def test_range_end_drops_units_at_or_after_it_and_finishes_after_the_last_frame() -> None:

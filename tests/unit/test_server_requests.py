@@ -5,6 +5,7 @@ players and publishers, reaping by moving the clock, RTCP keep-alives, and the h
 from __future__ import annotations
 
 import asyncio
+import itertools
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -537,3 +538,52 @@ async def test_metrics_count_what_the_login_limits_did(media: Path) -> None:
     assert "streamd_auth_failures_total 1.0" in text
     assert "streamd_auth_deadline_closes_total 2.0" in text
     assert "streamd_auth_backoffs_total 0.0" in text
+
+
+async def test_a_pause_on_a_late_machine_resumes_where_sending_stopped(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """PAUSE comes when the clock is 630 ms past the last pump (a loaded machine): the resumed
+    PLAY's Range and RTP-Info start at the first unit not sent, which is the first packet sent."""
+    from media.testsrc import write_synthetic_media
+    from streamd.playback import Playback
+    from streamd.rtsp.headers.rtp_info import parse_rtp_info
+
+    write_synthetic_media(tmp_path / "clip.mp4", seconds=3, size=(64, 48), fps=10, bframes=False)
+    h = Harness(tmp_path)
+    try:
+        c = h.connect()
+        assert (await h.request(c, "DESCRIBE", "clip.mp4")).status == 200
+        sid = session_id(await h.request(c, "SETUP", "clip.mp4/trackID=0", TCP))
+        both = {"Transport": "RTP/AVP/TCP;unicast;interleaved=2-3"}
+        assert (await h.request(c, "SETUP", "clip.mp4/trackID=1", both, session=sid)).status == 200
+        assert (await h.request(c, "PLAY", "clip.mp4", {"Range": "npt=0-"}, session=sid)).status == 200
+        await until(lambda: sum(f.channel == 0 for f in c.frames) >= 3)
+        loop = asyncio.get_running_loop()
+        monkeypatch.setattr(Playback, "_now", staticmethod(lambda: loop.time() + 0.63))
+        pause = await h.request(c, "PAUSE", "clip.mp4", session=sid)
+        monkeypatch.undo()
+        before = len(c.frames)
+        play = await h.request(c, "PLAY", "clip.mp4", session=sid)
+        assert play.status == 200
+        assert play.headers["Range"].split("-")[0] == pause.headers["Range"].split("-")[0]
+        info = {e.url.rsplit("=", 1)[1]: e for e in parse_rtp_info(play.headers["RTP-Info"])}
+        await until(lambda: {0, 2} <= {f.channel for f in c.frames[before:]})
+        first = {}
+        for frame in c.frames[before:]:
+            if frame.channel in (0, 2):
+                first.setdefault(frame.channel // 2, RtpPacket.parse(frame.payload))
+        after = {int(i): (p.timestamp - info[str(i)].rtptime) % 2**32 for i, p in first.items()}
+        assert all(p.sequence_number == info[str(i)].seq for i, p in first.items())
+        assert min(after.values()) == 0 and max(after.values()) < 90000  # no jump past what was sent
+
+        def frames() -> list[int]:  # the video frames' timestamps, in sending order
+            stamps = [RtpPacket.parse(f.payload).timestamp for f in c.frames if f.channel == 0]
+            return [t for n, t in enumerate(stamps) if n == 0 or t != stamps[n - 1]]
+
+        await until(lambda: len(frames()) >= 30)  # 3 s at 10 fps
+        assert len(frames()) == len(set(frames())) == 30  # every frame once across the pause
+        seqs = [RtpPacket.parse(f.payload).sequence_number for f in c.frames if f.channel == 0]
+        assert all((b - a) % 65536 == 1 for a, b in itertools.pairwise(seqs))  # no gap
+    finally:
+        await h.close()
