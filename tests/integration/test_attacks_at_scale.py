@@ -55,6 +55,7 @@ def _raise_open_files(needed: int) -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (needed, hard))
 
 
+@per_process_only
 def test_two_thousand_slowloris_connections_leave_a_player_alone(server: ServerProcess) -> None:
     need("ffprobe")
     _raise_open_files(SLOW_CONNECTIONS + 200)

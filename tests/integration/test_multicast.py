@@ -166,6 +166,7 @@ def _assert_exact(server: ServerProcess, video: Path, audio: Path) -> None:
     assert len(frames) >= 80 and is_subsequence_start(frames, source_audio_frames(source))
 
 
+@per_process_only
 def test_two_ffmpeg_readers_get_it_exactly_from_one_send(mc_server: ServerProcess, tmp_path: Path) -> None:
     publisher = Publisher(mc_server, "live/a")
     try:
