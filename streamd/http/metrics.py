@@ -14,7 +14,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from streamd.srtp.context import SRTP_STATS
+from streamd.srtp.context import SRTP_STATS, SrtpStats
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -43,10 +43,12 @@ class SessionCollector(Collector):
         snapshot: Snapshot,
         tunnels: Callable[[], int],
         auth: Callable[[], dict[str, int]] = dict,
+        srtp: Callable[[], SrtpStats] = lambda: SRTP_STATS,
     ) -> None:
         self.snapshot = snapshot
         self.tunnels = tunnels
         self.auth = auth
+        self.srtp = srtp  # with worker processes: the counters summed over every worker
 
     def collect(self) -> Iterator[Metric]:
         sessions = self.snapshot()
@@ -122,7 +124,7 @@ class SessionCollector(Collector):
         for name, text in AUTH_COUNTERS.items():
             yield CounterMetricFamily(f"streamd_{name}", text, value=counts.get(name, 0))
         # SRTP (issue 15): packets protected, and what clients sent that failed its checks
-        srtp = SRTP_STATS
+        srtp = self.srtp()
         yield CounterMetricFamily(
             "streamd_srtp_packets_protected", "RTP packets sent as SRTP", value=srtp.protected
         )
@@ -145,10 +147,13 @@ class SessionCollector(Collector):
 
 
 def make_registry(
-    snapshot: Snapshot, tunnels: Callable[[], int], auth: Callable[[], dict[str, int]] = dict
+    snapshot: Snapshot,
+    tunnels: Callable[[], int],
+    auth: Callable[[], dict[str, int]] = dict,
+    srtp: Callable[[], SrtpStats] = lambda: SRTP_STATS,
 ) -> CollectorRegistry:
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(SessionCollector(snapshot, tunnels, auth))
+    registry.register(SessionCollector(snapshot, tunnels, auth, srtp))
     return registry
 
 

@@ -9,6 +9,7 @@ Admin actions (drain, move) go to every worker: here at once, to the siblings th
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from collections import Counter
@@ -18,6 +19,7 @@ from typing import Any
 from aiohttp import web
 
 from streamd.session_report import snapshot
+from streamd.srtp.context import SRTP_STATS, SrtpStats
 from streamd.workers.internal import SIBLING
 
 Gather = Callable[[], Awaitable[list[dict[str, Any]]]]
@@ -36,6 +38,7 @@ def local_state(rtsp: Any, index: int, tunnels: Callable[[], int]) -> dict[str, 
         "live": {path: own_viewers(rtsp, path) for path in rtsp.live_paths() if path not in relayed(rtsp)},
         "auth": rtsp.auth_metrics(),
         "tunnels": tunnels(),
+        "srtp": dataclasses.asdict(SRTP_STATS),
     }
 
 
@@ -99,6 +102,12 @@ class WholeServer:
         for state in self._siblings:
             total.update(state["auth"])
         return dict(total)
+
+    def srtp_stats(self) -> SrtpStats:
+        total: Counter[str] = Counter(dataclasses.asdict(SRTP_STATS))
+        for state in self._siblings:
+            total.update(state.get("srtp", {}))
+        return SrtpStats(**total)
 
     def tunnel_count(self) -> int:
         return self.tunnels() + sum(int(state["tunnels"]) for state in self._siblings)

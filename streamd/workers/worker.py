@@ -154,7 +154,7 @@ class WorkerRuntime:
         object.__setattr__(self.whole, "tunnels", lambda: len(self.hub.tunnels))
         whole = self.whole
         service.app[REGISTRY_KEY] = metrics.make_registry(
-            lambda: whole.snapshot(private=False), whole.tunnel_count, whole.auth_metrics
+            lambda: whole.snapshot(private=False), whole.tunnel_count, whole.auth_metrics, whole.srtp_stats
         )
         service.app.middlewares.append(middleware(whole, self.settle))
 

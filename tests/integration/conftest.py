@@ -22,6 +22,13 @@ import pytest
 from tests.shared_files import made_once
 from tests.tlscerts import CertPair
 
+# Limits and back-off count per worker process (docs/scaling.md, "Limits are per worker"), and
+# multicast groups are allocated per worker: tests of those figures hold for one process only.
+per_process_only = pytest.mark.skipif(
+    bool(os.environ.get("STREAMD_TEST_WORKERS")),
+    reason="with --workers, limits, back-off and multicast groups are per worker (docs/scaling.md)",
+)
+
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "tests" / "artifacts"
 BFRAMES_SECONDS = 2  # media_dir's bframes.mp4, which many tests play whole: short keeps them quick

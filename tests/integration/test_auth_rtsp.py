@@ -18,7 +18,14 @@ from streamd.auth.nonces import NonceBook
 from streamd.auth.secrets import ha1, make_secret
 from streamd.rtsp.client import ClientProtocol
 from tests import mediagen
-from tests.integration.conftest import ServerProcess, free_udp_pair, need, start_server, stop_all
+from tests.integration.conftest import (
+    ServerProcess,
+    free_udp_pair,
+    need,
+    per_process_only,
+    start_server,
+    stop_all,
+)
 from tests.integration.gst import rtspclientsink_shutdown_race, rtspsrc_shutdown_race
 from tests.rtsp_client import RawRtspClient
 
@@ -183,6 +190,7 @@ def test_relay_logs_in_upstream_with_digest_sha256(
         stop_all(relay)
 
 
+@per_process_only
 async def test_replays_foreign_nonces_and_borrowed_sessions_over_real_sockets(server: ServerProcess) -> None:
     """What an attacker on the path could try with a captured request, over real connections."""
     url = server.url("cams/door.mp4")

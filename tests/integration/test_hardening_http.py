@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests import mediagen
-from tests.integration.conftest import ServerProcess, need, start_server, stop_all
+from tests.integration.conftest import ServerProcess, need, per_process_only, start_server, stop_all
 
 STALLED = 8
 PLAY_SECONDS = 4  # bframes.mp4
@@ -169,6 +169,7 @@ def _publish_opus(server: ServerProcess, path: str) -> socket.socket:
     return sock
 
 
+@per_process_only
 def test_live_mp4_views_are_bounded_per_client(
     folder: Path, tmp_path: Path, socks: list[socket.socket]
 ) -> None:

@@ -25,7 +25,7 @@ from aiortc.rtp import RtcpPacket, RtcpReceiverInfo, RtcpRrPacket, RtpPacket
 
 from media.h264 import nal_type
 from streamd.rtsp.headers import parse_transport
-from tests.integration.conftest import SHORT_TIMEOUT_TOML, ServerProcess, need, start_server
+from tests.integration.conftest import SHORT_TIMEOUT_TOML, ServerProcess, need, per_process_only, start_server
 from tests.integration.netns import NetNamespace, unavailable
 from tests.integration.source import (
     ffmpeg_copy,
@@ -166,6 +166,7 @@ def _assert_exact(server: ServerProcess, video: Path, audio: Path) -> None:
     assert len(frames) >= 80 and is_subsequence_start(frames, source_audio_frames(source))
 
 
+@per_process_only
 def test_two_ffmpeg_readers_get_it_exactly_from_one_send(mc_server: ServerProcess, tmp_path: Path) -> None:
     publisher = Publisher(mc_server, "live/a")
     try:
@@ -194,6 +195,7 @@ async def _setup_multicast(server: ServerProcess, path: str) -> tuple[RawRtspCli
     return c, replies
 
 
+@per_process_only
 def test_two_readers_share_one_send(mc_server: ServerProcess) -> None:
     publisher = Publisher(mc_server, "live/b")
 
@@ -303,6 +305,7 @@ def test_refusals(mc_server: ServerProcess) -> None:
     assert "multicast is offered for live paths only" in mc_server.log()
 
 
+@per_process_only
 def test_player_joins_from_the_sdp_link_alone(mc_server: ServerProcess, tmp_path: Path) -> None:
     publisher = Publisher(mc_server, "live/always")  # multicast = true: sent while online
     rtcp = None
@@ -329,6 +332,7 @@ def test_player_joins_from_the_sdp_link_alone(mc_server: ServerProcess, tmp_path
     _assert_exact(mc_server, video, audio)
 
 
+@per_process_only
 def test_gstreamer_rtspsrc_udp_mcast(mc_server: ServerProcess, tmp_path: Path) -> None:
     need("gst-launch-1.0")
     publisher = Publisher(mc_server, "live/gst")

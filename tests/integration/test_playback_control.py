@@ -238,6 +238,8 @@ async def test_receiver_reports_become_statistics(server: ServerProcess) -> None
         "SETUP", c.url("ten.mp4/trackID=0"), {"Transport": f"RTP/AVP;unicast;client_port={ports}"}
     )
     ssrc = int(r.headers["Transport"].split("ssrc=")[1].split(";")[0], 16)
+    # RTCP goes where the SETUP reply says, as real clients send it (one port pair per worker)
+    server_rtcp = int(r.headers["Transport"].split("server_port=")[1].split(";")[0].split("-")[1])
     await c.request("PLAY", c.url("ten.mp4"))
     loop = asyncio.get_running_loop()
     sr_data = await asyncio.wait_for(loop.sock_recv(rtcp, 2000), 20)
@@ -254,7 +256,7 @@ async def test_receiver_reports_become_statistics(server: ServerProcess) -> None
             )
         ],
     )  # fmt: skip
-    rtcp.sendto(bytes(report), ("127.0.0.1", server.rtp_port + 1))
+    rtcp.sendto(bytes(report), ("127.0.0.1", server_rtcp))
 
     def reception() -> dict | None:
         (mine,) = [s for s in server.api("sessions")["sessions"] if s["id"] == c.session]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import os
 from fractions import Fraction
 
 import pytest
@@ -210,10 +211,13 @@ async def test_udp_session_receives_and_ignores_punch_packets(server: ServerProc
     r = await c.request("SETUP", c.url("bframes.mp4/trackID=0"), {"Transport": transport})
     assert r.status == 200
     spec = parse_transport(r.headers["Transport"])[0]
-    assert spec.server_port == (server.rtp_port, server.rtp_port + 1)
+    assert spec.server_port is not None
+    server_rtp, server_rtcp = spec.server_port  # with --workers: worker k's pair is rtp_port + 2 k
+    assert server_rtcp == server_rtp + 1 and (server_rtp - server.rtp_port) % 2 == 0
+    assert server_rtp == server.rtp_port or os.environ.get("STREAMD_TEST_WORKERS")
     # a dummy packet like ffmpeg's NAT punch: must be ignored, not crash anything
-    rtp.sendto(b"\x80\x00\x00\x00" + bytes(8), ("127.0.0.1", server.rtp_port))
-    rtcp.sendto(b"\x80\xc9\x00\x01" + bytes(4), ("127.0.0.1", server.rtp_port + 1))
+    rtp.sendto(b"\x80\x00\x00\x00" + bytes(8), ("127.0.0.1", server_rtp))
+    rtcp.sendto(b"\x80\xc9\x00\x01" + bytes(4), ("127.0.0.1", server_rtcp))
     await c.request("PLAY", c.url("bframes.mp4"))
     loop = asyncio.get_running_loop()
     data = await asyncio.wait_for(loop.sock_recv(rtp, 2000), 20)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.conftest import ServerProcess, free_tcp_port, need
+from tests.integration.conftest import ServerProcess, free_tcp_port, need, per_process_only
 from tests.integration.netns import NetNamespace
 from tests.integration.source import source_video_nals
 from tests.integration.test_live import Publisher
@@ -74,6 +74,7 @@ def _get_https(url: str) -> str:
     return urllib.request.urlopen(url, timeout=10, context=context).read().decode()
 
 
+@per_process_only
 def test_ffmpeg_joins_the_srtp_group_from_the_https_sdp(
     srtp_mc_server: ServerProcess, tmp_path: Path
 ) -> None:

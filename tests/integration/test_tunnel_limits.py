@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.conftest import ServerProcess, start_server, stop_all
+from tests.integration.conftest import ServerProcess, per_process_only, start_server, stop_all
 
 pytestmark = pytest.mark.integration
 
@@ -87,6 +87,7 @@ def _closed(sock: socket.socket) -> bool:
     return True
 
 
+@per_process_only
 def test_waiting_gets_from_one_client_do_not_lock_others_out(tunnels: ServerProcess) -> None:
     flood = [_get(tunnels, "127.0.0.1", f"flood{i}") for i in range(PENDING + 2)]
     started = time.monotonic()
