@@ -72,13 +72,16 @@ def complete_adts_frames(adts: Path) -> int:
     return count
 
 
-def ffmpeg_copy(input_args: list[str], video: Path, audio: Path, seconds: float, timeout: float = 30) -> None:
-    """ffmpeg reads ``input_args`` (``-i URL`` and its options) for ``seconds`` and writes the
-    video as Annex B and the audio as ADTS, untouched (``-c copy``), for exact comparison."""
-    duration = str(seconds)
-    subprocess.run(
+def ffmpeg_copy(
+    input_args: list[str], video: Path, audio: Path, seconds: float | None = None, timeout: float = 30
+) -> None:
+    """ffmpeg reads ``input_args`` (``-i URL`` and its options), for ``seconds`` or to the end, and
+    writes the video as Annex B and the audio as ADTS, untouched (``-c copy``), for exact comparison."""
+    limit = ["-t", str(seconds)] if seconds is not None else []
+    result = subprocess.run(
         ["ffmpeg", "-nostdin", "-loglevel", "error", *input_args,
-         "-map", "0:v", "-c", "copy", "-t", duration, "-f", "h264", "-y", str(video),
-         "-map", "0:a", "-c", "copy", "-t", duration, "-f", "adts", "-y", str(audio)],
-        check=True, capture_output=True, timeout=timeout,
+         "-map", "0:v", "-c", "copy", *limit, "-f", "h264", "-y", str(video),
+         "-map", "0:a", "-c", "copy", *limit, "-f", "adts", "-y", str(audio)],
+        capture_output=True, timeout=timeout,
     )  # fmt: skip
+    assert result.returncode == 0, result.stderr.decode(errors="replace")

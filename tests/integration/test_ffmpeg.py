@@ -12,6 +12,7 @@ import pytest
 
 from tests.integration.codec_matrix import record
 from tests.integration.conftest import BFRAMES_SECONDS, ServerProcess, need
+from tests.integration.source import ffmpeg_copy as copy_streams
 from tests.integration.source import (
     received_audio_frames,
     received_video_nals,
@@ -38,38 +39,7 @@ def ffmpeg_copy(url: str, transport: str, out_dir: Path, name: str) -> tuple[Pat
     need("ffmpeg")
     video, audio = out_dir / f"{name}.h264", out_dir / f"{name}.aac"
     started = time.monotonic()
-    result = subprocess.run(
-        [
-            "ffmpeg",
-            "-nostdin",
-            "-hide_banner",
-            "-loglevel",
-            "error",
-            "-rtsp_transport",
-            transport,
-            "-i",
-            url,
-            "-map",
-            "0:v",
-            "-c",
-            "copy",
-            "-f",
-            "h264",
-            "-y",
-            str(video),
-            "-map",
-            "0:a",
-            "-c",
-            "copy",
-            "-f",
-            "adts",
-            "-y",
-            str(audio),
-        ],
-        capture_output=True,
-        timeout=120,
-    )
-    assert result.returncode == 0, result.stderr.decode(errors="replace")
+    copy_streams(["-rtsp_transport", transport, "-i", url], video, audio, timeout=120)
     return video, audio, time.monotonic() - started
 
 

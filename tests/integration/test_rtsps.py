@@ -94,37 +94,7 @@ def pem_to_der(path: Path) -> bytes:
 def ffmpeg_copy(url: str, out: Path, *options: str) -> tuple[Path, Path]:
     need("ffmpeg")
     video, audio = out / "v.h264", out / "a.aac"
-    result = subprocess.run(
-        [
-            "ffmpeg",
-            "-nostdin",
-            "-hide_banner",
-            "-loglevel",
-            "error",
-            *options,
-            "-i",
-            url,
-            "-map",
-            "0:v",
-            "-c",
-            "copy",
-            "-f",
-            "h264",
-            "-y",
-            str(video),
-            "-map",
-            "0:a",
-            "-c",
-            "copy",
-            "-f",
-            "adts",
-            "-y",
-            str(audio),
-        ],
-        capture_output=True,
-        timeout=120,
-    )
-    assert result.returncode == 0, result.stderr.decode(errors="replace")
+    ffmpeg_copy_for([*options, "-i", url], video, audio, timeout=120)
     return video, audio
 
 
