@@ -20,6 +20,7 @@ import resource
 import subprocess
 import tempfile
 import time
+from collections.abc import Coroutine
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
@@ -48,16 +49,22 @@ def make_clip(out: Path) -> Path:
 # --- generators (separate processes) ---------------------------------------------------------------
 
 
-def _whep_worker(conn: Connection, url: str, viewers: int, seconds: float) -> None:
+def _generator(conn: Connection, work: Coroutine[Any, Any, dict[str, Any]]) -> None:
+    """A generator process: many sockets, a lower priority than the server, its result (or
+    what went wrong) sent back over ``conn``."""
     _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     with contextlib.suppress(OSError):
         os.nice(GENERATOR_NICE)
     try:
-        result = asyncio.run(_whep_viewers(conn, url, viewers, seconds))
+        result = asyncio.run(work)
     except Exception as exc:
         result = {"error": f"{exc.__class__.__name__}: {exc}"}
     conn.send(result)
+
+
+def _whep_worker(conn: Connection, url: str, viewers: int, seconds: float) -> None:
+    _generator(conn, _whep_viewers(conn, url, viewers, seconds))
 
 
 async def _whep_viewers(conn: Connection, url: str, n: int, seconds: float) -> dict[str, Any]:
@@ -129,15 +136,7 @@ async def _whep_viewers(conn: Connection, url: str, n: int, seconds: float) -> d
 
 
 def _rtsp_worker(conn: Connection, port: int, readers: int, seconds: float) -> None:
-    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    with contextlib.suppress(OSError):
-        os.nice(GENERATOR_NICE)
-    try:
-        result = asyncio.run(_rtsp_readers(conn, port, readers, seconds))
-    except Exception as exc:
-        result = {"error": f"{exc.__class__.__name__}: {exc}"}
-    conn.send(result)
+    _generator(conn, _rtsp_readers(conn, port, readers, seconds))
 
 
 async def _rtsp_readers(conn: Connection, port: int, n: int, seconds: float) -> dict[str, Any]:
