@@ -34,6 +34,7 @@ from streamd.webrtc.ice_ports import PortsExhausted
 from streamd.webrtc.negotiate import Choice, Plan, answer_sdp, negotiate_publish, parse_offer
 from streamd.webrtc.peer import Peer, ice_servers
 from streamd.webrtc.port_range import PortPicker, parse_port_range
+from streamd.workers.ownership import LocalOwners, PathOwners
 
 if TYPE_CHECKING:
     from streamd.http.backend import HttpBackend
@@ -103,6 +104,8 @@ class WhipService:
         self.ports = PortPicker(udp_ports) if udp_ports is not None else None
         self.sessions: dict[str, WhipSession] = {}
         self.max_sessions = int(getattr(config, "max_publishers", 200))
+        # who publishes which path across worker processes (one process: every claim holds)
+        self.owners: PathOwners = LocalOwners()
 
     async def create(self, path: str, offer_text: str, client: str) -> tuple[WhipSession, str]:
         config = self.server.config
@@ -115,17 +118,24 @@ class WhipService:
             raise RtspError(503, f"{self.max_sessions} WHIP publishers already; try again later")
         offer = parse_offer(offer_text)
         plan = negotiate_publish(offer)
+        session_id = secrets.token_urlsafe(24)
+        holder = await self.owners.claim(path, session_id)
+        if holder is not None:  # a publisher in another worker process
+            log.info("WHIP %s from %s refused: published in worker %d", path, client, holder.worker)
+            raise RtspError(409, f"{path!r} is already being published")
         peer = Peer(self.servers, self.ports)
         try:
             await peer.gather()
         except PortsExhausted as exc:
             log.warning("WHIP %s from %s refused: %s", path, client, exc)
+            self.owners.release(path, session_id)
             await peer.close()
             raise RtspError(503, str(exc)) from None
         except BaseException:
+            self.owners.release(path, session_id)
             await peer.close()
             raise
-        session = WhipSession(secrets.token_urlsafe(24), path, client, peer, plan)
+        session = WhipSession(session_id, path, client, peer, plan)
         answer = answer_sdp(
             plan,
             ice_ufrag=peer.ice_ufrag,
@@ -273,6 +283,7 @@ class WhipService:
         self.sessions.pop(session.id, None)
         if session.live is not None:
             self.server.remove_live(session.live, session.label)  # type: ignore[attr-defined]
+        self.owners.release(session.path, session.id)
         await session.peer.close()
         if session.task is not None and session.task is not asyncio.current_task():
             session.task.cancel()
