@@ -88,8 +88,9 @@ class Placement:
 
     async def __call__(self, request: web.Request) -> int | None:
         target = target_of(request.method, route_of(request), request.match_info)
-        if target is None:
-            return None
+        return None if target is None else await self.worker_for(target)
+
+    async def worker_for(self, target: Target) -> int | None:
         if target.kind == "webrtc":
             return None if self.held_here(target) else self._other(await self.find("webrtc", target.key))
         return await self.path_owner(target)
