@@ -19,6 +19,7 @@ import contextlib
 import logging
 import secrets
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -104,15 +105,18 @@ class WhipService:
         self.ports = PortPicker(udp_ports) if udp_ports is not None else None
         self.sessions: dict[str, WhipSession] = {}
         self.max_sessions = int(getattr(config, "max_publishers", 200))
-        # who publishes which path across worker processes (one process: every claim holds)
+        # who publishes which path across worker processes (one process: every claim holds), and
+        # whether a live path here is a sibling worker's, relayed (its end may not have arrived yet)
         self.owners: PathOwners = LocalOwners()
+        self.relayed: Callable[[LivePath], bool] = lambda _live: False
 
     async def create(self, path: str, offer_text: str, client: str) -> tuple[WhipSession, str]:
         config = self.server.config
         if not config.accepts_publisher(path):
             raise RtspError(403, f"{path!r} does not take publishers (see the publish setting of [paths])")
         existing = self.server.live.get(path)
-        if (existing is not None and existing.online) or any(s.path == path for s in self.sessions.values()):
+        online = existing is not None and existing.online and not self.relayed(existing)
+        if online or any(s.path == path for s in self.sessions.values()):
             raise RtspError(409, f"{path!r} is already being published")
         if len(self.sessions) >= self.max_sessions:
             raise RtspError(503, f"{self.max_sessions} WHIP publishers already; try again later")
@@ -257,6 +261,9 @@ class WhipService:
         tracks = announced_tracks(description.media)
         live = LivePath.from_announce(session.path, description, tracks, session.label)
         live.request_keyframe = lambda: self._pli(session)
+        existing = self.server.live.get(session.path)
+        if existing is not None and existing.online and self.relayed(existing):  # the previous one's
+            self.server.remove_live(existing, f"{session.label} (published here now)")  # type: ignore[attr-defined]
         try:
             self.server.add_live(live)  # type: ignore[attr-defined]
         except ValueError as exc:

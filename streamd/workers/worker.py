@@ -178,6 +178,8 @@ class WorkerRuntime:
         self.http = service
         app = service.app
         app[WHIP_KEY].owners = self.owners
+        if self.siblings is not None:
+            app[WHIP_KEY].relayed = self.siblings.is_relay
         self._webrtc = (app[WHEP_KEY].sessions, app[WHIP_KEY].sessions)
         self._live_hls = app[LIVE_KEY]
         placement = Placement(
