@@ -3,10 +3,10 @@
 Each worker also serves its aiohttp application on a unix socket in the parent's private folder
 (mode 0700, like :mod:`.internal`'s RTSP socket). A request that :mod:`.http_owner` places on a
 sibling is sent there as it came (method, path and query, headers but the hop-by-hop ones, the
-body streamed, bounded), and the sibling's response is streamed back as it comes. The client's
-address and whether it used TLS travel in two headers that are believed only on that private
-socket, so the owner authorizes the request through the one Authorizer, counts it against the
-client's limits and logs it as if the client had connected there; on the public ports the same
+body: small, read whole and bounded), and the sibling's response is streamed back as it comes.
+The client's address and whether it used TLS travel in two headers believed only on that socket,
+so the owner authorizes the request through the one Authorizer, counts it against the client's
+limits and logs it as if the client had connected there; on the public ports the same
 headers are ignored (and replaced when the request is forwarded).
 
 The header rules are plain functions (:func:`request_headers`, :func:`response_headers`,
@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -109,14 +109,15 @@ class BodyTooLarge(Exception):
     pass
 
 
-async def _body(request: web.Request) -> AsyncIterator[bytes]:
-    """The request's body as it arrives, stopped past :data:`MAX_BODY`."""
-    total = 0
+async def _body(request: web.Request) -> bytes:
+    """The request's body, read whole (it is small: an SDP offer, an ICE fragment) but bounded,
+    so a body too large is refused here, before the sibling is bothered."""
+    data = bytearray()
     async for chunk in request.content.iter_chunked(CHUNK):
-        total += len(chunk)
-        if total > MAX_BODY:
+        data += chunk
+        if len(data) > MAX_BODY:
             raise BodyTooLarge
-        yield chunk
+    return bytes(data)
 
 
 class Forwarder:
@@ -141,10 +142,14 @@ class Forwarder:
         """``request`` answered by ``worker``: its response streamed back to the client."""
         if request.content_length is not None and request.content_length > MAX_BODY:
             return web.Response(status=413, text="413: the request body is too large\n")
+        what = f"HTTP {request.method} {request.path[:200]} from {request.remote}"
+        try:
+            data = await _body(request) if request.body_exists else None
+        except BodyTooLarge:
+            log.info("%s refused: the body is larger than %d bytes", what, MAX_BODY)
+            return web.Response(status=413, text="413: the request body is too large\n")
         headers = request_headers(_text_pairs(request.raw_headers), request.remote or "", request.secure)
         url = URL(f"http://worker-{worker}{request.rel_url.raw_path_qs}", encoded=True)
-        data = _body(request) if request.body_exists else None
-        what = f"HTTP {request.method} {request.path[:200]} from {request.remote}"
         response: web.StreamResponse | None = None
         try:
             async with self._session(worker).request(
@@ -164,16 +169,14 @@ class Forwarder:
                 await response.write_eof()
                 self.forwarded += 1
                 return response
-        except BodyTooLarge:
-            reason, status = "the request body is too large", 413
         except (aiohttp.ClientError, TimeoutError, ConnectionError) as exc:
-            reason, status = f"worker {worker} did not answer: {exc or type(exc).__name__}", 502
+            reason = f"worker {worker} did not answer: {exc or type(exc).__name__}"
         log.warning("%s, forwarded to worker %d: %s", what, worker, reason)
         if response is not None and response.prepared:  # mid-answer: the client sees it cut short
             if request.transport is not None:
                 request.transport.close()
             return response
-        return web.Response(status=status, text=f"{status}: {reason}\n")
+        return web.Response(status=502, text=f"502: {reason}\n")
 
     async def close(self) -> None:
         sessions, self._sessions = list(self._sessions.values()), {}
