@@ -76,10 +76,10 @@ class Placement:
         paths: Any,  # streamd.paths.Paths: live, siblings, config
         owners: PathOwners,
         find: Callable[[str, str], Awaitable[int | None]],
-        held_here: Callable[[Target], bool],
+        held_here: Callable[[str, str], bool],
     ) -> None:
-        """``find(kind, key)``: the worker holding a ``"webrtc"`` session or an ``"hls"`` stream;
-        ``held_here(target)``: whether this worker holds it."""
+        """``find(kind, key)``: the sibling holding a ``"webrtc"`` session or an ``"hls"`` stream
+        (of a path); ``held_here(kind, key)``: whether this worker holds it."""
         self.me = me
         self.paths = paths
         self.owners = owners
@@ -92,7 +92,9 @@ class Placement:
 
     async def worker_for(self, target: Target) -> int | None:
         if target.kind == "webrtc":
-            return None if self.held_here(target) else self._other(await self.find("webrtc", target.key))
+            if self.held_here("webrtc", target.key):
+                return None
+            return self._other(await self.find("webrtc", target.key))
         return await self.path_owner(target)
 
     async def path_owner(self, target: Target) -> int | None:
@@ -108,7 +110,7 @@ class Placement:
         owner = await self.owners.owner(path)
         if owner is not None and owner.worker >= 0:
             return self._other(owner.worker)
-        if self.held_here(target):
+        if self.held_here("hls", path):
             return None
         return self._other(await self.find("hls", path))  # offline: its ended stream, if anywhere
 

@@ -182,9 +182,7 @@ class WorkerRuntime:
             app[WHIP_KEY].relayed = self.siblings.is_relay
         self._webrtc = (app[WHEP_KEY].sessions, app[WHIP_KEY].sessions)
         self._live_hls = app[LIVE_KEY]
-        placement = Placement(
-            self.index, self.rtsp.paths, self.owners, self.find, lambda t: self._has(t.kind, t.key)
-        )
+        placement = Placement(self.index, self.rtsp.paths, self.owners, self.find, self._has)
         self.forwarder = http_forward.Forwarder(self.identity.run_dir, self.index)
         private = http_forward.socket_path(self.identity.run_dir, self.index)
         app.middlewares.insert(0, http_forward.middleware(private, placement, self.forwarder))

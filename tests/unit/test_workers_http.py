@@ -98,7 +98,7 @@ def placed(
     *,
     paths: FakePaths | None = None,
     owners: dict[str, Owner] | None = None,
-    held: set[Target] = frozenset(),  # type: ignore[assignment]
+    held: frozenset[tuple[str, str]] = frozenset(),
     elsewhere: dict[tuple[str, str], int] | None = None,
     me: int = 0,
 ) -> tuple[int | None, FakeOwners, list[tuple[str, str]]]:
@@ -109,7 +109,7 @@ def placed(
         asked.append((kind, key))
         return (elsewhere or {}).get((kind, key))
 
-    placement = Placement(me, paths or FakePaths(), table, find, lambda t: t in held)
+    placement = Placement(me, paths or FakePaths(), table, find, lambda kind, key: (kind, key) in held)
     answer = asyncio.run(placement.worker_for(target))
     return answer, table, asked
 
@@ -141,7 +141,9 @@ def test_an_offline_path_goes_to_the_worker_holding_its_ended_hls_stream() -> No
     target = Target("path", "live/cam")
     answer, _, asked = placed(target, elsewhere={("hls", "live/cam"): 1})
     assert answer == 1 and asked == [("hls", "live/cam")]
-    answer, _, asked = placed(target, held={target}, elsewhere={("hls", "live/cam"): 1})
+    answer, _, asked = placed(
+        target, held=frozenset({("hls", "live/cam")}), elsewhere={("hls", "live/cam"): 1}
+    )
     assert answer is None and asked == []  # we hold it ourselves
     assert placed(target)[0] is None  # nobody: here (404)
 
@@ -150,7 +152,7 @@ def test_a_webrtc_session_goes_to_the_worker_holding_it() -> None:
     target = Target("webrtc", "abc")
     answer, _, asked = placed(target, elsewhere={("webrtc", "abc"): 1})
     assert answer == 1 and asked == [("webrtc", "abc")]
-    answer, _, asked = placed(target, held={target}, elsewhere={("webrtc", "abc"): 1})
+    answer, _, asked = placed(target, held=frozenset({("webrtc", "abc")}), elsewhere={("webrtc", "abc"): 1})
     assert answer is None and asked == []
     assert placed(target)[0] is None  # nobody holds it: our 404
 
