@@ -11,6 +11,7 @@ playlist names, byte-identical objects), and its request counters are the server
 from __future__ import annotations
 
 import asyncio
+import base64
 import re
 import subprocess
 from collections.abc import Iterator
@@ -19,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from media.h264 import nal_type
+from streamd.auth.secrets import make_secret
 from tests.integration.conftest import ServerProcess, need, start_server
 from tests.integration.source import comparable, source_video_nals
 from tests.integration.test_whep import WhepClient, _h264_units, _wait, _whip_publish
@@ -179,3 +181,42 @@ def test_only_the_owner_holds_the_path_s_hls(workers: ServerProcess, tmp_path: P
     """A path nobody publishes is answered where asked, as on one worker: 404."""
     status, _, body = get_on(workers, 1, "hls/live/nobody/main/media.m3u8")
     assert status == 404, body
+
+
+def test_the_owner_authorizes_a_forwarded_request_as_the_clients(tmp_path: Path) -> None:
+    """With users: a live HLS request on the worker without the publisher is refused or allowed by
+    the owner, for the client's address, through the one Authorizer (challenges passed back)."""
+    need("ffmpeg")
+    media = tmp_path / "media"
+    media.mkdir()
+    make_h264_aac_mp4(media / "bframes.mp4", seconds=2, bframes=True)
+    make_live_clip(media / "clip.mp4")
+    config = tmp_path / "users.toml"
+    config.write_text(
+        'auth_methods = ["digest", "basic"]\n'
+        '[[users]]\nname = "any"\n'
+        'permissions = [{ action = "read", path = "*.mp4" }, { action = "publish", path = "live/*" },'
+        ' { action = "api" }]\n'
+        f'[[users]]\nname = "viewer"\npassword = "{make_secret("viewer", "v pw", "streamd")}"\n'
+        'permissions = [{ action = "read", path = "live/*" }]\n'
+    )
+    server = start_server(media, tmp_path, "--config", str(config), "--workers", "2")
+    try:
+        wait_until(lambda: "all 2 workers ready" in server.log(), "both workers ready", timeout=120)
+        path = "live/locked"
+        publisher = Publisher(server, path, worker=0)
+        try:
+            playlist = f"hls/{path}/main/media.m3u8"
+            status, headers, _ = get_on(server, 1, playlist)
+            assert status == 401 and "www-authenticate" in headers
+            assert logged_by(server, rf"HTTP GET /{playlist} from 127\.0\.0\.1 refused") == {0}
+            login = base64.b64encode(b"viewer:v pw").decode()
+            with pinned(server.port, server.rtp_port, 1) as sock:
+                head = f"GET /{playlist} HTTP/1.1\nHost: 127.0.0.1\nAuthorization: Basic {login}\n"
+                status, _, body = exchange(sock, head + "Connection: close\n")
+            assert status == 200 and body.startswith(b"#EXTM3U"), body
+        finally:
+            publisher.stop()
+    finally:
+        assert server.stop() == 0
+    assert "Traceback" not in server.log(), server.log()
