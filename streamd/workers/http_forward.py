@@ -50,7 +50,8 @@ CHUNK = 64 * 1024
 CONNECT_TIMEOUT = 5.0  # to reach a sibling's socket (or a free connection to it)
 READ_TIMEOUT = 60.0  # between bytes of the sibling's answer (a blocking playlist reload waits)
 MAX_CONNECTIONS = 256  # open connections to each sibling
-UNSENT = ("User-Agent", "Accept", "Accept-Encoding")  # aiohttp adds them unless the client sent them
+# aiohttp adds them unless the client sent them (Content-Type: to a body)
+UNSENT = ("User-Agent", "Accept", "Accept-Encoding", "Content-Type")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 Placement = Callable[[web.Request], Awaitable[int | None]]  # the sibling a request belongs to
@@ -127,7 +128,6 @@ class Forwarder:
         self.run_dir = run_dir
         self.me = me
         self._sessions: dict[int, aiohttp.ClientSession] = {}
-        self.forwarded = 0
 
     def _session(self, worker: int) -> aiohttp.ClientSession:
         session = self._sessions.get(worker)
@@ -167,7 +167,6 @@ class Forwarder:
                 async for chunk in upstream.content.iter_chunked(CHUNK):
                     await response.write(chunk)
                 await response.write_eof()
-                self.forwarded += 1
                 return response
         except (aiohttp.ClientError, TimeoutError, ConnectionError) as exc:
             reason = f"worker {worker} did not answer: {exc or type(exc).__name__}"
