@@ -103,12 +103,15 @@ async def _view_and_burst(server: ServerProcess, path: str) -> None:
         await pc.close()
 
 
-async def _announce(client: RawRtspClient, path: str, transport: str) -> None:
+async def _announce(client: RawRtspClient, path: str, transport: str) -> int | None:
+    """Publish ``path``; the server's RTP port for it (UDP; with ``--workers``, its worker's own)."""
     headers = {"Content-Type": "application/sdp"}
     assert (await client.request("ANNOUNCE", client.url(path), headers, SDP)).status == 200
     setup = await client.request("SETUP", client.url(f"{path}/streamid=0"), {"Transport": transport})
     assert setup.status == 200, setup
     assert (await client.request("RECORD", client.url(path))).status == 200
+    found = re.search(r"server_port=(\d+)", setup.headers.get("Transport", ""))
+    return int(found.group(1)) if found else None
 
 
 async def _one_pli(received: Callable[[], list[bytes]]) -> None:
@@ -127,11 +130,12 @@ def test_viewer_pli_reaches_a_udp_publisher(server: ServerProcess) -> None:
         client = await RawRtspClient("127.0.0.1", server.port).connect()
         try:
             port = rtp_sock.getsockname()[1]
-            await _announce(
+            server_rtp = await _announce(
                 client, "live/pli-udp", f"RTP/AVP;unicast;client_port={port}-{port + 1};mode=record"
             )
+            assert server_rtp is not None
             for seq in range(3):
-                rtp_t.sendto(_rtp(seq), ("127.0.0.1", server.rtp_port))
+                rtp_t.sendto(_rtp(seq), ("127.0.0.1", server_rtp))
             await _view_and_burst(server, "live/pli-udp")
             await _one_pli(lambda: rtcp.received)
         finally:
