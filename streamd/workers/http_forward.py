@@ -49,7 +49,9 @@ MAX_BODY = 64 * 1024  # request bodies forwarded (SDP offers, ICE fragments; the
 CHUNK = 64 * 1024
 CONNECT_TIMEOUT = 5.0  # to reach a sibling's socket (or a free connection to it)
 READ_TIMEOUT = 60.0  # between bytes of the sibling's answer (a blocking playlist reload waits)
-MAX_CONNECTIONS = 256  # open connections to each sibling
+# open connections to each sibling, i.e. requests in flight there (a blocking playlist reload holds
+# one while it waits); past it a request waits up to CONNECT_TIMEOUT for one to come free, then 502
+MAX_CONNECTIONS = 4096
 # aiohttp adds them unless the client sent them (Content-Type: to a body)
 UNSENT = ("User-Agent", "Accept", "Accept-Encoding", "Content-Type")
 
