@@ -21,12 +21,15 @@ import pytest
 
 from media.h264 import nal_type
 from streamd.auth.secrets import make_secret
+from streamd.rtsp.message import InterleavedFrame
 from tests.integration.conftest import ServerProcess, need, start_server
 from tests.integration.source import comparable, source_video_nals
+from tests.integration.test_pli_relay import _announce, _one_pli, _rtp, _view_and_burst
 from tests.integration.test_whep import WhepClient, _h264_units, _wait, _whip_publish
 from tests.integration.test_workers import Publisher
 from tests.integration.workers_pin import exchange, pinned, steer
 from tests.mediagen import make_h264_aac_mp4, make_live_clip
+from tests.rtsp_client import RawRtspClient
 from tests.waiting import wait_until
 
 pytestmark = pytest.mark.integration
@@ -88,6 +91,40 @@ def test_whep_viewer_on_the_other_worker_gets_the_path_from_its_owner(workers: S
     assert logged_by(workers, rf"{path}: track \d converted to Opus") == {0}
     assert deleted == 200
     wait_until(lambda: logged_by(workers, rf"{path} ended: the viewer ended it \(DELETE\)") == {0}, "ended")
+
+
+class _Via:
+    """A server's HTTP side as a test sees it, reached through a steering port."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+
+    def http(self, path: str = "") -> str:
+        return f"http://127.0.0.1:{self.port}/{path}"
+
+
+def test_a_whep_viewers_pli_on_the_other_worker_reaches_the_publisher(workers: ServerProcess) -> None:
+    """The viewer's offer went to the owner, so its PLI is the owner's to pass on: one RTCP PLI
+    (a burst of 20 makes one) on the publisher's interleaved RTCP channel."""
+    path = "live/pli-across"
+    with (
+        steer(workers.port, workers.rtp_port, 0) as to_owner,
+        steer(workers.port, workers.rtp_port, 1) as other,
+    ):
+
+        async def run() -> None:
+            client = await RawRtspClient("127.0.0.1", to_owner.port).connect()
+            try:
+                await _announce(client, path, "RTP/AVP/TCP;unicast;interleaved=0-1;mode=record")
+                for seq in range(3):
+                    await client.send_raw(bytes(InterleavedFrame(0, _rtp(seq))))
+                await _view_and_burst(_Via(other.port), path)  # type: ignore[arg-type]
+                await _one_pli(lambda: [d for _, c, d in client.received.frames if c == 1])
+            finally:
+                await client.close()
+
+        asyncio.run(run())
+    assert logged_by(workers, rf"offer for {path} answered") == {0}
 
 
 def _ffprobe(url: str) -> str:
