@@ -41,7 +41,7 @@ class WebrtcLiveReader(LiveReader):
         self.histories = histories if histories is not None else Histories()
         self.held: dict[int, PacketHistory] = {}  # video track -> the history of what it sends now
         self.sequences: dict[int, ViewerSequence] = {}
-        self._last_ticks: dict[int, int] = {}
+        self._last_ticks: dict[int, int] = {}  # the latest timestamp sent per track (before offset)
 
     def attach(self) -> None:
         for index, binding in self.bindings.items():
@@ -79,7 +79,7 @@ class WebrtcLiveReader(LiveReader):
 
     def _switch(self, index: int, ticks: int) -> None:
         """From the hub's pictures to the converter's, at its keyframe stamped ``ticks``: the
-        converter lags behind the hub, so its keyframe may be older than the last picture sent;
+        converter lags behind the hub, so its keyframe may be older than the latest picture sent;
         the timestamp offset then moves on past it (the browser's timestamps never go back)."""
         converter = self.switching.pop(index)
         stream = self.bindings[index].stream
@@ -93,7 +93,8 @@ class WebrtcLiveReader(LiveReader):
 
     def _send(self, index: int, binding: Binding, ticks: int, payloads: Payloads) -> None:
         stream = binding.stream
-        self._last_ticks[index] = ticks
+        last = self._last_ticks.get(index)
+        self._last_ticks[index] = ticks if last is None else max(last, ticks)  # B-frames go back
         first = stream.next_seq
         super()._send(index, binding, ticks, payloads)
         history = self.held.get(index)
