@@ -5,6 +5,7 @@ A burst of 20 PLIs makes one."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 import socket
 import subprocess
@@ -217,12 +218,13 @@ def _keyframes_around_pli(server: ServerProcess, path: str) -> tuple[int, int]:
     return asyncio.run(run())
 
 
-def test_gstreamer_publisher_answers_the_relayed_pli_with_a_keyframe(server: ServerProcess) -> None:
-    """rtspclientsink's RTP session turns the PLI into a force-key-unit event for openh264enc,
-    which otherwise makes one keyframe in 10,000 frames. Over UDP only: over TCP rtspclientsink
-    reads the server's interleaved data and drops it ("ignoring data message", GStreamer 1.22)."""
+@contextlib.contextmanager
+def _gstreamer_publisher(server: ServerProcess, path: str) -> Iterator[None]:
+    """rtspclientsink publishing ``path`` over UDP with one keyframe in 10,000 frames (400 s),
+    unless asked: its RTP session turns a PLI into a force-key-unit event for openh264enc. Over
+    UDP only: over TCP rtspclientsink reads the server's interleaved data and drops it ("ignoring
+    data message", GStreamer 1.22)."""
     need("gst-launch-1.0")
-    path = "live/gst-pli"
     pipeline = (
         "videotestsrc is-live=true ! video/x-raw,width=160,height=120,framerate=25/1 ! "
         "openh264enc gop-size=10000 ! h264parse config-interval=-1 ! "
@@ -233,8 +235,56 @@ def test_gstreamer_publisher_answers_the_relayed_pli_with_a_keyframe(server: Ser
     try:
         wait_until(lambda: f"{path} is live" in server.log() or publisher.poll() is not None, "the publisher")
         assert publisher.poll() is None, publisher.stdout.read().decode(errors="replace")  # type: ignore[union-attr]
-        before, after = _keyframes_around_pli(server, path)
-        assert before >= 1 and after > before
+        yield
     finally:
         publisher.terminate()
         publisher.wait(10)
+
+
+def test_gstreamer_publisher_answers_the_relayed_pli_with_a_keyframe(server: ServerProcess) -> None:
+    path = "live/gst-pli"
+    with _gstreamer_publisher(server, path):
+        before, after = _keyframes_around_pli(server, path)
+        assert before >= 1 and after > before
+
+
+def _read_frames(url: str, frames: int = 5) -> None:
+    """ffmpeg reads ``frames`` pictures of ``url`` (it never asks for a keyframe itself: its RTSP
+    demuxer sends no PLI/FIR for H.264), within a time far below the publisher's GOP."""
+    command = ["ffmpeg", "-nostdin", "-loglevel", "error", "-rtsp_transport", "tcp", "-i", url,
+               "-frames:v", str(frames), "-f", "null", "-"]  # fmt: skip
+    result = subprocess.run(command, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+
+
+def test_a_reader_joining_mid_gop_gets_a_keyframe_asked_for(server: ServerProcess) -> None:
+    """Readers that join a 400 s GOP wait at the keyframe gate, which asks the publisher: each
+    of three ffmpeg readers in turn starts within a round trip or so, not 400 s."""
+    need("ffmpeg")
+    path = "live/gst-gate"
+    with _gstreamer_publisher(server, path):
+        for _ in range(3):
+            _read_frames(server.url(path))
+
+
+def test_a_relay_passes_keyframe_requests_upstream(
+    server: ServerProcess, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """A second server relays the GStreamer path. The first reader of the relay starts its pull
+    (the first server's gate asks the publisher); the second joins the relayed path mid-GOP: its
+    wait at the relay's gate becomes an RTCP PLI upstream on the relay's RTCP channel, which the
+    first server passes to the publisher, so it too starts at once."""
+    need("ffmpeg")
+    path = "live/gst-relayed"
+    tmp = tmp_path_factory.mktemp("pli-relay")
+    (tmp / "media").mkdir()
+    config = tmp / "relay.toml"
+    config.write_text(f'[paths."relay/gst"]\nsource = "{server.url(path)}"\nsource_close_after = 30\n')
+    with _gstreamer_publisher(server, path):
+        relay = start_server(tmp / "media", tmp, "--config", str(config))
+        try:
+            _read_frames(relay.url("relay/gst"))  # starts the pull
+            assert "relay relay/gst" in relay.log() and " online " in relay.log()
+            _read_frames(relay.url("relay/gst"))  # the relay keeps pulling: this one joins mid-GOP
+        finally:
+            stop_all(relay)
