@@ -41,7 +41,7 @@ def lost_sequences(lost: Iterable[int]) -> list[int]:
     return list(seen)
 
 
-@dataclass
+@dataclass(slots=True)
 class Stored:
     """One payload of a stream as every viewer sent it (before its own header)."""
 
@@ -119,7 +119,7 @@ class Histories:
                 return
 
 
-@dataclass
+@dataclass(slots=True)
 class Run:
     """Consecutive packets of one viewer: its numbers ``first``.. are the stream's ``source``.."""
 
