@@ -12,7 +12,7 @@ import asyncio
 import logging
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -31,9 +31,14 @@ DEFAULT_BYTES = 256 * 1024 * 1024
 PLANS = 256  # files whose chunk plan is kept
 WORKERS = max(1, min(4, os.cpu_count() or 1))  # conversions at once
 
+Converter = Callable[[ChunkJob, ChunkPlan, int], Chunk]  # blocking: runs in the pool
+
 
 class FileChunks:
-    def __init__(self, budget: int = DEFAULT_BYTES, workers: int = WORKERS) -> None:
+    def __init__(
+        self, budget: int = DEFAULT_BYTES, workers: int = WORKERS, converter: Converter = convert
+    ) -> None:
+        self.convert = converter
         self.chunks: ObjectCache[Chunk] = ObjectCache(budget, lambda chunk: chunk.nbytes)
         self.plans: ObjectCache[ChunkPlan] = ObjectCache(PLANS, lambda _plan: 1)
         self.executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="webrtc-convert")
@@ -64,7 +69,7 @@ class FileChunks:
 
         async def make() -> Chunk:
             began = time.monotonic()
-            chunk = await loop.run_in_executor(self.executor, convert, job, chunks, n)
+            chunk = await loop.run_in_executor(self.executor, self.convert, job, chunks, n)
             log.debug("%s: chunk %d converted for WebRTC in %.2f s (%d bytes)",
                       job.path, n, time.monotonic() - began, chunk.nbytes)  # fmt: skip
             return chunk

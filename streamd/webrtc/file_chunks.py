@@ -22,7 +22,8 @@ from media.access_unit import AccessUnit
 from media.keyframe_index import CutPoint, KeyframeIndex
 from streamd.hls.vod_plan import cut
 
-CHUNK_SECONDS = Fraction(2)  # a chunk lasts this long at least (keyframe to keyframe)
+CHUNK_SECONDS = Fraction(1)  # a chunk lasts this long at least (keyframe to keyframe): what a first
+# viewer or a seek waits for before its first picture, against a decoder and an encoder opened per chunk
 
 
 @dataclass(frozen=True)
