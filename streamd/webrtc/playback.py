@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from fractions import Fraction
 
 from media.access_unit import AccessUnit
+from media.errors import MediaError
 from media.reader import MediaReader
 from media.transcode import TranscodingReader
 from media.video_transcode import VideoToH264
@@ -22,6 +24,8 @@ from streamd.playback import MAX_QUEUED_UNITS, Playback, PlayRequest, StartInfo
 from streamd.webrtc.chunk_cache import FileChunks
 from streamd.webrtc.chunk_convert import ChunkJob
 from streamd.webrtc.file_chunks import ChunkPlan, ChunkReader
+
+log = logging.getLogger(__name__)
 
 CHUNK_READ = 1.2  # media seconds past the lookahead per read: a list walk on the loop, small and often
 
@@ -74,18 +78,25 @@ class WebrtcPlayback(Playback):
     _job: ChunkJob | None = None
     _plan: ChunkPlan | None = None
     _prefetch: asyncio.Future[object] | None = None
+    _unchunkable = False  # no keyframe index (a raw stream): this viewer converts for itself
 
     @property
     def _chunked(self) -> bool:
         p = self.presentation
         converts = bool(self.video & set(self.bindings)) or any(i in self.bindings for i, _ in p.transcode)
-        return self.chunks is not None and converts and p.mode == "tracks" and not p.loop
+        usable = self.chunks is not None and not self._unchunkable
+        return usable and converts and p.mode == "tracks" and not p.loop
 
     async def prepare(self, request: PlayRequest) -> StartInfo:
         if not self._chunked:
             return await super().prepare(request)
         await self._settle()
-        await self._load_plan()
+        try:
+            await self._load_plan()
+        except MediaError as exc:
+            log.warning("%s: converted as it plays, for this viewer alone: %s", self.label, exc)
+            self._unchunkable = True
+            return await super().prepare(request)
         if self._reader is None and request.start:
             self._reader = self._open_chunk_reader()
         reader = self._reader

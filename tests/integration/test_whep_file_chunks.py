@@ -43,6 +43,8 @@ def media(tmp_path_factory: pytest.TempPathFactory) -> Path:
             "-c:a", "aac", "-y", str(root / "hevc-aac.mp4"))  # fmt: skip
     _ffmpeg(*lavfi, "-c:v", "libx264", "-bf", "2", "-g", str(FPS), "-pix_fmt", "yuv420p", "-c:a", "aac",
             "-y", str(root / "bframes-aac.mp4"))  # fmt: skip
+    _ffmpeg("-f", "lavfi", "-i", f"testsrc2=d=2:s=320x240:r={FPS}", "-c:v", "libx265", "-x265-params",
+            "log-level=error", "-f", "hevc", "-y", str(root / "raw.hevc"))  # fmt: skip
     return root
 
 
@@ -226,3 +228,18 @@ def test_a_converted_file_seeks_over_the_data_channel(server: ServerProcess) -> 
         await client.close()
 
     asyncio.run(run())
+
+
+def test_a_raw_stream_without_an_index_is_converted_for_its_viewer(server: ServerProcess) -> None:
+    """No keyframe index to cut chunks by (no timestamps): the viewer converts as it plays, as before."""
+
+    async def run() -> None:
+        client = WhepClient(server.http("whep/raw.hevc"))
+        await client.start(("video",))
+        assert client.status == 201 and "H264/90000" in client.answer, client.answer
+        await until(lambda: sum(p[2] for p in client.packets["video"]) >= 25, "25 pictures", 30)
+        assert _decoded_pictures(_units(client.packets["video"])) >= 24
+        await client.close()
+
+    asyncio.run(run())
+    assert "converted as it plays, for this viewer alone" in server.log()
