@@ -31,6 +31,7 @@ from streamd.rtp.pacing import PacingSettings
 from streamd.rtp.payload.base import UnsupportedCodec
 from streamd.rtp.presentation import Presentation, StreamableTrack
 from streamd.rtsp.errors import RtspError
+from streamd.webrtc.chunk_cache import DEFAULT_BYTES, FileChunks
 from streamd.webrtc.convert import Converter, live_convertible, live_video_convertible, make_converter
 from streamd.webrtc.file_control import FileControl
 from streamd.webrtc.ice_ports import PortsExhausted
@@ -109,6 +110,8 @@ class WhepService:
         self.converters: dict[tuple[int, int], tuple[Converter, int]] = {}
         self.histories = Histories()  # live streams' packets for NACKs, one history per stream
         self.settings = PacingSettings.from_config(config) if hasattr(config, "send_slack") else None
+        # files' conversions, chunk by chunk, shared by all their viewers (streamd/webrtc/chunk_cache.py)
+        self.file_chunks = FileChunks(getattr(config, "webrtc_file_cache_bytes", DEFAULT_BYTES))
 
     # --- a POST --------------------------------------------------------------------------------
 
@@ -347,6 +350,7 @@ class WhepService:
             settings=self.settings,
         )
         playback.video = converted_video(session.presentation)
+        playback.chunks = self.file_chunks
         await playback.prepare(PlayRequest(Fraction(0)))
         playback.start()
         data = session.plan.data_section
@@ -421,3 +425,4 @@ class WhepService:
     async def close_all(self) -> None:
         for session in list(self.sessions.values()):
             await self.end(session, "the server stops")
+        self.file_chunks.close()
