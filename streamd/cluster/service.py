@@ -11,6 +11,7 @@ import logging
 import socket
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict
+from typing import Any
 
 from streamd.cluster.edge import Edge
 from streamd.cluster.node import ClusterNode
@@ -56,8 +57,21 @@ class Cluster:
         self.edge = Edge(self.config, self.node, hooks, self._load, local, user_agent)
 
     async def start(self, rtsp_port: int) -> None:
-        address = self.config.node_address or f"rtsp://{_advertised_host(self.config.host)}:{rtsp_port}"
-        await self.node.start(address)
+        await self.node.start(advertised_address(self.config, rtsp_port))
+
+    async def claim(self, path: str, holder: str) -> None:
+        """Publishing's ``PathClaims``: this node's (or, in a worker, the machine's) claim."""
+        await self.node.claim(path, holder)
+
+    def release(self, path: str, holder: str) -> None:
+        self.node.release(path, holder)
+
+    def use_node(self, node: Any) -> None:
+        """Claims, owners and balancing from ``node`` instead (a worker: the parent's node,
+        :mod:`streamd.cluster.via_parent`)."""
+        self.node = node
+        if self.edge is not None:
+            self.edge.use_node(node)
 
     def moved(
         self, local: Callable[[Request], Response | None]
@@ -97,6 +111,11 @@ class Cluster:
         if self.edge is not None:
             await self.edge.close()
         await self.node.close()
+
+
+def advertised_address(config: ServerConfig, rtsp_port: int) -> str:
+    """How clients and the other nodes reach this node: ``node_address``, else rtsp://host:port."""
+    return (config.node_address or f"rtsp://{_advertised_host(config.host)}:{rtsp_port}").rstrip("/")
 
 
 def _advertised_host(host: str) -> str:

@@ -31,6 +31,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from streamd.cluster.machine import MachineNode
+from streamd.config import ServerConfig
 from streamd.workers.channel import Channel, ChannelError
 from streamd.workers.ownership import OwnerTable
 from streamd.workers.worker import ENV
@@ -77,7 +79,11 @@ class AdminState:
 
 
 class Supervisor:
-    def __init__(self, count: int, argv: list[str], python: str = sys.executable) -> None:
+    def __init__(
+        self, count: int, argv: list[str], python: str = sys.executable, config: ServerConfig | None = None
+    ) -> None:
+        """``config``: the workers' settings, for what the parent runs for the machine (its
+        cluster node, :mod:`streamd.cluster.machine`)."""
         self.count = count
         self.argv = argv
         self.python = python
@@ -91,7 +97,11 @@ class Supervisor:
         self.failed = False
         self._stopping = asyncio.Event()
         self._all_ready = False
+        self._cluster_start: asyncio.Task[None] | None = None
         self.run_dir = Path(tempfile.mkdtemp(prefix="streamd-workers-"))  # 0700: only we reach it
+        self.cluster: MachineNode | None = None  # the machine is one node of its cluster
+        if config is not None and config.cluster is not None:
+            self.cluster = MachineNode(config, self._channels, lambda: self.admin.drain is not None)
 
     async def run(self) -> int:
         loop = asyncio.get_running_loop()
@@ -104,6 +114,9 @@ class Supervisor:
             log.info("stopping %d worker processes", len(self.workers))
             await self._stop_all()
         finally:
+            if self.cluster is not None:  # release the machine's claims, unregister it
+                with contextlib.suppress(Exception):
+                    await self.cluster.close()
             for keeper in keepers:
                 keeper.cancel()
             await asyncio.gather(*keepers, return_exceptions=True)
@@ -151,6 +164,8 @@ class Supervisor:
             if self.workers.get(index) is not None and self.workers[index].process is process:
                 del self.workers[index]
             released = self.owners.release_worker(index)
+            if self.cluster is not None:
+                self.cluster.worker_gone(index)
             if released:
                 log.info("worker %d held %s: free for a new publisher", index, ", ".join(sorted(released)))
 
@@ -192,6 +207,8 @@ class Supervisor:
         if op == "owner":
             held = self.owners.owner(str(message["path"]))
             return None if held is None else {"worker": held.worker, "holder": held.holder}
+        if isinstance(op, str) and op.startswith("cluster_") and self.cluster is not None:
+            return await self.cluster.handle(index, message)
         if op == "find":
             return await self._find(index, str(message.get("kind")), str(message.get("key")))
         if op == "gather":
@@ -220,6 +237,11 @@ class Supervisor:
         if not self._all_ready and everyone:
             self._all_ready = True
             log.info("all %d workers ready", self.count)
+            if self.cluster is not None:
+                self._cluster_start = asyncio.get_running_loop().create_task(self.cluster.start())
+
+    def _channels(self) -> dict[int, Channel]:
+        return {i: w.channel for i, w in sorted(self.workers.items()) if w.attached}
 
     def _others(self, index: int) -> list[Worker]:
         return [w for i, w in sorted(self.workers.items()) if i != index and w.attached]

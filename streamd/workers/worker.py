@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from streamd.auth.nonces import NonceBook
+from streamd.cluster import via_parent
 from streamd.config import ServerConfig
 from streamd.connection import RtspConnection
 from streamd.rtsp.errors import RtspError
@@ -111,6 +112,7 @@ class WorkerRuntime:
         self.hub: Any = None  # the HTTP side's TunnelHub, when HTTP runs
         self.whole: WholeServer | None = None
         self.siblings: SiblingRelays | None = None
+        self.cluster: via_parent.ParentNode | None = None  # in a cluster: the parent's node
         self._listener: asyncio.AbstractServer | None = None
         self._broadcasts: set[asyncio.Task[Any]] = set()
 
@@ -126,6 +128,7 @@ class WorkerRuntime:
             self.index, self.identity.run_dir, owners, rtsp.paths.live, rtsp.paths.viewers, rtsp.server_header
         )
         rtsp.paths.siblings = self.siblings
+        self.cluster = via_parent.join(rtsp, self.channel, self.index, owners, self.siblings)  # one node
         rtsp.session_elsewhere = self._session_elsewhere
         rtsp.dispatcher._authorizer = internal.TrustSiblings(rtsp.dispatcher._authorizer)
         self._listener = await internal.listen(rtsp, internal.socket_path(self.identity.run_dir, self.index))
@@ -186,6 +189,8 @@ class WorkerRuntime:
             os.close(fd)
         if op == "has":
             return self._has(str(message.get("kind")), str(message.get("key")))
+        if isinstance(op, str) and op.startswith("cluster_") and self.cluster is not None:
+            return self.cluster.handle(message)
         if op == "state":
             tunnels = (lambda: len(self.hub.tunnels)) if self.hub is not None else (lambda: 0)
             return local_state(self.rtsp, self.index, tunnels)
