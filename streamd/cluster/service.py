@@ -104,7 +104,10 @@ class Cluster:
             "heartbeat": node.heartbeat,
             "nodes": [asdict(peer) for peer in node.peers],
             "claims": {path: claim.token for path, claim in sorted(node.claims.items())},
-            "edge_relays": sorted(path for path, relay in relays.items() if not relay.finished),
+            "edge_relays": sorted(
+                {path for path, relay in relays.items() if not relay.finished}
+                | set(getattr(node, "edge_relays", ()))  # a worker's: every worker's edge relays
+            ),
         }
 
     async def close(self) -> None:

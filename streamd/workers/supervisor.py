@@ -29,13 +29,15 @@ import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from streamd.cluster.machine import MachineNode
 from streamd.config import ServerConfig
 from streamd.workers.channel import Channel, ChannelError
-from streamd.workers.ownership import OwnerTable
+from streamd.workers.ownership import EDGE_HOLDER, OwnerTable
 from streamd.workers.worker import ENV
+
+if TYPE_CHECKING:
+    from streamd.cluster.machine import MachineNode
 
 log = logging.getLogger("streamd")
 
@@ -101,7 +103,11 @@ class Supervisor:
         self.run_dir = Path(tempfile.mkdtemp(prefix="streamd-workers-"))  # 0700: only we reach it
         self.cluster: MachineNode | None = None  # the machine is one node of its cluster
         if config is not None and config.cluster is not None:
-            self.cluster = MachineNode(config, self._channels, lambda: self.admin.drain is not None)
+            from streamd.cluster.machine import MachineNode  # (Redis, only in a cluster)
+
+            self.cluster = MachineNode(
+                config, self._channels, lambda: self.admin.drain is not None, self._edge_relays
+            )
 
     async def run(self) -> int:
         loop = asyncio.get_running_loop()
@@ -200,9 +206,11 @@ class Supervisor:
             return self._hello(index, int(message.get("pid", 0)))
         if op == "claim":
             held = self.owners.claim(str(message["path"]), index, str(message["holder"]))
+            self._edge_changed(message)
             return None if held is None else {"worker": held.worker, "holder": held.holder}
         if op == "release":
             self.owners.release(str(message["path"]), index, str(message["holder"]))
+            self._edge_changed(message)
             return None
         if op == "owner":
             held = self.owners.owner(str(message["path"]))
@@ -239,6 +247,14 @@ class Supervisor:
             log.info("all %d workers ready", self.count)
             if self.cluster is not None:
                 self._cluster_start = asyncio.get_running_loop().create_task(self.cluster.start())
+
+    def _edge_relays(self) -> list[str]:
+        return [path for path, owner in self.owners.items() if owner.holder == EDGE_HOLDER]
+
+    def _edge_changed(self, message: dict[str, Any]) -> None:
+        """A worker took (or let go of) a path pulled from another node: the workers show it."""
+        if self.cluster is not None and message.get("holder") == EDGE_HOLDER:
+            self.cluster.push_view()
 
     def _channels(self) -> dict[int, Channel]:
         return {i: w.channel for i, w in sorted(self.workers.items()) if w.attached}
