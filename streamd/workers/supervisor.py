@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 from streamd.config import ServerConfig
 from streamd.workers.channel import Channel, ChannelError
+from streamd.workers.limits import ParentSlots
 from streamd.workers.ownership import EDGE_HOLDER, OwnerTable
 from streamd.workers.worker import ENV
 
@@ -102,6 +103,8 @@ class Supervisor:
         self._cluster_start: asyncio.Task[None] | None = None
         self.run_dir = Path(tempfile.mkdtemp(prefix="streamd-workers-"))  # 0700: only we reach it
         self.cluster: MachineNode | None = None  # the machine is one node of its cluster
+        # sessions and publishers counted for the whole server, not per worker
+        self.slots = ParentSlots(config) if config is not None else None
         if config is not None and config.cluster is not None:
             from streamd.cluster.machine import MachineNode  # (Redis, only in a cluster)
 
@@ -172,6 +175,8 @@ class Supervisor:
             released = self.owners.release_worker(index)
             if self.cluster is not None:
                 self.cluster.worker_gone(index)
+            if self.slots is not None and (freed := self.slots.table.release_worker(index)):
+                log.info("worker %d held %d slots (sessions, publishers): released", index, freed)
             if released:
                 log.info("worker %d held %s: free for a new publisher", index, ", ".join(sorted(released)))
 
@@ -215,6 +220,8 @@ class Supervisor:
         if op == "owner":
             held = self.owners.owner(str(message["path"]))
             return None if held is None else {"worker": held.worker, "holder": held.holder}
+        if op in ("slots_reserve", "slots_release") and self.slots is not None:
+            return self.slots.handle(index, message)
         if isinstance(op, str) and op.startswith("cluster_") and self.cluster is not None:
             return await self.cluster.handle(index, message)
         if op == "find":
@@ -233,7 +240,11 @@ class Supervisor:
         if worker is None:
             return {}
         worker.attached = True
-        return {"admin": self.admin.replay(), "nonce_secret": self.nonce_secret}
+        return {
+            "admin": self.admin.replay(),
+            "nonce_secret": self.nonce_secret,
+            "slots": self.slots is not None,
+        }
 
     def _hello(self, index: int, pid: int) -> None:
         worker = self.workers.get(index)

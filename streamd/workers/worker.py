@@ -36,6 +36,7 @@ from streamd.rtsp.message import Request
 from streamd.rtsp.parser import MessageParser
 from streamd.workers import internal
 from streamd.workers.channel import Channel, ChannelError
+from streamd.workers.limits import WorkerSlots
 from streamd.workers.ownership import Owner
 from streamd.workers.siblings import SiblingRelays
 from streamd.workers.view import WholeServer, apply, local_state, middleware
@@ -135,6 +136,8 @@ class WorkerRuntime:
         attached = await self.channel.request("attach")
         for action in attached.get("admin", []):  # drains and moves in force: obey them first
             apply(rtsp.relocator, action)
+        if attached.get("slots"):  # the parent counts sessions and publishers for the whole server
+            WorkerSlots(self.channel).install(rtsp)
         config = rtsp.config
         rtsp.authenticator.nonces = NonceBook(
             config.nonce_lifetime,
