@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from streamd.auth.nonces import NonceBook
+from streamd.cluster import via_parent
 from streamd.config import ServerConfig
 from streamd.connection import RtspConnection
 from streamd.rtsp.errors import RtspError
@@ -35,6 +36,7 @@ from streamd.rtsp.message import Request
 from streamd.rtsp.parser import MessageParser
 from streamd.workers import internal
 from streamd.workers.channel import Channel, ChannelError
+from streamd.workers.limits import WorkerSlots
 from streamd.workers.ownership import Owner
 from streamd.workers.siblings import SiblingRelays
 from streamd.workers.view import WholeServer, apply, local_state, middleware
@@ -111,6 +113,7 @@ class WorkerRuntime:
         self.hub: Any = None  # the HTTP side's TunnelHub, when HTTP runs
         self.whole: WholeServer | None = None
         self.siblings: SiblingRelays | None = None
+        self.cluster: via_parent.ParentNode | None = None  # in a cluster: the parent's node
         self._listener: asyncio.AbstractServer | None = None
         self._broadcasts: set[asyncio.Task[Any]] = set()
 
@@ -126,12 +129,15 @@ class WorkerRuntime:
             self.index, self.identity.run_dir, owners, rtsp.paths.live, rtsp.paths.viewers, rtsp.server_header
         )
         rtsp.paths.siblings = self.siblings
+        self.cluster = via_parent.join(rtsp, self.channel, self.index, owners, self.siblings)  # one node
         rtsp.session_elsewhere = self._session_elsewhere
         rtsp.dispatcher._authorizer = internal.TrustSiblings(rtsp.dispatcher._authorizer)
         self._listener = await internal.listen(rtsp, internal.socket_path(self.identity.run_dir, self.index))
         attached = await self.channel.request("attach")
         for action in attached.get("admin", []):  # drains and moves in force: obey them first
             apply(rtsp.relocator, action)
+        if attached.get("slots"):  # the parent counts sessions and publishers for the whole server
+            WorkerSlots(self.channel).install(rtsp)
         config = rtsp.config
         rtsp.authenticator.nonces = NonceBook(
             config.nonce_lifetime,
@@ -186,6 +192,8 @@ class WorkerRuntime:
             os.close(fd)
         if op == "has":
             return self._has(str(message.get("kind")), str(message.get("key")))
+        if isinstance(op, str) and op.startswith("cluster_") and self.cluster is not None:
+            return self.cluster.handle(message)
         if op == "state":
             tunnels = (lambda: len(self.hub.tunnels)) if self.hub is not None else (lambda: 0)
             return local_state(self.rtsp, self.index, tunnels)
