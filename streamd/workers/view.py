@@ -130,6 +130,34 @@ class WholeRecordings:
         return self._local.is_recording(path) or any(path in s.get("recording", ()) for s in siblings)
 
 
+def hls_state(hls: Any) -> dict[str, Any]:
+    """This worker's live HLS counters (a :class:`streamd.hls.live_service.LiveHls`)."""
+    return {"requests": dict(hls.requests), "blocked": int(hls.blocked)}
+
+
+class WholeHls:
+    """Live HLS counters over every worker, as ``RequestCollector`` reads them from a LiveHls: a
+    request forwarded to the path's owner is counted there only, so the sum counts each once."""
+
+    def __init__(self, local: Any, whole: WholeServer) -> None:
+        self._local = local
+        self._whole = whole
+
+    def _states(self) -> list[dict[str, Any]]:
+        return [state["hls"] for state in self._whole._siblings if "hls" in state]
+
+    @property
+    def requests(self) -> Counter[str]:
+        total: Counter[str] = Counter(self._local.requests)
+        for state in self._states():
+            total.update(state["requests"])
+        return total
+
+    @property
+    def blocked(self) -> int:
+        return int(self._local.blocked) + sum(int(state["blocked"]) for state in self._states())
+
+
 class EveryWorker:
     """The relocator's admin actions, applied here and sent to every sibling."""
 
@@ -193,4 +221,4 @@ def middleware(whole: WholeServer, settle: Callable[[], Awaitable[int]]) -> Any:
     return whole_server
 
 
-__all__ = ["WholeServer", "apply", "local_state", "middleware"]
+__all__ = ["WholeHls", "WholeServer", "apply", "hls_state", "local_state", "middleware"]

@@ -34,12 +34,13 @@ from streamd.rtsp.errors import RtspError
 from streamd.rtsp.headers import parse_session
 from streamd.rtsp.message import Request
 from streamd.rtsp.parser import MessageParser
-from streamd.workers import internal
+from streamd.workers import http_forward, internal
 from streamd.workers.channel import Channel, ChannelError
+from streamd.workers.http_owner import Placement
 from streamd.workers.limits import WorkerSlots
 from streamd.workers.ownership import Owner
 from streamd.workers.siblings import SiblingRelays
-from streamd.workers.view import WholeServer, apply, local_state, middleware
+from streamd.workers.view import WholeHls, WholeServer, apply, hls_state, local_state, middleware
 
 log = logging.getLogger("streamd")
 
@@ -115,6 +116,12 @@ class WorkerRuntime:
         self.siblings: SiblingRelays | None = None
         self.cluster: via_parent.ParentNode | None = None  # in a cluster: the parent's node
         self._listener: asyncio.AbstractServer | None = None
+        self.owners: ChannelOwners | None = None
+        self.http: Any = None  # the HttpService, when HTTP runs
+        self.forwarder: http_forward.Forwarder | None = None
+        self._http_listener: asyncio.AbstractServer | None = None
+        self._webrtc: tuple[dict[str, Any], ...] = ()  # the WHEP and WHIP sessions, by resource id
+        self._live_hls: Any = None  # the HTTP side's LiveHls
         self._broadcasts: set[asyncio.Task[Any]] = set()
 
     # --- streamd.embed.Extension -----------------------------------------------------------------
@@ -123,7 +130,7 @@ class WorkerRuntime:
         self.rtsp = rtsp
         self.channel = Channel(socket.socket(fileno=self.identity.fd), self._handle, "parent")
         asyncio.get_running_loop().create_task(self._watch_parent())
-        owners = ChannelOwners(self)
+        owners = self.owners = ChannelOwners(self)
         rtsp.paths.owners = owners
         self.siblings = SiblingRelays(
             self.index, self.identity.run_dir, owners, rtsp.paths.live, rtsp.paths.viewers, rtsp.server_header
@@ -163,15 +170,47 @@ class WorkerRuntime:
             lambda: whole.snapshot(private=False), whole.tunnel_count, whole.auth_metrics, whole.srtp_stats
         )
         service.app.middlewares.append(middleware(whole, self.settle))
+        self._route_http(service)
+
+    def _route_http(self, service: Any) -> None:
+        """Requests for what a sibling holds go there (:mod:`.http_owner`, :mod:`.http_forward`);
+        WHIP publishers claim their paths across workers; live HLS counters show every worker."""
+        from streamd.hls.live_routes import LIVE_KEY
+        from streamd.hls.live_service import RequestCollector
+        from streamd.http.app import REGISTRY_KEY
+        from streamd.webrtc.routes import WHEP_KEY, WHIP_KEY
+
+        assert self.owners is not None and self.whole is not None
+        self.http = service
+        app = service.app
+        app[WHIP_KEY].owners = self.owners
+        if self.siblings is not None:
+            app[WHIP_KEY].relayed = self.siblings.is_relay
+        self._webrtc = (app[WHEP_KEY].sessions, app[WHIP_KEY].sessions)
+        self._live_hls = app[LIVE_KEY]
+        placement = Placement(
+            self.index, self.rtsp.paths, self.owners, self.find, lambda t: self._has(t.kind, t.key)
+        )
+        self.forwarder = http_forward.Forwarder(self.identity.run_dir, self.index)
+        private = http_forward.socket_path(self.identity.run_dir, self.index)
+        app.middlewares.insert(0, http_forward.middleware(private, placement, self.forwarder))
+        app[REGISTRY_KEY].register(RequestCollector(WholeHls(self._live_hls, self.whole)))  # type: ignore[arg-type]
 
     async def stop(self) -> None:
         if self._listener is not None:
             self._listener.close()
+        if self._http_listener is not None:
+            self._http_listener.close()
+        if self.forwarder is not None:
+            await self.forwarder.close()
         if self.siblings is not None:
             await self.siblings.close()
 
     async def ready(self) -> None:
         """Tell the parent this worker serves (it then replays the admin state to it)."""
+        if self.http is not None:  # the HTTP side is set up now: siblings may forward requests here
+            path = http_forward.socket_path(self.identity.run_dir, self.index)
+            self._http_listener = await http_forward.listen(self.http.runner, path)
         await self.channel.request("hello", pid=os.getpid())
 
     # --- the parent ------------------------------------------------------------------------------
@@ -196,7 +235,10 @@ class WorkerRuntime:
             return self.cluster.handle(message)
         if op == "state":
             tunnels = (lambda: len(self.hub.tunnels)) if self.hub is not None else (lambda: 0)
-            return local_state(self.rtsp, self.index, tunnels)
+            state = local_state(self.rtsp, self.index, tunnels)
+            if self._live_hls is not None:
+                state["hls"] = hls_state(self._live_hls)
+            return state
         if op == "admin":
             return apply(self.rtsp.relocator, message.get("action", {}))
         raise ChannelError(f"unknown op {op!r}")
@@ -206,6 +248,10 @@ class WorkerRuntime:
             return key in self.rtsp.sessions
         if kind == "tunnel":
             return self.hub is not None and key in self.hub.tunnels
+        if kind == "webrtc":  # a WHEP or WHIP session's resource id
+            return any(key in sessions for sessions in self._webrtc)
+        if kind == "hls":  # a live path's HLS stream (ended ones too, until nobody asks for them)
+            return self._live_hls is not None and key in self._live_hls.entries
         return False
 
     async def find(self, kind: str, key: str) -> int | None:
