@@ -74,12 +74,15 @@ class _End(asyncio.Protocol):
 class Pipe:
     """A client's connection joined to a connection to a sibling worker."""
 
-    def __init__(self, label: str) -> None:
+    def __init__(self, label: str, live: set[Pipe] | None = None) -> None:
         self.label = label
         self.client = _End(self, "client")
         self.sibling = _End(self, "sibling")
         self.closed = False
         self.started = False
+        self.ended = asyncio.Event()  # both sides are gone (or were dropped)
+        self._live = live if live is not None else set()  # the pipes not ended yet, ours among them
+        self._live.add(self)
         self._grace: asyncio.TimerHandle | None = None
 
     def other(self, end: _End) -> _End:
@@ -123,15 +126,21 @@ class Pipe:
                 self.sibling.received,
             )
         if self.client.lost and self.sibling.lost:
+            self._end()
             if self._grace is not None:
                 self._grace.cancel()
                 self._grace = None
         elif first:
             self._grace = asyncio.get_running_loop().call_later(CLOSE_GRACE, self._abort)
 
+    def _end(self) -> None:
+        self.ended.set()
+        self._live.discard(self)
+
     def _abort(self) -> None:
         """A side still flushing after the grace period (its peer does not read): drop it."""
         self._grace = None
+        self._end()
         for end in (self.client, self.sibling):
             if end.transport is not None and not end.lost:
                 log.info(
@@ -141,11 +150,12 @@ class Pipe:
 
 
 async def forward(
-    path: Path, preamble: Preamble, client: asyncio.Transport, first: bytes, label: str
+    path: Path, preamble: Preamble, client: asyncio.Transport, first: bytes, label: str, live: set[Pipe]
 ) -> Pipe:
     """Forward ``client`` (paused, its first bytes ``first`` already read) to the sibling listening
-    on ``path``. If the sibling cannot be reached, the client's connection is closed."""
-    pipe = Pipe(label)
+    on ``path``; the pipe is in ``live`` until it ends. If the sibling cannot be reached, the
+    client's connection is closed."""
+    pipe = Pipe(label, live)
     pipe.take(client)
     loop = asyncio.get_running_loop()
     try:

@@ -45,6 +45,7 @@ log = logging.getLogger("streamd")
 
 ENV = "STREAMD_WORKER"
 FIND_TIMEOUT = 3.0
+STOP_GRACE = 2.0  # seconds a stopping worker waits for the siblings to end the clients it forwards
 MAX_HELD = 1024 * 1024  # bytes a handed-over socket may bring before its new owner takes it
 
 
@@ -117,6 +118,7 @@ class WorkerRuntime:
         self._clients: asyncio.AbstractServer | None = None  # TLS clients forwarded by siblings
         self._broadcasts: set[asyncio.Task[Any]] = set()
         self._forwarding: set[asyncio.Task[None]] = set()
+        self._pipes: set[pipe.Pipe] = set()  # TLS clients of ours served by a sibling
 
     # --- streamd.embed.Extension -----------------------------------------------------------------
 
@@ -172,6 +174,11 @@ class WorkerRuntime:
             self._listener.close()
         if self._clients is not None:
             self._clients.close()
+        if self._pipes:  # the siblings stop too: let their last words (BYE) through to our clients
+            pipes = [asyncio.ensure_future(p.ended.wait()) for p in self._pipes]
+            await asyncio.wait(pipes, timeout=STOP_GRACE)
+            for waiting in pipes:
+                waiting.cancel()
         if self.siblings is not None:
             await self.siblings.close()
 
@@ -315,9 +322,8 @@ class WorkerRuntime:
             log.warning("%s: cannot be forwarded: %s", label, exc)
             transport.close()
             return
-        await pipe.forward(
-            forwarded.socket_path(self.identity.run_dir, worker), preamble, transport, data, label
-        )
+        path = forwarded.socket_path(self.identity.run_dir, worker)
+        await pipe.forward(path, preamble, transport, data, label, self._pipes)
 
     def _serve_forwarded(self, transport: asyncio.Transport, data: bytes) -> None:
         """An RTSP connection a sibling forwards (TLS there): served as if it had arrived here."""

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import re
+import signal
 import socket
 import ssl
 import struct
@@ -46,13 +47,15 @@ def server(tls_pair: CertPair, tmp_path_factory: pytest.TempPathFactory) -> Iter
     need("ffmpeg")
     media = tmp_path_factory.mktemp("workers-tls-media")
     make_h264_aac_mp4(media / "bframes.mp4", seconds=2, bframes=True)
+    make_h264_aac_mp4(media / "long.mp4", seconds=30, bframes=False, size=(160, 120))
     (media / "private").mkdir()
     make_h264_aac_mp4(media / PRIVATE, seconds=2, bframes=False, size=(160, 120))
     folder = tmp_path_factory.mktemp("workers-tls")
     config = folder / "streamd.toml"
     config.write_text(
         'auth_methods = ["digest", "basic"]\nlogin_free_failures = 1000\n'
-        '[[users]]\nname = "any"\npermissions = [{ action = "read", path = "bframes.mp4" }]\n'
+        '[[users]]\nname = "any"\n'
+        'permissions = [{ action = "read", path = "bframes.mp4" }, { action = "read", path = "long.mp4" }]\n'
         f'[[users]]\nname = "viewer"\npassword = "{make_secret("viewer", "v pw", "streamd")}"\n'
         'permissions = [{ action = "read", path = "*" }]\n'
         f'[paths."{PRIVATE}"]\nencryption = "strict"\n'
@@ -188,3 +191,47 @@ def test_a_forwarded_client_is_authorized_as_itself_over_tls(server: ServerProce
             plain, f"PLAY {server.url(PRIVATE)} RTSP/1.0\nCSeq: 9\nSession: {session}\n{login}"
         )[0]
         assert status == 403
+
+
+def rtcp_packet_types(stream: bytes) -> list[int]:
+    """The RTCP packet types in the interleaved frames of ``stream``: an RTSP response, then frames."""
+    head, _, rest = stream.partition(b"\r\n\r\n")
+    assert head.startswith(b"RTSP/1.0 200"), head[:80]
+    types, i = [], 0
+    while i + 4 <= len(rest):
+        assert rest[i] == 0x24, f"not an interleaved frame at {i}"
+        channel, size = rest[i + 1], int.from_bytes(rest[i + 2 : i + 4], "big")
+        payload, i = rest[i + 4 : i + 4 + size], i + 4 + size
+        j = 0
+        while channel % 2 and j + 4 <= len(payload):  # RTCP channels: a compound packet
+            types.append(payload[j + 1])
+            j += 4 * (int.from_bytes(payload[j + 2 : j + 4], "big") + 1)
+    return types
+
+
+def test_sigterm_a_forwarded_client_gets_its_bye_before_the_workers_stop(server: ServerProcess) -> None:
+    """Last in the module: it stops the server. Worker 0 ends the session (RTCP BYE) while worker 1,
+    which terminated the client's TLS, waits for the pipe to end before it exits."""
+    target = url(server, "long.mp4")
+    with tls_on(server, 0) as first:
+        session = setup(first, target)
+        with tls_on(server, 1) as second:
+            assert (
+                exchange(second, f"GET_PARAMETER {target} RTSP/1.0\nCSeq: 3\nSession: {session}\n")[0] == 200
+            )
+            status, _, _ = exchange(second, f"DESCRIBE {target} RTSP/1.0\nCSeq: 4\n")
+            assert status == 200
+            tcp = "Transport: RTP/AVP/TCP;unicast;interleaved=0-1\n"
+            status, headers, _ = exchange(second, f"SETUP {target}/trackID=0 RTSP/1.0\nCSeq: 5\n{tcp}")
+            assert status == 200
+            playing = headers["session"].split(";")[0]
+            second.sendall(f"PLAY {target} RTSP/1.0\r\nCSeq: 6\r\nSession: {playing}\r\n\r\n".encode())
+            stream = second.recv(65536)  # the response, and the first packets: it plays
+            server.process.send_signal(signal.SIGTERM)
+            while chunk := second.recv(65536):  # to the end: the owner closes after BYE
+                stream += chunk
+    assert server.stop() == 0
+    assert 203 in rtcp_packet_types(stream)  # BYE
+    assert re.search(
+        rf"\[worker 0\] client 127\.0\.0\.1:\d+ long\.mp4: session {playing} ended", server.log()
+    )

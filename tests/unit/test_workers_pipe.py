@@ -190,7 +190,8 @@ async def test_a_client_gone_before_the_sibling_answered_is_not_forwarded() -> N
 async def test_an_unreachable_sibling_closes_the_client(tmp_path: Path) -> None:
     client = FakeTransport()
     preamble = Preamble("rtsp", ("192.0.2.7", 4000), ("192.0.2.1", 322), True)
-    await forward(tmp_path / "nobody.sock", preamble, client, b"PLAY", "client")
+    live: set[Pipe] = set()
+    await forward(tmp_path / "nobody.sock", preamble, client, b"PLAY", "client", live)
     assert client.closing
 
 
