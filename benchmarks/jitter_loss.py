@@ -39,6 +39,7 @@ import aiohttp
 
 from benchmarks import report, server_process
 from benchmarks.client import Session, Track
+from benchmarks.impair import trace
 from benchmarks.impair.kernel import KernelLink, available_qdiscs, qdisc_args
 from benchmarks.impair.model import Impairment, Profile
 from benchmarks.impair.profiles import EXTRA, PROFILES, reverse_of
@@ -81,8 +82,10 @@ async def run_profile(
     seconds: float,
     seed: int,
     link: KernelLink | None = None,
+    trace_to: Path | None = None,
 ) -> dict[str, Any]:
-    """One profile's window; through ``link``'s kernel qdiscs when given, else through a relay."""
+    """One profile's window; through ``link``'s kernel qdiscs when given, else through a relay.
+    ``trace_to``: write what the server sent into the relay there (``benchmarks.impair.trace``)."""
     forward, backward = Impairment(profile, seed), Impairment(reverse_of(profile), seed + 1)
     relay: UdpRelay | TcpRelay | None = None
     cpu0 = server.cpu_seconds()
@@ -100,7 +103,7 @@ async def run_profile(
         port = await relay.start()
         opts |= {"tcp": True, "url_port": server.port}
     else:
-        relay = UdpRelay(forward, backward)
+        relay = UdpRelay(forward, backward, trace=[] if trace_to is not None else None)
         opts["relay"] = relay
     host = server.host if link is not None else "127.0.0.1"
     sessions = [await Session.open(host, port, server.path, **opts) for _ in range(receivers)]
@@ -160,6 +163,15 @@ async def run_profile(
             streams.append(row)
     for s in sessions:
         await s.close()
+    if trace_to is not None and isinstance(relay, UdpRelay) and relay.trace is not None:
+        flows = {
+            sock.port: (i, track.clock)
+            for i, s in enumerate(sessions)
+            for track in s.tracks
+            for sock in relay.sockets
+            if sock.forward is track.relay_flow
+        }
+        trace.save(trace_to, server.name, profile.name, flows, relay.trace)
     if isinstance(relay, TcpRelay):
         await relay.close()
     elif relay is not None:
@@ -268,6 +280,8 @@ async def run_all(
     *,
     kernel: bool = False,
     server_args: tuple[str, ...] = (),
+    trace_to: Path | None = None,
+    variants: dict[str, tuple[str, ...]] | None = None,
 ) -> dict[str, Any]:
     """Every profile against streamd (and the peer). ``kernel``: through tc qdiscs on a veth pair
     into a network namespace the servers run in; profiles this kernel cannot express are skipped."""
@@ -298,6 +312,16 @@ async def run_all(
         servers: list[tuple[str, Any]] = [
             ("streamd", lambda: server_process.start(media, out / "streamd.log", *server_args, **where))
         ]
+        for label, extra in (variants or {}).items():  # more streamd modes in the same run
+            log = out / f"streamd-{label}.log"
+            servers.append(
+                (
+                    f"streamd {label}",
+                    lambda log=log, extra=extra: server_process.start(
+                        media, log, *server_args, *extra, **where
+                    ),
+                )
+            )
         peer_note = None
         if peer:
             peer_note = server_process.peer_available()
@@ -321,8 +345,9 @@ async def run_all(
                     for other in running.values():
                         other.stop()
                     running = {name: start()}
+                traced = trace_to / name.replace(" ", "-") if trace_to is not None else None
                 results.setdefault(name, []).append(
-                    await run_profile(running[name], profile, receivers, seconds, seed, link)
+                    await run_profile(running[name], profile, receivers, seconds, seed, link, traced)
                 )
         finally:
             for server in running.values():
@@ -350,6 +375,7 @@ async def run_all(
             "server_vs_report_jitter_ms": TOL_JITTER_MS,
             "server_rtt_ms": f"2 x delay ± ({TOL_RTT_MS} + 4·√2·jitter sd + a full bottleneck queue)",
         },
+        "variants": {label: list(extra) for label, extra in (variants or {}).items()},
         "results": results,
     }
 
@@ -394,15 +420,18 @@ def markdown(rep: dict[str, Any], plots: list[str]) -> str:
                 f"| {_fmt(r['server_rtt_ms'], 1)} | {_fmt(r['first_packet_ms_p50'], 1)} | {agree} |"
             )
         lines.append("")
-    if "streamd" in rep["results"] and "gst-rtsp-server" in rep["results"]:
+    peer_rows = rep["results"].get("gst-rtsp-server")
+    for name, rows in rep["results"].items():
+        if name == "gst-rtsp-server" or peer_rows is None:
+            continue
         lines += [
-            "## streamd / gst-rtsp-server",
+            f"## {name} / gst-rtsp-server",
             "",
             "| profile | receiver loss % (streamd / peer) | video jitter ratio | audio jitter ratio "
             "| PLAY→1st pkt ratio | server CPU ratio |",
             "|---|---:|---:|---:|---:|---:|",
         ]
-        for ours, theirs in zip(rep["results"]["streamd"], rep["results"]["gst-rtsp-server"], strict=False):
+        for ours, theirs in zip(rows, peer_rows, strict=False):
             lines.append(
                 f"| {ours['profile']} | {ours['receiver_loss_percent']:.2f} "
                 f"/ {theirs['receiver_loss_percent']:.2f} "
@@ -476,6 +505,13 @@ def plot(rep: dict[str, Any], out: Path) -> list[str]:
     return names
 
 
+def _variant(spec: str) -> tuple[str, tuple[str, ...]]:
+    label, _, extra = spec.partition("=")
+    if not label or not extra:
+        raise SystemExit(f"--variant wants LABEL=ARGS, got {spec!r}")
+    return label, tuple(extra.split(","))
+
+
 def main(argv: list[str] | None = None) -> int:
     every = {**PROFILES, **EXTRA}
     parser = argparse.ArgumentParser(
@@ -500,6 +536,19 @@ def main(argv: list[str] | None = None) -> int:
         default=[],
         help="an option for streamd serve, e.g. --server-arg=--precise-pacing (repeatable)",
     )
+    parser.add_argument(
+        "--variant",
+        action="append",
+        default=[],
+        metavar="LABEL=ARGS",
+        help="another streamd mode in the same run, e.g. --variant=precise=--precise-pacing "
+        "(ARGS split on commas; repeatable)",
+    )
+    parser.add_argument(
+        "--trace",
+        type=Path,
+        help="folder: write each server's send schedule per UDP profile there (benchmarks.pacing_trace)",
+    )
     args = parser.parse_args(argv)
     out = args.out or report.results_dir()
     out.mkdir(parents=True, exist_ok=True)
@@ -514,6 +563,8 @@ def main(argv: list[str] | None = None) -> int:
             out,
             kernel=args.impairment == "kernel",
             server_args=tuple(args.server_arg),
+            trace_to=args.trace,
+            variants=dict(_variant(v) for v in args.variant),
         )
     )
     plots = plot(rep, out)
@@ -521,7 +572,7 @@ def main(argv: list[str] | None = None) -> int:
     text = markdown(rep, plots)
     (out / "jitter_loss.md").write_text(text)
     print(text)
-    streamd_rows = rep["results"].get("streamd", [])
+    streamd_rows = [r for name, rows in rep["results"].items() if name.startswith("streamd") for r in rows]
     return 0 if all(r["agree"] is not False for r in streamd_rows) else 1
 
 
