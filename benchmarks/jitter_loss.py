@@ -103,7 +103,7 @@ async def run_profile(
         port = await relay.start()
         opts |= {"tcp": True, "url_port": server.port}
     else:
-        relay = UdpRelay(forward, backward, trace=[] if trace_to is not None else None)
+        relay = UdpRelay(forward, backward, trace=[])
         opts["relay"] = relay
     host = server.host if link is not None else "127.0.0.1"
     sessions = [await Session.open(host, port, server.path, **opts) for _ in range(receivers)]
@@ -163,7 +163,8 @@ async def run_profile(
             streams.append(row)
     for s in sessions:
         await s.close()
-    if trace_to is not None and isinstance(relay, UdpRelay) and relay.trace is not None:
+    model = None
+    if isinstance(relay, UdpRelay) and relay.trace is not None:
         flows = {
             sock.port: (i, track.clock)
             for i, s in enumerate(sessions)
@@ -171,12 +172,34 @@ async def run_profile(
             for sock in relay.sockets
             if sock.forward is track.relay_flow
         }
-        trace.save(trace_to, server.name, profile.name, flows, relay.trace)
+        offered = trace.parse(relay.trace, flows)
+        model = _model_view(offered, profile, seed)
+        if trace_to is not None:
+            got = [
+                (i, track.clock, seq, at)
+                for i, s in enumerate(sessions)
+                for track in s.tracks
+                for seq, at in zip(track.seqs, track.arrivals, strict=True)
+            ]
+            trace.save(trace_to, server.name, profile.name, offered, got)
     if isinstance(relay, TcpRelay):
         await relay.close()
     elif relay is not None:
         relay.close()
-    return _summarize(profile, streams, history, cpu / seconds, receivers, kernel)
+    return _summarize(profile, streams, history, cpu / seconds, receivers, kernel) | (model or {})
+
+
+def _model_view(offered: list[trace.Sent], profile: Profile, seed: int) -> dict[str, float]:
+    """The jitter the receivers would see if the relay released every packet exactly on the link
+    model's time (its timers and the loopback add a little noise), and the jitter of the send
+    times themselves (the server's own precision, as the kernel stamped the packets)."""
+    sent = trace.jitter_per_flow(offered, [p.t for p in offered])
+    return {
+        "model_video_jitter_ms": trace.mean_jitter_ms(offered, profile, video=True, seed=seed),
+        "model_audio_jitter_ms": trace.mean_jitter_ms(offered, profile, video=False, seed=seed),
+        "sent_video_jitter_ms": 1000 * statistics.mean(j for (_, c), j in sent.items() if c == 90000),
+        "sent_audio_jitter_ms": 1000 * statistics.mean(j for (_, c), j in sent.items() if c != 90000),
+    }
 
 
 def _truth(track: Track) -> tuple[int, int, int]:
@@ -405,9 +428,10 @@ def markdown(rep: dict[str, Any], plots: list[str]) -> str:
             f"## {name}",
             "",
             "| profile | model loss % | relay loss % | receiver loss % | lost (receivers / server) "
-            "| expected jitter ms | video jitter ms | server jitter ms | audio jitter ms | RTT ms "
+            "| expected jitter ms | video jitter ms | server jitter ms | audio jitter ms "
+            "| link model video / audio ms | as sent video / audio ms | RTT ms "
             "| PLAY→1st pkt ms | agree |",
-            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
         ]
         for r in rows:
             server_lost = "–" if r["server_cumulative_lost"] is None else str(r["server_cumulative_lost"])
@@ -417,6 +441,8 @@ def markdown(rep: dict[str, Any], plots: list[str]) -> str:
                 f"| {r['receiver_loss_percent']:.2f} | {r['receiver_cumulative_lost']} / {server_lost} "
                 f"| {_fmt(r['expected_jitter_ms'])} | {_fmt(r['video_jitter_ms'])} "
                 f"| {_fmt(r['server_video_jitter_ms'])} | {_fmt(r['audio_jitter_ms'])} "
+                f"| {_fmt(r.get('model_video_jitter_ms'))} / {_fmt(r.get('model_audio_jitter_ms'))} "
+                f"| {_fmt(r.get('sent_video_jitter_ms'))} / {_fmt(r.get('sent_audio_jitter_ms'))} "
                 f"| {_fmt(r['server_rtt_ms'], 1)} | {_fmt(r['first_packet_ms_p50'], 1)} | {agree} |"
             )
         lines.append("")
@@ -428,8 +454,8 @@ def markdown(rep: dict[str, Any], plots: list[str]) -> str:
             f"## {name} / gst-rtsp-server",
             "",
             "| profile | receiver loss % (streamd / peer) | video jitter ratio | audio jitter ratio "
-            "| PLAY→1st pkt ratio | server CPU ratio |",
-            "|---|---:|---:|---:|---:|---:|",
+            "| link model video / audio ratio | PLAY→1st pkt ratio | server CPU ratio |",
+            "|---|---:|---:|---:|---:|---:|---:|",
         ]
         for ours, theirs in zip(rows, peer_rows, strict=False):
             lines.append(
@@ -437,6 +463,8 @@ def markdown(rep: dict[str, Any], plots: list[str]) -> str:
                 f"/ {theirs['receiver_loss_percent']:.2f} "
                 f"| {report.ratio(ours['video_jitter_ms'], theirs['video_jitter_ms'])} "
                 f"| {report.ratio(ours['audio_jitter_ms'], theirs['audio_jitter_ms'])} "
+                f"| {report.ratio(ours.get('model_video_jitter_ms'), theirs.get('model_video_jitter_ms'))} "
+                f"/ {report.ratio(ours.get('model_audio_jitter_ms'), theirs.get('model_audio_jitter_ms'))} "
                 f"| {report.ratio(ours['first_packet_ms_p50'], theirs['first_packet_ms_p50'])} "
                 f"| {report.ratio(ours['server_cpu_percent'], theirs['server_cpu_percent'])} |"
             )

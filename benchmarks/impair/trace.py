@@ -62,21 +62,21 @@ def save(
     folder: Path,
     server: str,
     profile: str,
-    flows: dict[int, tuple[int, int]],
-    records: Sequence[tuple[float, int, int, bytes]],
+    packets: Sequence[Sent],
+    received: Iterable[tuple[int, int, int, float]] = (),
 ) -> Path:
-    """``folder/<server>-<profile>.trace.json``: one row per packet, times from the first."""
-    packets = parse(records, flows)
+    """``folder/<server>-<profile>.trace.json``: one row per packet offered to the link, and one
+    per packet a receiver got ((session, clock, seq, kernel arrival)), times from the first."""
     t0 = packets[0].t if packets else 0.0
     rows = [
         [round(p.t - t0, 7), p.session, p.clock, p.size, int(p.rtcp), int(p.marker), p.seq, p.ts]
         for p in packets
     ]
+    got = [[session, clock, seq, round(at - t0, 7)] for session, clock, seq, at in received]
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{server}-{profile}.trace.json"
-    path.write_text(
-        json.dumps({"server": server, "profile": profile, "packets": rows}, separators=(",", ":"))
-    )
+    data = {"server": server, "profile": profile, "packets": rows, "received": got}
+    path.write_text(json.dumps(data, separators=(",", ":")))
     return path
 
 
@@ -86,6 +86,12 @@ def load(path: Path) -> list[Sent]:
         Sent(t, session, clock, size, bool(rtcp), bool(marker), seq, ts)
         for t, session, clock, size, rtcp, marker, seq, ts in data["packets"]
     ]
+
+
+def load_received(path: Path) -> dict[tuple[int, int, int], float]:
+    """(session, clock, seq) -> when the receiver got it (the trace's time scale)."""
+    data = json.loads(path.read_text())
+    return {(session, clock, seq): at for session, clock, seq, at in data.get("received", [])}
 
 
 def through(packets: Sequence[Sent], profile: Profile, seed: int = 1) -> list[float | None]:
