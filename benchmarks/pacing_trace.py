@@ -5,7 +5,8 @@ The jitter benchmark's relay records what each server offered to the link
 (``python -m benchmarks.jitter_loss --trace DIR``: kernel arrival time, size, marker, RTP
 timestamp of every datagram, RTCP included). This replays those schedules through the same
 :class:`~benchmarks.impair.model.Impairment` the relay uses, deterministically and in-process
-(no relay timers, no loaded machine), and reports RFC 3550 A.8 jitter per kind:
+(no relay timers, no loaded machine), and reports RFC 3550 A.8 jitter per kind, averaged over
+the window (a receiver's report follows only the last ~16 packets):
 
 - ``sender``: jitter of the send times themselves (what a perfect clean link would show);
 - ``as sent``: behind the profile's link (default: the 2 Mbit/s bottleneck);
@@ -115,8 +116,8 @@ def _clusters(packets: Sequence[Sent], window: float) -> list[list[Sent]]:
 
 
 def sender_jitter_ms(packets: Sequence[Sent], video: bool) -> float:
-    """A.8 jitter of the send times alone (a link that adds nothing)."""
-    per = trace.jitter_per_flow(packets, [p.t for p in packets])
+    """A.8 jitter of the send times alone (a link that adds nothing), mean over the window."""
+    per = trace.jitter_per_flow(packets, [p.t for p in packets], average=True)
     values = [j for (_, clock), j in per.items() if (clock == 90000) == video]
     return 1000 * statistics.mean(values) if values else 0.0
 
@@ -148,12 +149,13 @@ def analyse(packets: Sequence[Sent], profile: Profile) -> dict[str, float | int]
         "RTCP": len(packets) - len(rtp),
         "sender video": sender_jitter_ms(packets, True),
         "sender audio": sender_jitter_ms(packets, False),
+        "last report video": trace.mean_jitter_ms(packets, profile, video=True),
     }
     for name, case in CASES.items():
         changed = case(packets)
         if name != "no video":
-            row[f"{name} video"] = trace.mean_jitter_ms(changed, profile, video=True)
-        row[f"{name} audio"] = trace.mean_jitter_ms(changed, profile, video=False)
+            row[f"{name} video"] = trace.mean_jitter_ms(changed, profile, video=True, average=True)
+        row[f"{name} audio"] = trace.mean_jitter_ms(changed, profile, video=False, average=True)
     return row
 
 
@@ -161,7 +163,9 @@ def markdown(rows: dict[str, dict[str, float | int]], profile: Profile) -> str:
     keys = list(next(iter(rows.values())))
     lines = [
         f"Send schedules replayed through `{profile.name}` ({profile.describe()}); jitter in ms "
-        "(RFC 3550 A.8, mean over sessions).",
+        "(RFC 3550 A.8, mean over sessions; the estimate's mean over the window after its first "
+        "second, but `last report`: its value after the last packet, what a receiver's final "
+        "report carries).",
         "",
         "| schedule | " + " | ".join(keys) + " |",
         "|---|" + "---:|" * len(keys),
@@ -181,11 +185,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile", choices=sorted(every), default="bottleneck-2mbit")
     parser.add_argument("--out", type=Path, help="also write the table here")
     args = parser.parse_args(argv)
-    files = [f for t in args.traces for f in (sorted(t.rglob("*.trace.json")) if t.is_dir() else [t])]
+    files = {
+        f"{root.name}/{f.relative_to(root)}".removesuffix(".trace.json") if root.is_dir() else f.stem: f
+        for root in args.traces
+        for f in (sorted(root.rglob("*.trace.json")) if root.is_dir() else [root])
+    }
     if not files:
         raise SystemExit("no *.trace.json found")
     profile = every[args.profile]
-    rows = {str(f.relative_to(f.parents[1])): analyse(trace.load(f), profile) for f in files}
+    rows = {label: analyse(trace.load(f), profile) for label, f in files.items()}
     text = markdown(rows, profile)
     if args.out:
         args.out.write_text(text)

@@ -106,21 +106,32 @@ def through(packets: Sequence[Sent], profile: Profile, seed: int = 1) -> list[fl
     return out
 
 
-def a8_jitter(arrivals: Sequence[float], stamps: Sequence[int], clock: int) -> float:
-    """RFC 3550 A.8 interarrival jitter in seconds after the last packet, in arrival order."""
+def a8_jitter(
+    arrivals: Sequence[float], stamps: Sequence[int], clock: int, *, average: bool = False
+) -> float:
+    """RFC 3550 A.8 interarrival jitter in seconds after the last packet, in arrival order; with
+    ``average``, the estimate's mean over every packet after the first second (what a receiver
+    reports follows the last ~16 packets, so a single report is a noisy figure)."""
     pairs = sorted(zip(arrivals, stamps, strict=True))
     jitter, last = 0.0, None
+    total, count = 0.0, 0
+    start = pairs[0][0] + 1.0 if pairs else 0.0
     for arrival, ts in pairs:
         transit = arrival * clock - ts
         if last is not None:
             d = abs(transit - last)
             jitter += (d - jitter) / 16
         last = transit
+        if arrival >= start:
+            total += jitter
+            count += 1
+    if average:
+        return total / count / clock if count else 0.0
     return jitter / clock
 
 
 def jitter_per_flow(
-    packets: Sequence[Sent], arrivals: Sequence[float | None]
+    packets: Sequence[Sent], arrivals: Sequence[float | None], *, average: bool = False
 ) -> dict[tuple[int, int], float]:
     """A.8 jitter (seconds) of every RTP stream from the link's leaving times."""
     flows: dict[tuple[int, int], tuple[list[float], list[int]]] = {}
@@ -130,12 +141,15 @@ def jitter_per_flow(
         times, stamps = flows.setdefault(p.flow, ([], []))
         times.append(at)
         stamps.append(p.ts)
-    return {flow: a8_jitter(t, s, flow[1]) for flow, (t, s) in flows.items()}
+    return {flow: a8_jitter(t, s, flow[1], average=average) for flow, (t, s) in flows.items()}
 
 
-def mean_jitter_ms(packets: Sequence[Sent], profile: Profile, *, video: bool = True, seed: int = 1) -> float:
-    """Mean over sessions of one kind's A.8 jitter behind ``profile``, in ms."""
-    per = jitter_per_flow(packets, through(packets, profile, seed))
+def mean_jitter_ms(
+    packets: Sequence[Sent], profile: Profile, *, video: bool = True, seed: int = 1, average: bool = False
+) -> float:
+    """Mean over sessions of one kind's A.8 jitter behind ``profile``, in ms (``average``: see
+    :func:`a8_jitter`)."""
+    per = jitter_per_flow(packets, through(packets, profile, seed), average=average)
     values = [j for (_, clock), j in per.items() if (clock == 90000) == video]
     return 1000 * sum(values) / len(values) if values else 0.0
 
