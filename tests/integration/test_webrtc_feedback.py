@@ -1,8 +1,7 @@
-"""WebRTC viewers' feedback with real peers: NACKs answered bit-exact from the path's history
-(aiortc viewers behind a user-space lossy hop), a viewer moved onto the path's conversion when
-B-frames show after it came (ffmpeg publishing), and keyframes asked of the source for readers
-that join mid-GOP, directly and through a relay (GStreamer publishing with a 400 s GOP, ffmpeg
-reading)."""
+"""WebRTC viewers with real peers: NACKs answered bit-exact from the path's packet history
+(aiortc viewers behind a user-space lossy hop), and a viewer moved onto the path's conversion
+when B-frames show after it came (ffmpeg publishing). Keyframes asked of the source for readers
+that join mid-GOP are in ``test_pli_relay.py``."""
 
 from __future__ import annotations
 
