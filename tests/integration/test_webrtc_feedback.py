@@ -165,13 +165,11 @@ def _slice_type(nal: bytes) -> int:
     return values[1]
 
 
-def test_a_viewer_that_came_before_b_frames_showed_moves_onto_the_conversion(
-    server: ServerProcess, tmp_path: Path
-) -> None:
-    """ffmpeg publishes 4 s of H.264 without B-frames, then libx264 with 2 B-frames (one MPEG-TS
-    made of two): the viewer that came during the first part gets the publisher's stream, then,
-    from a keyframe of the path's one conversion, constrained baseline in presentation order,
-    its sequence numbers and timestamps going on (same payload type, no new offer)."""
+@pytest.fixture(scope="module")
+def late_bframes(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """4 s of H.264 without B-frames, then 8 s of libx264 with 2 B-frames: one MPEG-TS made of
+    two, timestamps going on (the second part offset by the first's length)."""
+    tmp_path = tmp_path_factory.mktemp("late-bframes")
     need("ffmpeg")
     parts = []
     for name, seconds, options in (
@@ -189,15 +187,25 @@ def test_a_viewer_that_came_before_b_frames_showed_moves_onto_the_conversion(
         )  # fmt: skip
         parts.append(out.read_bytes())
     (tmp_path / "both.ts").write_bytes(b"".join(parts))
+    return tmp_path / "both.ts"
+
+
+def test_a_viewer_that_came_before_b_frames_showed_moves_onto_the_conversion(
+    server: ServerProcess, late_bframes: Path
+) -> None:
+    """ffmpeg publishes 4 s of H.264 without B-frames, then libx264 with 2 B-frames (one MPEG-TS
+    made of two): the viewer that came during the first part gets the publisher's stream, then,
+    from a keyframe of the path's one conversion, constrained baseline in presentation order,
+    its sequence numbers and timestamps going on (same payload type, no new offer)."""
     path = "live/late-bframes"
-    publisher = _publish(server, path, "-i", str(tmp_path / "both.ts"), "-c", "copy")
+    publisher = _publish(server, path, "-i", str(late_bframes), "-c", "copy")
 
     async def run() -> None:
         viewer = Viewer(server.http(f"whep/{path}"))
         await viewer.start()
         await until(lambda: sum(p[2] for p in viewer.packets) >= 5, "pictures before B-frames", 20)
         assert f"{path}: track 0 has pictures out of order" not in server.log()  # it came before
-        await until(lambda: "goes on from the path's H.264 conversion" in server.log(), "the switch", 30)
+        await until(lambda: f"{path} goes on from its H.264 conversion" in server.log(), "the switch", 30)
         count = len(viewer.packets)
         await until(lambda: sum(p[2] for p in viewer.packets[count:]) >= 25, "converted pictures", 20)
         await viewer.close()
@@ -372,3 +380,73 @@ def test_chromium_nacks_are_answered_from_the_paths_history(server: ServerProces
     wait_until(lambda: f"{path} ended" in server.log(), "the session's end")
     line = next(line for line in server.log().splitlines() if f"{path} ended" in line)
     assert int(line.split(" resent for NACKs")[0].rsplit(", ", 1)[1]) > 0, line
+
+
+CHROMIUM_VIEWER_JS = """
+window.viewer = {error: null, samples: []};
+(async () => {
+  const pc = new RTCPeerConnection();
+  pc.addTransceiver('video', {direction: 'recvonly'});
+  const video = document.createElement('video');
+  video.muted = true; video.autoplay = true; document.body.appendChild(video);
+  pc.ontrack = (e) => { video.srcObject = e.streams[0]; };
+  await pc.setLocalDescription(await pc.createOffer());
+  await new Promise((done) => {
+    if (pc.iceGatheringState === 'complete') return done();
+    pc.onicegatheringstatechange = () => pc.iceGatheringState === 'complete' && done();
+    setTimeout(done, 3000);
+  });
+  const response = await fetch(%r, {method: 'POST', body: pc.localDescription.sdp,
+                                    headers: {'Content-Type': 'application/sdp'}});
+  const answer = await response.text();
+  if (response.status !== 201) { viewer.error = answer; return; }
+  await pc.setRemoteDescription({type: 'answer', sdp: answer});
+  setInterval(async () => {
+    (await pc.getStats()).forEach((r) => {
+      if (r.type === 'inbound-rtp' && r.kind === 'video') {
+        viewer.samples.push({frames: r.framesDecoded || 0, freezes: r.freezeCount || 0,
+                             width: r.frameWidth || 0, dropped: r.framesDropped || 0});
+      }
+    });
+  }, 250);
+})().catch((e) => { viewer.error = String(e); });
+"""
+
+
+@pytest.mark.serial  # real-time playback: frames must keep coming
+def test_chromium_keeps_playing_when_moved_onto_the_conversion(
+    server: ServerProcess, late_bframes: Path, tmp_path: Path
+) -> None:
+    """Chromium, which came before the B-frames, plays on across the move to the converted stream
+    (same payload type, no new offer): decoded pictures keep coming at the frame rate."""
+    need("chromium")
+    from tests.integration.chromium import chromium_tab
+
+    path = "live/late-bframes-chromium"
+    publisher = _publish(server, path, "-i", str(late_bframes), "-c", "copy")
+
+    async def run() -> dict:
+        async with chromium_tab(tmp_path) as tab:
+            await tab.evaluate(CHROMIUM_VIEWER_JS % server.http(f"whep/{path}"))
+            await tab.wait_for(
+                "viewer.error || (viewer.samples.length && viewer.samples.at(-1).frames > 0)", 30
+            )
+            assert f"{path}: track 0 has pictures out of order" not in server.log()  # it came before
+            await until(lambda: f"{path} goes on from its H.264 conversion" in server.log(), "the switch", 30)
+            switched = len(await tab.evaluate("viewer.samples"))
+            await asyncio.sleep(3)
+            result = await tab.evaluate("JSON.parse(JSON.stringify(viewer))")
+            result["switched"] = switched
+            return result
+
+    try:
+        result = asyncio.run(run())
+    finally:
+        publisher.terminate()
+        publisher.wait(10)
+    assert result["error"] is None, result
+    after = result["samples"][result["switched"] :]
+    frames = [s["frames"] for s in after]
+    assert len(frames) >= 10 and all(b > a for a, b in zip(frames, frames[2:], strict=False)), frames
+    assert frames[-1] - frames[0] >= 0.6 * 25 * (len(frames) - 1) / 4, frames  # about the frame rate
+    assert after[-1]["width"] == 320 and after[-1]["freezes"] <= 1, after[-1]

@@ -285,3 +285,14 @@ def test_any_nack_gets_exactly_the_packets_the_viewer_sent(
 
 def _kept(history: PacketHistory) -> list:  # type: ignore[type-arg]
     return [s for n in range(history.oldest(), history.next) if (s := history.get(n, 0.5)) is not None]
+
+
+def test_a_viewer_is_told_once_when_the_hub_finds_b_frames_in_its_track() -> None:
+    units = encoded(2, frames=12)
+    live = _path(units)
+    reader, _, _ = _viewer(live, Histories())
+    told: list[int] = []
+    reader.on_reordered = told.append
+    for unit in units:
+        live.push_unit(0, unit)
+    assert live.tracks[0].order.reordered and told == [0]
