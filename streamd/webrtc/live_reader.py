@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from fractions import Fraction
 
 from streamd.live.hub import LivePath, Payloads
@@ -42,6 +43,9 @@ class WebrtcLiveReader(LiveReader):
         self.held: dict[int, PacketHistory] = {}  # video track -> the history of what it sends now
         self.sequences: dict[int, ViewerSequence] = {}
         self._last_ticks: dict[int, int] = {}  # the latest timestamp sent per track (before offset)
+        # called once per track the hub finds B-frames in while this viewer gets it as it is
+        self.on_reordered: Callable[[int], None] | None = None
+        self._told: set[int] = set()
 
     def attach(self) -> None:
         for index, binding in self.bindings.items():
@@ -67,8 +71,15 @@ class WebrtcLiveReader(LiveReader):
         converter.listeners.add(self.converted_unit)
 
     def __call__(self, index: int, ticks: int, payloads: Payloads, keyframe: bool, leading: bool) -> None:
-        if index not in self.converted or index in self.switching:
-            super().__call__(index, ticks, payloads, keyframe, leading)
+        if index in self.converted:
+            if index not in self.switching:
+                return  # the converter's units are this viewer's
+        elif self.on_reordered is not None and index not in self._told:
+            track = self.path.tracks.get(index)
+            if track is not None and track.order.reordered:
+                self._told.add(index)
+                self.on_reordered(index)
+        super().__call__(index, ticks, payloads, keyframe, leading)
 
     def converted_unit(self, index: int, ticks: int, payloads: Payloads, key: bool, leading: bool) -> None:
         if index in self.switching:
@@ -89,7 +100,7 @@ class WebrtcLiveReader(LiveReader):
         if index in self.held:
             self._release(index)
             self._hold(index, converter)
-        log.info("%s: track %d goes on from the path's H.264 conversion", self.label, index)
+        log.info("%s: track %d of %s goes on from its H.264 conversion", self.label, index, self.path.name)
 
     def _send(self, index: int, binding: Binding, ticks: int, payloads: Payloads) -> None:
         stream = binding.stream

@@ -336,6 +336,7 @@ class WhepService:
                 session.live, session.bindings, session.label, session.converted, self.histories
             )
             session.reader = reader
+            reader.on_reordered = lambda _index, live=session.live: self._convert_late(session, live)
             reader.attach()
             for converter in session.converted.values():
                 converter.request_keyframe()  # a new viewer starts on a keyframe: make one now

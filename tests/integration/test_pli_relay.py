@@ -267,19 +267,24 @@ def test_a_reader_joining_mid_gop_gets_a_keyframe_asked_for(server: ServerProces
             _read_frames(server.url(path))
 
 
+@pytest.mark.parametrize("upstream", ["tcp", "udp"])
 def test_a_relay_passes_keyframe_requests_upstream(
-    server: ServerProcess, tmp_path_factory: pytest.TempPathFactory
+    server: ServerProcess, tmp_path_factory: pytest.TempPathFactory, upstream: str
 ) -> None:
     """A second server relays the GStreamer path. The first reader of the relay starts its pull
     (the first server's gate asks the publisher); the second joins the relayed path mid-GOP: its
     wait at the relay's gate becomes an RTCP PLI upstream on the relay's RTCP channel, which the
-    first server passes to the publisher, so it too starts at once."""
+    first server passes to the publisher, so it too starts at once. The relay pulls over TCP
+    (PLI on its interleaved RTCP channel) or UDP (from its RTCP socket to the upstream's)."""
     need("ffmpeg")
-    path = "live/gst-relayed"
+    path = f"live/gst-relayed-{upstream}"
     tmp = tmp_path_factory.mktemp("pli-relay")
     (tmp / "media").mkdir()
     config = tmp / "relay.toml"
-    config.write_text(f'[paths."relay/gst"]\nsource = "{server.url(path)}"\nsource_close_after = 30\n')
+    config.write_text(
+        f'[paths."relay/gst"]\nsource = "{server.url(path)}"\nsource_transport = "{upstream}"\n'
+        "source_close_after = 30\n"
+    )
     with _gstreamer_publisher(server, path):
         relay = start_server(tmp / "media", tmp, "--config", str(config))
         try:

@@ -1,8 +1,8 @@
-"""WebRTC viewers' feedback with real peers: NACKs answered bit-exact from the path's history
-(aiortc viewers behind a user-space lossy hop), a viewer moved onto the path's conversion when
-B-frames show after it came (ffmpeg publishing), and keyframes asked of the source for readers
-that join mid-GOP, directly and through a relay (GStreamer publishing with a 400 s GOP, ffmpeg
-reading)."""
+"""WebRTC viewers with real peers: NACKs answered bit-exact from the path's packet history
+(aiortc viewers behind a user-space lossy hop; Chromium behind one, its getStats counting its
+NACKs and no packet lost for good), and a viewer moved onto the path's conversion when B-frames
+show after it came (ffmpeg publishing). Keyframes asked of the source for readers that join
+mid-GOP are in ``test_pli_relay.py``."""
 
 from __future__ import annotations
 
@@ -165,13 +165,11 @@ def _slice_type(nal: bytes) -> int:
     return values[1]
 
 
-def test_a_viewer_that_came_before_b_frames_showed_moves_onto_the_conversion(
-    server: ServerProcess, tmp_path: Path
-) -> None:
-    """ffmpeg publishes 4 s of H.264 without B-frames, then libx264 with 2 B-frames (one MPEG-TS
-    made of two): the viewer that came during the first part gets the publisher's stream, then,
-    from a keyframe of the path's one conversion, constrained baseline in presentation order,
-    its sequence numbers and timestamps going on (same payload type, no new offer)."""
+@pytest.fixture(scope="module")
+def late_bframes(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """4 s of H.264 without B-frames, then 8 s of libx264 with 2 B-frames: one MPEG-TS made of
+    two, timestamps going on (the second part offset by the first's length)."""
+    tmp_path = tmp_path_factory.mktemp("late-bframes")
     need("ffmpeg")
     parts = []
     for name, seconds, options in (
@@ -189,15 +187,25 @@ def test_a_viewer_that_came_before_b_frames_showed_moves_onto_the_conversion(
         )  # fmt: skip
         parts.append(out.read_bytes())
     (tmp_path / "both.ts").write_bytes(b"".join(parts))
+    return tmp_path / "both.ts"
+
+
+def test_a_viewer_that_came_before_b_frames_showed_moves_onto_the_conversion(
+    server: ServerProcess, late_bframes: Path
+) -> None:
+    """ffmpeg publishes 4 s of H.264 without B-frames, then libx264 with 2 B-frames (one MPEG-TS
+    made of two): the viewer that came during the first part gets the publisher's stream, then,
+    from a keyframe of the path's one conversion, constrained baseline in presentation order,
+    its sequence numbers and timestamps going on (same payload type, no new offer)."""
     path = "live/late-bframes"
-    publisher = _publish(server, path, "-i", str(tmp_path / "both.ts"), "-c", "copy")
+    publisher = _publish(server, path, "-i", str(late_bframes), "-c", "copy")
 
     async def run() -> None:
         viewer = Viewer(server.http(f"whep/{path}"))
         await viewer.start()
         await until(lambda: sum(p[2] for p in viewer.packets) >= 5, "pictures before B-frames", 20)
         assert f"{path}: track 0 has pictures out of order" not in server.log()  # it came before
-        await until(lambda: "goes on from the path's H.264 conversion" in server.log(), "the switch", 30)
+        await until(lambda: f"{path} goes on from its H.264 conversion" in server.log(), "the switch", 30)
         count = len(viewer.packets)
         await until(lambda: sum(p[2] for p in viewer.packets[count:]) >= 25, "converted pictures", 20)
         await viewer.close()
@@ -226,3 +234,219 @@ def test_a_viewer_that_came_before_b_frames_showed_moves_onto_the_conversion(
     finally:
         publisher.terminate()
         publisher.wait(10)
+
+
+class _Datagrams(asyncio.DatagramProtocol):
+    def __init__(self, on_data) -> None:  # type: ignore[no-untyped-def]
+        self.on_data = on_data
+
+    def datagram_received(self, data: bytes, addr: tuple) -> None:
+        self.on_data(data, addr)
+
+
+class LossyHop:
+    """A user-space UDP hop between a browser and the server's ICE socket: the browser is told
+    only of the hop; the server sees it as a peer-reflexive candidate. Toward the browser, the
+    first copy of every ``drop_every``-th RTP packet of ``ssrc`` (SRTP's header is clear) is lost."""
+
+    def __init__(self, host: str, server: tuple[str, int], ssrc: int, drop_every: int) -> None:
+        self.host, self.server, self.ssrc, self.drop_every = host, server, ssrc, drop_every
+        self.browser: tuple | None = None
+        self.dropped: set[int] = set()
+        self.resent: set[int] = set()
+
+    async def start(self) -> int:
+        loop = asyncio.get_running_loop()
+        self.front, _ = await loop.create_datagram_endpoint(
+            lambda: _Datagrams(self._from_browser), local_addr=(self.host, 0)
+        )
+        self.back, _ = await loop.create_datagram_endpoint(
+            lambda: _Datagrams(self._from_server), local_addr=(self.host, 0)
+        )
+        return self.front.get_extra_info("sockname")[1]
+
+    def _from_browser(self, data: bytes, addr: tuple) -> None:
+        self.browser = addr
+        self.back.sendto(data, self.server)
+
+    def _from_server(self, data: bytes, addr: tuple) -> None:
+        if _is_rtp(data) and int.from_bytes(data[8:12], "big") == self.ssrc:
+            seq = int.from_bytes(data[2:4], "big")
+            if seq in self.dropped:
+                self.resent.add(seq)
+            elif seq % self.drop_every == 0:
+                self.dropped.add(seq)
+                return
+        if self.browser is not None:
+            self.front.sendto(data, self.browser)
+
+    def close(self) -> None:
+        self.front.close()
+        self.back.close()
+
+
+CHROMIUM_OFFER_JS = """
+window.nack = {offer: null, error: null, samples: []};
+(async () => {
+  const pc = window.pc = new RTCPeerConnection();
+  pc.addTransceiver('video', {direction: 'recvonly'});
+  const video = document.createElement('video');
+  video.muted = true; video.autoplay = true; document.body.appendChild(video);
+  pc.ontrack = (e) => { video.srcObject = e.streams[0]; };
+  await pc.setLocalDescription(await pc.createOffer());
+  await new Promise((done) => {
+    if (pc.iceGatheringState === 'complete') return done();
+    pc.onicegatheringstatechange = () => pc.iceGatheringState === 'complete' && done();
+    setTimeout(done, 3000);
+  });
+  nack.offer = pc.localDescription.sdp;
+})().catch((e) => { nack.error = String(e); });
+"""
+
+CHROMIUM_ANSWER_JS = """
+(async () => {
+  await pc.setRemoteDescription({type: 'answer', sdp: %r});
+  setInterval(async () => {
+    (await pc.getStats()).forEach((r) => {
+      if (r.type === 'inbound-rtp' && r.kind === 'video') {
+        nack.samples.push({frames: r.framesDecoded || 0, nacks: r.nackCount || 0,
+                           lost: r.packetsLost || 0, freezes: r.freezeCount || 0});
+      }
+    });
+  }, 250);
+})().catch((e) => { nack.error = String(e); });
+"""
+
+
+@pytest.mark.serial  # real-time playback: frames must keep coming
+def test_chromium_nacks_are_answered_from_the_paths_history(server: ServerProcess, tmp_path: Path) -> None:
+    """Chromium behind a lossy hop that loses every 20th video packet: its NACKs (getStats'
+    nackCount) bring the lost packets again, it loses none for good, and pictures keep coming."""
+    need("chromium")
+    from tests.integration.chromium import chromium_tab
+
+    path = "live/nack-chromium"
+    publisher = _publish(
+        server, path, "-f", "lavfi", "-i", "testsrc2=s=320x240:r=25", "-t", "30", "-c:v", "libx264",
+        "-preset", "ultrafast", "-profile:v", "baseline", "-bf", "0", "-g", "25", "-b:v", "800k",
+        "-pix_fmt", "yuv420p",
+    )  # fmt: skip
+
+    async def run() -> None:
+        async with chromium_tab(tmp_path) as tab, aiohttp.ClientSession() as http:
+            await tab.evaluate(CHROMIUM_OFFER_JS)
+            offer = await tab.wait_for("nack.error || nack.offer", 20)
+            headers = {"Content-Type": "application/sdp"}
+            async with http.post(server.http(f"whep/{path}"), data=offer, headers=headers) as response:
+                assert response.status == 201, await response.text()
+                answer, location = await response.text(), response.headers["Location"]
+            lines = answer.splitlines()
+            host, port = next(
+                (c.split()[4], int(c.split()[5]))
+                for c in lines
+                if c.startswith("a=candidate:") and "." in c.split()[4]
+            )
+            ssrc = int(next(line for line in lines if line.startswith("a=ssrc:"))[7:].split()[0])
+            hop = LossyHop(host, (host, port), ssrc, drop_every=20)
+            front = await hop.start()
+            try:
+                only_hop = [line for line in lines if not line.startswith("a=candidate:")]
+                at = only_hop.index(next(line for line in only_hop if line.startswith("a=ice-ufrag:")))
+                only_hop.insert(at, f"a=candidate:1 1 udp 2130706431 {host} {front} typ host")
+                await tab.evaluate(CHROMIUM_ANSWER_JS % "\r\n".join([*only_hop, ""]))
+                await tab.wait_for(
+                    "nack.error || (nack.samples.length && nack.samples.at(-1).frames > 0)", 30
+                )
+                await until(lambda: len(hop.dropped) >= 10, "packets lost on the hop", 30)
+                await asyncio.sleep(1)  # the last ones' NACKs and resends
+                result = await tab.evaluate("JSON.parse(JSON.stringify(nack))")
+            finally:
+                hop.close()
+            async with http.delete(server.http(location.lstrip("/"))) as response:
+                assert response.status == 200
+        assert result["error"] is None, result
+        last = result["samples"][-1]
+        assert last["nacks"] > 0, last  # Chromium asked ...
+        assert len(hop.resent) >= len(hop.dropped) - 2, (hop.dropped, hop.resent)  # ... and got them
+        assert last["lost"] <= 2, last  # none lost for good (at most the last ones in flight)
+        frames = [s["frames"] for s in result["samples"] if s["frames"] > 0]
+        assert all(b > a for a, b in zip(frames, frames[2:], strict=False)), frames  # pictures go on
+
+    try:
+        asyncio.run(run())
+    finally:
+        publisher.terminate()
+        publisher.wait(10)
+    wait_until(lambda: f"{path} ended" in server.log(), "the session's end")
+    line = next(line for line in server.log().splitlines() if f"{path} ended" in line)
+    assert int(line.split(" resent for NACKs")[0].rsplit(", ", 1)[1]) > 0, line
+
+
+CHROMIUM_VIEWER_JS = """
+window.viewer = {error: null, samples: []};
+(async () => {
+  const pc = new RTCPeerConnection();
+  pc.addTransceiver('video', {direction: 'recvonly'});
+  const video = document.createElement('video');
+  video.muted = true; video.autoplay = true; document.body.appendChild(video);
+  pc.ontrack = (e) => { video.srcObject = e.streams[0]; };
+  await pc.setLocalDescription(await pc.createOffer());
+  await new Promise((done) => {
+    if (pc.iceGatheringState === 'complete') return done();
+    pc.onicegatheringstatechange = () => pc.iceGatheringState === 'complete' && done();
+    setTimeout(done, 3000);
+  });
+  const response = await fetch(%r, {method: 'POST', body: pc.localDescription.sdp,
+                                    headers: {'Content-Type': 'application/sdp'}});
+  const answer = await response.text();
+  if (response.status !== 201) { viewer.error = answer; return; }
+  await pc.setRemoteDescription({type: 'answer', sdp: answer});
+  setInterval(async () => {
+    (await pc.getStats()).forEach((r) => {
+      if (r.type === 'inbound-rtp' && r.kind === 'video') {
+        viewer.samples.push({frames: r.framesDecoded || 0, freezes: r.freezeCount || 0,
+                             width: r.frameWidth || 0, dropped: r.framesDropped || 0});
+      }
+    });
+  }, 250);
+})().catch((e) => { viewer.error = String(e); });
+"""
+
+
+@pytest.mark.serial  # real-time playback: frames must keep coming
+def test_chromium_keeps_playing_when_moved_onto_the_conversion(
+    server: ServerProcess, late_bframes: Path, tmp_path: Path
+) -> None:
+    """Chromium, which came before the B-frames, plays on across the move to the converted stream
+    (same payload type, no new offer): decoded pictures keep coming at the frame rate."""
+    need("chromium")
+    from tests.integration.chromium import chromium_tab
+
+    path = "live/late-bframes-chromium"
+    publisher = _publish(server, path, "-i", str(late_bframes), "-c", "copy")
+
+    async def run() -> dict:
+        async with chromium_tab(tmp_path) as tab:
+            await tab.evaluate(CHROMIUM_VIEWER_JS % server.http(f"whep/{path}"))
+            await tab.wait_for(
+                "viewer.error || (viewer.samples.length && viewer.samples.at(-1).frames > 0)", 30
+            )
+            assert f"{path}: track 0 has pictures out of order" not in server.log()  # it came before
+            await until(lambda: f"{path} goes on from its H.264 conversion" in server.log(), "the switch", 30)
+            switched = len(await tab.evaluate("viewer.samples"))
+            await asyncio.sleep(3)
+            result = await tab.evaluate("JSON.parse(JSON.stringify(viewer))")
+            result["switched"] = switched
+            return result
+
+    try:
+        result = asyncio.run(run())
+    finally:
+        publisher.terminate()
+        publisher.wait(10)
+    assert result["error"] is None, result
+    after = result["samples"][result["switched"] :]
+    frames = [s["frames"] for s in after]
+    assert len(frames) >= 10 and all(b > a for a, b in zip(frames, frames[2:], strict=False)), frames
+    assert frames[-1] - frames[0] >= 0.6 * 25 * (len(frames) - 1) / 4, frames  # about the frame rate
+    assert after[-1]["width"] == 320 and after[-1]["freezes"] <= 1, after[-1]

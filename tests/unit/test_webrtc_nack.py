@@ -26,6 +26,7 @@ from streamd.webrtc.live_reader import WebrtcLiveReader
 from streamd.webrtc.nack import (
     MAX_PER_NACK,
     RESEND_BURST,
+    Bucket,
     Histories,
     PacketHistory,
     ViewerSequence,
@@ -252,3 +253,46 @@ def test_a_viewer_moves_to_a_late_converter_at_its_keyframe_numbers_and_time_goi
     assert peer.sent[len(sent) :] == [sent[before - 1], sent[-1]]
     reader.detach(bye=False)
     assert len(histories) == 0
+
+
+@given(
+    st.integers(0, 0xFFFF),
+    st.lists(st.tuples(st.integers(1, 5), st.booleans()), min_size=1, max_size=80),
+    st.lists(st.integers(0, 0xFFFF), max_size=30),
+)
+def test_any_nack_gets_exactly_the_packets_the_viewer_sent(
+    start: int, units: list[tuple[int, bool]], asked: list[int]
+) -> None:
+    """Units of 1-5 payloads, some skipped by this viewer (not sent to it), from any starting
+    number (wrapping): a NACK for any numbers gets back, byte for byte, those the viewer sent
+    that the history still holds, and nothing else."""
+    history = PacketHistory(capacity=64)
+    viewer = ViewerSequence(ssrc=9, payload_type=102, bucket=Bucket(burst=10_000, tokens=10_000))
+    sent: dict[int, bytes] = {}
+    seq = start
+    for n, (count, skipped) in enumerate(units):
+        payloads = [(bytes([n % 256, i]), i == count - 1) for i in range(count)]
+        if skipped:
+            history.add(n * 3000, payloads, 0.0)  # others got it
+            continue
+        for i, packet in enumerate(_sent(viewer, history, seq, n * 3000, payloads)):
+            sent[(seq + i) & 0xFFFF] = packet
+        seq = (seq + count) & 0xFFFF
+    kept = {s: p for s, p in sent.items() if p[12:] in {h.payload for h in _kept(history)}}
+    wanted = list(dict.fromkeys(asked + list(kept)))[:MAX_PER_NACK]
+    assert viewer.answer(wanted, 0.5) == [kept[s] for s in wanted if s in kept]
+
+
+def _kept(history: PacketHistory) -> list:  # type: ignore[type-arg]
+    return [s for n in range(history.oldest(), history.next) if (s := history.get(n, 0.5)) is not None]
+
+
+def test_a_viewer_is_told_once_when_the_hub_finds_b_frames_in_its_track() -> None:
+    units = encoded(2, frames=12)
+    live = _path(units)
+    reader, _, _ = _viewer(live, Histories())
+    told: list[int] = []
+    reader.on_reordered = told.append
+    for unit in units:
+        live.push_unit(0, unit)
+    assert live.tracks[0].order.reordered and told == [0]
