@@ -34,6 +34,9 @@ class VideoToH264:
             raise MediaError(f"cannot convert {source.codec}: its picture size is unknown")
         self.source = source
         self._force_keyframe = False
+        # pictures outside [from_pts, until_pts) are decoded but not encoded (a file's chunk)
+        self.from_pts: int | None = None
+        self.until_pts: int | None = None
         self.width, self.height = source.width - source.width % 2, source.height - source.height % 2
         self.keyframe_interval = keyframe_interval
         self._parameter_sets = _annexb(_parameter_sets(source))
@@ -109,6 +112,10 @@ class VideoToH264:
         for frame in frames:
             if frame.pts is None or (self._last_pts is not None and frame.pts <= self._last_pts):
                 continue  # the encoder needs growing timestamps
+            if (self.from_pts is not None and frame.pts < self.from_pts) or (
+                self.until_pts is not None and frame.pts >= self.until_pts
+            ):
+                continue
             self._last_pts = frame.pts
             picture = frame.reformat(width=self.width, height=self.height, format="yuv420p")
             picture.pts, picture.time_base = frame.pts, self.source.time_base

@@ -218,6 +218,7 @@ class ServerConfig:
     webrtc_max_pending_per_client: int = 16  # per client address
     webrtc_max_sessions: int = 1000  # WebRTC sessions in total
     webrtc_connect_timeout: float = 15.0  # seconds for ICE + DTLS; then the session is freed
+    webrtc_file_cache_bytes: int = 256 * 1024 * 1024  # files' chunks converted for WebRTC viewers, LRU
     webrtc_udp_ports: str | list[int] | None = None  # "40000-40999": host candidates' ports; unset: ephemeral
     # --- worker processes (streamd.workers): 1 is one process; "auto" one per core ------------
     workers: int | str = 1
@@ -240,6 +241,12 @@ class ServerConfig:
         if self.hls_cache_bytes < 0:
             raise ConfigError("hls_cache_bytes must not be negative")
         self._check_cluster()
+        if isinstance(self.webrtc_file_cache_bytes, bool) or not isinstance(
+            self.webrtc_file_cache_bytes, int
+        ):
+            raise ConfigError("webrtc_file_cache_bytes must be a whole number of bytes")
+        if self.webrtc_file_cache_bytes < 0:
+            raise ConfigError("webrtc_file_cache_bytes must not be negative")
         try:
             parse_port_range(self.webrtc_udp_ports)
         except ValueError as exc:

@@ -34,6 +34,7 @@ from streamd.rtsp.errors import RtspError
 from streamd.rtsp.message import Request
 from streamd.rtsp.parser import MessageParser
 from streamd.tls.acceptor import Handshakes, TlsAcceptor
+from streamd.webrtc.chunk_cache import ChunkCollector
 from streamd.webrtc.routes import add_whep_routes
 
 if TYPE_CHECKING:
@@ -93,7 +94,8 @@ def build_app(
     )
     add_admin_routes(app, server)
     add_hls_routes(app, server, catalog, app[REGISTRY_KEY])  # type: ignore[arg-type]  # /hls/<path>/...
-    add_whep_routes(app, server)  # WebRTC playback (streamd/webrtc)
+    whep = add_whep_routes(app, server)  # WebRTC playback (streamd/webrtc)
+    app[REGISTRY_KEY].register(ChunkCollector(whep.file_chunks))  # type: ignore[attr-defined]
     return app
 
 

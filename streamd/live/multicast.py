@@ -114,6 +114,11 @@ class GroupSender:
         """Whether the send has begun (video on a keyframe)."""
         return self.gate.open
 
+    def _want_keyframe(self) -> None:
+        """Waiting at the keyframe gate: the path's source is asked for one, as for a reader."""
+        if self.live.request_keyframe is not None:
+            self.live.request_keyframe()
+
     @property
     def label(self) -> str:
         return f"multicast {self.live.name} -> {self.allocation.group}"
@@ -163,7 +168,7 @@ class GroupSender:
             raise
         self.running = True
         self.group_key()
-        self.gate = KeyframeGate(self._has_video)  # each send begins on a keyframe
+        self.gate = KeyframeGate(self._has_video, self._want_keyframe)  # each send begins on a keyframe
         self._began = time.time()
         self._reported = False
         self._next_report = self._began + 1.0  # the first round soon, then the RFC 3550 interval

@@ -2,7 +2,7 @@
 
 Live tracks go as the hub packetized them (the browser gets the publisher's codec or nothing);
 a file's audio that browsers cannot decode over WebRTC (AAC, MP3, AC-3, ...) is re-encoded to
-Opus as it is read, by the same transcoding reader RTSP's ``transcode_audio`` uses.
+Opus (in chunks shared by the file's viewers: ``playback.py``).
 """
 
 from __future__ import annotations
@@ -69,8 +69,8 @@ def live_sendables(live: LivePath) -> list[Sendable]:
 
 
 def for_browsers(presentation: Presentation) -> Presentation:
-    """``presentation`` with audio that browsers cannot take re-encoded to Opus (once per viewer:
-    each viewer of a file has its own position)."""
+    """``presentation`` with what browsers cannot take re-encoded: audio to Opus, HEVC and H.264
+    with B-frames to baseline H.264 (made by ``WebrtcPlayback``)."""
     source = presentation.source_info or presentation.info
     transcode = dict(presentation.transcode)
     tracks: list[StreamableTrack] = []

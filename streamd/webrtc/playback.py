@@ -1,15 +1,33 @@
-"""A WebRTC viewer's playback of a file: ``Playback`` with its video converted to H.264 where the
-browser cannot decode it (HEVC, H.264 with B-frames), in the playback's reading threads."""
+"""A WebRTC viewer's playback of a file: ``Playback`` with what the browser cannot decode (HEVC,
+H.264 with B-frames, AAC/MP3/AC-3/... audio) converted.
+
+With the process's shared ``FileChunks`` the conversion is made once per file, in chunks, for all
+its viewers (``file_chunks``): the viewer reads converted chunks on the loop, fetches the one it
+lacks (a conversion in the chunk pool, shared with every viewer waiting for it) and asks for the
+next one ahead. Without it (and for looped files) the viewer converts its own reading, in the
+playback's reading threads.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 from fractions import Fraction
 
 from media.access_unit import AccessUnit
+from media.errors import MediaError
 from media.reader import MediaReader
 from media.transcode import TranscodingReader
 from media.video_transcode import VideoToH264
-from streamd.playback import Playback
+from streamd.playback import MAX_QUEUED_UNITS, Playback, PlayRequest, StartInfo
+from streamd.webrtc.chunk_cache import FileChunks
+from streamd.webrtc.chunk_convert import ChunkJob
+from streamd.webrtc.file_chunks import ChunkPlan, ChunkReader
+
+log = logging.getLogger(__name__)
+
+CHUNK_READ = 1.2  # media seconds past the lookahead per read: a list walk on the loop, small and often
 
 
 class ConvertingReader:
@@ -52,11 +70,67 @@ class ConvertingReader:
 
 
 class WebrtcPlayback(Playback):
-    """``video``: indices of the tracks to convert (their presentation track is already H.264)."""
+    """``video``: indices of the tracks to convert (their presentation track is already H.264);
+    ``chunks``: the shared converted chunks (None: this viewer converts for itself)."""
 
     video: frozenset[int] = frozenset()
+    chunks: FileChunks | None = None
+    _job: ChunkJob | None = None
+    _plan: ChunkPlan | None = None
+    _prefetch: asyncio.Future[object] | None = None
+    _unchunkable = False  # no keyframe index (a raw stream): this viewer converts for itself
+
+    @property
+    def _chunked(self) -> bool:
+        p = self.presentation
+        converts = bool(self.video & set(self.bindings)) or any(i in self.bindings for i, _ in p.transcode)
+        usable = self.chunks is not None and not self._unchunkable
+        return usable and converts and p.mode == "tracks" and not p.loop
+
+    async def prepare(self, request: PlayRequest) -> StartInfo:
+        if not self._chunked:
+            return await super().prepare(request)
+        await self._settle()
+        try:
+            await self._load_plan()
+        except MediaError as exc:
+            log.warning("%s: converted as it plays, for this viewer alone: %s", self.label, exc)
+            self._unchunkable = True
+            return await super().prepare(request)
+        if self._reader is None and request.start:
+            self._reader = self._open_chunk_reader()
+        reader = self._reader
+        if request.start and isinstance(reader, ChunkReader):  # a seek: into a chunk held, at its keyframe
+            n = reader.chunk_at(request.start + self.presentation.origin)
+            if not reader.has(n):
+                reader.give(n, await self._chunk(n))
+        return await super().prepare(request)
+
+    async def _load_plan(self) -> None:
+        if self._plan is not None:
+            return
+        assert self.chunks is not None
+        p = self.presentation
+        source = p.source_info or p.info
+        transcode = dict(p.transcode)
+        tracks = tuple(
+            (i, "h264" if i in self.video else "opus" if transcode.get(i) == "opus" else "copy")
+            for i in sorted(self.bindings)
+        )
+        self._job = ChunkJob(self.file, source, tracks)
+        self._plan = await self.chunks.plan(self.file, source, tuple(i for i, _ in tracks))
+
+    def _open_chunk_reader(self) -> ChunkReader:
+        assert self._plan is not None
+        return ChunkReader(self._plan, {t.index: t.time_base for t in self.presentation.info.tracks})
+
+    async def _chunk(self, n: int):  # type: ignore[no-untyped-def]
+        assert self.chunks is not None and self._job is not None and self._plan is not None
+        return await self.chunks.chunk(self._job, self._plan, n)
 
     def _open_reader(self):  # type: ignore[no-untyped-def]
+        if self._chunked and self._plan is not None:
+            return self._open_chunk_reader()
         p = self.presentation
         source = p.source_info or p.info
         indices = list(self.bindings)
@@ -67,3 +141,63 @@ class WebrtcPlayback(Playback):
             inner = MediaReader(self.file, source, indices, loop=p.loop)
         converters = {i: VideoToH264(source.track(i)) for i in self.video if i in indices}
         return ConvertingReader(inner, converters) if converters else inner
+
+    # --- reading chunks: on the loop, fetching the one missing -------------------------------
+
+    def _set_read_chunk(self) -> None:
+        if isinstance(self._reader, ChunkReader):
+            self._core.read_chunk = CHUNK_READ
+        else:
+            super()._set_read_chunk()
+
+    def _read_until(self, until: float, room: int) -> tuple[list[AccessUnit], bool]:
+        units, eof = super()._read_until(until, room)
+        if isinstance(self._reader, ChunkReader) and self._reader.waiting_for is not None:
+            eof = False  # not the end: a chunk to fetch
+        return units, eof
+
+    def _start_read(self, until: float) -> asyncio.Future[tuple[list[AccessUnit], bool]] | None:
+        reader = self._reader
+        if not isinstance(reader, ChunkReader):
+            return super()._start_read(until)
+        room = MAX_QUEUED_UNITS - len(self._core.queue)
+        if room <= 0:
+            return None
+        self._take(*self._read_until(until, room))
+        self._ask_ahead(reader)
+        missing = reader.waiting_for
+        if missing is None:
+            return None
+        future = asyncio.ensure_future(self._fetch_and_read(reader, missing, until))
+        future.add_done_callback(self._absorb)
+        self._pending_read = future
+        self._core.reading = True
+        return future
+
+    async def _fetch_and_read(
+        self, reader: ChunkReader, n: int, until: float
+    ) -> tuple[list[AccessUnit], bool]:
+        chunk = await self._chunk(n)
+        if reader is not self._reader:
+            return [], False
+        reader.give(n, chunk)
+        return self._read_until(until, max(0, MAX_QUEUED_UNITS - len(self._core.queue)))
+
+    def _ask_ahead(self, reader: ChunkReader) -> None:
+        """Have the next chunk converted while this one plays (one at a time per viewer)."""
+        n = reader.next_wanted()
+        if n is None or (self._prefetch is not None and not self._prefetch.done()):
+            return
+        self._prefetch = asyncio.ensure_future(self._chunk(n))
+        self._prefetch.add_done_callback(_retrieved)
+
+    async def stop(self, *, send_bye: bool = True) -> None:
+        await super().stop(send_bye=send_bye)
+        if self._prefetch is not None:
+            self._prefetch.cancel()  # the conversion itself runs on for whoever asks next
+
+
+def _retrieved(future: asyncio.Future[object]) -> None:
+    if not future.cancelled():
+        with contextlib.suppress(Exception):
+            future.exception()  # a failure reaches the viewer when it reads that chunk

@@ -7,7 +7,8 @@ environment (``fd``: its end of the control channel). The worker then
 - claims the paths it publishes through the parent (:class:`ChannelOwners`), and relays a path
   published in a sibling for its own readers (:mod:`.siblings`, over :mod:`.internal`);
 - hands a connection whose request names a sibling's session, and a tunnel POST whose GET is on
-  a sibling, over to that sibling (the socket itself, ``SCM_RIGHTS``);
+  a sibling, over to that sibling (the socket itself, ``SCM_RIGHTS``); a TLS one stays here and its
+  decrypted bytes are forwarded to the sibling's client socket instead (:mod:`.pipe`);
 - shows the whole server on its HTTP side and applies admin actions everywhere (:mod:`.view`);
 - stops when the parent goes (its channel closes).
 """
@@ -27,16 +28,19 @@ from pathlib import Path
 from typing import Any
 
 from streamd.auth.nonces import NonceBook
+from streamd.cluster import via_parent
 from streamd.config import ServerConfig
 from streamd.connection import RtspConnection
 from streamd.rtsp.errors import RtspError
 from streamd.rtsp.headers import parse_session
 from streamd.rtsp.message import Request
 from streamd.rtsp.parser import MessageParser
-from streamd.workers import http_forward, internal
+from streamd.workers import forwarded, http_forward, internal, pipe
 from streamd.workers.channel import Channel, ChannelError
 from streamd.workers.http_owner import Placement
+from streamd.workers.limits import WorkerSlots
 from streamd.workers.ownership import Owner
+from streamd.workers.preamble import Preamble
 from streamd.workers.siblings import SiblingRelays
 from streamd.workers.view import WholeHls, WholeServer, apply, hls_state, local_state, middleware
 
@@ -44,6 +48,7 @@ log = logging.getLogger("streamd")
 
 ENV = "STREAMD_WORKER"
 FIND_TIMEOUT = 3.0
+STOP_GRACE = 2.0  # seconds a stopping worker waits for the siblings to end the clients it forwards
 MAX_HELD = 1024 * 1024  # bytes a handed-over socket may bring before its new owner takes it
 
 
@@ -112,6 +117,7 @@ class WorkerRuntime:
         self.hub: Any = None  # the HTTP side's TunnelHub, when HTTP runs
         self.whole: WholeServer | None = None
         self.siblings: SiblingRelays | None = None
+        self.cluster: via_parent.ParentNode | None = None  # in a cluster: the parent's node
         self._listener: asyncio.AbstractServer | None = None
         self.owners: ChannelOwners | None = None
         self.http: Any = None  # the HttpService, when HTTP runs
@@ -119,7 +125,10 @@ class WorkerRuntime:
         self._http_listener: asyncio.AbstractServer | None = None
         self._webrtc: tuple[dict[str, Any], ...] = ()  # the WHEP and WHIP sessions, by resource id
         self._live_hls: Any = None  # the HTTP side's LiveHls
+        self._clients: asyncio.AbstractServer | None = None  # TLS clients forwarded by siblings
         self._broadcasts: set[asyncio.Task[Any]] = set()
+        self._forwarding: set[asyncio.Task[None]] = set()
+        self._pipes: set[pipe.Pipe] = set()  # TLS clients of ours served by a sibling
 
     # --- streamd.embed.Extension -----------------------------------------------------------------
 
@@ -133,12 +142,20 @@ class WorkerRuntime:
             self.index, self.identity.run_dir, owners, rtsp.paths.live, rtsp.paths.viewers, rtsp.server_header
         )
         rtsp.paths.siblings = self.siblings
+        self.cluster = via_parent.join(rtsp, self.channel, self.index, owners, self.siblings)  # one node
         rtsp.session_elsewhere = self._session_elsewhere
         rtsp.dispatcher._authorizer = internal.TrustSiblings(rtsp.dispatcher._authorizer)
         self._listener = await internal.listen(rtsp, internal.socket_path(self.identity.run_dir, self.index))
+        self._clients = await forwarded.listen(
+            forwarded.socket_path(self.identity.run_dir, self.index),
+            self._serve_forwarded,
+            self._join_forwarded,
+        )
         attached = await self.channel.request("attach")
         for action in attached.get("admin", []):  # drains and moves in force: obey them first
             apply(rtsp.relocator, action)
+        if attached.get("slots"):  # the parent counts sessions and publishers for the whole server
+            WorkerSlots(self.channel).install(rtsp)
         config = rtsp.config
         rtsp.authenticator.nonces = NonceBook(
             config.nonce_lifetime,
@@ -195,6 +212,13 @@ class WorkerRuntime:
             self._http_listener.close()
         if self.forwarder is not None:
             await self.forwarder.close()
+        if self._clients is not None:
+            self._clients.close()
+        if self._pipes:  # the siblings stop too: let their last words (BYE) through to our clients
+            pipes = [asyncio.ensure_future(p.ended.wait()) for p in self._pipes]
+            await asyncio.wait(pipes, timeout=STOP_GRACE)
+            for waiting in pipes:
+                waiting.cancel()
         if self.siblings is not None:
             await self.siblings.close()
 
@@ -223,6 +247,8 @@ class WorkerRuntime:
             os.close(fd)
         if op == "has":
             return self._has(str(message.get("kind")), str(message.get("key")))
+        if isinstance(op, str) and op.startswith("cluster_") and self.cluster is not None:
+            return self.cluster.handle(message)
         if op == "state":
             tunnels = (lambda: len(self.hub.tunnels)) if self.hub is not None else (lambda: 0)
             state = local_state(self.rtsp, self.index, tunnels)
@@ -291,6 +317,14 @@ class WorkerRuntime:
         if given is None:
             return False
         transport, data = given
+        if connection.secure:  # in a task of its own: give_away cancelled the connection's task, ours
+            log.info("%s: session %s is on worker %d: forwarding to it", connection.label, session_id, worker)
+            forwarding = asyncio.get_running_loop().create_task(
+                self._forward(worker, "rtsp", transport, data)
+            )
+            self._forwarding.add(forwarding)
+            forwarding.add_done_callback(self._forwarding.discard)
+            return True
         log.info("%s: session %s is on worker %d: handing it over", connection.label, session_id, worker)
         await self._hand_over(worker, "rtsp", transport, data)
         return True
@@ -301,6 +335,10 @@ class WorkerRuntime:
         worker = await self.find("tunnel", cookie)
         if worker is None or worker == self.index or transport.is_closing():
             return False
+        if transport.get_extra_info("ssl_object") is not None:
+            log.info("tunnel %s: its GET is on worker %d; forwarding the POST to it", cookie[:16], worker)
+            await self._forward(worker, "tunnel", transport, bytes(request) + rest, f"tunnel {cookie[:16]} ")
+            return True
         log.info("tunnel %s: its GET is on worker %d; handing the POST over", cookie[:16], worker)
         transport.set_protocol(_Idle())
         await self._hand_over(worker, "tunnel", transport, bytes(request) + rest)
@@ -320,6 +358,39 @@ class WorkerRuntime:
             log.warning("worker %d: handing a connection to worker %d failed: %s", self.index, worker, exc)
         finally:
             transport.abort()  # our descriptor only: the socket lives on in the sibling
+
+    async def _forward(
+        self, worker: int, kind: str, transport: asyncio.Transport, data: bytes, what: str = ""
+    ) -> None:
+        """A TLS connection: its TLS stays here, its decrypted bytes go to ``worker`` and back."""
+        peer = transport.get_extra_info("peername") or ("?", 0)
+        local = transport.get_extra_info("sockname") or ("?", 0)
+        host = f"[{peer[0]}]" if ":" in str(peer[0]) else str(peer[0])
+        label = f"client {host}:{peer[1]} ({what}to worker {worker})"
+        try:
+            preamble = Preamble(kind, (str(peer[0]), int(peer[1])), (str(local[0]), int(local[1])), True)
+            preamble.encode()
+        except ValueError as exc:  # not an IP connection (it cannot be: TLS listens on IP ports)
+            log.warning("%s: cannot be forwarded: %s", label, exc)
+            transport.close()
+            return
+        path = forwarded.socket_path(self.identity.run_dir, worker)
+        await pipe.forward(path, preamble, transport, data, label, self._pipes)
+
+    def _serve_forwarded(self, transport: asyncio.Transport, data: bytes) -> None:
+        """An RTSP connection a sibling forwards (TLS there): served as if it had arrived here."""
+        connection = RtspConnection(self.rtsp)
+        transport.set_protocol(connection)
+        connection.connection_made(transport)
+        if data and connection.transport is not None:
+            connection.data_received(data)
+
+    def _join_forwarded(self, transport: asyncio.Transport, request: Request, rest: bytes) -> None:
+        """A tunnel POST a sibling forwards (TLS there): joined to its GET as if it had arrived here."""
+        if self.hub is None:
+            transport.close()
+            return
+        self.hub.accept(transport, request, rest)
 
     async def _take(self, message: dict[str, Any], fds: list[int]) -> bool:
         """A connection a sibling handed over: serve it as if it had arrived here."""

@@ -1,0 +1,109 @@
+"""Converted chunks of files, shared by every WebRTC viewer of the process.
+
+One ``ObjectCache`` (the HLS one: LRU, bounded in bytes, one making per key however many ask)
+holds the chunks, keyed by the file (path, mtime, size), the viewer's tracks and their targets,
+and the chunk number; another the files' chunk plans. Conversions run on a small thread pool of
+their own, so the event loop never blocks and they never hold up playback reads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from media import keyframe_index
+from media.track import MediaInfo
+from streamd.hls.object_cache import ObjectCache
+from streamd.webrtc.chunk_convert import ChunkJob, convert
+from streamd.webrtc.file_chunks import Chunk, ChunkPlan, plan
+
+log = logging.getLogger(__name__)
+
+DEFAULT_BYTES = 256 * 1024 * 1024
+PLANS = 256  # files whose chunk plan is kept
+WORKERS = max(1, min(4, os.cpu_count() or 1))  # conversions at once
+
+Converter = Callable[[ChunkJob, ChunkPlan, int], Chunk]  # blocking: runs in the pool
+
+
+class FileChunks:
+    def __init__(
+        self, budget: int = DEFAULT_BYTES, workers: int = WORKERS, converter: Converter = convert
+    ) -> None:
+        self.convert = converter
+        self.chunks: ObjectCache[Chunk] = ObjectCache(budget, lambda chunk: chunk.nbytes)
+        self.plans: ObjectCache[ChunkPlan] = ObjectCache(PLANS, lambda _plan: 1)
+        self.executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="webrtc-convert")
+        self.requests = 0  # chunks asked for by viewers (cached, being made, or made for them)
+        self.hits = 0  # ... found converted already
+
+    @property
+    def converted(self) -> int:
+        return self.chunks.made
+
+    async def plan(self, path: Path, source: MediaInfo, indices: tuple[int, ...]) -> ChunkPlan:
+        key = (str(path), source.mtime_ns, source.size, indices)
+        loop = asyncio.get_running_loop()
+
+        async def make() -> ChunkPlan:
+            index = await loop.run_in_executor(self.executor, keyframe_index.build, path, list(indices))
+            return plan(index)
+
+        return await self.plans.get_or_make(key, make)
+
+    async def chunk(self, job: ChunkJob, chunks: ChunkPlan, n: int) -> Chunk:
+        """Chunk ``n`` of ``job``: cached, or being converted for another viewer, or converted now."""
+        self.requests += 1
+        key = (job.identity, n)
+        if self.chunks.get(key) is not None:
+            self.hits += 1
+        loop = asyncio.get_running_loop()
+
+        async def make() -> Chunk:
+            began = time.monotonic()
+            chunk = await loop.run_in_executor(self.executor, self.convert, job, chunks, n)
+            log.debug("%s: chunk %d converted for WebRTC in %.2f s (%d bytes)",
+                      job.path, n, time.monotonic() - began, chunk.nbytes)  # fmt: skip
+            return chunk
+
+        return await self.chunks.get_or_make(key, make)
+
+    def close(self) -> None:
+        self.executor.shutdown(wait=False, cancel_futures=True)
+
+
+class ChunkCollector(Collector):
+    """``streamd_webrtc_file_chunks_converted_total`` and the cache's requests and bytes."""
+
+    def __init__(self, chunks: FileChunks) -> None:
+        self.file_chunks = chunks
+
+    def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
+        chunks = self.file_chunks
+        converted = CounterMetricFamily(
+            "streamd_webrtc_file_chunks_converted", "File chunks converted for WebRTC viewers"
+        )
+        converted.add_metric([], chunks.converted)
+        yield converted
+        requests = CounterMetricFamily(
+            "streamd_webrtc_file_chunk_requests",
+            "File chunks WebRTC viewers asked for (cached, being converted, or converted for them)",
+        )
+        requests.add_metric([], chunks.requests)
+        yield requests
+        hits = CounterMetricFamily(
+            "streamd_webrtc_file_chunk_cache_hits", "File chunks WebRTC viewers found converted already"
+        )
+        hits.add_metric([], chunks.hits)
+        yield hits
+        size = GaugeMetricFamily("streamd_webrtc_file_chunk_cache_bytes", "Converted file chunks held")
+        size.add_metric([], chunks.chunks.size)
+        yield size
