@@ -152,7 +152,7 @@ async def test_when_one_side_ends_both_close_and_it_is_logged_once(caplog: pytes
         "client 192.0.2.7:4000 (to worker 1): forwarding ended (the sibling ended): "
         "8 bytes from the client, 5 to it"
     ]
-    assert pipe._grace is None
+    assert pipe._grace is None and pipe.ended.is_set()
 
 
 async def test_eof_from_the_client_closes_the_sibling() -> None:
@@ -191,8 +191,10 @@ async def test_an_unreachable_sibling_closes_the_client(tmp_path: Path) -> None:
     client = FakeTransport()
     preamble = Preamble("rtsp", ("192.0.2.7", 4000), ("192.0.2.1", 322), True)
     live: set[Pipe] = set()
-    await forward(tmp_path / "nobody.sock", preamble, client, b"PLAY", "client", live)
-    assert client.closing
+    pipe = await forward(tmp_path / "nobody.sock", preamble, client, b"PLAY", "client", live)
+    assert client.closing and live == {pipe}
+    client.lose()
+    assert pipe.ended.is_set() and not live  # nothing left behind
 
 
 class Served:
