@@ -19,11 +19,13 @@ import pytest
 
 from streamd.auth.secrets import make_secret
 from tests.integration.conftest import ServerProcess, free_tcp_port, need, start_server, stop_all
+from tests.integration.gst import run_pipeline
 from tests.integration.source import (
     ffmpeg_copy,
     received_audio_frames,
     received_video_nals,
     source_audio_frames,
+    source_video_frame_count,
     source_video_nals,
 )
 from tests.integration.workers_pin import Steering, exchange, pinned
@@ -106,6 +108,27 @@ def test_ffmpeg_tunnel_over_tls_with_get_and_post_on_different_workers(
     assert re.search(r"\[worker 1\] tunnel \S+: its GET is on worker 0; forwarding the POST to it", log), log
     ended = r"\[worker 1\] client \S+ \(tunnel \S+ to worker 0\): forwarding ended"
     wait_until(lambda: re.search(ended, server.log()), "the forwarding logged as ended")
+
+
+def test_gstreamer_rtspsh_tunnel_with_get_and_post_on_different_workers(
+    server: ServerProcess, tmp_path: Path
+) -> None:
+    """GStreamer 1.22's ``rtspsh://``: its GET reaches worker 1 and its POST worker 0 (the other
+    way round from ffmpeg's case); every frame is decoded."""
+    need("gst-launch-1.0")
+    port = server.rtsps_port  # type: ignore[attr-defined]
+    sources = [source_port_for(port, server.rtp_port, 1), source_port_for(port, server.rtp_port, 0)]
+    video = tmp_path / "v.yuv"
+    with Steering([connect_from(port, source) for source in sources]) as steering:
+        run_pipeline(
+            f"rtspsrc location=rtspsh://127.0.0.1:{steering.port}/bframes.mp4 tls-validation-flags=0 "
+            "! rtph264depay ! h264parse ! avdec_h264 ! videoconvert ! video/x-raw,format=I420 "
+            f"! filesink location={video}"
+        )
+    assert video.stat().st_size == 320 * 240 * 3 // 2 * source_video_frame_count(server.media / "bframes.mp4")
+    assert re.search(
+        r"\[worker 0\] tunnel \S+: its GET is on worker 1; forwarding the POST to it", server.log()
+    )
 
 
 def test_rtsps_session_continued_from_a_connection_on_the_other_worker(server: ServerProcess) -> None:
