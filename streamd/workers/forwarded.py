@@ -73,6 +73,7 @@ class Arrival(asyncio.Protocol):
             data = bytes(self.buffer[used:])
             self.buffer.clear()
             self.presented = present(self.transport, preamble)
+            log.debug("client %s:%d: forwarded by a sibling worker (%s)", *preamble.client, preamble.kind)
             if preamble.kind == "rtsp":
                 self._served()
                 return self._rtsp(self.presented, data)

@@ -162,6 +162,7 @@ async def forward(
         await loop.create_unix_connection(lambda: pipe.sibling, str(path))
     except OSError as exc:
         log.warning("%s: cannot forward the connection to %s: %s; closing it", label, path.name, exc)
+        pipe.sibling.lost = True  # it never was
         pipe.close("the sibling cannot be reached")
         return pipe
     pipe.start(preamble.encode(), first)

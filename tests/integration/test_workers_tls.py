@@ -2,11 +2,7 @@
 forwarded (their decrypted bytes, through the worker that terminated TLS), not handed over as
 sockets (issue 18), and the forwarded client is authorized as itself, over TLS.
 
-A TLS connection cannot be pinned the way :mod:`tests.integration.workers_pin` pins plain ones
-(the probe's TLS session cannot be given to ffmpeg). The kernel picks a worker by a hash of the
-connection's addresses and ports, so a test finds a source port whose connection reached the
-wanted worker (over TLS: the UDP port its SETUP answers), ends that probe with a reset (no
-TIME_WAIT), and connects from the same port again: the same hash, the same worker.
+Connections reach the worker the test chose through :mod:`tests.integration.workers_tls_pin`.
 """
 
 from __future__ import annotations
@@ -16,7 +12,6 @@ import re
 import signal
 import socket
 import ssl
-import struct
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,14 +19,17 @@ import pytest
 
 from streamd.auth.secrets import make_secret
 from tests.integration.conftest import ServerProcess, free_tcp_port, need, start_server, stop_all
+from tests.integration.gst import run_pipeline
 from tests.integration.source import (
     ffmpeg_copy,
     received_audio_frames,
     received_video_nals,
     source_audio_frames,
+    source_video_frame_count,
     source_video_nals,
 )
-from tests.integration.workers_pin import Steering, exchange, pinned, worker_of
+from tests.integration.workers_pin import Steering, exchange, pinned
+from tests.integration.workers_tls_pin import connect_from, source_port_for, tls_on
 from tests.mediagen import make_h264_aac_mp4
 from tests.tlscerts import CertPair
 from tests.waiting import wait_until
@@ -71,46 +69,9 @@ def server(tls_pair: CertPair, tmp_path_factory: pytest.TempPathFactory) -> Iter
     stop_all(proc)
 
 
-def _tcp(port: int, source: int = 0) -> socket.socket:
-    sock = socket.socket()
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", source))
-    sock.settimeout(10)
-    sock.connect(("127.0.0.1", port))
-    return sock
-
-
-def _tls(sock: socket.socket) -> ssl.SSLSocket:
-    context = ssl.create_default_context()
-    context.check_hostname = False
-    context.verify_mode = ssl.CERT_NONE  # the test's self-signed certificate
-    return context.wrap_socket(sock)
-
-
-def _reset(sock: socket.socket) -> None:
-    """Close with RST: no TIME_WAIT, so the same source port connects again at once."""
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-    sock.close()
-
-
-def source_port_for(server: ServerProcess, worker: int, tries: int = 200) -> int:
-    """A local port whose TLS connections to the RTSPS port reach ``worker``."""
-    port = server.rtsps_port  # type: ignore[attr-defined]
-    for _ in range(tries):
-        sock = _tls(_tcp(port))
-        source = sock.getsockname()[1]
-        try:
-            reached = worker_of(sock, port, server.rtp_port)
-        finally:
-            _reset(sock)
-        if reached == worker:
-            return source
-    raise AssertionError(f"no TLS connection reached worker {worker} in {tries} tries")
-
-
-def tls_on(server: ServerProcess, worker: int) -> ssl.SSLSocket:
+def on(server: ServerProcess, worker: int) -> ssl.SSLSocket:
     """A TLS connection to the RTSPS port that reached ``worker``."""
-    return _tls(_tcp(server.rtsps_port, source_port_for(server, worker)))  # type: ignore[attr-defined]
+    return tls_on(server.rtsps_port, server.rtp_port, worker)  # type: ignore[attr-defined]
 
 
 def url(server: ServerProcess, path: str) -> str:
@@ -135,8 +96,8 @@ def test_ffmpeg_tunnel_over_tls_with_get_and_post_on_different_workers(
     """ffmpeg 5.1 ``-rtsp_transport https`` opens the GET first, then the POST: the GET reaches
     worker 0 and the POST worker 1, which forwards the POST's decrypted bytes to worker 0."""
     port = server.rtsps_port  # type: ignore[attr-defined]
-    sources = [source_port_for(server, 0), source_port_for(server, 1)]
-    with Steering([_tcp(port, source) for source in sources]) as steering:  # TLS end to end: ffmpeg's
+    sources = [source_port_for(port, server.rtp_port, 0), source_port_for(port, server.rtp_port, 1)]
+    with Steering([connect_from(port, source) for source in sources]) as steering:  # TLS end to end: ffmpeg's
         video, audio = tmp_path / "v.h264", tmp_path / "a.aac"
         options = ["-rtsp_transport", "https", "-i", f"rtsp://127.0.0.1:{steering.port}/bframes.mp4"]
         ffmpeg_copy(options, video, audio, timeout=60)
@@ -149,17 +110,38 @@ def test_ffmpeg_tunnel_over_tls_with_get_and_post_on_different_workers(
     wait_until(lambda: re.search(ended, server.log()), "the forwarding logged as ended")
 
 
+def test_gstreamer_rtspsh_tunnel_with_get_and_post_on_different_workers(
+    server: ServerProcess, tmp_path: Path
+) -> None:
+    """GStreamer 1.22's ``rtspsh://``: its GET reaches worker 1 and its POST worker 0 (the other
+    way round from ffmpeg's case); every frame is decoded."""
+    need("gst-launch-1.0")
+    port = server.rtsps_port  # type: ignore[attr-defined]
+    sources = [source_port_for(port, server.rtp_port, 1), source_port_for(port, server.rtp_port, 0)]
+    video = tmp_path / "v.yuv"
+    with Steering([connect_from(port, source) for source in sources]) as steering:
+        run_pipeline(
+            f"rtspsrc location=rtspsh://127.0.0.1:{steering.port}/bframes.mp4 tls-validation-flags=0 "
+            "! rtph264depay ! h264parse ! avdec_h264 ! videoconvert ! video/x-raw,format=I420 "
+            f"! filesink location={video}"
+        )
+    assert video.stat().st_size == 320 * 240 * 3 // 2 * source_video_frame_count(server.media / "bframes.mp4")
+    assert re.search(
+        r"\[worker 0\] tunnel \S+: its GET is on worker 1; forwarding the POST to it", server.log()
+    )
+
+
 def test_rtsps_session_continued_from_a_connection_on_the_other_worker(server: ServerProcess) -> None:
     target = url(server, "bframes.mp4")
-    with tls_on(server, 0) as first:
+    with on(server, 0) as first:
         session = setup(first, target)
-    with tls_on(server, 1) as second:  # the client comes back on a new connection: worker 1 terminates it
+    with on(server, 1) as second:  # the client comes back on a new connection: worker 1 terminates it
         assert exchange(second, f"PLAY {target} RTSP/1.0\nCSeq: 3\nSession: {session}\n")[0] == 200
         assert exchange(second, f"PAUSE {target} RTSP/1.0\nCSeq: 4\nSession: {session}\n")[0] == 200
         assert exchange(second, f"GET_PARAMETER {target} RTSP/1.0\nCSeq: 5\nSession: {session}\n")[0] == 200
         assert exchange(second, f"TEARDOWN {target} RTSP/1.0\nCSeq: 6\nSession: {session}\n")[0] == 200
     assert re.search(rf"\[worker 1\] client \S+: session {session} is on worker 0: forwarding", server.log())
-    with tls_on(server, 1) as third:  # a session nobody has any more is still 454
+    with on(server, 1) as third:  # a session nobody has any more is still 454
         assert exchange(third, f"PLAY {target} RTSP/1.0\nCSeq: 1\nSession: {session}\n")[0] == 454
 
 
@@ -169,11 +151,11 @@ def test_a_forwarded_client_is_authorized_as_itself_over_tls(server: ServerProce
     since the client came over TLS; over plain RTSP (handed over as a socket) it is refused."""
     target = url(server, PRIVATE)
     login = f"Authorization: {VIEWER}\n"
-    with tls_on(server, 0) as owner:
+    with on(server, 0) as owner:
         assert exchange(owner, f"DESCRIBE {target} RTSP/1.0\nCSeq: 1\n")[0] == 401  # direct: 401
         session = setup(owner, target, login)
         assert exchange(owner, f"GET_PARAMETER {target} RTSP/1.0\nCSeq: 3\nSession: {session}\n")[0] == 401
-    with tls_on(server, 1) as forwarded:  # the same request through the pipe: 401 too
+    with on(server, 1) as forwarded:  # the same request through the pipe: 401 too
         status, headers, _ = exchange(
             forwarded, f"GET_PARAMETER {target} RTSP/1.0\nCSeq: 3\nSession: {session}\n"
         )
@@ -184,7 +166,7 @@ def test_a_forwarded_client_is_authorized_as_itself_over_tls(server: ServerProce
             request = f"{method} {target} RTSP/1.0\nCSeq: {cseq}\nSession: {session}\n{login}"
             assert exchange(forwarded, request)[0] == 200, method  # strict: it came over TLS
     assert re.search(rf"\[worker 1\] client \S+: session {session} is on worker 0: forwarding", server.log())
-    with tls_on(server, 0) as owner:
+    with on(server, 0) as owner:
         session = setup(owner, target, login)
     with pinned(server.port, server.rtp_port, 1) as plain:  # clear RTSP: the socket is handed over
         status = exchange(
@@ -213,9 +195,9 @@ def test_sigterm_a_forwarded_client_gets_its_bye_before_the_workers_stop(server:
     """Last in the module: it stops the server. Worker 0 ends the session (RTCP BYE) while worker 1,
     which terminated the client's TLS, waits for the pipe to end before it exits."""
     target = url(server, "long.mp4")
-    with tls_on(server, 0) as first:
+    with on(server, 0) as first:
         session = setup(first, target)
-        with tls_on(server, 1) as second:
+        with on(server, 1) as second:
             assert (
                 exchange(second, f"GET_PARAMETER {target} RTSP/1.0\nCSeq: 3\nSession: {session}\n")[0] == 200
             )

@@ -5,11 +5,14 @@ buffer and pause and resume their protocol as asyncio's do; the receiving side's
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from streamd.rtsp.message import Request
 from streamd.workers import pipe as pipe_module
@@ -152,7 +155,7 @@ async def test_when_one_side_ends_both_close_and_it_is_logged_once(caplog: pytes
         "client 192.0.2.7:4000 (to worker 1): forwarding ended (the sibling ended): "
         "8 bytes from the client, 5 to it"
     ]
-    assert pipe._grace is None
+    assert pipe._grace is None and pipe.ended.is_set()
 
 
 async def test_eof_from_the_client_closes_the_sibling() -> None:
@@ -191,8 +194,10 @@ async def test_an_unreachable_sibling_closes_the_client(tmp_path: Path) -> None:
     client = FakeTransport()
     preamble = Preamble("rtsp", ("192.0.2.7", 4000), ("192.0.2.1", 322), True)
     live: set[Pipe] = set()
-    await forward(tmp_path / "nobody.sock", preamble, client, b"PLAY", "client", live)
-    assert client.closing
+    pipe = await forward(tmp_path / "nobody.sock", preamble, client, b"PLAY", "client", live)
+    assert client.closing and live == {pipe}
+    client.lose()
+    assert pipe.ended.is_set() and not live  # nothing left behind
 
 
 class Served:
@@ -267,3 +272,48 @@ async def test_a_connection_that_never_sends_its_preamble_is_dropped(monkeypatch
             break
         await asyncio.sleep(0.01)
     assert transport.aborted
+
+
+class Collector(asyncio.Protocol):
+    def __init__(self, first: bytes) -> None:
+        self.data = bytearray(first)
+
+    def data_received(self, data: bytes) -> None:
+        self.data += data
+
+
+@given(
+    st.sampled_from(["rtsp", "tunnel"]),
+    st.binary(max_size=200),
+    st.lists(st.integers(0, 400), max_size=6),
+)
+async def test_however_a_forwarded_connection_is_cut_its_client_bytes_arrive_whole(
+    kind: str, body: bytes, cuts: list[int]
+) -> None:
+    """The preamble, the POST head (a tunnel's) and the client's bytes after them, split into reads
+    anywhere: the serving side gets the connection once, and every client byte in order."""
+    head = b"POST /t HTTP/1.0\r\nx-sessioncookie: c\r\n\r\n" if kind == "tunnel" else b""
+    line = Preamble(kind, ("192.0.2.7", 4000), ("192.0.2.1", 322), True).encode()
+    stream = line + head + body
+    served: list[tuple[asyncio.Transport, Collector]] = []
+
+    def rtsp(transport: asyncio.Transport, data: bytes) -> None:
+        served.append((transport, Collector(data)))
+        transport.set_protocol(served[-1][1])
+
+    def tunnel(transport: asyncio.Transport, request: Request, rest: bytes) -> None:
+        assert request.headers["x-sessioncookie"] == "c"
+        rtsp(transport, rest)
+
+    arrival = Arrival(rtsp, tunnel)
+    transport = FakeTransport()
+    transport.set_protocol(arrival)
+    arrival.connection_made(transport)
+    points = sorted({min(c, len(stream)) for c in cuts} | {0, len(stream)})
+    for start, end in itertools.pairwise(points):
+        assert transport.protocol is not None
+        transport.protocol.data_received(stream[start:end])
+    arrival._served()  # the test's loop never runs the deadline
+    ((presented, collector),) = served
+    assert bytes(collector.data) == body and not transport.aborted
+    assert presented.get_extra_info("peername") == ("192.0.2.7", 4000)
