@@ -29,7 +29,7 @@ from sdp import parse as parse_sdp
 from streamd.live.announced import announced_tracks
 from streamd.live.hub import LivePath, LiveTrack
 from streamd.live.upstream_reports import UpstreamReports
-from streamd.rtp.rtcp import parse_compound
+from streamd.rtp.rtcp import parse_compound, picture_loss
 from streamd.rtp.rtcp_interval import rtcp_interval
 from streamd.rtsp.client import Answered, ClientProtocol, ServerRequest, control_url, split_credentials
 from streamd.rtsp.errors import RtspError, reason_phrase
@@ -253,6 +253,7 @@ class Relay:
         self._keepalives: set[asyncio.Task[None]] = set()
         self._reports = UpstreamReports(f"streamd@{socket.gethostname() or 'relay'}")
         self._report_to: dict[int, Callable[[bytes], None]] = {}  # track index -> send upstream
+        self._ssrcs: dict[int, int] = {}  # track index -> the SSRC the upstream's SETUP reply gave
         self._srtp_in: dict[int, Unprotector] = {}  # track index -> the upstream's SRTP key (SDES/MIKEY)
 
     # --- what the server calls ------------------------------------------------------------
@@ -387,6 +388,7 @@ class Relay:
         live = LivePath.from_announce(self.name, description, tracks, f"relay:{self.name}")
         self._reports = UpstreamReports(self._reports.cname)
         self._report_to = {}
+        self._ssrcs = {}
         # an upstream that gives SRTP keys (streamd over RTSPS, gst-rtsp-server with SAVP): its
         # packets are checked and decrypted here; our receiver reports go back under a key of ours
         self._srtp_in = {i: Unprotector(k) for i, k in keys.items()}
@@ -416,6 +418,8 @@ class Relay:
             setup = await upstream.request("SETUP", url, headers)
             _check(setup, f"SETUP {announced.control}")
             replies = parse_transport(setup.headers.get("Transport", ""))
+            if replies and replies[0].ssrc is not None:
+                self._ssrcs[track.index] = replies[0].ssrc  # whom a PLI names before packets come
             if spec.is_tcp:
                 got = replies[0].interleaved if replies and replies[0].interleaved else wanted
                 channels[got[0]], channels[got[1]] = (live, track, False), (live, track, True)
@@ -488,6 +492,21 @@ class Relay:
             we_sent=False,
             initial=initial,
         )
+
+    def request_keyframe(self) -> None:
+        """RTCP PLI upstream about each video track, the way our reports go (a reader here asked
+        for a keyframe; the upstream limits how often it asks its publisher)."""
+        live = self.live
+        if live is None:
+            return
+        for index, send in self._report_to.items():
+            track = live.tracks.get(index)
+            if track is None or track.announced.track.kind != "video":
+                continue
+            ssrc = track.ssrc if track.ssrc is not None else self._ssrcs.get(index)
+            if ssrc is not None:
+                with contextlib.suppress(OSError):
+                    send(picture_loss(self._reports.ssrc, ssrc, self._reports.cname))
 
     def _send_reports(self, *, bye: bool = False) -> None:
         now = asyncio.get_running_loop().time()

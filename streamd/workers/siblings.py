@@ -83,6 +83,9 @@ class SiblingRelays:
             return  # a publisher of ours took the path meanwhile: it is served, not the relay
         live.online = True
         self.live[live.name] = live
+        for _, relay in self.relays.values():
+            if relay.live is live:  # a reader's PLI here reaches the publisher on the owner
+                live.request_keyframe = relay.request_keyframe
 
     def _offline(self, live: LivePath, reason: str) -> None:
         if self.live.get(live.name) is live:

@@ -16,6 +16,7 @@ from aiortc import RTCPeerConnection, RTCSessionDescription
 from aiortc.rtp import RTCP_PSFB_PLI, RtcpPsfbPacket, RtcpRrPacket, RtpPacket
 
 from streamd.rtp.rtcp import parse_compound
+from streamd.rtsp.headers import parse_transport
 from streamd.rtsp.message import InterleavedFrame
 from tests.integration.conftest import ServerProcess, need, start_server, stop_all
 from tests.rtsp_client import RawRtspClient
@@ -103,12 +104,15 @@ async def _view_and_burst(server: ServerProcess, path: str) -> None:
         await pc.close()
 
 
-async def _announce(client: RawRtspClient, path: str, transport: str) -> None:
+async def _announce(client: RawRtspClient, path: str, transport: str) -> int | None:
+    """Publish ``path``: the server's RTP port for it (UDP; with --workers, worker k's rtp_port + 2 k)."""
     headers = {"Content-Type": "application/sdp"}
     assert (await client.request("ANNOUNCE", client.url(path), headers, SDP)).status == 200
     setup = await client.request("SETUP", client.url(f"{path}/streamid=0"), {"Transport": transport})
     assert setup.status == 200, setup
     assert (await client.request("RECORD", client.url(path))).status == 200
+    server_port = parse_transport(setup.headers["Transport"])[0].server_port
+    return server_port[0] if server_port else None
 
 
 async def _one_pli(received: Callable[[], list[bytes]]) -> None:
@@ -127,11 +131,12 @@ def test_viewer_pli_reaches_a_udp_publisher(server: ServerProcess) -> None:
         client = await RawRtspClient("127.0.0.1", server.port).connect()
         try:
             port = rtp_sock.getsockname()[1]
-            await _announce(
+            server_rtp = await _announce(
                 client, "live/pli-udp", f"RTP/AVP;unicast;client_port={port}-{port + 1};mode=record"
             )
+            assert server_rtp is not None
             for seq in range(3):
-                rtp_t.sendto(_rtp(seq), ("127.0.0.1", server.rtp_port))
+                rtp_t.sendto(_rtp(seq), ("127.0.0.1", server_rtp))
             await _view_and_burst(server, "live/pli-udp")
             await _one_pli(lambda: rtcp.received)
         finally:
