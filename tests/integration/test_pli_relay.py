@@ -18,6 +18,7 @@ from aiortc.rtp import RTCP_PSFB_PLI, RtcpPsfbPacket, RtcpRrPacket, RtpPacket
 
 from streamd.live.keyframe_relay import PLI_INTERVAL
 from streamd.rtp.rtcp import parse_compound
+from streamd.rtsp.headers import parse_transport
 from streamd.rtsp.message import InterleavedFrame
 from tests.integration.conftest import ServerProcess, need, start_server, stop_all
 from tests.rtsp_client import RawRtspClient
@@ -106,14 +107,14 @@ async def _view_and_burst(server: ServerProcess, path: str) -> None:
 
 
 async def _announce(client: RawRtspClient, path: str, transport: str) -> int | None:
-    """Publish ``path``; the server's RTP port for it (UDP; with ``--workers``, its worker's own)."""
+    """Publish ``path``: the server's RTP port for it (UDP; with --workers, worker k's rtp_port + 2 k)."""
     headers = {"Content-Type": "application/sdp"}
     assert (await client.request("ANNOUNCE", client.url(path), headers, SDP)).status == 200
     setup = await client.request("SETUP", client.url(f"{path}/streamid=0"), {"Transport": transport})
     assert setup.status == 200, setup
     assert (await client.request("RECORD", client.url(path))).status == 200
-    found = re.search(r"server_port=(\d+)", setup.headers.get("Transport", ""))
-    return int(found.group(1)) if found else None
+    server_port = parse_transport(setup.headers["Transport"])[0].server_port
+    return server_port[0] if server_port else None
 
 
 async def _one_pli(received: Callable[[], list[bytes]]) -> None:
