@@ -100,10 +100,15 @@ class WebrtcPlayback(Playback):
         if self._reader is None and request.start:
             self._reader = self._open_chunk_reader()
         reader = self._reader
-        if request.start and isinstance(reader, ChunkReader):  # a seek: into a chunk held, at its keyframe
-            n = reader.chunk_at(request.start + self.presentation.origin)
-            if not reader.has(n):
-                reader.give(n, await self._chunk(n))
+        if request.start and isinstance(reader, ChunkReader):  # a seek: to a keyframe of its chunk
+            target = request.start + self.presentation.origin
+            n = reader.chunk_at(target)
+            chunk = reader.held(n)
+            if chunk is None:
+                chunk = await self._chunk(n)
+                reader.give(n, chunk)
+            assert self.chunks is not None
+            await self.chunks.reached(chunk, target)  # the keyframe nearest before it is known
         return await super().prepare(request)
 
     async def _load_plan(self) -> None:
@@ -177,10 +182,17 @@ class WebrtcPlayback(Playback):
     async def _fetch_and_read(
         self, reader: ChunkReader, n: int, until: float
     ) -> tuple[list[AccessUnit], bool]:
-        chunk = await self._chunk(n)
+        """Wait for chunk ``n`` (or, being converted, for more of it), then read on."""
+        assert self.chunks is not None
+        chunk = reader.held(n)
+        if chunk is None:
+            chunk = await self._chunk(n)
+            if reader is not self._reader:
+                return [], False
+            reader.give(n, chunk)
+        await self.chunks.grown(chunk, reader.waiting_at)
         if reader is not self._reader:
             return [], False
-        reader.give(n, chunk)
         return self._read_until(until, max(0, MAX_QUEUED_UNITS - len(self._core.queue)))
 
     def _ask_ahead(self, reader: ChunkReader) -> None:
