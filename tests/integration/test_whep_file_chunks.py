@@ -43,6 +43,12 @@ def media(tmp_path_factory: pytest.TempPathFactory) -> Path:
             "-c:a", "aac", "-y", str(root / "hevc-aac.mp4"))  # fmt: skip
     _ffmpeg(*lavfi, "-c:v", "libx264", "-bf", "2", "-g", str(FPS), "-pix_fmt", "yuv420p", "-c:a", "aac",
             "-y", str(root / "bframes-aac.mp4"))  # fmt: skip
+    whole = root / "whole.mp4"
+    _ffmpeg(*lavfi, "-c:v", "libx265", "-x265-params", f"log-level=error:keyint={FPS}", "-pix_fmt", "yuv420p",
+            "-c:a", "aac", "-movflags", "+faststart", "-y", str(whole))  # fmt: skip
+    data = whole.read_bytes()
+    (root / "truncated.mp4").write_bytes(data[: len(data) * 6 // 10])  # an interrupted copy
+    whole.unlink()
     _ffmpeg("-f", "lavfi", "-i", f"testsrc2=d=2:s=320x240:r={FPS}", "-c:v", "libx265", "-x265-params",
             "log-level=error", "-f", "hevc", "-y", str(root / "raw.hevc"))  # fmt: skip
     return root
@@ -243,3 +249,17 @@ def test_a_raw_stream_without_an_index_is_converted_for_its_viewer(server: Serve
 
     asyncio.run(run())
     assert "converted as it plays, for this viewer alone" in server.log()
+
+
+def test_a_truncated_file_ends_its_viewer_cleanly(server: ServerProcess) -> None:
+    """The conversion stops where the file does: the viewer gets what is there, then the end."""
+
+    async def run() -> None:
+        (client,) = await _watch_to_the_end(server, "truncated.mp4", 1)
+        pictures = _decoded_pictures(_units(client.packets["video"]))
+        assert 0 < pictures < FRAMES
+        await client.close()
+
+    asyncio.run(run())
+    assert "truncated.mp4: cannot read on after chunk" in server.log()
+    assert _metrics(server)["streamd_webrtc_file_chunks_converted_total"] > 0  # the server goes on
