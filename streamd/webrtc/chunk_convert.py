@@ -152,6 +152,8 @@ class _Conversion:
                     shown = au.pts * tb if shown is None else max(shown, au.pts * tb)
                 if self.last is not None and au.dts * tb > self.last + READ_PAST:
                     break
+                if converters and stopped == set(converters) == set(self.copied):
+                    break  # every track is converted and has all it needs
                 converter = converters.get(au.stream_index)
                 if converter is None:
                     self._pending.append(au)
@@ -169,6 +171,8 @@ class _Conversion:
             reader.close()
         if not started:
             self._broke(MediaError("the chunk's keyframe is not where the index says"))
+        elif self._end is not None and self.last is None and not self.broken:
+            self._broke(MediaError("the file ends before the next chunk's keyframe"))
         if self.broken:
             self.last = self._upto if self._upto is not None else self.first
         self._hand_out(converters, None, done=True)
