@@ -63,9 +63,9 @@ class FileChunks:
 
         return await self.plans.get_or_make(key, make)
 
-    async def chunk(self, job: ChunkJob, chunks: ChunkPlan, n: int) -> Chunk:
+    def chunk(self, job: ChunkJob, chunks: ChunkPlan, n: int) -> Chunk:
         """Chunk ``n`` of ``job``: cached, or being converted (it grows: read what is there), or
-        converted from now on, once however many viewers ask."""
+        converted from now on, once however many viewers ask. On the event loop."""
         self.requests += 1
         key = (job.identity, n)
         done = self.chunks.get(key)

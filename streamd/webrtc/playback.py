@@ -11,7 +11,6 @@ playback's reading threads.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from fractions import Fraction
 
@@ -23,7 +22,7 @@ from media.video_transcode import VideoToH264
 from streamd.playback import MAX_QUEUED_UNITS, Playback, PlayRequest, StartInfo
 from streamd.webrtc.chunk_cache import FileChunks
 from streamd.webrtc.chunk_convert import ChunkJob
-from streamd.webrtc.file_chunks import ChunkPlan, ChunkReader
+from streamd.webrtc.file_chunks import Chunk, ChunkPlan, ChunkReader
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +76,6 @@ class WebrtcPlayback(Playback):
     chunks: FileChunks | None = None
     _job: ChunkJob | None = None
     _plan: ChunkPlan | None = None
-    _prefetch: asyncio.Future[object] | None = None
     _unchunkable = False  # no keyframe index (a raw stream): this viewer converts for itself
 
     @property
@@ -105,7 +103,7 @@ class WebrtcPlayback(Playback):
             n = reader.chunk_at(target)
             chunk = reader.held(n)
             if chunk is None:
-                chunk = await self._chunk(n)
+                chunk = self._chunk(n)
                 reader.give(n, chunk)
             assert self.chunks is not None
             await self.chunks.reached(chunk, target)  # the keyframe nearest before it is known
@@ -129,9 +127,10 @@ class WebrtcPlayback(Playback):
         assert self._plan is not None
         return ChunkReader(self._plan, {t.index: t.time_base for t in self.presentation.info.tracks})
 
-    async def _chunk(self, n: int):  # type: ignore[no-untyped-def]
+    def _chunk(self, n: int) -> Chunk:
+        """Chunk ``n``, converted or being converted (for every viewer of the file)."""
         assert self.chunks is not None and self._job is not None and self._plan is not None
-        return await self.chunks.chunk(self._job, self._plan, n)
+        return self.chunks.chunk(self._job, self._plan, n)
 
     def _open_reader(self):  # type: ignore[no-untyped-def]
         if self._chunked and self._plan is not None:
@@ -186,9 +185,7 @@ class WebrtcPlayback(Playback):
         assert self.chunks is not None
         chunk = reader.held(n)
         if chunk is None:
-            chunk = await self._chunk(n)
-            if reader is not self._reader:
-                return [], False
+            chunk = self._chunk(n)
             reader.give(n, chunk)
         await self.chunks.grown(chunk, reader.waiting_at)
         if reader is not self._reader:
@@ -196,20 +193,7 @@ class WebrtcPlayback(Playback):
         return self._read_until(until, max(0, MAX_QUEUED_UNITS - len(self._core.queue)))
 
     def _ask_ahead(self, reader: ChunkReader) -> None:
-        """Have the next chunk converted while this one plays (one at a time per viewer)."""
+        """Have the next chunk converted while the rest of this one plays."""
         n = reader.next_wanted()
-        if n is None or (self._prefetch is not None and not self._prefetch.done()):
-            return
-        self._prefetch = asyncio.ensure_future(self._chunk(n))
-        self._prefetch.add_done_callback(_retrieved)
-
-    async def stop(self, *, send_bye: bool = True) -> None:
-        await super().stop(send_bye=send_bye)
-        if self._prefetch is not None:
-            self._prefetch.cancel()  # the conversion itself runs on for whoever asks next
-
-
-def _retrieved(future: asyncio.Future[object]) -> None:
-    if not future.cancelled():
-        with contextlib.suppress(Exception):
-            future.exception()  # a failure reaches the viewer when it reads that chunk
+        if n is not None:
+            reader.give(n, self._chunk(n))

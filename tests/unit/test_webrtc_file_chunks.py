@@ -143,16 +143,16 @@ def test_viewers_asking_together_share_one_conversion_then_the_cache() -> None:
     chunks = FileChunks(1000, workers=2, converter=fake)
 
     async def run() -> None:
-        got = [await chunks.chunk(JOB, TWO, 0) for _ in range(5)]
+        got = [chunks.chunk(JOB, TWO, 0) for _ in range(5)]
         assert all(c is got[0] for c in got) and not got[0].complete  # one conversion, going on
         await chunks.grown(got[0], 0)
         assert len(got[0].units) == 1  # what is converted so far is there to read
         fake.go.set()
         await chunks.grown(got[0], 1)
         assert got[0].complete and not got[0].final
-        assert await chunks.chunk(JOB, TWO, 0) is got[0]  # cached
+        assert chunks.chunk(JOB, TWO, 0) is got[0]  # cached
         other = ChunkJob(JOB.path, JOB.source, ((0, "copy"),))  # another target: another chunk
-        second = await chunks.chunk(other, TWO, 0)
+        second = chunks.chunk(other, TWO, 0)
         assert second is not got[0]
         await chunks.grown(second, 1)
 
@@ -172,7 +172,7 @@ def test_cache_is_bounded_in_bytes_least_recently_used_out() -> None:
 
     async def run() -> None:
         for n in (0, 1, 0, 2, 0, 1):  # 0 stays in use; 1 is the oldest when 2 comes
-            await chunks.grown(await chunks.chunk(JOB, TWO, n), 1)
+            await chunks.grown(chunks.chunk(JOB, TWO, n), 1)
 
     asyncio.run(run())
     assert fake.calls == [0, 1, 2, 1] and chunks.chunks.size <= 250
@@ -184,7 +184,7 @@ def test_a_failed_conversion_reaches_every_waiter_and_is_not_kept() -> None:
     chunks = FileChunks(1000, converter=fake)
 
     async def run() -> None:
-        got = [await chunks.chunk(JOB, TWO, 0) for _ in range(3)]
+        got = [chunks.chunk(JOB, TWO, 0) for _ in range(3)]
         fake.go.set()
         await chunks.grown(got[0], 1)
         assert all(c is got[0] for c in got) and isinstance(got[0].error, ValueError)
@@ -193,7 +193,7 @@ def test_a_failed_conversion_reaches_every_waiter_and_is_not_kept() -> None:
         assert reader.read() is not None  # what was made before the failure
         with pytest.raises(MediaError, match="damaged"):
             reader.read()
-        again = await chunks.chunk(JOB, TWO, 0)  # not kept: converted anew
+        again = chunks.chunk(JOB, TWO, 0)  # not kept: converted anew
         await chunks.grown(again, 1)
 
     asyncio.run(run())
