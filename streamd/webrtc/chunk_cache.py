@@ -107,6 +107,20 @@ class FileChunks:
             chunk.watchers.append(lambda f=changed: f.done() or f.set_result(None))  # type: ignore[misc]
             await changed
 
+    async def ahead(
+        self, chunk: Chunk, since: Fraction | None, lead: Fraction, time_bases: dict[int, Fraction]
+    ) -> None:
+        """Until ``chunk`` holds ``lead`` seconds from ``since`` (None: its first unit), or is
+        complete: a viewer starts with some media in hand, not at the edge of the conversion."""
+
+        def held() -> Fraction:
+            first, last = chunk.units[0], chunk.units[-1]
+            start = since if since is not None else first.dts * time_bases[first.stream_index]
+            return last.dts * time_bases[last.stream_index] - start
+
+        while not chunk.complete and (not chunk.units or held() < lead):
+            await self.grown(chunk, len(chunk.units))
+
     async def reached(self, chunk: Chunk, seconds: Fraction) -> None:
         """Until ``chunk`` has a keyframe after ``seconds`` (a seek's target), or is complete."""
         while not chunk.complete and not (chunk.starts and chunk.starts[-1] > seconds):

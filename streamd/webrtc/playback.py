@@ -26,6 +26,7 @@ from streamd.webrtc.file_chunks import Chunk, ChunkPlan, ChunkReader
 
 log = logging.getLogger(__name__)
 
+START_LEAD = Fraction(1)  # media seconds converted before a viewer starts (or goes on after a seek)
 CHUNK_READ = 1.2  # media seconds past the lookahead per read: a list walk on the loop, small and often
 
 
@@ -98,6 +99,8 @@ class WebrtcPlayback(Playback):
         if self._reader is None and request.start:
             self._reader = self._open_chunk_reader()
         reader = self._reader
+        assert self.chunks is not None
+        time_bases = {t.index: t.time_base for t in self.presentation.info.tracks}
         if request.start and isinstance(reader, ChunkReader):  # a seek: to a keyframe of its chunk
             target = request.start + self.presentation.origin
             n = reader.chunk_at(target)
@@ -105,8 +108,10 @@ class WebrtcPlayback(Playback):
             if chunk is None:
                 chunk = self._chunk(n)
                 reader.give(n, chunk)
-            assert self.chunks is not None
             await self.chunks.reached(chunk, target)  # the keyframe nearest before it is known
+            await self.chunks.ahead(chunk, target, START_LEAD, time_bases)
+        elif request.start is not None or self._reader is None:  # from the beginning
+            await self.chunks.ahead(self._chunk(0), None, START_LEAD, time_bases)
         return await super().prepare(request)
 
     async def _load_plan(self) -> None:
