@@ -282,3 +282,24 @@ def test_a_growing_chunk_is_read_as_far_as_it_goes() -> None:
     chunk.add([_audio(20)], [])
     chunk.finish(False)
     assert _drain(reader) == [_audio(20)] and reader.waiting_for == 1 and reader.next_wanted() is None
+
+
+def test_a_seek_waits_for_a_keyframe_past_its_target_and_a_lead_of_media() -> None:
+    chunks = FileChunks(1000, converter=FakeConverter())
+
+    async def run() -> None:
+        chunk = Chunk(0)
+        reached = asyncio.ensure_future(chunks.reached(chunk, Fraction(1)))
+        ahead = asyncio.ensure_future(chunks.ahead(chunk, None, Fraction(1), TIME_BASES))
+        chunk.add([_video(0, True), _video(500)], [Fraction(0)])
+        await asyncio.sleep(0)
+        assert not reached.done() and not ahead.done()
+        chunk.add([_video(1000), _video(1500, True)], [Fraction(3, 2)])
+        await asyncio.wait_for(asyncio.gather(reached, ahead), 5)
+        growing = Chunk(1)
+        waiting = asyncio.ensure_future(chunks.ahead(growing, Fraction(5), Fraction(1), TIME_BASES))
+        growing.finish(True)  # complete: nothing more to wait for
+        await asyncio.wait_for(waiting, 5)
+
+    asyncio.run(run())
+    chunks.close()
