@@ -4,7 +4,9 @@ Each viewer of a file has its own position, so converting as it plays would conv
 viewer. Instead a file is cut at its keyframes (``media.keyframe_index``, cut as HLS segments are
 by ``hls.vod_plan``) into chunks of ``CHUNK_SECONDS`` or more; each chunk is converted once
 (``chunk_convert``), kept in a shared cache (``chunk_cache``), and every viewer reads chunk after
-chunk from wherever it stands with a :class:`ChunkReader`, which is only a list walk.
+chunk from wherever it stands with a :class:`ChunkReader`, which is only a list walk. A chunk
+grows while it is converted, and its viewers read what is there: a first picture waits for the
+first pictures converted, not for the chunk (a default x264/x265 file's GOP lasts 10 s).
 
 A chunk holds every track the viewers take, merged by decode time: converted video (baseline
 H.264 from the chunk's keyframe on, parameter sets at each IDR), Opus on a 20 ms grid of file
@@ -25,8 +27,9 @@ from media.keyframe_index import CutPoint, KeyframeIndex
 from streamd.hls.vod_plan import cut
 
 UNIT_OVERHEAD = 100  # bytes an access unit costs beyond its data (the object, its tuple slot)
-CHUNK_SECONDS = Fraction(1)  # a chunk lasts this long at least (keyframe to keyframe): what a first
-# viewer or a seek waits for before its first picture, against a decoder and an encoder opened per chunk
+# a chunk lasts this long at least (keyframe to keyframe): each opens a decoder and an encoder and
+# decodes its audio from a little earlier, and a seek lands on its IDRs (one a second) anyway
+CHUNK_SECONDS = Fraction(1)
 
 
 @dataclass(frozen=True)
@@ -121,10 +124,6 @@ class ChunkReader:
         self._at = 0
         self._skip_before: Fraction | None = None  # after a seek into a chunk: units before this
         self._ended = False
-
-    @property
-    def current(self) -> int:
-        return self._n
 
     def has(self, n: int) -> bool:
         return n in self._chunks
