@@ -11,6 +11,8 @@ from fractions import Fraction
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from media import keyframe_index
 from media.access_unit import AccessUnit
@@ -303,3 +305,34 @@ def test_a_seek_waits_for_a_keyframe_past_its_target_and_a_lead_of_media() -> No
 
     asyncio.run(run())
     chunks.close()
+
+
+@given(
+    st.lists(st.integers(1, 30), min_size=1, max_size=6),  # units per chunk
+    st.lists(st.integers(1, 7), min_size=1, max_size=20),  # batch sizes the conversion hands out
+)
+def test_reading_growing_chunks_gives_every_unit_once_in_order(sizes: list[int], batches: list[int]) -> None:
+    """However the chunks grow while read, a viewer reads every unit once, in order, then the end."""
+    units = [_audio(20 * i) for i in range(sum(sizes))]
+    starts = [
+        None,
+        *(CutPoint(20 * sum(sizes[:k]), Fraction(20 * sum(sizes[:k]), 1000)) for k in range(1, len(sizes))),
+    ]
+    reader = ChunkReader(ChunkPlan(1, "pts", tuple(starts)), TIME_BASES)
+    read: list[AccessUnit] = []
+    at = 0
+    for n, size in enumerate(sizes):
+        chunk = Chunk(n)
+        reader.give(n, chunk)
+        mine = units[at : at + size]
+        at += size
+        step = 0
+        while mine:
+            batch, mine = mine[: batches[step % len(batches)]], mine[batches[step % len(batches)] :]
+            step += 1
+            chunk.add(batch, [])
+            read += _drain(reader)
+            assert reader.waiting_for == n
+        chunk.finish(n == len(sizes) - 1)
+        read += _drain(reader)
+    assert read == units and reader.waiting_for is None
