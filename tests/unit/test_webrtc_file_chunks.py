@@ -336,3 +336,12 @@ def test_reading_growing_chunks_gives_every_unit_once_in_order(sizes: list[int],
         chunk.finish(n == len(sizes) - 1)
         read += _drain(reader)
     assert read == units and reader.waiting_for is None
+
+
+def test_the_cache_size_setting_is_checked() -> None:
+    from streamd.config import ConfigError, ServerConfig
+
+    assert ServerConfig().webrtc_file_cache_bytes == 256 * 1024 * 1024
+    for bad in (-1, 1.5, True):
+        with pytest.raises(ConfigError, match="webrtc_file_cache_bytes"):
+            ServerConfig(webrtc_file_cache_bytes=bad)  # type: ignore[arg-type]
