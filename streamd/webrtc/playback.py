@@ -84,7 +84,8 @@ class WebrtcPlayback(Playback):
         p = self.presentation
         converts = bool(self.video & set(self.bindings)) or any(i in self.bindings for i, _ in p.transcode)
         usable = self.chunks is not None and not self._unchunkable
-        return usable and converts and p.mode == "tracks" and not p.loop
+        opus_only = all(target == "opus" for i, target in p.transcode if i in self.bindings)
+        return usable and converts and opus_only and p.mode == "tracks" and not p.loop
 
     async def prepare(self, request: PlayRequest) -> StartInfo:
         if not self._chunked:
