@@ -1,9 +1,10 @@
 """Converted chunks of files, shared by every WebRTC viewer of the process.
 
 One ``ObjectCache`` (the HLS one: LRU, bounded in bytes, one making per key however many ask)
-holds the chunks, keyed by the file (path, mtime, size), the viewer's tracks and their targets,
-and the chunk number; another the files' chunk plans. Conversions run on a small thread pool of
-their own, so the event loop never blocks and they never hold up playback reads.
+holds the finished chunks, keyed by the file (path, mtime, size), the viewer's tracks and their
+targets, and the chunk number; another the files' chunk plans. A chunk being converted is handed
+to every viewer that asks for it and grows as the conversion goes. Conversions run on a small
+thread pool of their own, so the event loop never blocks and they never hold up playback reads.
 """
 
 from __future__ import annotations
@@ -12,17 +13,19 @@ import asyncio
 import logging
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Hashable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from fractions import Fraction
 from pathlib import Path
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from media import keyframe_index
+from media.access_unit import AccessUnit
 from media.track import MediaInfo
 from streamd.hls.object_cache import ObjectCache
-from streamd.webrtc.chunk_convert import ChunkJob, convert
+from streamd.webrtc.chunk_convert import ChunkJob, Emit, convert
 from streamd.webrtc.file_chunks import Chunk, ChunkPlan, plan
 
 log = logging.getLogger(__name__)
@@ -31,7 +34,7 @@ DEFAULT_BYTES = 256 * 1024 * 1024
 PLANS = 256  # files whose chunk plan is kept
 WORKERS = max(1, min(4, os.cpu_count() or 1))  # conversions at once
 
-Converter = Callable[[ChunkJob, ChunkPlan, int], Chunk]  # blocking: runs in the pool
+Converter = Callable[[ChunkJob, ChunkPlan, int, Emit], bool]  # blocking: runs in the pool; final?
 
 
 class FileChunks:
@@ -44,6 +47,7 @@ class FileChunks:
         self.executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="webrtc-convert")
         self.requests = 0  # chunks asked for by viewers (cached, being made, or made for them)
         self.hits = 0  # ... found converted already
+        self._growing: dict[Hashable, Chunk] = {}  # being converted, by key
 
     @property
     def converted(self) -> int:
@@ -59,22 +63,68 @@ class FileChunks:
 
         return await self.plans.get_or_make(key, make)
 
-    async def chunk(self, job: ChunkJob, chunks: ChunkPlan, n: int) -> Chunk:
-        """Chunk ``n`` of ``job``: cached, or being converted for another viewer, or converted now."""
+    def chunk(self, job: ChunkJob, chunks: ChunkPlan, n: int) -> Chunk:
+        """Chunk ``n`` of ``job``: cached, or being converted (it grows: read what is there), or
+        converted from now on, once however many viewers ask. On the event loop."""
         self.requests += 1
         key = (job.identity, n)
-        if self.chunks.get(key) is not None:
+        done = self.chunks.get(key)
+        if done is not None:
             self.hits += 1
+            return done
+        growing = self._growing.get(key)
+        if growing is not None:
+            return growing
+        growing = self._growing[key] = Chunk(n)
         loop = asyncio.get_running_loop()
+
+        def emit(units: list[AccessUnit], starts: list[Fraction]) -> None:
+            loop.call_soon_threadsafe(growing.add, units, starts)
 
         async def make() -> Chunk:
             began = time.monotonic()
-            chunk = await loop.run_in_executor(self.executor, self.convert, job, chunks, n)
+            try:
+                final = await loop.run_in_executor(self.executor, self.convert, job, chunks, n, emit)
+            except BaseException as exc:
+                log.warning("%s: converting chunk %d for WebRTC failed: %s", job.path, n, exc)
+                growing.fail(exc)
+                raise
+            finally:
+                self._growing.pop(key, None)
+            growing.finish(final)
             log.debug("%s: chunk %d converted for WebRTC in %.2f s (%d bytes)",
-                      job.path, n, time.monotonic() - began, chunk.nbytes)  # fmt: skip
-            return chunk
+                      job.path, n, time.monotonic() - began, growing.nbytes)  # fmt: skip
+            return growing
 
-        return await self.chunks.get_or_make(key, make)
+        making = asyncio.ensure_future(self.chunks.get_or_make(key, make))
+        making.add_done_callback(_retrieved)
+        return growing
+
+    async def grown(self, chunk: Chunk, have: int) -> None:
+        """Until ``chunk`` holds more than ``have`` units, or is complete."""
+        while len(chunk.units) <= have and not chunk.complete:
+            changed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            chunk.watchers.append(lambda f=changed: f.done() or f.set_result(None))  # type: ignore[misc]
+            await changed
+
+    async def ahead(
+        self, chunk: Chunk, since: Fraction | None, lead: Fraction, time_bases: dict[int, Fraction]
+    ) -> None:
+        """Until ``chunk`` holds ``lead`` seconds from ``since`` (None: its first unit), or is
+        complete: a viewer starts with some media in hand, not at the edge of the conversion."""
+
+        def held() -> Fraction:
+            first, last = chunk.units[0], chunk.units[-1]
+            start = since if since is not None else first.dts * time_bases[first.stream_index]
+            return last.dts * time_bases[last.stream_index] - start
+
+        while not chunk.complete and (not chunk.units or held() < lead):
+            await self.grown(chunk, len(chunk.units))
+
+    async def reached(self, chunk: Chunk, seconds: Fraction) -> None:
+        """Until ``chunk`` has a keyframe after ``seconds`` (a seek's target), or is complete."""
+        while not chunk.complete and not (chunk.starts and chunk.starts[-1] > seconds):
+            await self.grown(chunk, len(chunk.units))
 
     def close(self) -> None:
         self.executor.shutdown(wait=False, cancel_futures=True)
@@ -107,3 +157,8 @@ class ChunkCollector(Collector):
         size = GaugeMetricFamily("streamd_webrtc_file_chunk_cache_bytes", "Converted file chunks held")
         size.add_metric([], chunks.chunks.size)
         yield size
+
+
+def _retrieved(future: asyncio.Future[Chunk]) -> None:
+    if not future.cancelled():
+        future.exception()  # a failure reaches viewers through the chunk (``Chunk.error``)

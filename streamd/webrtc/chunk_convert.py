@@ -15,14 +15,16 @@ encoder ``WARMUP`` frames before its first, its input moved ``OPUS_PRE_SKIP`` sa
 that the encoder's delay puts each packet exactly on its frame; the warm-up packets are dropped.
 The Opus stream a viewer gets is thus continuous across chunks (no gap, no overlap).
 
-Everything else goes as it is in the file. A file that cannot be read on (truncated, damaged)
-ends with the chunk that found it: what was read is kept and the chunk is marked final.
+Everything else goes as it is in the file. Units are handed out (``emit``) as they are made, in
+decode-time order, so viewers start before the chunk is done. A file that cannot be read on
+(truncated, damaged) ends with the chunk that found it: what was read is kept, the chunk is final.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from fractions import Fraction
 from pathlib import Path
@@ -37,7 +39,7 @@ from media.reader import MediaReader
 from media.track import AacConfig, MediaInfo, Track
 from media.transcode import OPUS_PRE_SKIP, encoder_format
 from media.video_transcode import VideoToH264
-from streamd.webrtc.file_chunks import Chunk, ChunkPlan
+from streamd.webrtc.file_chunks import ChunkPlan
 
 log = logging.getLogger(__name__)
 
@@ -48,9 +50,12 @@ WARMUP = 3  # Opus frames encoded before a chunk's first and dropped
 PREROLL = Fraction(1, 5)  # seconds of source audio decoded before what a chunk needs
 SEEK_MARGIN = Fraction(1, 2)  # seconds: seek this much before a chunk's keyframe (index PTS guesses)
 READ_PAST = Fraction(1)  # seconds read past a chunk's end for out-of-order and late units
+AUDIO_STEP = Fraction(1, 4)  # audio-only chunks are handed out this many seconds at a time
 RESYNC = Fraction(3, 100)  # decoded audio this far from where its timestamp says: placed anew
 BIT_RATE = 128_000
 FAILURES = (MediaError, av.FFmpegError, EOFError, OSError, ValueError)
+
+Emit = Callable[[list[AccessUnit], list[Fraction]], None]  # units (decode-time order), keyframe times
 
 
 @dataclass(frozen=True)
@@ -67,48 +72,42 @@ class ChunkJob:
         return (str(self.path), self.source.mtime_ns, self.source.size, self.tracks)
 
 
-def convert(job: ChunkJob, plan: ChunkPlan, n: int) -> Chunk:
-    """Chunk ``n`` of ``job``'s file, converted."""
-    copied = [i for i, what in job.tracks if what != "opus"]
-    start, end = plan.start(n), plan.end(n)
-    first: Fraction | None = start.seconds if start is not None else None
-    last: Fraction | None = end.seconds if end is not None else None
-    units: list[AccessUnit] = []
-    starts: list[Fraction] = []
-    final = end is None
-    if copied:
-        main = _MainTracks(job, plan, n, copied)
-        main.run()
-        units, starts, first, last = main.units, main.starts, main.first, main.last
-        final = final or main.broken
-    for index, what in job.tracks:
-        if what == "opus":
-            audio, broken = _opus(job, index, first, None if final else last)
-            units += audio
-            final = final or broken
-    time_bases = {t.index: t.time_base for t in job.source.tracks}
-    time_bases.update({i: Fraction(1, OPUS_RATE) for i, what in job.tracks if what == "opus"})
-    units.sort(key=lambda u: u.dts * time_bases[u.stream_index])
-    if not starts:  # audio only: any frame of the first track
-        ref = job.tracks[0][0]
-        starts = [u.pts * time_bases[ref] for u in units if u.stream_index == ref]
-    return Chunk.of(n, units, starts, final)
+def convert(job: ChunkJob, plan: ChunkPlan, n: int, emit: Emit) -> bool:
+    """Convert chunk ``n`` of ``job``, handing its units to ``emit`` as they are made; returns
+    whether it is the file's last (its end, or where the file cannot be read on)."""
+    return _Conversion(job, plan, n, emit).run()
 
 
-class _MainTracks:
-    """The chunk's video (converted or not) and the tracks copied as they are, from one reader."""
-
-    def __init__(self, job: ChunkJob, plan: ChunkPlan, n: int, indices: list[int]) -> None:
-        self.job, self.plan, self.n, self.indices = job, plan, n, indices
-        self.units: list[AccessUnit] = []
-        self.starts: list[Fraction] = []
+class _Conversion:
+    def __init__(self, job: ChunkJob, plan: ChunkPlan, n: int, emit: Emit) -> None:
+        self.job, self.plan, self.n, self.emit = job, plan, n, emit
+        self.copied = [i for i, what in job.tracks if what != "opus"]
+        self.time_bases = {t.index: t.time_base for t in job.source.tracks}
+        self.time_bases.update({i: Fraction(1, OPUS_RATE) for i, what in job.tracks if what == "opus"})
         start, end = plan.start(n), plan.end(n)
-        self.first: Fraction | None = None  # this chunk's keyframe PTS, once read
-        self.last: Fraction | None = None  # the next chunk's keyframe PTS, once read
-        self.broken = False
-        self.ref = plan.reference if plan.reference in indices else None
         self._start, self._end = start, end
-        self._time_bases = {i: job.source.track(i).time_base for i in indices}
+        self.ref = plan.reference if plan.reference in self.copied else None
+        # this chunk's keyframe PTS and the next one's, once read (else the index's, or None: the file's ends)
+        self.first: Fraction | None = start.seconds if start is not None and self.ref is None else None
+        self.last: Fraction | None = end.seconds if end is not None and self.ref is None else None
+        self.broken = False
+        self.audio: list[_Opus] = []
+        self._pending: list[AccessUnit] = []  # copied units not yet known to be inside the chunk
+        self._video: list[AccessUnit] = []  # converted pictures not yet handed out
+        self._upto: Fraction | None = None  # handed out: everything before this time
+
+    def run(self) -> bool:
+        try:
+            if self.copied:
+                self._main()
+            else:
+                self._audio_only()
+        finally:
+            for audio in self.audio:
+                audio.close()
+        return self._end is None or self.broken
+
+    # --- video and copied tracks, from one reader ----------------------------------------------
 
     def _stamp(self, au: AccessUnit) -> int:
         return au.dts if self.plan.by == "dts" else au.pts
@@ -116,17 +115,15 @@ class _MainTracks:
     def _is_cut(self, au: AccessUnit, point: Any) -> bool:
         return au.stream_index == self.ref and au.keyframe and self._stamp(au) >= point.ticks
 
-    def run(self) -> None:
+    def _main(self) -> None:
         job = self.job
         converters = {i: VideoToH264(job.source.track(i)) for i, what in job.tracks if what == "h264"}
-        reader = MediaReader(job.path, job.source, self.indices)
-        copied: list[AccessUnit] = []
+        reader = MediaReader(job.path, job.source, self.copied)
         stopped: set[int] = set()  # converted tracks fed all they need
         started = self._start is None or self.ref is None
-        if self.ref is None and self._start is not None:
-            self.first = self._start.seconds
-        if self._end is not None and self.ref is None:
-            self.last = self._end.seconds
+        shown: Fraction | None = None  # the latest PTS of the reference track before the next keyframe
+        if started:
+            self._open_audio()
         try:
             if self._start is not None:
                 reader.seek(max(Fraction(0), self._start.seconds - SEEK_MARGIN))
@@ -138,43 +135,79 @@ class _MainTracks:
                     break
                 if au is None:
                     break
-                tb = self._time_bases[au.stream_index]
+                tb = self.time_bases[au.stream_index]
                 if not started:
                     if not self._is_cut(au, self._start):
                         continue
                     started, self.first = True, au.pts * tb
                     for converter in converters.values():
                         converter.from_pts = round(self.first / converter.source.time_base)
-                if self._end is not None and self.last is None and self._is_cut(au, self._end):
+                    self._open_audio()
+                next_keyframe = self._end is not None and self.last is None and self._is_cut(au, self._end)
+                if next_keyframe:
                     self.last = au.pts * tb
                     for converter in converters.values():
                         converter.until_pts = round(self.last / converter.source.time_base)
-                    next_keyframe = au
-                else:
-                    next_keyframe = None
+                elif au.stream_index == self.ref and self.last is None:
+                    shown = au.pts * tb if shown is None else max(shown, au.pts * tb)
                 if self.last is not None and au.dts * tb > self.last + READ_PAST:
                     break
+                if converters and stopped == set(converters) == set(self.copied):
+                    break  # every track is converted and has all it needs
                 converter = converters.get(au.stream_index)
                 if converter is None:
-                    copied.append(au)
-                    continue
-                if au.stream_index in stopped:
-                    continue
-                if self.last is not None and next_keyframe is None and au.pts * tb >= self.last:
-                    stopped.add(au.stream_index)  # shown after the next keyframe: the next chunk's
-                    continue
-                self.units += converter.feed(au)
+                    self._pending.append(au)
+                elif au.stream_index not in stopped:
+                    if self.last is not None and not next_keyframe and au.pts * tb >= self.last:
+                        stopped.add(au.stream_index)  # shown after the next keyframe: the next chunk's
+                        continue
+                    self._video += converter.feed(au)
+                self._hand_out(converters, shown)
             for converter in converters.values():
-                self.units += converter.flush()
+                self._video += converter.flush()
         except FAILURES as exc:
             self._broke(exc)
         finally:
             reader.close()
-        self.units += [u for u in copied if self._inside(u.pts * self._time_bases[u.stream_index])]
-        video = next((i for i, what in job.tracks if job.source.track(i).kind == "video"), None)
-        if video is not None:
-            tb = self._time_bases[video]
-            self.starts = [u.pts * tb for u in self.units if u.stream_index == video and u.keyframe]
+        if not started:
+            self._broke(MediaError("the chunk's keyframe is not where the index says"))
+        elif self._end is not None and self.last is None and not self.broken:
+            self._broke(MediaError("the file ends before the next chunk's keyframe"))
+        if self.broken:
+            self.last = self._upto if self._upto is not None else self.first
+        self._hand_out(converters, None, done=True)
+
+    def _hand_out(
+        self, converters: dict[int, VideoToH264], shown: Fraction | None, done: bool = False
+    ) -> None:
+        """Emit what is known to be inside the chunk and before anything still to come: pictures
+        converted, then copied units and Opus frames up to the latest picture (converted video)
+        or the reference track's latest PTS (copied video)."""
+        if done:
+            upto = self.last
+        elif converters:
+            if not self._video:
+                return
+            video = self._video[-1]
+            upto = video.pts * self.time_bases[video.stream_index]
+        else:
+            upto = shown if self.last is None else min(shown or self.last, self.last)
+            if upto is None or (self._upto is not None and upto <= self._upto):
+                return
+        units, self._video = self._video, []
+        keep: list[AccessUnit] = []
+        for au in self._pending:
+            at = au.pts * self.time_bases[au.stream_index]
+            if (upto is None or at < upto) or (done and self._inside(at)):
+                if self._inside(at):
+                    units.append(au)
+            else:
+                keep.append(au)
+        self._pending = keep if not done else []
+        for audio in self.audio:
+            units += audio.frames(upto, final=done)
+        self._upto = upto
+        self._send(units)
 
     def _inside(self, seconds: Fraction) -> bool:
         return (self.first is None or seconds >= self.first) and (self.last is None or seconds < self.last)
@@ -184,6 +217,42 @@ class _MainTracks:
         log.warning("%s: cannot read on after chunk %d's start (%s); its WebRTC viewers end there",
                     self.job.path, self.n, exc)  # fmt: skip
 
+    # --- audio ---------------------------------------------------------------------------------
+
+    def _open_audio(self) -> None:
+        for index, what in self.job.tracks:
+            if what == "opus":
+                self.audio.append(_Opus(self.job, index, self.first))
+
+    def _audio_only(self) -> None:
+        self._open_audio()
+        at = self.first if self.first is not None else Fraction(0)
+        while self.last is None or at < self.last:
+            at += AUDIO_STEP
+            units = [
+                u
+                for audio in self.audio
+                for u in audio.frames(at if self.last is None else min(at, self.last))
+            ]
+            self._send(units)
+            if all(audio.exhausted for audio in self.audio):
+                break
+        self._send([u for audio in self.audio for u in audio.frames(self.last, final=True)])
+        self.broken = any(audio.broken for audio in self.audio)
+
+    def _send(self, units: list[AccessUnit]) -> None:
+        if not units:
+            return
+        units.sort(key=lambda u: u.dts * self.time_bases[u.stream_index])
+        video = next((i for i, what in self.job.tracks if self.job.source.track(i).kind == "video"), None)
+        if video is not None:
+            tb = self.time_bases[video]
+            starts = [u.pts * tb for u in units if u.stream_index == video and u.keyframe]
+        else:  # audio only: any frame of the first track
+            ref = self.job.tracks[0][0]
+            starts = [u.pts * self.time_bases[ref] for u in units if u.stream_index == ref]
+        self.emit(units, starts)
+
 
 def _decodable(track: Track) -> Track:
     if track.codec == "aac" and not track.extradata and isinstance(track.config, AacConfig):
@@ -192,120 +261,160 @@ def _decodable(track: Track) -> Track:
     return track
 
 
-def _opus(
-    job: ChunkJob, index: int, first: Fraction | None, last: Fraction | None
-) -> tuple[list[AccessUnit], bool]:
-    """Opus frames of ``index`` starting in [first, last) of file time (None: the file's start or
-    end), and whether the source broke off."""
-    source = _decodable(job.source.track(index))
-    _, layout = encoder_format(source.sample_rate, source.channels, "opus")
-    channels = 1 if layout == "mono" else 2
-    file_start = min(
-        (t.start_time for t in job.source.tracks if t.start_time is not None), default=Fraction(0)
-    )
-    j0 = math.ceil(first * FRAMES_PER_SECOND) if first is not None else None
-    j1 = math.ceil(last * FRAMES_PER_SECOND) if last is not None else None
-    pieces: list[tuple[int, np.ndarray]] = []  # (48 kHz sample position, interleaved s16)
-    broken = False
-    reader = MediaReader(job.path, job.source, [index])
-    try:
-        decoder: Any = av.CodecContext.create(source.codec, "r")
+class _Opus:
+    """One audio track of a chunk as Opus frames on the file's 20 ms grid, made as asked for."""
+
+    def __init__(self, job: ChunkJob, index: int, first: Fraction | None) -> None:
+        self.job, self.index = job, index
+        self.source = source = _decodable(job.source.track(index))
+        _, self.layout = encoder_format(source.sample_rate, source.channels, "opus")
+        self.channels = 1 if self.layout == "mono" else 2
+        starts = [t.start_time for t in job.source.tracks if t.start_time is not None]
+        self.file_start = min(starts, default=Fraction(0))
+        self.j0: int | None = None  # the chunk's first frame (from the first audio, for chunk 0)
+        self.fed = 0  # frames given to the encoder, warm-up included
+        self.buffer = np.zeros(0, dtype=np.int16)  # decoded 48 kHz samples, interleaved
+        self.buffer_at = 0  # the sample position of buffer[0]
+        self.position: int | None = None  # where the resampler's next output goes
+        self.written = 0  # the end of what was decoded (sample position)
+        self.expected: Fraction | None = None  # the source time of the next decoded sample
+        self.eof = False
+        self.broken = False
+        self.exhausted = False  # every frame the decoded audio covers is handed out
+        self.reader = MediaReader(job.path, job.source, [index])
+        self.decoder: Any = av.CodecContext.create(source.codec, "r")
         if source.extradata:
-            decoder.extradata = source.extradata
+            self.decoder.extradata = source.extradata
         if source.sample_rate:
-            decoder.sample_rate = source.sample_rate
-        resampler = av.AudioResampler(format="s16", layout=layout, rate=OPUS_RATE)
-        if j0 is not None:
-            begin = Fraction((j0 - WARMUP) * OPUS_FRAME + OPUS_PRE_SKIP, OPUS_RATE) - PREROLL
-            if begin > file_start:
-                reader.seek(begin)
-        need = None if j1 is None else j1 * OPUS_FRAME + OPUS_PRE_SKIP  # input sample needed up to
-        position: int | None = None  # where the resampler's next output sample goes
-        expected: Fraction | None = None  # source time its next input sample has
+            self.decoder.sample_rate = source.sample_rate
+        self.resampler = self._resampler()
+        self.encoder: Any = None
+        if first is not None:
+            self._begin(math.ceil(first * FRAMES_PER_SECOND))
+            begin = Fraction(self.origin, OPUS_RATE) - PREROLL
+            if begin > self.file_start:
+                self.reader.seek(begin)
+
+    def _resampler(self) -> Any:
+        return av.AudioResampler(format="s16", layout=self.layout, rate=OPUS_RATE)
+
+    def _begin(self, j0: int) -> None:
+        self.j0 = j0
+        self.origin = (j0 - WARMUP) * OPUS_FRAME + OPUS_PRE_SKIP  # input sample of the first frame fed
+        self.buffer_at = self.origin
+
+    def close(self) -> None:
+        self.reader.close()
+
+    def frames(self, until: Fraction | None, final: bool = False) -> list[AccessUnit]:
+        """The frames not handed out yet that start before ``until`` (None: the audio's end);
+        ``final``: the chunk ends at ``until``."""
+        if self.exhausted:
+            return []
+        limit = None if until is None else math.ceil(until * FRAMES_PER_SECOND)
+        out: list[AccessUnit] = []
         while True:
-            try:
-                au = reader.read()
-            except FAILURES as exc:
-                log.warning("%s: audio track %d cannot be read on (%s)", job.path, index, exc)
-                broken = True
+            if self.j0 is None:
+                if not self._decode():
+                    self.exhausted = True  # no audio at all
+                    break
+                continue
+            j = self.j0 - WARMUP + self.fed  # the frame the next input makes
+            if limit is not None and j >= limit:
                 break
-            if au is None:
+            need = self.origin + (self.fed + 1) * OPUS_FRAME  # input samples it takes
+            while not self.eof and self.written < need:
+                self._decode()
+            if self.eof and j * OPUS_FRAME >= self.written and j >= self.j0:
+                self.exhausted = True  # past the decoded audio
                 break
-            at = au.pts * source.time_base
-            if need is not None and position is not None and at * OPUS_RATE > need + OPUS_RATE // 10:
-                break
-            packet = av.Packet(au.data)
-            packet.pts, packet.dts, packet.time_base = au.pts, au.dts, source.time_base
-            try:
-                frames = decoder.decode(packet)
-            except (av.FFmpegError, ValueError):
-                continue  # a damaged packet: its samples are missing, the next placed anew
-            for frame in frames:
-                stamp = at if frame.pts is None else frame.pts * source.time_base
-                if position is None or expected is None or abs(stamp - expected) > RESYNC:
-                    position = round(stamp * OPUS_RATE)  # what the resampler held is dropped
-                    resampler = av.AudioResampler(format="s16", layout=layout, rate=OPUS_RATE)
-                expected = stamp + Fraction(
-                    frame.samples, frame.sample_rate or source.sample_rate or OPUS_RATE
-                )
-                frame.pts = None
-                for out in resampler.resample(frame):
-                    data = out.to_ndarray().reshape(-1)
-                    pieces.append((position, data))
-                    position += out.samples
-        if position is not None:
-            for out in resampler.resample(None):
-                pieces.append((position, out.to_ndarray().reshape(-1)))
-                position += out.samples
-    except FAILURES as exc:
-        log.warning("%s: audio track %d cannot be converted (%s)", job.path, index, exc)
-        broken = True
-    finally:
-        reader.close()
-    if not pieces:
-        return [], broken
-    if j0 is None:
-        j0 = math.ceil(max(Fraction(pieces[0][0], OPUS_RATE), file_start) * FRAMES_PER_SECOND)
-    end = max(at + len(data) // channels for at, data in pieces)
-    stop = math.ceil(end / OPUS_FRAME)  # frames starting before the decoded audio ends
-    j1 = stop if j1 is None else min(j1, stop)
-    return _encode(pieces, channels, layout, j0, j1, index), broken
+            out += self._encode(j)
+        if final:
+            self.exhausted = True
+        return out
 
-
-def _encode(
-    pieces: list[tuple[int, np.ndarray]], channels: int, layout: str, j0: int, j1: int, index: int
-) -> list[AccessUnit]:
-    """Opus frames j0 .. j1 - 1 of the decoded audio ``pieces``."""
-    if j1 <= j0:
-        return []
-    origin = (j0 - WARMUP) * OPUS_FRAME + OPUS_PRE_SKIP  # input sample of the first frame fed
-    count = j1 - j0 + WARMUP
-    pcm = np.zeros(count * OPUS_FRAME * channels, dtype=np.int16)
-    for at, data in pieces:
-        lo = max(at, origin)
-        hi = min(at + len(data) // channels, origin + count * OPUS_FRAME)
+    def _encode(self, j: int) -> list[AccessUnit]:
+        if self.encoder is None:
+            encoder: Any = av.CodecContext.create("libopus", "w")
+            encoder.sample_rate, encoder.layout, encoder.format = OPUS_RATE, self.layout, "s16"
+            encoder.time_base = Fraction(1, OPUS_RATE)
+            encoder.bit_rate = BIT_RATE
+            encoder.open()
+            self.encoder = encoder
+        start = self.origin + self.fed * OPUS_FRAME
+        size = OPUS_FRAME * self.channels
+        pcm = np.zeros(size, dtype=np.int16)
+        lo = max(start, self.buffer_at)
+        hi = min(start + OPUS_FRAME, self.buffer_at + len(self.buffer) // self.channels)
         if hi > lo:
-            pcm[(lo - origin) * channels : (hi - origin) * channels] = data[
-                (lo - at) * channels : (hi - at) * channels
+            at = (lo - self.buffer_at) * self.channels
+            pcm[(lo - start) * self.channels : (hi - start) * self.channels] = self.buffer[
+                at : at + (hi - lo) * self.channels
             ]
-    encoder: Any = av.CodecContext.create("libopus", "w")
-    encoder.sample_rate, encoder.layout, encoder.format = OPUS_RATE, layout, "s16"
-    encoder.time_base = Fraction(1, OPUS_RATE)
-    encoder.bit_rate = BIT_RATE
-    encoder.open()
-    out: list[AccessUnit] = []
-    size = OPUS_FRAME * channels
-    for k in range(count):
-        frame = av.AudioFrame.from_ndarray(
-            pcm[k * size : (k + 1) * size].reshape(1, -1), format="s16", layout=layout
-        )
-        frame.sample_rate, frame.pts, frame.time_base = (
-            OPUS_RATE,
-            origin + k * OPUS_FRAME,
-            Fraction(1, OPUS_RATE),
-        )
-        for packet in encoder.encode(frame):
-            pts = packet.pts
-            if pts is not None and j0 * OPUS_FRAME <= pts < j1 * OPUS_FRAME:
-                out.append(AccessUnit(index, pts, pts, True, bytes(packet), duration=OPUS_FRAME))
-    return out
+        drop = max(0, start + OPUS_FRAME - self.buffer_at)  # samples no later frame needs
+        self.buffer, self.buffer_at = self.buffer[drop * self.channels :], self.buffer_at + drop
+        self.fed += 1
+        frame = av.AudioFrame.from_ndarray(pcm.reshape(1, -1), format="s16", layout=self.layout)
+        frame.sample_rate, frame.pts, frame.time_base = OPUS_RATE, start, Fraction(1, OPUS_RATE)
+        assert self.j0 is not None
+        return [
+            AccessUnit(self.index, p.pts, p.pts, True, bytes(p), duration=OPUS_FRAME)
+            for p in self.encoder.encode(frame)
+            if p.pts is not None and p.pts >= self.j0 * OPUS_FRAME
+        ]
+
+    def _decode(self) -> bool:
+        """Decode one more source unit into the buffer; False at the end."""
+        if self.eof:
+            return False
+        try:
+            au = self.reader.read()
+        except FAILURES as exc:
+            log.warning("%s: audio track %d cannot be read on (%s)", self.job.path, self.index, exc)
+            au, self.broken = None, True
+        if au is None:
+            self.eof = True
+            if self.position is not None:
+                for out in self.resampler.resample(None):
+                    self._place(out)
+            return False
+        tb = self.source.time_base
+        packet = av.Packet(au.data)
+        packet.pts, packet.dts, packet.time_base = au.pts, au.dts, tb
+        try:
+            frames = self.decoder.decode(packet)
+        except (av.FFmpegError, ValueError):
+            return True  # a damaged packet: its samples are missing, the next placed anew
+        for frame in frames:
+            stamp = au.pts * tb if frame.pts is None else frame.pts * tb
+            if self.position is None or self.expected is None or abs(stamp - self.expected) > RESYNC:
+                self.position = round(stamp * OPUS_RATE)  # what the resampler held is dropped
+                self.resampler = self._resampler()
+                if self.j0 is None:
+                    self._begin(math.ceil(max(stamp, self.file_start) * FRAMES_PER_SECOND))
+            self.expected = stamp + Fraction(
+                frame.samples, frame.sample_rate or self.source.sample_rate or OPUS_RATE
+            )
+            frame.pts = None
+            for out in self.resampler.resample(frame):
+                self._place(out)
+        return True
+
+    def _place(self, out: Any) -> None:
+        assert self.position is not None
+        data = out.to_ndarray().reshape(-1)
+        at, count = self.position, out.samples
+        self.position += count
+        end = at + count
+        self.written = max(self.written, end)
+        if end <= self.buffer_at:
+            return
+        if at < self.buffer_at:
+            data, at = data[(self.buffer_at - at) * self.channels :], self.buffer_at
+        have = self.buffer_at + len(self.buffer) // self.channels
+        if end > have:
+            self.buffer = np.concatenate(
+                [self.buffer, np.zeros((end - have) * self.channels, dtype=np.int16)]
+            )
+        offset = (at - self.buffer_at) * self.channels
+        self.buffer[offset : offset + len(data)] = data

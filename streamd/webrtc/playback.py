@@ -11,7 +11,6 @@ playback's reading threads.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from fractions import Fraction
 
@@ -23,10 +22,11 @@ from media.video_transcode import VideoToH264
 from streamd.playback import MAX_QUEUED_UNITS, Playback, PlayRequest, StartInfo
 from streamd.webrtc.chunk_cache import FileChunks
 from streamd.webrtc.chunk_convert import ChunkJob
-from streamd.webrtc.file_chunks import ChunkPlan, ChunkReader
+from streamd.webrtc.file_chunks import Chunk, ChunkPlan, ChunkReader
 
 log = logging.getLogger(__name__)
 
+START_LEAD = Fraction(1)  # media seconds converted before a viewer starts (or goes on after a seek)
 CHUNK_READ = 1.2  # media seconds past the lookahead per read: a list walk on the loop, small and often
 
 
@@ -77,7 +77,6 @@ class WebrtcPlayback(Playback):
     chunks: FileChunks | None = None
     _job: ChunkJob | None = None
     _plan: ChunkPlan | None = None
-    _prefetch: asyncio.Future[object] | None = None
     _unchunkable = False  # no keyframe index (a raw stream): this viewer converts for itself
 
     @property
@@ -85,7 +84,8 @@ class WebrtcPlayback(Playback):
         p = self.presentation
         converts = bool(self.video & set(self.bindings)) or any(i in self.bindings for i, _ in p.transcode)
         usable = self.chunks is not None and not self._unchunkable
-        return usable and converts and p.mode == "tracks" and not p.loop
+        opus_only = all(target == "opus" for i, target in p.transcode if i in self.bindings)
+        return usable and converts and opus_only and p.mode == "tracks" and not p.loop
 
     async def prepare(self, request: PlayRequest) -> StartInfo:
         if not self._chunked:
@@ -100,10 +100,19 @@ class WebrtcPlayback(Playback):
         if self._reader is None and request.start:
             self._reader = self._open_chunk_reader()
         reader = self._reader
-        if request.start and isinstance(reader, ChunkReader):  # a seek: into a chunk held, at its keyframe
-            n = reader.chunk_at(request.start + self.presentation.origin)
-            if not reader.has(n):
-                reader.give(n, await self._chunk(n))
+        assert self.chunks is not None
+        time_bases = {t.index: t.time_base for t in self.presentation.info.tracks}
+        if request.start and isinstance(reader, ChunkReader):  # a seek: to a keyframe of its chunk
+            target = request.start + self.presentation.origin
+            n = reader.chunk_at(target)
+            chunk = reader.held(n)
+            if chunk is None:
+                chunk = self._chunk(n)
+                reader.give(n, chunk)
+            await self.chunks.reached(chunk, target)  # the keyframe nearest before it is known
+            await self.chunks.ahead(chunk, target, START_LEAD, time_bases)
+        elif request.start is not None or self._reader is None:  # from the beginning
+            await self.chunks.ahead(self._chunk(0), None, START_LEAD, time_bases)
         return await super().prepare(request)
 
     async def _load_plan(self) -> None:
@@ -124,9 +133,10 @@ class WebrtcPlayback(Playback):
         assert self._plan is not None
         return ChunkReader(self._plan, {t.index: t.time_base for t in self.presentation.info.tracks})
 
-    async def _chunk(self, n: int):  # type: ignore[no-untyped-def]
+    def _chunk(self, n: int) -> Chunk:
+        """Chunk ``n``, converted or being converted (for every viewer of the file)."""
         assert self.chunks is not None and self._job is not None and self._plan is not None
-        return await self.chunks.chunk(self._job, self._plan, n)
+        return self.chunks.chunk(self._job, self._plan, n)
 
     def _open_reader(self):  # type: ignore[no-untyped-def]
         if self._chunked and self._plan is not None:
@@ -177,27 +187,19 @@ class WebrtcPlayback(Playback):
     async def _fetch_and_read(
         self, reader: ChunkReader, n: int, until: float
     ) -> tuple[list[AccessUnit], bool]:
-        chunk = await self._chunk(n)
+        """Wait for chunk ``n`` (or, being converted, for more of it), then read on."""
+        assert self.chunks is not None
+        chunk = reader.held(n)
+        if chunk is None:
+            chunk = self._chunk(n)
+            reader.give(n, chunk)
+        await self.chunks.grown(chunk, reader.waiting_at)
         if reader is not self._reader:
             return [], False
-        reader.give(n, chunk)
         return self._read_until(until, max(0, MAX_QUEUED_UNITS - len(self._core.queue)))
 
     def _ask_ahead(self, reader: ChunkReader) -> None:
-        """Have the next chunk converted while this one plays (one at a time per viewer)."""
+        """Have the next chunk converted while the rest of this one plays."""
         n = reader.next_wanted()
-        if n is None or (self._prefetch is not None and not self._prefetch.done()):
-            return
-        self._prefetch = asyncio.ensure_future(self._chunk(n))
-        self._prefetch.add_done_callback(_retrieved)
-
-    async def stop(self, *, send_bye: bool = True) -> None:
-        await super().stop(send_bye=send_bye)
-        if self._prefetch is not None:
-            self._prefetch.cancel()  # the conversion itself runs on for whoever asks next
-
-
-def _retrieved(future: asyncio.Future[object]) -> None:
-    if not future.cancelled():
-        with contextlib.suppress(Exception):
-            future.exception()  # a failure reaches the viewer when it reads that chunk
+        if n is not None:
+            reader.give(n, self._chunk(n))

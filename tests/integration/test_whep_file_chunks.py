@@ -43,6 +43,13 @@ def media(tmp_path_factory: pytest.TempPathFactory) -> Path:
             "-c:a", "aac", "-y", str(root / "hevc-aac.mp4"))  # fmt: skip
     _ffmpeg(*lavfi, "-c:v", "libx264", "-bf", "2", "-g", str(FPS), "-pix_fmt", "yuv420p", "-c:a", "aac",
             "-y", str(root / "bframes-aac.mp4"))  # fmt: skip
+    _ffmpeg("-f", "lavfi", "-i", f"sine=f={TONE}:d=2", "-c:a", "libmp3lame", "-y", str(root / "tone.mp3"))
+    whole = root / "whole.mp4"
+    _ffmpeg(*lavfi, "-c:v", "libx265", "-x265-params", f"log-level=error:keyint={FPS}", "-pix_fmt", "yuv420p",
+            "-c:a", "aac", "-movflags", "+faststart", "-y", str(whole))  # fmt: skip
+    data = whole.read_bytes()
+    (root / "truncated.mp4").write_bytes(data[: len(data) * 6 // 10])  # an interrupted copy
+    whole.unlink()
     _ffmpeg("-f", "lavfi", "-i", f"testsrc2=d=2:s=320x240:r={FPS}", "-c:v", "libx265", "-x265-params",
             "log-level=error", "-f", "hevc", "-y", str(root / "raw.hevc"))  # fmt: skip
     return root
@@ -114,12 +121,15 @@ def _opus_samples(packets: list[tuple[int, int, bool, bytes]]) -> np.ndarray:
     return np.concatenate(pcm)
 
 
-async def _watch_to_the_end(server: ServerProcess, path: str, viewers: int) -> list[WhepClient]:
+async def _watch_to_the_end(
+    server: ServerProcess, path: str, viewers: int, kinds: tuple[str, ...] = ("video", "audio")
+) -> list[WhepClient]:
     ended = server.log().count("the file ended")
     clients = [WhepClient(server.http(f"whep/{path}")) for _ in range(viewers)]
-    await asyncio.gather(*(c.start() for c in clients))
+    await asyncio.gather(*(c.start(kinds) for c in clients))
     for client in clients:
-        assert client.status == 201 and "H264/90000" in client.answer and "opus/48000/2" in client.answer
+        assert client.status == 201 and "opus/48000/2" in client.answer, client.answer
+        assert ("H264/90000" in client.answer) == ("video" in kinds), client.answer
     await until(lambda: server.log().count("the file ended") >= ended + viewers, "the file's end", 60)
     await asyncio.sleep(0.3)  # the last packets on their way
     return clients
@@ -243,3 +253,32 @@ def test_a_raw_stream_without_an_index_is_converted_for_its_viewer(server: Serve
 
     asyncio.run(run())
     assert "converted as it plays, for this viewer alone" in server.log()
+
+
+def test_a_truncated_file_ends_its_viewer_cleanly(server: ServerProcess) -> None:
+    """The conversion stops where the file does: the viewer gets what is there, then the end."""
+
+    async def run() -> None:
+        (client,) = await _watch_to_the_end(server, "truncated.mp4", 1)
+        pictures = _decoded_pictures(_units(client.packets["video"]))
+        assert 0 < pictures < FRAMES
+        await client.close()
+
+    asyncio.run(run())
+    assert "truncated.mp4: cannot read on after chunk" in server.log()
+    assert _metrics(server)["streamd_webrtc_file_chunks_converted_total"] > 0  # the server goes on
+
+
+def test_an_mp3_file_becomes_one_continuous_opus_stream(server: ServerProcess) -> None:
+    """Audio only: chunks cut at packets, Opus frames on the same grid whichever chunk made them."""
+
+    async def run() -> None:
+        (client,) = await _watch_to_the_end(server, "tone.mp3", 1, ("audio",))
+        audio = _ordered(client.packets["audio"])
+        assert {(b[1] - a[1]) % 2**32 for a, b in itertools.pairwise(audio)} == {960}
+        samples = _opus_samples(audio)
+        assert abs(len(samples) - 2 * 48000) <= 3 * 960, len(samples)
+        _assert_continuous_tone(samples)
+        await client.close()
+
+    asyncio.run(run())

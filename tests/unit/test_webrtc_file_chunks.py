@@ -11,15 +11,18 @@ from fractions import Fraction
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from media import keyframe_index
 from media.access_unit import AccessUnit
+from media.errors import MediaError
 from media.keyframe_index import CutPoint, KeyframeIndex
 from media.probe import probe
 from media.track import MediaInfo
 from streamd.webrtc.chunk_cache import ChunkCollector, FileChunks
-from streamd.webrtc.chunk_convert import OPUS_FRAME, ChunkJob, convert
-from streamd.webrtc.file_chunks import Chunk, ChunkPlan, ChunkReader, plan
+from streamd.webrtc.chunk_convert import OPUS_FRAME, ChunkJob, Emit, convert
+from streamd.webrtc.file_chunks import UNIT_OVERHEAD, Chunk, ChunkPlan, ChunkReader, plan
 from tests.mediagen import make_h264_aac_mp4, make_truncated
 
 TB = Fraction(1, 1000)
@@ -128,12 +131,13 @@ class FakeConverter:
         self.go = threading.Event()
         self.size, self.fail = size, fail
 
-    def __call__(self, job: ChunkJob, chunks: ChunkPlan, n: int) -> Chunk:
+    def __call__(self, job: ChunkJob, chunks: ChunkPlan, n: int, emit: Emit) -> bool:
         self.calls.append(n)
+        emit([AccessUnit(0, 0, 0, True, b"x" * (self.size - UNIT_OVERHEAD))], [Fraction(0)])
         self.go.wait(10)
         if self.fail:
             raise ValueError("damaged")
-        return Chunk(n, (), (), False, self.size)
+        return False
 
 
 def test_viewers_asking_together_share_one_conversion_then_the_cache() -> None:
@@ -141,14 +145,18 @@ def test_viewers_asking_together_share_one_conversion_then_the_cache() -> None:
     chunks = FileChunks(1000, workers=2, converter=fake)
 
     async def run() -> None:
-        waiting = [asyncio.ensure_future(chunks.chunk(JOB, TWO, 0)) for _ in range(5)]
-        await asyncio.sleep(0.05)
+        got = [chunks.chunk(JOB, TWO, 0) for _ in range(5)]
+        assert all(c is got[0] for c in got) and not got[0].complete  # one conversion, going on
+        await chunks.grown(got[0], 0)
+        assert len(got[0].units) == 1  # what is converted so far is there to read
         fake.go.set()
-        got = await asyncio.gather(*waiting)
-        assert all(c is got[0] for c in got)
-        assert await chunks.chunk(JOB, TWO, 0) is got[0]  # cached
+        await chunks.grown(got[0], 1)
+        assert got[0].complete and not got[0].final
+        assert chunks.chunk(JOB, TWO, 0) is got[0]  # cached
         other = ChunkJob(JOB.path, JOB.source, ((0, "copy"),))  # another target: another chunk
-        assert await chunks.chunk(other, TWO, 0) is not got[0]
+        second = chunks.chunk(other, TWO, 0)
+        assert second is not got[0]
+        await chunks.grown(second, 1)
 
     asyncio.run(run())
     assert fake.calls == [0, 0] and chunks.converted == 2 and chunks.requests == 7 and chunks.hits == 1
@@ -166,7 +174,7 @@ def test_cache_is_bounded_in_bytes_least_recently_used_out() -> None:
 
     async def run() -> None:
         for n in (0, 1, 0, 2, 0, 1):  # 0 stays in use; 1 is the oldest when 2 comes
-            await chunks.chunk(JOB, TWO, n)
+            await chunks.grown(chunks.chunk(JOB, TWO, n), 1)
 
     asyncio.run(run())
     assert fake.calls == [0, 1, 2, 1] and chunks.chunks.size <= 250
@@ -178,13 +186,17 @@ def test_a_failed_conversion_reaches_every_waiter_and_is_not_kept() -> None:
     chunks = FileChunks(1000, converter=fake)
 
     async def run() -> None:
-        waiting = [asyncio.ensure_future(chunks.chunk(JOB, TWO, 0)) for _ in range(3)]
-        await asyncio.sleep(0.05)
+        got = [chunks.chunk(JOB, TWO, 0) for _ in range(3)]
         fake.go.set()
-        results = await asyncio.gather(*waiting, return_exceptions=True)
-        assert all(isinstance(r, ValueError) for r in results)
-        with pytest.raises(ValueError):
-            await chunks.chunk(JOB, TWO, 0)
+        await chunks.grown(got[0], 1)
+        assert all(c is got[0] for c in got) and isinstance(got[0].error, ValueError)
+        reader = ChunkReader(TWO, TIME_BASES)
+        reader.give(0, got[0])
+        assert reader.read() is not None  # what was made before the failure
+        with pytest.raises(MediaError, match="damaged"):
+            reader.read()
+        again = chunks.chunk(JOB, TWO, 0)  # not kept: converted anew
+        await chunks.grown(again, 1)
 
     asyncio.run(run())
     assert fake.calls == [0, 0] and len(chunks.chunks) == 0
@@ -205,8 +217,10 @@ def _all_chunks(path: Path, tracks: tuple[tuple[int, str], ...]) -> list[Chunk]:
     chunks = plan(keyframe_index.build(path, [0, 1]))
     out = []
     for n in range(len(chunks)):
-        out.append(convert(job, chunks, n))
-        if out[-1].final:
+        chunk = Chunk(n)
+        chunk.finish(convert(job, chunks, n, chunk.add))
+        out.append(chunk)
+        if chunk.final:
             break
     return out
 
@@ -257,3 +271,77 @@ def test_a_truncated_file_ends_with_a_final_chunk_and_a_log_line(
     pictures = sum(u.stream_index == 0 for c in chunks for u in c.units)
     assert 0 < pictures < 75
     assert "cannot read on" in caplog.text
+
+
+def test_a_growing_chunk_is_read_as_far_as_it_goes() -> None:
+    reader = ChunkReader(TWO, TIME_BASES)
+    chunk = Chunk(0)
+    reader.give(0, chunk)
+    assert reader.read() is None and (reader.waiting_for, reader.waiting_at) == (0, 0)
+    chunk.add([_video(0, True), _audio(0)], [Fraction(0)])
+    assert len(_drain(reader)) == 2 and (reader.waiting_for, reader.waiting_at) == (0, 2)
+    assert reader.next_wanted() is None  # the next chunk is asked for once this one is done
+    chunk.add([_audio(20)], [])
+    chunk.finish(False)
+    assert _drain(reader) == [_audio(20)] and reader.waiting_for == 1 and reader.next_wanted() is None
+
+
+def test_a_seek_waits_for_a_keyframe_past_its_target_and_a_lead_of_media() -> None:
+    chunks = FileChunks(1000, converter=FakeConverter())
+
+    async def run() -> None:
+        chunk = Chunk(0)
+        reached = asyncio.ensure_future(chunks.reached(chunk, Fraction(1)))
+        ahead = asyncio.ensure_future(chunks.ahead(chunk, None, Fraction(1), TIME_BASES))
+        chunk.add([_video(0, True), _video(500)], [Fraction(0)])
+        await asyncio.sleep(0)
+        assert not reached.done() and not ahead.done()
+        chunk.add([_video(1000), _video(1500, True)], [Fraction(3, 2)])
+        await asyncio.wait_for(asyncio.gather(reached, ahead), 5)
+        growing = Chunk(1)
+        waiting = asyncio.ensure_future(chunks.ahead(growing, Fraction(5), Fraction(1), TIME_BASES))
+        growing.finish(True)  # complete: nothing more to wait for
+        await asyncio.wait_for(waiting, 5)
+
+    asyncio.run(run())
+    chunks.close()
+
+
+@given(
+    st.lists(st.integers(1, 30), min_size=1, max_size=6),  # units per chunk
+    st.lists(st.integers(1, 7), min_size=1, max_size=20),  # batch sizes the conversion hands out
+)
+def test_reading_growing_chunks_gives_every_unit_once_in_order(sizes: list[int], batches: list[int]) -> None:
+    """However the chunks grow while read, a viewer reads every unit once, in order, then the end."""
+    units = [_audio(20 * i) for i in range(sum(sizes))]
+    starts = [
+        None,
+        *(CutPoint(20 * sum(sizes[:k]), Fraction(20 * sum(sizes[:k]), 1000)) for k in range(1, len(sizes))),
+    ]
+    reader = ChunkReader(ChunkPlan(1, "pts", tuple(starts)), TIME_BASES)
+    read: list[AccessUnit] = []
+    at = 0
+    for n, size in enumerate(sizes):
+        chunk = Chunk(n)
+        reader.give(n, chunk)
+        mine = units[at : at + size]
+        at += size
+        step = 0
+        while mine:
+            batch, mine = mine[: batches[step % len(batches)]], mine[batches[step % len(batches)] :]
+            step += 1
+            chunk.add(batch, [])
+            read += _drain(reader)
+            assert reader.waiting_for == n
+        chunk.finish(n == len(sizes) - 1)
+        read += _drain(reader)
+    assert read == units and reader.waiting_for is None
+
+
+def test_the_cache_size_setting_is_checked() -> None:
+    from streamd.config import ConfigError, ServerConfig
+
+    assert ServerConfig().webrtc_file_cache_bytes == 256 * 1024 * 1024
+    for bad in (-1, 1.5, True):
+        with pytest.raises(ConfigError, match="webrtc_file_cache_bytes"):
+            ServerConfig(webrtc_file_cache_bytes=bad)  # type: ignore[arg-type]
