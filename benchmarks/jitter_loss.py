@@ -16,8 +16,13 @@ invocation (it has no API, so only the receivers' view is compared).
 
     python -m benchmarks.jitter_loss                 # all profiles, streamd and the peer
     python -m benchmarks.jitter_loss --profiles clean --seconds 5 --no-peer
+    python -m benchmarks.jitter_loss --profiles clean bottleneck-2mbit \
+        --variant=precise=--precise-pacing --trace /tmp/traces   # + streamd precise, schedules kept
 
-Writes ``benchmarks/results/<date>/jitter_loss.{json,md}`` and PNG plots (with matplotlib).
+Writes ``benchmarks/results/<date>/jitter_loss.{json,md}`` and PNG plots (with matplotlib). Over
+the UDP relay each profile also reports the link model's replay of what the server offered
+(``benchmarks.impair.trace``: the jitter without the relay's timer noise) and the jitter of the
+send times themselves; ``benchmarks.pacing_trace`` analyses traces written with ``--trace``.
 """
 
 from __future__ import annotations

@@ -9,6 +9,8 @@ timestamp of every datagram, RTCP included). This replays those schedules throug
 the window (a receiver's report follows only the last ~16 packets):
 
 - ``sender``: jitter of the send times themselves (what a perfect clean link would show);
+- ``received``: what the receivers measured through the real relay (its timers and a loaded
+  machine add noise; traces written with the receivers' arrivals only);
 - ``as sent``: behind the profile's link (default: the 2 Mbit/s bottleneck);
 - ``interleaved``: the sessions' packets sent within 5 ms of each other offered alternately,
   one packet each (what the relay did before it read in kernel order; a fair-queueing link
@@ -132,8 +134,23 @@ CASES: dict[str, Callable[[Sequence[Sent]], Sequence[Sent]]] = {
 }
 
 
-def analyse(packets: Sequence[Sent], profile: Profile) -> dict[str, float | int]:
-    """Figures of one schedule: shape, sender jitter, and jitter behind ``profile`` per case."""
+def received_jitter_ms(
+    packets: Sequence[Sent], received: dict[tuple[int, int, int], float], video: bool
+) -> float:
+    """A.8 jitter from the receivers' own arrival times (through the real relay), window mean."""
+    got = [(p, received.get((p.session, p.clock, p.seq))) for p in packets if not p.rtcp]
+    kept = [(p, at) for p, at in got if at is not None and p.video == video]
+    if not kept:
+        return 0.0
+    per = trace.jitter_per_flow([p for p, _ in kept], [at for _, at in kept], average=True)
+    return 1000 * statistics.mean(per.values())
+
+
+def analyse(
+    packets: Sequence[Sent], profile: Profile, received: dict[tuple[int, int, int], float] | None = None
+) -> dict[str, float | int]:
+    """Figures of one schedule: shape, sender jitter, and jitter behind ``profile`` per case
+    (and what the receivers measured through the relay, when the trace has their arrivals)."""
     rtp = [p for p in packets if not p.rtcp]
     video = [p for p in rtp if p.video]
     audio = [p for p in rtp if not p.video]
@@ -151,6 +168,9 @@ def analyse(packets: Sequence[Sent], profile: Profile) -> dict[str, float | int]
         "sender audio": sender_jitter_ms(packets, False),
         "last report video": trace.mean_jitter_ms(packets, profile, video=True),
     }
+    if received:
+        row["received video"] = received_jitter_ms(packets, received, True)
+        row["received audio"] = received_jitter_ms(packets, received, False)
     for name, case in CASES.items():
         changed = case(packets)
         if name != "no video":
@@ -160,7 +180,7 @@ def analyse(packets: Sequence[Sent], profile: Profile) -> dict[str, float | int]
 
 
 def markdown(rows: dict[str, dict[str, float | int]], profile: Profile) -> str:
-    keys = list(next(iter(rows.values())))
+    keys = list(dict.fromkeys(k for row in rows.values() for k in row))
     lines = [
         f"Send schedules replayed through `{profile.name}` ({profile.describe()}); jitter in ms "
         "(RFC 3550 A.8, mean over sessions; the estimate's mean over the window after its first "
@@ -171,9 +191,15 @@ def markdown(rows: dict[str, dict[str, float | int]], profile: Profile) -> str:
         "|---|" + "---:|" * len(keys),
     ]
     for name, row in rows.items():
-        cells = [f"{v:.2f}" if isinstance(v, float) else str(v) for v in row.values()]
+        cells = [_cell(row.get(k)) for k in keys]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
+
+
+def _cell(value: float | int | None) -> str:
+    if value is None:
+        return "–"
+    return f"{value:.2f}" if isinstance(value, float) else str(value)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -193,7 +219,7 @@ def main(argv: list[str] | None = None) -> int:
     if not files:
         raise SystemExit("no *.trace.json found")
     profile = every[args.profile]
-    rows = {label: analyse(trace.load(f), profile) for label, f in files.items()}
+    rows = {label: analyse(trace.load(f), profile, trace.load_received(f)) for label, f in files.items()}
     text = markdown(rows, profile)
     if args.out:
         args.out.write_text(text)
