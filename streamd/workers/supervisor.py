@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 from streamd.config import ServerConfig
 from streamd.workers.channel import Channel, ChannelError
 from streamd.workers.limits import ParentSlots
+from streamd.workers.multicast_table import ParentGroups
 from streamd.workers.ownership import EDGE_HOLDER, OwnerTable
 from streamd.workers.worker import ENV
 
@@ -105,6 +106,9 @@ class Supervisor:
         self.cluster: MachineNode | None = None  # the machine is one node of its cluster
         # sessions and publishers counted for the whole server, not per worker
         self.slots = ParentSlots(config) if config is not None else None
+        # one multicast group per path for the whole server, one worker sending it
+        spec = config.multicast_spec() if config is not None else None
+        self.groups = ParentGroups(spec, self.owners, self._channels) if spec is not None else None
         if config is not None and config.cluster is not None:
             from streamd.cluster.machine import MachineNode  # (Redis, only in a cluster)
 
@@ -173,6 +177,8 @@ class Supervisor:
             if self.workers.get(index) is not None and self.workers[index].process is process:
                 del self.workers[index]
             released = self.owners.release_worker(index)
+            if self.groups is not None:
+                self.groups.worker_gone(index)
             if self.cluster is not None:
                 self.cluster.worker_gone(index)
             if self.slots is not None and (freed := self.slots.table.release_worker(index)):
@@ -222,6 +228,8 @@ class Supervisor:
             return None if held is None else {"worker": held.worker, "holder": held.holder}
         if op in ("slots_reserve", "slots_release") and self.slots is not None:
             return self.slots.handle(index, message)
+        if isinstance(op, str) and op.startswith("mcast_") and self.groups is not None:
+            return await self.groups.handle(index, message)
         if isinstance(op, str) and op.startswith("cluster_") and self.cluster is not None:
             return await self.cluster.handle(index, message)
         if op == "find":
@@ -244,6 +252,7 @@ class Supervisor:
             "admin": self.admin.replay(),
             "nonce_secret": self.nonce_secret,
             "slots": self.slots is not None,
+            "multicast": self.groups is not None,
         }
 
     def _hello(self, index: int, pid: int) -> None:

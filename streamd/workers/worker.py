@@ -39,6 +39,7 @@ from streamd.workers import forwarded, http_forward, internal, pipe
 from streamd.workers.channel import Channel, ChannelError
 from streamd.workers.http_owner import Placement
 from streamd.workers.limits import WorkerSlots
+from streamd.workers.multicast_link import ChannelGroups
 from streamd.workers.ownership import Owner
 from streamd.workers.preamble import Preamble
 from streamd.workers.siblings import SiblingRelays
@@ -118,6 +119,7 @@ class WorkerRuntime:
         self.whole: WholeServer | None = None
         self.siblings: SiblingRelays | None = None
         self.cluster: via_parent.ParentNode | None = None  # in a cluster: the parent's node
+        self.groups: ChannelGroups | None = None  # multicast groups of the whole server
         self._listener: asyncio.AbstractServer | None = None
         self.owners: ChannelOwners | None = None
         self.http: Any = None  # the HttpService, when HTTP runs
@@ -156,6 +158,11 @@ class WorkerRuntime:
             apply(rtsp.relocator, action)
         if attached.get("slots"):  # the parent counts sessions and publishers for the whole server
             WorkerSlots(self.channel).install(rtsp)
+        if attached.get("multicast"):  # the parent gives each path one group, one worker sends it
+            self.groups = ChannelGroups(
+                self.index, self.channel, rtsp.multicast, rtsp.paths.live, self.siblings.is_relay
+            )
+            self.groups.install()
         config = rtsp.config
         rtsp.authenticator.nonces = NonceBook(
             config.nonce_lifetime,
@@ -249,6 +256,8 @@ class WorkerRuntime:
             return self._has(str(message.get("kind")), str(message.get("key")))
         if isinstance(op, str) and op.startswith("cluster_") and self.cluster is not None:
             return self.cluster.handle(message)
+        if isinstance(op, str) and op.startswith("mcast_") and self.groups is not None:
+            return self.groups.handle(message)
         if op == "state":
             tunnels = (lambda: len(self.hub.tunnels)) if self.hub is not None else (lambda: 0)
             state = local_state(self.rtsp, self.index, tunnels)
