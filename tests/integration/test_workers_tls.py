@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import re
+import secrets
 import signal
 import socket
 import ssl
@@ -29,7 +30,7 @@ from tests.integration.source import (
     source_video_nals,
 )
 from tests.integration.workers_pin import Steering, exchange, pinned
-from tests.integration.workers_tls_pin import connect_from, source_port_for, tls_on
+from tests.integration.workers_tls_pin import connect_from, reset, source_port_for, tls, tls_on
 from tests.mediagen import make_h264_aac_mp4
 from tests.tlscerts import CertPair
 from tests.waiting import wait_until
@@ -58,12 +59,12 @@ def server(tls_pair: CertPair, tmp_path_factory: pytest.TempPathFactory) -> Iter
         'permissions = [{ action = "read", path = "*" }]\n'
         f'[paths."{PRIVATE}"]\nencryption = "strict"\n'
     )
-    rtsps_port = free_tcp_port()
+    rtsps_port, https_port = free_tcp_port(), free_tcp_port()
     proc = start_server(
-        media, folder, "--workers", "2", "--rtsps-port", str(rtsps_port),
+        media, folder, "--workers", "2", "--rtsps-port", str(rtsps_port), "--https-port", str(https_port),
         "--tls-cert", str(tls_pair.cert), "--tls-key", str(tls_pair.key), "--config", str(config),
     )  # fmt: skip
-    proc.rtsps_port = rtsps_port  # type: ignore[attr-defined]
+    proc.rtsps_port, proc.https_port = rtsps_port, https_port  # type: ignore[attr-defined]
     wait_until(lambda: "all 2 workers ready" in proc.log(), "both workers ready", timeout=120)
     yield proc
     stop_all(proc)
@@ -72,6 +73,29 @@ def server(tls_pair: CertPair, tmp_path_factory: pytest.TempPathFactory) -> Iter
 def on(server: ServerProcess, worker: int) -> ssl.SSLSocket:
     """A TLS connection to the RTSPS port that reached ``worker``."""
     return tls_on(server.rtsps_port, server.rtp_port, worker)  # type: ignore[attr-defined]
+
+
+def https_source_port_for(server: ServerProcess, worker: int, tries: int = 100) -> int:
+    """A local port whose TLS connections to the HTTPS port reach ``worker``. That port speaks no
+    RTSP to ask, so a tunnel GET is left open from the port and a plain POST with its cookie is
+    sent to worker 0 (refused either way, TLS and clear do not mix): worker 0 logs whether the GET
+    is on worker 1."""
+    port = server.https_port  # type: ignore[attr-defined]
+    for _ in range(tries):
+        cookie = f"probe{secrets.token_hex(5)}"  # never one of an earlier probe's log lines
+        get = tls(connect_from(port))
+        source = get.getsockname()[1]
+        try:
+            get.sendall(f"GET /bframes.mp4 HTTP/1.0\r\nx-sessioncookie: {cookie}\r\n\r\n".encode())
+            assert get.recv(65536).startswith(b"HTTP/1.0 200"), "the tunnel GET is open on its worker"
+            with pinned(server.port, server.rtp_port, 0) as plain:
+                exchange(plain, f"POST /bframes.mp4 HTTP/1.0\nx-sessioncookie: {cookie}\n")
+            elsewhere = f"[worker 0] tunnel {cookie}: its GET is on worker 1" in server.log()
+        finally:
+            reset(get)
+        if int(elsewhere) == worker:
+            return source
+    raise AssertionError(f"no TLS connection to the HTTPS port reached worker {worker} in {tries} tries")
 
 
 def url(server: ServerProcess, path: str) -> str:
@@ -90,13 +114,22 @@ def setup(sock: socket.socket, target: str, headers: str = "") -> str:
     return answer["session"].split(";")[0]
 
 
+@pytest.mark.parametrize("listener", ["rtsps", "https"])
 def test_ffmpeg_tunnel_over_tls_with_get_and_post_on_different_workers(
-    server: ServerProcess, tmp_path: Path
+    server: ServerProcess, tmp_path: Path, listener: str
 ) -> None:
     """ffmpeg 5.1 ``-rtsp_transport https`` opens the GET first, then the POST: the GET reaches
-    worker 0 and the POST worker 1, which forwards the POST's decrypted bytes to worker 0."""
-    port = server.rtsps_port  # type: ignore[attr-defined]
-    sources = [source_port_for(port, server.rtp_port, 0), source_port_for(port, server.rtp_port, 1)]
+    worker 0 and the POST worker 1, which forwards the POST's decrypted bytes to worker 0. Both
+    TLS listeners take tunnels (the RTSPS port hands HTTP to the HTTP side)."""
+    forwarding = r"\[worker 1\] tunnel \S+: its GET is on worker 0; forwarding the POST to it"
+    ended = r"\[worker 1\] client \S+ \(tunnel \S+ to worker 0\): forwarding ended"
+    before = len(re.findall(forwarding, server.log())), len(re.findall(ended, server.log()))
+    if listener == "rtsps":
+        port = server.rtsps_port  # type: ignore[attr-defined]
+        sources = [source_port_for(port, server.rtp_port, 0), source_port_for(port, server.rtp_port, 1)]
+    else:
+        port = server.https_port  # type: ignore[attr-defined]
+        sources = [https_source_port_for(server, 0), https_source_port_for(server, 1)]
     with Steering([connect_from(port, source) for source in sources]) as steering:  # TLS end to end: ffmpeg's
         video, audio = tmp_path / "v.h264", tmp_path / "a.aac"
         options = ["-rtsp_transport", "https", "-i", f"rtsp://127.0.0.1:{steering.port}/bframes.mp4"]
@@ -104,10 +137,8 @@ def test_ffmpeg_tunnel_over_tls_with_get_and_post_on_different_workers(
     source = server.media / "bframes.mp4"
     assert received_video_nals(video) == source_video_nals(source)
     assert received_audio_frames(audio) == source_audio_frames(source)
-    log = server.log()
-    assert re.search(r"\[worker 1\] tunnel \S+: its GET is on worker 0; forwarding the POST to it", log), log
-    ended = r"\[worker 1\] client \S+ \(tunnel \S+ to worker 0\): forwarding ended"
-    wait_until(lambda: re.search(ended, server.log()), "the forwarding logged as ended")
+    assert len(re.findall(forwarding, server.log())) == before[0] + 1
+    wait_until(lambda: len(re.findall(ended, server.log())) > before[1], "the forwarding logged as ended")
 
 
 def test_gstreamer_rtspsh_tunnel_with_get_and_post_on_different_workers(

@@ -32,7 +32,7 @@ def tls(sock: socket.socket) -> ssl.SSLSocket:
     return context.wrap_socket(sock)
 
 
-def _reset(sock: socket.socket) -> None:
+def reset(sock: socket.socket) -> None:
     """Close with RST: no TIME_WAIT, so the same source port connects again at once."""
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
     sock.close()
@@ -46,7 +46,7 @@ def source_port_for(port: int, rtp_base: int, worker: int, probe: str = PROBE_FI
         try:
             reached = worker_of(sock, port, rtp_base, probe)
         finally:
-            _reset(sock)
+            reset(sock)
         if reached == worker:
             return source
     raise AssertionError(f"no TLS connection reached worker {worker} in {tries} tries")
