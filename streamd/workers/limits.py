@@ -8,11 +8,13 @@ connection, never per packet) and releases it when that ends; everything a worke
 released when it exits. The worker's side is :class:`WorkerSlots`: it wraps the two requests
 that make sessions (``SETUP`` without a session, ``ANNOUNCE``) and the connection admission, and
 answers as a single server does: 503 when the server is full, 453 when the client has its share,
-a refused connection closed with a log line.
+a refused connection closed with a log line (its first request waits for the parent's answer,
+so it is closed before any request of its is served).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections import Counter
 from dataclasses import dataclass
@@ -21,7 +23,7 @@ from typing import Any
 from streamd.config import ServerConfig
 from streamd.handlers.common import Handler, Reply
 from streamd.rtsp.errors import RtspError
-from streamd.rtsp.message import Request
+from streamd.rtsp.message import Request, Response
 from streamd.server_session import Client, ServerSession
 from streamd.workers.channel import Channel, ChannelError
 from streamd.workers.internal import SIBLING
@@ -39,10 +41,17 @@ class Cap:
     per_client: int
     setting: str  # the configuration key, for the reason
 
-    def refusal(self, kind: str, total: int, of_client: int) -> tuple[int, str] | None:
+    def refusal(self, kind: str, total: int, client: str, of_client: int) -> tuple[int, str] | None:
+        """The status and reason a single server gives (``Caps`` for sessions, ``Admission`` for
+        connections), or None."""
+        at_once = kind == CONNECTIONS
         if total >= self.total:
+            if at_once:
+                return 503, f"{self.total} {kind} at once already; try again later"
             return 503, f"{self.total} {kind} already ({self.setting})"
         if of_client >= self.per_client:
+            if at_once:
+                return 453, f"{self.per_client} {kind} at once from {client} already; finish one first"
             return 453, f"{self.per_client} {kind} from this client ({self.setting}_per_client)"
         return None
 
@@ -67,7 +76,8 @@ class SlotTable:
     def reserve(self, worker: int, kinds: list[str], client: str) -> tuple[int, str] | None:
         """One slot of each of ``kinds`` for ``client``, all or none: None, or (status, reason)."""
         for kind in kinds:
-            refused = self.caps[kind].refusal(kind, self.totals[kind], self.per_client[(kind, client)])
+            of_client = self.per_client[(kind, client)]
+            refused = self.caps[kind].refusal(kind, self.totals[kind], client, of_client)
             if refused is not None:
                 return refused
         held = self.by_worker.setdefault(worker, Counter())
@@ -128,6 +138,9 @@ class WorkerSlots:
         self.channel = channel
         self.held: dict[str, list[str]] = {}  # session id -> the kinds it holds
         self._sessions: Any = {}  # the worker's SessionRegistry, once installed
+        self.connections: set[Any] = set()  # connections holding a slot at the parent
+        self._waiting: dict[Any, asyncio.Future[bool]] = {}  # connection -> the parent's answer
+        self._tasks: set[asyncio.Task[None]] = set()
 
     def install(self, rtsp: Any) -> None:
         handlers = dict(rtsp.dispatcher._handlers)
@@ -136,6 +149,25 @@ class WorkerSlots:
         rtsp.dispatcher._handlers = handlers
         rtsp.sessions.removed = self._removed
         self._sessions = rtsp.sessions
+        opened, closed = rtsp.connection_opened, rtsp.connection_closed
+
+        def connection_opened(connection: Any) -> None:
+            opened(connection)
+            self._connection_opened(connection)
+
+        def connection_closed(connection: Any) -> None:
+            closed(connection)
+            self._connection_closed(connection)
+
+        handle = rtsp.handle
+
+        async def gated(connection: Any, request: Request) -> Any:
+            if not await self.admitted(connection):
+                return Response(503), None  # (closed: nothing is written)
+            return await handle(connection, request)
+
+        rtsp.connection_opened, rtsp.connection_closed = connection_opened, connection_closed
+        rtsp.handle = gated
 
     async def reserve(self, kinds: list[str], client: str) -> None:
         """RtspError (503/453) when the server (or the client) has no slot left."""
@@ -170,6 +202,47 @@ class WorkerSlots:
             return reply
 
         return counted
+
+    # --- connections: admitted here, then by the parent before their first request is served --
+
+    def _connection_opened(self, connection: Any) -> None:
+        transport = connection.transport
+        if connection.peer[0] == SIBLING or transport is None or transport.is_closing():
+            return
+        answer: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._waiting[connection] = answer
+        task = asyncio.get_running_loop().create_task(self._admit(connection, answer))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _admit(self, connection: Any, answer: asyncio.Future[bool]) -> None:
+        host = connection.peer[0]
+        try:
+            await self.reserve([CONNECTIONS], host)
+        except RtspError as exc:
+            log.warning("%s: refused: %s", connection.label, exc.reason)
+            answer.set_result(False)
+            self._waiting.pop(connection, None)
+            connection.close()
+            return
+        answer.set_result(True)
+        if self._waiting.pop(connection, None) is None:  # closed while we asked
+            self.release([CONNECTIONS], host)
+        else:
+            self.connections.add(connection)
+
+    async def admitted(self, connection: Any) -> bool:
+        """Whether ``connection`` may be served (its first request waits for the parent)."""
+        answer = self._waiting.get(connection)
+        if answer is not None and not await asyncio.shield(answer):
+            return False
+        return not connection.is_closing
+
+    def _connection_closed(self, connection: Any) -> None:
+        self._waiting.pop(connection, None)
+        if connection in self.connections:
+            self.connections.discard(connection)
+            self.release([CONNECTIONS], connection.peer[0])
 
     def _removed(self, session: ServerSession) -> None:
         kinds = self.held.pop(session.id, None)

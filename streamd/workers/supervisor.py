@@ -182,7 +182,8 @@ class Supervisor:
             if self.cluster is not None:
                 self.cluster.worker_gone(index)
             if self.slots is not None and (freed := self.slots.table.release_worker(index)):
-                log.info("worker %d held %d slots (sessions, publishers): released", index, freed)
+                what = "sessions, publishers, connections"
+                log.info("worker %d held %d slots (%s): released", index, freed, what)
             if released:
                 log.info("worker %d held %s: free for a new publisher", index, ", ".join(sorted(released)))
 

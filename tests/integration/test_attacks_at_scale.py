@@ -17,7 +17,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests import mediagen
-from tests.integration.conftest import ServerProcess, need, per_process_only, start_server, stop_all
+from tests.integration.conftest import ServerProcess, need, start_server, stop_all
 
 pytestmark = pytest.mark.integration
 
@@ -55,7 +55,6 @@ def _raise_open_files(needed: int) -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (needed, hard))
 
 
-@per_process_only
 def test_two_thousand_slowloris_connections_leave_a_player_alone(server: ServerProcess) -> None:
     need("ffprobe")
     _raise_open_files(SLOW_CONNECTIONS + 200)

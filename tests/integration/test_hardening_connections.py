@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests import mediagen
-from tests.integration.conftest import ServerProcess, per_process_only, start_server, stop_all
+from tests.integration.conftest import ServerProcess, start_server, stop_all
 
 pytestmark = pytest.mark.integration
 
@@ -81,7 +81,6 @@ def test_a_trickled_request_head_is_cut_at_the_deadline(server: ServerProcess) -
     other.close()
 
 
-@per_process_only
 def test_connections_are_bounded_per_client_address_and_in_total(server: ServerProcess) -> None:
     held = [_connect(server) for _ in range(PER_CLIENT)]
     try:

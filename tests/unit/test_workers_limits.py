@@ -77,6 +77,8 @@ def test_a_worker_holds_a_slot_per_session_made_and_releases_it_when_the_session
     rtsp = type("R", (), {})()
     rtsp.dispatcher = type("D", (), {"_handlers": {"SETUP": setup, "ANNOUNCE": setup}})()
     rtsp.sessions = registry
+    rtsp.connection_opened = rtsp.connection_closed = lambda connection: None
+    rtsp.handle = setup
     slots = WorkerSlots(_Channel(table, 0))  # type: ignore[arg-type]
     slots.install(rtsp)
     handler = rtsp.dispatcher._handlers["SETUP"]
