@@ -16,8 +16,13 @@ invocation (it has no API, so only the receivers' view is compared).
 
     python -m benchmarks.jitter_loss                 # all profiles, streamd and the peer
     python -m benchmarks.jitter_loss --profiles clean --seconds 5 --no-peer
+    python -m benchmarks.jitter_loss --profiles clean bottleneck-2mbit \
+        --variant=precise=--precise-pacing --trace /tmp/traces   # + streamd precise, schedules kept
 
-Writes ``benchmarks/results/<date>/jitter_loss.{json,md}`` and PNG plots (with matplotlib).
+Writes ``benchmarks/results/<date>/jitter_loss.{json,md}`` and PNG plots (with matplotlib). Over
+the UDP relay each profile also reports the link model's replay of what the server offered
+(``benchmarks.impair.trace``: the jitter without the relay's timer noise) and the jitter of the
+send times themselves; ``benchmarks.pacing_trace`` analyses traces written with ``--trace``.
 """
 
 from __future__ import annotations
@@ -39,6 +44,7 @@ import aiohttp
 
 from benchmarks import report, server_process
 from benchmarks.client import Session, Track
+from benchmarks.impair import trace
 from benchmarks.impair.kernel import KernelLink, available_qdiscs, qdisc_args
 from benchmarks.impair.model import Impairment, Profile
 from benchmarks.impair.profiles import EXTRA, PROFILES, reverse_of
@@ -81,8 +87,10 @@ async def run_profile(
     seconds: float,
     seed: int,
     link: KernelLink | None = None,
+    trace_to: Path | None = None,
 ) -> dict[str, Any]:
-    """One profile's window; through ``link``'s kernel qdiscs when given, else through a relay."""
+    """One profile's window; through ``link``'s kernel qdiscs when given, else through a relay.
+    ``trace_to``: write what the server sent into the relay there (``benchmarks.impair.trace``)."""
     forward, backward = Impairment(profile, seed), Impairment(reverse_of(profile), seed + 1)
     relay: UdpRelay | TcpRelay | None = None
     cpu0 = server.cpu_seconds()
@@ -100,7 +108,7 @@ async def run_profile(
         port = await relay.start()
         opts |= {"tcp": True, "url_port": server.port}
     else:
-        relay = UdpRelay(forward, backward)
+        relay = UdpRelay(forward, backward, trace=[])
         opts["relay"] = relay
     host = server.host if link is not None else "127.0.0.1"
     sessions = [await Session.open(host, port, server.path, **opts) for _ in range(receivers)]
@@ -160,11 +168,43 @@ async def run_profile(
             streams.append(row)
     for s in sessions:
         await s.close()
+    model = None
+    if isinstance(relay, UdpRelay) and relay.trace is not None:
+        flows = {
+            sock.port: (i, track.clock)
+            for i, s in enumerate(sessions)
+            for track in s.tracks
+            for sock in relay.sockets
+            if sock.forward is track.relay_flow
+        }
+        offered = trace.parse(relay.trace, flows)
+        model = _model_view(offered, profile, seed)
+        if trace_to is not None:
+            got = [
+                (i, track.clock, seq, at)
+                for i, s in enumerate(sessions)
+                for track in s.tracks
+                for seq, at in zip(track.seqs, track.arrivals, strict=True)
+            ]
+            trace.save(trace_to, server.name, profile.name, offered, got)
     if isinstance(relay, TcpRelay):
         await relay.close()
     elif relay is not None:
         relay.close()
-    return _summarize(profile, streams, history, cpu / seconds, receivers, kernel)
+    return _summarize(profile, streams, history, cpu / seconds, receivers, kernel) | (model or {})
+
+
+def _model_view(offered: list[trace.Sent], profile: Profile, seed: int) -> dict[str, float]:
+    """The jitter the receivers would see if the relay released every packet exactly on the link
+    model's time (its timers and the loopback add a little noise), and the jitter of the send
+    times themselves (the server's own precision, as the kernel stamped the packets)."""
+    sent = trace.jitter_per_flow(offered, [p.t for p in offered])
+    return {
+        "model_video_jitter_ms": trace.mean_jitter_ms(offered, profile, video=True, seed=seed),
+        "model_audio_jitter_ms": trace.mean_jitter_ms(offered, profile, video=False, seed=seed),
+        "sent_video_jitter_ms": 1000 * statistics.mean(j for (_, c), j in sent.items() if c == 90000),
+        "sent_audio_jitter_ms": 1000 * statistics.mean(j for (_, c), j in sent.items() if c != 90000),
+    }
 
 
 def _truth(track: Track) -> tuple[int, int, int]:
@@ -268,6 +308,8 @@ async def run_all(
     *,
     kernel: bool = False,
     server_args: tuple[str, ...] = (),
+    trace_to: Path | None = None,
+    variants: dict[str, tuple[str, ...]] | None = None,
 ) -> dict[str, Any]:
     """Every profile against streamd (and the peer). ``kernel``: through tc qdiscs on a veth pair
     into a network namespace the servers run in; profiles this kernel cannot express are skipped."""
@@ -298,6 +340,16 @@ async def run_all(
         servers: list[tuple[str, Any]] = [
             ("streamd", lambda: server_process.start(media, out / "streamd.log", *server_args, **where))
         ]
+        for label, extra in (variants or {}).items():  # more streamd modes in the same run
+            log = out / f"streamd-{label}.log"
+            servers.append(
+                (
+                    f"streamd {label}",
+                    lambda log=log, extra=extra: server_process.start(
+                        media, log, *server_args, *extra, **where
+                    ),
+                )
+            )
         peer_note = None
         if peer:
             peer_note = server_process.peer_available()
@@ -321,8 +373,9 @@ async def run_all(
                     for other in running.values():
                         other.stop()
                     running = {name: start()}
+                traced = trace_to / name.replace(" ", "-") if trace_to is not None else None
                 results.setdefault(name, []).append(
-                    await run_profile(running[name], profile, receivers, seconds, seed, link)
+                    await run_profile(running[name], profile, receivers, seconds, seed, link, traced)
                 )
         finally:
             for server in running.values():
@@ -350,6 +403,7 @@ async def run_all(
             "server_vs_report_jitter_ms": TOL_JITTER_MS,
             "server_rtt_ms": f"2 x delay ± ({TOL_RTT_MS} + 4·√2·jitter sd + a full bottleneck queue)",
         },
+        "variants": {label: list(extra) for label, extra in (variants or {}).items()},
         "results": results,
     }
 
@@ -379,9 +433,10 @@ def markdown(rep: dict[str, Any], plots: list[str]) -> str:
             f"## {name}",
             "",
             "| profile | model loss % | relay loss % | receiver loss % | lost (receivers / server) "
-            "| expected jitter ms | video jitter ms | server jitter ms | audio jitter ms | RTT ms "
+            "| expected jitter ms | video jitter ms | server jitter ms | audio jitter ms "
+            "| link model video / audio ms | as sent video / audio ms | RTT ms "
             "| PLAY→1st pkt ms | agree |",
-            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
         ]
         for r in rows:
             server_lost = "–" if r["server_cumulative_lost"] is None else str(r["server_cumulative_lost"])
@@ -391,23 +446,30 @@ def markdown(rep: dict[str, Any], plots: list[str]) -> str:
                 f"| {r['receiver_loss_percent']:.2f} | {r['receiver_cumulative_lost']} / {server_lost} "
                 f"| {_fmt(r['expected_jitter_ms'])} | {_fmt(r['video_jitter_ms'])} "
                 f"| {_fmt(r['server_video_jitter_ms'])} | {_fmt(r['audio_jitter_ms'])} "
+                f"| {_fmt(r.get('model_video_jitter_ms'))} / {_fmt(r.get('model_audio_jitter_ms'))} "
+                f"| {_fmt(r.get('sent_video_jitter_ms'))} / {_fmt(r.get('sent_audio_jitter_ms'))} "
                 f"| {_fmt(r['server_rtt_ms'], 1)} | {_fmt(r['first_packet_ms_p50'], 1)} | {agree} |"
             )
         lines.append("")
-    if "streamd" in rep["results"] and "gst-rtsp-server" in rep["results"]:
+    peer_rows = rep["results"].get("gst-rtsp-server")
+    for name, rows in rep["results"].items():
+        if name == "gst-rtsp-server" or peer_rows is None:
+            continue
         lines += [
-            "## streamd / gst-rtsp-server",
+            f"## {name} / gst-rtsp-server",
             "",
             "| profile | receiver loss % (streamd / peer) | video jitter ratio | audio jitter ratio "
-            "| PLAY→1st pkt ratio | server CPU ratio |",
-            "|---|---:|---:|---:|---:|---:|",
+            "| link model video / audio ratio | PLAY→1st pkt ratio | server CPU ratio |",
+            "|---|---:|---:|---:|---:|---:|---:|",
         ]
-        for ours, theirs in zip(rep["results"]["streamd"], rep["results"]["gst-rtsp-server"], strict=False):
+        for ours, theirs in zip(rows, peer_rows, strict=False):
             lines.append(
                 f"| {ours['profile']} | {ours['receiver_loss_percent']:.2f} "
                 f"/ {theirs['receiver_loss_percent']:.2f} "
                 f"| {report.ratio(ours['video_jitter_ms'], theirs['video_jitter_ms'])} "
                 f"| {report.ratio(ours['audio_jitter_ms'], theirs['audio_jitter_ms'])} "
+                f"| {report.ratio(ours.get('model_video_jitter_ms'), theirs.get('model_video_jitter_ms'))} "
+                f"/ {report.ratio(ours.get('model_audio_jitter_ms'), theirs.get('model_audio_jitter_ms'))} "
                 f"| {report.ratio(ours['first_packet_ms_p50'], theirs['first_packet_ms_p50'])} "
                 f"| {report.ratio(ours['server_cpu_percent'], theirs['server_cpu_percent'])} |"
             )
@@ -476,6 +538,13 @@ def plot(rep: dict[str, Any], out: Path) -> list[str]:
     return names
 
 
+def _variant(spec: str) -> tuple[str, tuple[str, ...]]:
+    label, _, extra = spec.partition("=")
+    if not label or not extra:
+        raise SystemExit(f"--variant wants LABEL=ARGS, got {spec!r}")
+    return label, tuple(extra.split(","))
+
+
 def main(argv: list[str] | None = None) -> int:
     every = {**PROFILES, **EXTRA}
     parser = argparse.ArgumentParser(
@@ -500,6 +569,19 @@ def main(argv: list[str] | None = None) -> int:
         default=[],
         help="an option for streamd serve, e.g. --server-arg=--precise-pacing (repeatable)",
     )
+    parser.add_argument(
+        "--variant",
+        action="append",
+        default=[],
+        metavar="LABEL=ARGS",
+        help="another streamd mode in the same run, e.g. --variant=precise=--precise-pacing "
+        "(ARGS split on commas; repeatable)",
+    )
+    parser.add_argument(
+        "--trace",
+        type=Path,
+        help="folder: write each server's send schedule per UDP profile there (benchmarks.pacing_trace)",
+    )
     args = parser.parse_args(argv)
     out = args.out or report.results_dir()
     out.mkdir(parents=True, exist_ok=True)
@@ -514,6 +596,8 @@ def main(argv: list[str] | None = None) -> int:
             out,
             kernel=args.impairment == "kernel",
             server_args=tuple(args.server_arg),
+            trace_to=args.trace,
+            variants=dict(_variant(v) for v in args.variant),
         )
     )
     plots = plot(rep, out)
@@ -521,7 +605,7 @@ def main(argv: list[str] | None = None) -> int:
     text = markdown(rep, plots)
     (out / "jitter_loss.md").write_text(text)
     print(text)
-    streamd_rows = rep["results"].get("streamd", [])
+    streamd_rows = [r for name, rows in rep["results"].items() if name.startswith("streamd") for r in rows]
     return 0 if all(r["agree"] is not False for r in streamd_rows) else 1
 
 

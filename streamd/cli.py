@@ -271,7 +271,7 @@ def _serve(args: argparse.Namespace, argv: list[str] | None = None) -> int:
     if worker is None and int(config.workers) > 1:  # the parent of the workers: serves nobody itself
         from streamd.workers.supervisor import Supervisor
 
-        return asyncio.run(Supervisor(int(config.workers), argv or sys.argv[1:]).run())
+        return asyncio.run(Supervisor(int(config.workers), argv or sys.argv[1:], config=config).run())
     with contextlib.suppress(ImportError):
         import uvloop
 

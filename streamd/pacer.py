@@ -5,6 +5,12 @@ task step per access unit (about 70 a second for H.264 + AAC), which made the ev
 the sending, the limit at a few hundred sessions. Here each session (a ``Paced``) only says when
 it next needs the loop; one timer wakes at the earliest such time and pumps every session due
 within ``SEND_SLACK`` of it, so wake-ups are shared by all sessions instead of multiplied by them.
+
+With ``fine`` (precise pacing) nothing leaves before its time and little after it: the loop's
+timers count whole milliseconds under uvloop and fire anywhere in the millisecond (0.85 ms
+median between consecutive lateness values measured here), so the timer is armed ``FINE_LEAD``
+early and the wake-up sleeps the rest on the monotonic clock (the loop's own clock, finer). The
+loop is blocked for at most that long per wake-up, the price of the mode (0.02-0.04 ms median).
 """
 
 from __future__ import annotations
@@ -13,12 +19,15 @@ import asyncio
 import heapq
 import itertools
 import logging
+import time
+from collections.abc import Callable
 from typing import Protocol
 from weakref import WeakKeyDictionary
 
 log = logging.getLogger(__name__)
 
 SEND_SLACK = 0.002  # seconds: what is due this soon is sent in the same wake-up
+FINE_LEAD = 0.0015  # fine pacing: the timer fires this early, the wake-up sleeps the rest
 
 
 class Paced(Protocol):
@@ -31,9 +40,19 @@ class Paced(Protocol):
 class Pacer:
     """A heap of (due, token, client); a client's latest token is the only live entry."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, slack: float = SEND_SLACK) -> None:
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        slack: float = SEND_SLACK,
+        *,
+        fine: bool = False,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
         self._loop = loop
         self.slack = slack
+        self.fine = fine  # precise pacing: sub-millisecond due times (see the module's docstring)
+        self._clock, self._sleep = clock, sleep
         self._heap: list[tuple[float, int, Paced]] = []
         self._tokens: dict[Paced, int] = {}
         self._count = itertools.count()
@@ -67,12 +86,26 @@ class Pacer:
         if self._timer is not None:
             self._timer.cancel()
         self._timer_at = at
-        self._timer = self._loop.call_at(at, self._run)
+        self._timer = self._loop.call_at(at - FINE_LEAD if self.fine else at, self._run)
+
+    def _now(self) -> float:
+        """The time of this wake-up: the loop's clock, or with ``fine`` the monotonic clock (the
+        same origin, finer) after sleeping until the earliest due time if that is near."""
+        if not self.fine:
+            return self._loop.time()
+        now = self._clock()
+        heap, tokens = self._heap, self._tokens
+        while heap and tokens.get(heap[0][2]) != heap[0][1]:
+            heapq.heappop(heap)
+        if heap and 0 < heap[0][0] - now <= 2 * FINE_LEAD:
+            self._sleep(heap[0][0] - now)
+            now = self._clock()
+        return now
 
     def _run(self) -> None:
         self._timer, self._timer_at = None, float("inf")
         self.wakeups += 1
-        now = self._loop.time()
+        now = self._now()
         horizon = now + self.slack
         heap, tokens = self._heap, self._tokens
         again: list[tuple[float, Paced]] = []
@@ -111,12 +144,14 @@ class Pacer:
 _pacers: WeakKeyDictionary[asyncio.AbstractEventLoop, Pacer] = WeakKeyDictionary()
 
 
-def loop_pacer(slack: float | None = None) -> Pacer:
-    """The running loop's pacer (one per loop, made on first use); ``slack`` sets its slack."""
+def loop_pacer(slack: float | None = None, *, fine: bool | None = None) -> Pacer:
+    """The running loop's pacer (one per loop, made on first use); ``slack`` and ``fine`` set it."""
     loop = asyncio.get_running_loop()
     pacer = _pacers.get(loop)
     if pacer is None:
         pacer = _pacers[loop] = Pacer(loop)
     if slack is not None:
         pacer.slack = slack
+    if fine is not None:
+        pacer.fine = fine
     return pacer

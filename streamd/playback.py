@@ -52,8 +52,9 @@ _cache_loads = ThreadPoolExecutor(max_workers=2, thread_name_prefix="playback-ca
 
 def clock_tick(loop: asyncio.AbstractEventLoop) -> float:
     """The granularity of ``loop.time()``: uvloop's clock and timers count whole milliseconds, so
-    a pacer slack below that (precise pacing: 0) would see a timer fire before the clock reaches
-    its due time and spin on empty wake-ups until the millisecond ticks."""
+    a pacer slack below that (a ``send_slack`` of 0) would see a timer fire before the clock
+    reaches its due time and spin on empty wake-ups until the millisecond ticks. Precise pacing
+    does not use it: its pacer sleeps the rest on a finer clock (``streamd.pacer``)."""
     return 0.001 if type(loop).__module__.startswith("uvloop") else 0.0
 
 
@@ -192,7 +193,9 @@ class Playback:
         """Begin sending now, from ``position``."""
         loop = asyncio.get_running_loop()
         if self._pacer is None:
-            self._pacer = loop_pacer(max(self.settings.pacer_slack, clock_tick(loop)))
+            precise = self.settings.precise  # to the sub-millisecond: slack 0 on the fine clock
+            slack = 0.0 if precise else max(self.settings.pacer_slack, clock_tick(loop))
+            self._pacer = loop_pacer(slack, fine=precise)
         now = loop.time()
         self._unit_at_a_time = any(
             isinstance(getattr(type(b.sink), "writable", None), property) for b in self.bindings.values()

@@ -125,7 +125,7 @@ class RtspServer:
             self._udp_ports,
             clock,
             overloaded=lambda session, why: self.lifecycle.begin(session, why, send_bye=True),
-            claims=self.cluster.node if self.cluster is not None else None,
+            claims=self.cluster,  # None outside a cluster
             send_rtcp=self._send_rtcp,  # keyframe requests (PLI) to UDP publishers
             cname=f"streamd@{self.cname_host}",
         )

@@ -11,7 +11,7 @@ nothing to them).
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from streamd.auth.context import current_user
@@ -39,6 +39,8 @@ class SessionRegistry:
         self._per_client: Counter[str] = Counter()
         self._per_path: Counter[str] = Counter()
         self._publishers_per_client: Counter[str] = Counter()
+        # told of every session that leaves (worker processes release its whole-server slots)
+        self.removed: Callable[[ServerSession], object] | None = None
 
     # --- lookups ---------------------------------------------------------------------------
 
@@ -67,6 +69,8 @@ class SessionRegistry:
         session = self._sessions.pop(session_id, None)
         if session is not None:
             self._count(session, -1)
+            if self.removed is not None:
+                self.removed(session)
         return session
 
     def _count(self, session: ServerSession, step: int) -> None:

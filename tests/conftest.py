@@ -53,6 +53,34 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if serial:
         config.hook.pytest_deselected(items=serial)
         items[:] = [item for item in items if not item.get_closest_marker("serial")]
-    # modules are handed out in this order (scripts/test: --no-loadscope-reorder): the long integration
-    # modules first, the many short unit modules last, where they fill the workers' idle ends
-    items.sort(key=lambda item: item.nodeid.startswith("tests/unit/"))
+    # modules are handed out in this order (scripts/test: --no-loadscope-reorder): the slowest
+    # integration modules first, so that none of them starts when the others are nearly done, then
+    # the other integration modules, then the many short unit modules, which fill the idle ends
+    items.sort(key=_handed_out)
+
+
+# The integration modules that keep a worker longest (seconds in a parallel run, from --durations),
+# slowest first. Only the order in which workers get them depends on this list, never what runs.
+SLOWEST_MODULES = (
+    "test_hls_live.py",
+    "test_whep.py",
+    "test_live.py",
+    "test_hls_vod.py",
+    "test_recording.py",
+    "test_relay.py",
+    "test_cluster.py",
+    "test_attacks_at_scale.py",
+    "test_tunnel_auth.py",
+    "test_workers.py",
+    "test_http_app.py",
+    "test_auth_external.py",
+    "test_drain.py",
+    "test_fuzz_server.py",
+)
+
+
+def _handed_out(item: pytest.Item) -> tuple[int, int]:
+    if not item.nodeid.startswith("tests/integration/"):  # unit and fuzz tests: short, CPU-bound
+        return (2, 0)
+    name = item.nodeid.split("::", 1)[0].rsplit("/", 1)[-1]
+    return (0, SLOWEST_MODULES.index(name)) if name in SLOWEST_MODULES else (1, 0)

@@ -15,11 +15,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
+import struct
+import time
 from dataclasses import dataclass, field
 
 from benchmarks.impair.model import Impairment
 
 Address = tuple[str, int]
+_SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)  # Linux; Python does not always export it
+_STAMP_SPACE = socket.CMSG_SPACE(16)
+_REALTIME_TO_MONOTONIC = time.time() - time.monotonic()  # kernel stamps are CLOCK_REALTIME
 
 
 @dataclass
@@ -31,25 +37,67 @@ class FlowCounters:
     duplicated: int = 0
 
 
-class _RelaySocket(asyncio.DatagramProtocol):
-    """One relay port: server packets go to ``receiver``, the receiver's go back to the server."""
+class _RelaySocket:
+    """One relay port: server packets go to ``receiver``, the receiver's go back to the server.
 
-    def __init__(self, relay: UdpRelay, receiver: Address) -> None:
-        self.relay, self.receiver = relay, receiver
+    A raw non-blocking socket read by the relay (``UdpRelay.poll``) with the kernel's arrival
+    stamps, not an asyncio datagram transport: that reads one datagram per wake-up and socket,
+    so two flows' bursts queued at the same moment were offered to the link interleaved, packet
+    by packet, whatever order the server sent them in (``benchmarks/README.md``, "Precise pacing")."""
+
+    def __init__(self, relay: UdpRelay, receiver: Address, sock: socket.socket) -> None:
+        self.relay, self.receiver, self.sock = relay, receiver, sock
         self.server: Address | None = None
-        self.transport: asyncio.DatagramTransport | None = None
+        self.transport: _RelaySocket | None = self  # what callers used of the asyncio transport
         self.forward = FlowCounters()
+        self.port: int = sock.getsockname()[1]
+        self._closing = False
+        sock.setblocking(False)
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, _SO_TIMESTAMPNS, 1)
+        asyncio.get_running_loop().add_reader(sock.fileno(), relay.poll)
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
+    def read(self, into: list[tuple[float, int, _RelaySocket, bytes, Address]]) -> None:
+        """Everything queued on this socket, as (kernel arrival on the loop's clock, order, self,
+        data, sender)."""
+        for _ in range(1024):  # bounded: one flooded port cannot hold the loop forever
+            try:
+                data, ancillary, _, addr = self.sock.recvmsg(65536, _STAMP_SPACE)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                return
+            at = None
+            for level, kind, raw in ancillary:
+                if level == socket.SOL_SOCKET and kind == _SO_TIMESTAMPNS and len(raw) >= 16:
+                    sec, nsec = struct.unpack_from("qq", raw)
+                    at = sec + nsec * 1e-9 - _REALTIME_TO_MONOTONIC
+            into.append((time.monotonic() if at is None else at, len(into), self, data, addr))
 
-    def datagram_received(self, data: bytes, addr: Address) -> None:
+    def datagram_received(self, data: bytes, addr: Address, at: float) -> None:
         if addr == self.receiver:
             if self.server is not None:
-                self.relay.send(self.relay.backward, self, data, self.server, None)
+                self.relay.send(self.relay.backward, self, data, self.server, None, at)
         else:
             self.server = addr
-            self.relay.send(self.relay.forward, self, data, self.receiver, self.forward)
+            self.relay.send(self.relay.forward, self, data, self.receiver, self.forward, at)
+
+    # the part of asyncio.DatagramTransport that callers use
+    def get_extra_info(self, name: str) -> object:
+        return self.sock.getsockname() if name == "sockname" else None
+
+    def sendto(self, data: bytes, to: Address) -> None:
+        with contextlib.suppress(OSError):
+            self.sock.sendto(data, to)
+
+    def is_closing(self) -> bool:
+        return self._closing
+
+    def close(self) -> None:
+        if not self._closing:
+            self._closing = True
+            asyncio.get_running_loop().remove_reader(self.sock.fileno())
+            self.sock.close()
 
 
 @dataclass
@@ -58,39 +106,57 @@ class UdpRelay:
     backward: Impairment  # receivers -> server
     host: str = "127.0.0.1"
     sockets: list[_RelaySocket] = field(default_factory=list)
+    # when set, every server -> receiver datagram as offered to the link: (time, relay port, size,
+    # the first 12 bytes); ``benchmarks.impair.trace`` replays these through the model offline
+    trace: list[tuple[float, int, int, bytes]] | None = None
 
     async def add(self, receiver: Address) -> _RelaySocket:
         """A relay port forwarding to ``receiver`` (and its traffic back to the server)."""
-        loop = asyncio.get_running_loop()
-        sock = _RelaySocket(self, receiver)
-        await loop.create_datagram_endpoint(lambda: sock, local_addr=(self.host, 0))
+        sock = _RelaySocket(self, receiver, _bound(self.host, 0))
         self.sockets.append(sock)
         return sock
 
     async def add_pair(self, rtp: Address, rtcp: Address) -> tuple[_RelaySocket, _RelaySocket]:
         """An RTP/RTCP pair of relay ports on consecutive numbers (an even RTP port, as RFC 3550 asks)."""
-        loop = asyncio.get_running_loop()
         for _ in range(100):
-            first = _RelaySocket(self, rtp)
-            transport, _ = await loop.create_datagram_endpoint(lambda f=first: f, local_addr=(self.host, 0))
-            port = transport.get_extra_info("sockname")[1]
+            sock = _bound(self.host, 0)
+            port = sock.getsockname()[1]
             if port % 2 == 0:
-                second = _RelaySocket(self, rtcp)
                 try:
-                    await loop.create_datagram_endpoint(lambda s=second: s, local_addr=(self.host, port + 1))
+                    other = _bound(self.host, port + 1)
                 except OSError:
-                    transport.close()
+                    sock.close()
                     continue
+                first, second = _RelaySocket(self, rtp, sock), _RelaySocket(self, rtcp, other)
                 self.sockets += [first, second]
                 return first, second
-            transport.close()
+            sock.close()
         raise RuntimeError("no free UDP port pair for the relay")
 
+    def poll(self) -> None:
+        """Offer what every port holds to the link in the order the kernel received it: one FIFO,
+        as the server's packets would meet a real bottleneck."""
+        queued: list[tuple[float, int, _RelaySocket, bytes, Address]] = []
+        for sock in self.sockets:
+            if not sock.is_closing():
+                sock.read(queued)
+        queued.sort(key=lambda item: item[:2])
+        for at, _, sock, data, addr in queued:
+            sock.datagram_received(data, addr, at)
+
     def send(
-        self, link: Impairment, via: _RelaySocket, data: bytes, to: Address, counters: FlowCounters | None
+        self,
+        link: Impairment,
+        via: _RelaySocket,
+        data: bytes,
+        to: Address,
+        counters: FlowCounters | None,
+        now: float,
     ) -> None:
+        """Offer ``data`` (arrived at ``now``, the loop's clock) to ``link`` and forward it on time."""
         loop = asyncio.get_running_loop()
-        now = loop.time()
+        if self.trace is not None and link is self.forward:
+            self.trace.append((now, via.port, len(data), data[:12]))
         times = link.process(now, len(data))
         if counters is not None:
             counters.offered += 1
@@ -100,7 +166,7 @@ class UdpRelay:
             transport = via.transport
             if transport is None:
                 continue
-            if at <= now:
+            if at <= loop.time():
                 transport.sendto(data, to)
             else:
                 loop.call_at(at, _send_if_open, transport, data, to)
@@ -111,7 +177,17 @@ class UdpRelay:
                 sock.transport.close()
 
 
-def _send_if_open(transport: asyncio.DatagramTransport, data: bytes, to: Address) -> None:
+def _bound(host: str, port: int) -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        sock.bind((host, port))
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+def _send_if_open(transport: _RelaySocket, data: bytes, to: Address) -> None:
     if not transport.is_closing():
         transport.sendto(data, to)
 

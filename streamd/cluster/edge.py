@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
+from typing import Any
 from urllib.parse import quote
 
 from streamd.cluster.node import ClusterNode
@@ -32,6 +33,7 @@ class EdgeRelay(Relay):
     """A relay that pulls once: no reconnecting to an origin that went away."""
 
     finished = False
+    on_finished: Callable[[str], object] | None = None  # told the path when the relay is done
 
     def _wanted(self, now: float) -> bool:
         return self.attempts == 0 and super()._wanted(now)
@@ -41,6 +43,8 @@ class EdgeRelay(Relay):
             await super()._run()
         finally:
             self.finished = True
+            if self.on_finished is not None:
+                self.on_finished(self.name)
 
 
 class Edge:
@@ -62,6 +66,10 @@ class Edge:
         self._local = local
         self._user_agent = user_agent
         self.relays: dict[str, EdgeRelay] = {}
+        self.finished: Callable[[str], object] | None = None  # an edge relay let go of its path
+
+    def use_node(self, node: Any) -> None:
+        self._node = node
 
     async def pull(self, path: str) -> LivePath | None:
         """``path`` pulled from the node that owns it (None: nobody publishes it, or redirect mode)."""
@@ -83,6 +91,7 @@ class Edge:
                 user_agent=self._user_agent,
             )
             relay.label = f"edge relay {path} <- {owner.node} (token {owner.token})"
+            relay.on_finished = self.finished
             self.relays[path] = relay
         return await relay.wait_online(EDGE_START_TIMEOUT)
 

@@ -165,13 +165,9 @@ class ClusterNode:
         """The live peer with the fewest sessions, not draining, if it has ``margin`` fewer than
         ``mine`` (None: whatever its load); counted as one more at once, so a burst is not all
         sent to one node."""
-        peers = [p for p in self.peers if p.id != self.id and not p.draining]
-        if not peers or not self.available:
+        if not self.available:
             return None
-        best = min(peers, key=lambda p: (p.load, p.id))
-        if margin is not None and best.load + margin > mine:
-            return None
-        self.peers = [replace(p, load=p.load + 1) if p is best else p for p in self.peers]
+        best, self.peers = least_loaded(self.peers, self.id, mine, margin)
         return best
 
     async def close(self) -> None:
@@ -190,3 +186,17 @@ class ClusterNode:
                 if self.id:
                     await self.store.unregister(self.id)
         await self.store.close()
+
+
+def least_loaded(
+    peers: list[NodeInfo], me: str, mine: int, margin: int | None
+) -> tuple[NodeInfo | None, list[NodeInfo]]:
+    """The peer other than ``me`` with the fewest sessions, not draining, if it has ``margin``
+    fewer than ``mine`` (None: whatever its load); and ``peers`` with it counted one more."""
+    candidates = [p for p in peers if p.id != me and not p.draining]
+    if not candidates:
+        return None, peers
+    best = min(candidates, key=lambda p: (p.load, p.id))
+    if margin is not None and best.load + margin > mine:
+        return None, peers
+    return best, [replace(p, load=p.load + 1) if p is best else p for p in peers]

@@ -11,6 +11,7 @@ import logging
 import socket
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict
+from typing import Any
 
 from streamd.cluster.edge import Edge
 from streamd.cluster.node import ClusterNode
@@ -56,8 +57,21 @@ class Cluster:
         self.edge = Edge(self.config, self.node, hooks, self._load, local, user_agent)
 
     async def start(self, rtsp_port: int) -> None:
-        address = self.config.node_address or f"rtsp://{_advertised_host(self.config.host)}:{rtsp_port}"
-        await self.node.start(address)
+        await self.node.start(advertised_address(self.config, rtsp_port))
+
+    async def claim(self, path: str, holder: str) -> None:
+        """Publishing's ``PathClaims``: this node's (or, in a worker, the machine's) claim."""
+        await self.node.claim(path, holder)
+
+    def release(self, path: str, holder: str) -> None:
+        self.node.release(path, holder)
+
+    def use_node(self, node: Any) -> None:
+        """Claims, owners and balancing from ``node`` instead (a worker: the parent's node,
+        :mod:`streamd.cluster.via_parent`)."""
+        self.node = node
+        if self.edge is not None:
+            self.edge.use_node(node)
 
     def moved(
         self, local: Callable[[Request], Response | None]
@@ -90,13 +104,21 @@ class Cluster:
             "heartbeat": node.heartbeat,
             "nodes": [asdict(peer) for peer in node.peers],
             "claims": {path: claim.token for path, claim in sorted(node.claims.items())},
-            "edge_relays": sorted(path for path, relay in relays.items() if not relay.finished),
+            "edge_relays": sorted(
+                {path for path, relay in relays.items() if not relay.finished}
+                | set(getattr(node, "edge_relays", ()))  # a worker's: every worker's edge relays
+            ),
         }
 
     async def close(self) -> None:
         if self.edge is not None:
             await self.edge.close()
         await self.node.close()
+
+
+def advertised_address(config: ServerConfig, rtsp_port: int) -> str:
+    """How clients and the other nodes reach this node: ``node_address``, else rtsp://host:port."""
+    return (config.node_address or f"rtsp://{_advertised_host(config.host)}:{rtsp_port}").rstrip("/")
 
 
 def _advertised_host(host: str) -> str:

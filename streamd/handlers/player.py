@@ -218,6 +218,8 @@ class PlayerHandlers:
                 **({"ssrc": track_key.ssrc} if track_key is not None else {}),
             )
         )
+        if wanted.cast == "multicast" and session.live is not None:
+            await self.c.multicast.prepare(session.live)  # worker processes: the whole server's group
         reply, sink = self._make_sink(wanted, client, session, index, stream)
         if isinstance(sink, MulticastSink):
             stream = sink.sender.tracks[index].stream  # the shared send's, not one of our own

@@ -8,16 +8,24 @@ PLAY/PAUSE/TEARDOWN only count members. The send runs while a member plays, or a
 path is online when the path is configured ``multicast = true`` (so a player holding only the
 SDP from the web side can join). Receivers' RTCP reports reach us on the group's RTCP port and
 are kept per receiver SSRC.
+
+With worker processes (``streamd serve --workers N``) a :class:`GroupLink` is set: groups come
+from the parent (one per path for the whole server) and one worker sends; a worker whose path is
+relayed from the sender's holds a *mirror* of the send (:class:`GroupSender` with ``mirror``):
+the sender's group, SSRCs and key for its SETUP replies, the receivers' reports for its sessions'
+keep-alive, and nothing sent. Its sessions' counts reach the sender through the parent.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from fractions import Fraction
+from typing import Protocol
 
 from aiortc.rtp import RtcpByePacket, RtcpRrPacket, RtcpSrPacket
 
@@ -60,6 +68,30 @@ class Receiver:
         return {"ssrc": self.ssrc, "address": f"{self.address[0]}:{self.address[1]}", **self.report.as_dict()}
 
 
+@dataclass(frozen=True)
+class Grant:
+    """A path's group as the whole server has it (worker processes): who sends, and when that is
+    another worker, what its send uses (SSRC and next sequence number per track, SRTP key)."""
+
+    allocation: Allocation
+    here: bool  # this worker sends
+    ssrcs: dict[int, int] = field(default_factory=dict)
+    seqs: dict[int, int] = field(default_factory=dict)
+    key: MasterKey | None = None
+
+
+class GroupLink(Protocol):
+    """How a worker's multicast reaches the parent (:mod:`streamd.workers.multicast_link`)."""
+
+    async def hold(self, live: LivePath) -> Grant:
+        """The path's group for the whole server; RtspError (453, 404, 503) when there is none."""
+        ...
+
+    def report(self, path: str, playing: int, setups: int, held: bool) -> None:
+        """This worker's sessions on the path's group now, and whether it still holds it."""
+        ...
+
+
 @dataclass
 class GroupTrack:
     index: int
@@ -83,8 +115,10 @@ class GroupSender:
         *,
         always: bool,
         encrypted: bool = False,
+        mirror: bool = False,
     ) -> None:
         self.live = live
+        self.mirror = mirror  # another worker sends: this one answers for it and hears reports
         self.encrypted = encrypted  # SRTP: one key for the group, shared by its readers
         self.key: MasterKey | None = None
         self._protect: Protector | None = None
@@ -95,6 +129,8 @@ class GroupSender:
         self.always = always
         self.members: set[str] = set()  # RTSP sessions playing
         self.setups: set[str] = set()  # RTSP sessions set up (playing or not)
+        self.remote_playing = 0  # other workers' sessions playing (worker processes)
+        self.remote_setups = 0  # ... set up
         self.running = False
         self.tracks: dict[int, GroupTrack] = {}
         for index, track in live.tracks.items():
@@ -114,6 +150,23 @@ class GroupSender:
         """Whether the send has begun (video on a keyframe)."""
         return self.gate.open
 
+    def adopt(self, grant: Grant) -> None:
+        """A mirror takes the sending worker's SSRCs, sequence numbers and key."""
+        for index, track in self.tracks.items():
+            if index in grant.ssrcs:
+                track.stream.ssrc = grant.ssrcs[index]
+            if index in grant.seqs:
+                track.stream.next_seq = grant.seqs[index]
+        if grant.key != self.key:
+            self.key = grant.key
+            self._protect = Protector(grant.key) if grant.key is not None else None
+            self._reports_in = Unprotector(grant.key) if grant.key is not None else None
+
+    def _want_keyframe(self) -> None:
+        """Waiting at the keyframe gate: the path's source is asked for one, as for a reader."""
+        if self.live.request_keyframe is not None:
+            self.live.request_keyframe()
+
     @property
     def label(self) -> str:
         return f"multicast {self.live.name} -> {self.allocation.group}"
@@ -127,7 +180,7 @@ class GroupSender:
     def group_key(self) -> MasterKey | None:
         """The group's SRTP key (None for a plain group), made when first needed: at the first
         SETUP or start. It changes when the send restarts after every session that knew it left."""
-        if self.encrypted and self.key is None:
+        if self.encrypted and self.key is None and not self.mirror:
             self.key = MasterKey.generate()
             self._protect = Protector(self.key)
             self._reports_in = Unprotector(self.key)
@@ -162,8 +215,11 @@ class GroupSender:
                 track.sockets = None
             raise
         self.running = True
+        if self.mirror:
+            log.info("%s: sent by another worker; hearing its receivers' reports here", self.label)
+            return
         self.group_key()
-        self.gate = KeyframeGate(self._has_video)  # each send begins on a keyframe
+        self.gate = KeyframeGate(self._has_video, self._want_keyframe)  # each send begins on a keyframe
         self._began = time.time()
         self._reported = False
         self._next_report = self._began + 1.0  # the first round soon, then the RFC 3550 interval
@@ -182,6 +238,13 @@ class GroupSender:
             return
         self.live.readers.discard(self)
         self.running = False
+        if self.mirror:  # the sender says goodbye, not us
+            for track in self.tracks.values():
+                if track.sockets is not None:
+                    track.sockets.close()
+                    track.sockets = None
+                track.receivers.clear()
+            return
         now = time.time()
         ntp = unix_to_ntp(now)
         for track in self.tracks.values():
@@ -205,7 +268,7 @@ class GroupSender:
             )
             track.stream.renew()  # after a BYE the SSRC is gone: a later send is a new source
             track.receivers.clear()
-        if not self.setups:  # nobody knows the key any more: the next send gets a new one
+        if not self.setups and not self.remote_setups:  # nobody knows the key: the next send gets a new one
             self.key = self._protect = self._reports_in = None
 
     def __call__(self, index: int, ticks: int, payloads: Payloads, keyframe: bool, leading: bool) -> None:
@@ -283,7 +346,7 @@ class GroupSender:
             if not isinstance(packet, RtcpRrPacket | RtcpSrPacket) or packet.ssrc == ours:
                 continue  # our own reports come back through the loopback
             for block in packet.reports:
-                if block.ssrc != ours:
+                if block.ssrc != ours and not self.mirror:  # (a mirror's SSRC may be an older one)
                     continue
                 receiver = track.receivers.pop(packet.ssrc, None) or Receiver(packet.ssrc, source)
                 receiver.address = source
@@ -387,6 +450,11 @@ class MulticastService:
         self.pool = GroupPool(spec) if spec is not None else None
         self.senders: dict[str, GroupSender] = {}  # by path name: the sender of the path online now
         self._sessions: dict[str, GroupSender] = {}  # RTSP session id -> the sender it set up on
+        # worker processes: groups are the whole server's, one worker sends (streamd.workers)
+        self.link: GroupLink | None = None
+        self._grants: dict[str, Grant] = {}  # by path: the group as the parent gave it
+        self._remote: dict[str, tuple[int, int]] = {}  # by path: other workers' (playing, setups)
+        self._tasks: set[asyncio.Task[None]] = set()
 
     @property
     def enabled(self) -> bool:
@@ -461,13 +529,17 @@ class MulticastService:
         if sender is None or not sender.live.online:
             return
         sender.members.add(session_id)
-        self._start(sender)
+        try:
+            self._start(sender)
+        finally:
+            self._report(sender.live.name)
 
     def pause(self, session_id: str) -> None:
         sender = self._sessions.get(session_id)
         if sender is not None:
             sender.members.discard(session_id)
             self._maybe_stop(sender, "no RTSP member plays")
+            self._report(sender.live.name)
 
     def leave(self, session_id: str) -> None:
         """The session ended (TEARDOWN, timeout, connection lost)."""
@@ -478,12 +550,18 @@ class MulticastService:
         sender.setups.discard(session_id)
         self._maybe_stop(sender, "the last RTSP member left")
         self._collect(sender.live.name)
+        self._report(sender.live.name)
 
     # --- the path's lifecycle ------------------------------------------------------------------
 
     def path_online(self, live: LivePath) -> None:
         """A path went live; with ``multicast = true`` its group send starts now."""
         if self.spec is None or not self.always(live.name):
+            return
+        if self.link is not None:  # the group is the parent's to give: asked in a task
+            task = asyncio.get_running_loop().create_task(self._online_via_parent(live))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
             return
         try:
             sender = self._sender(live)
@@ -494,6 +572,20 @@ class MulticastService:
         with contextlib.suppress(RtspError):  # logged; the path stays up for unicast readers
             self._start(sender)
 
+    async def _online_via_parent(self, live: LivePath) -> None:
+        try:
+            await self.prepare(live)
+            if not live.online or not self._grants[live.name].here:
+                return  # gone meanwhile, or another worker sends it (a relay each worker pulls)
+            sender = self._sender(live)
+        except RtspError as exc:
+            log.error("%s: cannot send to multicast: %s", live.name, exc.reason)
+            return
+        sender.always = True
+        with contextlib.suppress(RtspError):
+            self._start(sender)
+        self._report(live.name)
+
     def path_offline(self, live: LivePath) -> None:
         """The publisher left: BYE to the group; the group stays reserved while sessions hold it."""
         sender = self.senders.get(live.name)
@@ -502,10 +594,76 @@ class MulticastService:
         sender.stop("the path went offline")
         del self.senders[live.name]
         self._collect(live.name)
+        self._report(live.name)
 
     def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
         for sender in list(self.senders.values()):
             sender.stop("server shutting down")
+
+    # --- worker processes: the parent's groups -------------------------------------------------
+
+    async def prepare(self, live: LivePath) -> None:
+        """Before a multicast SETUP (and a ``multicast = true`` path's send) with worker
+        processes: the path's group as the parent gives it (one process: nothing to do)."""
+        if self.link is None or self.spec is None:
+            return
+        grant = await self.link.hold(live)
+        self._grants[live.name] = grant
+        sender = self.senders.get(live.name)
+        if sender is not None and sender.live is live and sender.mirror and not grant.here:
+            sender.adopt(grant)  # the sending worker's send as it is now
+        # a SETUP that fails after this leaves nothing held: looked at once the request is done
+        asyncio.get_running_loop().call_soon(self._collect_and_report, live.name)
+
+    def serve_for_others(self, live: LivePath, allocation: Allocation) -> dict[str, object]:
+        """The parent names this worker the sender of ``live``'s group for another worker's
+        readers: the send (made now if needed), and what they must know of it."""
+        grant = self._grants.get(live.name)
+        if grant is None or grant.allocation != allocation or not grant.here:
+            self._grants[live.name] = Grant(allocation, here=True)
+        sender = self._sender(live)
+        asyncio.get_running_loop().call_soon(self._collect_and_report, live.name)
+        key = sender.group_key()
+        return {
+            "ssrcs": {str(i): t.stream.ssrc for i, t in sender.tracks.items()},
+            "seqs": {str(i): t.stream.next_seq for i, t in sender.tracks.items()},
+            "key": None if key is None else {"suite": key.suite.name, "material": key.material.hex()},
+        }
+
+    def remote_demand(self, path: str, playing: int, setups: int) -> None:
+        """Other workers' sessions on our send of ``path``: it runs while any of them plays."""
+        if playing or setups:
+            self._remote[path] = (playing, setups)
+        else:
+            self._remote.pop(path, None)
+        sender = self.senders.get(path)
+        if sender is None or sender.mirror:
+            return
+        sender.remote_playing, sender.remote_setups = playing, setups
+        if playing and sender.live.online and not sender.running:
+            with contextlib.suppress(RtspError):  # logged; their players see no packets
+                self._start(sender)
+        elif not playing:
+            self._maybe_stop(sender, "no RTSP member plays on any worker")
+        self._collect_and_report(path)
+
+    def _collect_and_report(self, path: str) -> None:
+        self._collect(path)
+        self._report(path)
+
+    def _report(self, path: str) -> None:
+        if self.link is None:
+            return
+        mine = {id(s): s for s in self._sessions.values() if s.live.name == path}
+        current = self.senders.get(path)
+        if current is not None:
+            mine[id(current)] = current
+        held = bool(mine) or (self.always(path) and path in self._grants)
+        playing = sum(len(s.members) for s in mine.values())
+        setups = sum(len(s.setups) for s in mine.values())
+        self.link.report(path, playing, setups, held)
 
     # --- the web side ----------------------------------------------------------------------------
 
@@ -522,7 +680,8 @@ class MulticastService:
         return sender is not None and sender.always
 
     def snapshot(self) -> list[dict[str, object]]:
-        return [s.as_dict() for s in sorted(self.senders.values(), key=lambda s: s.live.name)]
+        sends = [s for s in self.senders.values() if not s.mirror]  # a mirror's send is another worker's
+        return [s.as_dict() for s in sorted(sends, key=lambda s: s.live.name)]
 
     def sdp(
         self, path: str, presentation: Presentation, unicast_sdp: str, *, secure: bool = False
@@ -564,11 +723,17 @@ class MulticastService:
             return sender
         if sender is not None:  # the path's previous publisher: its send is over
             sender.stop("a new publisher took over the path")
-        try:
-            allocation = self.pool.allocate(live.name, sorted(live.tracks))
-        except PoolExhausted as exc:
-            log.error("%s: no multicast group for it: %s", live.name, exc)
-            raise RtspError(453, f"multicast range exhausted: {exc}") from None
+        grant = self._grants.get(live.name) if self.link is not None else None
+        if self.link is not None:
+            if grant is None:
+                raise RtspError(503, f"no multicast group for {live.name!r} from the parent process")
+            allocation = grant.allocation
+        else:
+            try:
+                allocation = self.pool.allocate(live.name, sorted(live.tracks))
+            except PoolExhausted as exc:
+                log.error("%s: no multicast group for it: %s", live.name, exc)
+                raise RtspError(453, f"multicast range exhausted: {exc}") from None
         sender = GroupSender(
             live,
             allocation,
@@ -577,7 +742,12 @@ class MulticastService:
             f"streamd-{live.name}@{self.cname_host}",
             always=self.always(live.name),
             encrypted=self.encrypted(live.name),
+            mirror=grant is not None and not grant.here,
         )
+        if grant is not None and not grant.here:
+            sender.adopt(grant)
+        elif live.name in self._remote:
+            sender.remote_playing, sender.remote_setups = self._remote[live.name]
         self.senders[live.name] = sender
         return sender
 
@@ -589,7 +759,7 @@ class MulticastService:
             raise RtspError(500, f"cannot send to multicast group {sender.allocation.group}: {exc}") from None
 
     def _maybe_stop(self, sender: GroupSender, reason: str) -> None:
-        if sender.running and not sender.members and not sender.always:
+        if sender.running and not sender.members and not sender.remote_playing and not sender.always:
             sender.stop(reason)
 
     def _collect(self, path: str) -> None:
@@ -597,10 +767,18 @@ class MulticastService:
         if self.pool is None or self.always(path):
             return
         current = self.senders.get(path)
-        if current is not None and (current.running or current.setups or current.live.online):
+        if current is not None and (
+            current.running
+            or current.setups
+            or current.remote_setups
+            or (current.live.online and not current.mirror)  # a mirror is its sessions' only
+        ):
             return
         if any(s.live.name == path for s in self._sessions.values()):
             return
         if current is not None:
             del self.senders[path]
+        if self.link is not None:
+            self._grants.pop(path, None)  # the parent lets the group go when no worker holds it
+            return
         self.pool.release(path)

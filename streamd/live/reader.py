@@ -26,7 +26,7 @@ class LiveReader:
         self.path = path
         self.bindings = bindings
         self.label = label
-        self.gate = KeyframeGate(any(b.is_video for b in bindings.values()))
+        self.gate = KeyframeGate(any(b.is_video for b in bindings.values()), self._want_keyframe)
         self.dropped = 0
         self._next_report = 0.0
 
@@ -56,13 +56,24 @@ class LiveReader:
             if self.dropped == len(payloads):
                 log.warning("%s: too slow for the live stream; dropping packets", self.label)
         else:
-            send = binding.sink.send_rtp
-            for packet in binding.stream.pack(ticks, payloads):
-                send(packet)
+            self._send(index, binding, ticks, payloads)
         now = time.time()
         if now >= self._next_report:
             self._next_report = now + REPORT_INTERVAL
             self._send_reports(now)
+
+    def _send(self, index: int, binding: Binding, ticks: int, payloads: Payloads) -> None:
+        """This reader's header on the shared payloads, out to its sink."""
+        send = binding.sink.send_rtp
+        for packet in binding.stream.pack(ticks, payloads):
+            send(packet)
+
+    def _want_keyframe(self) -> None:
+        """The reader waits at the keyframe gate: the path's source is asked for one (each source
+        rate-limits its requests per path), so it starts within a round trip, not a GOP."""
+        request = self.path.request_keyframe
+        if request is not None:
+            request()
 
     def _media_now(self, index: int) -> Fraction:
         track = self.path.tracks.get(index)

@@ -6,8 +6,10 @@ publisher's would, so readers get the same fan-out. The upstream is closed (TEAR
 period after the last reader leaves. When it drops, the path goes offline like a publisher leaving
 (readers get RTCP BYE) and, while anyone still wants it, the relay reconnects with back-off
 (1, 2, 4 .. 30 s). Like any receiver it sends the upstream RTCP receiver reports (loss, jitter,
-LSR/DLSR for its RTT) on the RFC 3550 interval, and RR + BYE before TEARDOWN. The protocol is
-:mod:`streamd.rtsp.client`; this module is only its I/O.
+LSR/DLSR for its RTT) on the RFC 3550 interval, and RR + BYE before TEARDOWN. Keyframe requests
+of the path's readers (a viewer's PLI/FIR, a reader waiting at the keyframe gate) go upstream as
+RTCP PLI on the same RTCP channel, rate-limited per path (:mod:`streamd.live.keyframe_relay`).
+The protocol is :mod:`streamd.rtsp.client`; this module is only its I/O.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from sdp import SdpParseError
 from sdp import parse as parse_sdp
 from streamd.live.announced import announced_tracks
 from streamd.live.hub import LivePath, LiveTrack
+from streamd.live.keyframe_relay import ChannelBack, PublisherFeedback, UdpBack
 from streamd.live.upstream_reports import UpstreamReports
 from streamd.rtp.rtcp import parse_compound
 from streamd.rtp.rtcp_interval import rtcp_interval
@@ -387,6 +390,8 @@ class Relay:
         live = LivePath.from_announce(self.name, description, tracks, f"relay:{self.name}")
         self._reports = UpstreamReports(self._reports.cname)
         self._report_to = {}
+        feedback = PublisherFeedback(live, self._reports.ssrc, self._reports.cname)
+        live.request_keyframe = lambda: self._request_keyframe(feedback)
         # an upstream that gives SRTP keys (streamd over RTSPS, gst-rtsp-server with SAVP): its
         # packets are checked and decrypted here; our receiver reports go back under a key of ours
         self._srtp_in = {i: Unprotector(k) for i, k in keys.items()}
@@ -420,9 +425,11 @@ class Relay:
                 got = replies[0].interleaved if replies and replies[0].interleaved else wanted
                 channels[got[0]], channels[got[1]] = (live, track, False), (live, track, True)
                 self._report_to[track.index] = lambda data, ch=got[1]: upstream.send_frame(ch, data)
+                feedback.route(track.index, ChannelBack(got[1]))
             elif replies and replies[0].server_port and upstream.peer_host:
                 rtcp_socket, to = sockets[-1], (upstream.peer_host, replies[0].server_port[1])
                 self._report_to[track.index] = lambda data, s=rtcp_socket, a=to: s.sendto(data, a)
+                feedback.route(track.index, UdpBack(to))
             send = self._report_to.get(track.index)
             if ours is not None and send is not None and announced.index in keys:
                 self._report_to[track.index] = lambda data, f=send, p=ours: f(p.rtcp(data))
@@ -435,6 +442,16 @@ class Relay:
         log.info("%s: online (%d tracks over %s)", self.label, len(tracks), self.transport.upper())
         self._notify()
         return live, aggregate
+
+    def _request_keyframe(self, feedback: PublisherFeedback) -> None:
+        """RTCP PLI upstream for the path's video (at most one per ``PLI_INTERVAL``), on the way
+        our receiver reports take (under our SRTP key when the upstream gave keys)."""
+        for pli in feedback.request(asyncio.get_running_loop().time()):
+            send = self._report_to.get(pli.index)
+            if send is not None:
+                with contextlib.suppress(OSError):
+                    send(pli.packet)
+                log.debug("%s: PLI upstream for track %d", self.label, pli.index)
 
     def _offline(self, live: LivePath, reason: str) -> None:
         live.online = False

@@ -48,7 +48,8 @@ class PacingSettings:
     trick_play_all_frames_up_to: Fraction = Fraction(4)  # Scale up to this sends every video frame
     # seconds over which an AU's packets are spread (at most half its duration); 0: one burst. Off by
     # default: packets of one timestamp that arrive apart raise RFC 3550 jitter (jitter benchmark,
-    # 20 ms: clean link 0.22 -> 8.3 ms, 2 Mbit/s bottleneck 5.2 -> 13.0 ms); for links known slow
+    # 20 ms: clean link 0.22 -> 8.3 ms; behind a shared bottleneck two sessions' spread packets
+    # interleave, benchmarks/README.md "Precise pacing"); for links known slow
     spread: float = 0.0
     # precise mode spreads an AU's packets at this link rate (bit/s: each packet leaves when the one
     # before would have crossed a link of this rate, so the AU does not queue up in front of a slow

@@ -2,23 +2,27 @@
 
 Live readers and file playback build RTP packets with their own ``OutgoingStream`` (SSRC,
 sequence, timestamp, and the browser's payload type, on the path's shared payloads); the SSRC
-is the one our answer announced. The peer's SRTP session protects each packet as it is. The
-last packets of video are kept (bounded) to answer NACKs; PLI and FIR go to the session, which
-knows how to make a keyframe come.
+is the one our answer announced. The peer's SRTP session protects each packet as it is. NACKs
+of a live path's viewer are answered from the path's shared history (``sequence``, set by the
+live reader: :mod:`streamd.webrtc.nack`); a file's viewer, whose packets are its own, keeps its
+last video packets (bounded). PLI and FIR go to the session, which knows how to make a keyframe
+come.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 
 from aiortc.rtp import RTCP_PSFB_FIR, RTCP_PSFB_PLI, RTCP_RTPFB_NACK, RtcpPsfbPacket, RtcpRtpfbPacket
 
+from streamd.webrtc.nack import MAX_PER_NACK, Bucket, ViewerSequence, lost_sequences
 from streamd.webrtc.peer import Peer
 
 log = logging.getLogger(__name__)
 
-HISTORY = 512  # video packets kept per viewer and track for NACKs (~0.5 s at 4 Mbit/s)
+HISTORY = 512  # video packets a file's viewer keeps per track for NACKs (~0.5 s at 4 Mbit/s)
 MAX_BACKLOG = 1 << 20  # bytes the socket may hold back before this viewer counts as congested
 
 
@@ -50,7 +54,9 @@ class WebrtcSink:
         self.description = f"WebRTC PT {payload_type}"
         self.video = video
         self.on_keyframe_request = on_keyframe_request
-        self.history: dict[int, bytes] = {}
+        self.history: dict[int, bytes] = {}  # a file's viewer's own (a live one has ``sequence``)
+        self.sequence: ViewerSequence | None = None
+        self.bucket = Bucket()  # a file's viewer's resends per second
         self.sent = 0
         self.retransmitted = 0
         self.keyframe_requests = 0
@@ -62,7 +68,7 @@ class WebrtcSink:
         """One packet, already numbered with the browser's payload type (see :class:`Renumbered`)."""
         if self.peer.send_rtp(packet):
             self.sent += 1
-            if self.video:
+            if self.video and self.sequence is None:
                 seq = (packet[2] << 8) | packet[3]
                 history = self.history
                 history[seq] = packet
@@ -95,9 +101,14 @@ class WebrtcSink:
     def feedback(self, packet: object) -> None:
         if isinstance(packet, RtcpRtpfbPacket) and packet.fmt == RTCP_RTPFB_NACK:
             self.nacks += 1
-            for seq in packet.lost[:64]:
-                old = self.history.get(seq)
-                if old is not None and self.peer.send_rtp(old):
+            now = time.monotonic()
+            if self.sequence is not None:
+                resend = self.sequence.answer(packet.lost, now)
+            else:
+                kept = (self.history.get(seq) for seq in lost_sequences(packet.lost)[:MAX_PER_NACK])
+                resend = [old for old in kept if old is not None and self.bucket.take(now)]
+            for old in resend:
+                if self.peer.send_rtp(old):
                     self.retransmitted += 1
         elif isinstance(packet, RtcpPsfbPacket) and packet.fmt in (RTCP_PSFB_PLI, RTCP_PSFB_FIR):
             self.keyframe_requests += 1

@@ -32,11 +32,12 @@ from streamd.rtp.payload.base import UnsupportedCodec
 from streamd.rtp.presentation import Presentation, StreamableTrack
 from streamd.rtsp.errors import RtspError
 from streamd.webrtc.chunk_cache import DEFAULT_BYTES, FileChunks
-from streamd.webrtc.convert import Converter, live_convertible, make_converter
+from streamd.webrtc.convert import Converter, live_convertible, live_video_convertible, make_converter
 from streamd.webrtc.file_control import FileControl
 from streamd.webrtc.ice_ports import PortsExhausted
 from streamd.webrtc.live_reader import WebrtcLiveReader
 from streamd.webrtc.media import converted_video, for_browsers, live_sendables, sendable
+from streamd.webrtc.nack import Histories
 from streamd.webrtc.negotiate import Plan, answer_sdp, negotiate, parse_offer
 from streamd.webrtc.peer import Peer, ice_servers
 from streamd.webrtc.playback import WebrtcPlayback
@@ -76,6 +77,7 @@ class WhepSession:
     control: FileControl | None = None  # a file's data channel commands
     relayed: bool = False  # counted as a browser viewer of a relayed path (keeps it pulled)
     converted: dict[int, Converter] = field(default_factory=dict)  # shared converters it holds
+    unconvertible: set[int] = field(default_factory=set)  # B-frames found late; no converter
 
     @property
     def label(self) -> str:
@@ -106,6 +108,7 @@ class WhepService:
         self.sessions: dict[str, WhepSession] = {}
         # (live path, track) -> its Opus converter and how many sessions hold it
         self.converters: dict[tuple[int, int], tuple[Converter, int]] = {}
+        self.histories = Histories()  # live streams' packets for NACKs, one history per stream
         self.settings = PacingSettings.from_config(config) if hasattr(config, "send_slack") else None
         # files' conversions, chunk by chunk, shared by all their viewers (streamd/webrtc/chunk_cache.py)
         self.file_chunks = FileChunks(getattr(config, "webrtc_file_cache_bytes", DEFAULT_BYTES))
@@ -293,6 +296,29 @@ class WhepService:
             if live is not None and (not live.online or self.server.live.get(session.path) is not live):
                 await self.end(session, "the live path went offline")
                 return
+            if live is not None:
+                self._convert_late(session, live)
+
+    def _convert_late(self, session: WhepSession, live: LivePath) -> None:
+        """The hub found B-frames in a video track this viewer gets as it is (it came before they
+        showed): from the converter's next keyframe on, it gets the path's conversion instead."""
+        reader = session.reader
+        for index, binding in session.bindings.items():
+            if reader is None or index in session.converted or not binding.is_video:
+                continue
+            track = live.tracks.get(index)
+            if track is None or not live_video_convertible(track) or index in session.unconvertible:
+                continue
+            try:
+                converter = session.converted[index] = self._converter(live, index)
+            except (MediaError, ValueError, UnsupportedCodec) as exc:
+                session.unconvertible.add(index)
+                log.warning("%s: track %d keeps its B-frames: %s", session.label, index, exc)
+                continue
+            reader.convert(index, converter)
+            converter.request_keyframe()
+            if live.request_keyframe is not None:
+                live.request_keyframe()  # the converter decodes from the source's next keyframe
 
     def _connected_or_not(self, session: WhepSession) -> None:
         """No longer pending (once only: from the connect task, or from an end before it ran)."""
@@ -306,8 +332,11 @@ class WhepService:
 
     async def _start_media(self, session: WhepSession) -> None:
         if session.live is not None:
-            reader = WebrtcLiveReader(session.live, session.bindings, session.label, session.converted)
+            reader = WebrtcLiveReader(
+                session.live, session.bindings, session.label, session.converted, self.histories
+            )
             session.reader = reader
+            reader.on_reordered = lambda _index, live=session.live: self._convert_late(session, live)
             reader.attach()
             for converter in session.converted.values():
                 converter.request_keyframe()  # a new viewer starts on a keyframe: make one now

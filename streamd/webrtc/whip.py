@@ -19,6 +19,7 @@ import contextlib
 import logging
 import secrets
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -34,6 +35,7 @@ from streamd.webrtc.ice_ports import PortsExhausted
 from streamd.webrtc.negotiate import Choice, Plan, answer_sdp, negotiate_publish, parse_offer
 from streamd.webrtc.peer import Peer, ice_servers
 from streamd.webrtc.port_range import PortPicker, parse_port_range
+from streamd.workers.ownership import LocalOwners, PathOwners
 
 if TYPE_CHECKING:
     from streamd.http.backend import HttpBackend
@@ -103,29 +105,41 @@ class WhipService:
         self.ports = PortPicker(udp_ports) if udp_ports is not None else None
         self.sessions: dict[str, WhipSession] = {}
         self.max_sessions = int(getattr(config, "max_publishers", 200))
+        # who publishes which path across worker processes (one process: every claim holds), and
+        # whether a live path here is a sibling worker's, relayed (its end may not have arrived yet)
+        self.owners: PathOwners = LocalOwners()
+        self.relayed: Callable[[LivePath], bool] = lambda _live: False
 
     async def create(self, path: str, offer_text: str, client: str) -> tuple[WhipSession, str]:
         config = self.server.config
         if not config.accepts_publisher(path):
             raise RtspError(403, f"{path!r} does not take publishers (see the publish setting of [paths])")
         existing = self.server.live.get(path)
-        if (existing is not None and existing.online) or any(s.path == path for s in self.sessions.values()):
+        online = existing is not None and existing.online and not self.relayed(existing)
+        if online or any(s.path == path for s in self.sessions.values()):
             raise RtspError(409, f"{path!r} is already being published")
         if len(self.sessions) >= self.max_sessions:
             raise RtspError(503, f"{self.max_sessions} WHIP publishers already; try again later")
         offer = parse_offer(offer_text)
         plan = negotiate_publish(offer)
+        session_id = secrets.token_urlsafe(24)
+        holder = await self.owners.claim(path, session_id)
+        if holder is not None:  # a publisher in another worker process
+            log.info("WHIP %s from %s refused: published in worker %d", path, client, holder.worker)
+            raise RtspError(409, f"{path!r} is already being published")
         peer = Peer(self.servers, self.ports)
         try:
             await peer.gather()
         except PortsExhausted as exc:
             log.warning("WHIP %s from %s refused: %s", path, client, exc)
+            self.owners.release(path, session_id)
             await peer.close()
             raise RtspError(503, str(exc)) from None
         except BaseException:
+            self.owners.release(path, session_id)
             await peer.close()
             raise
-        session = WhipSession(secrets.token_urlsafe(24), path, client, peer, plan)
+        session = WhipSession(session_id, path, client, peer, plan)
         answer = answer_sdp(
             plan,
             ice_ufrag=peer.ice_ufrag,
@@ -247,6 +261,9 @@ class WhipService:
         tracks = announced_tracks(description.media)
         live = LivePath.from_announce(session.path, description, tracks, session.label)
         live.request_keyframe = lambda: self._pli(session)
+        existing = self.server.live.get(session.path)
+        if existing is not None and existing.online and self.relayed(existing):  # the previous one's
+            self.server.remove_live(existing, f"{session.label} (published here now)")  # type: ignore[attr-defined]
         try:
             self.server.add_live(live)  # type: ignore[attr-defined]
         except ValueError as exc:
@@ -273,6 +290,7 @@ class WhipService:
         self.sessions.pop(session.id, None)
         if session.live is not None:
             self.server.remove_live(session.live, session.label)  # type: ignore[attr-defined]
+        self.owners.release(session.path, session.id)
         await session.peer.close()
         if session.task is not None and session.task is not asyncio.current_task():
             session.task.cancel()

@@ -12,6 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
+EDGE_HOLDER = "edge relay"  # the holder of a path a worker pulls from another node of a cluster
+
 
 @dataclass(frozen=True)
 class Owner:
@@ -75,6 +77,9 @@ class OwnerTable:
 
     def owner(self, path: str) -> Owner | None:
         return self._owners.get(path)
+
+    def items(self) -> list[tuple[str, Owner]]:
+        return list(self._owners.items())
 
     def release_worker(self, worker: int) -> list[str]:
         """Everything a worker held (it died): released, and the paths returned."""

@@ -29,11 +29,17 @@ import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from streamd.config import ServerConfig
 from streamd.workers.channel import Channel, ChannelError
-from streamd.workers.ownership import OwnerTable
+from streamd.workers.limits import ParentSlots
+from streamd.workers.multicast_table import ParentGroups
+from streamd.workers.ownership import EDGE_HOLDER, OwnerTable
 from streamd.workers.worker import ENV
+
+if TYPE_CHECKING:
+    from streamd.cluster.machine import MachineNode
 
 log = logging.getLogger("streamd")
 
@@ -77,7 +83,11 @@ class AdminState:
 
 
 class Supervisor:
-    def __init__(self, count: int, argv: list[str], python: str = sys.executable) -> None:
+    def __init__(
+        self, count: int, argv: list[str], python: str = sys.executable, config: ServerConfig | None = None
+    ) -> None:
+        """``config``: the workers' settings, for what the parent runs for the machine (its
+        cluster node, :mod:`streamd.cluster.machine`)."""
         self.count = count
         self.argv = argv
         self.python = python
@@ -91,7 +101,20 @@ class Supervisor:
         self.failed = False
         self._stopping = asyncio.Event()
         self._all_ready = False
+        self._cluster_start: asyncio.Task[None] | None = None
         self.run_dir = Path(tempfile.mkdtemp(prefix="streamd-workers-"))  # 0700: only we reach it
+        self.cluster: MachineNode | None = None  # the machine is one node of its cluster
+        # sessions and publishers counted for the whole server, not per worker
+        self.slots = ParentSlots(config) if config is not None else None
+        # one multicast group per path for the whole server, one worker sending it
+        spec = config.multicast_spec() if config is not None else None
+        self.groups = ParentGroups(spec, self.owners, self._channels) if spec is not None else None
+        if config is not None and config.cluster is not None:
+            from streamd.cluster.machine import MachineNode  # (Redis, only in a cluster)
+
+            self.cluster = MachineNode(
+                config, self._channels, lambda: self.admin.drain is not None, self._edge_relays
+            )
 
     async def run(self) -> int:
         loop = asyncio.get_running_loop()
@@ -104,6 +127,9 @@ class Supervisor:
             log.info("stopping %d worker processes", len(self.workers))
             await self._stop_all()
         finally:
+            if self.cluster is not None:  # release the machine's claims, unregister it
+                with contextlib.suppress(Exception):
+                    await self.cluster.close()
             for keeper in keepers:
                 keeper.cancel()
             await asyncio.gather(*keepers, return_exceptions=True)
@@ -151,6 +177,12 @@ class Supervisor:
             if self.workers.get(index) is not None and self.workers[index].process is process:
                 del self.workers[index]
             released = self.owners.release_worker(index)
+            if self.groups is not None:
+                self.groups.worker_gone(index)
+            if self.cluster is not None:
+                self.cluster.worker_gone(index)
+            if self.slots is not None and (freed := self.slots.table.release_worker(index)):
+                log.info("worker %d held %d slots (sessions, publishers): released", index, freed)
             if released:
                 log.info("worker %d held %s: free for a new publisher", index, ", ".join(sorted(released)))
 
@@ -185,13 +217,21 @@ class Supervisor:
             return self._hello(index, int(message.get("pid", 0)))
         if op == "claim":
             held = self.owners.claim(str(message["path"]), index, str(message["holder"]))
+            self._edge_changed(message)
             return None if held is None else {"worker": held.worker, "holder": held.holder}
         if op == "release":
             self.owners.release(str(message["path"]), index, str(message["holder"]))
+            self._edge_changed(message)
             return None
         if op == "owner":
             held = self.owners.owner(str(message["path"]))
             return None if held is None else {"worker": held.worker, "holder": held.holder}
+        if op in ("slots_reserve", "slots_release") and self.slots is not None:
+            return self.slots.handle(index, message)
+        if isinstance(op, str) and op.startswith("mcast_") and self.groups is not None:
+            return await self.groups.handle(index, message)
+        if isinstance(op, str) and op.startswith("cluster_") and self.cluster is not None:
+            return await self.cluster.handle(index, message)
         if op == "find":
             return await self._find(index, str(message.get("kind")), str(message.get("key")))
         if op == "gather":
@@ -208,7 +248,12 @@ class Supervisor:
         if worker is None:
             return {}
         worker.attached = True
-        return {"admin": self.admin.replay(), "nonce_secret": self.nonce_secret}
+        return {
+            "admin": self.admin.replay(),
+            "nonce_secret": self.nonce_secret,
+            "slots": self.slots is not None,
+            "multicast": self.groups is not None,
+        }
 
     def _hello(self, index: int, pid: int) -> None:
         worker = self.workers.get(index)
@@ -220,6 +265,19 @@ class Supervisor:
         if not self._all_ready and everyone:
             self._all_ready = True
             log.info("all %d workers ready", self.count)
+            if self.cluster is not None:
+                self._cluster_start = asyncio.get_running_loop().create_task(self.cluster.start())
+
+    def _edge_relays(self) -> list[str]:
+        return [path for path, owner in self.owners.items() if owner.holder == EDGE_HOLDER]
+
+    def _edge_changed(self, message: dict[str, Any]) -> None:
+        """A worker took (or let go of) a path pulled from another node: the workers show it."""
+        if self.cluster is not None and message.get("holder") == EDGE_HOLDER:
+            self.cluster.push_view()
+
+    def _channels(self) -> dict[int, Channel]:
+        return {i: w.channel for i, w in sorted(self.workers.items()) if w.attached}
 
     def _others(self, index: int) -> list[Worker]:
         return [w for i, w in sorted(self.workers.items()) if i != index and w.attached]

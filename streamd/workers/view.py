@@ -36,6 +36,7 @@ def local_state(rtsp: Any, index: int, tunnels: Callable[[], int]) -> dict[str, 
         "private": [{**row, "worker": index} for row in snapshot(sessions, now, private=True)],
         "public": [{**row, "worker": index} for row in snapshot(sessions, now, private=False)],
         "live": {path: own_viewers(rtsp, path) for path in rtsp.live_paths() if path not in relayed(rtsp)},
+        "recording": [path for path in rtsp.live_paths() if rtsp.recordings.is_recording(path)],
         "auth": rtsp.auth_metrics(),
         "tunnels": tunnels(),
         "srtp": dataclasses.asdict(SRTP_STATS),
@@ -64,6 +65,7 @@ class WholeServer:
         object.__setattr__(self, "_siblings", [])
         object.__setattr__(self, "relocator", EveryWorker(rtsp.relocator, broadcast, self))
         object.__setattr__(self, "tunnels", lambda: 0)  # set once the HTTP side exists
+        object.__setattr__(self, "recordings", WholeRecordings(rtsp.recordings, self))
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._rtsp, name)
@@ -111,6 +113,49 @@ class WholeServer:
 
     def tunnel_count(self) -> int:
         return self.tunnels() + sum(int(state["tunnels"]) for state in self._siblings)
+
+
+class WholeRecordings:
+    """The worker's recordings; a path is being recorded when the worker publishing it records it."""
+
+    def __init__(self, local: Any, whole: WholeServer) -> None:
+        self._local = local
+        self._whole = whole
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._local, name)
+
+    def is_recording(self, path: str) -> bool:
+        siblings = self._whole._siblings
+        return self._local.is_recording(path) or any(path in s.get("recording", ()) for s in siblings)
+
+
+def hls_state(hls: Any) -> dict[str, Any]:
+    """This worker's live HLS counters (a :class:`streamd.hls.live_service.LiveHls`)."""
+    return {"requests": dict(hls.requests), "blocked": int(hls.blocked)}
+
+
+class WholeHls:
+    """Live HLS counters over every worker, as ``RequestCollector`` reads them from a LiveHls: a
+    request forwarded to the path's owner is counted there only, so the sum counts each once."""
+
+    def __init__(self, local: Any, whole: WholeServer) -> None:
+        self._local = local
+        self._whole = whole
+
+    def _states(self) -> list[dict[str, Any]]:
+        return [state["hls"] for state in self._whole._siblings if "hls" in state]
+
+    @property
+    def requests(self) -> Counter[str]:
+        total: Counter[str] = Counter(self._local.requests)
+        for state in self._states():
+            total.update(state["requests"])
+        return total
+
+    @property
+    def blocked(self) -> int:
+        return int(self._local.blocked) + sum(int(state["blocked"]) for state in self._states())
 
 
 class EveryWorker:
@@ -176,4 +221,4 @@ def middleware(whole: WholeServer, settle: Callable[[], Awaitable[int]]) -> Any:
     return whole_server
 
 
-__all__ = ["WholeServer", "apply", "local_state", "middleware"]
+__all__ = ["WholeHls", "WholeServer", "apply", "hls_state", "local_state", "middleware"]

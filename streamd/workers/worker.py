@@ -7,7 +7,8 @@ environment (``fd``: its end of the control channel). The worker then
 - claims the paths it publishes through the parent (:class:`ChannelOwners`), and relays a path
   published in a sibling for its own readers (:mod:`.siblings`, over :mod:`.internal`);
 - hands a connection whose request names a sibling's session, and a tunnel POST whose GET is on
-  a sibling, over to that sibling (the socket itself, ``SCM_RIGHTS``);
+  a sibling, over to that sibling (the socket itself, ``SCM_RIGHTS``); a TLS one stays here and its
+  decrypted bytes are forwarded to the sibling's client socket instead (:mod:`.pipe`);
 - shows the whole server on its HTTP side and applies admin actions everywhere (:mod:`.view`);
 - stops when the parent goes (its channel closes).
 """
@@ -27,22 +28,28 @@ from pathlib import Path
 from typing import Any
 
 from streamd.auth.nonces import NonceBook
+from streamd.cluster import via_parent
 from streamd.config import ServerConfig
 from streamd.connection import RtspConnection
 from streamd.rtsp.errors import RtspError
 from streamd.rtsp.headers import parse_session
 from streamd.rtsp.message import Request
 from streamd.rtsp.parser import MessageParser
-from streamd.workers import internal
+from streamd.workers import forwarded, http_forward, internal, pipe
 from streamd.workers.channel import Channel, ChannelError
+from streamd.workers.http_owner import Placement
+from streamd.workers.limits import WorkerSlots
+from streamd.workers.multicast_link import ChannelGroups
 from streamd.workers.ownership import Owner
+from streamd.workers.preamble import Preamble
 from streamd.workers.siblings import SiblingRelays
-from streamd.workers.view import WholeServer, apply, local_state, middleware
+from streamd.workers.view import WholeHls, WholeServer, apply, hls_state, local_state, middleware
 
 log = logging.getLogger("streamd")
 
 ENV = "STREAMD_WORKER"
 FIND_TIMEOUT = 3.0
+STOP_GRACE = 2.0  # seconds a stopping worker waits for the siblings to end the clients it forwards
 MAX_HELD = 1024 * 1024  # bytes a handed-over socket may bring before its new owner takes it
 
 
@@ -111,8 +118,19 @@ class WorkerRuntime:
         self.hub: Any = None  # the HTTP side's TunnelHub, when HTTP runs
         self.whole: WholeServer | None = None
         self.siblings: SiblingRelays | None = None
+        self.cluster: via_parent.ParentNode | None = None  # in a cluster: the parent's node
+        self.groups: ChannelGroups | None = None  # multicast groups of the whole server
         self._listener: asyncio.AbstractServer | None = None
+        self.owners: ChannelOwners | None = None
+        self.http: Any = None  # the HttpService, when HTTP runs
+        self.forwarder: http_forward.Forwarder | None = None
+        self._http_listener: asyncio.AbstractServer | None = None
+        self._webrtc: tuple[dict[str, Any], ...] = ()  # the WHEP and WHIP sessions, by resource id
+        self._live_hls: Any = None  # the HTTP side's LiveHls
+        self._clients: asyncio.AbstractServer | None = None  # TLS clients forwarded by siblings
         self._broadcasts: set[asyncio.Task[Any]] = set()
+        self._forwarding: set[asyncio.Task[None]] = set()
+        self._pipes: set[pipe.Pipe] = set()  # TLS clients of ours served by a sibling
 
     # --- streamd.embed.Extension -----------------------------------------------------------------
 
@@ -120,18 +138,31 @@ class WorkerRuntime:
         self.rtsp = rtsp
         self.channel = Channel(socket.socket(fileno=self.identity.fd), self._handle, "parent")
         asyncio.get_running_loop().create_task(self._watch_parent())
-        owners = ChannelOwners(self)
+        owners = self.owners = ChannelOwners(self)
         rtsp.paths.owners = owners
         self.siblings = SiblingRelays(
             self.index, self.identity.run_dir, owners, rtsp.paths.live, rtsp.paths.viewers, rtsp.server_header
         )
         rtsp.paths.siblings = self.siblings
+        self.cluster = via_parent.join(rtsp, self.channel, self.index, owners, self.siblings)  # one node
         rtsp.session_elsewhere = self._session_elsewhere
         rtsp.dispatcher._authorizer = internal.TrustSiblings(rtsp.dispatcher._authorizer)
         self._listener = await internal.listen(rtsp, internal.socket_path(self.identity.run_dir, self.index))
+        self._clients = await forwarded.listen(
+            forwarded.socket_path(self.identity.run_dir, self.index),
+            self._serve_forwarded,
+            self._join_forwarded,
+        )
         attached = await self.channel.request("attach")
         for action in attached.get("admin", []):  # drains and moves in force: obey them first
             apply(rtsp.relocator, action)
+        if attached.get("slots"):  # the parent counts sessions and publishers for the whole server
+            WorkerSlots(self.channel).install(rtsp)
+        if attached.get("multicast"):  # the parent gives each path one group, one worker sends it
+            self.groups = ChannelGroups(
+                self.index, self.channel, rtsp.multicast, rtsp.paths.live, self.siblings.is_relay
+            )
+            self.groups.install()
         config = rtsp.config
         rtsp.authenticator.nonces = NonceBook(
             config.nonce_lifetime,
@@ -157,15 +188,52 @@ class WorkerRuntime:
             lambda: whole.snapshot(private=False), whole.tunnel_count, whole.auth_metrics, whole.srtp_stats
         )
         service.app.middlewares.append(middleware(whole, self.settle))
+        self._route_http(service)
+
+    def _route_http(self, service: Any) -> None:
+        """Requests for what a sibling holds go there (:mod:`.http_owner`, :mod:`.http_forward`);
+        WHIP publishers claim their paths across workers; live HLS counters show every worker."""
+        from streamd.hls.live_routes import LIVE_KEY
+        from streamd.hls.live_service import RequestCollector
+        from streamd.http.app import REGISTRY_KEY
+        from streamd.webrtc.routes import WHEP_KEY, WHIP_KEY
+
+        assert self.owners is not None and self.whole is not None
+        self.http = service
+        app = service.app
+        app[WHIP_KEY].owners = self.owners
+        if self.siblings is not None:
+            app[WHIP_KEY].relayed = self.siblings.is_relay
+        self._webrtc = (app[WHEP_KEY].sessions, app[WHIP_KEY].sessions)
+        self._live_hls = app[LIVE_KEY]
+        placement = Placement(self.index, self.rtsp.paths, self.owners, self.find, self._has)
+        self.forwarder = http_forward.Forwarder(self.identity.run_dir, self.index)
+        private = http_forward.socket_path(self.identity.run_dir, self.index)
+        app.middlewares.insert(0, http_forward.middleware(private, placement, self.forwarder))
+        app[REGISTRY_KEY].register(RequestCollector(WholeHls(self._live_hls, self.whole)))  # type: ignore[arg-type]
 
     async def stop(self) -> None:
         if self._listener is not None:
             self._listener.close()
+        if self._http_listener is not None:
+            self._http_listener.close()
+        if self.forwarder is not None:
+            await self.forwarder.close()
+        if self._clients is not None:
+            self._clients.close()
+        if self._pipes:  # the siblings stop too: let their last words (BYE) through to our clients
+            pipes = [asyncio.ensure_future(p.ended.wait()) for p in self._pipes]
+            await asyncio.wait(pipes, timeout=STOP_GRACE)
+            for waiting in pipes:
+                waiting.cancel()
         if self.siblings is not None:
             await self.siblings.close()
 
     async def ready(self) -> None:
         """Tell the parent this worker serves (it then replays the admin state to it)."""
+        if self.http is not None:  # the HTTP side is set up now: siblings may forward requests here
+            path = http_forward.socket_path(self.identity.run_dir, self.index)
+            self._http_listener = await http_forward.listen(self.http.runner, path)
         await self.channel.request("hello", pid=os.getpid())
 
     # --- the parent ------------------------------------------------------------------------------
@@ -186,9 +254,16 @@ class WorkerRuntime:
             os.close(fd)
         if op == "has":
             return self._has(str(message.get("kind")), str(message.get("key")))
+        if isinstance(op, str) and op.startswith("cluster_") and self.cluster is not None:
+            return self.cluster.handle(message)
+        if isinstance(op, str) and op.startswith("mcast_") and self.groups is not None:
+            return self.groups.handle(message)
         if op == "state":
             tunnels = (lambda: len(self.hub.tunnels)) if self.hub is not None else (lambda: 0)
-            return local_state(self.rtsp, self.index, tunnels)
+            state = local_state(self.rtsp, self.index, tunnels)
+            if self._live_hls is not None:
+                state["hls"] = hls_state(self._live_hls)
+            return state
         if op == "admin":
             return apply(self.rtsp.relocator, message.get("action", {}))
         raise ChannelError(f"unknown op {op!r}")
@@ -198,6 +273,10 @@ class WorkerRuntime:
             return key in self.rtsp.sessions
         if kind == "tunnel":
             return self.hub is not None and key in self.hub.tunnels
+        if kind == "webrtc":  # a WHEP or WHIP session's resource id
+            return any(key in sessions for sessions in self._webrtc)
+        if kind == "hls":  # a live path's HLS stream (ended ones too, until nobody asks for them)
+            return self._live_hls is not None and key in self._live_hls.entries
         return False
 
     async def find(self, kind: str, key: str) -> int | None:
@@ -247,6 +326,14 @@ class WorkerRuntime:
         if given is None:
             return False
         transport, data = given
+        if connection.secure:  # in a task of its own: give_away cancelled the connection's task, ours
+            log.info("%s: session %s is on worker %d: forwarding to it", connection.label, session_id, worker)
+            forwarding = asyncio.get_running_loop().create_task(
+                self._forward(worker, "rtsp", transport, data)
+            )
+            self._forwarding.add(forwarding)
+            forwarding.add_done_callback(self._forwarding.discard)
+            return True
         log.info("%s: session %s is on worker %d: handing it over", connection.label, session_id, worker)
         await self._hand_over(worker, "rtsp", transport, data)
         return True
@@ -257,6 +344,10 @@ class WorkerRuntime:
         worker = await self.find("tunnel", cookie)
         if worker is None or worker == self.index or transport.is_closing():
             return False
+        if transport.get_extra_info("ssl_object") is not None:
+            log.info("tunnel %s: its GET is on worker %d; forwarding the POST to it", cookie[:16], worker)
+            await self._forward(worker, "tunnel", transport, bytes(request) + rest, f"tunnel {cookie[:16]} ")
+            return True
         log.info("tunnel %s: its GET is on worker %d; handing the POST over", cookie[:16], worker)
         transport.set_protocol(_Idle())
         await self._hand_over(worker, "tunnel", transport, bytes(request) + rest)
@@ -276,6 +367,39 @@ class WorkerRuntime:
             log.warning("worker %d: handing a connection to worker %d failed: %s", self.index, worker, exc)
         finally:
             transport.abort()  # our descriptor only: the socket lives on in the sibling
+
+    async def _forward(
+        self, worker: int, kind: str, transport: asyncio.Transport, data: bytes, what: str = ""
+    ) -> None:
+        """A TLS connection: its TLS stays here, its decrypted bytes go to ``worker`` and back."""
+        peer = transport.get_extra_info("peername") or ("?", 0)
+        local = transport.get_extra_info("sockname") or ("?", 0)
+        host = f"[{peer[0]}]" if ":" in str(peer[0]) else str(peer[0])
+        label = f"client {host}:{peer[1]} ({what}to worker {worker})"
+        try:
+            preamble = Preamble(kind, (str(peer[0]), int(peer[1])), (str(local[0]), int(local[1])), True)
+            preamble.encode()
+        except ValueError as exc:  # not an IP connection (it cannot be: TLS listens on IP ports)
+            log.warning("%s: cannot be forwarded: %s", label, exc)
+            transport.close()
+            return
+        path = forwarded.socket_path(self.identity.run_dir, worker)
+        await pipe.forward(path, preamble, transport, data, label, self._pipes)
+
+    def _serve_forwarded(self, transport: asyncio.Transport, data: bytes) -> None:
+        """An RTSP connection a sibling forwards (TLS there): served as if it had arrived here."""
+        connection = RtspConnection(self.rtsp)
+        transport.set_protocol(connection)
+        connection.connection_made(transport)
+        if data and connection.transport is not None:
+            connection.data_received(data)
+
+    def _join_forwarded(self, transport: asyncio.Transport, request: Request, rest: bytes) -> None:
+        """A tunnel POST a sibling forwards (TLS there): joined to its GET as if it had arrived here."""
+        if self.hub is None:
+            transport.close()
+            return
+        self.hub.accept(transport, request, rest)
 
     async def _take(self, message: dict[str, Any], fds: list[int]) -> bool:
         """A connection a sibling handed over: serve it as if it had arrived here."""

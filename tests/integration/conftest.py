@@ -219,7 +219,8 @@ def _start_server(
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            failure = PortTaken if "Address already in use" in server.log() else RuntimeError
+            taken = ("Address already in use", "could not bind to local_addr")  # (uvloop's words)
+            failure = PortTaken if any(words in server.log() for words in taken) else RuntimeError
             raise failure(f"server exited early:\n{server.log()}")
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=0.2):

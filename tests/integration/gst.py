@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import subprocess
+import threading
+import time
 
 # Put right after a depayloader in a test pipeline that must keep every buffer. rtspsrc's segment
 # ends at the PLAY Range's end, and its jitter buffer times buffers by their arrival: on a loaded
@@ -51,3 +55,43 @@ def run_pipeline(pipeline: str, timeout: float = 60) -> None:
     output = result.stdout.decode(errors="replace") + result.stderr.decode(errors="replace")
     if result.returncode != 0 and not rtspsrc_shutdown_race(result.returncode, output):
         raise AssertionError(f"gst-launch-1.0 exited {result.returncode}:\n{output[-3000:]}")
+
+
+# rtpsession's debug line when a stream's EOS reaches it: every RTP packet of that stream was sent
+_STREAM_SENT = "received EVENT eos"
+
+
+def publish(pipeline: str, streams: int, timeout: float = 60) -> None:
+    """Run ``pipeline``, which ends in rtspclientsink with ``streams`` inputs, until it has sent them all.
+
+    rtspclientsink usually tears down and exits at the end of its input, but now and then GStreamer
+    1.22 stays connected after every stream's EOS has passed its RTP sessions (their BYEs sent) and
+    never exits: it is stopped then, once it says it has sent everything, instead of after a long
+    wait. Without those debug lines (another GStreamer) it is stopped after ``timeout`` seconds.
+    """
+    env = {**os.environ, "GST_DEBUG": "rtpsession:5", "GST_DEBUG_NO_COLOR": "1"}
+    args = ["gst-launch-1.0", "-q", "-e", *pipeline.split()]
+    process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
+    sent = threading.Event()
+
+    def watch() -> None:
+        assert process.stderr is not None
+        ended = 0
+        for line in process.stderr:  # read to the end, so GStreamer never blocks on a full pipe
+            ended += _STREAM_SENT in line
+            if ended == streams:
+                sent.set()
+
+    reader = threading.Thread(target=watch, daemon=True)
+    reader.start()
+    try:
+        deadline = time.monotonic() + timeout
+        while process.poll() is None and not sent.is_set() and time.monotonic() < deadline:
+            sent.wait(0.1)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(2)  # the usual teardown follows within milliseconds
+    finally:
+        if process.poll() is None:
+            process.terminate()  # the kernel still delivers what it sent, then the connection closes
+            process.wait(10)
+        reader.join(10)

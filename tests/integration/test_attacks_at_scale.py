@@ -113,7 +113,6 @@ async def _setups(server: ServerProcess, source: str, count: int) -> Counter[int
     return statuses
 
 
-@per_process_only
 async def test_five_thousand_setups_without_play_are_capped(server: ServerProcess) -> None:
     need("ffprobe")
     per_connection = SETUPS // SETUP_CONNECTIONS

@@ -1,10 +1,13 @@
-"""Three streamd nodes on loopback ports and a real ``redis-server`` (issue 18 items 3-4): a path
+"""Three streamd nodes on loopback ports (B runs two worker processes) and a real ``redis-server``
+(issue 18 items 3-4): a path
 published with ffmpeg on A is read bit-exact on B (ffmpeg) and C (GStreamer) through edge relays,
 one upstream session per edge however many local readers; a second publisher on C is refused
 (403, and C logs who holds the path); ``cluster_mode = "redirect"`` answers 302 to the owner;
 Redis killed mid-run (what is served keeps flowing, new claims 503) and restarted (nodes rejoin,
 re-claim); ``streamd drain`` marks the node draining in Redis and sends new players elsewhere;
-A killed (readers on B and C get the end of stream, the path is free for a publisher anywhere)."""
+A killed (readers on B and C get the end of stream, the path is free for a publisher anywhere).
+B's two workers are one node: one registration with both workers' sessions, one edge relay for
+readers on either worker, a publisher on either claiming for the machine."""
 
 from __future__ import annotations
 
@@ -32,6 +35,7 @@ from tests.integration.source import (
 )
 from tests.integration.test_cluster_store import RedisServer
 from tests.integration.test_live import Publisher, is_subsequence_start
+from tests.integration.workers_pin import exchange, pinned
 from tests.mediagen import make_live_clip
 from tests.rtsp_client import RawRtspClient
 from tests.waiting import until, wait_until
@@ -75,8 +79,9 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     config.write_text(CONFIG)
     nodes: list[ServerProcess] = []
     try:
-        for _ in range(3):
-            nodes.append(start_server(media, tmp, "--config", str(config), "--cluster", redis.url))
+        for workers in ((), ("--workers", "2"), ()):  # B: a machine of two worker processes
+            nodes.append(start_server(media, tmp, "--config", str(config), "--cluster", redis.url, *workers))
+        wait_until(lambda: "all 2 workers ready" in nodes[1].log(), "B's two workers ready", timeout=120)
         yield Cluster(redis, *nodes)
     finally:
         try:
@@ -182,6 +187,53 @@ def test_published_on_a_read_bit_exact_on_b_and_c(cluster: Cluster, tmp_path: Pa
     frames = received_audio_frames(gaudio)
     assert len(frames) >= 80 and is_subsequence_start(frames, source_audio_frames(source))
     assert b.log().count("edge relay live/one <- ") >= 1 and "online (2 tracks over TCP)" in b.log()
+
+
+def test_a_machine_of_two_workers_is_one_node(cluster: Cluster) -> None:
+    """B's workers: their readers' sessions summed in B's one registration, one edge relay (on A:
+    the publisher and one session from B), a path published on either worker claimed as B's."""
+    a, b = cluster.a, cluster.b
+    publisher = Publisher(a, "live/two", loop=True)
+    readers = [pinned(b.port, b.rtp_port, worker, probe="clip.mp4") for worker in (0, 1)]
+    try:
+        for sock in readers:  # a reader on each of B's workers, TCP interleaved
+            url = b.url("live/two")
+            status, _, sdp = exchange(sock, f"DESCRIBE {url} RTSP/1.0\nCSeq: 11\n")
+            assert status == 200 and b"a=control:trackID=0" in sdp
+            transport = "Transport: RTP/AVP/TCP;unicast;interleaved=0-1\n"
+            status, headers, _ = exchange(sock, f"SETUP {url}/trackID=0 RTSP/1.0\nCSeq: 12\n{transport}")
+            assert status == 200
+            session = headers["session"].split(";")[0]
+            assert exchange(sock, f"PLAY {url} RTSP/1.0\nCSeq: 13\nSession: {session}\n")[0] == 200
+        wait_until(lambda: len(b.session_ids()) == 2, "a reader on each of B's workers")
+        wait_until(lambda: (cluster.registration(b) or {}).get("load") == 2, "B registered with load 2")
+        assert len(a.session_ids()) == 2, "the publisher and one edge relay for the whole of B"
+        assert b.log().count("edge relay live/two <- ") == 1 and "relay live/two <- worker" in b.log()
+    finally:
+        for sock in readers:
+            sock.close()
+        publisher.stop()
+    wait_until(lambda: (cluster.registration(b) or {}).get("load") == 0, "B's load back to 0")
+
+    async def publish_on(worker: int, path: str) -> int:
+        """ANNOUNCE on one of B's workers: the status C then gets for the same path."""
+        sock = pinned(b.port, b.rtp_port, worker, probe="clip.mp4")
+        try:
+            sdp = f"v=0\r\no=- 0 0 IN IP4 127.0.0.1\r\ns=raw\r\nt=0 0\r\n{OPUS}a=control:trackID=0\r\n"
+            head = f"ANNOUNCE {b.url(path)} RTSP/1.0\nCSeq: 21\nContent-Type: application/sdp\n"
+            status, headers, _ = exchange(sock, head, sdp.encode())
+            assert status == 200
+            refused = await _status(cluster.c, path)
+            session = headers["session"].split(";")[0]
+            teardown = f"TEARDOWN {b.url(path)} RTSP/1.0\nCSeq: 22\nSession: {session}\n"
+            assert exchange(sock, teardown)[0] == 200
+            return refused
+        finally:
+            sock.close()
+
+    for worker in (0, 1):
+        assert asyncio.run(publish_on(worker, f"live/onb{worker}")) == 403
+        wait_until(lambda w=worker: asyncio.run(_status(cluster.c, f"live/onb{w}")) == 200, "B to release")
 
 
 def test_second_publisher_on_another_node_is_refused(cluster: Cluster) -> None:

@@ -3,7 +3,10 @@ fragments hold a second of video, then the same second of audio, and a Matroska 
 9 s runs per track (longer than the reader's read-ahead), played over RTSP. Each packet's
 arrival is compared with its media time (RTP timestamp mapped through RTP-Info) and with the
 typical arrival offset; the worst lateness per track must stay small (before the reader merged
-tracks by DTS, audio left in one burst per fragment, ~0.8 s late)."""
+tracks by DTS, audio left in one burst per fragment, ~0.8 s late). Played at ``Speed: 2``: the
+schedule is the same one at twice the rate, the files' runs are as long in media time (the
+9 s runs still exceed the read-ahead), and the 0.8 s of the old bug would still be 0.4 s late.
+The reader's order itself is checked without a clock in tests/unit/test_interleave.py."""
 
 from __future__ import annotations
 
@@ -22,6 +25,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.serial]  # asserts on each pa
 
 MAX_BEHIND = 0.25  # s audio may trail the video of its media time (before: ~0.9 s; quiet machine: ~5 ms)
 MAX_LATENESS = 0.4  # seconds late against the typical arrival offset: loose, load may delay a moment
+SPEED = 2  # media seconds per second (RFC 2326 Speed): the same schedule in half the time
 
 
 @pytest.fixture(scope="module")
@@ -58,8 +62,8 @@ def test_each_track_keeps_its_schedule_in_a_file_of_per_track_runs(
                 transport = f"RTP/AVP/TCP;unicast;interleaved={2 * i}-{2 * i + 1}"
                 setup = await client.request("SETUP", f"{url}/trackID={i}", {"Transport": transport})
                 assert setup.status == 200
-            play = await client.request("PLAY", url, {"Range": "npt=0-"})
-            assert play.status == 200
+            play = await client.request("PLAY", url, {"Range": "npt=0-", "Speed": f"{SPEED}"})
+            assert play.status == 200 and float(play.headers["Speed"]) == SPEED
             rtptime = _rtp_info(play.headers["RTP-Info"])
             while not (client.received.got_bye(1) and client.received.got_bye(3)):
                 await asyncio.sleep(0.05)
@@ -67,7 +71,7 @@ def test_each_track_keeps_its_schedule_in_a_file_of_per_track_runs(
             for i in range(2):
                 base = rtptime[f"trackID={i}"]
                 timeline[i] = [
-                    (arrival, ((p.timestamp - base) % (1 << 32)) / rates[i])
+                    (arrival, ((p.timestamp - base) % (1 << 32)) / rates[i] / SPEED)  # wall seconds
                     for arrival, p in client.received.rtp(2 * i)
                 ]
             return timeline, sdp

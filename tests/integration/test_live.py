@@ -19,6 +19,7 @@ import pytest
 
 from media import h265
 from media.h264 import nal_type, split_annexb
+from streamd.rtsp.headers import parse_transport
 from tests.integration.chromium import CHROMIUM, PLAYED_SECONDS, chromium_tab
 from tests.integration.conftest import ARTIFACTS, ServerProcess, free_udp_pair, need, start_server
 from tests.integration.source import (
@@ -339,9 +340,10 @@ def test_fifty_udp_readers_each_get_every_packet(live_server: ServerProcess) -> 
     class Receiver(asyncio.DatagramProtocol):
         def __init__(self) -> None:
             self.packets: list[bytes] = []
+            self.server_rtp = live_server.rtp_port  # with --workers: the SETUP reply's (rtp_port + 2 k)
 
         def datagram_received(self, data: bytes, addr: tuple) -> None:
-            if addr[1] == live_server.rtp_port:  # not what another test's server still sends here
+            if addr[1] == self.server_rtp:  # not what another test's server still sends here
                 self.packets.append(data)
 
     async def run() -> None:
@@ -357,9 +359,11 @@ def test_fifty_udp_readers_each_get_every_packet(live_server: ServerProcess) -> 
             assert (await c.request("DESCRIBE", c.url("live/udp50"))).status == 200
             ports = f"{rtp.get_extra_info('sockname')[1]}-{rtcp.get_extra_info('sockname')[1]}"
             transport = f"RTP/AVP;unicast;client_port={ports}"
-            assert (
-                await c.request("SETUP", c.url("live/udp50/trackID=0"), {"Transport": transport})
-            ).status == 200
+            setup = await c.request("SETUP", c.url("live/udp50/trackID=0"), {"Transport": transport})
+            assert setup.status == 200
+            server_port = parse_transport(setup.headers["Transport"])[0].server_port
+            assert server_port is not None
+            receiver.server_rtp = server_port[0]
             assert (await c.request("PLAY", c.url("live/udp50"))).status == 200
             readers.append((c, receiver, rtp, rtcp))
         await until(lambda: all(len(r.packets) > 30 for _, r, _, _ in readers), "30 packets for every reader")

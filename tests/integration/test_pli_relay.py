@@ -5,6 +5,7 @@ A burst of 20 PLIs makes one."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 import socket
 import subprocess
@@ -15,7 +16,9 @@ import pytest
 from aiortc import RTCPeerConnection, RTCSessionDescription
 from aiortc.rtp import RTCP_PSFB_PLI, RtcpPsfbPacket, RtcpRrPacket, RtpPacket
 
+from streamd.live.keyframe_relay import PLI_INTERVAL
 from streamd.rtp.rtcp import parse_compound
+from streamd.rtsp.headers import parse_transport
 from streamd.rtsp.message import InterleavedFrame
 from tests.integration.conftest import ServerProcess, need, start_server, stop_all
 from tests.rtsp_client import RawRtspClient
@@ -103,12 +106,15 @@ async def _view_and_burst(server: ServerProcess, path: str) -> None:
         await pc.close()
 
 
-async def _announce(client: RawRtspClient, path: str, transport: str) -> None:
+async def _announce(client: RawRtspClient, path: str, transport: str) -> int | None:
+    """Publish ``path``: the server's RTP port for it (UDP; with --workers, worker k's rtp_port + 2 k)."""
     headers = {"Content-Type": "application/sdp"}
     assert (await client.request("ANNOUNCE", client.url(path), headers, SDP)).status == 200
     setup = await client.request("SETUP", client.url(f"{path}/streamid=0"), {"Transport": transport})
     assert setup.status == 200, setup
     assert (await client.request("RECORD", client.url(path))).status == 200
+    server_port = parse_transport(setup.headers["Transport"])[0].server_port
+    return server_port[0] if server_port else None
 
 
 async def _one_pli(received: Callable[[], list[bytes]]) -> None:
@@ -127,11 +133,12 @@ def test_viewer_pli_reaches_a_udp_publisher(server: ServerProcess) -> None:
         client = await RawRtspClient("127.0.0.1", server.port).connect()
         try:
             port = rtp_sock.getsockname()[1]
-            await _announce(
+            server_rtp = await _announce(
                 client, "live/pli-udp", f"RTP/AVP;unicast;client_port={port}-{port + 1};mode=record"
             )
+            assert server_rtp is not None
             for seq in range(3):
-                rtp_t.sendto(_rtp(seq), ("127.0.0.1", server.rtp_port))
+                rtp_t.sendto(_rtp(seq), ("127.0.0.1", server_rtp))
             await _view_and_burst(server, "live/pli-udp")
             await _one_pli(lambda: rtcp.received)
         finally:
@@ -176,8 +183,8 @@ def _has_idr(payload: bytes) -> bool:
 
 
 def _keyframes_around_pli(server: ServerProcess, path: str) -> tuple[int, int]:
-    """A WHEP viewer of ``path``: IDR pictures it got before its PLI (one at most: the publisher's
-    first, as the stream has no other for minutes) and after it."""
+    """A WHEP viewer of ``path``: IDR pictures it got before its PLI (the one its wait at the
+    keyframe gate asked for, as the stream has no other for minutes) and after it."""
 
     async def run() -> tuple[int, int]:
         pc = RTCPeerConnection()
@@ -202,7 +209,10 @@ def _keyframes_around_pli(server: ServerProcess, path: str) -> tuple[int, int]:
             await pc.setRemoteDescription(RTCSessionDescription(answer, "answer"))
             ours = int(re.search(r"a=ssrc:(\d+) ", answer).group(1))  # type: ignore[union-attr]
             await until(lambda: pc.connectionState == "connected", "the viewer connected")
-            await asyncio.sleep(0.5)
+            # joining mid-GOP, the viewer waits at the keyframe gate, which asks the publisher for
+            # one: that keyframe first, then a PLI past the path's rate limit (PLI_INTERVAL)
+            await until(lambda: idrs, "the keyframe the viewer waited for")
+            await asyncio.sleep(PLI_INTERVAL + 0.1)
             before = len(set(idrs))
             await transceiver.receiver._send_rtcp_pli(ours)
             await until(lambda: len(set(idrs)) > before, "a keyframe after the PLI")
@@ -213,12 +223,13 @@ def _keyframes_around_pli(server: ServerProcess, path: str) -> tuple[int, int]:
     return asyncio.run(run())
 
 
-def test_gstreamer_publisher_answers_the_relayed_pli_with_a_keyframe(server: ServerProcess) -> None:
-    """rtspclientsink's RTP session turns the PLI into a force-key-unit event for openh264enc,
-    which otherwise makes one keyframe in 10,000 frames. Over UDP only: over TCP rtspclientsink
-    reads the server's interleaved data and drops it ("ignoring data message", GStreamer 1.22)."""
+@contextlib.contextmanager
+def _gstreamer_publisher(server: ServerProcess, path: str) -> Iterator[None]:
+    """rtspclientsink publishing ``path`` over UDP with one keyframe in 10,000 frames (400 s),
+    unless asked: its RTP session turns a PLI into a force-key-unit event for openh264enc. Over
+    UDP only: over TCP rtspclientsink reads the server's interleaved data and drops it ("ignoring
+    data message", GStreamer 1.22)."""
     need("gst-launch-1.0")
-    path = "live/gst-pli"
     pipeline = (
         "videotestsrc is-live=true ! video/x-raw,width=160,height=120,framerate=25/1 ! "
         "openh264enc gop-size=10000 ! h264parse config-interval=-1 ! "
@@ -229,8 +240,61 @@ def test_gstreamer_publisher_answers_the_relayed_pli_with_a_keyframe(server: Ser
     try:
         wait_until(lambda: f"{path} is live" in server.log() or publisher.poll() is not None, "the publisher")
         assert publisher.poll() is None, publisher.stdout.read().decode(errors="replace")  # type: ignore[union-attr]
-        before, after = _keyframes_around_pli(server, path)
-        assert before <= 1 and after == before + 1
+        yield
     finally:
         publisher.terminate()
         publisher.wait(10)
+
+
+def test_gstreamer_publisher_answers_the_relayed_pli_with_a_keyframe(server: ServerProcess) -> None:
+    path = "live/gst-pli"
+    with _gstreamer_publisher(server, path):
+        before, after = _keyframes_around_pli(server, path)
+        assert before >= 1 and after > before
+
+
+def _read_frames(url: str, frames: int = 5) -> None:
+    """ffmpeg reads ``frames`` pictures of ``url`` (it never asks for a keyframe itself: its RTSP
+    demuxer sends no PLI/FIR for H.264), within a time far below the publisher's GOP."""
+    command = ["ffmpeg", "-nostdin", "-loglevel", "error", "-rtsp_transport", "tcp", "-i", url,
+               "-frames:v", str(frames), "-f", "null", "-"]  # fmt: skip
+    result = subprocess.run(command, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+
+
+def test_a_reader_joining_mid_gop_gets_a_keyframe_asked_for(server: ServerProcess) -> None:
+    """Readers that join a 400 s GOP wait at the keyframe gate, which asks the publisher: each
+    of three ffmpeg readers in turn starts within a round trip or so, not 400 s."""
+    need("ffmpeg")
+    path = "live/gst-gate"
+    with _gstreamer_publisher(server, path):
+        for _ in range(3):
+            _read_frames(server.url(path))
+
+
+@pytest.mark.parametrize("upstream", ["tcp", "udp"])
+def test_a_relay_passes_keyframe_requests_upstream(
+    server: ServerProcess, tmp_path_factory: pytest.TempPathFactory, upstream: str
+) -> None:
+    """A second server relays the GStreamer path. The first reader of the relay starts its pull
+    (the first server's gate asks the publisher); the second joins the relayed path mid-GOP: its
+    wait at the relay's gate becomes an RTCP PLI upstream on the relay's RTCP channel, which the
+    first server passes to the publisher, so it too starts at once. The relay pulls over TCP
+    (PLI on its interleaved RTCP channel) or UDP (from its RTCP socket to the upstream's)."""
+    need("ffmpeg")
+    path = f"live/gst-relayed-{upstream}"
+    tmp = tmp_path_factory.mktemp("pli-relay")
+    (tmp / "media").mkdir()
+    config = tmp / "relay.toml"
+    config.write_text(
+        f'[paths."relay/gst"]\nsource = "{server.url(path)}"\nsource_transport = "{upstream}"\n'
+        "source_close_after = 30\n"
+    )
+    with _gstreamer_publisher(server, path):
+        relay = start_server(tmp / "media", tmp, "--config", str(config))
+        try:
+            _read_frames(relay.url("relay/gst"))  # starts the pull
+            assert "relay relay/gst" in relay.log() and " online " in relay.log()
+            _read_frames(relay.url("relay/gst"))  # the relay keeps pulling: this one joins mid-GOP
+        finally:
+            stop_all(relay)

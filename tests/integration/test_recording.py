@@ -4,7 +4,6 @@ to the whole stream, and are then served like any file (RTSP, the HTTP API). Fra
 
 from __future__ import annotations
 
-import contextlib
 import json
 import re
 import shutil
@@ -21,6 +20,7 @@ import pytest
 import streamd
 from media.h264 import nal_type
 from streamd.config import PathSettings
+from tests.integration import gst
 from tests.integration.conftest import ServerProcess, free_tcp_port, free_udp_pair, need, start_server
 from tests.integration.source import (
     received_video_nals,
@@ -252,16 +252,7 @@ def test_gstreamer_publish_recorded_with_its_latm_audio_taken_apart(
         f"rtspclientsink name=s location={recording_server.url('live/gst')} protocols=tcp "
         "d.audio_0 ! queue ! aacparse ! s."
     )
-    publisher = subprocess.Popen(["gst-launch-1.0", "-q", "-e", *pipeline.split()], stdout=subprocess.DEVNULL)
-    try:
-        # rtspclientsink sends in real time and usually tears down at the end of the clip, but
-        # now and then GStreamer 1.22 stays connected after its EOS: then it is stopped here
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            publisher.wait(20)
-    finally:
-        if publisher.poll() is None:
-            publisher.terminate()
-            publisher.wait(10)
+    gst.publish(pipeline, streams=2)  # in real time; stopped if it stays connected after sending all
     wait_recorded(recording_server, "live/gst", before)
     files = sorted(folder.glob("*.mp4"))
     assert len(files) >= 3 and not list(folder.glob("*.part"))
@@ -274,6 +265,15 @@ def test_gstreamer_publish_recorded_with_its_latm_audio_taken_apart(
         audio += source_audio_frames(file)
     assert video == source_video_nals(clip)
     sent = source_audio_frames(clip)
+    if audio[:1] == sent[:1]:
+        # rtspclientsink stamps the clip's first two AAC frames with one RTP timestamp; a file cannot
+        # hold two frames at one instant, so a recording that began with the first leaves out the
+        # second (and says so). Whether it began before it depends on arrival order, i.e. on load.
+        assert audio[1:2] == sent[2:3], "only the twin of the first frame is left out"
+        assert "live/gst: recording: 0 units dropped (queue full), 1 with timestamps going back" in (
+            recording_server.log()
+        )
+        audio, sent = audio[1:], sent[2:]
     assert len(audio) >= 0.9 * len(sent) and is_contiguous_run(audio, sent)
 
 

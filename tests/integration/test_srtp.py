@@ -11,6 +11,7 @@ so its SRTP travels inside TLS; it sends its receiver reports unprotected.
 from __future__ import annotations
 
 import base64
+import os
 import re
 import socket
 import ssl
@@ -21,6 +22,7 @@ from pathlib import Path
 
 import pytest
 
+from streamd.rtsp.headers import parse_transport
 from streamd.srtp.context import Protector, Unprotector
 from streamd.srtp.mikey import CryptoSession, build_mikey, format_key_mgmt, parse_mikey_base64
 from streamd.srtp.sdes import parse_crypto
@@ -89,10 +91,12 @@ def metric(server: ServerProcess, name: str) -> float:
 
 
 class Capture:
-    """UDP datagrams leaving ``port`` on loopback, seen with an AF_PACKET socket (needs root)."""
+    """UDP datagrams leaving ``server``'s RTP port (each worker's, with --workers) on loopback,
+    seen with an AF_PACKET socket (needs root)."""
 
-    def __init__(self, port: int) -> None:
-        self.port = port
+    def __init__(self, server: ServerProcess) -> None:
+        workers = int(os.environ.get("STREAMD_TEST_WORKERS") or 1)  # worker k sends from rtp_port + 2 k
+        self.ports = {server.rtp_port + 2 * k for k in range(workers)}
         self.datagrams: list[bytes] = []
         self._sock = socket.socket(socket.AF_PACKET, socket.SOCK_DGRAM, socket.ntohs(0x0800))
         self._sock.bind(("lo", 0))
@@ -110,7 +114,7 @@ class Capture:
             ihl = (packet[0] & 0x0F) * 4
             if packet[9] != 17 or len(packet) < ihl + 8:
                 continue
-            if int.from_bytes(packet[ihl : ihl + 2], "big") == self.port:
+            if int.from_bytes(packet[ihl : ihl + 2], "big") in self.ports:
                 self.datagrams.append(packet[ihl + 8 :])
 
     def close(self) -> list[bytes]:
@@ -157,7 +161,7 @@ def test_gstreamer_mikey_srtp_over_udp_nothing_in_clear_on_the_wire(
     frames = source_video_frame_count(source)
     windows = source_windows(source)
     assert len(windows) >= 10
-    capture = Capture(srtp_server.rtp_port)
+    capture = Capture(srtp_server)
     try:
         gst_play_udp(rtsps(srtp_server, "bframes.mp4"), tmp_path / "v.yuv")
     finally:
@@ -166,7 +170,7 @@ def test_gstreamer_mikey_srtp_over_udp_nothing_in_clear_on_the_wire(
     assert len(secret) >= frames and in_clear(secret, windows) == 0
     assert "over UDP" in srtp_server.log() and "SRTP AES_CM_128_HMAC_SHA1_80" in srtp_server.log()
     # the check has teeth: plain RTP (rtsp://, no keys) shows the source on the wire
-    capture = Capture(srtp_server.rtp_port)
+    capture = Capture(srtp_server)
     try:
         gst_play_udp(srtp_server.url("bframes.mp4"), tmp_path / "plain.yuv")
     finally:
@@ -308,7 +312,9 @@ def test_refused_and_dropped_while_the_session_carries_on(srtp_server: ServerPro
         first = clear.rtp(rtp.recv(65536))
         assert first is not None
         ssrc = first[8:12]
-        server_rtcp = ("127.0.0.1", srtp_server.rtp_port + 1)
+        server_port = parse_transport(reply["transport"])[0].server_port  # with --workers: worker k's
+        assert server_port is not None
+        server_rtcp = ("127.0.0.1", server_port[1])
         report = bytes([0x81, 201, 0, 7]) + b"\x00\x00\x00\x51" + ssrc + bytes(20)
         dropped_before = metric(srtp_server, 'streamd_srtp_dropped_total{reason="auth"}')
         good_before = metric(srtp_server, "streamd_srtp_packets_authenticated_total")

@@ -267,7 +267,9 @@ def test_bad_offers_get_clear_statuses(whep_server: ServerProcess) -> None:
 
 
 def _open_files(pid: int) -> int:
-    return len(os.listdir(f"/proc/{pid}/fd"))
+    """Descriptors open in the server: the process and its children (``--workers``' workers)."""
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    return len(os.listdir(f"/proc/{pid}/fd")) + sum(_open_files(int(child)) for child in children)
 
 
 def test_offers_that_never_connect_are_bounded_and_freed(whep_server: ServerProcess) -> None:

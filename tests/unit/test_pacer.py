@@ -162,3 +162,69 @@ def test_the_loop_pacer_takes_the_configured_slack() -> None:
         assert loop_pacer(0.003).slack == 0.003
 
     asyncio.run(main())
+
+
+class FineClock:
+    """The monotonic clock of a fine pacer: it reads the fake loop's time plus an offset (the loop's
+    clock lags, as uvloop's whole milliseconds do), and sleeping moves the loop's time on."""
+
+    def __init__(self, loop: FakeLoop, ahead: float = 0.0) -> None:
+        self.loop, self.ahead = loop, ahead
+        self.slept: list[float] = []
+
+    def __call__(self) -> float:
+        return self.loop.now + self.ahead
+
+    def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.loop.now += seconds
+
+
+def fine_pacer() -> tuple[FakeLoop, Pacer, FineClock]:
+    from streamd.pacer import FINE_LEAD
+
+    loop = FakeLoop()
+    clock = FineClock(loop, ahead=0.0004)
+    pacer = Pacer(loop, slack=0.0, fine=True, clock=clock, sleep=clock.sleep)  # type: ignore[arg-type]
+    assert FINE_LEAD > 0.001  # more than uvloop's millisecond: the timer never fires late by rounding
+    return loop, pacer, clock
+
+
+def test_a_fine_pacer_arms_early_and_sleeps_to_the_due_time() -> None:
+    from streamd.pacer import FINE_LEAD
+
+    loop, pacer, clock = fine_pacer()
+    a = Client("a", [100.0213333, None])
+    pacer.schedule(a, 100.010)
+    assert [t.when for t in loop.armed()] == [100.010 - FINE_LEAD]
+    loop.run_until(100.1)
+    assert [now for now, _ in a.pumps] == [100.010, 100.0213333]  # on time to the sub-millisecond
+    assert all(now == horizon for now, horizon in a.pumps)  # nothing early: slack 0
+    assert all(0 < s <= FINE_LEAD for s in clock.slept)
+
+
+def test_a_fine_pacer_never_sleeps_long_nor_when_late() -> None:
+    loop, pacer, clock = fine_pacer()
+    a = Client("a")
+    pacer.schedule(a, 100.010)
+    loop.now = 100.012  # the loop was busy: the wake-up comes late
+    loop.run_until(100.012)
+    assert a.pumps == [(100.0124, 100.0124)] and clock.slept == []
+    b = Client("b")
+    pacer.schedule(b, 100.5)
+    pacer._run()  # a stray early wake-up: too far ahead to sleep for, nothing is sent
+    assert not b.pumps and clock.slept == []
+    assert [t.when for t in loop.armed()][-1] < 100.5
+
+
+def test_the_loop_pacer_takes_fine_mode() -> None:
+    import asyncio
+
+    from streamd.pacer import loop_pacer
+
+    async def main() -> None:
+        assert loop_pacer(0.0, fine=True).fine
+        assert loop_pacer().fine  # unchanged unless given
+        assert not loop_pacer(0.002, fine=False).fine
+
+    asyncio.run(main())

@@ -171,6 +171,7 @@ class _Rtsp:
         self.relocator = _Relocator()
         self.paths = type("P", (), {"siblings": None})()
         self.http_hand_over = None
+        self.recordings = type("R", (), {"is_recording": lambda self, path: path == "live/here"})()
 
     def live_paths(self) -> list[str]:
         return ["live/here"]
@@ -195,6 +196,7 @@ def test_the_whole_server_is_this_worker_plus_what_the_siblings_said() -> None:
         "live": {"live/there": 2, "live/here": 1},
         "auth": {"auth_failures": 4, "auth_blocks": 1},
         "tunnels": 2,
+        "recording": ["live/there"],
     }
     sent: list[dict] = []
 
@@ -211,6 +213,9 @@ def test_the_whole_server_is_this_worker_plus_what_the_siblings_said() -> None:
     assert whole.viewers("live/here") == 4 and whole.viewers("live/there") == 2
     assert whole.auth_metrics() == {"auth_failures": 5, "auth_blocks": 1}
     assert whole.tunnel_count() == 2
+    assert whole._mine()["recording"] == ["live/here"]  # each path marked where it is recorded
+    assert whole.recordings.is_recording("live/here") and whole.recordings.is_recording("live/there")
+    assert not whole.recordings.is_recording("live/other")
     whole.http_hand_over = "set"  # attributes the HTTP side sets go to the server itself
     assert rtsp.http_hand_over == "set"
     # admin actions: here, and to every sibling
