@@ -127,7 +127,9 @@ class WebrtcPlayback(Playback):
             for i in sorted(self.bindings)
         )
         self._job = ChunkJob(self.file, source, tracks)
-        self._plan = await self.chunks.plan(self.file, source, tuple(i for i, _ in tracks))
+        videos = [i for i, _ in tracks if source.track(i).kind == "video"]
+        reference = videos[0] if videos else tracks[0][0]  # cuts are its keyframes: demux it alone
+        self._plan = await self.chunks.plan(self.file, source, (reference,))
 
     def _open_chunk_reader(self) -> ChunkReader:
         assert self._plan is not None

@@ -25,7 +25,7 @@ from tests.waiting import until
 
 pytestmark = pytest.mark.integration
 
-SECONDS, FPS, TONE = 4, 25, 440
+SECONDS, FPS, TONE = 3, 25, 440
 FRAMES = SECONDS * FPS
 
 
@@ -71,7 +71,7 @@ def _metrics(server: ServerProcess) -> dict[str, float]:
 
 
 def _chunks(path: Path) -> int:
-    return len(plan(keyframe_index.build(path, [0, 1])))
+    return len(plan(keyframe_index.build(path, [0])))  # as the server cuts: by the video alone
 
 
 def _ordered(packets: list[tuple[int, int, bool, bytes]]) -> list[tuple[int, int, bool, bytes]]:
@@ -224,11 +224,11 @@ def test_a_converted_file_seeks_over_the_data_channel(server: ServerProcess) -> 
         channel.send(json.dumps({"type": "pause"}))
         await until(lambda: states[-1].get("paused") is True, "paused", 10)
         seen = len(client.packets["video"])
-        channel.send(json.dumps({"type": "seek", "position": 3.2}))
-        await until(lambda: states[-1].get("position", 0) >= 2.5, "the seek's position", 20)
+        channel.send(json.dumps({"type": "seek", "position": 2.2}))
+        await until(lambda: states[-1].get("position", 0) >= 1.5, "the seek's position", 20)
         channel.send(json.dumps({"type": "play"}))
         await until(
-            lambda: any(s.get("position", 0) >= 3.3 for s in states), "a position past the target", 20
+            lambda: any(s.get("position", 0) >= 2.3 for s in states), "a position past the target", 20
         )
         after = client.packets["video"][seen:]
         units = _units(after)
@@ -265,7 +265,9 @@ def test_a_truncated_file_ends_its_viewer_cleanly(server: ServerProcess) -> None
         await client.close()
 
     asyncio.run(run())
-    assert "truncated.mp4: cannot read on after chunk" in server.log()
+    assert re.search(
+        r"truncated\.mp4 ended: the file ended", server.log()
+    )  # (a cut mid-packet is logged too)
     assert _metrics(server)["streamd_webrtc_file_chunks_converted_total"] > 0  # the server goes on
 
 
