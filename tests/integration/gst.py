@@ -61,7 +61,7 @@ def run_pipeline(pipeline: str, timeout: float = 60) -> None:
 _STREAM_SENT = "received EVENT eos"
 
 
-def publish(pipeline: str, streams: int, timeout: float = 60) -> None:
+def publish(pipeline: str, streams: int, timeout: float = 20) -> None:
     """Run ``pipeline``, which ends in rtspclientsink with ``streams`` inputs, until it has sent them all.
 
     rtspclientsink usually tears down and exits at the end of its input, but now and then GStreamer
