@@ -9,6 +9,8 @@ timestamp of every datagram, RTCP included). This replays those schedules throug
 the window (a receiver's report follows only the last ~16 packets):
 
 - ``sender``: jitter of the send times themselves (what a perfect clean link would show);
+- ``sender step``: the median change of send time minus RTP time from one access unit to the
+  next, the server's typical timing error (robust to the odd late wake-up that A.8 remembers);
 - ``received``: what the receivers measured through the real relay (its timers and a loaded
   machine add noise; traces written with the receivers' arrivals only);
 - ``as sent``: behind the profile's link (default: the 2 Mbit/s bottleneck);
@@ -29,6 +31,7 @@ the window (a receiver's report follows only the last ~16 packets):
 from __future__ import annotations
 
 import argparse
+import itertools
 import statistics
 import sys
 from collections.abc import Callable, Sequence
@@ -124,6 +127,22 @@ def sender_jitter_ms(packets: Sequence[Sent], video: bool) -> float:
     return 1000 * statistics.mean(values) if values else 0.0
 
 
+def sender_steps_ms(packets: Sequence[Sent], video: bool) -> float:
+    """Median change of (send time - RTP time) of each access unit's first packet from one unit
+    to the next: the server's typical timing error, which one late wake-up on a loaded machine
+    does not move (A.8 does)."""
+    firsts: dict[tuple[int, int], dict[int, Sent]] = {}
+    for p in sorted(packets, key=lambda p: p.t):
+        if not p.rtcp and p.video == video:
+            firsts.setdefault(p.flow, {}).setdefault(p.ts, p)
+    steps = [
+        abs((b.t - b.ts / b.clock) - (a.t - a.ts / a.clock))
+        for units in firsts.values()
+        for a, b in itertools.pairwise(units.values())
+    ]
+    return 1000 * statistics.median(steps) if steps else 0.0
+
+
 CASES: dict[str, Callable[[Sequence[Sent]], Sequence[Sent]]] = {
     "as sent": lambda p: p,
     "interleaved": interleaved,
@@ -166,6 +185,8 @@ def analyse(
         "RTCP": len(packets) - len(rtp),
         "sender video": sender_jitter_ms(packets, True),
         "sender audio": sender_jitter_ms(packets, False),
+        "sender step video": sender_steps_ms(packets, True),
+        "sender step audio": sender_steps_ms(packets, False),
         "last report video": trace.mean_jitter_ms(packets, profile, video=True),
     }
     if received:

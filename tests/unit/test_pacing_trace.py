@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 import struct
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -97,3 +98,10 @@ def test_the_analysis_table_names_every_case() -> None:
     assert row["packets per AU"] == 3
     text = pacing_trace.markdown({"synthetic": row}, LINK)
     assert "| synthetic |" in text
+
+
+def test_sender_steps_measure_the_typical_timing_error() -> None:
+    on_time = schedule(sessions=1, frames=20)
+    assert pacing_trace.sender_steps_ms(on_time, video=True) == pytest.approx(0, abs=1e-6)
+    wobbly = [replace(p, t=p.t + (0.0005 if p.ts // FRAME % 2 else 0.0)) for p in on_time]
+    assert pacing_trace.sender_steps_ms(wobbly, video=True) == pytest.approx(0.5)
