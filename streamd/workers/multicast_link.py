@@ -56,7 +56,7 @@ class ChannelGroups:
             here=False,
             ssrcs={int(i): int(v) for i, v in (answer.get("ssrcs") or {}).items()},
             seqs={int(i): int(v) for i, v in (answer.get("seqs") or {}).items()},
-            key=_key(answer.get("key")),
+            key=key_of(answer.get("key")),
         )
 
     def report(self, path: str, playing: int, setups: int, held: bool) -> None:
@@ -77,7 +77,8 @@ class ChannelGroups:
         raise ChannelError(f"unknown op {message.get('op')!r}")
 
 
-def _key(raw: Any) -> MasterKey | None:
+def key_of(raw: Any) -> MasterKey | None:
+    """The key :func:`~streamd.live.multicast.key_message` wrote."""
     if not isinstance(raw, dict):
         return None
     suite = suite_named(str(raw.get("suite", "")))

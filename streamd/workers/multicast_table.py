@@ -166,6 +166,7 @@ class ParentGroups:
         try:
             allocation = self.table.hold(index, path, tracks, bool(message.get("source")))
         except PoolExhausted as exc:
+            log.error("%s: no multicast group for it: %s", path, exc)
             return {"refused": [453, f"multicast range exhausted: {exc}"]}
         sender = self.table.sender(path, self._owner(path))
         if sender is None:

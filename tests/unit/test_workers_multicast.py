@@ -278,3 +278,30 @@ def test_no_publisher_anywhere_is_404_and_holds_nothing() -> None:
         assert refused.value.status == 404 and len(parent.table) == 0
 
     asyncio.run(scenario())
+
+
+def test_every_worker_s_http_side_shows_every_group() -> None:
+    """``/api/v1/multicast`` and ``/sdp/<path>?multicast=1`` from the worker that does not send."""
+    from streamd.live.live_presentation import live_presentation
+    from streamd.workers.multicast_view import WholeMulticast, multicast_state
+
+    async def scenario() -> None:
+        _, _, (a, b), (live_a, live_b) = two_workers(encrypted=True)
+        await setup(b, live_b, "sb")
+        b.play("sb")
+        await settle()
+        whole = type("Whole", (), {"_siblings": [{"multicast": multicast_state(a)}]})()
+        shown = WholeMulticast(b, whole)
+        (group,) = shown.snapshot()
+        assert group["path"] == "live/cam" and group["sending"] and group["rtsp_members"] == 1
+        presentation = live_presentation(live_a)
+        unicast = presentation.sdp("192.0.2.1")
+        assert shown.sdp("live/cam", presentation, unicast, secure=True) == a.sdp(
+            "live/cam", presentation, unicast, secure=True
+        ), "the same SDP (group, ports, key) from either worker"
+        with pytest.raises(RtspError) as refused:
+            shown.sdp("live/cam", presentation, unicast, secure=False)
+        assert refused.value.status == 403
+        assert shown.sdp("live/other", presentation, unicast) is None and not shown.advertised("live/cam")
+
+    asyncio.run(scenario())
