@@ -271,6 +271,18 @@ class GroupSender:
         if not self.setups and not self.remote_setups:  # nobody knows the key: the next send gets a new one
             self.key = self._protect = self._reports_in = None
 
+    def sender_gone(self) -> None:
+        """A mirror whose sending worker died: RTCP BYE in the send's name, so players end as
+        when a send stops (plain groups only: a second SRTCP context under the group's key would
+        reuse its keystream), then no more listening here."""
+        if not self.mirror:
+            return
+        for track in self.tracks.values():
+            if self._protect is None and track.sockets is not None:
+                ssrc = track.stream.ssrc
+                track.sockets.send_rtcp(bytes(RtcpRrPacket(ssrc=ssrc)) + bytes(RtcpByePacket(sources=[ssrc])))
+        self.stop("the sending worker is gone")
+
     def __call__(self, index: int, ticks: int, payloads: Payloads, keyframe: bool, leading: bool) -> None:
         track = self.tracks.get(index)
         if track is None or track.sockets is None:
@@ -683,6 +695,13 @@ class MulticastService:
         elif not playing:
             self._maybe_stop(sender, "no RTSP member plays on any worker")
         self._collect_and_report(path)
+
+    def sender_gone(self, path: str) -> None:
+        """The worker that sent ``path``'s group died (the parent says)."""
+        mirror = self.senders.get(path)
+        if mirror is not None and mirror.mirror:
+            log.warning("%s: the worker sending it is gone", mirror.label)
+            mirror.sender_gone()
 
     def _collect_and_report(self, path: str) -> None:
         self._collect(path)
