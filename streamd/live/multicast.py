@@ -271,6 +271,18 @@ class GroupSender:
         if not self.setups and not self.remote_setups:  # nobody knows the key: the next send gets a new one
             self.key = self._protect = self._reports_in = None
 
+    def sender_gone(self) -> None:
+        """A mirror whose sending worker died: RTCP BYE in the send's name, so players end as
+        when a send stops (plain groups only: a second SRTCP context under the group's key would
+        reuse its keystream), then no more listening here."""
+        if not self.mirror:
+            return
+        for track in self.tracks.values():
+            if self._protect is None and track.sockets is not None:
+                ssrc = track.stream.ssrc
+                track.sockets.send_rtcp(bytes(RtcpRrPacket(ssrc=ssrc)) + bytes(RtcpByePacket(sources=[ssrc])))
+        self.stop("the sending worker is gone")
+
     def __call__(self, index: int, ticks: int, payloads: Payloads, keyframe: bool, leading: bool) -> None:
         track = self.tracks.get(index)
         if track is None or track.sockets is None:
@@ -385,7 +397,7 @@ class GroupSender:
             "interface": self.interface,
             "sending": self.running,
             "always": self.always,
-            "rtsp_members": len(self.members),
+            "rtsp_members": len(self.members) + self.remote_playing,  # other workers' too
             "tracks": [
                 {
                     "control": t.control,
@@ -399,6 +411,41 @@ class GroupSender:
                 for t in self.tracks.values()
             ],
         }
+
+
+def key_message(key: MasterKey | None) -> dict[str, str] | None:
+    """A group's key as the workers pass it to each other (their private channel only)."""
+    return None if key is None else {"suite": key.suite.name, "material": key.material.hex()}
+
+
+def group_sdp(
+    allocation: Allocation,
+    ttl: int,
+    key: MasterKey | None,
+    presentation: Presentation,
+    unicast_sdp: str,
+    *,
+    secure: bool,
+) -> str:
+    """``unicast_sdp`` with the group in ``c=`` and each track's port in its ``m=`` line (and the
+    group's key, given over HTTPS only: 403 otherwise)."""
+    path = allocation.path
+    if key is not None and not secure:
+        raise RtspError(403, f"{path!r} is sent as SRTP: its SDP (with the key) is given over HTTPS only")
+    description = parse_sdp(unicast_sdp)
+    description.connection = Connection(addrtype="IP4", address=allocation.group, ttl=ttl)
+    description.set("type", "broadcast")
+    description.set("recvonly", None)
+    for streamable, media in zip(presentation.tracks, description.media, strict=True):
+        port = allocation.ports.get(streamable.track.index)
+        if port is None:
+            continue
+        media.port = port
+        media.connection = None
+        if key is not None:  # SDES for players that join from the SDP alone (ffmpeg)
+            media.proto = "RTP/SAVP"
+            media.add("crypto", format_crypto(CryptoAttribute(1, key)))
+    return write_sdp(description)
 
 
 class MulticastSink:
@@ -629,7 +676,7 @@ class MulticastService:
         return {
             "ssrcs": {str(i): t.stream.ssrc for i, t in sender.tracks.items()},
             "seqs": {str(i): t.stream.next_seq for i, t in sender.tracks.items()},
-            "key": None if key is None else {"suite": key.suite.name, "material": key.material.hex()},
+            "key": key_message(key),
         }
 
     def remote_demand(self, path: str, playing: int, setups: int) -> None:
@@ -648,6 +695,13 @@ class MulticastService:
         elif not playing:
             self._maybe_stop(sender, "no RTSP member plays on any worker")
         self._collect_and_report(path)
+
+    def sender_gone(self, path: str) -> None:
+        """The worker that sent ``path``'s group died (the parent says)."""
+        mirror = self.senders.get(path)
+        if mirror is not None and mirror.mirror:
+            log.warning("%s: the worker sending it is gone", mirror.label)
+            mirror.sender_gone()
 
     def _collect_and_report(self, path: str) -> None:
         self._collect(path)
@@ -696,23 +750,24 @@ class MulticastService:
         sender = self.senders.get(path)
         if allocation is None or sender is None:
             return None
-        key = sender.group_key()
-        if key is not None and not secure:
-            raise RtspError(403, f"{path!r} is sent as SRTP: its SDP (with the key) is given over HTTPS only")
-        description = parse_sdp(unicast_sdp)
-        description.connection = Connection(addrtype="IP4", address=allocation.group, ttl=sender.ttl)
-        description.set("type", "broadcast")
-        description.set("recvonly", None)
-        for streamable, media in zip(presentation.tracks, description.media, strict=True):
-            port = allocation.ports.get(streamable.track.index)
-            if port is None:
+        return group_sdp(allocation, sender.ttl, sender.group_key(), presentation, unicast_sdp, secure=secure)
+
+    def announcements(self) -> dict[str, dict[str, object]]:
+        """What another worker needs to give this worker's groups' SDP (worker processes)."""
+        found: dict[str, dict[str, object]] = {}
+        for path, sender in self.senders.items():
+            allocation = self.announced(path)
+            if allocation is None or sender.mirror:
                 continue
-            media.port = port
-            media.connection = None
-            if key is not None:  # SDES for players that join from the SDP alone (ffmpeg)
-                media.proto = "RTP/SAVP"
-                media.add("crypto", format_crypto(CryptoAttribute(1, key)))
-        return write_sdp(description)
+            key = sender.group_key()
+            found[path] = {
+                "group": allocation.group,
+                "ports": {str(i): p for i, p in allocation.ports.items()},
+                "ttl": sender.ttl,
+                "always": sender.always,
+                "key": key_message(key),
+            }
+        return found
 
     # --- internals -------------------------------------------------------------------------------
 

@@ -4,7 +4,8 @@
 parent for a path's group before a multicast SETUP (one round trip per SETUP, none per packet)
 and tells it the worker's sessions on the group after each change. It also answers the parent:
 ``mcast_prepare`` (this worker sends a path's group for another worker's readers: its send, made
-if needed) and ``mcast_demand`` (how many sessions of the other workers play it).
+if needed), ``mcast_demand`` (how many sessions of the other workers play it) and ``mcast_gone``
+(the worker that sent a group this one mirrors died).
 """
 
 from __future__ import annotations
@@ -56,7 +57,7 @@ class ChannelGroups:
             here=False,
             ssrcs={int(i): int(v) for i, v in (answer.get("ssrcs") or {}).items()},
             seqs={int(i): int(v) for i, v in (answer.get("seqs") or {}).items()},
-            key=_key(answer.get("key")),
+            key=key_of(answer.get("key")),
         )
 
     def report(self, path: str, playing: int, setups: int, held: bool) -> None:
@@ -66,6 +67,9 @@ class ChannelGroups:
     def handle(self, message: dict[str, Any]) -> Any:
         """The parent's ``mcast_prepare`` and ``mcast_demand``."""
         path = str(message.get("path", ""))
+        if message.get("op") == "mcast_gone":
+            self.service.sender_gone(path)
+            return None
         if message.get("op") == "mcast_demand":
             self.service.remote_demand(path, int(message.get("playing", 0)), int(message.get("setups", 0)))
             return None
@@ -77,7 +81,8 @@ class ChannelGroups:
         raise ChannelError(f"unknown op {message.get('op')!r}")
 
 
-def _key(raw: Any) -> MasterKey | None:
+def key_of(raw: Any) -> MasterKey | None:
+    """The key :func:`~streamd.live.multicast.key_message` wrote."""
     if not isinstance(raw, dict):
         return None
     suite = suite_named(str(raw.get("suite", "")))

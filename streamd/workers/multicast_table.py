@@ -114,12 +114,15 @@ class GroupTable:
         entry.told = now
         return now
 
-    def release_worker(self, worker: int) -> list[str]:
-        """Everything ``worker`` held (it died): released; the paths it held."""
+    def release_worker(self, worker: int) -> tuple[list[str], dict[str, list[int]]]:
+        """Everything ``worker`` held (it died): released. The paths it held, and of those it
+        sent, the workers still holding them (their mirrors of its send are orphans now)."""
         held = [path for path, entry in self.entries.items() if worker in entry.holders]
+        sent = [path for path in held if self.entries[path].sources[:1] == [worker]]
         for path in held:
             self.report(worker, path, 0, 0, held=False)
-        return held
+        orphans = {path: sorted(self.entries[path].holders) for path in sent if path in self.entries}
+        return held, orphans
 
     def _release(self, path: str) -> None:
         self.entries.pop(path, None)
@@ -166,6 +169,7 @@ class ParentGroups:
         try:
             allocation = self.table.hold(index, path, tracks, bool(message.get("source")))
         except PoolExhausted as exc:
+            log.error("%s: no multicast group for it: %s", path, exc)
             return {"refused": [453, f"multicast range exhausted: {exc}"]}
         sender = self.table.sender(path, self._owner(path))
         if sender is None:
@@ -192,9 +196,14 @@ class ParentGroups:
         return answer
 
     def worker_gone(self, index: int) -> None:
-        paths = self.table.release_worker(index)
+        paths, orphans = self.table.release_worker(index)
         if paths:
             log.info("worker %d held multicast groups of %s: released", index, ", ".join(sorted(paths)))
+        channels = self.channels()
+        for path, holders in orphans.items():  # BYE from their mirrors, as the sender would have said
+            for holder in holders:
+                if (channel := channels.get(holder)) is not None:
+                    channel.send({"op": "mcast_gone", "path": path})
         for path in paths:
             self._tell(path)
 

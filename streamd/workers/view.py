@@ -21,10 +21,11 @@ from aiohttp import web
 from streamd.session_report import snapshot
 from streamd.srtp.context import SRTP_STATS, SrtpStats
 from streamd.workers.internal import SIBLING
+from streamd.workers.multicast_view import WholeMulticast, multicast_state
 
 Gather = Callable[[], Awaitable[list[dict[str, Any]]]]
 Broadcast = Callable[[dict[str, Any]], None]
-REFRESHED = ("/", "/metrics", "/api/", "/watch/", "/login")
+REFRESHED = ("/", "/metrics", "/api/", "/watch/", "/login", "/sdp/")
 
 
 def local_state(rtsp: Any, index: int, tunnels: Callable[[], int]) -> dict[str, Any]:
@@ -40,6 +41,7 @@ def local_state(rtsp: Any, index: int, tunnels: Callable[[], int]) -> dict[str, 
         "auth": rtsp.auth_metrics(),
         "tunnels": tunnels(),
         "srtp": dataclasses.asdict(SRTP_STATS),
+        "multicast": multicast_state(rtsp.multicast),
     }
 
 
@@ -66,6 +68,7 @@ class WholeServer:
         object.__setattr__(self, "relocator", EveryWorker(rtsp.relocator, broadcast, self))
         object.__setattr__(self, "tunnels", lambda: 0)  # set once the HTTP side exists
         object.__setattr__(self, "recordings", WholeRecordings(rtsp.recordings, self))
+        object.__setattr__(self, "multicast", WholeMulticast(rtsp.multicast, self))
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._rtsp, name)

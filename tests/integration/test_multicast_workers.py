@@ -9,7 +9,9 @@ paths whose hashed first choice is the same group, read on different workers, ge
 from __future__ import annotations
 
 import itertools
+import os
 import re
+import signal
 import socket
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -185,3 +187,38 @@ def test_two_paths_on_two_workers_never_share_a_group(two_workers: ServerProcess
             reader.close()
         for publisher in publishers:
             publisher.stop()
+
+
+def test_a_killed_sending_worker_s_readers_elsewhere_get_bye(two_workers: ServerProcess) -> None:
+    """The worker that sends is killed (SIGKILL: it says nothing): the other worker, whose reader
+    mirrors its send, says BYE in its name, so players end as when a send stops. (Last in this
+    module: the parent starts the killed worker again.)"""
+    server = two_workers
+    publisher = Publisher(server, "live/k", loop=True)
+    readers = [Reader(server, worker, "live/k") for worker in (0, 1)]
+    rtp = rtcp = None
+    try:
+        first = readers[0].setup()
+        readers[1].setup()
+        group, (video_port, _) = first[0].destination, first[0].port
+        rtp, rtcp = mc._group_socket(group, video_port), mc._group_socket(group, video_port + 1)
+        for reader in readers:
+            reader.play()
+        datagrams: list[bytes] = []
+        wait_until(lambda: len(mc._drain_into(rtp, datagrams)) > 10, "packets at the group")
+        (line,) = _sends(server, "live/k")
+        sender = int(re.search(r"\[worker (\d)\]", line).group(1))  # type: ignore[union-attr]
+        pids = re.findall(rf"worker {sender} \(pid (\d+)\) ready", server.log())
+        mc._drain(rtcp)
+        os.kill(int(pids[-1]), signal.SIGKILL)
+        reports: list[bytes] = []
+        wait_until(lambda: mc._has_bye(mc._drain_into(rtcp, reports)), "BYE from the mirror")
+        assert "the worker sending it is gone" in server.log()
+    finally:
+        for sock in (rtp, rtcp):
+            if sock is not None:
+                sock.close()
+        for reader in readers:
+            reader.close()
+        publisher.stop()
+    wait_until(lambda: server.log().count(f"worker {sender} (pid") == 2, "the killed worker started again")

@@ -13,6 +13,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from streamd.config import ConfigError, ServerConfig, load_config
+from streamd.live.multicast import MulticastService
 from streamd.workers.channel import CHUNK, Channel, ChannelError, Framing
 from streamd.workers.ownership import LocalOwners, Owner, OwnerTable
 from streamd.workers.supervisor import AdminState
@@ -172,6 +173,7 @@ class _Rtsp:
         self.paths = type("P", (), {"siblings": None})()
         self.http_hand_over = None
         self.recordings = type("R", (), {"is_recording": lambda self, path: path == "live/here"})()
+        self.multicast = MulticastService(None, "0.0.0.0", lambda path: False, "host")
 
     def live_paths(self) -> list[str]:
         return ["live/here"]

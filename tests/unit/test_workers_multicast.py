@@ -7,6 +7,7 @@ import asyncio
 from typing import Any
 
 import pytest
+from aiortc.rtp import RtcpPacket
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -76,10 +77,19 @@ def test_a_dead_worker_s_holds_are_released() -> None:
     table.report(1, "live/a", 1, 1, held=True)
     table.hold(1, "live/b", [0], source=True)
     assert table.demand("live/a", owner=0) == (0, 1, 1)
-    assert sorted(table.release_worker(1)) == ["live/a", "live/b"]
+    held, orphans = table.release_worker(1)
+    assert sorted(held) == ["live/a", "live/b"] and orphans == {}, "worker 1 sent nothing others mirror"
     assert "live/b" not in table.entries and table.pool.get("live/b") is None
     assert table.demand("live/a", owner=0) == (0, 0, 0), "the sender learns nobody plays elsewhere"
-    assert table.release_worker(0) == ["live/a"] and len(table) == 0 and len(table.pool) == 0
+    assert table.release_worker(0) == (["live/a"], {}) and len(table) == 0 and len(table.pool) == 0
+
+
+def test_a_dead_sender_s_mirrors_are_named() -> None:
+    table = GroupTable(spec())
+    table.hold(0, "live/a", [0], source=True)
+    table.hold(1, "live/a", [0], source=False)
+    table.hold(2, "live/a", [0], source=False)
+    assert table.release_worker(0) == (["live/a"], {"live/a": [1, 2]})
 
 
 def test_a_wider_path_cannot_take_a_group_others_hold() -> None:
@@ -119,7 +129,7 @@ def test_groups_and_ports_are_never_shared(operations: list[tuple[str, int, str,
             except PoolExhausted:
                 continue
             assert allocation == table.entries[path].allocation
-        elif op == "drop":
+        elif op == "drop":  # (a report that it holds nothing)
             table.report(worker, path, 0, 0, held=False)
         else:
             table.release_worker(worker)
@@ -276,5 +286,53 @@ def test_no_publisher_anywhere_is_404_and_holds_nothing() -> None:
         with pytest.raises(RtspError) as refused:
             await b.prepare(live_b)
         assert refused.value.status == 404 and len(parent.table) == 0
+
+    asyncio.run(scenario())
+
+
+def test_every_worker_s_http_side_shows_every_group() -> None:
+    """``/api/v1/multicast`` and ``/sdp/<path>?multicast=1`` from the worker that does not send."""
+    from streamd.live.live_presentation import live_presentation
+    from streamd.workers.multicast_view import WholeMulticast, multicast_state
+
+    async def scenario() -> None:
+        _, _, (a, b), (live_a, live_b) = two_workers(encrypted=True)
+        await setup(b, live_b, "sb")
+        b.play("sb")
+        await settle()
+        whole = type("Whole", (), {"_siblings": [{"multicast": multicast_state(a)}]})()
+        shown = WholeMulticast(b, whole)
+        (group,) = shown.snapshot()
+        assert group["path"] == "live/cam" and group["sending"] and group["rtsp_members"] == 1
+        presentation = live_presentation(live_a)
+        unicast = presentation.sdp("192.0.2.1")
+        assert shown.sdp("live/cam", presentation, unicast, secure=True) == a.sdp(
+            "live/cam", presentation, unicast, secure=True
+        ), "the same SDP (group, ports, key) from either worker"
+        with pytest.raises(RtspError) as refused:
+            shown.sdp("live/cam", presentation, unicast, secure=False)
+        assert refused.value.status == 403
+        assert shown.sdp("live/other", presentation, unicast) is None and not shown.advertised("live/cam")
+
+    asyncio.run(scenario())
+
+
+def test_when_the_sending_worker_dies_its_mirror_says_bye_for_it() -> None:
+    async def scenario() -> None:
+        parent, _, (_, b), (_, live_b) = two_workers()
+        _, sink = await setup(b, live_b, "sb")
+        b.play("sb")
+        await settle()
+        mirror = sink.sender
+        sockets = [t.sockets for t in mirror.tracks.values()]
+        assert mirror.running and all(isinstance(s, FakeSockets) for s in sockets)
+        parent.worker_gone(0)
+        await settle()
+        assert not mirror.running
+        for track, sent in zip(mirror.tracks.values(), sockets, strict=True):
+            (bye,) = sent.sent  # type: ignore[union-attr]
+            packets = RtcpPacket.parse(bye)
+            assert [type(p).__name__ for p in packets] == ["RtcpRrPacket", "RtcpByePacket"]
+            assert packets[1].sources == [track.stream.ssrc]
 
     asyncio.run(scenario())
