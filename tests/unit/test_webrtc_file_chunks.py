@@ -115,7 +115,11 @@ def test_reader_holds_a_few_chunks_only() -> None:
     reader = ChunkReader(many, TIME_BASES)
     for n in range(10):
         reader.give(n, _chunk(n, n * 2000, n * 2000 + 100))
-    assert sum(reader.has(n) for n in range(10)) <= ChunkReader.KEEP and reader.has(0) and reader.has(1)
+    assert (
+        sum(reader.held(n) is not None for n in range(10)) <= ChunkReader.KEEP
+        and reader.held(0)
+        and reader.held(1)
+    )
 
 
 # --- the shared cache: one conversion per chunk -------------------------------------------------------
