@@ -48,6 +48,7 @@ class FileChunks:
         self.requests = 0  # chunks asked for by viewers (cached, being made, or made for them)
         self.hits = 0  # ... found converted already
         self._growing: dict[Hashable, Chunk] = {}  # being converted, by key
+        self.closed = False
 
     @property
     def converted(self) -> int:
@@ -79,6 +80,8 @@ class FileChunks:
         loop = asyncio.get_running_loop()
 
         def emit(units: list[AccessUnit], starts: list[Fraction]) -> None:
+            if self.closed:
+                raise Stopped("the server stops")  # ends the conversion at its next picture
             loop.call_soon_threadsafe(growing.add, units, starts)
 
         async def make() -> Chunk:
@@ -86,7 +89,8 @@ class FileChunks:
             try:
                 final = await loop.run_in_executor(self.executor, self.convert, job, chunks, n, emit)
             except BaseException as exc:
-                log.warning("%s: converting chunk %d for WebRTC failed: %s", job.path, n, exc)
+                level = logging.INFO if isinstance(exc, Stopped) else logging.WARNING
+                log.log(level, "%s: converting chunk %d for WebRTC failed: %s", job.path, n, exc)
                 growing.fail(exc)
                 raise
             finally:
@@ -127,7 +131,12 @@ class FileChunks:
             await self.grown(chunk, len(chunk.units))
 
     def close(self) -> None:
+        self.closed = True
         self.executor.shutdown(wait=False, cancel_futures=True)
+
+
+class Stopped(Exception):
+    """A conversion given up (the server stops)."""
 
 
 class ChunkCollector(Collector):

@@ -125,9 +125,6 @@ class ChunkReader:
         self._skip_before: Fraction | None = None  # after a seek into a chunk: units before this
         self._ended = False
 
-    def has(self, n: int) -> bool:
-        return n in self._chunks
-
     def held(self, n: int) -> Chunk | None:
         return self._chunks.get(n)
 

@@ -115,7 +115,11 @@ def test_reader_holds_a_few_chunks_only() -> None:
     reader = ChunkReader(many, TIME_BASES)
     for n in range(10):
         reader.give(n, _chunk(n, n * 2000, n * 2000 + 100))
-    assert sum(reader.has(n) for n in range(10)) <= ChunkReader.KEEP and reader.has(0) and reader.has(1)
+    assert (
+        sum(reader.held(n) is not None for n in range(10)) <= ChunkReader.KEEP
+        and reader.held(0)
+        and reader.held(1)
+    )
 
 
 # --- the shared cache: one conversion per chunk -------------------------------------------------------
@@ -345,3 +349,26 @@ def test_the_cache_size_setting_is_checked() -> None:
     for bad in (-1, 1.5, True):
         with pytest.raises(ConfigError, match="webrtc_file_cache_bytes"):
             ServerConfig(webrtc_file_cache_bytes=bad)  # type: ignore[arg-type]
+
+
+def test_closing_stops_a_conversion_at_its_next_picture() -> None:
+    class Endless:
+        def __init__(self) -> None:
+            self.pictures = 0
+
+        def __call__(self, job: ChunkJob, chunks: ChunkPlan, n: int, emit: Emit) -> bool:
+            while True:  # a long chunk, picture after picture
+                emit([_video(self.pictures)], [])
+                self.pictures += 1
+
+    endless = Endless()
+    chunks = FileChunks(1000, converter=endless)
+
+    async def run() -> None:
+        chunk = chunks.chunk(JOB, TWO, 0)
+        await chunks.grown(chunk, 0)
+        chunks.close()
+        await chunks.grown(chunk, 10**9)  # until it ends
+        assert chunk.complete and chunk.error is not None
+
+    asyncio.run(run())
