@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from unittest import mock
 
+import pytest
 from aiohttp import web
 from aiohttp.test_utils import make_mocked_request
 from hypothesis import given
@@ -265,3 +266,38 @@ def test_the_headers_are_ignored_on_the_public_ports() -> None:
     remote, _, forwarded = _seen(_request(("127.0.0.1", 8080), headers), placed_on=1)
     assert remote is None and len(forwarded) == 1
     assert _seen(_request(("127.0.0.1", 8080), headers), placed_on=0)[0] == "203.0.113.9"  # ourselves
+
+
+# --- WHIP publishers claim their path across workers --------------------------------------------
+
+
+class RefusingOwners(FakeOwners):
+    """A sibling worker publishes every path."""
+
+    def __init__(self) -> None:
+        super().__init__({})
+        self.claims: list[tuple[str, str]] = []
+        self.released: list[tuple[str, str]] = []
+
+    async def claim(self, path: str, holder: str) -> Owner | None:
+        self.claims.append((path, holder))
+        return Owner(1, "someone")
+
+    def release(self, path: str, holder: str) -> None:
+        self.released.append((path, holder))
+
+
+def test_a_whip_offer_for_a_path_published_in_a_sibling_gets_409_before_any_port_is_taken() -> None:
+    from streamd.rtsp.errors import RtspError
+    from streamd.webrtc.whip import WhipService
+    from tests.unit.test_webrtc_negotiate import CHROME_OFFER
+
+    server = mock.Mock(config=ServerConfig(), live={})
+    whip = WhipService(server)
+    whip.owners = owners = RefusingOwners()
+    offer = CHROME_OFFER.replace("a=recvonly", "a=sendonly")
+    with mock.patch("streamd.webrtc.whip.Peer") as peer, pytest.raises(RtspError) as refused:
+        asyncio.run(whip.create("live/cam", offer, "192.0.2.7"))
+    assert refused.value.status == 409
+    assert [path for path, _ in owners.claims] == ["live/cam"]
+    assert not peer.called and not whip.sessions
