@@ -714,7 +714,7 @@ class MulticastService:
         current = self.senders.get(path)
         if current is not None:
             mine[id(current)] = current
-        held = bool(mine) or (self.always(path) and path in self._grants)
+        held = bool(mine)
         playing = sum(len(s.members) for s in mine.values())
         setups = sum(len(s.setups) for s in mine.values())
         self.link.report(path, playing, setups, held)
@@ -818,8 +818,9 @@ class MulticastService:
             sender.stop(reason)
 
     def _collect(self, path: str) -> None:
-        """Give the path's group back once nothing holds it (a ``multicast = true`` path keeps it)."""
-        if self.pool is None or self.always(path):
+        """Give the path's group back once nothing holds it (a ``multicast = true`` path keeps it;
+        with worker processes only while it is online here, so another worker may send it)."""
+        if self.pool is None or (self.always(path) and self.link is None):
             return
         current = self.senders.get(path)
         if current is not None and (

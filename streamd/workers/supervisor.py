@@ -9,7 +9,9 @@ serves no client; it is the coordinator the workers ask:
 - ``find``: which sibling holds a session or a tunnel (asks the others, first yes wins);
 - ``gather``: the other workers' state, for pages, the API and metrics;
 - ``broadcast``: an admin action for every other worker, kept and replayed to a restarted one;
-- ``handover``: a client's socket, passed on to the worker named (``SCM_RIGHTS`` both ways).
+- ``handover``: a client's socket, passed on to the worker named (``SCM_RIGHTS`` both ways);
+- ``mcast_hold`` / ``mcast_state``: multicast groups for the whole server
+  (:class:`.multicast_table.ParentGroups`); a worker's holds are released when it exits.
 
 A worker that exits is logged and started again (after 0.5 s, doubling up to 10 s while it keeps
 dying young); the others carry on. SIGTERM or SIGINT stops every worker with SIGTERM (each ends

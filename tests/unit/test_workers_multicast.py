@@ -188,14 +188,16 @@ class ToWorker:
         self.worker.handle(message)
 
 
-def two_workers(encrypted: bool = False) -> tuple[ParentGroups, OwnerTable, list[MulticastService], list]:
+def two_workers(
+    encrypted: bool = False, always: bool = False
+) -> tuple[ParentGroups, OwnerTable, list[MulticastService], list]:
     owners = OwnerTable()
     to_workers: dict[int, Any] = {}
     parent = ParentGroups(spec(), owners, lambda: to_workers)
     services, lives = [], []
     for index in (0, 1):
         mc = MulticastService(
-            spec(), "127.0.0.1", lambda p: False, "host", encrypted=lambda p, e=encrypted: e
+            spec(), "127.0.0.1", lambda p: always, "host", encrypted=lambda p, e=encrypted: e
         )
         live = make_live()
         relayed = index == 1  # worker 1 relays worker 0's publisher
@@ -334,5 +336,25 @@ def test_when_the_sending_worker_dies_its_mirror_says_bye_for_it() -> None:
             packets = RtcpPacket.parse(bye)
             assert [type(p).__name__ for p in packets] == ["RtcpRrPacket", "RtcpByePacket"]
             assert packets[1].sources == [track.stream.ssrc]
+
+    asyncio.run(scenario())
+
+
+def test_an_always_on_path_is_sent_by_its_publisher_s_worker_while_online() -> None:
+    async def scenario() -> None:
+        parent, _, (a, b), (live_a, live_b) = two_workers(always=True)
+        a.path_online(live_a)
+        await settle()
+        sender = a.senders["live/cam"]
+        assert sender.running and sender.always and not sender.mirror
+        assert a.advertised("live/cam") and set(parent.table.entries["live/cam"].holders) == {0}
+        reply, sink = await setup(b, live_b, "sb")
+        assert sink.sender.mirror and reply.destination == sender.allocation.group
+        a.path_offline(live_a)
+        await settle()
+        assert not sender.running and set(parent.table.entries["live/cam"].holders) == {1}
+        b.leave("sb")
+        await settle()
+        assert len(parent.table) == 0, "offline, nobody set up: the group is given back"
 
     asyncio.run(scenario())
