@@ -22,12 +22,11 @@ import pytest
 from tests.shared_files import made_once
 from tests.tlscerts import CertPair
 
-# The login back-off, the HTTP side's limits and nonce replays count per worker process, and
-# multicast groups are allocated per worker (docs/scaling.md, "Where it stops"): tests of those
-# figures hold for one process only.
+# The login back-off, the HTTP side's limits and nonce replays count per worker process
+# (docs/scaling.md, "Where it stops"): tests of those figures hold for one process only.
 per_process_only = pytest.mark.skipif(
     bool(os.environ.get("STREAMD_TEST_WORKERS")),
-    reason="with --workers, back-off, HTTP limits and multicast groups are per worker (docs/scaling.md)",
+    reason="with --workers, the login back-off, HTTP limits and nonce replays are per worker (docs/scaling.md)",
 )
 
 ROOT = Path(__file__).resolve().parents[2]
