@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from tests.integration.conftest import ServerProcess, free_tcp_port, need, start_server, stop_all
+from tests.integration.test_pli_relay import _keyframes_around_pli as keyframes_around_pli
 from tests.tlscerts import CertPair
 from tests.waiting import wait_until
 
@@ -90,3 +91,12 @@ def test_readers_joining_mid_gop_of_an_srtp_publisher_start_at_once(server: Serv
         for _ in range(3):
             read_frames(server.url(path))
     assert "SRTP" in server.log()
+
+
+def test_a_whep_viewer_joining_mid_gop_and_its_pli_get_keyframes(server: ServerProcess) -> None:
+    """An aiortc WHEP viewer of the SRTP publisher's path: the keyframe its wait at the gate asked
+    for, then another for the PLI it sends itself (each within 20 s, against a 400 s GOP)."""
+    path = "live/srtp-whep"
+    with srtp_publisher(server, path):
+        before, after = keyframes_around_pli(server, path)
+    assert before >= 1 and after > before
