@@ -11,6 +11,7 @@ when the keyframe gate's PLI, sent as SRTCP under the key we gave, reaches it.
 from __future__ import annotations
 
 import contextlib
+import re
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -49,15 +50,22 @@ def rtsps(server: ServerProcess, path: str) -> str:
 
 
 @contextlib.contextmanager
-def srtp_publisher(server: ServerProcess, path: str) -> Iterator[None]:
+def srtp_publisher(server: ServerProcess, path: str, audio_first: bool = False) -> Iterator[None]:
     """rtspclientsink publishing ``path`` as SRTP over UDP, a keyframe only at the start or when
-    asked (its RTP session turns a PLI it can decrypt into a force-key-unit event)."""
+    asked (its RTP session turns a PLI it can decrypt into a force-key-unit event). With
+    ``audio_first``, an Opus stream is its first and the video its second: the video's key is the
+    ANNOUNCE reply's second ``KeyMgmt``."""
     need("gst-launch-1.0")
-    pipeline = (
+    video = (
         "videotestsrc is-live=true ! video/x-raw,width=160,height=120,framerate=25/1 ! "
-        "openh264enc gop-size=10000 ! h264parse config-interval=-1 ! "
-        f"rtspclientsink protocols=udp profiles=savp tls-validation-flags=0 location={rtsps(server, path)}"
+        "openh264enc gop-size=10000 ! h264parse config-interval=-1"
     )
+    sink = "rtspclientsink name=s protocols=udp profiles=savp tls-validation-flags=0 "
+    sink += f"location={rtsps(server, path)}"
+    if audio_first:
+        pipeline = f"{sink} {video} ! s.sink_0 audiotestsrc is-live=true ! opusenc ! s.sink_1"
+    else:
+        pipeline = f"{video} ! {sink}"
     command = ["gst-launch-1.0", "-q", *pipeline.split()]
     publisher = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
@@ -84,13 +92,15 @@ def read_frames(url: str, frames: int = 5) -> None:
 
 def test_readers_joining_mid_gop_of_an_srtp_publisher_start_at_once(server: ServerProcess) -> None:
     """Three ffmpeg readers, one after the other, each joining the 400 s GOP of an SRTP
-    publisher, each starting within seconds: the gate's request reached the publisher as SRTCP."""
+    publisher (Opus, then H.264), each starting within seconds: the gate's request reached the
+    publisher as SRTCP under the key it read for its second stream."""
     need("ffmpeg")
     path = "live/srtp-pli"
-    with srtp_publisher(server, path):
+    with srtp_publisher(server, path, audio_first=True):
         for _ in range(3):
             read_frames(server.url(path))
-    assert "SRTP" in server.log()
+    setups = re.findall(rf"{path}: session \S+ SETUP record \S+ \((\w+)\) over UDP \S+ SRTP", server.log())
+    assert setups == ["opus", "h264"]
 
 
 def test_a_whep_viewer_joining_mid_gop_and_its_pli_get_keyframes(server: ServerProcess) -> None:
