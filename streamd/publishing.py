@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
@@ -19,11 +20,12 @@ from streamd.auth.context import current_user
 from streamd.catalog import Resolved
 from streamd.config import ServerConfig
 from streamd.handlers.common import Clock, LivePaths, Reply, session_of
-from streamd.live.announced import announced_tracks
+from streamd.live.announced import AnnouncedTrack, announced_tracks
 from streamd.live.hub import LivePath
 from streamd.live.keyframe_relay import ChannelBack, PublisherFeedback, UdpBack
 from streamd.live.live_presentation import live_presentation
 from streamd.routing import PacketRoutes, Route
+from streamd.rtp.clock import unix_to_ntp
 from streamd.rtsp.errors import RtspError
 from streamd.rtsp.headers import TransportSpec, format_transport, parse_transport
 from streamd.rtsp.message import InterleavedFrame, Request, Response
@@ -40,8 +42,9 @@ from streamd.rtsp.transitions import Role
 from streamd.rtsp.url import request_path
 from streamd.server_session import Client, PublisherSession
 from streamd.sessions import SessionRegistry
-from streamd.srtp.announce import AnnouncedKeyError, announced_keys
-from streamd.srtp.mikey import MikeyError
+from streamd.srtp.announce import AnnouncedKeyError, announced_keys, mikey_sections
+from streamd.srtp.mikey import MikeyError, format_key_mgmt
+from streamd.srtp.offer import TrackKey
 from streamd.srtp.session import SessionSrtp, client_key
 from streamd.srtp.suites import MasterKey
 
@@ -145,7 +148,33 @@ class Publishing:
         )
         response = Response(200)
         response.headers["Session"] = session.rtsp.session_header
+        if client.secure and self._encryption(path) != "no":
+            self._tell_our_keys(request, response, session, description, tracks, keys)
         return response, None
+
+    def _tell_our_keys(
+        self,
+        request: Request,
+        response: Response,
+        session: PublisherSession,
+        description: SessionDescription,
+        tracks: list[AnnouncedTrack],
+        keys: dict[int, MasterKey],
+    ) -> None:
+        """One ``KeyMgmt`` per MIKEY track, in SDP order, with our key for the RTCP we send it:
+        GStreamer's rtspclientsink reads the ANNOUNCE reply's, the i-th for its i-th stream (as
+        gst-rtsp-server sends them); the SETUP reply repeats the track's."""
+        feedback = session.feedback
+        assert feedback is not None
+        controls = {t.index: t.control for t in tracks}
+        ntp = unix_to_ntp(time.time())
+        for index in mikey_sections(description):
+            if index not in controls:
+                continue
+            announced = keys.get(index)
+            ours = feedback.our_key(index, *([announced.suite] if announced else []))
+            uri = f"{request.uri.rstrip('/')}/{controls[index]}"
+            response.headers.add("KeyMgmt", format_key_mgmt(uri, ours.mikey(ntp)))
 
     def setup_record(self, client: Client, request: Request, session: PublisherSession) -> Reply:
         live = session.publishing
@@ -161,7 +190,8 @@ class Publishing:
         ports = self._udp_ports()
         facts = TransportFacts(secure=client.secure, encryption=self._encryption(live.name))
         offer = choose_record_transport(parse_transport(header), udp=ports is not None, facts=facts)
-        self._publisher_key(request, session, track.index, offer.profile.upper() in SRTP_PROFILES)
+        savp = offer.profile.upper() in SRTP_PROFILES
+        told = self._publisher_key(request, session, track.index, savp, client.secure)
         if offer.lower_transport == "TCP":
             used = self._routes.used_channels(client, besides=(session.id, track.index))
             channels = offer.interleaved or free_channels(used)
@@ -220,6 +250,8 @@ class Publishing:
         response = Response(200)
         response.headers["Transport"] = format_transport(reply)
         response.headers["Session"] = session.rtsp.session_header
+        if told is not None:  # RFC 4567: our key for what we send this track (RTCP), naming our SSRC
+            response.headers["KeyMgmt"] = format_key_mgmt(request.uri, told.mikey(unix_to_ntp(time.time())))
         return response, None
 
     def _request_keyframe(self, session: PublisherSession) -> None:
@@ -229,7 +261,8 @@ class Publishing:
         for pli in session.feedback.request(self._clock()):
             data: bytes | None = pli.packet
             if session.srtp is not None:  # an SRTP publisher drops plain RTCP
-                data = session.srtp.rtcp_to_publisher(pli.index, pli.packet)
+                ours = session.feedback.key_for(pli.index)
+                data = session.srtp.rtcp_to_publisher(pli.index, pli.packet, ours)
                 if data is None:
                     continue
             if isinstance(pli.way, ChannelBack):
@@ -257,10 +290,14 @@ class Publishing:
             raise RtspError(461, f"{path!r} does not offer SRTP (encryption = no)")
         return keys
 
-    def _publisher_key(self, request: Request, session: PublisherSession, index: int, savp: bool) -> None:
+    def _publisher_key(
+        self, request: Request, session: PublisherSession, index: int, savp: bool, secure: bool
+    ) -> TrackKey | None:
         """The key a publisher's SETUP gives in ``KeyMgmt`` (GStreamer's rtspclientsink), if any;
         an RTP/SAVP track needs one, from there or from the ANNOUNCE. A track with a key is
-        SRTP whatever profile its SETUP names (the SDP said so)."""
+        SRTP whatever profile its SETUP names (the SDP said so). Returns our key for the track
+        when the publisher speaks MIKEY (told in the ANNOUNCE reply, or now): it goes in the reply."""
+        told = session.feedback.keys.get(index) if session.feedback is not None else None
         if "KeyMgmt" in request.headers:
             try:
                 key = client_key(request.headers["KeyMgmt"])
@@ -269,9 +306,12 @@ class Publishing:
             if session.srtp is None:
                 session.srtp = SessionSrtp()
             session.srtp.receive_with(index, key)
+            if session.feedback is not None and secure:  # our key never travels over plain RTSP
+                told = session.feedback.our_key(index, key.suite)
         has_key = session.srtp is not None and index in session.srtp.inbound
         if savp and not has_key:
             raise RtspError(466, "RTP/SAVP publishing needs the publisher's key (KeyMgmt or the ANNOUNCE)")
+        return told if has_key else None
 
     async def record(self, client: Client, request: Request) -> Reply:
         session = session_of(self._sessions, request, client, self._clock, required=True)

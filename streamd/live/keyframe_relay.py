@@ -6,6 +6,11 @@ publisher's RTP carries. Many viewers asking at once make one request: the path'
 rate-limited. Where the PLI goes is the way the publisher's RTCP came in its SETUP: its RTCP
 port over UDP (sent from our RTCP port), or its interleaved RTCP channel over TCP. This module
 decides what to send and where; the shell (``streamd.publishing``) sends it.
+
+An SRTP publisher that speaks MIKEY is given a key of ours per track (``KeyMgmt`` in the
+ANNOUNCE and SETUP replies, its crypto session naming our SSRC): GStreamer's ``srtpdec`` looks
+the key for our RTCP up by its sender SSRC among the keys it was told, and drops what it has no
+key for.
 """
 
 from __future__ import annotations
@@ -14,6 +19,8 @@ from dataclasses import dataclass, field
 
 from streamd.live.hub import LivePath
 from streamd.rtp.rtcp import picture_loss
+from streamd.srtp.offer import TrackKey
+from streamd.srtp.suites import DEFAULT_SUITE, MasterKey, Suite
 
 PLI_INTERVAL = 0.5  # seconds: a path's publisher gets at most one keyframe request this often
 
@@ -73,6 +80,20 @@ class PublisherFeedback:
     cname: str
     limit: RateLimit = field(default_factory=RateLimit)
     ways: dict[int, Way] = field(default_factory=dict)  # track index -> the way back
+    keys: dict[int, TrackKey] = field(default_factory=dict)  # track index -> our SRTCP key, told
+
+    def our_key(self, index: int, suite: Suite = DEFAULT_SUITE) -> TrackKey:
+        """Our key for RTCP to track ``index``'s publisher (made once), for a MIKEY ``KeyMgmt``
+        naming our SSRC."""
+        key = self.keys.get(index)
+        if key is None:
+            key = self.keys[index] = TrackKey(MasterKey.generate(suite), self.ssrc)
+        return key
+
+    def key_for(self, index: int) -> MasterKey | None:
+        """The key our RTCP to track ``index`` goes under when the publisher was told one."""
+        key = self.keys.get(index)
+        return key.key if key is not None else None
 
     def route(self, index: int, way: Way) -> None:
         """Track ``index`` was set up (again) with this way back."""

@@ -31,15 +31,18 @@ class SessionSrtp:
             return None
         return unprotector.rtcp(data)
 
-    def rtcp_to_publisher(self, index: int, data: bytes) -> bytes | None:
-        """Our RTCP (a PLI) to a publisher as SRTCP, under the key it gave for the track: the one
-        key both ends know (our SSRC differs from its own, RFC 3711 9.1); None without a key."""
+    def rtcp_to_publisher(self, index: int, data: bytes, ours: MasterKey | None = None) -> bytes | None:
+        """Our RTCP (RR + PLI) to a publisher's SRTP track as SRTCP: under ``ours``, the key we told
+        it in ``KeyMgmt`` (MIKEY publishers), else under the key it gave (SDES: the one key both
+        ends know; our SSRC differs from its own, RFC 3711 9.1). None for a track without its key
+        (not SRTP: nothing to protect with)."""
+        unprotector = self.inbound.get(index)
+        if unprotector is None:
+            return None
+        key = ours or unprotector.key
         protector = self.feedback.get(index)
-        if protector is None:
-            unprotector = self.inbound.get(index)
-            if unprotector is None:
-                return None
-            protector = self.feedback[index] = Protector(unprotector.key)
+        if protector is None or protector.key != key:
+            protector = self.feedback[index] = Protector(key)
         return protector.rtcp(data)
 
     def rtp_in(self, index: int, data: bytes) -> bytes | None:
