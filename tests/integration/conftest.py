@@ -26,7 +26,7 @@ from tests.tlscerts import CertPair
 # (docs/scaling.md, "Where it stops"): tests of those figures hold for one process only.
 per_process_only = pytest.mark.skipif(
     bool(os.environ.get("STREAMD_TEST_WORKERS")),
-    reason="with --workers, the login back-off, HTTP limits and nonce replays are per worker (docs/scaling.md)",
+    reason="with --workers, login back-off, HTTP limits and nonce replays are per worker (docs/scaling.md)",
 )
 
 ROOT = Path(__file__).resolve().parents[2]
