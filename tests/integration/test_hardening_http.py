@@ -20,7 +20,7 @@ from tests import mediagen
 from tests.integration.conftest import ServerProcess, need, per_process_only, start_server, stop_all
 
 STALLED = 8
-PLAY_SECONDS = 4  # bframes.mp4
+PLAY_SECONDS = 2  # bframes.mp4
 SLACK_SECONDS = 15  # far more than ffmpeg's start-up on a loaded machine; less than STALL_SECONDS
 
 
@@ -94,7 +94,8 @@ def socks() -> Iterator[list[socket.socket]]:
         sock.close()
 
 
-@pytest.mark.serial  # asserts on playing time
+# not serial: the failure it catches is a 30 s stall (STALL_SECONDS), which no load imitates within
+# the 15 s of slack, so it runs beside other tests
 def test_non_reading_mp4_clients_leave_rtsp_playback_alone(
     folder: Path, tmp_path: Path, socks: list[socket.socket]
 ) -> None:
