@@ -9,7 +9,10 @@ serves no client; it is the coordinator the workers ask:
 - ``find``: which sibling holds a session or a tunnel (asks the others, first yes wins);
 - ``gather``: the other workers' state, for pages, the API and metrics;
 - ``broadcast``: an admin action for every other worker, kept and replayed to a restarted one;
-- ``handover``: a client's socket, passed on to the worker named (``SCM_RIGHTS`` both ways).
+- ``handover``: a client's socket, passed on to the worker named (``SCM_RIGHTS`` both ways);
+- ``slots_reserve`` / ``slots_release``: the whole server's session, publisher and connection
+  limits (:class:`.limits.SlotTable`); everything a worker held is released when it exits;
+- ``cluster_*``: in a cluster, the machine's one node (:mod:`streamd.cluster.machine`).
 
 A worker that exits is logged and started again (after 0.5 s, doubling up to 10 s while it keeps
 dying young); the others carry on. SIGTERM or SIGINT stops every worker with SIGTERM (each ends
@@ -85,8 +88,8 @@ class Supervisor:
     def __init__(
         self, count: int, argv: list[str], python: str = sys.executable, config: ServerConfig | None = None
     ) -> None:
-        """``config``: the workers' settings, for what the parent runs for the machine (its
-        cluster node, :mod:`streamd.cluster.machine`)."""
+        """``config``: the workers' settings, for what the parent keeps for the whole machine
+        (its limits, :mod:`.limits`; its cluster node, :mod:`streamd.cluster.machine`)."""
         self.count = count
         self.argv = argv
         self.python = python
@@ -103,7 +106,7 @@ class Supervisor:
         self._cluster_start: asyncio.Task[None] | None = None
         self.run_dir = Path(tempfile.mkdtemp(prefix="streamd-workers-"))  # 0700: only we reach it
         self.cluster: MachineNode | None = None  # the machine is one node of its cluster
-        # sessions and publishers counted for the whole server, not per worker
+        # sessions, publishers and connections counted for the whole server, not per worker
         self.slots = ParentSlots(config) if config is not None else None
         if config is not None and config.cluster is not None:
             from streamd.cluster.machine import MachineNode  # (Redis, only in a cluster)
