@@ -11,7 +11,10 @@ serves no client; it is the coordinator the workers ask:
 - ``broadcast``: an admin action for every other worker, kept and replayed to a restarted one;
 - ``handover``: a client's socket, passed on to the worker named (``SCM_RIGHTS`` both ways);
 - ``mcast_hold`` / ``mcast_state``: multicast groups for the whole server
-  (:class:`.multicast_table.ParentGroups`); a worker's holds are released when it exits.
+  (:class:`.multicast_table.ParentGroups`); a worker's holds are released when it exits;
+- ``slots_reserve`` / ``slots_release``: the whole server's session, publisher and connection
+  limits (:class:`.limits.SlotTable`); everything a worker held is released when it exits;
+- ``cluster_*``: in a cluster, the machine's one node (:mod:`streamd.cluster.machine`).
 
 A worker that exits is logged and started again (after 0.5 s, doubling up to 10 s while it keeps
 dying young); the others carry on. SIGTERM or SIGINT stops every worker with SIGTERM (each ends
@@ -88,8 +91,8 @@ class Supervisor:
     def __init__(
         self, count: int, argv: list[str], python: str = sys.executable, config: ServerConfig | None = None
     ) -> None:
-        """``config``: the workers' settings, for what the parent runs for the machine (its
-        cluster node, :mod:`streamd.cluster.machine`)."""
+        """``config``: the workers' settings, for what the parent keeps for the whole machine
+        (its limits, :mod:`.limits`; its cluster node, :mod:`streamd.cluster.machine`)."""
         self.count = count
         self.argv = argv
         self.python = python
@@ -106,7 +109,7 @@ class Supervisor:
         self._cluster_start: asyncio.Task[None] | None = None
         self.run_dir = Path(tempfile.mkdtemp(prefix="streamd-workers-"))  # 0700: only we reach it
         self.cluster: MachineNode | None = None  # the machine is one node of its cluster
-        # sessions and publishers counted for the whole server, not per worker
+        # sessions, publishers and connections counted for the whole server, not per worker
         self.slots = ParentSlots(config) if config is not None else None
         # one multicast group per path for the whole server, one worker sending it
         spec = config.multicast_spec() if config is not None else None

@@ -156,7 +156,7 @@ class WorkerRuntime:
         attached = await self.channel.request("attach")
         for action in attached.get("admin", []):  # drains and moves in force: obey them first
             apply(rtsp.relocator, action)
-        if attached.get("slots"):  # the parent counts sessions and publishers for the whole server
+        if attached.get("slots"):  # the parent counts sessions, publishers, connections: whole server
             WorkerSlots(self.channel).install(rtsp)
         if attached.get("multicast"):  # the parent gives each path one group, one worker sends it
             self.groups = ChannelGroups(

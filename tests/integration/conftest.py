@@ -228,6 +228,10 @@ def _start_server(
             if http_port:  # the HTTP side starts right after the RTSP listener
                 with socket.create_connection(("127.0.0.1", http_port), timeout=0.2):
                     pass
+            if pairs > 1 and f"all {pairs} workers ready" not in server.log():
+                # one worker answering is not enough: another may yet fail to bind its UDP pair
+                # (taken meanwhile), and then the parent stops them all
+                raise OSError("not every worker is ready")
             return server
         except OSError:
             time.sleep(0.1)

@@ -207,7 +207,8 @@ def test_a_machine_of_two_workers_is_one_node(cluster: Cluster) -> None:
             assert exchange(sock, f"PLAY {url} RTSP/1.0\nCSeq: 13\nSession: {session}\n")[0] == 200
         wait_until(lambda: len(b.session_ids()) == 2, "a reader on each of B's workers")
         wait_until(lambda: (cluster.registration(b) or {}).get("load") == 2, "B registered with load 2")
-        assert len(a.session_ids()) == 2, "the publisher and one edge relay for the whole of B"
+        on_a = [s for s in a.api("sessions")["sessions"] if s["path"] == "live/two"]
+        assert len(on_a) == 2, "the publisher and one edge relay for the whole of B"
         assert b.log().count("edge relay live/two <- ") == 1 and "relay live/two <- worker" in b.log()
     finally:
         for sock in readers:

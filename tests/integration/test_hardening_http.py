@@ -115,6 +115,7 @@ def test_non_reading_mp4_clients_leave_rtsp_playback_alone(
         stop_all(server)
 
 
+@per_process_only  # the HTTP side's limits count per worker (docs/scaling.md)
 def test_remuxes_are_bounded_per_client_and_in_total(
     folder: Path, tmp_path: Path, socks: list[socket.socket]
 ) -> None:
