@@ -92,10 +92,12 @@ def test_ffmpeg_reads_the_live_playlist_bit_exact(hls_server: ServerProcess, tmp
         assert index.is_variant and index.playlists[0].uri == "main/media.m3u8"
         assert index.playlists[0].stream_info.codecs.startswith("avc1.")
         video, audio = tmp_path / "v.h264", tmp_path / "a.aac"
+        # -flush_packets 1: ffmpeg 5.1 otherwise keeps these outputs in memory until it exits, and the
+        # test would wait ~30 s of real-time reading for the first 150 frames to show on disk
         reader = subprocess.Popen(
             ["ffmpeg", "-nostdin", "-loglevel", "error", "-i", hls_server.http(f"hls/{path}/index.m3u8"),
-             "-map", "0:v", "-c", "copy", "-f", "h264", "-y", str(video),
-             "-map", "0:a", "-c", "copy", "-f", "adts", "-y", str(audio)],
+             "-map", "0:v", "-c", "copy", "-f", "h264", "-flush_packets", "1", "-y", str(video),
+             "-map", "0:a", "-c", "copy", "-f", "adts", "-flush_packets", "1", "-y", str(audio)],
             stderr=subprocess.PIPE,
         )  # fmt: skip
         try:
