@@ -287,12 +287,12 @@ async def test_chromium_plays_a_live_path_with_hls_js_and_natively(
 def test_recorded_path_serves_old_segments_from_its_recording(
     tmp_path_factory: pytest.TempPathFactory, tmp_path: Path
 ) -> None:
-    """A recorded path keeps its segments listed past the in-memory window (10 s here): the old
-    ones come back from the recorder's files, with the published NAL units."""
+    """A recorded path keeps its segments listed past the in-memory window (10 s here, the least
+    allowed): the old ones come back from the recorder's files, with the published NAL units."""
     media = tmp_path_factory.mktemp("hls-recorded-media")
     make_live_clip(media / "clip.mp4")
     config = tmp_path / "streamd.toml"
-    config.write_text('hls_dvr_seconds = 10\n[paths."live/rec"]\nrecord = true\nrecord_segment = 2\n')
+    config.write_text('hls_dvr_seconds = 10\n[paths."live/rec"]\nrecord = true\nrecord_segment = 1\n')
     server = start_server(media, tmp_path, "--config", str(config))
     try:
         publisher = Publisher(server, "live/rec", loop=True)
@@ -302,13 +302,14 @@ def test_recorded_path_serves_old_segments_from_its_recording(
             def listed() -> float:
                 return sum(s.duration for s in m3u8.load(url).segments if s.uri)
 
-            # past 10 s in memory plus a 2 s recording file: the first segment comes from the recording
-            wait_until(lambda: listed() > 14, "14 s of segments listed", timeout=90)
+            # past 10 s in memory plus a 1 s recording file (closed well before its segment leaves
+            # memory): the first segments come from the recording
+            wait_until(lambda: listed() > 12, "12 s of segments listed", timeout=90)
             playlist = m3u8.load(url)
         finally:
             publisher.stop()
         complete = [s for s in playlist.segments if s.uri]
-        assert playlist.media_sequence == 0 and sum(s.duration for s in complete) > 12
+        assert playlist.media_sequence == 0 and sum(s.duration for s in complete) > 11
         init = urllib.request.urlopen(server.http(f"hls/live/rec/main/{playlist.segment_map[0].uri}")).read()
         first = urllib.request.urlopen(server.http(f"hls/live/rec/main/{complete[0].uri}")).read()
         assert b"moof" in first[:16]
