@@ -199,6 +199,7 @@ class WorkerRuntime:
         from streamd.http.app import REGISTRY_KEY
         from streamd.webrtc.chunk_cache import ChunkCollector
         from streamd.webrtc.routes import WHEP_KEY, WHIP_KEY
+        from streamd.workers.file_placement import FileConverters
 
         assert self.owners is not None and self.whole is not None
         self.http = service
@@ -208,7 +209,8 @@ class WorkerRuntime:
             app[WHIP_KEY].relayed = self.siblings.is_relay
         self._webrtc = (app[WHEP_KEY].sessions, app[WHIP_KEY].sessions)
         self._live_hls = app[LIVE_KEY]
-        placement = Placement(self.index, self.rtsp.paths, self.owners, self.find, self._has)
+        converters = FileConverters(self.rtsp.paths, self.channel)  # a file's WebRTC conversion: one worker
+        placement = Placement(self.index, self.rtsp.paths, self.owners, self.find, self._has, converters)
         self.forwarder = http_forward.Forwarder(self.identity.run_dir, self.index)
         private = http_forward.socket_path(self.identity.run_dir, self.index)
         app.middlewares.insert(0, http_forward.middleware(private, placement, self.forwarder))
