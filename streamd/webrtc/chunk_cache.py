@@ -17,6 +17,7 @@ from collections.abc import Callable, Hashable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from fractions import Fraction
 from pathlib import Path
+from typing import Protocol
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
@@ -53,6 +54,15 @@ class FileChunks:
     @property
     def converted(self) -> int:
         return self.chunks.made
+
+    def counts(self) -> dict[str, int]:
+        """What ``ChunkCollector`` reports (with worker processes, summed over the workers)."""
+        return {
+            "converted": self.converted,
+            "requests": self.requests,
+            "hits": self.hits,
+            "bytes": self.chunks.size,
+        }
 
     async def plan(self, path: Path, source: MediaInfo, indices: tuple[int, ...]) -> ChunkPlan:
         key = (str(path), source.mtime_ns, source.size, indices)
@@ -139,32 +149,37 @@ class Stopped(Exception):
     """A conversion given up (the server stops)."""
 
 
-class ChunkCollector(Collector):
-    """``streamd_webrtc_file_chunks_converted_total`` and the cache's requests and bytes."""
+class ChunkCounts(Protocol):
+    def counts(self) -> dict[str, int]: ...
 
-    def __init__(self, chunks: FileChunks) -> None:
+
+class ChunkCollector(Collector):
+    """``streamd_webrtc_file_chunks_converted_total`` and the cache's requests and bytes, from a
+    ``FileChunks`` or anything with its ``counts()`` (the whole server's, with worker processes)."""
+
+    def __init__(self, chunks: ChunkCounts) -> None:
         self.file_chunks = chunks
 
     def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
-        chunks = self.file_chunks
+        counts = self.file_chunks.counts()
         converted = CounterMetricFamily(
             "streamd_webrtc_file_chunks_converted", "File chunks converted for WebRTC viewers"
         )
-        converted.add_metric([], chunks.converted)
+        converted.add_metric([], counts["converted"])
         yield converted
         requests = CounterMetricFamily(
             "streamd_webrtc_file_chunk_requests",
             "File chunks WebRTC viewers asked for (cached, being converted, or converted for them)",
         )
-        requests.add_metric([], chunks.requests)
+        requests.add_metric([], counts["requests"])
         yield requests
         hits = CounterMetricFamily(
             "streamd_webrtc_file_chunk_cache_hits", "File chunks WebRTC viewers found converted already"
         )
-        hits.add_metric([], chunks.hits)
+        hits.add_metric([], counts["hits"])
         yield hits
         size = GaugeMetricFamily("streamd_webrtc_file_chunk_cache_bytes", "Converted file chunks held")
-        size.add_metric([], chunks.chunks.size)
+        size.add_metric([], counts["bytes"])
         yield size
 
 

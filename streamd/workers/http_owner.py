@@ -10,7 +10,9 @@ something only one worker holds, and go there (:mod:`.http_forward` carries them
 - a **WebRTC session's resource** (``DELETE``/``PATCH`` of ``/whep-session/<id>`` or
   ``/whip-session/<id>``): to the worker that holds the session (asked of the siblings).
 
-Files, and paths nobody publishes, are served where the request landed, as always. A path
+A WebRTC offer of a **file that needs converting** for browsers goes to the one worker that
+converts it (:mod:`.file_placement`), so the conversion is made once for the whole server.
+Other files, and paths nobody publishes, are served where the request landed, as always. A path
 whose publisher left goes to the worker that still holds its ended HLS stream, if one does (its
 playlist with ``EXT-X-ENDLIST`` answers the players that were waiting, as one process answers).
 :func:`target_of` is the rule (plain data in, plain data out); :class:`Placement` answers it with
@@ -77,18 +79,34 @@ class Placement:
         owners: PathOwners,
         find: Callable[[str, str], Awaitable[int | None]],
         held_here: Callable[[str, str], bool],
+        converters: Callable[[str], Awaitable[int | None]] | None = None,
     ) -> None:
         """``find(kind, key)``: the sibling holding a ``"webrtc"`` session or an ``"hls"`` stream
-        (of a path); ``held_here(kind, key)``: whether this worker holds it."""
+        (of a path); ``held_here(kind, key)``: whether this worker holds it; ``converters(path)``:
+        the worker converting a file for WebRTC (:class:`.file_placement.FileConverters`)."""
         self.me = me
         self.paths = paths
         self.owners = owners
         self.find = find
         self.held_here = held_here
+        self.converters = converters
 
     async def __call__(self, request: web.Request) -> int | None:
         target = target_of(request.method, route_of(request), request.match_info)
-        return None if target is None else await self.worker_for(target)
+        if target is None:
+            return None
+        worker = await self.worker_for(target)
+        if worker is None and route_of(request) == WHEP_OFFER:
+            return await self.file_converter(target.key)
+        return worker
+
+    async def file_converter(self, path: str) -> int | None:
+        """The sibling converting the file ``path`` for WebRTC viewers (None: here, or not a file
+        that needs it). Asked only of an offer no live path claimed."""
+        live = self.paths.live.get(path)
+        if self.converters is None or (live is not None and live.online):
+            return None
+        return self._other(await self.converters(path))
 
     async def worker_for(self, target: Target) -> int | None:
         if target.kind == "webrtc":

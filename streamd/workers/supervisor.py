@@ -10,6 +10,7 @@ serves no client; it is the coordinator the workers ask:
 - ``gather``: the other workers' state, for pages, the API and metrics;
 - ``broadcast``: an admin action for every other worker, kept and replayed to a restarted one;
 - ``handover``: a client's socket, passed on to the worker named (``SCM_RIGHTS`` both ways);
+- ``file_worker``: the worker converting a file for WebRTC viewers (:mod:`.file_placement`);
 - ``mcast_hold`` / ``mcast_state``: multicast groups for the whole server
   (:class:`.multicast_table.ParentGroups`); a worker's holds are released when it exits;
 - ``slots_reserve`` / ``slots_release``: the whole server's session, publisher and connection
@@ -38,6 +39,7 @@ from typing import TYPE_CHECKING, Any
 
 from streamd.config import ServerConfig
 from streamd.workers.channel import Channel, ChannelError
+from streamd.workers.file_placement import chosen
 from streamd.workers.limits import ParentSlots
 from streamd.workers.multicast_table import ParentGroups
 from streamd.workers.ownership import EDGE_HOLDER, OwnerTable
@@ -232,6 +234,10 @@ class Supervisor:
         if op == "owner":
             held = self.owners.owner(str(message["path"]))
             return None if held is None else {"worker": held.worker, "holder": held.holder}
+        if op == "file_worker":  # the running worker that converts this file for WebRTC
+            return chosen(
+                str(message.get("path")), self.count, [i for i, w in self.workers.items() if w.ready]
+            )
         if op in ("slots_reserve", "slots_release") and self.slots is not None:
             return self.slots.handle(index, message)
         if isinstance(op, str) and op.startswith("mcast_") and self.groups is not None:

@@ -161,6 +161,21 @@ class WholeHls:
         return int(self._local.blocked) + sum(int(state["blocked"]) for state in self._states())
 
 
+class WholeChunks:
+    """WebRTC file-chunk counters over every worker, as ``ChunkCollector`` reads them (each chunk
+    counted by the worker that converted it)."""
+
+    def __init__(self, local: Any, whole: WholeServer) -> None:
+        self._local = local  # this worker's FileChunks
+        self._whole = whole
+
+    def counts(self) -> dict[str, int]:
+        total: Counter[str] = Counter(self._local.counts())
+        for state in self._whole._siblings:
+            total.update(state.get("chunks", {}))
+        return dict(total)
+
+
 class EveryWorker:
     """The relocator's admin actions, applied here and sent to every sibling."""
 
@@ -224,4 +239,4 @@ def middleware(whole: WholeServer, settle: Callable[[], Awaitable[int]]) -> Any:
     return whole_server
 
 
-__all__ = ["WholeHls", "WholeServer", "apply", "hls_state", "local_state", "middleware"]
+__all__ = ["WholeChunks", "WholeHls", "WholeServer", "apply", "hls_state", "local_state", "middleware"]

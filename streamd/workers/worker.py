@@ -43,7 +43,7 @@ from streamd.workers.multicast_link import ChannelGroups
 from streamd.workers.ownership import Owner
 from streamd.workers.preamble import Preamble
 from streamd.workers.siblings import SiblingRelays
-from streamd.workers.view import WholeHls, WholeServer, apply, hls_state, local_state, middleware
+from streamd.workers.view import WholeChunks, WholeHls, WholeServer, apply, hls_state, local_state, middleware
 
 log = logging.getLogger("streamd")
 
@@ -127,6 +127,7 @@ class WorkerRuntime:
         self._http_listener: asyncio.AbstractServer | None = None
         self._webrtc: tuple[dict[str, Any], ...] = ()  # the WHEP and WHIP sessions, by resource id
         self._live_hls: Any = None  # the HTTP side's LiveHls
+        self._file_chunks: Any = None  # the HTTP side's FileChunks (WebRTC file conversions)
         self._clients: asyncio.AbstractServer | None = None  # TLS clients forwarded by siblings
         self._broadcasts: set[asyncio.Task[Any]] = set()
         self._forwarding: set[asyncio.Task[None]] = set()
@@ -196,7 +197,9 @@ class WorkerRuntime:
         from streamd.hls.live_routes import LIVE_KEY
         from streamd.hls.live_service import RequestCollector
         from streamd.http.app import REGISTRY_KEY
+        from streamd.webrtc.chunk_cache import ChunkCollector
         from streamd.webrtc.routes import WHEP_KEY, WHIP_KEY
+        from streamd.workers.file_placement import FileConverters
 
         assert self.owners is not None and self.whole is not None
         self.http = service
@@ -206,11 +209,14 @@ class WorkerRuntime:
             app[WHIP_KEY].relayed = self.siblings.is_relay
         self._webrtc = (app[WHEP_KEY].sessions, app[WHIP_KEY].sessions)
         self._live_hls = app[LIVE_KEY]
-        placement = Placement(self.index, self.rtsp.paths, self.owners, self.find, self._has)
+        converters = FileConverters(self.rtsp.paths, self.channel)  # a file's WebRTC conversion: one worker
+        placement = Placement(self.index, self.rtsp.paths, self.owners, self.find, self._has, converters)
         self.forwarder = http_forward.Forwarder(self.identity.run_dir, self.index)
         private = http_forward.socket_path(self.identity.run_dir, self.index)
         app.middlewares.insert(0, http_forward.middleware(private, placement, self.forwarder))
         app[REGISTRY_KEY].register(RequestCollector(WholeHls(self._live_hls, self.whole)))  # type: ignore[arg-type]
+        self._file_chunks = app[WHEP_KEY].file_chunks
+        app[REGISTRY_KEY].register(ChunkCollector(WholeChunks(self._file_chunks, self.whole)))
 
     async def stop(self) -> None:
         if self._listener is not None:
@@ -263,6 +269,8 @@ class WorkerRuntime:
             state = local_state(self.rtsp, self.index, tunnels)
             if self._live_hls is not None:
                 state["hls"] = hls_state(self._live_hls)
+            if self._file_chunks is not None:
+                state["chunks"] = self._file_chunks.counts()
             return state
         if op == "admin":
             return apply(self.rtsp.relocator, message.get("action", {}))
