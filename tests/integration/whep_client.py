@@ -3,6 +3,9 @@ packets (sequence order, H.264 access units as aiortc depacketizes them)."""
 
 from __future__ import annotations
 
+import asyncio
+import re
+
 import aiohttp
 from aiortc import RTCPeerConnection, RTCRtpCodecParameters, RTCSessionDescription
 from aiortc.codecs import depayload
@@ -50,6 +53,16 @@ class WhepClient:
             await original(packet, arrival_time_ms)
 
         receiver._handle_rtp_packet = handle  # type: ignore[method-assign]
+
+    def ssrc(self, kind: str) -> int:
+        """The SSRC the answer names for the server's ``kind`` stream."""
+        section = next(m for m in self.answer.split("\r\nm=")[1:] if m.startswith(kind))
+        return int(re.search(r"a=ssrc:(\d+) ", section).group(1))  # type: ignore[union-attr]
+
+    async def send_plis(self, count: int = 1) -> None:
+        """``count`` PLIs at once about the server's video (RFC 4585), once connected."""
+        ours, receiver = self.ssrc("video"), self.receivers["video"]
+        await asyncio.gather(*(receiver._send_rtcp_pli(ours) for _ in range(count)))
 
     async def delete(self) -> int:
         assert self.location is not None
