@@ -244,10 +244,10 @@ class LossyHop:
         self.back.close()
 
 
-CHROMIUM_OFFER_JS = """
-window.nack = {offer: null, error: null, samples: []};
-(async () => {
-  const pc = window.pc = new RTCPeerConnection();
+# stands for RECVONLY_OFFER_JS in a page's script: a receive-only video peer ``pc`` playing into a
+# <video>, its offer made and its candidates gathered
+OFFER = "  // offer\n"
+RECVONLY_OFFER_JS = """\
   pc.addTransceiver('video', {direction: 'recvonly'});
   const video = document.createElement('video');
   video.muted = true; video.autoplay = true; document.body.appendChild(video);
@@ -258,9 +258,16 @@ window.nack = {offer: null, error: null, samples: []};
     pc.onicegatheringstatechange = () => pc.iceGatheringState === 'complete' && done();
     setTimeout(done, 3000);
   });
+"""
+
+CHROMIUM_OFFER_JS = """
+window.nack = {offer: null, error: null, samples: []};
+(async () => {
+  const pc = window.pc = new RTCPeerConnection();
+  // offer
   nack.offer = pc.localDescription.sdp;
 })().catch((e) => { nack.error = String(e); });
-"""
+""".replace(OFFER, RECVONLY_OFFER_JS)
 
 CHROMIUM_ANSWER_JS = """
 (async () => {
@@ -345,16 +352,7 @@ CHROMIUM_VIEWER_JS = """
 window.viewer = {error: null, samples: []};
 (async () => {
   const pc = new RTCPeerConnection();
-  pc.addTransceiver('video', {direction: 'recvonly'});
-  const video = document.createElement('video');
-  video.muted = true; video.autoplay = true; document.body.appendChild(video);
-  pc.ontrack = (e) => { video.srcObject = e.streams[0]; };
-  await pc.setLocalDescription(await pc.createOffer());
-  await new Promise((done) => {
-    if (pc.iceGatheringState === 'complete') return done();
-    pc.onicegatheringstatechange = () => pc.iceGatheringState === 'complete' && done();
-    setTimeout(done, 3000);
-  });
+  // offer
   const response = await fetch(%r, {method: 'POST', body: pc.localDescription.sdp,
                                     headers: {'Content-Type': 'application/sdp'}});
   const answer = await response.text();
@@ -369,7 +367,7 @@ window.viewer = {error: null, samples: []};
     });
   }, 250);
 })().catch((e) => { viewer.error = String(e); });
-"""
+""".replace(OFFER, RECVONLY_OFFER_JS)
 
 
 @pytest.mark.serial  # real-time playback: frames must keep coming
