@@ -61,18 +61,25 @@ def interleaved(packets: Sequence[Sent], window: float = SAME_MOMENT) -> list[Se
     return out
 
 
-def recut(packets: Sequence[Sent], largest: int) -> list[Sent]:
-    """Video packets of each access unit re-cut so none exceeds ``largest`` bytes (the same bytes
-    of NAL data, a 12-byte RTP and 2-byte FU-A header per piece; the pieces leave when the
-    originals did, extra ones with the last)."""
-    out: list[Sent] = []
+def _video_units(packets: Sequence[Sent]) -> tuple[list[Sent], list[list[Sent]]]:
+    """The packets that are not video RTP, and the video RTP packets of each access unit (by
+    session and timestamp), in the order given."""
+    others: list[Sent] = []
     groups: dict[tuple[int, int], list[Sent]] = {}
     for p in packets:
         if p.video and not p.rtcp:
             groups.setdefault((p.session, p.ts), []).append(p)
         else:
-            out.append(p)
-    for group in groups.values():
+            others.append(p)
+    return others, list(groups.values())
+
+
+def recut(packets: Sequence[Sent], largest: int) -> list[Sent]:
+    """Video packets of each access unit re-cut so none exceeds ``largest`` bytes (the same bytes
+    of NAL data, a 12-byte RTP and 2-byte FU-A header per piece; the pieces leave when the
+    originals did, extra ones with the last)."""
+    out, groups = _video_units(packets)
+    for group in groups:
         if all(p.size <= largest for p in group):
             out += group
             continue
@@ -90,14 +97,8 @@ def spread(packets: Sequence[Sent], rate: float, share: float = 0.5) -> list[Sen
     """Each video AU's packets after the first sent as if paced at ``rate`` bit/s (each once the
     one before would have crossed such a link), within ``share`` of a 25 fps frame: what
     ``--precise-pacing-rate`` does."""
-    out: list[Sent] = []
-    groups: dict[tuple[int, int], list[Sent]] = {}
-    for p in packets:
-        if p.video and not p.rtcp:
-            groups.setdefault((p.session, p.ts), []).append(p)
-        else:
-            out.append(p)
-    for group in groups.values():
+    out, groups = _video_units(packets)
+    for group in groups:
         after, budget = 0.0, share * 0.040
         sizes = [p.size for p in group[:-1]]
         squeeze = min(1.0, budget / (sum(sizes) * 8 / rate)) if sizes else 1.0

@@ -10,7 +10,8 @@ With ``fine`` (precise pacing) nothing leaves before its time and little after i
 timers count whole milliseconds under uvloop and fire anywhere in the millisecond (0.85 ms
 median between consecutive lateness values measured here), so the timer is armed ``FINE_LEAD``
 early and the wake-up sleeps the rest on the monotonic clock (the loop's own clock, finer). The
-loop is blocked for at most that long per wake-up, the price of the mode (0.02-0.04 ms median).
+loop is blocked for the rest (at most ``2 * FINE_LEAD``, when the timer fired early in its
+millisecond) per wake-up, the price of the mode (0.02-0.04 ms median).
 """
 
 from __future__ import annotations

@@ -25,7 +25,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -36,9 +36,10 @@ import numpy as np
 from media.access_unit import AccessUnit
 from media.errors import MediaError
 from media.reader import MediaReader
-from media.track import AacConfig, MediaInfo, Track
+from media.track import MediaInfo
 from media.transcode import OPUS_PRE_SKIP, encoder_format
 from media.video_transcode import VideoToH264
+from streamd.webrtc.convert import decodable
 from streamd.webrtc.file_chunks import ChunkPlan
 
 log = logging.getLogger(__name__)
@@ -254,19 +255,12 @@ class _Conversion:
         self.emit(units, starts)
 
 
-def _decodable(track: Track) -> Track:
-    if track.codec == "aac" and not track.extradata and isinstance(track.config, AacConfig):
-        config = track.config
-        return replace(track, extradata=config.audio_specific_config, sample_rate=config.sample_rate)
-    return track
-
-
 class _Opus:
     """One audio track of a chunk as Opus frames on the file's 20 ms grid, made as asked for."""
 
     def __init__(self, job: ChunkJob, index: int, first: Fraction | None) -> None:
         self.job, self.index = job, index
-        self.source = source = _decodable(job.source.track(index))
+        self.source = source = decodable(job.source.track(index))
         _, self.layout = encoder_format(source.sample_rate, source.channels, "opus")
         self.channels = 1 if self.layout == "mono" else 2
         starts = [t.start_time for t in job.source.tracks if t.start_time is not None]

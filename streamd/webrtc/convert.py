@@ -56,7 +56,7 @@ class AudioToOpus:
     def __init__(self, live: LivePath, index: int) -> None:
         self.live = live
         self.index = index
-        source = _decodable(live.tracks[index].announced.track)
+        source = decodable(live.tracks[index].announced.track)
         self.source_rate = live.tracks[index].clock_rate
         self.coder = AudioTranscoder(source, "opus")
         self.track: Track = replace(self.coder.track, index=index)
@@ -95,7 +95,7 @@ def convertible(track: Track) -> bool:
     return track.kind == "audio" and track.codec in CONVERTIBLE
 
 
-def _decodable(track: Track) -> Track:
+def decodable(track: Track) -> Track:
     """The announced track with what a decoder needs: AAC's AudioSpecificConfig as extradata."""
     if track.codec == "aac" and not track.extradata and isinstance(track.config, AacConfig):
         config = track.config

@@ -78,13 +78,6 @@ class Chunk:
         self.nbytes = 0
         self.watchers: list[Callable[[], None]] = []
 
-    @staticmethod
-    def of(number: int, units: list[AccessUnit], starts: list[Fraction], final: bool) -> Chunk:
-        chunk = Chunk(number)
-        chunk.add(units, starts)
-        chunk.finish(final)
-        return chunk
-
     def add(self, units: list[AccessUnit], starts: list[Fraction]) -> None:
         self.units += units
         self.starts += starts

@@ -7,6 +7,9 @@ import os
 import subprocess
 import threading
 import time
+from collections.abc import Callable, Iterator
+
+from tests.waiting import wait_until
 
 # Put right after a depayloader in a test pipeline that must keep every buffer. rtspsrc's segment
 # ends at the PLAY Range's end, and its jitter buffer times buffers by their arrival: on a loaded
@@ -95,3 +98,18 @@ def publish(pipeline: str, streams: int, timeout: float = 20) -> None:
             process.terminate()  # the kernel still delivers what it sent, then the connection closes
             process.wait(10)
         reader.join(10)
+
+
+@contextlib.contextmanager
+def live_publisher(pipeline: str, is_live: Callable[[], bool]) -> Iterator[None]:
+    """``pipeline`` (a live source into rtspclientsink) publishing for the block, once ``is_live()``
+    (the server's log says the path is live); fails with GStreamer's output if it exits first."""
+    command = ["gst-launch-1.0", "-q", *pipeline.split()]
+    publisher = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        wait_until(lambda: is_live() or publisher.poll() is not None, "the publisher")
+        assert publisher.poll() is None, publisher.stdout.read().decode(errors="replace")  # type: ignore[union-attr]
+        yield
+    finally:
+        publisher.terminate()
+        publisher.wait(10)

@@ -6,14 +6,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import re
 import socket
 import subprocess
 from collections.abc import Callable, Iterator
 
-import aiohttp
 import pytest
-from aiortc import RTCPeerConnection, RTCSessionDescription
 from aiortc.rtp import RTCP_PSFB_PLI, RtcpPsfbPacket, RtcpRrPacket, RtpPacket
 
 from streamd.live.keyframe_relay import PLI_INTERVAL
@@ -21,8 +18,10 @@ from streamd.rtp.rtcp import parse_compound
 from streamd.rtsp.headers import parse_transport
 from streamd.rtsp.message import InterleavedFrame
 from tests.integration.conftest import ServerProcess, need, start_server, stop_all
+from tests.integration.gst import live_publisher
+from tests.integration.whep_client import WhepClient
 from tests.rtsp_client import RawRtspClient
-from tests.waiting import until, wait_until
+from tests.waiting import until
 
 pytestmark = pytest.mark.integration
 
@@ -87,23 +86,14 @@ def _udp_pair() -> tuple[socket.socket, socket.socket]:
 
 async def _view_and_burst(server: ServerProcess, path: str) -> None:
     """A WHEP viewer of ``path`` that connects and sends 20 PLIs about its video at once."""
-    pc = RTCPeerConnection()
-    transceiver = pc.addTransceiver("video", direction="recvonly")
+    client = WhepClient(server.http(f"whep/{path}"))
     try:
-        await pc.setLocalDescription(await pc.createOffer())
-        async with aiohttp.ClientSession() as http:
-            headers = {"Content-Type": "application/sdp"}
-            async with http.post(
-                server.http(f"whep/{path}"), data=pc.localDescription.sdp, headers=headers
-            ) as r:
-                assert r.status == 201, await r.text()
-                answer = await r.text()
-        await pc.setRemoteDescription(RTCSessionDescription(answer, "answer"))
-        ours = int(re.search(r"a=ssrc:(\d+) ", answer).group(1))  # type: ignore[union-attr]
-        await until(lambda: pc.connectionState == "connected", "the viewer connected")
-        await asyncio.gather(*(transceiver.receiver._send_rtcp_pli(ours) for _ in range(20)))
+        await client.start(("video",))
+        assert client.status == 201, client.answer
+        await until(lambda: client.pc.connectionState == "connected", "the viewer connected")
+        await client.send_plis(20)
     finally:
-        await pc.close()
+        await client.close()
 
 
 async def _announce(client: RawRtspClient, path: str, transport: str) -> int | None:
@@ -187,44 +177,31 @@ def _keyframes_around_pli(server: ServerProcess, path: str) -> tuple[int, int]:
     keyframe gate asked for, as the stream has no other for minutes) and after it."""
 
     async def run() -> tuple[int, int]:
-        pc = RTCPeerConnection()
-        transceiver = pc.addTransceiver("video", direction="recvonly")
-        idrs: list[int] = []
-        original = transceiver.receiver._handle_rtp_packet
+        client = WhepClient(server.http(f"whep/{path}"))
+        video = client.packets["video"]
 
-        async def handle(packet, arrival_time_ms):  # type: ignore[no-untyped-def]
-            if _has_idr(packet.payload):
-                idrs.append(packet.timestamp)
-            await original(packet, arrival_time_ms)
+        def idrs() -> set[int]:
+            return {timestamp for _, timestamp, _, payload in video if _has_idr(payload)}
 
-        transceiver.receiver._handle_rtp_packet = handle  # type: ignore[method-assign]
         try:
-            await pc.setLocalDescription(await pc.createOffer())
-            async with aiohttp.ClientSession() as http:
-                headers = {"Content-Type": "application/sdp"}
-                url = server.http(f"whep/{path}")
-                async with http.post(url, data=pc.localDescription.sdp, headers=headers) as r:
-                    assert r.status == 201, await r.text()
-                    answer = await r.text()
-            await pc.setRemoteDescription(RTCSessionDescription(answer, "answer"))
-            ours = int(re.search(r"a=ssrc:(\d+) ", answer).group(1))  # type: ignore[union-attr]
-            await until(lambda: pc.connectionState == "connected", "the viewer connected")
+            await client.start(("video",))
+            assert client.status == 201, client.answer
+            await until(lambda: client.pc.connectionState == "connected", "the viewer connected")
             # joining mid-GOP, the viewer waits at the keyframe gate, which asks the publisher for
             # one: that keyframe first, then a PLI past the path's rate limit (PLI_INTERVAL)
-            await until(lambda: idrs, "the keyframe the viewer waited for")
+            await until(idrs, "the keyframe the viewer waited for")
             await asyncio.sleep(PLI_INTERVAL + 0.1)
-            before = len(set(idrs))
-            await transceiver.receiver._send_rtcp_pli(ours)
-            await until(lambda: len(set(idrs)) > before, "a keyframe after the PLI")
-            return before, len(set(idrs))
+            before = len(idrs())
+            await client.send_plis()
+            await until(lambda: len(idrs()) > before, "a keyframe after the PLI")
+            return before, len(idrs())
         finally:
-            await pc.close()
+            await client.close()
 
     return asyncio.run(run())
 
 
-@contextlib.contextmanager
-def _gstreamer_publisher(server: ServerProcess, path: str) -> Iterator[None]:
+def _gstreamer_publisher(server: ServerProcess, path: str) -> contextlib.AbstractContextManager[None]:
     """rtspclientsink publishing ``path`` over UDP with one keyframe in 10,000 frames (400 s),
     unless asked: its RTP session turns a PLI into a force-key-unit event for openh264enc. Over
     UDP only: over TCP rtspclientsink reads the server's interleaved data and drops it ("ignoring
@@ -235,15 +212,7 @@ def _gstreamer_publisher(server: ServerProcess, path: str) -> Iterator[None]:
         "openh264enc gop-size=10000 ! h264parse config-interval=-1 ! "
         f"rtspclientsink protocols=udp location={server.url(path)}"
     )
-    command = ["gst-launch-1.0", "-q", *pipeline.split()]
-    publisher = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    try:
-        wait_until(lambda: f"{path} is live" in server.log() or publisher.poll() is not None, "the publisher")
-        assert publisher.poll() is None, publisher.stdout.read().decode(errors="replace")  # type: ignore[union-attr]
-        yield
-    finally:
-        publisher.terminate()
-        publisher.wait(10)
+    return live_publisher(pipeline, lambda: f"{path} is live" in server.log())
 
 
 def test_gstreamer_publisher_answers_the_relayed_pli_with_a_keyframe(server: ServerProcess) -> None:
@@ -253,12 +222,17 @@ def test_gstreamer_publisher_answers_the_relayed_pli_with_a_keyframe(server: Ser
         assert before >= 1 and after > before
 
 
-def _read_frames(url: str, frames: int = 5) -> None:
+def _read_frames(url: str, frames: int = 5, timeout: float = 60) -> None:
     """ffmpeg reads ``frames`` pictures of ``url`` (it never asks for a keyframe itself: its RTSP
-    demuxer sends no PLI/FIR for H.264), within a time far below the publisher's GOP."""
+    demuxer sends no PLI/FIR for H.264), within ``timeout``, far below the publisher's GOP."""
     command = ["ffmpeg", "-nostdin", "-loglevel", "error", "-rtsp_transport", "tcp", "-i", url,
                "-frames:v", str(frames), "-f", "null", "-"]  # fmt: skip
-    result = subprocess.run(command, capture_output=True, text=True, timeout=60)
+    try:
+        result = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        raise AssertionError(
+            f"no keyframe within {timeout:g} s: the PLI did not reach the publisher"
+        ) from None
     assert result.returncode == 0, result.stderr
 
 

@@ -12,16 +12,16 @@ from __future__ import annotations
 
 import contextlib
 import re
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.integration.conftest import ServerProcess, free_tcp_port, need, start_server, stop_all
+from tests.integration.gst import live_publisher
 from tests.integration.test_pli_relay import _keyframes_around_pli as keyframes_around_pli
+from tests.integration.test_pli_relay import _read_frames
 from tests.tlscerts import CertPair
-from tests.waiting import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -49,8 +49,9 @@ def rtsps(server: ServerProcess, path: str) -> str:
     return f"rtsps://127.0.0.1:{server.rtsps_port}/{path}"  # type: ignore[attr-defined]
 
 
-@contextlib.contextmanager
-def srtp_publisher(server: ServerProcess, path: str, audio_first: bool = False) -> Iterator[None]:
+def srtp_publisher(
+    server: ServerProcess, path: str, audio_first: bool = False
+) -> contextlib.AbstractContextManager[None]:
     """rtspclientsink publishing ``path`` as SRTP over UDP, a keyframe only at the start or when
     asked (its RTP session turns a PLI it can decrypt into a force-key-unit event). With
     ``audio_first``, an Opus stream is its first and the video its second: the video's key is the
@@ -66,28 +67,7 @@ def srtp_publisher(server: ServerProcess, path: str, audio_first: bool = False) 
         pipeline = f"{sink} {video} ! s.sink_0 audiotestsrc is-live=true ! opusenc ! s.sink_1"
     else:
         pipeline = f"{video} ! {sink}"
-    command = ["gst-launch-1.0", "-q", *pipeline.split()]
-    publisher = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    try:
-        wait_until(lambda: f"{path} is live" in server.log() or publisher.poll() is not None, "the publisher")
-        assert publisher.poll() is None, publisher.stdout.read().decode(errors="replace")  # type: ignore[union-attr]
-        yield
-    finally:
-        publisher.terminate()
-        publisher.wait(10)
-
-
-def read_frames(url: str, frames: int = 5) -> None:
-    """ffmpeg reads ``frames`` pictures of ``url`` (it sends no PLI/FIR of its own for H.264)."""
-    command = ["ffmpeg", "-nostdin", "-loglevel", "error", "-rtsp_transport", "tcp", "-i", url,
-               "-frames:v", str(frames), "-f", "null", "-"]  # fmt: skip
-    try:
-        result = subprocess.run(command, capture_output=True, text=True, timeout=READ_TIMEOUT)
-    except subprocess.TimeoutExpired:
-        raise AssertionError(
-            f"no keyframe within {READ_TIMEOUT} s: the PLI did not reach the publisher"
-        ) from None
-    assert result.returncode == 0, result.stderr
+    return live_publisher(pipeline, lambda: f"{path} is live" in server.log())
 
 
 def test_readers_joining_mid_gop_of_an_srtp_publisher_start_at_once(server: ServerProcess) -> None:
@@ -98,7 +78,7 @@ def test_readers_joining_mid_gop_of_an_srtp_publisher_start_at_once(server: Serv
     path = "live/srtp-pli"
     with srtp_publisher(server, path, audio_first=True):
         for _ in range(3):
-            read_frames(server.url(path))
+            _read_frames(server.url(path), timeout=READ_TIMEOUT)
     setups = re.findall(rf"{path}: session \S+ SETUP record \S+ \((\w+)\) over UDP \S+ SRTP", server.log())
     assert setups == ["opus", "h264"]
 

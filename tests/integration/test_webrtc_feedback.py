@@ -14,10 +14,10 @@ from pathlib import Path
 import aiohttp
 import av
 import pytest
-from aiortc import RTCPeerConnection, RTCRtpCodecParameters, RTCSessionDescription
-from aiortc.codecs import depayload
 
+from tests.h264_bits import slice_type
 from tests.integration.conftest import ServerProcess, need, start_server, stop_all
+from tests.integration.whep_client import WhepClient, h264_access_units
 from tests.waiting import until, wait_until
 
 pytestmark = pytest.mark.integration
@@ -50,60 +50,42 @@ def _is_rtp(data: bytes) -> bool:
     return len(data) >= 12 and data[0] & 0xC0 == 0x80 and not 192 <= data[1] <= 223
 
 
-class Viewer:
-    """aiortc as a WHEP viewer of video, keeping each RTP packet it takes (after SRTP). With
-    ``drop_every``, its ICE transport drops the first copy of every such packet (by sequence
-    number, readable in SRTP's clear header) before SRTP sees it, and keeps what came instead."""
+class Viewer(WhepClient):
+    """A WHEP viewer of video. With ``drop_every``, its ICE transport drops the first copy of every
+    such RTP packet (by sequence number, readable in SRTP's clear header) before SRTP sees it, and
+    keeps what came instead."""
 
     def __init__(self, url: str, drop_every: int = 0) -> None:
-        self.url = url
-        self.pc = RTCPeerConnection()
-        self.packets: list[tuple[int, int, bool, bytes]] = []
+        super().__init__(url)
         self.drop_every = drop_every
         self.dropped: dict[int, bytes] = {}  # sequence number -> the SRTP packet dropped
         self.again: dict[int, list[bytes]] = {}  # sequence number -> its copies that came later
-        self.answer = ""
 
-    async def start(self) -> None:
-        transceiver = self.pc.addTransceiver("video", direction="recvonly")
-        self.receiver = transceiver.receiver
-        original = self.receiver._handle_rtp_packet
+    async def start(self, kinds: tuple[str, ...] = ("video",)) -> None:
+        await super().start(kinds)
+        assert self.status == 201, self.answer
 
-        async def handle(packet, arrival_time_ms):  # type: ignore[no-untyped-def]
-            self.packets.append(
-                (packet.sequence_number, packet.timestamp, bool(packet.marker), packet.payload)
-            )
-            await original(packet, arrival_time_ms)
+    def prepare(self) -> None:
+        if not self.drop_every:
+            return
+        ice = self.receivers["video"].transport.transport
+        receive = ice._recv
+        video = self.packets["video"]
 
-        self.receiver._handle_rtp_packet = handle  # type: ignore[method-assign]
-        if self.drop_every:
-            ice = self.receiver.transport.transport
-            receive = ice._recv
-
-            async def lossy() -> bytes:
-                while True:
-                    data = await receive()
-                    if not _is_rtp(data):
-                        return data
-                    seq = int.from_bytes(data[2:4], "big")
-                    if seq in self.dropped:
-                        self.again.setdefault(seq, []).append(data)
-                    elif seq % self.drop_every == 0 and len(self.packets) > 10:
-                        self.dropped[seq] = data
-                        continue
+        async def lossy() -> bytes:
+            while True:
+                data = await receive()
+                if not _is_rtp(data):
                     return data
+                seq = int.from_bytes(data[2:4], "big")
+                if seq in self.dropped:
+                    self.again.setdefault(seq, []).append(data)
+                elif seq % self.drop_every == 0 and len(video) > 10:
+                    self.dropped[seq] = data
+                    continue
+                return data
 
-            ice._recv = lossy  # type: ignore[method-assign]
-        await self.pc.setLocalDescription(await self.pc.createOffer())
-        async with aiohttp.ClientSession() as http:
-            headers = {"Content-Type": "application/sdp"}
-            async with http.post(self.url, data=self.pc.localDescription.sdp, headers=headers) as r:
-                assert r.status == 201, await r.text()
-                self.answer = await r.text()
-        await self.pc.setRemoteDescription(RTCSessionDescription(self.answer, "answer"))
-
-    async def close(self) -> None:
-        await self.pc.close()
+        ice._recv = lossy  # type: ignore[method-assign]
 
 
 def test_nacks_get_the_lost_packets_bit_exact_from_the_paths_history(server: ServerProcess) -> None:
@@ -129,7 +111,7 @@ def test_nacks_get_the_lost_packets_bit_exact_from_the_paths_history(server: Ser
         for viewer in viewers:
             for seq, original in viewer.dropped.items():
                 assert all(copy == original for copy in viewer.again[seq]), seq
-            received = {p[0] for p in viewer.packets}
+            received = {p[0] for p in viewer.packets["video"]}
             assert set(viewer.dropped) <= received  # SRTP took the resend: authentic
             await viewer.close()
 
@@ -139,30 +121,6 @@ def test_nacks_get_the_lost_packets_bit_exact_from_the_paths_history(server: Ser
         publisher.terminate()
         publisher.wait(10)
     wait_until(lambda: server.log().count("resent for NACKs") >= 2, "the sessions' end")
-
-
-def _h264_units(packets: list[tuple[int, int, bool, bytes]]) -> list[tuple[int, list[bytes]]]:
-    """(timestamp, NAL units) of each access unit as aiortc depacketizes them (RFC 6184)."""
-    codec = RTCRtpCodecParameters(mimeType="video/H264", clockRate=90000, payloadType=96)
-    units: list[tuple[int, list[bytes]]] = []
-    current = b""
-    for _seq, timestamp, marker, payload in packets:
-        current += depayload(codec, payload)
-        if marker:
-            units.append((timestamp, [n for n in current.split(b"\x00\x00\x00\x01") if n]))
-            current = b""
-    return units
-
-
-def _slice_type(nal: bytes) -> int:
-    """slice_type, the second Exp-Golomb number of a slice header."""
-    bits = "".join(f"{b:08b}" for b in nal[1:8])
-    pos, values = 0, []
-    for _ in range(2):
-        zeros = bits.index("1", pos) - pos
-        values.append(int(bits[pos + zeros : pos + 2 * zeros + 1], 2) - 1)
-        pos += 2 * zeros + 1
-    return values[1]
 
 
 @pytest.fixture(scope="module")
@@ -203,16 +161,17 @@ def test_a_viewer_that_came_before_b_frames_showed_moves_onto_the_conversion(
     async def run() -> None:
         viewer = Viewer(server.http(f"whep/{path}"))
         await viewer.start()
-        await until(lambda: sum(p[2] for p in viewer.packets) >= 5, "pictures before B-frames", 20)
+        video = viewer.packets["video"]
+        await until(lambda: sum(p[2] for p in video) >= 5, "pictures before B-frames", 20)
         assert f"{path}: track 0 has pictures out of order" not in server.log()  # it came before
         await until(lambda: f"{path} goes on from its H.264 conversion" in server.log(), "the switch", 30)
-        count = len(viewer.packets)
-        await until(lambda: sum(p[2] for p in viewer.packets[count:]) >= 25, "converted pictures", 20)
+        count = len(video)
+        await until(lambda: sum(p[2] for p in video[count:]) >= 25, "converted pictures", 20)
         await viewer.close()
-        packets = sorted(viewer.packets, key=lambda p: (p[0] - viewer.packets[0][0]) & 0xFFFF)
+        packets = sorted(video, key=lambda p: (p[0] - video[0][0]) & 0xFFFF)
         seqs = [(p[0] - packets[0][0]) & 0xFFFF for p in packets]
         assert seqs == list(range(len(seqs)))  # one numbering, no gap, across the switch
-        units = _h264_units(packets)
+        units = h264_access_units(packets)
         profiles = [n[1] for _, unit in units for n in unit if n[0] & 0x1F == 7]
         assert profiles[0] == 100 and profiles[-1] == 66  # the publisher's High, then baseline
         switch = next(
@@ -224,7 +183,7 @@ def test_a_viewer_that_came_before_b_frames_showed_moves_onto_the_conversion(
         decoder = av.CodecContext.create("h264", "r")
         decoded = 0
         for _, unit in after:
-            assert all(_slice_type(n) % 5 != 1 for n in unit if n[0] & 0x1F in (1, 5))  # no B
+            assert all(slice_type(n) % 5 != 1 for n in unit if n[0] & 0x1F in (1, 5))  # no B
             decoded += len(decoder.decode(av.Packet(b"".join(b"\x00\x00\x00\x01" + n for n in unit))))
         assert decoded >= len(after) - 1  # decodable from the switch on, no reorder delay
         assert server.log().count(f"{path}: track 0 converted to H.264") == 1
@@ -285,10 +244,10 @@ class LossyHop:
         self.back.close()
 
 
-CHROMIUM_OFFER_JS = """
-window.nack = {offer: null, error: null, samples: []};
-(async () => {
-  const pc = window.pc = new RTCPeerConnection();
+# stands for RECVONLY_OFFER_JS in a page's script: a receive-only video peer ``pc`` playing into a
+# <video>, its offer made and its candidates gathered
+OFFER = "  // offer\n"
+RECVONLY_OFFER_JS = """\
   pc.addTransceiver('video', {direction: 'recvonly'});
   const video = document.createElement('video');
   video.muted = true; video.autoplay = true; document.body.appendChild(video);
@@ -299,9 +258,16 @@ window.nack = {offer: null, error: null, samples: []};
     pc.onicegatheringstatechange = () => pc.iceGatheringState === 'complete' && done();
     setTimeout(done, 3000);
   });
+"""
+
+CHROMIUM_OFFER_JS = """
+window.nack = {offer: null, error: null, samples: []};
+(async () => {
+  const pc = window.pc = new RTCPeerConnection();
+  // offer
   nack.offer = pc.localDescription.sdp;
 })().catch((e) => { nack.error = String(e); });
-"""
+""".replace(OFFER, RECVONLY_OFFER_JS)
 
 CHROMIUM_ANSWER_JS = """
 (async () => {
@@ -386,16 +352,7 @@ CHROMIUM_VIEWER_JS = """
 window.viewer = {error: null, samples: []};
 (async () => {
   const pc = new RTCPeerConnection();
-  pc.addTransceiver('video', {direction: 'recvonly'});
-  const video = document.createElement('video');
-  video.muted = true; video.autoplay = true; document.body.appendChild(video);
-  pc.ontrack = (e) => { video.srcObject = e.streams[0]; };
-  await pc.setLocalDescription(await pc.createOffer());
-  await new Promise((done) => {
-    if (pc.iceGatheringState === 'complete') return done();
-    pc.onicegatheringstatechange = () => pc.iceGatheringState === 'complete' && done();
-    setTimeout(done, 3000);
-  });
+  // offer
   const response = await fetch(%r, {method: 'POST', body: pc.localDescription.sdp,
                                     headers: {'Content-Type': 'application/sdp'}});
   const answer = await response.text();
@@ -410,7 +367,7 @@ window.viewer = {error: null, samples: []};
     });
   }, 250);
 })().catch((e) => { viewer.error = String(e); });
-"""
+""".replace(OFFER, RECVONLY_OFFER_JS)
 
 
 @pytest.mark.serial  # real-time playback: frames must keep coming

@@ -13,11 +13,12 @@ from pathlib import Path
 import aiohttp
 import av
 import pytest
-from aiortc import RTCPeerConnection, RTCRtpCodecParameters, RTCSessionDescription
-from aiortc.codecs import depayload
-from aiortc.rtcrtpreceiver import RTCRtpReceiver
+from aiortc import RTCPeerConnection, RTCSessionDescription
 
+from tests.h264_bits import slice_type as _slice_type
 from tests.integration.conftest import ServerProcess, need, start_server, stop_all
+from tests.integration.whep_client import WhepClient
+from tests.integration.whep_client import h264_units as _h264_units
 
 pytestmark = pytest.mark.integration
 
@@ -55,50 +56,6 @@ def whep_server(media: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterat
     stop_all(proc)
 
 
-class WhepClient:
-    """aiortc as a WHEP viewer that keeps every RTP packet it receives, before its jitter buffer."""
-
-    def __init__(self, url: str) -> None:
-        self.url = url
-        self.pc = RTCPeerConnection()
-        self.packets: dict[str, list[tuple[int, int, bool, bytes]]] = {"video": [], "audio": []}
-        self.location: str | None = None
-        self.status = 0
-        self.answer = ""
-
-    async def start(self, kinds: tuple[str, ...] = ("video", "audio")) -> None:
-        for kind in kinds:
-            transceiver = self.pc.addTransceiver(kind, direction="recvonly")
-            self._record(transceiver.receiver, kind)
-        await self.pc.setLocalDescription(await self.pc.createOffer())
-        async with aiohttp.ClientSession() as http:
-            headers = {"Content-Type": "application/sdp"}
-            async with http.post(self.url, data=self.pc.localDescription.sdp, headers=headers) as response:
-                self.status, self.answer = response.status, await response.text()
-                self.location = response.headers.get("Location")
-        if self.status == 201:
-            await self.pc.setRemoteDescription(RTCSessionDescription(self.answer, "answer"))
-
-    def _record(self, receiver: RTCRtpReceiver, kind: str) -> None:
-        original = receiver._handle_rtp_packet
-        packets = self.packets[kind]
-
-        async def handle(packet, arrival_time_ms):  # type: ignore[no-untyped-def]
-            packets.append((packet.sequence_number, packet.timestamp, bool(packet.marker), packet.payload))
-            await original(packet, arrival_time_ms)
-
-        receiver._handle_rtp_packet = handle  # type: ignore[method-assign]
-
-    async def delete(self) -> int:
-        assert self.location is not None
-        base = self.url.split("/whep/")[0]
-        async with aiohttp.ClientSession() as http, http.delete(base + self.location) as response:
-            return response.status
-
-    async def close(self) -> None:
-        await self.pc.close()
-
-
 async def _wait(predicate, timeout: float = 30) -> bool:  # type: ignore[no-untyped-def]
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -106,19 +63,6 @@ async def _wait(predicate, timeout: float = 30) -> bool:  # type: ignore[no-unty
             return True
         await asyncio.sleep(0.05)
     return False
-
-
-def _h264_units(packets: list[tuple[int, int, bool, bytes]]) -> list[list[bytes]]:
-    """Access units as aiortc depacketizes them (RFC 6184), NAL units without start codes."""
-    codec = RTCRtpCodecParameters(mimeType="video/H264", clockRate=90000, payloadType=96)
-    units: list[list[bytes]] = []
-    current = b""
-    for _seq, _ts, marker, payload in sorted(packets, key=lambda p: p[0]):
-        current += depayload(codec, payload)
-        if marker:
-            units.append([n for n in current.split(b"\x00\x00\x00\x01") if n])
-            current = b""
-    return units
 
 
 def _file_packets(path: Path) -> tuple[list[list[bytes]], list[bytes]]:
@@ -885,14 +829,3 @@ def test_live_h264_with_b_frames_is_converted_once_for_webrtc(whep_server: Serve
     finally:
         publisher.terminate()
         publisher.wait(10)
-
-
-def _slice_type(nal: bytes) -> int:
-    """slice_type, the second Exp-Golomb number of a slice header."""
-    bits = "".join(f"{b:08b}" for b in nal[1:8])
-    pos, values = 0, []
-    for _ in range(2):
-        zeros = bits.index("1", pos) - pos
-        values.append(int(bits[pos + zeros : pos + 2 * zeros + 1], 2) - 1)
-        pos += 2 * zeros + 1
-    return values[1]

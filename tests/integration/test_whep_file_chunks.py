@@ -19,8 +19,9 @@ import pytest
 
 from media import keyframe_index
 from streamd.webrtc.file_chunks import plan
+from tests.h264_bits import slice_type
 from tests.integration.conftest import ServerProcess, need, start_server, stop_all
-from tests.integration.test_whep import WhepClient, _slice_type
+from tests.integration.whep_client import WhepClient, h264_units, ordered
 from tests.waiting import until
 
 pytestmark = pytest.mark.integration
@@ -74,27 +75,6 @@ def _chunks(path: Path) -> int:
     return len(plan(keyframe_index.build(path, [0])))  # as the server cuts: by the video alone
 
 
-def _ordered(packets: list[tuple[int, int, bool, bytes]]) -> list[tuple[int, int, bool, bytes]]:
-    """Packets in sequence order (numbers start anywhere and wrap), each once."""
-    first = packets[0][0]
-    unique = {(p[0] - first) % 65536: p for p in packets}
-    return [unique[k] for k in sorted(unique)]
-
-
-def _units(packets: list[tuple[int, int, bool, bytes]]) -> list[list[bytes]]:
-    from aiortc import RTCRtpCodecParameters
-    from aiortc.codecs import depayload
-
-    codec = RTCRtpCodecParameters(mimeType="video/H264", clockRate=90000, payloadType=96)
-    units, current = [], b""
-    for _seq, _ts, marker, payload in _ordered(packets):
-        current += depayload(codec, payload)
-        if marker:
-            units.append([n for n in current.split(b"\x00\x00\x00\x01") if n])
-            current = b""
-    return units
-
-
 def _decoded_pictures(units: list[list[bytes]]) -> int:
     decoder = av.CodecContext.create("h264", "r")
     count = 0
@@ -108,14 +88,14 @@ def _assert_baseline(units: list[list[bytes]]) -> None:
     assert sps and all(s[1] == 66 for s in sps)  # baseline: the converter's
     kinds = {n[0] & 0x1F for n in units[0]}
     assert {5, 7, 8} <= kinds  # the stream starts with parameter sets and an IDR
-    assert all(_slice_type(n) % 5 != 1 for unit in units for n in unit if n[0] & 0x1F in (1, 5))  # no B
+    assert all(slice_type(n) % 5 != 1 for unit in units for n in unit if n[0] & 0x1F in (1, 5))  # no B
 
 
 def _opus_samples(packets: list[tuple[int, int, bool, bytes]]) -> np.ndarray:
     decoder = av.CodecContext.create("opus", "r")
     decoder.sample_rate, decoder.layout = 48000, "stereo"
     pcm = []
-    for *_, payload in _ordered(packets):
+    for *_, payload in ordered(packets):
         for frame in decoder.decode(av.Packet(payload)):
             pcm.append(frame.to_ndarray()[0])  # fltp: the left channel
     return np.concatenate(pcm)
@@ -145,10 +125,10 @@ def test_two_viewers_share_one_conversion_of_an_hevc_aac_file(server: ServerProc
     async def run() -> None:
         clients = await _watch_to_the_end(server, "hevc-aac.mp4", 2)
         for client in clients:
-            units = _units(client.packets["video"])
+            units = h264_units(client.packets["video"])
             _assert_baseline(units)
             assert len(units) == FRAMES and _decoded_pictures(units) == FRAMES
-            audio = _ordered(client.packets["audio"])
+            audio = ordered(client.packets["audio"])
             steps = {(b[1] - a[1]) % 2**32 for a, b in itertools.pairwise(audio)}
             assert steps == {960}, steps  # Opus timestamps continuous at 48 kHz, across chunks
             samples = _opus_samples(audio)
@@ -181,7 +161,7 @@ def test_a_later_viewer_takes_the_chunks_already_converted(server: ServerProcess
 
     async def run() -> None:
         for client in await _watch_to_the_end(server, "hevc-aac.mp4", 1):
-            assert _decoded_pictures(_units(client.packets["video"])) == FRAMES
+            assert _decoded_pictures(h264_units(client.packets["video"])) == FRAMES
             await client.close()
 
     first = _metrics(server)
@@ -199,10 +179,10 @@ def test_a_later_viewer_takes_the_chunks_already_converted(server: ServerProcess
 def test_h264_with_b_frames_becomes_baseline_with_every_picture(server: ServerProcess) -> None:
     async def run() -> None:
         (client,) = await _watch_to_the_end(server, "bframes-aac.mp4", 1)
-        units = _units(client.packets["video"])
+        units = h264_units(client.packets["video"])
         _assert_baseline(units)
         assert len(units) == FRAMES and _decoded_pictures(units) == FRAMES
-        stamps = [p[1] for p in _ordered(client.packets["video"]) if p[2]]
+        stamps = [p[1] for p in ordered(client.packets["video"]) if p[2]]
         assert stamps == sorted(stamps) and len(set(stamps)) == FRAMES  # presentation order
         _assert_continuous_tone(_opus_samples(client.packets["audio"]))
         await client.close()
@@ -231,7 +211,7 @@ def test_a_converted_file_seeks_over_the_data_channel(server: ServerProcess) -> 
             lambda: any(s.get("position", 0) >= 2.3 for s in states), "a position past the target", 20
         )
         after = client.packets["video"][seen:]
-        units = _units(after)
+        units = h264_units(after)
         assert units and any(n[0] & 0x1F == 5 for n in units[0])  # restarts on an IDR
         assert _decoded_pictures(units) >= len(units) - 1
         await client.delete()
@@ -248,7 +228,7 @@ def test_a_raw_stream_without_an_index_is_converted_for_its_viewer(server: Serve
         await client.start(("video",))
         assert client.status == 201 and "H264/90000" in client.answer, client.answer
         await until(lambda: sum(p[2] for p in client.packets["video"]) >= 25, "25 pictures", 30)
-        assert _decoded_pictures(_units(client.packets["video"])) >= 24
+        assert _decoded_pictures(h264_units(client.packets["video"])) >= 24
         await client.close()
 
     asyncio.run(run())
@@ -260,7 +240,7 @@ def test_a_truncated_file_ends_its_viewer_cleanly(server: ServerProcess) -> None
 
     async def run() -> None:
         (client,) = await _watch_to_the_end(server, "truncated.mp4", 1)
-        pictures = _decoded_pictures(_units(client.packets["video"]))
+        pictures = _decoded_pictures(h264_units(client.packets["video"]))
         assert 0 < pictures < FRAMES
         await client.close()
 
@@ -276,7 +256,7 @@ def test_an_mp3_file_becomes_one_continuous_opus_stream(server: ServerProcess) -
 
     async def run() -> None:
         (client,) = await _watch_to_the_end(server, "tone.mp3", 1, ("audio",))
-        audio = _ordered(client.packets["audio"])
+        audio = ordered(client.packets["audio"])
         assert {(b[1] - a[1]) % 2**32 for a, b in itertools.pairwise(audio)} == {960}
         samples = _opus_samples(audio)
         assert abs(len(samples) - 2 * 48000) <= 3 * 960, len(samples)

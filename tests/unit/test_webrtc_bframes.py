@@ -18,6 +18,7 @@ from streamd.live.reorder import ReorderDetector
 from streamd.rtp.payload.registry import payload_format_for
 from streamd.webrtc.convert import live_convertible
 from streamd.webrtc.media import live_sendables
+from tests.h264_bits import slice_type
 
 TICKS = 3600  # 25 fps in 90 kHz
 
@@ -96,15 +97,4 @@ def test_live_h264_with_b_frames_becomes_baseline_in_presentation_order() -> Non
     for a in out:
         for nal in a.nal_units:
             if h264.nal_type(nal) in (1, 5):
-                assert _slice_type(nal) % 5 in (0, 2)  # P or I, never B
-
-
-def _slice_type(nal: bytes) -> int:
-    """slice_type, the second Exp-Golomb number of a slice header."""
-    bits = "".join(f"{b:08b}" for b in nal[1:8])
-    pos, values = 0, []
-    for _ in range(2):
-        zeros = bits.index("1", pos) - pos
-        values.append(int(bits[pos + zeros : pos + 2 * zeros + 1], 2) - 1)
-        pos += 2 * zeros + 1
-    return values[1]
+                assert slice_type(nal) % 5 in (0, 2)  # P or I, never B

@@ -65,7 +65,10 @@ def _chunk(n: int, first: int, last: int, final: bool = False, keyframes: tuple[
         if ms % 40 == first % 40:
             units.append(_video(ms, ms in keys))
         units.append(_audio(ms))
-    return Chunk.of(n, units, [Fraction(k, 1000) for k in keys], final)
+    chunk = Chunk(n)
+    chunk.add(units, [Fraction(k, 1000) for k in keys])
+    chunk.finish(final)
+    return chunk
 
 
 TWO = ChunkPlan(0, "pts", (None, CutPoint(2000, Fraction(2))))
