@@ -17,8 +17,7 @@ from aiortc import RTCPeerConnection, RTCSessionDescription
 
 from tests.h264_bits import slice_type as _slice_type
 from tests.integration.conftest import ServerProcess, need, start_server, stop_all
-from tests.integration.whep_client import WhepClient
-from tests.integration.whep_client import h264_units as _h264_units
+from tests.integration.whep_client import WhepClient, h264_units
 
 pytestmark = pytest.mark.integration
 
@@ -105,7 +104,7 @@ def test_aiortc_receives_a_file_bit_exact(whep_server: ServerProcess, media: Pat
         await _wait(lambda: len(client.packets["audio"]) >= SECONDS * 50 - 2, 5)
         assert got_all, f"{sum(p[2] for p in client.packets['video'])} frames"
         video, audio = _file_packets(media / "h264-opus.mkv")
-        received = _h264_units(client.packets["video"])
+        received = h264_units(client.packets["video"])
         assert _without_parameter_sets(received)[:frames] == _without_parameter_sets(video)[:frames]
         assert all(any(n[0] & 0x1F == 7 for n in u) for u, f in zip(received, video, strict=False) if
                    any(n[0] & 0x1F == 5 for n in f))  # fmt: skip
@@ -141,7 +140,7 @@ def test_aiortc_receives_a_live_path_as_published(
         await client.start()
         assert client.status == 201, client.answer
         assert await _wait(lambda: sum(p[2] for p in client.packets["video"]) >= 30, 30)
-        received = _without_parameter_sets(_h264_units(client.packets["video"]))
+        received = _without_parameter_sets(h264_units(client.packets["video"]))
         source = _without_parameter_sets(_file_packets(media / "h264-opus.mkv")[0])
         assert received[0][0][0] & 0x1F == 5  # the viewer begins on a keyframe
         start = next(i for i, unit in enumerate(source) if unit == received[0])
@@ -813,7 +812,7 @@ def test_live_h264_with_b_frames_is_converted_once_for_webrtc(whep_server: Serve
             packets = sorted(viewer.packets["video"])
             stamps = [p[1] for p in packets if p[2]]
             assert stamps == sorted(stamps) and len(set(stamps)) == len(stamps)  # presentation order
-            units = _h264_units(packets)
+            units = h264_units(packets)
             sps = next(n for unit in units for n in unit if n[0] & 0x1F == 7)
             assert sps[1] == 66  # baseline: the converter's, not the publisher's High profile
             decoder = av.CodecContext.create("h264", "r")

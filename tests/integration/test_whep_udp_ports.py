@@ -14,7 +14,8 @@ import pytest
 from aiortc import RTCPeerConnection
 
 from tests.integration.conftest import ServerProcess, need, start_server, stop_all
-from tests.integration.test_whep import WhepClient, _ffmpeg, _wait, _whip_publish
+from tests.integration.test_whep import _ffmpeg, _wait, _whip_publish
+from tests.integration.whep_client import WhepClient
 
 pytestmark = pytest.mark.integration
 

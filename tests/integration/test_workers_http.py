@@ -25,8 +25,9 @@ from streamd.rtsp.message import InterleavedFrame
 from tests.integration.conftest import ServerProcess, need, start_server
 from tests.integration.source import comparable, source_video_nals
 from tests.integration.test_pli_relay import _announce, _one_pli, _rtp, _view_and_burst
-from tests.integration.test_whep import WhepClient, _h264_units, _wait, _whip_publish
+from tests.integration.test_whep import _wait, _whip_publish
 from tests.integration.test_workers import Publisher
+from tests.integration.whep_client import WhepClient, h264_units
 from tests.integration.workers_pin import exchange, pinned, steer
 from tests.mediagen import make_h264_aac_mp4, make_live_clip
 from tests.rtsp_client import RawRtspClient
@@ -71,7 +72,7 @@ def test_whep_viewer_on_the_other_worker_gets_the_path_from_its_owner(workers: S
                 assert client.status == 201, client.answer
                 assert await _wait(lambda: sum(p[2] for p in client.packets["video"]) >= 30, 30)
                 assert await _wait(lambda: len(client.packets["audio"]) >= 25, 10)  # AAC as Opus
-                units = _h264_units(client.packets["video"])
+                units = h264_units(client.packets["video"])
                 deleted = await client.delete()
                 await client.close()
                 return units, deleted, len(client.packets["audio"])

@@ -19,8 +19,8 @@ import pytest
 
 from streamd.workers.file_placement import chosen
 from tests.integration.conftest import ServerProcess, need, start_server
-from tests.integration.test_whep import WhepClient
-from tests.integration.test_whep_file_chunks import _assert_baseline, _chunks, _decoded_pictures, _units
+from tests.integration.test_whep_file_chunks import _assert_baseline, _chunks, _decoded_pictures
+from tests.integration.whep_client import WhepClient, h264_units
 from tests.integration.workers_pin import exchange, pinned, steer
 from tests.mediagen import make_h264_aac_mp4, make_with_ffmpeg
 from tests.waiting import until, wait_until
@@ -85,7 +85,7 @@ def test_two_viewers_on_different_workers_share_one_conversion(workers: ServerPr
 
         clients = asyncio.run(view())
     for client in clients:
-        units = _units(client.packets["video"])
+        units = h264_units(client.packets["video"])
         _assert_baseline(units)
         assert len(units) == FRAMES and _decoded_pictures(units) == FRAMES
         assert client.packets["audio"]  # AAC as Opus
