@@ -216,6 +216,11 @@ def _start_server(
     with open(log_path, "wb") as log_file:
         process = subprocess.Popen(args, stdout=log_file, stderr=subprocess.STDOUT, cwd=ROOT)
     server = ServerProcess(process, port, rtp_port, log_path, media, http_port)
+    tls_ports = [
+        int(extra[extra.index(flag) + 1])
+        for flag in ("--rtsps-port", "--https-port")
+        if "--tls-cert" in extra and flag in extra
+    ]
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         if process.poll() is not None:
@@ -225,8 +230,8 @@ def _start_server(
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=0.2):
                 pass
-            if http_port:  # the HTTP side starts right after the RTSP listener
-                with socket.create_connection(("127.0.0.1", http_port), timeout=0.2):
+            for listening in [p for p in (http_port, *tls_ports) if p]:  # started after RTSP's
+                with socket.create_connection(("127.0.0.1", listening), timeout=0.2):
                     pass
             if pairs > 1 and f"all {pairs} workers ready" not in server.log():
                 # one worker answering is not enough: another may yet fail to bind its UDP pair
