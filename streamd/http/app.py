@@ -43,6 +43,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+CLIENT_CLOSED = 499
+"""The access log's status for a request whose client left first (nginx's convention; never sent)."""
+
 MAX_REQUEST_BODY = 64 * 1024  # nothing here takes uploads
 MAX_HEAD_BYTES = 16 * 1024
 MAX_START_SECONDS = 1e7
@@ -159,13 +162,19 @@ def _number(request: web.Request, name: str, default: float, low: float, high: f
 async def _errors(
     request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
 ) -> web.StreamResponse:
-    """Short plain-text errors; an ``RtspError`` from the catalog keeps its status and reason."""
+    """Short plain-text errors; an ``RtspError`` from the catalog keeps its status and reason.
+
+    A client that closed its connection before its answer was written is the usual end of a
+    browser leaving a page, not a server error: one debug line, no traceback."""
     try:
         return await handler(request)
     except RtspError as exc:
         status = exc.status if 400 <= exc.status < 600 else 500
         reason = public_reason(exc.reason, _catalog(request))
         return web.Response(status=status, text=f"{status}: {reason}\n")
+    except ConnectionError as exc:
+        log.debug("%s %s: the client went away: %s", request.method, request.path, exc)
+        return web.Response(status=CLIENT_CLOSED, reason="Client Closed Request")
 
 
 # --- pages --------------------------------------------------------------------------------------

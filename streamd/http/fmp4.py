@@ -206,10 +206,10 @@ async def serve_file(
     with remuxes.hold(client):
         response = web.StreamResponse(headers={"Content-Type": "video/mp4", "Cache-Control": "no-store"})
         response.enable_chunked_encoding()
-        await response.prepare(request)
-        if request.method == "HEAD":
-            return response
         try:
+            await response.prepare(request)
+            if request.method == "HEAD":
+                return response
             await stream_remux(Remux(file, start, to_h264), response)
         except ConnectionError:  # the client left mid-stream: the usual end of watching
             log.debug("%s: /mp4/%s client went away", client, path)
