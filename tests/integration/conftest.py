@@ -134,7 +134,7 @@ class ServerProcess:
 
     def api(self, what: str) -> dict:
         """``GET /api/v1/<what>`` (the server runs its HTTP side)."""
-        with urllib.request.urlopen(self.http(f"api/v1/{what}"), timeout=10) as response:
+        with urllib.request.urlopen(self.http(f"api/v1/{what}"), timeout=30) as response:
             return json.loads(response.read())
 
     def session_ids(self) -> set[str]:

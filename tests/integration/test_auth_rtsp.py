@@ -160,7 +160,7 @@ def test_gstreamer_rtspsrc_and_rtspclientsink_with_credentials(server: ServerPro
 
 def test_pyav_with_credentials_in_the_url(server: ServerProcess) -> None:
     url = with_user(server, "viewer", "v pw", "cams/door.mp4")
-    with av.open(url, options={"rtsp_transport": "tcp"}, timeout=10) as container:
+    with av.open(url, options={"rtsp_transport": "tcp"}, timeout=30) as container:
         packets = [p for p in container.demux() if p.size]
     assert len(packets) > 20
     with pytest.raises(av.error.HTTPUnauthorizedError):

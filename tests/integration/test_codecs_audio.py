@@ -120,7 +120,7 @@ def receive_ffmpeg(url: str, transport: str, clip: Clip, out: Path) -> Received:
 
 def receive_pyav(url: str, transport: str, clip: Clip, out: Path) -> Received:
     payload, samples = bytearray(), 0
-    with av.open(url, options={"rtsp_transport": transport}, timeout=10) as container:
+    with av.open(url, options={"rtsp_transport": transport}, timeout=30) as container:
         stream = container.streams.audio[0]
         for packet in container.demux(stream):
             if packet.size:

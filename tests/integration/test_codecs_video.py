@@ -135,7 +135,7 @@ def comparable_hevc(nals: list[bytes]) -> list[bytes]:
 
 
 def pyav_client(url: str, transport: str) -> list[str]:
-    with av.open(url, options={"rtsp_transport": transport}, timeout=10) as container:
+    with av.open(url, options={"rtsp_transport": transport}, timeout=30) as container:
         return [_digest(f) for f in container.decode(video=0)]
 
 

@@ -38,7 +38,7 @@ def test_gstreamer_rtspsrc_decodes_every_frame(server: ServerProcess, tmp_path: 
 @pytest.mark.parametrize("transport", ["udp", "tcp"])
 def test_pyav_decodes_every_frame(server: ServerProcess, transport: str) -> None:
     source = server.media / "bframes.mp4"
-    with av.open(server.url("bframes.mp4"), options={"rtsp_transport": transport}, timeout=10) as container:
+    with av.open(server.url("bframes.mp4"), options={"rtsp_transport": transport}, timeout=30) as container:
         video = audio = 0
         for frame in container.decode(*container.streams):
             if isinstance(frame, av.VideoFrame):
@@ -53,7 +53,7 @@ def test_pyav_decodes_every_frame(server: ServerProcess, transport: str) -> None
 
 
 def test_pyav_plays_the_test_stream(server: ServerProcess) -> None:
-    with av.open(server.url("test"), options={"rtsp_transport": "tcp"}, timeout=10) as container:
+    with av.open(server.url("test"), options={"rtsp_transport": "tcp"}, timeout=30) as container:
         stream = container.streams.video[0]
         frames = 0
         for _frame in container.decode(stream):

@@ -46,7 +46,7 @@ async def test_folded_header_lines_with_cr_or_nul_are_a_400(server: ServerProces
     c = await _client(server)
     for bad in ("b\rc", "b\x00c"):
         await c.send_raw(f"OPTIONS * RTSP/1.0\r\nCSeq: 1\r\nX-Note: a\r\n {bad}\r\n\r\n".encode())
-        response = await c.next_response(timeout=10)
+        response = await c.next_response(timeout=30)
         assert response.status == 400 and response.headers["CSeq"] == "1"
     assert (await c.request("OPTIONS", "*")).status == 200  # the connection's worker lives on
     await c.close()
@@ -56,7 +56,7 @@ async def test_only_a_numeric_cseq_is_echoed(server: ServerProcess) -> None:
     c = await _client(server)
     for raw in ("1\u2028Injected: yes", "\x01", "\u0661"):
         await c.send_raw(f"OPTIONS * RTSP/1.0\r\nCSeq: {raw}\r\nCSeq: 7\r\n\r\n".encode())
-        response = await c.next_response(timeout=10)
+        response = await c.next_response(timeout=30)
         assert response.status == 200 and response.headers.getall("CSeq") == ["7"], response
         assert "Injected" not in response.headers
     await c.close()
@@ -68,11 +68,11 @@ async def test_too_many_pipelined_requests_are_answered_then_503(server: ServerP
     statuses = []
     while True:
         try:
-            response = await c.next_response(timeout=10)
+            response = await c.next_response(timeout=30)
         except TimeoutError:
             break
         statuses.append((response.status, int(response.headers["CSeq"])))
-        if response.status != 200:
+        if response.status != 200 or len(statuses) == 40:
             break
     answered = [cseq for status, cseq in statuses if status == 200]
     assert len(answered) >= 16 and answered == list(range(1, len(answered) + 1)), statuses

@@ -162,6 +162,6 @@ def test_pyav_tunnels_rtsp_over_https(web: ServerProcess) -> None:
     import av
 
     url = f"rtsp://127.0.0.1:{web.https_port}/bframes.mp4"  # type: ignore[attr-defined]
-    with av.open(url, options={"rtsp_transport": "https"}, timeout=10) as container:
+    with av.open(url, options={"rtsp_transport": "https"}, timeout=30) as container:
         frames = sum(1 for _ in container.decode(container.streams.video[0]))
     assert frames == source_video_frame_count(web.media / "bframes.mp4")

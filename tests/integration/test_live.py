@@ -131,7 +131,7 @@ def test_h265_and_opus_published_are_read_bit_exact(live_server: ServerProcess, 
     publisher = Publisher(live_server, "live/hevc", file=source)
     got: dict[str, list[bytes]] = {"video": [], "audio": []}
     try:
-        with av.open(live_server.url("live/hevc"), options={"rtsp_transport": "tcp"}, timeout=10) as c:
+        with av.open(live_server.url("live/hevc"), options={"rtsp_transport": "tcp"}, timeout=30) as c:
             assert sorted(s.codec_context.name for s in c.streams) == ["hevc", "opus"]
             for packet in c.demux():
                 if packet.size:
@@ -229,7 +229,7 @@ def test_second_publisher_is_refused_and_path_resumes(live_server: ServerProcess
         first.stop()
     again = Publisher(live_server, "live/busy")  # a new publisher resumes the path
     try:
-        with av.open(live_server.url("live/busy"), options={"rtsp_transport": "tcp"}, timeout=10) as c:
+        with av.open(live_server.url("live/busy"), options={"rtsp_transport": "tcp"}, timeout=30) as c:
             frames = [f for _, f in zip(range(25), c.decode(video=0), strict=False)]
         assert len(frames) == 25 and frames[0].key_frame
     finally:
@@ -262,7 +262,7 @@ def test_gstreamer_and_pyav_read_a_live_path_bit_exact(live_server: ServerProces
             f"src. ! rtpmp4gdepay ! aacparse ! audio/mpeg,stream-format=adts ! filesink location={audio}"
         )
         proc = subprocess.Popen(["gst-launch-1.0", "-q", "-e", *pipeline.split()])
-        with av.open(live_server.url("live/gst"), options={"rtsp_transport": "tcp"}, timeout=10) as c:
+        with av.open(live_server.url("live/gst"), options={"rtsp_transport": "tcp"}, timeout=30) as c:
             packets = [p for _, p in zip(range(60), c.demux(video=0), strict=False) if p.size]
         time.sleep(max(0.0, 4 - 2.4))
         proc.send_signal(2)
@@ -302,7 +302,7 @@ def test_gstreamer_publishes_with_rtspclientsink(
             capture_output=True, text=True, timeout=20, check=True,
         )  # fmt: skip
         assert sorted(describe.stdout.split()) == ["aac", "h264"]
-        with av.open(live_server.url(path), options={"rtsp_transport": "tcp"}, timeout=10) as c:
+        with av.open(live_server.url(path), options={"rtsp_transport": "tcp"}, timeout=30) as c:
             frames = [f for _, f in zip(range(20), c.decode(video=0), strict=False)]
         assert len(frames) == 20 and frames[0].key_frame and frames[0].width == 320
         video, audio = tmp_path / "v.h264", tmp_path / "a.aac"
@@ -323,12 +323,12 @@ def test_live_paths_show_on_the_web_side(live_server: ServerProcess) -> None:
 
     publisher = Publisher(live_server, "live/web")
     try:
-        page = urllib.request.urlopen(live_server.http(""), timeout=10).read().decode()
+        page = urllib.request.urlopen(live_server.http(""), timeout=30).read().decode()
         assert "live/web" in page
-        paths = json.loads(urllib.request.urlopen(live_server.http("api/v1/paths"), timeout=10).read())
+        paths = json.loads(urllib.request.urlopen(live_server.http("api/v1/paths"), timeout=30).read())
         entry = next(p for p in paths["paths"] if p["name"] == "live/web")
         assert entry["live"] and sorted(entry["codecs"]) == ["aac", "h264"]
-        sdp = urllib.request.urlopen(live_server.http("sdp/live/web"), timeout=10).read().decode()
+        sdp = urllib.request.urlopen(live_server.http("sdp/live/web"), timeout=30).read().decode()
         assert f"a=control:{live_server.url('live/web')}/trackID=0" in sdp
     finally:
         publisher.stop()
@@ -433,9 +433,9 @@ def test_live_path_in_the_browser_fallback_is_bit_exact_and_ends_with_the_publis
     path = "live/web"
     publisher = Publisher(live_server, path)
     try:
-        index = urllib.request.urlopen(live_server.http(), timeout=10).read().decode()
+        index = urllib.request.urlopen(live_server.http(), timeout=30).read().decode()
         assert f'href="/watch/{path}"' in index
-        watch = urllib.request.urlopen(live_server.http(f"watch/{path}"), timeout=10).read().decode()
+        watch = urllib.request.urlopen(live_server.http(f"watch/{path}"), timeout=30).read().decode()
         assert f'src="/mp4/{path}"' in watch and "original file" not in watch
         video, audio = tmp_path / "v.h264", tmp_path / "a.aac"
         reader = subprocess.Popen(
@@ -485,7 +485,7 @@ def test_browser_fallback_of_a_path_with_nothing_mp4_can_carry_is_415(live_serve
     async def scenario() -> None:
         publisher = await raw_publisher(live_server, path, "m=audio 0 RTP/AVP 0\r\n")  # PCMU: relayed as is
         with pytest.raises(urllib.error.HTTPError) as refused:
-            await asyncio.to_thread(urllib.request.urlopen, live_server.http(f"mp4/{path}"), timeout=10)
+            await asyncio.to_thread(urllib.request.urlopen, live_server.http(f"mp4/{path}"), timeout=30)
         assert refused.value.code == 415 and "no track MP4 can carry" in refused.value.read().decode()
         await publisher.close()
 

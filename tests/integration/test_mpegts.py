@@ -84,7 +84,7 @@ def test_ffmpeg_demuxes_the_ts_exactly(ts_server: ServerProcess, tmp_path: Path,
 
 @pytest.mark.parametrize("transport", ["udp", "tcp"])
 def test_pyav_decodes_a_remuxed_mpeg4_file(ts_server: ServerProcess, transport: str) -> None:
-    with av.open(ts_server.url("b.mkv"), options={"rtsp_transport": transport}, timeout=10) as container:
+    with av.open(ts_server.url("b.mkv"), options={"rtsp_transport": transport}, timeout=30) as container:
         assert container.streams.video[0].codec_context.name == "mpeg4"
         frames = sum(1 for _ in container.decode(video=0))
     assert frames >= 74  # 75 frames in the file; the TS demuxer may hold back the last one

@@ -103,7 +103,7 @@ def _inside(netns: NetNamespace) -> Iterator[None]:
 
 
 def _get(server: ServerProcess, path: str) -> str:
-    return urllib.request.urlopen(server.http(path), timeout=10).read().decode()
+    return urllib.request.urlopen(server.http(path), timeout=30).read().decode()
 
 
 def _api(server: ServerProcess, path: str) -> dict:

@@ -364,7 +364,7 @@ def test_ffmpeg_ss_starts_at_the_keyframe(server: ServerProcess, tmp_path: Path)
 
 
 def test_pyav_seek_on_rtsp_input(server: ServerProcess) -> None:
-    with av.open(server.url("ten.mp4"), options={"rtsp_transport": "tcp"}, timeout=10) as container:
+    with av.open(server.url("ten.mp4"), options={"rtsp_transport": "tcp"}, timeout=30) as container:
         stream = container.streams.video[0]
         for i, _frame in enumerate(container.decode(stream)):
             if i == 10:

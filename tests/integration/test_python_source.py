@@ -91,7 +91,7 @@ def test_numpy_frames_are_served_read_and_taken_offline(
     assert "codec_name=aac|sample_rate=48000|channels=2" in out
 
     # PyAV joins at the live edge: the first picture is a keyframe, then every frame decodes
-    with av.open(url, options={"rtsp_transport": "tcp"}, timeout=10) as container:
+    with av.open(url, options={"rtsp_transport": "tcp"}, timeout=30) as container:
         video = container.streams.video[0]
         audio = container.streams.audio[0]
         pictures, samples, first_key = 0, 0, None

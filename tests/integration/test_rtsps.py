@@ -78,11 +78,11 @@ def rtsps(server: ServerProcess, path: str) -> str:
 
 def served_certificate(port: int) -> bytes:
     """The DER certificate a new TLS handshake on ``port`` gets."""
-    return ssl.PEM_cert_to_DER_cert(ssl.get_server_certificate(("127.0.0.1", port), timeout=10))
+    return ssl.PEM_cert_to_DER_cert(ssl.get_server_certificate(("127.0.0.1", port), timeout=30))
 
 
 def metric(server: ServerProcess, name: str) -> float:
-    with urllib.request.urlopen(server.http("metrics"), timeout=10) as response:
+    with urllib.request.urlopen(server.http("metrics"), timeout=30) as response:
         lines = response.read().decode().splitlines()
     return sum(float(line.split()[-1]) for line in lines if line.startswith(name + " "))
 
@@ -123,7 +123,7 @@ def test_gstreamer_rtspsrc_over_rtsps(tls_server: ServerProcess, tmp_path: Path)
 
 def test_pyav_over_rtsps(tls_server: ServerProcess) -> None:
     source = tls_server.media / "bframes.mp4"
-    with av.open(rtsps(tls_server, "bframes.mp4"), timeout=10) as container:
+    with av.open(rtsps(tls_server, "bframes.mp4"), timeout=30) as container:
         video = sum(1 for _ in container.decode(container.streams.video[0]))
     assert video == source_video_frame_count(source)
 
@@ -140,7 +140,7 @@ def test_strict_path_refuses_plain_rtsp_and_plays_over_rtsps(tls_server: ServerP
     wait_until(lambda: "encryption required" in tls_server.log(), "the refusal's log line")
     assert metric(tls_server, "streamd_encryption_refusals_total") >= 1
     try:  # the web side in clear too (this server does not redirect HTTP to HTTPS)
-        urllib.request.urlopen(tls_server.http("files/ten.mp4"), timeout=10)
+        urllib.request.urlopen(tls_server.http("files/ten.mp4"), timeout=30)
         raise AssertionError("/files/ten.mp4 served in clear")
     except urllib.error.HTTPError as error:
         assert error.code == 403

@@ -81,7 +81,7 @@ def rtsps(server: ServerProcess, path: str) -> str:
 def metric(server: ServerProcess, name: str) -> float:
     import urllib.request
 
-    with urllib.request.urlopen(server.http("metrics"), timeout=10) as response:
+    with urllib.request.urlopen(server.http("metrics"), timeout=30) as response:
         text = response.read().decode()
     match = re.search(rf"^{re.escape(name)} (\S+)$", text, re.M)
     return float(match.group(1)) if match else 0.0
@@ -231,7 +231,7 @@ class RawClient:
     """Just enough RTSP over a (TLS) socket to send what real clients would not."""
 
     def __init__(self, port: int, tls: bool) -> None:
-        sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+        sock = socket.create_connection(("127.0.0.1", port), timeout=30)
         if tls:
             context = ssl.create_default_context()
             context.check_hostname = False
@@ -363,7 +363,7 @@ def test_pyav_and_gstreamer_tcp_srtp_inside_rtsps(srtp_server: ServerProcess, tm
     source = srtp_server.media / "bframes.mp4"
     frames = source_video_frame_count(source)
     before = srtp_server.log().count("over TCP interleaved")
-    with av.open(rtsps(srtp_server, "bframes.mp4"), timeout=10) as container:
+    with av.open(rtsps(srtp_server, "bframes.mp4"), timeout=30) as container:
         assert sum(1 for _ in container.decode(container.streams.video[0])) == frames
     need("gst-launch-1.0")
     video = tmp_path / "v.yuv"

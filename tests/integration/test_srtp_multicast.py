@@ -88,7 +88,7 @@ def test_ffmpeg_joins_the_srtp_group_from_the_https_sdp(
             "the group sent",
         )
         with pytest.raises(urllib.error.HTTPError) as refused:
-            urllib.request.urlopen(server.http("sdp/live/always?multicast=1"), timeout=10)
+            urllib.request.urlopen(server.http("sdp/live/always?multicast=1"), timeout=30)
         assert refused.value.code == 403  # the key never goes out over plain HTTP
         sdp = _get_https(_https(server, "sdp/live/always?multicast=1"))
         assert "RTP/SAVP" in sdp and "a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:" in sdp
@@ -113,7 +113,7 @@ def test_a_plain_multicast_setup_on_the_encrypted_path_is_refused(srtp_mc_server
     server = srtp_mc_server
     publisher = Publisher(server, "live/enc")
     try:
-        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+        with socket.create_connection(("127.0.0.1", server.port), timeout=30) as sock:
             request = f"SETUP {server.url('live/enc/trackID=0')} RTSP/1.0\r\nCSeq: 1\r\n"
             sock.sendall((request + "Transport: RTP/AVP;multicast\r\n\r\n").encode())
             status_line = sock.recv(4096).split(b"\r\n")[0]

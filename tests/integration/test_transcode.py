@@ -42,7 +42,7 @@ def transcode_server(tmp_path_factory: pytest.TempPathFactory):
 def test_players_get_the_whole_transcoded_track(
     transcode_server: ServerProcess, name: str, codec: str, rate: int, transport: str
 ) -> None:
-    with av.open(transcode_server.url(name), options={"rtsp_transport": transport}, timeout=10) as container:
+    with av.open(transcode_server.url(name), options={"rtsp_transport": transport}, timeout=30) as container:
         stream = container.streams.audio[0]
         assert stream.codec_context.name == codec
         samples = sum(frame.samples for frame in container.decode(stream))

@@ -34,7 +34,7 @@ def short_timeout(media_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> 
 
 
 def _sessions(server: ServerProcess) -> list[dict]:
-    with urllib.request.urlopen(server.http("api/v1/sessions"), timeout=10) as response:
+    with urllib.request.urlopen(server.http("api/v1/sessions"), timeout=30) as response:
         return json.load(response)["sessions"]
 
 
@@ -103,5 +103,5 @@ def test_live555_duplicate_reports_show_no_loss(short_timeout: ServerProcess) ->
 
 
 def _text(server: ServerProcess, path: str) -> str:
-    with urllib.request.urlopen(server.http(path), timeout=10) as response:
+    with urllib.request.urlopen(server.http(path), timeout=30) as response:
         return response.read().decode()

@@ -65,7 +65,7 @@ def server(media: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Se
 
 
 def _metrics(server: ServerProcess) -> dict[str, float]:
-    with urllib.request.urlopen(server.http("metrics"), timeout=10) as response:
+    with urllib.request.urlopen(server.http("metrics"), timeout=30) as response:
         text = response.read().decode()
     found = re.findall(r"^(streamd_webrtc_file_chunk\w*) (\S+)$", text, re.M)
     return {name: float(value) for name, value in found}

@@ -210,7 +210,7 @@ def test_api_metrics_and_index_show_every_worker_and_admin_actions_reach_all(wor
             headers={"Content-Type": "application/json"},
             method="POST",
         )
-        urllib.request.urlopen(request, timeout=10).close()
+        urllib.request.urlopen(request, timeout=30).close()
         for worker in (0, 1):
             with pinned(workers.port, workers.rtp_port, worker, probe="clip.mp4") as sock:
                 status, headers, _ = exchange(sock, f"DESCRIBE {url} RTSP/1.0\nCSeq: 1\n")
@@ -222,7 +222,7 @@ def test_api_metrics_and_index_show_every_worker_and_admin_actions_reach_all(wor
             headers={"Content-Type": "application/json"},
             method="POST",
         )
-        urllib.request.urlopen(undo, timeout=10).close()
+        urllib.request.urlopen(undo, timeout=30).close()
         for sock, _ in held:
             sock.close()
 

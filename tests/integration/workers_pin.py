@@ -65,7 +65,7 @@ def worker_of(sock: socket.socket, port: int, rtp_base: int, probe: str = PROBE_
 def pinned(port: int, rtp_base: int, worker: int, probe: str = PROBE_FILE, tries: int = 200) -> socket.socket:
     """A connection to the server's RTSP port that landed on ``worker``."""
     for _ in range(tries):
-        sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+        sock = socket.create_connection(("127.0.0.1", port), timeout=30)
         try:
             if worker_of(sock, port, rtp_base, probe) == worker:
                 return sock
