@@ -563,6 +563,7 @@ def main(argv: list[str] | None = None) -> int:
         "network namespace (root; profiles this kernel cannot express are skipped)",
     )
     parser.add_argument("--out", type=Path, help="folder for the results (default benchmarks/results/<date>)")
+    parser.add_argument("--no-plots", dest="plots", action="store_false", help="skip the PNG plots")
     parser.add_argument(
         "--server-arg",
         action="append",
@@ -600,7 +601,7 @@ def main(argv: list[str] | None = None) -> int:
             variants=dict(_variant(v) for v in args.variant),
         )
     )
-    plots = plot(rep, out)
+    plots = plot(rep, out) if args.plots else []
     (out / "jitter_loss.json").write_text(json.dumps(rep, indent=1))
     text = markdown(rep, plots)
     (out / "jitter_loss.md").write_text(text)

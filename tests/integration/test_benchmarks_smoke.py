@@ -16,10 +16,20 @@ ROOT = Path(__file__).resolve().parents[2]
 
 pytestmark = [pytest.mark.integration, pytest.mark.serial]  # measures jitter and loss
 
+# two-second windows: a server sending its sender reports every second (the first after half
+# a second) gives each receiver reports to answer within them; no plots (matplotlib takes 1.5 s)
+SHORT = ["--seconds", "2", "--no-peer", "--no-plots"]
+
+
+def _short_rtcp(folder: Path) -> str:
+    config = folder / "streamd.toml"
+    config.write_text("rtcp_min_interval = 1.0\n")
+    return f"--server-arg=--config={config}"
+
 
 def test_jitter_loss_benchmark_agrees_with_the_server(tmp_path: Path) -> None:
-    args = [sys.executable, "-m", "benchmarks.jitter_loss", "--profiles", "burst-5pct", "--seconds", "3",
-            "--receivers", "1", "--no-peer", "--out", str(tmp_path)]  # fmt: skip
+    args = [sys.executable, "-m", "benchmarks.jitter_loss", "--profiles", "burst-5pct", *SHORT,
+            "--receivers", "1", _short_rtcp(tmp_path), "--out", str(tmp_path)]  # fmt: skip
     done = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     report = json.loads((tmp_path / "jitter_loss.json").read_text())
@@ -29,6 +39,7 @@ def test_jitter_loss_benchmark_agrees_with_the_server(tmp_path: Path) -> None:
     assert row["server_cumulative_lost"] == row["receiver_cumulative_lost"] > 0  # ... and all agree
     assert all(s["server"]["reports"] >= 2 for s in row["streams"])
     assert (tmp_path / "jitter_loss.md").read_text().startswith("# Jitter and loss")
+    assert not list(tmp_path.glob("*.png"))
 
 
 def test_kernel_qdiscs_in_a_namespace_agree_with_the_receivers(tmp_path: Path) -> None:
@@ -38,7 +49,7 @@ def test_kernel_qdiscs_in_a_namespace_agree_with_the_receivers(tmp_path: Path) -
     if not available_qdiscs():
         pytest.skip("no network namespaces or qdiscs here (needs root and iproute2)")
     args = [sys.executable, "-m", "benchmarks.jitter_loss", "--impairment", "kernel",
-            "--profiles", "clean", "bottleneck-2mbit", "--seconds", "3", "--receivers", "6", "--no-peer",
+            "--profiles", "clean", "bottleneck-2mbit", *SHORT, "--receivers", "6", _short_rtcp(tmp_path),
             "--out", str(tmp_path)]  # fmt: skip
     done = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
