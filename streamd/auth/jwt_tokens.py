@@ -9,7 +9,9 @@ configured otherwise), in the shape of the ``[[users]]`` permissions::
 ``path`` uses the glob rules of ``[paths.*]``; without it the permission holds for every path.
 Tokens must carry ``exp``. JWKS keys are fetched with aiohttp (PyJWT's own client blocks), kept
 for ``JWKS_TTL`` and fetched again early, at most every ``JWKS_REFETCH`` seconds, when a token
-names a key id not yet seen (keys being rotated).
+names a key id not yet seen (keys being rotated). PyJWT is imported where tokens are verified,
+not at the top: with cryptography's key types it is a tenth of every server's start-up, and most
+servers verify no tokens.
 """
 
 from __future__ import annotations
@@ -22,7 +24,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
-import jwt
 
 JWKS_TTL = 300.0
 JWKS_REFETCH = 30.0
@@ -91,6 +92,8 @@ class JwtVerifier:
         (for the JWKS cache; expiry is checked against the wall clock by PyJWT)."""
         if len(token) > MAX_TOKEN_CHARS:
             raise TokenError("token too long")
+        import jwt
+
         try:
             key: Any = self.key if self.key is not None else await self._jwk(token, now)
             claims = jwt.decode(
@@ -105,6 +108,8 @@ class JwtVerifier:
         return _grant(claims, self.claim)
 
     async def _jwk(self, token: str, now: float) -> Any:
+        import jwt
+
         kid = str(jwt.get_unverified_header(token).get("kid") or "")
         async with self._lock:
             stale = self._fetched_at is None or now - self._fetched_at > JWKS_TTL
@@ -121,6 +126,8 @@ class JwtVerifier:
 
     async def _refresh(self, now: float) -> None:
         assert self.jwks_url is not None
+        import jwt
+
         self.fetches += 1
         self._fetched_at = now
         try:

@@ -25,8 +25,7 @@ from dataclasses import asdict
 from typing import Any
 
 from streamd.cluster.node import ClusterNode
-from streamd.cluster.redis_store import RedisStore
-from streamd.cluster.service import advertised_address
+from streamd.cluster.service import advertised_address, redis_store
 from streamd.cluster.store import ClusterStore
 from streamd.config import ServerConfig
 from streamd.rtsp.errors import RtspError
@@ -53,7 +52,7 @@ class MachineNode:
         worker pulls from another node."""
         assert config.cluster is not None
         self.node = ClusterNode(
-            store or RedisStore(config.cluster, timeout=min(5.0, max(0.5, config.cluster_heartbeat))),
+            store or redis_store(config),
             heartbeat=config.cluster_heartbeat,
             load=lambda: sum(self.loads.values()),
             draining=draining,

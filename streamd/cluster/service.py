@@ -15,7 +15,6 @@ from typing import Any
 
 from streamd.cluster.edge import Edge
 from streamd.cluster.node import ClusterNode
-from streamd.cluster.redis_store import RedisStore
 from streamd.cluster.store import ClusterStore
 from streamd.config import ServerConfig
 from streamd.live.relay import RelayHooks
@@ -23,6 +22,16 @@ from streamd.rtsp.errors import RtspError
 from streamd.rtsp.message import Request, Response
 
 log = logging.getLogger("streamd")
+
+
+def redis_store(config: ServerConfig) -> ClusterStore:
+    """The cluster's store on ``config.cluster``. The redis package is imported here, not at the
+    top: it is a sixth of a server's start-up, and most servers are not in a cluster."""
+    from streamd.cluster.redis_store import RedisStore
+
+    assert config.cluster is not None
+    # a slow answer is not an outage: wait up to a heartbeat (a loaded machine answers late)
+    return RedisStore(config.cluster, timeout=min(5.0, max(0.5, config.cluster_heartbeat)))
 
 
 class Cluster:
@@ -39,8 +48,7 @@ class Cluster:
         assert config.cluster is not None
         self.config = config
         self.node = ClusterNode(
-            # a slow answer is not an outage: wait up to a heartbeat (a loaded machine answers late)
-            store or RedisStore(config.cluster, timeout=min(5.0, max(0.5, config.cluster_heartbeat))),
+            store or redis_store(config),
             heartbeat=config.cluster_heartbeat,
             load=load,
             draining=draining,
