@@ -26,10 +26,9 @@ from tests.integration.codec_matrix import record
 from tests.integration.conftest import ARTIFACTS, ServerProcess, start_server
 from tests.integration.gst import KEEP_ALL, run_pipeline
 from tests.rtsp_client import RawRtspClient
+from tests.shared_files import made_once
 
-# serial: it runs several clients at once over UDP itself, and a datagram lost to parallel load
-# fails a bit-exact check (loss has its own tests)
-pytestmark = [pytest.mark.integration, pytest.mark.serial]
+pytestmark = pytest.mark.integration
 
 CLIENTS = ("ffmpeg", "pyav", "gstreamer")
 TRANSPORTS = ("udp", "tcp")
@@ -154,7 +153,11 @@ TOOLS = {"ffmpeg": "ffmpeg", "pyav": None, "gstreamer": "gst-launch-1.0"}
 
 @pytest.fixture(scope="module")
 def audio_media(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("audio")
+    """The clips, made once per run: by the parallel pass's SDP test, for the serial matrix."""
+    return made_once(tmp_path_factory, "codec-audio-clips-1", _make_clips)
+
+
+def _make_clips(root: Path) -> None:
     for clip in CLIPS:
         mediagen.make_audio(
             root / clip.name,
@@ -165,7 +168,6 @@ def audio_media(tmp_path_factory: pytest.TempPathFactory) -> Path:
             bit_rate=clip.bit_rate,
             muxer_options=clip.muxer_options,
         )
-    return root
 
 
 @pytest.fixture(scope="module")
@@ -226,6 +228,9 @@ def sources(audio_media: Path) -> dict[str, Source]:
 _DECODE_SLACK = {"ffmpeg": 0, "pyav": 0, "gstreamer": 2048}
 
 
+# serial: it runs several clients at once over UDP itself, and a datagram lost to parallel load
+# fails a bit-exact check (loss has its own tests)
+@pytest.mark.serial
 @pytest.mark.parametrize("client", CLIENTS)
 @pytest.mark.parametrize("clip", CLIPS, ids=lambda c: c.name)
 def test_payload_is_bit_exact_and_decodes(

@@ -27,10 +27,9 @@ from tests import mediagen
 from tests.integration.codec_matrix import record
 from tests.integration.conftest import ARTIFACTS, ServerProcess, need, start_server
 from tests.integration.gst import KEEP_ALL, run_pipeline
+from tests.shared_files import made_once
 
-# serial: it runs several clients at once over UDP itself, and a datagram lost to parallel load
-# fails a bit-exact check (loss has its own tests)
-pytestmark = [pytest.mark.integration, pytest.mark.serial]
+pytestmark = pytest.mark.integration
 
 SIZE = (160, 120)
 TRANSPORTS = ("udp", "tcp")
@@ -96,17 +95,36 @@ CASES = [
 
 
 @pytest.fixture(scope="module")
-def video_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+def video_media(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The clips, made once per run: by the parallel pass's check below, for the serial matrix."""
     need("ffmpeg")
-    media = tmp_path_factory.mktemp("video-media")
+    return made_once(tmp_path_factory, "codec-video-clips-1", _make_clips)
+
+
+def _make_clips(media: Path) -> None:
     encoders = subprocess.run(["ffmpeg", "-hide_banner", "-encoders"], capture_output=True, text=True).stdout
     with ThreadPoolExecutor(3) as pool:
-        for case in CASES:
-            if f" {case.encode[1]} " in encoders:
-                pool.submit(
-                    mediagen.make_with_ffmpeg, media / case.name, *case.encode, fps=case.fps, size=SIZE
-                )
-    proc = start_server(media, tmp_path_factory.mktemp("video-server"))
+        jobs = [
+            pool.submit(mediagen.make_with_ffmpeg, media / case.name, *case.encode, fps=case.fps, size=SIZE)
+            for case in CASES
+            if f" {case.encode[1]} " in encoders
+        ]
+    for job in jobs:
+        job.result()  # an encoder that failed fails here, not as a missing clip later
+
+
+def test_every_clip_is_one_second_of_its_codec(video_media: Path) -> None:
+    """What the matrix below stands on: each clip holds the codec its row names, one second of it."""
+    for case in CASES:
+        if (video_media / case.name).exists():
+            track = probe(video_media / case.name).tracks[0]
+            assert track.codec == case.codec, (case.name, track.codec)
+            assert len(decoded_source(video_media / case.name)) == case.fps, case.name
+
+
+@pytest.fixture(scope="module")
+def video_server(video_media: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    proc = start_server(video_media, tmp_path_factory.mktemp("video-server"))
     yield proc
     code = proc.stop()
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
@@ -175,6 +193,9 @@ def check_ffmpeg_copy(case: Case, source: Path, received: Path) -> None:
         assert decoded_source(received) == decoded_source(source)
 
 
+# serial: it runs several clients at once over UDP itself, and a datagram lost to parallel load
+# fails a bit-exact check (loss has its own tests)
+@pytest.mark.serial
 @pytest.mark.parametrize("case", CASES, ids=[c.codec for c in CASES])
 def test_clients_receive_every_frame(video_server: ServerProcess, tmp_path: Path, case: Case) -> None:
     source = video_server.media / case.name

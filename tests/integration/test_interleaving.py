@@ -14,14 +14,18 @@ import asyncio
 import bisect
 import statistics
 from collections.abc import Iterator
+from pathlib import Path
 
+import av
 import pytest
 
+from media.interleave import MAX_SECONDS
 from tests.integration.conftest import ServerProcess, start_server, stop_all
 from tests.mediagen_runs import make_fragmented_mp4, make_grouped_mkv
 from tests.rtsp_client import RawRtspClient
+from tests.shared_files import made_once
 
-pytestmark = [pytest.mark.integration, pytest.mark.serial]  # asserts on each packet's lateness
+pytestmark = pytest.mark.integration
 
 MAX_BEHIND = 0.25  # s audio may trail the video of its media time (before: ~0.9 s; quiet machine: ~5 ms)
 MAX_LATENESS = 0.4  # seconds late against the typical arrival offset: loose, load may delay a moment
@@ -29,12 +33,41 @@ SPEED = 2  # media seconds per second (RFC 2326 Speed): the same schedule in hal
 
 
 @pytest.fixture(scope="module")
-def fragmented(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    media = tmp_path_factory.mktemp("runs")
+def run_files(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Made once per run: by the parallel pass's check below, for the serial timing test."""
+    return made_once(tmp_path_factory, "interleaving-runs-1", _make_run_files)
+
+
+def _make_run_files(media: Path) -> None:
     make_fragmented_mp4(media / "runs.mp4", seconds=6, run_seconds=1, size=(160, 120), bframes=False)
     # runs of 9 s: longer than the reader's read-ahead bound (8 s of media)
     make_grouped_mkv(media / "grouped.mkv", seconds=10, run_seconds=9, size=(160, 120))
-    proc = start_server(media, tmp_path_factory.mktemp("runs-server"))
+
+
+def _longest_run(path: Path) -> float:
+    """The most media seconds one track spans in consecutive packets of the file."""
+    longest, track, first = 0.0, None, 0.0
+    with av.open(str(path)) as container:
+        for packet in container.demux():
+            if packet.pts is None or packet.time_base is None:
+                continue
+            at = float(packet.pts * packet.time_base)
+            if packet.stream.index != track:
+                track, first = packet.stream.index, at
+            longest = max(longest, at - first)
+    return longest
+
+
+def test_the_files_come_in_runs_of_one_track(run_files: Path) -> None:
+    """What the timing test stands on: the MP4's runs are about a second, the Matroska file's
+    longer than the reader's read-ahead bound."""
+    assert 0.5 <= _longest_run(run_files / "runs.mp4") < 2
+    assert _longest_run(run_files / "grouped.mkv") > float(MAX_SECONDS)
+
+
+@pytest.fixture(scope="module")
+def fragmented(run_files: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    proc = start_server(run_files, tmp_path_factory.mktemp("runs-server"))
     yield proc
     stop_all(proc)
 
@@ -48,6 +81,7 @@ def _rtp_info(header: str) -> dict[str, int]:
     return result
 
 
+@pytest.mark.serial  # asserts on each packet's lateness
 @pytest.mark.parametrize("name", ["runs.mp4", "grouped.mkv"])
 def test_each_track_keeps_its_schedule_in_a_file_of_per_track_runs(
     fragmented: ServerProcess, name: str

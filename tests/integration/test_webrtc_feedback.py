@@ -18,6 +18,7 @@ import pytest
 from tests.h264_bits import slice_type
 from tests.integration.conftest import ServerProcess, need, start_server, stop_all
 from tests.integration.whep_client import WhepClient, h264_access_units
+from tests.shared_files import made_once
 from tests.waiting import until, wait_until
 
 pytestmark = pytest.mark.integration
@@ -126,9 +127,13 @@ def test_nacks_get_the_lost_packets_bit_exact_from_the_paths_history(server: Ser
 @pytest.fixture(scope="module")
 def late_bframes(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """4 s of H.264 without B-frames, then 8 s of libx264 with 2 B-frames: one MPEG-TS made of
-    two, timestamps going on (the second part offset by the first's length)."""
-    tmp_path = tmp_path_factory.mktemp("late-bframes")
+    two, timestamps going on (the second part offset by the first's length). Made once per run:
+    the serial Chromium test reuses it."""
     need("ffmpeg")
+    return made_once(tmp_path_factory, "late-bframes-4-8", _make_late_bframes) / "both.ts"
+
+
+def _make_late_bframes(tmp_path: Path) -> None:
     parts = []
     for name, seconds, options in (
         ("plain", 4, ("-bf", "0")),
@@ -145,7 +150,6 @@ def late_bframes(tmp_path_factory: pytest.TempPathFactory) -> Path:
         )  # fmt: skip
         parts.append(out.read_bytes())
     (tmp_path / "both.ts").write_bytes(b"".join(parts))
-    return tmp_path / "both.ts"
 
 
 def test_a_viewer_that_came_before_b_frames_showed_moves_onto_the_conversion(

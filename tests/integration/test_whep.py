@@ -18,6 +18,7 @@ from aiortc import RTCPeerConnection, RTCSessionDescription
 from tests.h264_bits import slice_type as _slice_type
 from tests.integration.conftest import ServerProcess, need, start_server, stop_all
 from tests.integration.whep_client import WhepClient, h264_units
+from tests.shared_files import made_once
 
 pytestmark = pytest.mark.integration
 
@@ -31,8 +32,12 @@ def _ffmpeg(*args: str) -> None:
 
 @pytest.fixture(scope="module")
 def media(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Made once per run: the serial Chromium tests reuse what the parallel pass made."""
     need("ffmpeg")
-    root = tmp_path_factory.mktemp("whep-media")
+    return made_once(tmp_path_factory, f"whep-media-{SECONDS}-{FPS}", _make_media)
+
+
+def _make_media(root: Path) -> None:
     lavfi = ["-f", "lavfi", "-i", f"testsrc2=d={SECONDS}:s=320x240:r={FPS}", "-f", "lavfi", "-i",
              f"sine=f=440:d={SECONDS}:r=48000"]  # fmt: skip
     h264 = ["-c:v", "libx264", "-profile:v", "baseline", "-bf", "0", "-g", str(FPS), "-pix_fmt", "yuv420p"]
@@ -42,7 +47,6 @@ def media(tmp_path_factory: pytest.TempPathFactory) -> Path:
             "-c:a", "aac", "-y", str(root / "hevc-aac.mp4"))  # fmt: skip
     _ffmpeg("-f", "lavfi", "-i", "sine=d=1", "-c:a", "flac", "-y", str(root / "tone.flac"))
     _ffmpeg(*long, *h264, "-c:a", "aac", "-y", str(root / "h264-aac.mp4"))
-    return root
 
 
 @pytest.fixture(scope="module")

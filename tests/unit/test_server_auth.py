@@ -5,6 +5,7 @@ reader may not publish."""
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -28,6 +29,7 @@ def media(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_media(tmp_path_factory.mktemp("media"))
 
 
+@functools.cache  # scrypt takes 45 ms a secret: once per module, not once per Hypothesis example
 def users() -> object:
     secret = lambda user, pw: make_secret(user, pw, "streamd", salt=b"salt")  # noqa: E731
     return parse_users(
