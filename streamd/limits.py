@@ -47,16 +47,32 @@ class Admission:
             del self.counts[client]
 
     @contextmanager
-    def hold(self, client: str, status: int = 503) -> Iterator[None]:
+    def hold(self, client: str, status: int = 503) -> Iterator[Held]:
         """One admission for the ``with`` block; ``RtspError(status)`` with the reason if refused."""
         reason = self.refusal(client)
         if reason is not None:
             raise RtspError(status, reason)
         self.counts[client] += 1
+        held = Held(self, client)
         try:
-            yield
+            yield held
         finally:
-            self.release(client)
+            self.release(held.key)
+
+
+class Held:
+    """One admission of an :class:`Admission`, counted under ``key`` until released."""
+
+    def __init__(self, admission: Admission, key: str) -> None:
+        self.admission = admission
+        self.key = key
+
+    def hand_over(self, key: str) -> None:
+        """Count it under ``key`` from now on, still in the total: work its client left that is
+        still finishing frees the client's share at once and the server's when it ends."""
+        self.admission.release(self.key)
+        self.admission.counts[key] += 1
+        self.key = key
 
 
 class WorkBudget:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -39,6 +39,8 @@ COPY_AUDIO = frozenset({"aac", "mp3", "opus", "flac"})
 MAX_QUEUED_CHUNKS = 8
 STEP_BYTES = 256 * 1024  # one remux step stops once this much output is ready
 STALL_SECONDS = 30.0  # a client that takes no bytes for this long is dropped (its remux stops)
+GONE_CHECK_SECONDS = 0.1  # while a step runs, how often the handler looks whether its client left
+FINISHING = "(clients gone, steps finishing)"  # the admission key of remuxes whose client left
 
 
 class Cancelled(Exception):
@@ -47,6 +49,18 @@ class Cancelled(Exception):
 
 class Stalled(Exception):
     """The HTTP client stopped reading."""
+
+
+class ClientGone(ConnectionResetError):
+    """The HTTP client closed its connection while a remux step was running."""
+
+
+def _never() -> bool:
+    return False
+
+
+def _nothing() -> None:
+    return None
 
 
 async def send_chunks(pipe: ChunkPipe, response: Any) -> None:
@@ -170,17 +184,28 @@ class Remux:
         self._steps.close()
 
 
-async def stream_remux(remux: Remux, response: web.StreamResponse) -> None:
+async def stream_remux(
+    remux: Remux,
+    response: web.StreamResponse,
+    gone: Callable[[], bool] = _never,
+    left: Callable[[], None] = _nothing,
+) -> None:
     """Send ``remux``'s output to ``response`` (an aiohttp ``StreamResponse``) to the end.
 
     The next step runs only after the client took the previous one, so a client that stops
-    reading holds no thread; ``Stalled`` when one write waits ``STALL_SECONDS``. The remux is
-    closed whatever happens (also when the handler is cancelled)."""
+    reading holds no thread; ``Stalled`` when one write waits ``STALL_SECONDS``. While a step
+    runs (seconds on a loaded machine), ``gone()`` is asked every ``GONE_CHECK_SECONDS``. When
+    the client has left (``ClientGone``, or any ``ConnectionError`` writing to it), ``left()`` is
+    called at once, to free its share, and the error raised once the remux is closed. The remux
+    is closed whatever happens (also when the handler is cancelled)."""
     step: asyncio.Future[bytes] | None = None
     try:
         while not remux.done:
             step = asyncio.ensure_future(executors.run("remux", remux.step))
-            data = await asyncio.shield(step)
+            while not (await asyncio.wait([step], timeout=GONE_CHECK_SECONDS))[0]:
+                if gone():
+                    raise ClientGone("the client left during a remux step")
+            data = step.result()
             step = None
             if data:
                 try:
@@ -188,8 +213,11 @@ async def stream_remux(remux: Remux, response: web.StreamResponse) -> None:
                 except TimeoutError:
                     raise Stalled(f"not read for {STALL_SECONDS:g} s") from None
         await response.write_eof()
+    except ConnectionError:  # the client left: its share is free before the remux winds down
+        left()
+        raise
     finally:
-        if step is not None:  # cancelled mid-step: let the step finish before closing
+        if step is not None:  # cancelled or left mid-step: let the step finish before closing
             await asyncio.wait([step])
         if not remux.done:
             await asyncio.shield(executors.run("remux", remux.close))
@@ -203,14 +231,21 @@ async def serve_file(
     ``to_h264`` converts video that is not H.264 (the watch page asks when the browser lacks the
     file's decoder)."""
     client = request.remote or ""
-    with remuxes.hold(client):
+    with remuxes.hold(client) as held:
         response = web.StreamResponse(headers={"Content-Type": "video/mp4", "Cache-Control": "no-store"})
         response.enable_chunked_encoding()
         try:
             await response.prepare(request)
             if request.method == "HEAD":
                 return response
-            await stream_remux(Remux(file, start, to_h264), response)
+            # a player that left and comes straight back (a reload, a seek) is not refused for
+            # the remux it abandoned: that one counts in the server's total until its step ends
+            await stream_remux(
+                Remux(file, start, to_h264),
+                response,
+                lambda: _left(request),
+                lambda: held.hand_over(FINISHING),
+            )
         except ConnectionError:  # the client left mid-stream: the usual end of watching
             log.debug("%s: /mp4/%s client went away", client, path)
         except Stalled as exc:
@@ -220,6 +255,12 @@ async def serve_file(
             log.warning("%s: /mp4/%s: remux failed: %s", client, path, exc)
             request.transport and request.transport.close()  # the body is cut short: never a clean end
         return response
+
+
+def _left(request: web.Request) -> bool:
+    """Whether the client of ``request`` closed its connection (aiohttp drops the transport)."""
+    transport = request.transport
+    return transport is None or transport.is_closing()
 
 
 def remux(file: Path, start: float, pipe: ChunkPipe) -> None:

@@ -69,3 +69,14 @@ def test_the_soft_open_files_limit_is_raised_to_the_hard_one() -> None:
     soft, hard = raise_open_files_limit()
     assert (soft, hard) == resource.getrlimit(resource.RLIMIT_NOFILE)
     assert soft == hard or hard == resource.RLIM_INFINITY
+
+
+def test_a_hold_handed_over_frees_the_clients_share_but_not_the_total() -> None:
+    limits = Admission(total=2, per_client=1)
+    with limits.hold("a") as held:
+        assert limits.refusal("a") is not None
+        held.hand_over("(finishing)")
+        assert limits.refusal("a") is None and limits.active == 1  # a may start again ...
+        with limits.hold("a"):
+            assert limits.refusal("b") is not None  # ... and the work it left still counts
+    assert limits.active == 0 and not limits.counts
