@@ -99,8 +99,11 @@ class FileChunks:
             try:
                 final = await loop.run_in_executor(self.executor, self.convert, job, chunks, n, emit)
             except BaseException as exc:
-                level = logging.INFO if isinstance(exc, Stopped) else logging.WARNING
-                log.log(level, "%s: converting chunk %d for WebRTC failed: %s", job.path, n, exc)
+                # stopping: the server's (Stopped) or the loop's (cancelled), neither is a failure
+                stopped = isinstance(exc, Stopped | asyncio.CancelledError)
+                level, what = (logging.INFO, "stopped") if stopped else (logging.WARNING, "failed")
+                reason = str(exc) or type(exc).__name__
+                log.log(level, "%s: converting chunk %d for WebRTC %s: %s", job.path, n, what, reason)
                 growing.fail(exc)
                 raise
             finally:
