@@ -1,9 +1,10 @@
 """Files made once per test run and shared by every pytest-xdist worker.
 
-A session-scoped fixture runs once per worker; without this, four workers would generate the same
-media four times. The first worker to ask makes the directory under a file lock, in a scratch
-directory renamed into place when complete, so the others wait and then reuse it; a worker that
-dies half-way leaves only the scratch directory, which the next one replaces.
+A session-scoped fixture runs once per worker; without this, six workers would generate the same
+media six times (and the serial pass once more). The first worker to ask makes the directory
+under a file lock, in a scratch directory renamed into place when complete, so the others wait
+and then reuse it; a worker that dies half-way leaves only the scratch directory, which the next
+one replaces.
 """
 
 from __future__ import annotations

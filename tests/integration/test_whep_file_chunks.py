@@ -104,13 +104,18 @@ def _opus_samples(packets: list[tuple[int, int, bool, bytes]]) -> np.ndarray:
 async def _watch_to_the_end(
     server: ServerProcess, path: str, viewers: int, kinds: tuple[str, ...] = ("video", "audio")
 ) -> list[WhepClient]:
-    ended = server.log().count("the file ended")
     clients = [WhepClient(server.http(f"whep/{path}")) for _ in range(viewers)]
     await asyncio.gather(*(c.start(kinds) for c in clients))
     for client in clients:
         assert client.status == 201 and "opus/48000/2" in client.answer, client.answer
         assert ("H264/90000" in client.answer) == ("video" in kinds), client.answer
-    await until(lambda: server.log().count("the file ended") >= ended + viewers, "the file's end", 60)
+    # each viewer's own end (its session's log label), never another test's viewer ending late
+    labels = [f"WHEP {(c.location or '').rsplit('/', 1)[-1][:8]} " for c in clients]
+    ends = [
+        re.compile(re.escape(label) + r"\(.*?\): " + re.escape(f"{path} ended: the file ended"))
+        for label in labels
+    ]
+    await until(lambda: all(e.search(server.log()) for e in ends), "the file's end", 60)
     await asyncio.sleep(0.3)  # the last packets on their way
     return clients
 
