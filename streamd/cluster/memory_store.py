@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from streamd.cluster.store import Claim, NodeInfo, StoreUnavailable
+from streamd.cluster.store import Claim, NodeInfo, StoreRecovering, StoreUnavailable
 
 
 class MemoryStore:
@@ -18,12 +18,14 @@ class MemoryStore:
         self._nodes: dict[str, tuple[NodeInfo, float]] = {}  # id -> (registration, expires at)
         self._claims: dict[str, tuple[Claim, float]] = {}
         self._fence = 0
+        self._held_until = 0.0  # new claims refused until then (hold_new_claims)
 
     def flush(self) -> None:
         """Forget everything, as a Redis restarted without persistence does."""
         self._nodes.clear()
         self._claims.clear()
         self._fence = 0
+        self._held_until = 0.0
 
     def _check(self) -> None:
         if not self.available:
@@ -32,9 +34,15 @@ class MemoryStore:
         self._nodes = {k: v for k, v in self._nodes.items() if v[1] > now}
         self._claims = {k: v for k, v in self._claims.items() if v[1] > now}
 
-    async def register(self, node: NodeInfo, ttl: float) -> None:
+    async def register(self, node: NodeInfo, ttl: float) -> bool:
         self._check()
+        known = node.id in self._nodes
         self._nodes[node.id] = (node, self.clock() + ttl)
+        return known
+
+    async def hold_new_claims(self, ttl: float) -> None:
+        self._check()
+        self._held_until = max(self._held_until, self.clock() + ttl)
 
     async def unregister(self, node_id: str) -> None:
         self._check()
@@ -44,11 +52,13 @@ class MemoryStore:
         self._check()
         return sorted((node for node, _ in self._nodes.values()), key=lambda node: node.id)
 
-    async def claim(self, path: str, node_id: str, ttl: float) -> tuple[Claim, bool]:
+    async def claim(self, path: str, node_id: str, ttl: float, *, new: bool = True) -> tuple[Claim, bool]:
         self._check()
         held = self._claims.get(path)
         if held is not None:
             return held[0], held[0].node == node_id
+        if new and self.clock() < self._held_until:
+            raise StoreRecovering("the store is waiting for owners to claim their paths again")
         self._fence += 1
         claim = Claim(path, node_id, self._fence)
         self._claims[path] = (claim, self.clock() + ttl)

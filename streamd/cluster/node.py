@@ -24,6 +24,9 @@ log = logging.getLogger("streamd")
 
 CLOSE_TIMEOUT = 2.0  # seconds to release claims and unregister when the server stops
 DRAIN_CHECK = 0.25  # seconds between looks at whether the node began (or stopped) draining
+# after the store forgot the nodes (a Redis restarted empty), paths nobody holds may be claimed
+# only after this many heartbeats: every owner beats within one and claims its paths again first
+RECOVERY_HEARTBEATS = 2
 
 
 class ClusterNode:
@@ -51,6 +54,7 @@ class ClusterNode:
         self._task: asyncio.Task[None] | None = None
         self._releases: set[asyncio.Task[None]] = set()
         self._told_draining = False  # what the last registration said
+        self._joined = False  # registered once: the store forgetting us since means it lost state
 
     def info(self) -> NodeInfo:
         self._told_draining = self._draining()
@@ -77,11 +81,20 @@ class ClusterNode:
     async def beat(self) -> None:
         """One heartbeat: register, renew (or re-claim) every claim, refresh the list of nodes."""
         try:
-            await self.store.register(self.info(), self.ttl)
+            known = await self.store.register(self.info(), self.ttl)
+            if self._joined and not known:  # restarted empty (or we stalled past our TTL)
+                hold = RECOVERY_HEARTBEATS * self.heartbeat
+                await self.store.hold_new_claims(hold)
+                log.warning(
+                    "cluster: the store had lost this node; new publishers wait %g s while owners "
+                    "claim their paths again",
+                    hold,
+                )
+            self._joined = True
             for path, claim in list(self.claims.items()):
                 if await self.store.renew(claim, self.ttl) or self.claims.get(path) is not claim:
                     continue
-                held, ours = await self.store.claim(path, self.id, self.ttl)  # expired meanwhile
+                held, ours = await self.store.claim(path, self.id, self.ttl, new=False)  # lost meanwhile
                 if self.claims.get(path) is not claim:
                     continue  # released while we asked
                 if ours:

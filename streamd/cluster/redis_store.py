@@ -17,13 +17,14 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
-from streamd.cluster.store import Claim, NodeInfo, StoreUnavailable
+from streamd.cluster.store import Claim, NodeInfo, StoreRecovering, StoreUnavailable
 
 PREFIX = "streamd:"
 
 CLAIM = """
 local held = redis.call('GET', KEYS[1])
 if held then return held end
+if ARGV[3] == '1' and redis.call('EXISTS', KEYS[3]) == 1 then return false end
 local token = redis.call('INCR', KEYS[2])
 local value = token .. ' ' .. ARGV[1]
 redis.call('SET', KEYS[1], value, 'PX', ARGV[2])
@@ -55,6 +56,7 @@ class RedisStore:
             url, socket_timeout=timeout, socket_connect_timeout=timeout, retry=Retry(NoBackoff(), 0)
         )
         self._prefix = prefix
+        self._held_key = f"{prefix}new-claims-held"
         self._claim = self._redis.register_script(CLAIM)
         self._renew = self._redis.register_script(RENEW)
         self._release = self._redis.register_script(RELEASE)
@@ -66,8 +68,12 @@ class RedisStore:
     def _path_key(self, path: str) -> str:
         return f"{self._prefix}path:{path}"
 
-    async def register(self, node: NodeInfo, ttl: float) -> None:
-        await self._call(self._redis.set(self._node_key(node.id), node.encode(), px=_ms(ttl)))
+    async def register(self, node: NodeInfo, ttl: float) -> bool:
+        key = self._node_key(node.id)
+        return await self._call(self._redis.set(key, node.encode(), px=_ms(ttl), get=True)) is not None
+
+    async def hold_new_claims(self, ttl: float) -> None:
+        await self._call(self._redis.set(self._held_key, "1", px=_ms(ttl)))
 
     async def unregister(self, node_id: str) -> None:
         await self._call(self._redis.delete(self._node_key(node_id)))
@@ -81,9 +87,12 @@ class RedisStore:
 
         return await self._call(scan())
 
-    async def claim(self, path: str, node_id: str, ttl: float) -> tuple[Claim, bool]:
-        keys = [self._path_key(path), f"{self._prefix}fence"]
-        held = Claim.parse(path, await self._call(self._claim(keys=keys, args=[node_id, _ms(ttl)])))
+    async def claim(self, path: str, node_id: str, ttl: float, *, new: bool = True) -> tuple[Claim, bool]:
+        keys = [self._path_key(path), f"{self._prefix}fence", self._held_key]
+        value = await self._call(self._claim(keys=keys, args=[node_id, _ms(ttl), "1" if new else "0"]))
+        if value is None:
+            raise StoreRecovering("Redis is waiting for owners to claim their paths again")
+        held = Claim.parse(path, value)
         if held is None:
             raise StoreUnavailable(f"unreadable claim on {path!r} in Redis")
         return held, held.node == node_id

@@ -17,6 +17,10 @@ class StoreUnavailable(Exception):
     """The store (Redis) cannot be reached or failed: nothing it holds can be verified now."""
 
 
+class StoreRecovering(StoreUnavailable):
+    """The store lost its claims (a restart) and waits for their owners to claim them again."""
+
+
 @dataclass(frozen=True)
 class NodeInfo:
     """A registered node: its id (its advertised RTSP base URL), its load and whether it drains."""
@@ -83,16 +87,22 @@ class Claim:
 class ClusterStore(Protocol):
     """Node registry and path claims; every method raises StoreUnavailable when it cannot answer."""
 
-    async def register(self, node: NodeInfo, ttl: float) -> None:
-        """Register or refresh ``node`` for ``ttl`` seconds of the store's clock."""
+    async def register(self, node: NodeInfo, ttl: float) -> bool:
+        """Register or refresh ``node`` for ``ttl`` seconds of the store's clock; whether it was
+        registered already (False after a restart of the store lost it, or its expiry)."""
+
+    async def hold_new_claims(self, ttl: float) -> None:
+        """Refuse claims of paths nobody holds for ``ttl`` seconds of the store's clock (re-claims
+        of a node's own paths go on), so owners re-assert theirs before anyone else may take them."""
 
     async def unregister(self, node_id: str) -> None: ...
 
     async def nodes(self) -> list[NodeInfo]:
         """Nodes registered now (expired ones are gone)."""
 
-    async def claim(self, path: str, node_id: str, ttl: float) -> tuple[Claim, bool]:
-        """Claim ``path`` atomically if nobody holds it: (the claim now held, whether it is ours)."""
+    async def claim(self, path: str, node_id: str, ttl: float, *, new: bool = True) -> tuple[Claim, bool]:
+        """Claim ``path`` atomically if nobody holds it: (the claim now held, whether it is ours).
+        ``new``: a path this node did not hold; ``StoreRecovering`` while new claims are held."""
 
     async def renew(self, claim: Claim, ttl: float) -> bool:
         """Extend ``claim`` if it is still the one held (same token); False if it was lost."""

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from streamd.cluster.redis_store import RedisStore
-from streamd.cluster.store import NodeInfo, StoreUnavailable
+from streamd.cluster.store import NodeInfo, StoreRecovering, StoreUnavailable
 from tests.integration.conftest import free_tcp_port
 
 pytestmark = pytest.mark.integration
@@ -128,5 +128,33 @@ async def test_unreachable_then_restarted_redis(redis: RedisServer) -> None:
         assert not await store.renew(claim, 5)
         again, ours = await store.claim("live/y", "rtsp://a:1", 5)
         assert ours and again.token == 1
+    finally:
+        await store.close()
+
+
+async def test_registration_says_whether_it_was_known_and_new_claims_can_be_held(redis: RedisServer) -> None:
+    """What a node uses to tell a Redis that lost its state: a registration that was not there,
+    and the hold (in Redis's clock) under which only a node's own paths can be claimed again."""
+    store = RedisStore(redis.url)
+    node = NodeInfo("rtsp://a:1", "rtsp://a:1", 0, False, 0.0)
+    try:
+        assert not await store.register(node, 5)
+        assert await store.register(node, 5)
+        await store.hold_new_claims(0.5)
+        with pytest.raises(StoreRecovering):
+            await store.claim("live/new", "rtsp://b:1", 5)
+        mine, ours = await store.claim("live/mine", "rtsp://a:1", 5, new=False)
+        assert ours and mine.node == "rtsp://a:1"
+        held, ours = await store.claim("live/mine", "rtsp://b:1", 5)  # held paths answer as ever
+        assert not ours and held == mine
+        deadline = time.monotonic() + 10
+        while True:  # the hold expires by Redis's clock
+            try:
+                _, ours = await store.claim("live/new", "rtsp://b:1", 5)
+                break
+            except StoreRecovering:
+                assert time.monotonic() < deadline
+                await asyncio.sleep(0.05)
+        assert ours
     finally:
         await store.close()

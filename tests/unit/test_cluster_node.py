@@ -167,8 +167,10 @@ async def test_a_path_taken_elsewhere_while_away_is_lost() -> None:
     await a.claim("live/x", "s1")
     store.available = False
     await a.beat()
-    clock.now += 3.5  # a's claim expired while a could not renew it
-    store.available = True
+    clock.now += 1.5
+    store.available = True  # for b: a alone cannot reach the store (a partition)
+    await b.beat()
+    clock.now += 2.0  # a's claim expired while a could not renew it; b kept beating
     await b.beat()
     await b.claim("live/x", "s7")  # b could reach the store: its publisher got the path
     await a.beat()
@@ -233,3 +235,42 @@ async def test_a_node_started_without_its_store_serves_and_joins_later() -> None
         await node.claim("live/x", "s1")
     finally:
         await node.close()
+
+
+async def test_after_the_store_restarted_empty_owners_claim_their_paths_first(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A Redis restarted without persistence forgets every claim: the first node to notice holds
+    new claims for two heartbeats, so a publisher on another node cannot take a path from its live
+    publisher before the owner's next heartbeat claims it again."""
+    caplog.set_level(logging.INFO, "streamd")
+    clock = Clock()
+    store = MemoryStore(clock)
+    lost: list[tuple[str, str]] = []
+    a = await joined(make_node(store, lost=lost), "rtsp://a:1")
+    c = await joined(make_node(store), "rtsp://c:1")
+    await a.claim("live/steady", "s1")
+    store.flush()  # Redis restarted empty
+    await c.beat()  # c notices first: the store had lost it
+    assert any("new publishers wait 2 s" in r.message for r in caplog.records)
+    with pytest.raises(RtspError) as refused:
+        await c.claim("live/steady", "s9")
+    assert refused.value.status == 503 and "claim their paths again" in refused.value.reason
+    clock.now += 0.9
+    await a.beat()  # the owner's next heartbeat: its path is claimed again
+    assert "live/steady" in a.claims and not lost
+    with pytest.raises(RtspError) as busy:
+        await c.claim("live/steady", "s9")
+    assert busy.value.status == 403
+    with pytest.raises(RtspError):
+        await c.claim("live/new", "s10")  # still held: another owner may not have beaten yet
+    clock.now += 2.0
+    await c.claim("live/new", "s10")  # the window is over
+    assert c.claims["live/new"].node == "rtsp://c:1"
+
+
+async def test_a_node_that_joins_for_the_first_time_holds_no_claims() -> None:
+    store = MemoryStore(Clock())
+    await joined(make_node(store), "rtsp://a:1")
+    b = await joined(make_node(store), "rtsp://b:1")
+    await b.claim("live/x", "s1")  # a new node is not a store that lost its state

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -68,7 +69,15 @@ def run_publisher(body, **options):  # type: ignore[no-untyped-def]
         publisher.path.readers.add(collector)
         publisher.path.online = True
         await asyncio.to_thread(body, publisher)
-        await asyncio.sleep(0.3)
+        # every frame sent taken by the encoder thread (encoded or dropped) and what it encoded
+        # delivered: data, not a pause, which a loaded machine may need more than
+        deadline = time.monotonic() + 30
+        while not (
+            publisher.frames_encoded + publisher.frames_dropped == publisher.frames_sent
+            and sum(1 for index, *_ in collector.got if index == 0) >= publisher.frames_encoded
+        ):
+            assert time.monotonic() < deadline, (publisher.frames_sent, publisher.frames_encoded)
+            await asyncio.sleep(0.01)
         publisher.close()
         await asyncio.sleep(0.05)
         return publisher, collector, closed
