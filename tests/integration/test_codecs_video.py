@@ -3,7 +3,7 @@
 Per codec, a 1 s file is served and received at once by ffmpeg (``-c copy``, compared unit by
 unit with the source where Debian's ffmpeg 5.1 can depacketize the format), PyAV (decoded
 frames hashed and compared with decoding the file itself) and GStreamer (decoded frame count).
-The clients of one codec run in parallel to keep the file fast.
+Every clip's clients run at once, eight at a time, to keep the file fast.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import shutil
 import subprocess
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -193,42 +193,91 @@ def check_ffmpeg_copy(case: Case, source: Path, received: Path) -> None:
         assert decoded_source(received) == decoded_source(source)
 
 
-# serial: it runs several clients at once over UDP itself, and a datagram lost to parallel load
-# fails a bit-exact check (loss has its own tests)
+CLIENTS = ("pyav", "ffmpeg", "gstreamer")
+
+
+def _expected_outcome(case: Case, client: str) -> str | None:
+    """What the matrix records when ``client`` receives ``case`` right; None if it cannot."""
+    if client == "ffmpeg":
+        return ("decoded" if case.codec == "mjpeg" else "bit-exact") if case.ffmpeg_format else None
+    if client == "gstreamer":
+        return "decoded" if not case.gst_reason and shutil.which("gst-launch-1.0") else None
+    return "decoded"
+
+
+def receive(video_server: ServerProcess, case: Case, client: str, transport: str, out: Path) -> None:
+    """``client`` plays ``case`` over ``transport``; AssertionError unless every frame came right."""
+    source = video_server.media / case.name
+    url = video_server.url(case.name)
+    if client == "pyav":
+        assert pyav_client(url, transport) == decoded_source(source), (
+            f"pyav/{transport}: decoded frames differ"
+        )
+    elif client == "ffmpeg":
+        assert case.ffmpeg_format is not None
+        received = ffmpeg_client(url, transport, case.ffmpeg_format, out / f"ffmpeg.{case.ffmpeg_format}")
+        check_ffmpeg_copy(case, source, received)  # MJPEG by pixels (ffmpeg rebuilds the headers)
+    else:
+        frames = gstreamer_client(url, transport, case.depay, out / "gst.yuv")
+        assert frames == case.fps, f"gstreamer/{transport}: {frames} frames decoded of {case.fps}"
+
+
+@pytest.fixture(scope="module")
+def received(
+    video_server: ServerProcess, tmp_path_factory: pytest.TempPathFactory
+) -> dict[tuple[str, str, str], str | None]:
+    """Every client over both transports for every clip, all clips at once: None when right, else
+    why not. Each run mostly waits for its 1 s clip to play in real time, so eight run at once
+    (one codec at a time, three at once, took 13 s); a UDP run that fails is run once more, since
+    a datagram lost on a loaded machine is not a format bug (loss has its own tests)."""
+    jobs = [
+        (case, client, transport)
+        for case in CASES
+        if (video_server.media / case.name).exists()
+        for client in CLIENTS
+        if _expected_outcome(case, client) is not None
+        for transport in TRANSPORTS
+    ]
+
+    def attempt(case: Case, client: str, transport: str) -> str | None:
+        out = tmp_path_factory.mktemp(f"{case.codec}-{client}-{transport}")
+        try:
+            receive(video_server, case, client, transport, out)
+        except (AssertionError, OSError, subprocess.SubprocessError, av.FFmpegError) as exc:
+            return f"{type(exc).__name__}: {exc}"
+        return None
+
+    def run(job: tuple[Case, str, str]) -> str | None:
+        failure = attempt(*job)
+        if failure is not None and job[2] == "udp":
+            failure = attempt(*job)
+        return failure
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        failures = list(pool.map(run, jobs))
+    return {
+        (case.codec, client, transport): f
+        for (case, client, transport), f in zip(jobs, failures, strict=True)
+    }
+
+
+# serial: it runs many clients at once over UDP itself, and parallel load would make it a test of
+# the machine (a datagram lost), not of the formats
 @pytest.mark.serial
 @pytest.mark.parametrize("case", CASES, ids=[c.codec for c in CASES])
-def test_clients_receive_every_frame(video_server: ServerProcess, tmp_path: Path, case: Case) -> None:
-    source = video_server.media / case.name
-    if not source.exists():
+def test_clients_receive_every_frame(
+    video_media: Path, received: dict[tuple[str, str, str], str | None], case: Case
+) -> None:
+    if not (video_media / case.name).exists():
         pytest.skip(f"ffmpeg cannot encode {case.codec} here")
-    url = video_server.url(case.name)
-    expected = decoded_source(source)
-    assert len(expected) == case.fps
-    jobs: dict[tuple[str, str], Callable[[], object]] = {}
     for transport in TRANSPORTS:
-        jobs["pyav", transport] = lambda t=transport: pyav_client(url, t)
-        if case.ffmpeg_format:
-            out = tmp_path / f"ffmpeg-{transport}.{case.ffmpeg_format}"
-            jobs["ffmpeg", transport] = lambda t=transport, o=out: ffmpeg_client(
-                url, t, case.ffmpeg_format, o
-            )
-        if not case.gst_reason and shutil.which("gst-launch-1.0"):
-            out = tmp_path / f"gst-{transport}.yuv"
-            jobs["gstreamer", transport] = lambda t=transport, o=out: gstreamer_client(url, t, case.depay, o)
-    with ThreadPoolExecutor(3) as pool:  # 2 shared cores: more at once starts losing UDP packets
-        futures = {key: pool.submit(job) for key, job in jobs.items()}
-        results = {key: future.result() for key, future in futures.items()}
-    for transport in TRANSPORTS:
-        assert results["pyav", transport] == expected, f"pyav/{transport}"
-        record(case.codec, "pyav", transport, "decoded")
-        if case.ffmpeg_format:
-            check_ffmpeg_copy(case, source, results["ffmpeg", transport])  # type: ignore[arg-type]
-            # MJPEG is checked by pixels (ffmpeg rebuilds the JPEG headers), the rest byte for byte
-            record(case.codec, "ffmpeg", transport, "decoded" if case.codec == "mjpeg" else "bit-exact")
-        else:
-            record(case.codec, "ffmpeg", transport, case.ffmpeg_reason)
-        if ("gstreamer", transport) in results:
-            assert results["gstreamer", transport] == len(expected), f"gstreamer/{transport}"
-            record(case.codec, "gstreamer", transport, "decoded")
-        elif case.gst_reason:
-            record(case.codec, "gstreamer", transport, case.gst_reason)
+        for client in CLIENTS:
+            outcome = _expected_outcome(case, client)
+            if outcome is None:
+                reason = case.ffmpeg_reason if client == "ffmpeg" else case.gst_reason
+                if reason:
+                    record(case.codec, client, transport, reason)
+                continue
+            failure = received[case.codec, client, transport]
+            assert failure is None, f"{case.codec} {client}/{transport}: {failure}"
+            record(case.codec, client, transport, outcome)
