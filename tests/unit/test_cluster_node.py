@@ -158,13 +158,19 @@ async def test_store_away_refuses_what_it_cannot_verify_then_rejoins(
     assert any("registered as rtsp://a:1" in r.message for r in caplog.records)
 
 
-async def test_a_path_taken_elsewhere_while_away_is_lost() -> None:
+async def owner_and_other(path: str) -> tuple[Clock, MemoryStore, ClusterNode, ClusterNode, list]:
+    """Nodes a (holding ``path``, its losses recorded) and b on one store with a test clock."""
     clock = Clock()
     store = MemoryStore(clock)
     lost: list[tuple[str, str]] = []
     a = await joined(make_node(store, lost=lost), "rtsp://a:1")
     b = await joined(make_node(store), "rtsp://b:1")
-    await a.claim("live/x", "s1")
+    await a.claim(path, "s1")
+    return clock, store, a, b, lost
+
+
+async def test_a_path_taken_elsewhere_while_away_is_lost() -> None:
+    clock, store, a, b, lost = await owner_and_other("live/x")
     store.available = False
     await a.beat()
     clock.now += 1.5
@@ -244,12 +250,7 @@ async def test_after_the_store_restarted_empty_owners_claim_their_paths_first(
     new claims for two heartbeats, so a publisher on another node cannot take a path from its live
     publisher before the owner's next heartbeat claims it again."""
     caplog.set_level(logging.INFO, "streamd")
-    clock = Clock()
-    store = MemoryStore(clock)
-    lost: list[tuple[str, str]] = []
-    a = await joined(make_node(store, lost=lost), "rtsp://a:1")
-    c = await joined(make_node(store), "rtsp://c:1")
-    await a.claim("live/steady", "s1")
+    clock, store, a, c, lost = await owner_and_other("live/steady")
     store.flush()  # Redis restarted empty
     await c.beat()  # c notices first: the store had lost it
     assert any("new publishers wait 2 s" in r.message for r in caplog.records)
@@ -266,7 +267,7 @@ async def test_after_the_store_restarted_empty_owners_claim_their_paths_first(
         await c.claim("live/new", "s10")  # still held: another owner may not have beaten yet
     clock.now += 2.0
     await c.claim("live/new", "s10")  # the window is over
-    assert c.claims["live/new"].node == "rtsp://c:1"
+    assert c.claims["live/new"].node == "rtsp://b:1"
 
 
 async def test_a_node_that_joins_for_the_first_time_holds_no_claims() -> None:
