@@ -10,21 +10,15 @@ import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import pytest
 import pytest_asyncio
 
 from streamd.cluster.memory_store import MemoryStore
 from streamd.cluster.store import NodeInfo
 from streamd.config import PathSettings
-from tests.unit.harness import ANNOUNCED, FakeClock, Harness, make_media, session_id
+from tests.unit.harness import ANNOUNCED, FakeClock, Harness, session_id
 
 SDP = {"Content-Type": "application/sdp"}
 ME, PEER = "rtsp://10.0.0.254:554", "rtsp://10.0.0.9:554"
-
-
-@pytest.fixture(scope="module")
-def media(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_media(tmp_path_factory.mktemp("media"))
 
 
 class Node:

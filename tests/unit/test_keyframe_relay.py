@@ -7,7 +7,6 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import pytest
 import pytest_asyncio
 from aiortc.rtp import RTCP_PSFB_PLI, RtcpPacket, RtcpPsfbPacket, RtcpRrPacket, RtcpSdesPacket, RtpPacket
 
@@ -17,17 +16,12 @@ from streamd.server_session import PlayerSession
 from streamd.srtp.context import Unprotector
 from streamd.srtp.session import SessionSrtp
 from streamd.srtp.suites import MasterKey
-from tests.unit.harness import ANNOUNCED, FakeConnection, Harness, make_media, session_id
+from tests.unit.harness import ANNOUNCED, FakeConnection, Harness, session_id
 
 SDP = {"Content-Type": "application/sdp"}
 RECORD_TCP = {"Transport": "RTP/AVP/TCP;unicast;interleaved=4-5;mode=record"}
 RECORD_UDP = {"Transport": "RTP/AVP;unicast;client_port=7000-7001;mode=record"}
 PUBLISHER_SSRC = 0x1234ABCD
-
-
-@pytest.fixture(scope="module")
-def media(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_media(tmp_path_factory.mktemp("media"))
 
 
 @pytest_asyncio.fixture

@@ -9,7 +9,6 @@ import functools
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import pytest
 import pytest_asyncio
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -18,15 +17,10 @@ from streamd.auth.secrets import make_secret
 from streamd.auth.users import parse_users
 from streamd.rtsp.client import ClientProtocol
 from streamd.rtsp.message import Response
-from tests.unit.harness import ANNOUNCED, FakeConnection, Harness, make_media, session_id
+from tests.unit.harness import ANNOUNCED, FakeConnection, Harness, session_id
 
 UDP = {"Transport": "RTP/AVP;unicast;client_port=5000-5001"}
 BASE = "rtsp://10.0.0.254:554/"
-
-
-@pytest.fixture(scope="module")
-def media(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_media(tmp_path_factory.mktemp("media"))
 
 
 @functools.cache  # scrypt takes 45 ms a secret: once per module, not once per Hypothesis example

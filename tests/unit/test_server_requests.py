@@ -19,7 +19,6 @@ from tests.unit.harness import (
     ANNOUNCED,
     FakeConnection,
     Harness,
-    make_media,
     receiver_report,
     session_id,
     until,
@@ -30,11 +29,6 @@ UDP = {"Transport": "RTP/AVP;unicast;client_port=5000-5001"}
 RECORD_TCP = {"Transport": "RTP/AVP/TCP;unicast;interleaved=0-1;mode=record"}
 RECORD_UDP = {"Transport": "RTP/AVP;unicast;client_port=7000-7001;mode=record"}
 SDP = {"Content-Type": "application/sdp"}
-
-
-@pytest.fixture(scope="module")
-def media(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_media(tmp_path_factory.mktemp("media"))
 
 
 @pytest_asyncio.fixture

@@ -10,7 +10,6 @@ import struct
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import pytest
 import pytest_asyncio
 from aiortc.rtp import RTCP_PSFB_PLI, RtcpPacket, RtcpPsfbPacket
 from hypothesis import given
@@ -30,7 +29,7 @@ from streamd.srtp.mikey import (
 )
 from streamd.srtp.sdes import CryptoAttribute, format_crypto
 from streamd.srtp.suites import SUITES, MasterKey
-from tests.unit.harness import ANNOUNCED, FakeConnection, Harness, make_media, session_id
+from tests.unit.harness import ANNOUNCED, FakeConnection, Harness, session_id
 
 SDP = {"Content-Type": "application/sdp"}
 SAVP_UDP = {"Transport": "RTP/SAVP;unicast;client_port=7000-7001;mode=record"}
@@ -40,11 +39,6 @@ AUDIO = "m=audio 0 RTP/SAVP 97\r\na=rtpmap:97 MPEG4-GENERIC/48000/2\r\n" + (
     "indexdeltalength=3;config=1190\r\na=control:streamid=1\r\n"
 )
 SAVP_ANNOUNCE = ANNOUNCED.replace("RTP/AVP", "RTP/SAVP") + AUDIO  # what rtspclientsink profiles=savp sends
-
-
-@pytest.fixture(scope="module")
-def media(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_media(tmp_path_factory.mktemp("media"))
 
 
 @pytest_asyncio.fixture

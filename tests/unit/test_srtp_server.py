@@ -21,7 +21,6 @@ from tests.unit.harness import (
     ANNOUNCED,
     FakeConnection,
     Harness,
-    make_media,
     receiver_report,
     session_id,
     until,
@@ -36,11 +35,6 @@ CLIENT_KEY = MasterKey.generate()
 def key_mgmt(key: MasterKey = CLIENT_KEY) -> dict[str, str]:
     message = build_mikey(key, [CryptoSession(0, 0x1234)], 1, 0, bytes(16))
     return {"KeyMgmt": format_key_mgmt("rtsps://10.0.0.254/clip.mp4/trackID=0", message)}
-
-
-@pytest.fixture(scope="module")
-def media(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_media(tmp_path_factory.mktemp("media"))
 
 
 @pytest_asyncio.fixture
