@@ -244,6 +244,14 @@ def _start_server(
     raise RuntimeError(f"server did not start:\n{server.log()}")
 
 
+def start_live_only(tmp: Path, config: str) -> ServerProcess:
+    """A server with no files (only live paths) and the TOML ``config``, in ``tmp``."""
+    media = tmp / "media"
+    media.mkdir()
+    (tmp / "streamd.toml").write_text(config)
+    return start_server(media, tmp, "--config", str(tmp / "streamd.toml"))
+
+
 def stop_all(*procs: ServerProcess) -> None:
     """Stop every server, then check their logs: a failed check leaks no server process."""
     for proc in procs:

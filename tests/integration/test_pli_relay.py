@@ -17,7 +17,7 @@ from streamd.live.keyframe_relay import PLI_INTERVAL
 from streamd.rtp.rtcp import parse_compound
 from streamd.rtsp.headers import parse_transport
 from streamd.rtsp.message import InterleavedFrame
-from tests.integration.conftest import ServerProcess, need, start_server, stop_all
+from tests.integration.conftest import ServerProcess, need, start_live_only, start_server, stop_all
 from tests.integration.gst import live_publisher
 from tests.integration.whep_client import WhepClient
 from tests.rtsp_client import RawRtspClient
@@ -37,12 +37,7 @@ SDP = (
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    tmp = tmp_path_factory.mktemp("pli")
-    media = tmp / "media"
-    media.mkdir()
-    config = tmp / "streamd.toml"
-    config.write_text("webrtc_connect_timeout = 10\n")
-    proc = start_server(media, tmp, "--config", str(config))
+    proc = start_live_only(tmp_path_factory.mktemp("pli"), "webrtc_connect_timeout = 10\n")
     yield proc
     stop_all(proc)
 

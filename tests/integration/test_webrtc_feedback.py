@@ -16,7 +16,7 @@ import av
 import pytest
 
 from tests.h264_bits import slice_type
-from tests.integration.conftest import ServerProcess, need, start_server, stop_all
+from tests.integration.conftest import ServerProcess, need, start_live_only, stop_all
 from tests.integration.whep_client import WhepClient, h264_access_units
 from tests.shared_files import made_once
 from tests.waiting import until, wait_until
@@ -26,12 +26,7 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    tmp = tmp_path_factory.mktemp("feedback")
-    media = tmp / "media"
-    media.mkdir()
-    config = tmp / "streamd.toml"
-    config.write_text("webrtc_connect_timeout = 10\n")
-    proc = start_server(media, tmp, "--config", str(config))
+    proc = start_live_only(tmp_path_factory.mktemp("feedback"), "webrtc_connect_timeout = 10\n")
     yield proc
     stop_all(proc)
 

@@ -34,22 +34,7 @@ from streamd.webrtc.nack import (
 )
 from streamd.webrtc.sink import Renumbered, WebrtcSink
 from tests.unit.test_webrtc_bframes import encoded
-
-
-class FakePeer:
-    def __init__(self) -> None:
-        self.sent: list[bytes] = []
-        self.closed = False
-
-    def send_rtp(self, packet: bytes) -> bool:
-        self.sent.append(packet)
-        return True
-
-    def send_rtcp(self, packet: bytes) -> bool:
-        return True
-
-    def backlog(self) -> int:
-        return 0
+from tests.unit.webrtc_fakes import FakePeer
 
 
 def _nack(*lost: int) -> RtcpRtpfbPacket:

@@ -10,23 +10,7 @@ from aiortc.rtp import RTCP_PSFB_FIR, RTCP_PSFB_PLI, RTCP_RTPFB_NACK, RtcpPsfbPa
 from streamd.rtp.outgoing import OutgoingStream
 from streamd.rtp.payload.opus import OpusFormat
 from streamd.webrtc.sink import HISTORY, Renumbered, WebrtcSink
-
-
-class FakePeer:
-    def __init__(self) -> None:
-        self.sent: list[bytes] = []
-        self.closed = False
-
-    def send_rtp(self, packet: bytes) -> bool:
-        self.sent.append(packet)
-        return True
-
-    def send_rtcp(self, packet: bytes) -> bool:
-        self.sent.append(packet)
-        return True
-
-    def backlog(self) -> int:
-        return 0
+from tests.unit.webrtc_fakes import FakePeer
 
 
 def _packet(seq: int) -> bytes:
