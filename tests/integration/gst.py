@@ -24,14 +24,20 @@ def rtspsrc_shutdown_race(returncode: int, output: str) -> bool:
     At EOS, gst-launch takes the pipeline down through PAUSED: rtspsrc starts sending PAUSE, and
     the close that follows flushes the connection under it, so the PAUSE fails with "Received
     end-of-file" and gst-launch exits 1, although every buffer had arrived and our TEARDOWN reply
-    came on the same, still open, connection. Callers check the data themselves.
+    came on the same, still open, connection. Over an HTTP tunnel the same close can come before
+    the PAUSE: then the error is posted from ``gst_rtspsrc_try_send`` and ``gst_rtspsrc_close``, with
+    "Received end-of-file" (GStreamer closed the tunnel's connections itself; the server logs the
+    whole stream sent). Callers check the data themselves.
     """
     errors = [line for line in output.splitlines() if line.startswith("ERROR")]
+    closing = "gst_rtspsrc_pause" in output or (
+        "gst_rtspsrc_close" in output and "Received end-of-file" in output
+    )
     return (
         returncode == 1
         and bool(errors)
         and all("Could not write to resource" in line for line in errors)
-        and "gst_rtspsrc_pause" in output
+        and closing
     )
 
 

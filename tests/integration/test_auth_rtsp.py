@@ -26,7 +26,7 @@ from tests.integration.conftest import (
     start_server,
     stop_all,
 )
-from tests.integration.gst import rtspclientsink_shutdown_race, rtspsrc_shutdown_race
+from tests.integration.gst import publish, rtspclientsink_shutdown_race, rtspsrc_shutdown_race
 from tests.rtsp_client import RawRtspClient
 
 pytestmark = pytest.mark.integration
@@ -144,8 +144,7 @@ def test_gstreamer_rtspsrc_and_rtspclientsink_with_credentials(server: ServerPro
     source = f"location={media / 'cams' / 'door.mp4'}"
     head = ["filesrc", source, "!", "qtdemux", "name=d", "d.video_0", "!", "queue", "!", "h264parse", "!"]
     sink = ["rtspclientsink", f"location=rtsp://127.0.0.1:{server.port}/live/gst", "protocols=tcp"]
-    ok, output = gst(*head, *sink, "user-id=cam", "user-pw=c-pw")
-    assert ok, output
+    publish(" ".join([*head, *sink, "user-id=cam", "user-pw=c-pw"]), streams=1)  # it may not exit by itself
     wait_for_log(server, "RECORD: live/gst is live")
     ok, output = gst(
         *head,
