@@ -19,7 +19,8 @@ from av.audio.fifo import AudioFifo
 from media.aac import parse_audio_specific_config
 from media.access_unit import AccessUnit
 from media.errors import MediaError
-from media.h264 import config_from_annexb, split_annexb
+from media.h264 import config_from_annexb
+from media.h264_encoder import encode_h264
 from media.track import Track
 
 VIDEO_CLOCK = 90000
@@ -153,21 +154,6 @@ class LiveVideoEncoder:
         if self.pixel_format == "yuv420p":
             return (self.height * 3 // 2, self.width)
         return (self.height, self.width, 4 if self.pixel_format in ("rgba", "bgra") else 3)
-
-
-def encode_h264(encoder: Any, picture: Any, stream_index: int) -> list[AccessUnit]:
-    """Encode ``picture`` (None flushes) with a PyAV H.264 encoder into Annex B access units."""
-    try:
-        packets = encoder.encode(picture)
-    except (av.FFmpegError, ValueError) as exc:
-        raise MediaError(f"H.264 encoder failed: {exc}") from exc
-    units = []
-    for packet in packets:
-        data = bytes(packet)
-        pts = packet.pts if packet.pts is not None else 0
-        dts = packet.dts if packet.dts is not None else pts
-        units.append(AccessUnit(stream_index, pts, dts, packet.is_keyframe, data, tuple(split_annexb(data))))
-    return units
 
 
 class LiveAudioEncoder:

@@ -18,7 +18,7 @@ import av
 from media.access_unit import AccessUnit
 from media.errors import MediaError
 from media.h264 import config_from_annexb
-from media.live_encoder import encode_h264
+from media.h264_encoder import encode_h264
 from media.track import H264Config, H265Config, Track
 
 START = b"\x00\x00\x00\x01"

@@ -19,13 +19,15 @@ import dataclasses
 import logging
 import threading
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from streamd.catalog import Catalog
 from streamd.config import ServerConfig
 from streamd.live.hub import LivePath
-from streamd.live.python_source import AudioSettings, FramePublisher, VideoSettings
 from streamd.server import RtspServer
+
+if TYPE_CHECKING:  # imported by publish(): numpy and the encoders cost every other server 0.15 s
+    from streamd.live.python_source import FramePublisher
 
 __all__ = ["Server", "ServerThread", "serve_in_thread"]
 
@@ -177,6 +179,8 @@ class Server:
         Call it on the server's event loop. ValueError when the path is already being published
         (by another publisher here, or by an RTSP client) or a setting is wrong.
         """
+        from streamd.live.python_source import AudioSettings, FramePublisher, VideoSettings
+
         rtsp = self.rtsp
         if rtsp is None:
             raise RuntimeError("the server is not running (use `async with Server(...)` or start())")

@@ -31,7 +31,6 @@ from pathlib import Path
 from typing import Any
 
 import av
-import numpy as np
 
 from media.access_unit import AccessUnit
 from media.errors import MediaError
@@ -259,6 +258,8 @@ class _Opus:
     """One audio track of a chunk as Opus frames on the file's 20 ms grid, made as asked for."""
 
     def __init__(self, job: ChunkJob, index: int, first: Fraction | None) -> None:
+        import numpy as np  # here, not at the top: only audio conversions need it (a server start skips it)
+
         self.job, self.index = job, index
         self.source = source = decodable(job.source.track(index))
         _, self.layout = encoder_format(source.sample_rate, source.channels, "opus")
@@ -328,6 +329,8 @@ class _Opus:
         return out
 
     def _encode(self, j: int) -> list[AccessUnit]:
+        import numpy as np
+
         if self.encoder is None:
             encoder: Any = av.CodecContext.create("libopus", "w")
             encoder.sample_rate, encoder.layout, encoder.format = OPUS_RATE, self.layout, "s16"
@@ -395,6 +398,8 @@ class _Opus:
         return True
 
     def _place(self, out: Any) -> None:
+        import numpy as np
+
         assert self.position is not None
         data = out.to_ndarray().reshape(-1)
         at, count = self.position, out.samples
