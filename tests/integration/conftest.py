@@ -19,6 +19,8 @@ from pathlib import Path
 
 import pytest
 
+from tests import server_forks
+from tests.server_forks import ForkedServer
 from tests.shared_files import made_once
 from tests.tlscerts import CertPair
 
@@ -116,7 +118,7 @@ def udp_pair() -> tuple[socket.socket, socket.socket]:
 
 @dataclass
 class ServerProcess:
-    process: subprocess.Popen[bytes]
+    process: subprocess.Popen[bytes] | ForkedServer
     port: int
     rtp_port: int
     log_path: Path
@@ -213,8 +215,12 @@ def _start_server(
         else:
             http_port = free_tcp_port()
             args += ["--http-port", str(http_port)]
-    with open(log_path, "wb") as log_file:
-        process = subprocess.Popen(args, stdout=log_file, stderr=subprocess.STDOUT, cwd=ROOT)
+    process: subprocess.Popen[bytes] | ForkedServer
+    if not prefix and server_forks.enabled():  # the same command, forked from a preloaded process
+        process = server_forks.spawn(args[3:], log_path, ROOT)
+    else:
+        with open(log_path, "wb") as log_file:
+            process = subprocess.Popen(args, stdout=log_file, stderr=subprocess.STDOUT, cwd=ROOT)
     server = ServerProcess(process, port, rtp_port, log_path, media, http_port)
     tls_ports = [
         int(extra[extra.index(flag) + 1])
