@@ -55,6 +55,8 @@ MAX_CONNECTIONS = 4096
 # aiohttp adds them unless the client sent them (Content-Type: to a body)
 UNSENT = ("User-Agent", "Accept", "Accept-Encoding", "Content-Type")
 
+CORS = {"Access-Control-Allow-Origin": "*"}
+
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 Placement = Callable[[web.Request], Awaitable[int | None]]  # the sibling a request belongs to
 
@@ -171,17 +173,26 @@ class Forwarder:
                 await response.write_eof()
                 return response
         except (aiohttp.ClientError, TimeoutError, ConnectionError) as exc:
+            if response is not None and response.prepared and _client_left(request):
+                # a player leaving mid-answer (a browser closing its tab) is no worker's fault
+                log.debug("%s, forwarded to worker %d: the client left mid-answer", what, worker)
+                return response
             reason = f"worker {worker} did not answer: {exc or type(exc).__name__}"
         log.warning("%s, forwarded to worker %d: %s", what, worker, reason)
         if response is not None and response.prepared:  # mid-answer: the client sees it cut short
             if request.transport is not None:
                 request.transport.close()
             return response
-        return web.Response(status=502, text=f"502: {reason}\n")
+        # the routes forwarded (WHEP, live HLS) answer web players on any site: so does their 502
+        return web.Response(status=502, text=f"502: {reason}\n", headers=CORS)
 
     async def close(self) -> None:
         sessions, self._sessions = list(self._sessions.values()), {}
         await asyncio.gather(*(s.close() for s in sessions), return_exceptions=True)
+
+
+def _client_left(request: web.Request) -> bool:
+    return request.transport is None or request.transport.is_closing()
 
 
 def middleware(private: Path, place: Placement, forwarder: Forwarder) -> Callable[..., Awaitable[Any]]:
