@@ -23,6 +23,7 @@ CHUNK = b"x" * 65536
 @pytest.fixture
 async def front(tmp_path: Path) -> AsyncIterator[str]:
     """The front's base URL; its requests go to worker 1, which streams a long answer slowly."""
+
     async def endless(request: web.Request) -> web.StreamResponse:
         response = web.StreamResponse(headers={"Content-Type": "video/mp4"})
         await response.prepare(request)
@@ -71,7 +72,9 @@ async def test_the_siblings_answer_comes_back_with_the_clients_address(front: st
         assert await response.text() == "from worker 1: 127.0.0.1"
 
 
-async def test_a_client_leaving_mid_answer_is_no_warning(front: str, caplog: pytest.LogCaptureFixture) -> None:
+async def test_a_client_leaving_mid_answer_is_no_warning(
+    front: str, caplog: pytest.LogCaptureFixture
+) -> None:
     caplog.set_level(logging.DEBUG, logger="streamd")
     async with aiohttp.ClientSession() as http:
         response = await http.get(f"{front}/endless")
