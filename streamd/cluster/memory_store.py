@@ -19,6 +19,7 @@ class MemoryStore:
         self._claims: dict[str, tuple[Claim, float]] = {}
         self._fence = 0
         self._held_until = 0.0  # new claims refused until then (hold_new_claims)
+        self._registered = False  # a node registered since the store began (its lost-state sign)
 
     def flush(self) -> None:
         """Forget everything, as a Redis restarted without persistence does."""
@@ -26,6 +27,7 @@ class MemoryStore:
         self._claims.clear()
         self._fence = 0
         self._held_until = 0.0
+        self._registered = False
 
     def _check(self) -> None:
         if not self.available:
@@ -38,6 +40,7 @@ class MemoryStore:
         self._check()
         known = node.id in self._nodes
         self._nodes[node.id] = (node, self.clock() + ttl)
+        self._registered = True
         return known
 
     async def hold_new_claims(self, ttl: float) -> None:
@@ -57,7 +60,7 @@ class MemoryStore:
         held = self._claims.get(path)
         if held is not None:
             return held[0], held[0].node == node_id
-        if new and self.clock() < self._held_until:
+        if new and (self.clock() < self._held_until or not self._registered):
             raise StoreRecovering("the store is waiting for owners to claim their paths again")
         self._fence += 1
         claim = Claim(path, node_id, self._fence)

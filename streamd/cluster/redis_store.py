@@ -1,7 +1,9 @@
 """The cluster store on Redis (or Valkey), with the maintained ``redis`` package's asyncio API.
 
 Keys (``<prefix>`` is ``streamd:``): ``node:<id>`` a node's registration (JSON), ``path:<path>``
-a claim (``"<token> <node id>"``), ``fence`` the fencing-token counter. Every time to live is a
+a claim (``"<token> <node id>"``), ``fence`` the fencing-token counter, ``cluster`` set by every
+registration and never expiring (without it, a Redis restarted empty takes no new claim until a
+node has registered again), ``new-claims-held`` the hold after such a restart. Every time to live is a
 key expiry (``PX``), so Redis's clock alone decides what has expired. Claims are made, renewed
 and released by Lua scripts, which Redis runs atomically: of two nodes claiming a path at the
 same moment exactly one sets it, and only the holder of a token can extend or delete it. The
@@ -24,7 +26,9 @@ PREFIX = "streamd:"
 CLAIM = """
 local held = redis.call('GET', KEYS[1])
 if held then return held end
-if ARGV[3] == '1' and redis.call('EXISTS', KEYS[3]) == 1 then return false end
+if ARGV[3] == '1' and (redis.call('EXISTS', KEYS[3]) == 1 or redis.call('EXISTS', KEYS[4]) == 0) then
+  return false
+end
 local token = redis.call('INCR', KEYS[2])
 local value = token .. ' ' .. ARGV[1]
 redis.call('SET', KEYS[1], value, 'PX', ARGV[2])
@@ -57,6 +61,7 @@ class RedisStore:
         )
         self._prefix = prefix
         self._held_key = f"{prefix}new-claims-held"
+        self._cluster_key = f"{prefix}cluster"
         self._claim = self._redis.register_script(CLAIM)
         self._renew = self._redis.register_script(RENEW)
         self._release = self._redis.register_script(RELEASE)
@@ -69,8 +74,13 @@ class RedisStore:
         return f"{self._prefix}path:{path}"
 
     async def register(self, node: NodeInfo, ttl: float) -> bool:
-        key = self._node_key(node.id)
-        return await self._call(self._redis.set(key, node.encode(), px=_ms(ttl), get=True)) is not None
+        async def both() -> Any:
+            async with self._redis.pipeline(transaction=True) as pipe:
+                pipe.set(self._node_key(node.id), node.encode(), px=_ms(ttl), get=True)
+                pipe.set(self._cluster_key, "1")
+                return (await pipe.execute())[0]
+
+        return await self._call(both()) is not None
 
     async def hold_new_claims(self, ttl: float) -> None:
         await self._call(self._redis.set(self._held_key, "1", px=_ms(ttl)))
@@ -88,7 +98,7 @@ class RedisStore:
         return await self._call(scan())
 
     async def claim(self, path: str, node_id: str, ttl: float, *, new: bool = True) -> tuple[Claim, bool]:
-        keys = [self._path_key(path), f"{self._prefix}fence", self._held_key]
+        keys = [self._path_key(path), f"{self._prefix}fence", self._held_key, self._cluster_key]
         value = await self._call(self._claim(keys=keys, args=[node_id, _ms(ttl), "1" if new else "0"]))
         if value is None:
             raise StoreRecovering("Redis is waiting for owners to claim their paths again")

@@ -102,7 +102,9 @@ class ClusterStore(Protocol):
 
     async def claim(self, path: str, node_id: str, ttl: float, *, new: bool = True) -> tuple[Claim, bool]:
         """Claim ``path`` atomically if nobody holds it: (the claim now held, whether it is ours).
-        ``new``: a path this node did not hold; ``StoreRecovering`` while new claims are held."""
+        ``new``: a path this node did not hold; ``StoreRecovering`` while new claims are held, and
+        while no node has registered since the store began (it lost its state: a node registers
+        before its first claim)."""
 
     async def renew(self, claim: Claim, ttl: float) -> bool:
         """Extend ``claim`` if it is still the one held (same token); False if it was lost."""

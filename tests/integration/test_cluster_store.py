@@ -78,6 +78,7 @@ def redis(tmp_path: Path) -> Iterator[RedisServer]:
 async def test_concurrent_claims_on_separate_connections_one_winner(redis: RedisServer) -> None:
     stores = [RedisStore(redis.url) for _ in range(12)]
     try:
+        await stores[0].register(NodeInfo("rtsp://n0:1", "rtsp://n0:1"), 5)  # a cluster began
         for rounds in range(5):
             path = f"live/race{rounds}"
             results = await asyncio.gather(
@@ -114,8 +115,12 @@ async def test_expiry_fencing_and_owner_on_redis(redis: RedisServer) -> None:
 
 
 async def test_unreachable_then_restarted_redis(redis: RedisServer) -> None:
+    """Redis away, then back empty: until a node has registered again it takes no new claim (a
+    publisher elsewhere could otherwise take a path before its owner's heartbeat claims it)."""
     store = RedisStore(redis.url)
+    node = NodeInfo("rtsp://a:1", "rtsp://a:1")
     try:
+        assert not await store.register(node, 5)
         claim, _ = await store.claim("live/y", "rtsp://a:1", 5)
         redis.kill()
         started = time.monotonic()
@@ -126,8 +131,13 @@ async def test_unreachable_then_restarted_redis(redis: RedisServer) -> None:
             await store.claim("live/z", "rtsp://a:1", 5)
         redis.start()  # empty: the scripts are loaded again, the claim is gone
         assert not await store.renew(claim, 5)
-        again, ours = await store.claim("live/y", "rtsp://a:1", 5)
+        with pytest.raises(StoreRecovering):
+            await store.claim("live/z", "rtsp://b:1", 5)
+        again, ours = await store.claim("live/y", "rtsp://a:1", 5, new=False)  # the owner's re-claim
         assert ours and again.token == 1
+        assert not await store.register(node, 5)  # forgotten (the node then holds new claims)
+        _, ours = await store.claim("live/z", "rtsp://b:1", 5)
+        assert ours
     finally:
         await store.close()
 

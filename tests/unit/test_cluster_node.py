@@ -106,6 +106,7 @@ async def test_concurrent_claims_one_winner() -> None:
 async def test_fencing_token_an_old_claim_cannot_renew_or_release_a_new_one() -> None:
     clock = Clock()
     store = MemoryStore(clock)
+    await store.register(NodeInfo("rtsp://a:1", "rtsp://a:1"), 3.0)
     old, _ = await store.claim("live/x", "rtsp://a:1", 3.0)
     clock.now += 3.5  # expired
     new, ours = await store.claim("live/x", "rtsp://b:1", 3.0)
@@ -268,6 +269,25 @@ async def test_after_the_store_restarted_empty_owners_claim_their_paths_first(
     clock.now += 2.0
     await c.claim("live/new", "s10")  # the window is over
     assert c.claims["live/new"].node == "rtsp://b:1"
+
+
+async def test_before_any_node_registered_again_new_claims_wait_too() -> None:
+    """Redis restarted empty and a publisher announces before any node's heartbeat could notice:
+    the store holds no sign that a node registered since it began, so it takes no new claim
+    (503) until one has; then the first forgotten node's hold follows, and the owner re-claims."""
+    clock, store, a, c, lost = await owner_and_other("live/steady")
+    store.flush()  # Redis restarted empty; no heartbeat yet
+    for path in ("live/steady", "live/other"):
+        with pytest.raises(RtspError) as refused:
+            await c.claim(path, "s9")
+        assert refused.value.status == 503 and "claim their paths again" in refused.value.reason
+    await a.beat()  # the owner notices first: its path is claimed again, new claims held
+    assert "live/steady" in a.claims and not lost
+    with pytest.raises(RtspError) as busy:
+        await c.claim("live/steady", "s9")
+    assert busy.value.status == 403
+    clock.now += 2.1
+    await c.claim("live/other", "s10")
 
 
 async def test_a_node_that_joins_for_the_first_time_holds_no_claims() -> None:
