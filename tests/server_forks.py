@@ -22,6 +22,7 @@ import contextlib
 import json
 import os
 import select
+import shutil
 import signal
 import socket
 import subprocess
@@ -127,15 +128,16 @@ class _Client:
                 assert self._process.stdout is not None
                 if self._process.stdout.readline() != b"ready\n":
                     raise RuntimeError("the fork server did not start")
-                atexit.register(self._stop, self._process)
+                atexit.register(self._stop, self._process, self._address)
             return self._address
 
     @staticmethod
-    def _stop(process: subprocess.Popen[bytes]) -> None:
+    def _stop(process: subprocess.Popen[bytes], address: str) -> None:
         assert process.stdin is not None
         process.stdin.close()
         with contextlib.suppress(subprocess.TimeoutExpired):
             process.wait(5)
+        shutil.rmtree(os.path.dirname(address), ignore_errors=True)
 
 
 _client = _Client()

@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import os
 import re
 import shutil
+import tempfile
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -58,7 +60,9 @@ class DevTools:
             target.write_bytes(data)
 
 
-async def start_chromium(tmp: Path, *extra: str) -> tuple[asyncio.subprocess.Process, str]:
+async def start_chromium(tmp: Path, scratch: Path, *extra: str) -> tuple[asyncio.subprocess.Process, str]:
+    """Chromium with its profile in ``tmp`` and its TMPDIR ``scratch`` (where it leaves a folder
+    when killed; a short path: it holds a unix socket, whose path may not exceed 107 bytes)."""
     process = await asyncio.create_subprocess_exec(
         CHROMIUM,
         "--headless",
@@ -77,6 +81,7 @@ async def start_chromium(tmp: Path, *extra: str) -> tuple[asyncio.subprocess.Pro
         "about:blank",
         stdout=asyncio.subprocess.DEVNULL,
         stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, "TMPDIR": str(scratch)},
     )
     assert process.stderr is not None
     while True:
@@ -93,16 +98,20 @@ async def chromium_tab(tmp: Path, *extra: str) -> AsyncIterator[DevTools]:
     """A headless Chromium with its first tab open to DevTools (Page domain enabled); killed after.
 
     ``extra``: more command-line switches (``--ignore-certificate-errors`` for test certificates)."""
-    process, browser_ws = await start_chromium(tmp, *extra)
+    scratch = Path(tempfile.mkdtemp(prefix="streamd-chromium-"))
     try:
-        devtools_http = browser_ws.split("/devtools/")[0].replace("ws://", "http://")
-        async with aiohttp.ClientSession() as http:
-            targets = await (await http.get(f"{devtools_http}/json/list")).json()
-            page = next(t for t in targets if t["type"] == "page")
-            async with http.ws_connect(page["webSocketDebuggerUrl"], max_msg_size=0) as ws:
-                tab = DevTools(ws)
-                await tab.call("Page.enable")
-                yield tab
+        process, browser_ws = await start_chromium(tmp, scratch, *extra)
+        try:
+            devtools_http = browser_ws.split("/devtools/")[0].replace("ws://", "http://")
+            async with aiohttp.ClientSession() as http:
+                targets = await (await http.get(f"{devtools_http}/json/list")).json()
+                page = next(t for t in targets if t["type"] == "page")
+                async with http.ws_connect(page["webSocketDebuggerUrl"], max_msg_size=0) as ws:
+                    tab = DevTools(ws)
+                    await tab.call("Page.enable")
+                    yield tab
+        finally:
+            process.kill()
+            await process.wait()
     finally:
-        process.kill()
-        await process.wait()
+        shutil.rmtree(scratch, ignore_errors=True)
