@@ -56,22 +56,23 @@ class ForkedServer:
         self.args = args
         self.returncode: int | None = None
         self._connection = connection
-        self._lines = connection.makefile("rb")
-        pid = self._lines.readline()
+        self._buffer = b""  # unbuffered reads: the exit line may come right behind the pid's
+        pid = self._line(None)
         if not pid:
             raise RuntimeError("the fork server did not start the server")
         self.pid = int(pid)
 
     def poll(self) -> int | None:
-        if self.returncode is None and select.select([self._connection], [], [], 0)[0]:
-            self._read_exit()
+        if self.returncode is None:
+            self._exit_from(self._line(0))
         return self.returncode
 
     def wait(self, timeout: float | None = None) -> int:
         if self.returncode is None:
-            if not select.select([self._connection], [], [], timeout)[0]:
+            line = self._line(timeout)
+            if line is None:
                 raise subprocess.TimeoutExpired(self.args, timeout or 0)
-            self._read_exit()
+            self._exit_from(line)
         assert self.returncode is not None
         return self.returncode
 
@@ -85,10 +86,24 @@ class ForkedServer:
     def kill(self) -> None:
         self.send_signal(signal.SIGKILL)
 
-    def _read_exit(self) -> None:
-        line = self._lines.readline()
+    def _line(self, timeout: float | None) -> bytes | None:
+        """The next line, waiting up to ``timeout`` (None: for ever); None if none came by then,
+        what is left (maybe empty) if the connection ended."""
+        while b"\n" not in self._buffer:
+            if not select.select([self._connection], [], [], timeout)[0]:
+                return None
+            data = self._connection.recv(4096)
+            if not data:
+                line, self._buffer = self._buffer, b""
+                return line
+            self._buffer += data
+        line, _, self._buffer = self._buffer.partition(b"\n")
+        return line
+
+    def _exit_from(self, line: bytes | None) -> None:
+        if line is None:
+            return
         self.returncode = int(line) if line.strip() else -signal.SIGKILL  # the fork server died
-        self._lines.close()
         self._connection.close()
 
 
@@ -182,7 +197,7 @@ def _wait_for_server(connection: socket.socket, request: dict[str, Any]) -> None
         finally:
             os._exit(1)
     connection.sendall(b"%d\n" % pid)
-    _, status, _ = os.wait4(pid, 0)
+    _, status = os.waitpid(pid, 0)
     with contextlib.suppress(OSError):
         connection.sendall(b"%d\n" % os.waitstatus_to_exitcode(status))
     os._exit(0)
