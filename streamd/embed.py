@@ -26,7 +26,7 @@ from streamd.config import ServerConfig
 from streamd.live.hub import LivePath
 from streamd.server import RtspServer
 
-if TYPE_CHECKING:  # imported by publish(): numpy and the encoders cost every other server 0.15 s
+if TYPE_CHECKING:  # imported by publish(): numpy and the encoders cost every other server 0.1 s
     from streamd.live.python_source import FramePublisher
 
 __all__ = ["Server", "ServerThread", "serve_in_thread"]
