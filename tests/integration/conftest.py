@@ -1,4 +1,5 @@
-"""Fixtures that run the real server as a user would: a subprocess on free ports."""
+"""Fixtures that run the real server as a user would: `streamd serve` in a process of its own on free
+ports (forked from a process that already imported streamd: tests/server_forks.py)."""
 
 from __future__ import annotations
 
