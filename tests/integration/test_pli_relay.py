@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import socket
 import subprocess
 from collections.abc import Callable, Iterator
 
@@ -17,7 +16,7 @@ from streamd.live.keyframe_relay import PLI_INTERVAL
 from streamd.rtp.rtcp import parse_compound
 from streamd.rtsp.headers import parse_transport
 from streamd.rtsp.message import InterleavedFrame
-from tests.integration.conftest import ServerProcess, need, start_live_only, start_server, stop_all
+from tests.integration.conftest import ServerProcess, need, start_live_only, start_server, stop_all, udp_pair
 from tests.integration.gst import live_publisher
 from tests.integration.whep_client import WhepClient
 from tests.rtsp_client import RawRtspClient
@@ -62,23 +61,6 @@ class _Datagrams(asyncio.DatagramProtocol):
         self.received.append(data)
 
 
-def _udp_pair() -> tuple[socket.socket, socket.socket]:
-    """Two bound UDP sockets on consecutive ports (RTP even, RTCP next)."""
-    for _ in range(50):
-        rtp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        rtp.bind(("127.0.0.1", 0))
-        port = rtp.getsockname()[1]
-        if port % 2 == 0:
-            rtcp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-            try:
-                rtcp.bind(("127.0.0.1", port + 1))
-                return rtp, rtcp
-            except OSError:
-                rtcp.close()
-        rtp.close()
-    raise AssertionError("no free UDP port pair")
-
-
 async def _view_and_burst(server: ServerProcess, path: str) -> None:
     """A WHEP viewer of ``path`` that connects and sends 20 PLIs about its video at once."""
     client = WhepClient(server.http(f"whep/{path}"))
@@ -111,7 +93,7 @@ async def _one_pli(received: Callable[[], list[bytes]]) -> None:
 
 def test_viewer_pli_reaches_a_udp_publisher(server: ServerProcess) -> None:
     async def run() -> None:
-        rtp_sock, rtcp_sock = _udp_pair()
+        rtp_sock, rtcp_sock = udp_pair()
         loop = asyncio.get_running_loop()
         rtcp_t, rtcp = await loop.create_datagram_endpoint(_Datagrams, sock=rtcp_sock)
         rtp_t, _ = await loop.create_datagram_endpoint(asyncio.DatagramProtocol, sock=rtp_sock)
