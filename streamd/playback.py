@@ -38,6 +38,19 @@ from streamd.transport.sink import PacketSink
 log = logging.getLogger(__name__)
 
 READ_CHUNK = Fraction(2)  # wall seconds of media one read fetches
+
+
+def wall_offset() -> float:
+    """Unix time minus the event loop's clock, read precisely.
+
+    The loop's clock is CLOCK_MONOTONIC (uvloop's in whole milliseconds, never ahead), so an
+    offset taken from ``time.monotonic()`` never puts a sender report's NTP time ahead of its
+    sending; one taken from the loop's rounded clock could, by up to a millisecond, and a
+    receiver's LSR/DLSR arithmetic then gives a round trip below zero (RFC 3550 6.4.1).
+    """
+    return time.time() - time.monotonic()
+
+
 _READ_CHUNK = float(READ_CHUNK)
 _CACHED_READ_CHUNK = 1.2  # from memory: about 0.2 s of media beyond the lookahead per read
 MAX_QUEUED_UNITS = 5000  # bounds memory whatever the file's packet rate
@@ -200,7 +213,7 @@ class Playback:
         self._unit_at_a_time = any(
             isinstance(getattr(type(b.sink), "writable", None), property) for b in self.bindings.values()
         )
-        self._core.begin(now, time.time() - now)
+        self._core.begin(now, wall_offset())
         self._pacer.schedule(self, now)
 
     async def pause(self) -> Fraction:
@@ -266,7 +279,7 @@ class Playback:
     def _sync_wall_clock(self) -> None:
         """Before the first start, reports still need the loop clock's Unix time."""
         if self._core.wall_to_unix is None:
-            self._core.wall_to_unix = time.time() - self._now()
+            self._core.wall_to_unix = wall_offset()
 
     # --- pacing: called by the loop's Pacer ------------------------------------------------
 

@@ -242,10 +242,18 @@ async def test_receiver_reports_become_statistics(server: ServerProcess) -> None
     server_rtcp = int(r.headers["Transport"].split("server_port=")[1].split(";")[0].split("-")[1])
     await c.request("PLAY", c.url("ten.mp4"))
     loop = asyncio.get_running_loop()
-    sr_data = await asyncio.wait_for(loop.sock_recv(rtcp, 2000), 20)
     from streamd.rtp.rtcp import parse_compound
 
-    sr = next(p for p in parse_compound(sr_data) if isinstance(p, RtcpSrPacket))
+    async def our_sender_report() -> RtcpSrPacket:
+        """Our stream's first SR. The port pair may have been an earlier test's: a session of
+        that test still sending to it is another sender, whose reports a client ignores."""
+        while True:
+            data = await loop.sock_recv(rtcp, 2000)
+            for packet in parse_compound(data):
+                if isinstance(packet, RtcpSrPacket) and packet.ssrc == ssrc:
+                    return packet
+
+    sr = await asyncio.wait_for(our_sender_report(), 20)
     await asyncio.sleep(0.2)
     report = RtcpRrPacket(
         ssrc=0x1234,

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import time
 
 import uvloop
 from aiortc.rtp import RtpPacket
 
-from streamd.playback import clock_tick
+from streamd.playback import clock_tick, wall_offset
 from streamd.rtp.pacing import SPREAD_SHARE, PacingSettings, Pumped
 from tests.unit.test_pacing_core import au, make, run, sent_rtp, start
 
@@ -141,3 +142,19 @@ def test_the_pacer_slack_covers_uvloops_millisecond_clock() -> None:
         assert clock_tick(loop) == 0.0
     finally:
         loop.close()
+
+
+def test_sender_reports_are_never_stamped_ahead_of_the_wall_clock() -> None:
+    """An SR's NTP time is the loop's clock plus ``wall_offset()``: under uvloop's whole-millisecond
+    clock it must never run ahead of the real time, or a receiver's LSR/DLSR arithmetic gives the
+    server a round trip below zero (and the server then shows none)."""
+
+    async def check() -> None:
+        loop = asyncio.get_running_loop()
+        offset = wall_offset()
+        for _ in range(5000):
+            stamped = loop.time() + offset
+            assert stamped <= time.time() + 1e-6
+            await asyncio.sleep(0)
+
+    uvloop.run(check())
