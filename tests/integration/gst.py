@@ -27,16 +27,20 @@ def rtspsrc_shutdown_race(returncode: int, output: str) -> bool:
     came on the same, still open, connection. Over an HTTP tunnel the same close can come before
     the PAUSE: then the error is posted from ``gst_rtspsrc_try_send`` and ``gst_rtspsrc_close``, with
     "Received end-of-file" (GStreamer closed the tunnel's connections itself; the server logs the
-    whole stream sent). Callers check the data themselves.
+    whole stream sent). Under load the close can also cut a write of GStreamer's own in the middle
+    (seen over RTSPS: an interleaved RTCP frame cut short, so the server read the next request's
+    tail as a request line, 'r/1.22.0', and answered 400): then reads fail too ("Could not read
+    from resource", a parse error of that answer). Callers check the data themselves.
     """
     errors = [line for line in output.splitlines() if line.startswith("ERROR")]
     closing = "gst_rtspsrc_pause" in output or (
         "gst_rtspsrc_close" in output and "Received end-of-file" in output
     )
+    resource = ("Could not write to resource", "Could not read from resource")
     return (
         returncode == 1
         and bool(errors)
-        and all("Could not write to resource" in line for line in errors)
+        and all(any(failed in line for failed in resource) for line in errors)
         and closing
     )
 
